@@ -1,0 +1,64 @@
+//! Names for conflict copies, as a user of Dropbox knows them:
+//! `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`.
+
+/// The name a conflicting write is stored under. `stamp` is the UTC time as
+/// `YYYY-MM-DD HHMMSS`; the caller formats it, so this stays free of clocks.
+pub fn conflict_name(name: &str, device: &str, stamp: &str) -> String {
+    let (stem, ext) = split_extension(name);
+    format!("{stem} (conflicted copy from {device} {stamp}){ext}")
+}
+
+/// Splits `report.final.pdf` into `report.final` and `.pdf`. A leading dot does not start
+/// an extension (`.bashrc` has none).
+pub fn split_extension(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    }
+}
+
+/// Formats seconds since the Unix epoch (UTC) as `YYYY-MM-DD HHMMSS`.
+pub fn format_stamp(unix_seconds: i64) -> String {
+    let days = unix_seconds.div_euclid(86_400);
+    let secs = unix_seconds.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}{:02}{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            conflict_name("report.pdf", "laptop", "2024-05-01 120000"),
+            "report (conflicted copy from laptop 2024-05-01 120000).pdf"
+        );
+        assert_eq!(
+            conflict_name(".bashrc", "pc", "2024-05-01 120000"),
+            ".bashrc (conflicted copy from pc 2024-05-01 120000)"
+        );
+        assert_eq!(format_stamp(0), "1970-01-01 000000");
+        assert_eq!(format_stamp(1_700_000_000), "2023-11-14 221320");
+    }
+}
