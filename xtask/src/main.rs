@@ -1,3 +1,292 @@
-fn main() {
-    println!("Hello, world!");
+//! Project automation. `cargo xtask bench` measures Cairn against its reference figures
+//! side by side in one run (DESIGN.md §6) and prints a Markdown table for the README.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage: cargo xtask bench [--size-mib N] [--dir DIR] [--runs N]";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => bench(&args[1..]),
+        _ => bail!("{USAGE}"),
+    }
+}
+
+struct Options {
+    size_mib: u64,
+    dir: PathBuf,
+    runs: usize,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut opts = Options {
+        size_mib: 1024,
+        dir: PathBuf::from("bench-out"),
+        runs: 3,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let value = it.next().with_context(|| format!("{arg} needs a value; {USAGE}"))?;
+        match arg.as_str() {
+            "--size-mib" => opts.size_mib = value.parse()?,
+            "--dir" => opts.dir = PathBuf::from(value),
+            "--runs" => opts.runs = value.parse()?,
+            _ => bail!("unknown option {arg}; {USAGE}"),
+        }
+    }
+    Ok(opts)
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let opts = parse(args)?;
+    let root = workspace_root()?;
+    let dir = root.join(&opts.dir);
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("building release binaries…");
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "cairn-core", "--example", "chunk_bench"]))?;
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "cairn"]))?;
+    let cairn = root.join("target/release/cairn");
+    let chunk_bench = root.join("target/release/examples/chunk_bench");
+    if Command::new("b3sum").arg("--version").output().is_err() {
+        bail!("b3sum is not installed: `apt-get install b3sum` (the reference for chunk + hash)");
+    }
+
+    let bytes = opts.size_mib << 20;
+    let input = dir.join("input.bin");
+    eprintln!("writing {} MiB of random data…", opts.size_mib);
+    write_random(&input, bytes)?;
+    // Warm the page cache so both sides read from memory.
+    let _ = std::fs::read(&input).map(|v| v.len());
+
+    let mut rows = Vec::new();
+
+    // 1. Chunk + hash on one core against b3sum on one core.
+    let b3 = best_of(opts.runs, || {
+        time(Command::new("b3sum").args(["--num-threads", "1"]).arg(&input))
+    })?;
+    let ours = best_of(opts.runs, || time(Command::new(&chunk_bench).arg(&input)))?;
+    let ours_1 = best_of(opts.runs, || {
+        time(Command::new(&chunk_bench).arg(&input).args(["--threads", "1"]))
+    })?;
+    let (b3_rate, ours_rate, ours_1_rate) = (mbps(bytes, b3), mbps(bytes, ours), mbps(bytes, ours_1));
+    rows.push(row(
+        "chunk + hash, page cache (both cores)",
+        ours_rate,
+        "`b3sum --num-threads 1`",
+        b3_rate,
+        "≥ 60%",
+    ));
+    rows.push(row(
+        "chunk + hash, page cache (one core)",
+        ours_1_rate,
+        "`b3sum --num-threads 1`",
+        b3_rate,
+        "(for reference)",
+    ));
+
+    // 2. Upload of a new file against dd with fsync to the same file system.
+    let dd_out = dir.join("dd.out");
+    let dd = best_of(opts.runs, || {
+        let t = time(
+            Command::new("dd")
+                .arg(format!("if={}", input.display()))
+                .arg(format!("of={}", dd_out.display()))
+                .args(["bs=4M", "conv=fsync", "status=none"]),
+        );
+        let _ = std::fs::remove_file(&dd_out);
+        t
+    })?;
+    let dd_rate = mbps(bytes, dd);
+
+    let mut upload_best = f64::INFINITY;
+    let mut reupload_best = f64::INFINITY;
+    let mut reupload_payload = 0.0;
+    for run_no in 0..opts.runs {
+        let data_dir = dir.join(format!("server-{run_no}"));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let server = Server::start(&cairn, &data_dir)?;
+        let config_dir = dir.join(format!("client-{run_no}"));
+        let _ = std::fs::remove_dir_all(&config_dir);
+        let client = |args: &[&str]| {
+            let mut c = Command::new(&cairn);
+            c.env("CAIRN_CONFIG_DIR", &config_dir).args(args);
+            c
+        };
+        let mut login = client(&["login", &server.url, "--user", "admin", "--password-stdin"]);
+        run_with_stdin(&mut login, "bench-password")?;
+        upload_best = upload_best.min(time(client(&["put", path_str(&input), "/first"]).stderr(Stdio::null()))?);
+        let before = server.metric("cairn_block_bytes_received_total")?;
+        reupload_best =
+            reupload_best.min(time(client(&["put", path_str(&input), "/second"]).stderr(Stdio::null()))?);
+        reupload_payload = server.metric("cairn_block_bytes_received_total")? - before;
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let _ = std::fs::remove_dir_all(&config_dir);
+    }
+    rows.push(row(
+        "upload new file, loopback, durable",
+        mbps(bytes, upload_best),
+        "`dd bs=4M conv=fsync`, same FS",
+        dd_rate,
+        "≥ 85%",
+    ));
+    rows.push(format!(
+        "| re-upload same file | {:.0} MB/s | target 1500 MB/s | {:.0}% | ≥ 100% (payload sent: {} bytes, target < 1 MiB) |",
+        mbps(bytes, reupload_best),
+        mbps(bytes, reupload_best) / 1500.0 * 100.0,
+        reupload_payload
+    ));
+    let _ = std::fs::remove_file(&input);
+
+    println!("File size {} MiB, best of {} runs.\n", opts.size_mib, opts.runs);
+    println!("| what | Cairn | reference | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}
+
+fn row(what: &str, ours: f64, reference: &str, theirs: f64, target: &str) -> String {
+    format!(
+        "| {what} | {ours:.0} MB/s | {reference}: {theirs:.0} MB/s | {:.0}% | {target} |",
+        ours / theirs * 100.0
+    )
+}
+
+fn mbps(bytes: u64, seconds: f64) -> f64 {
+    bytes as f64 / seconds / 1e6
+}
+
+fn best_of(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..runs {
+        best = best.min(f()?);
+    }
+    Ok(best)
+}
+
+fn time(cmd: &mut Command) -> Result<f64> {
+    let start = Instant::now();
+    let out = cmd.stdout(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed");
+    }
+    Ok(())
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<()> {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
+    child.stdin.take().unwrap().write_all(input.as_bytes())?;
+    if !child.wait()?.success() {
+        bail!("{cmd:?} failed");
+    }
+    Ok(())
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("bench paths are UTF-8")
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(manifest.parent().context("xtask lives in the workspace")?.to_owned())
+}
+
+/// Incompressible data, so neither compression nor dedup flatters the figures.
+fn write_random(path: &Path, size: u64) -> Result<()> {
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for word in buf.chunks_exact_mut(8) {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            word.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        file.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    file.flush()?;
+    file.get_ref().sync_all()?;
+    Ok(())
+}
+
+/// A `cairn serve` child on a random loopback port, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(cairn: &Path, data_dir: &Path) -> Result<Server> {
+        let mut child = Command::new(cairn)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("CAIRN_ADMIN_PASSWORD", "bench-password")
+            .env("CAIRN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = loop {
+            if Instant::now() > deadline {
+                bail!("server did not start within 60 s");
+            }
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("cairn serving on ") {
+                        break url.to_owned();
+                    }
+                }
+                _ => bail!("server exited before listening"),
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server { child, url })
+    }
+
+    fn metric(&self, name: &str) -> Result<f64> {
+        let host = self.url.strip_prefix("http://").unwrap();
+        let mut stream = std::net::TcpStream::connect(host)?;
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,14 +1,31 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! A typed HTTP client for a Cairn server's API (`/api/v1`).
+//!
+//! [`Client`] has one method per endpoint, taking and returning the wire types of
+//! `cairn-proto`, plus the two transfers that do real work:
+//!
+//! - [`Client::upload_file`] chunks and hashes a local file with the server's chunker,
+//!   asks in batches which blocks the server lacks, uploads only those in parallel, and
+//!   commits the block list against a base revision. Memory stays bounded by a few chunks
+//!   whatever the file's size.
+//! - [`Client::download_file`] fetches a file's blocks in parallel, verifies each against
+//!   its hash and the list against the content hash, and renames a fsynced temp file into
+//!   place.
+//!
+//! Idempotent requests (reads, block uploads, block checks) are retried with backoff on
+//! connection errors, 5xx and 429; commits and other changes are retried only when the
+//! connection could not be opened at all. Every failure is a [`ClientError`] that prints
+//! as one line.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod client;
+mod download;
+mod error;
+mod fsx;
+mod upload;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use client::{Client, MAX_CHECK_HASHES};
+pub use download::{DownloadOptions, DownloadOutcome, DownloadStats};
+pub use error::ClientError;
+pub use upload::{ProgressFn, UploadOptions, UploadOutcome, UploadStats};
+
+/// Re-exported so that callers need not depend on `cairn-proto` for the common types.
+pub use cairn_proto as proto;

@@ -1,14 +1,215 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Wire types of Cairn's HTTP API (`/api/v1`), shared by the server and every client.
+//!
+//! These are the only Cairn types that are `Serialize`; the server converts its domain
+//! types into them by hand at the edge. Paths travel as strings and are validated by the
+//! server; hashes travel as 64 lowercase hex characters; revisions are opaque strings.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The API version, the path segment under which every endpoint lives.
+pub const API_VERSION: &str = "v1";
+
+/// The body of every 4xx and 5xx response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What went wrong, for people (`message`) and programs (`code`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code such as `not_found`, `conflict`, `invalid_path`.
+    pub code: String,
+    /// One sentence that says what went wrong and, where possible, what to do.
+    pub message: String,
+    /// On a revision conflict: the entry as it is now on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Box<EntryInfo>>,
+    /// On a commit naming blocks the caller has not uploaded: their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_blocks: Option<Vec<String>>,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+/// Server facts a client needs before it transfers content.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServerInfo {
+    pub version: String,
+    pub api_version: String,
+    /// The chunker the server uses, so clients cut files at the same places and
+    /// deduplicate against server-side uploads.
+    pub chunker: ChunkerInfo,
+    /// The largest block the server accepts, in bytes.
+    pub max_block_size: u64,
+}
+
+/// Content-defined chunking sizes in bytes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct ChunkerInfo {
+    pub min_size: u64,
+    pub avg_size: u64,
+    pub max_size: u64,
+}
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// Registers a device with this name and binds the token to it.
+    #[serde(default)]
+    pub device_name: Option<String>,
+}
+
+/// A bearer token and who it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginResponse {
+    /// Send as `Authorization: Bearer TOKEN`.
+    pub token: String,
+    pub user: UserInfo,
+    #[serde(default)]
+    pub device: Option<DeviceInfo>,
+}
+
+/// A user account as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserInfo {
+    pub id: i64,
+    pub name: String,
+    pub is_admin: bool,
+    #[serde(default)]
+    pub quota_bytes: Option<i64>,
+    pub created_at: i64,
+}
+
+/// The caller's account with its usage, `GET /api/v1/account`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountInfo {
+    pub user: UserInfo,
+    pub usage_bytes: i64,
+    #[serde(default)]
+    pub device: Option<DeviceInfo>,
+}
+
+/// `POST /api/v1/devices`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceRequest {
+    pub name: String,
+}
+
+/// A registered device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceInfo {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// File or folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Folder,
+}
+
+/// One file or folder.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EntryInfo {
+    pub path: String,
+    pub name: String,
+    pub kind: EntryKind,
+    /// Bytes; 0 for folders.
+    pub size: u64,
+    /// The current revision of a file; pass it as `base_rev` when replacing the file.
+    #[serde(default)]
+    pub rev: Option<String>,
+    /// BLAKE3 over the file's block hashes, in hex.
+    #[serde(default)]
+    pub content_hash: Option<String>,
+    /// Modification time given by the client, Unix milliseconds.
+    pub mtime: i64,
+    /// When the server last changed this entry, Unix milliseconds.
+    pub modified_at: i64,
+}
+
+/// `GET /api/v1/files/list`: one page of a folder's children, ordered by name.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListResponse {
+    pub entries: Vec<EntryInfo>,
+    /// Pass as `after` to read the next page; absent on the last page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// A request naming one path (`mkdir`, `delete`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PathRequest {
+    pub path: String,
+}
+
+/// `POST /api/v1/files/move` and `/copy`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MoveRequest {
+    pub from: String,
+    pub to: String,
+}
+
+/// `POST /api/v1/blocks/check`: which of these must I upload?
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlockCheckRequest {
+    pub hashes: Vec<String>,
+}
+
+/// The hashes the caller must upload before committing. A block is reported present
+/// only when the caller's own account already holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlockCheckResponse {
+    pub missing: Vec<String>,
+}
+
+/// The answer to a block upload.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlockUploadResponse {
+    pub hash: String,
+    pub size: u64,
+}
+
+/// One block of a file, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlockRef {
+    pub hash: String,
+    pub size: u32,
+}
+
+/// `POST /api/v1/files/commit`: make `path` the file made of `blocks`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommitRequest {
+    pub path: String,
+    pub blocks: Vec<BlockRef>,
+    /// The revision this content was based on; absent for a new file. A stale base is
+    /// refused with 409 and the current entry, unless `autorename` is set.
+    #[serde(default)]
+    pub base_rev: Option<String>,
+    /// On a conflict, store the content as a conflict copy beside the file instead.
+    #[serde(default)]
+    pub autorename: bool,
+    /// The file's modification time, Unix milliseconds.
+    #[serde(default)]
+    pub mtime: Option<i64>,
+}
+
+/// What a commit or upload made.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommitResponse {
+    pub entry: EntryInfo,
+    /// True when the content was stored as a conflict copy under another name.
+    pub renamed: bool,
+}
+
+/// `GET /api/v1/files/blocks`: a file's current block list, for parallel download.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileBlocksResponse {
+    pub entry: EntryInfo,
+    pub blocks: Vec<BlockRef>,
 }

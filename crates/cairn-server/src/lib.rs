@@ -1,14 +1,209 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Cairn's HTTP server: axum routers per area, authentication, metrics.
+//!
+//! [`Application::build`] opens the stores, binds the listener (port 0 works, for tests)
+//! and exposes the real address; [`Application::run`] serves until shutdown.
+
+pub mod auth;
+mod blocks;
+pub mod config;
+mod convert;
+mod error;
+mod extract;
+mod files;
+pub mod metrics;
+mod openapi;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use cairn_meta::MetaStore;
+use cairn_store::BlockStore;
+use tower_http::trace::TraceLayer;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use state::AppState;
+
+/// A built server: stores open, listener bound, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    state: AppState,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What the first start of an empty server did about the `admin` account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Users existed already.
+    None,
+    /// `admin` was created with this generated password, to be shown once.
+    AdminCreated { password: Option<String> },
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// Opens the metadata and block stores a configuration names.
+pub async fn open_stores(config: &Config) -> anyhow::Result<(MetaStore, BlockStore)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let meta = MetaStore::connect(&config.database_url)
+        .await
+        .context("cannot open the metadata database")?;
+    let blocks = BlockStore::local(&config.blocks_dir).with_context(|| {
+        format!(
+            "cannot open the block store at {}",
+            config.blocks_dir.display()
+        )
+    })?;
+    Ok((meta, blocks))
+}
+
+/// Hashes a password with the configured cost, off the async threads.
+pub async fn hash_password(config: &Config, password: String) -> anyhow::Result<String> {
+    let (m, t) = (config.argon2_memory_kib, config.argon2_iterations);
+    tokio::task::spawn_blocking(move || auth::hash_password(&password, m, t)).await?
+}
+
+/// On a server with no users, creates `admin` with `CAIRN_ADMIN_PASSWORD` or a generated
+/// password (returned so the caller can print it once).
+pub async fn bootstrap_admin(config: &Config, meta: &MetaStore) -> anyhow::Result<Bootstrap> {
+    if meta.user_count().await? > 0 {
+        return Ok(Bootstrap::None);
     }
+    let (password, generated) = match std::env::var("CAIRN_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (auth::generate_password(), true),
+    };
+    let hash = hash_password(config, password.clone()).await?;
+    meta.create_user("admin", &hash, true, None).await?;
+    Ok(Bootstrap::AdminCreated {
+        password: generated.then_some(password),
+    })
+}
+
+impl Application {
+    /// Opens the stores and binds `config.listen`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let (meta, blocks) = open_stores(&config).await?;
+        Self::with_stores(config, meta, blocks).await
+    }
+
+    /// Binds `config.listen` over stores opened by the caller.
+    pub async fn with_stores(
+        config: Config,
+        meta: MetaStore,
+        blocks: BlockStore,
+    ) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let dummy_password_hash = hash_password(&config, auth::generate_password()).await?;
+        let state = AppState {
+            meta,
+            blocks,
+            config: Arc::new(config),
+            login_limiter: Arc::default(),
+            dummy_password_hash,
+        };
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The address actually bound (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state, for callers that need the stores.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")
+    }
+}
+
+/// The whole HTTP surface, merged in one place.
+pub fn router(state: AppState) -> Router {
+    let prometheus = metrics::handle();
+    let max_block = state.config.chunker.max_size;
+    let max_json = state.config.max_json_body;
+    let api = Router::new()
+        .route("/info", get(openapi::server_info))
+        .route("/openapi.json", get(openapi::document))
+        .merge(auth::router())
+        .merge(files::router())
+        .layer(axum::extract::DefaultBodyLimit::max(max_json))
+        // Block routes set their own limit: a block, not a JSON document.
+        .merge(blocks::router(max_block));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let prometheus = prometheus.clone();
+                async move { prometheus.render() }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::not_found("no such endpoint; see /api/v1/openapi.json")
+        })
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(metrics::track))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Gives every error response the JSON error shape, including the ones axum and tower
+/// produce themselves (405 method not allowed, 413 body too large, …).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not accept that HTTP method".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "request body is too large for this endpoint".to_owned()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as application/json".to_owned()),
+        s => ("error", s.canonical_reason().unwrap_or("error").to_lowercase()),
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    // Keep headers such as Allow and Content-Range.
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }

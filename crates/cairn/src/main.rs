@@ -1,3 +1,83 @@
-fn main() {
-    println!("Hello, world!");
+//! `cairn`: the one binary. Glue only: each command parses its arguments and calls the
+//! library crate that does the work, and errors are printed once, here.
+
+mod client_cmd;
+mod server_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about = "Self-hosted file storage and sync")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options of the server-side commands, which work on a data directory directly.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerOpts {
+    /// Where the server keeps its database, blocks and settings.
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./cairn-data", global = true)]
+    pub data_dir: PathBuf,
+    /// A TOML configuration file (settings there are overridden by environment variables).
+    #[arg(long, env = "CAIRN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of the client-side commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientOpts {
+    /// Where the client keeps its credentials and state (default: ~/.config/cairn).
+    #[arg(long, env = "CAIRN_CONFIG_DIR", global = true)]
+    pub config_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[command(flatten)]
+        server: ServerOpts,
+    },
+    /// Administer a server's data directory (users, integrity, garbage collection).
+    Admin {
+        #[command(flatten)]
+        server: ServerOpts,
+        #[command(subcommand)]
+        command: server_cmd::AdminCommand,
+    },
+    #[command(flatten)]
+    Client(client_cmd::ClientCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { listen, server } => server_cmd::serve(&server, &listen).await,
+            Command::Admin { server, command } => server_cmd::admin(&server, command).await,
+            Command::Client(command) => client_cmd::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // One line, the whole chain: "cannot log in: connection refused".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,539 @@
+//! [`Client`]: one method per endpoint, retries, and error decoding.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_core::BlockHash;
+use cairn_proto::{
+    AccountInfo, BlockCheckRequest, BlockCheckResponse, BlockUploadResponse, CommitRequest,
+    CommitResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody, FileBlocksResponse,
+    ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest, ServerInfo,
+};
+use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{ClientError, RetryPolicy};
+
+/// The most hashes one `POST /blocks/check` may carry.
+pub const MAX_CHECK_HASHES: usize = 1000;
+
+/// How many times a retryable request is sent in all.
+const MAX_ATTEMPTS: u32 = 4;
+
+/// A connection to one Cairn server as one user (or anonymously, before login).
+///
+/// Cheap to clone: clones share one connection pool and the cached [`ServerInfo`].
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// The base URL without a trailing '/', such as `https://files.example.org`.
+    base: String,
+    token: Option<String>,
+    info: tokio::sync::OnceCell<ServerInfo>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token: debug output ends up in logs.
+        f.debug_struct("Client")
+            .field("base", &self.inner.base)
+            .field("authenticated", &self.inner.token.is_some())
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client for the server at `base_url` (such as `http://127.0.0.1:8080`), sending
+    /// `token` as a bearer token when given.
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let base = normalize_base_url(base_url)?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("cairn-client/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(20))
+            .tcp_keepalive(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(ClientError::Http)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                token,
+                info: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// The same server and connection pool, authenticated with `token`.
+    pub fn with_token(&self, token: String) -> Self {
+        Client {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
+                base: self.inner.base.clone(),
+                token: Some(token),
+                info: self.inner.info.clone(),
+            }),
+        }
+    }
+
+    /// The server's base URL, without a trailing '/'.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The bearer token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+
+    // ---- auth and account -------------------------------------------------------------
+
+    /// `GET /api/v1/info`, asked once per client and then remembered.
+    pub async fn server_info(&self) -> Result<ServerInfo, ClientError> {
+        self.inner
+            .info
+            .get_or_try_init(|| self.get_json("info", &[]))
+            .await
+            .cloned()
+    }
+
+    /// `POST /api/v1/auth/login`. Not retried: a rate-limited login (429) is reported.
+    pub async fn login(&self, request: &LoginRequest) -> Result<LoginResponse, ClientError> {
+        self.post_json("auth/login", request, RetryPolicy::ConnectOnly)
+            .await
+    }
+
+    /// `POST /api/v1/auth/logout`: revokes this client's token.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.send(RetryPolicy::ConnectOnly, || {
+            self.request(Method::POST, "auth/logout")
+        })
+        .await
+        .map(drop)
+    }
+
+    /// `GET /api/v1/account`: the caller's account and usage.
+    pub async fn account(&self) -> Result<AccountInfo, ClientError> {
+        self.get_json("account", &[]).await
+    }
+
+    /// `POST /api/v1/devices`: registers a device.
+    pub async fn register_device(&self, name: &str) -> Result<DeviceInfo, ClientError> {
+        let request = DeviceRequest {
+            name: name.to_owned(),
+        };
+        self.post_json("devices", &request, RetryPolicy::ConnectOnly)
+            .await
+    }
+
+    // ---- files and folders ------------------------------------------------------------
+
+    /// `GET /api/v1/files/list`: one page of a folder's children.
+    pub async fn list_page(
+        &self,
+        path: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<ListResponse, ClientError> {
+        let limit = limit.map(|l| l.to_string());
+        let mut query = vec![("path", path)];
+        if let Some(after) = after {
+            query.push(("after", after));
+        }
+        if let Some(limit) = &limit {
+            query.push(("limit", limit));
+        }
+        self.get_json("files/list", &query).await
+    }
+
+    /// All children of a folder, following the cursor page by page.
+    pub async fn list(&self, path: &str) -> Result<Vec<EntryInfo>, ClientError> {
+        let mut entries = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list_page(path, cursor.as_deref(), None).await?;
+            entries.extend(page.entries);
+            match page.cursor {
+                // A server that hands back the same cursor would keep us here forever.
+                Some(next) if cursor.as_deref() != Some(next.as_str()) => cursor = Some(next),
+                _ => return Ok(entries),
+            }
+        }
+    }
+
+    /// `GET /api/v1/files/stat`.
+    pub async fn stat(&self, path: &str) -> Result<EntryInfo, ClientError> {
+        self.get_json("files/stat", &[("path", path)]).await
+    }
+
+    /// Like [`Client::stat`], with "does not exist" as `None` instead of an error.
+    pub async fn try_stat(&self, path: &str) -> Result<Option<EntryInfo>, ClientError> {
+        match self.stat(path).await {
+            Ok(entry) => Ok(Some(entry)),
+            Err(err) if err.is_not_found() => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `POST /api/v1/files/mkdir`.
+    pub async fn mkdir(&self, path: &str) -> Result<EntryInfo, ClientError> {
+        let request = PathRequest {
+            path: path.to_owned(),
+        };
+        self.post_json("files/mkdir", &request, RetryPolicy::ConnectOnly)
+            .await
+    }
+
+    /// `POST /api/v1/files/move`: moves or renames a file or folder.
+    pub async fn move_entry(&self, from: &str, to: &str) -> Result<EntryInfo, ClientError> {
+        let request = MoveRequest {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        };
+        self.post_json("files/move", &request, RetryPolicy::ConnectOnly)
+            .await
+    }
+
+    /// `POST /api/v1/files/copy`: copies a file or folder (no content is transferred).
+    pub async fn copy_entry(&self, from: &str, to: &str) -> Result<EntryInfo, ClientError> {
+        let request = MoveRequest {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        };
+        self.post_json("files/copy", &request, RetryPolicy::ConnectOnly)
+            .await
+    }
+
+    /// `POST /api/v1/files/delete`: moves a file or folder to the trash.
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let body = to_json_body(&PathRequest {
+            path: path.to_owned(),
+        });
+        self.send(RetryPolicy::ConnectOnly, || {
+            self.request(Method::POST, "files/delete")
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
+        .map(drop)
+    }
+
+    // ---- blocks and commits -----------------------------------------------------------
+
+    /// `POST /api/v1/blocks/check`: which of `hashes` the caller must upload. Any number
+    /// of hashes; they are sent in calls of at most [`MAX_CHECK_HASHES`].
+    pub async fn check_blocks(&self, hashes: &[String]) -> Result<Vec<String>, ClientError> {
+        let mut missing = Vec::new();
+        for batch in hashes.chunks(MAX_CHECK_HASHES) {
+            let request = BlockCheckRequest {
+                hashes: batch.to_vec(),
+            };
+            let response: BlockCheckResponse = self
+                .post_json("blocks/check", &request, RetryPolicy::Idempotent)
+                .await?;
+            missing.extend(response.missing);
+        }
+        Ok(missing)
+    }
+
+    /// `PUT /api/v1/blocks/{hash}`: uploads one block. The server verifies the hash.
+    pub async fn put_block(
+        &self,
+        hash: &BlockHash,
+        data: Bytes,
+    ) -> Result<BlockUploadResponse, ClientError> {
+        let path = format!("blocks/{}", hash.to_hex());
+        let response = self
+            .send(RetryPolicy::Idempotent, || {
+                self.request(Method::PUT, &path)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(data.clone())
+            })
+            .await?;
+        decode_json(response, "PUT blocks/{hash}").await
+    }
+
+    /// `GET /api/v1/blocks/{hash}`: downloads one block and checks it against its hash.
+    /// A block that does not match is retried, then reported as
+    /// [`ClientError::Corrupt`]; it is never returned.
+    pub async fn get_block(&self, hash: &BlockHash) -> Result<Bytes, ClientError> {
+        let path = format!("blocks/{}", hash.to_hex());
+        let hash = *hash;
+        with_retries(RetryPolicy::Idempotent, || async {
+            let response = self
+                .send_once(self.request(Method::GET, &path))
+                .await?;
+            let data = response.bytes().await?;
+            // Hashing 8 MiB takes a few milliseconds: keep it off the async threads.
+            let (data, actual) = tokio::task::spawn_blocking(move || {
+                let actual = BlockHash::of(&data);
+                (data, actual)
+            })
+            .await
+            .map_err(|err| ClientError::Protocol(format!("hashing task failed: {err}")))?;
+            if actual != hash {
+                return Err(ClientError::Corrupt {
+                    hash: hash.to_hex(),
+                });
+            }
+            Ok(data)
+        })
+        .await
+    }
+
+    /// `POST /api/v1/files/commit`: makes a path the file made of already uploaded
+    /// blocks. Not retried blindly: a commit whose answer was lost may have happened.
+    pub async fn commit(&self, request: &CommitRequest) -> Result<CommitResponse, ClientError> {
+        self.post_json("files/commit", request, RetryPolicy::ConnectOnly)
+            .await
+    }
+
+    /// `GET /api/v1/files/blocks`: a file's entry and block list.
+    pub async fn file_blocks(&self, path: &str) -> Result<FileBlocksResponse, ClientError> {
+        self.get_json("files/blocks", &[("path", path)]).await
+    }
+
+    /// `PUT /api/v1/files/content`: uploads a whole body that the server chunks itself.
+    /// Simpler than [`Client::upload_file`] but sends every byte; use it for streams
+    /// (standard input) that cannot be read twice. Not retried.
+    pub async fn put_content(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+        base_rev: Option<&str>,
+        autorename: bool,
+    ) -> Result<CommitResponse, ClientError> {
+        let mut query = vec![("path", path)];
+        if let Some(rev) = base_rev {
+            query.push(("base_rev", rev));
+        }
+        if autorename {
+            query.push(("autorename", "true"));
+        }
+        let request = self
+            .request(Method::PUT, "files/content")
+            .query(&query)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        let response = self.send_once(request).await?;
+        decode_json(response, "PUT files/content").await
+    }
+
+    /// `GET /api/v1/files/content`: the response whose body streams the file's bytes.
+    pub async fn get_content(&self, path: &str) -> Result<Response, ClientError> {
+        self.send(RetryPolicy::Idempotent, || {
+            self.request(Method::GET, "files/content")
+                .query(&[("path", path)])
+        })
+        .await
+    }
+
+    // ---- plumbing ----------------------------------------------------------------------
+
+    /// A request to `/api/v1/{path}` with the bearer token.
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let url = format!("{}/api/{}/{}", self.inner.base, cairn_proto::API_VERSION, path);
+        let builder = self.inner.http.request(method, url);
+        match &self.inner.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        let endpoint = format!("GET {path}");
+        let response = self
+            .send(RetryPolicy::Idempotent, || {
+                self.request(Method::GET, path).query(query)
+            })
+            .await?;
+        decode_json(response, &endpoint).await
+    }
+
+    async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        policy: RetryPolicy,
+    ) -> Result<T, ClientError> {
+        let endpoint = format!("POST {path}");
+        let body = to_json_body(body);
+        let response = self
+            .send(policy, || {
+                self.request(Method::POST, path)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        decode_json(response, &endpoint).await
+    }
+
+    /// Sends the request `build` makes, again as `policy` allows, and turns an error
+    /// status into [`ClientError::Api`].
+    async fn send(
+        &self,
+        policy: RetryPolicy,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, ClientError> {
+        with_retries(policy, || self.send_once(build())).await
+    }
+
+    async fn send_once(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+        let response = request.send().await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(api_error(response).await)
+        }
+    }
+}
+
+/// Runs `op` until it succeeds, fails for good, or has been tried [`MAX_ATTEMPTS`] times,
+/// waiting a little longer before each new try.
+pub(crate) async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut op: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(err) if attempt < MAX_ATTEMPTS && err.is_retryable(policy) => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// 200 ms, 800 ms, 3.2 s, with up to a quarter of jitter so that parallel transfers that
+/// failed together do not come back together.
+fn backoff(attempt: u32) -> Duration {
+    let base = 200u64 * 4u64.pow(attempt.saturating_sub(1).min(4));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    Duration::from_millis(base + nanos % (base / 4 + 1))
+}
+
+fn to_json_body<B: Serialize>(body: &B) -> Bytes {
+    // Serializing the API's own plain structs cannot fail.
+    Bytes::from(serde_json::to_vec(body).expect("wire types serialize"))
+}
+
+async fn decode_json<T: DeserializeOwned>(
+    response: Response,
+    endpoint: &str,
+) -> Result<T, ClientError> {
+    let body = response.bytes().await?;
+    serde_json::from_slice(&body).map_err(|error| ClientError::Decode {
+        endpoint: endpoint.to_owned(),
+        error,
+    })
+}
+
+/// Turns an error response into [`ClientError::Api`], also when its body is not the
+/// API's error shape (a reverse proxy's HTML page, say).
+async fn api_error(response: Response) -> ClientError {
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(ErrorBody { error }) => ClientError::Api {
+            status: status.as_u16(),
+            code: error.code,
+            message: error.message,
+            current: error.current,
+            missing: error.missing_blocks.unwrap_or_default(),
+        },
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body);
+            let text: String = text
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(200)
+                .collect();
+            let reason = status.canonical_reason().unwrap_or("error");
+            ClientError::Api {
+                status: status.as_u16(),
+                code: format!("http_{}", status.as_u16()),
+                message: if text.is_empty() || text.starts_with('<') {
+                    format!("HTTP {} {reason}", status.as_u16())
+                } else {
+                    format!("HTTP {} {reason}: {text}", status.as_u16())
+                },
+                current: None,
+                missing: Vec::new(),
+            }
+        }
+    }
+}
+
+/// Checks a base URL and drops trailing slashes and any `/api/v1` suffix a user pasted.
+fn normalize_base_url(input: &str) -> Result<String, ClientError> {
+    let invalid = |reason: &str| ClientError::InvalidUrl {
+        url: input.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let trimmed = input.trim();
+    let url = reqwest::Url::parse(trimmed).map_err(|err| invalid(&err.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("it must start with http:// or https://"));
+    }
+    if url.host_str().is_none() {
+        return Err(invalid("it has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it must not have a query or fragment"));
+    }
+    let mut base = url.as_str().trim_end_matches('/').to_owned();
+    let api_suffix = format!("/api/{}", cairn_proto::API_VERSION);
+    if let Some(stripped) = base.strip_suffix(&api_suffix) {
+        base = stripped.trim_end_matches('/').to_owned();
+    }
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let ok = |input: &str, want: &str| {
+            assert_eq!(normalize_base_url(input).unwrap(), want, "for {input:?}");
+        };
+        ok("http://127.0.0.1:8080", "http://127.0.0.1:8080");
+        ok("http://127.0.0.1:8080/", "http://127.0.0.1:8080");
+        ok("https://example.org/cairn/", "https://example.org/cairn");
+        ok("https://example.org/api/v1/", "https://example.org");
+        ok(" http://h:1 ", "http://h:1");
+        for bad in ["", "127.0.0.1:8080", "ftp://h/", "http://h/?a=b", "not a url"] {
+            assert!(normalize_base_url(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn backoff_grows() {
+        assert!(backoff(1) >= Duration::from_millis(200));
+        assert!(backoff(1) <= Duration::from_millis(251));
+        assert!(backoff(3) >= Duration::from_millis(3200));
+    }
+}

@@ -1,0 +1,243 @@
+//! Downloading a file block by block into a temp file that is renamed into place.
+//!
+//! Blocks are fetched in parallel (bounded), each checked against its BLAKE3 hash before
+//! a byte of it is written, and written at its offset. The block list itself is checked
+//! against the entry's content hash before anything is fetched. Only when every block is
+//! in and the temp file is fsynced is it renamed over the destination, so a reader sees
+//! the old file or the whole new one, never a mix, and a failed download leaves nothing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_core::{content_hash, BlockHash};
+use cairn_proto::{EntryInfo, EntryKind};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::error::ClientError;
+use crate::fsx;
+use crate::upload::ProgressFn;
+use crate::Client;
+
+/// How hard [`Client::download_file`] works.
+#[derive(Clone)]
+pub struct DownloadOptions {
+    /// Block downloads in flight at once (at least 1; default 4).
+    pub parallelism: usize,
+    /// Progress reports: bytes of the file written so far.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        DownloadOptions {
+            parallelism: 4,
+            progress: None,
+        }
+    }
+}
+
+impl fmt::Debug for DownloadOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DownloadOptions")
+            .field("parallelism", &self.parallelism)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What a download transferred.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DownloadStats {
+    /// The file's size.
+    pub bytes_total: u64,
+    /// Block payload bytes received; less than the size when the file repeats blocks.
+    pub bytes_received_payload: u64,
+    /// Distinct blocks fetched.
+    pub blocks_downloaded: u64,
+    /// Blocks in the file, repeats included.
+    pub blocks_total: u64,
+}
+
+/// The result of [`Client::download_file`].
+#[derive(Debug, Clone)]
+pub struct DownloadOutcome {
+    /// The entry as it was when its block list was read; the local file has its content.
+    pub entry: EntryInfo,
+    /// What was transferred.
+    pub stats: DownloadStats,
+}
+
+/// One distinct block and every offset where the file holds it.
+struct BlockPlacement {
+    hash: BlockHash,
+    size: u32,
+    offsets: Vec<u64>,
+}
+
+impl Client {
+    /// Downloads the remote file `remote` to the local path `local`, replacing any file
+    /// there only once the whole content has arrived and been verified.
+    pub async fn download_file(
+        &self,
+        remote: &str,
+        local: &Path,
+        options: DownloadOptions,
+    ) -> Result<DownloadOutcome, ClientError> {
+        let listing = self.file_blocks(remote).await?;
+        let entry = listing.entry;
+        if entry.kind != EntryKind::File {
+            return Err(ClientError::NotAFile {
+                path: entry.path.clone(),
+            });
+        }
+
+        let mut hashes = Vec::with_capacity(listing.blocks.len());
+        let mut placements: Vec<BlockPlacement> = Vec::new();
+        let mut index: HashMap<BlockHash, usize> = HashMap::new();
+        let mut offset = 0u64;
+        for block in &listing.blocks {
+            let hash = BlockHash::from_hex(&block.hash)
+                .map_err(|err| ClientError::Protocol(format!("the server sent {err}")))?;
+            hashes.push(hash);
+            let slot = *index.entry(hash).or_insert_with(|| {
+                placements.push(BlockPlacement {
+                    hash,
+                    size: block.size,
+                    offsets: Vec::new(),
+                });
+                placements.len() - 1
+            });
+            if placements[slot].size != block.size {
+                return Err(ClientError::ContentMismatch {
+                    path: entry.path.clone(),
+                });
+            }
+            placements[slot].offsets.push(offset);
+            offset += u64::from(block.size);
+        }
+        let total = offset;
+        let hash_matches = entry
+            .content_hash
+            .as_deref()
+            .is_none_or(|expected| content_hash(&hashes).to_hex() == expected);
+        if total != entry.size || !hash_matches {
+            return Err(ClientError::ContentMismatch {
+                path: entry.path.clone(),
+            });
+        }
+
+        let temp = create_temp_beside(local)?;
+        let file = Arc::new(
+            temp.as_file()
+                .try_clone()
+                .map_err(|err| ClientError::io(temp.path(), err))?,
+        );
+        file.set_len(total)
+            .map_err(|err| ClientError::io(temp.path(), err))?;
+
+        let mut stats = DownloadStats {
+            bytes_total: total,
+            blocks_total: listing.blocks.len() as u64,
+            ..DownloadStats::default()
+        };
+        let temp_path = temp.path().to_owned();
+        let mut done = 0u64;
+        let mut writes = futures::stream::iter(placements)
+            .map(|placement| {
+                let file = Arc::clone(&file);
+                let temp_path = temp_path.clone();
+                async move {
+                    let data = self.get_block(&placement.hash).await?;
+                    if data.len() != placement.size as usize {
+                        return Err(ClientError::Corrupt {
+                            hash: placement.hash.to_hex(),
+                        });
+                    }
+                    let written = tokio::task::spawn_blocking(move || {
+                        for offset in &placement.offsets {
+                            fsx::write_all_at(&file, &data, *offset)?;
+                        }
+                        Ok::<_, std::io::Error>(data.len() as u64 * placement.offsets.len() as u64)
+                    })
+                    .await
+                    .map_err(|err| ClientError::Protocol(format!("write task failed: {err}")))?
+                    .map_err(|err| ClientError::io(&temp_path, err))?;
+                    Ok::<_, ClientError>((u64::from(placement.size), written))
+                }
+            })
+            .buffer_unordered(options.parallelism.max(1));
+        // Dropping `temp` on an early return below removes the temp file.
+        while let Some((received, written)) = writes.try_next().await? {
+            stats.blocks_downloaded += 1;
+            stats.bytes_received_payload += received;
+            done += written;
+            if let Some(progress) = &options.progress {
+                progress(done);
+            }
+        }
+        drop(writes);
+
+        let local = local.to_owned();
+        tokio::task::spawn_blocking(move || finish(temp, &file, &local))
+            .await
+            .map_err(|err| ClientError::Protocol(format!("finishing task failed: {err}")))??;
+        Ok(DownloadOutcome { entry, stats })
+    }
+}
+
+/// Fsyncs the temp file, renames it over `local` and fsyncs the folder.
+fn finish(temp: tempfile::NamedTempFile, file: &File, local: &Path) -> Result<(), ClientError> {
+    file.sync_all()
+        .map_err(|err| ClientError::io(temp.path(), err))?;
+    temp.persist(local)
+        .map_err(|err| ClientError::io(local, err.error))?;
+    fsx::sync_dir(parent_dir(local)).map_err(|err| ClientError::io(parent_dir(local), err))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `.NAME.cairn-tmp-RANDOM` in the destination's folder, so the final rename
+/// stays on one file system. It takes the permissions of the file it will replace, or
+/// the usual ones for a new file.
+fn create_temp_beside(local: &Path) -> Result<tempfile::NamedTempFile, ClientError> {
+    let Some(name) = local.file_name() else {
+        return Err(ClientError::io(
+            local,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        ));
+    };
+    let name = name.to_string_lossy();
+    // Keep the temp name under the usual 255-byte limit for a file name.
+    let mut cut = name.len().min(200);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = format!(".{}.cairn-tmp-", &name[..cut]);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    match std::fs::metadata(local) {
+        Ok(meta) if meta.is_file() => {
+            builder.permissions(meta.permissions());
+        }
+        _ => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                // The process umask still applies, as for any new file.
+                builder.permissions(std::fs::Permissions::from_mode(0o666));
+            }
+        }
+    }
+    let dir = parent_dir(local);
+    builder
+        .tempfile_in(dir)
+        .map_err(|err| ClientError::io(dir, err))
+}

@@ -1,0 +1,481 @@
+//! Uploading a local file block by block.
+//!
+//! The pipeline, with memory bounded by a byte budget however large the file:
+//!
+//! ```text
+//! blocking thread: chunk_and_hash ──(budget permit, chunk)──▶ async side:
+//!     batch ──▶ POST /blocks/check (≤ 2 in flight) ──▶ missing? ──▶ PUT /blocks/{hash} (≤ N)
+//!                                                    └─ present: drop the bytes
+//! then POST /files/commit with the whole block list and the base revision.
+//! ```
+//!
+//! The chunker takes a permit for every chunk's bytes before it hands the chunk over and
+//! the permit is released when the bytes are dropped (the block was present, or its upload
+//! finished), so the chunker waits when the network is the bottleneck and never holds
+//! more than the budget. Check calls are batched adaptively: a batch is sent as soon as
+//! no check is in flight, so on a fast server each check carries one or two hashes and on
+//! a slow one more accumulate while the chunker keeps going.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use cairn_core::chunk::{chunk_and_hash, Chunk, ChunkError};
+use cairn_core::{BlockHash, ChunkerConfig};
+use cairn_proto::{BlockRef, CommitRequest, CommitResponse, ServerInfo};
+use futures::stream::{FuturesOrdered, FuturesUnordered};
+use futures::StreamExt;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ClientError;
+use crate::fsx;
+use crate::Client;
+
+/// Called with the number of bytes of the file done so far (uploaded, or found already
+/// on the server), growing up to the file's size.
+pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Most hashes in one check call from the upload pipeline.
+const CHECK_BATCH: usize = 256;
+/// Check calls in flight at once.
+const MAX_CHECKS_IN_FLIGHT: usize = 2;
+
+/// How [`Client::upload_file`] commits and how hard it works.
+#[derive(Clone)]
+pub struct UploadOptions {
+    /// The revision the new content replaces; `None` for a new file. A stale revision
+    /// makes the commit fail with a conflict (unless `autorename` is set).
+    pub base_rev: Option<String>,
+    /// On a conflict, store the content as a conflict copy beside the file.
+    pub autorename: bool,
+    /// Block uploads in flight at once (at least 1; default 4).
+    pub parallelism: usize,
+    /// Progress reports, called from the async side.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions {
+            base_rev: None,
+            autorename: false,
+            parallelism: 4,
+            progress: None,
+        }
+    }
+}
+
+impl fmt::Debug for UploadOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadOptions")
+            .field("base_rev", &self.base_rev)
+            .field("autorename", &self.autorename)
+            .field("parallelism", &self.parallelism)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What an upload transferred.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadStats {
+    /// The file's size.
+    pub bytes_total: u64,
+    /// Block payload bytes sent (not counting HTTP and JSON overhead).
+    pub bytes_sent_payload: u64,
+    /// Blocks sent, each distinct block at most once (plus any the commit asked for again).
+    pub blocks_uploaded: u64,
+    /// Blocks in the file, repeats included.
+    pub blocks_total: u64,
+}
+
+/// The result of [`Client::upload_file`].
+#[derive(Debug, Clone)]
+pub struct UploadOutcome {
+    /// The server's answer to the commit: the new entry, and whether it was renamed.
+    pub commit: CommitResponse,
+    /// What was transferred.
+    pub stats: UploadStats,
+}
+
+/// A chunk on its way to the server, holding its share of the memory budget.
+struct PendingBlock {
+    hash: BlockHash,
+    data: Bytes,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The chunker was told to stop because the async side gave up.
+#[derive(Debug)]
+struct Stopped;
+
+impl Client {
+    /// Uploads the local file `local` to the remote path `remote`, sending only the
+    /// blocks the server does not already hold for this account, and commits it.
+    pub async fn upload_file(
+        &self,
+        local: &Path,
+        remote: &str,
+        options: UploadOptions,
+    ) -> Result<UploadOutcome, ClientError> {
+        let info = self.server_info().await?;
+        let config = chunker_config(&info)?;
+        let parallelism = options.parallelism.max(1);
+
+        let file = File::open(local).map_err(|err| ClientError::io(local, err))?;
+        let metadata = file.metadata().map_err(|err| ClientError::io(local, err))?;
+        if !metadata.is_file() {
+            return Err(ClientError::NotAFile {
+                path: local.display().to_string(),
+            });
+        }
+        let mtime = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+
+        let budget_bytes = memory_budget(&config, parallelism);
+        let budget = Arc::new(Semaphore::new(budget_bytes as usize));
+        let (tx, rx) = mpsc::channel::<PendingBlock>(64);
+        let chunker = {
+            let budget = Arc::clone(&budget);
+            tokio::task::spawn_blocking(move || {
+                chunk_and_hash(file, &config, move |chunk: Chunk| -> Result<(), Stopped> {
+                    let units = u32::try_from(chunk.data.len())
+                        .unwrap_or(u32::MAX)
+                        .min(budget_bytes);
+                    // The chunker runs on its own threads, outside the runtime, so it
+                    // may block here until earlier blocks have been dealt with.
+                    let permit = futures::executor::block_on(
+                        Arc::clone(&budget).acquire_many_owned(units),
+                    )
+                    .map_err(|_| Stopped)?;
+                    let block = PendingBlock {
+                        hash: chunk.hash,
+                        data: Bytes::from(chunk.data),
+                        _permit: permit,
+                    };
+                    tx.blocking_send(block).map_err(|_| Stopped)
+                })
+            })
+        };
+
+        let pumped = pump(self, rx, parallelism, options.progress.as_ref()).await;
+        // Wake the chunker if it waits for memory, so it stops instead of reading on.
+        budget.close();
+        let chunked = chunker.await;
+        let mut stats = pumped?;
+        let chunked = match chunked {
+            Ok(Ok(chunked)) => chunked,
+            Ok(Err(ChunkError::Read(err))) => return Err(ClientError::io(local, err)),
+            Ok(Err(ChunkError::Sink(Stopped))) => {
+                return Err(ClientError::Protocol(
+                    "the upload pipeline stopped unexpectedly".to_owned(),
+                ))
+            }
+            Err(err) => {
+                return Err(ClientError::Protocol(format!(
+                    "the chunking task failed: {err}"
+                )))
+            }
+        };
+        if chunked.blocks.len() as u64 != stats.blocks_total {
+            return Err(ClientError::Protocol(format!(
+                "the chunker listed {} blocks but handed over {}",
+                chunked.blocks.len(),
+                stats.blocks_total
+            )));
+        }
+
+        let request = CommitRequest {
+            path: remote.to_owned(),
+            blocks: chunked
+                .blocks
+                .iter()
+                .map(|(hash, size)| BlockRef {
+                    hash: hash.to_hex(),
+                    size: *size,
+                })
+                .collect(),
+            base_rev: options.base_rev.clone(),
+            autorename: options.autorename,
+            mtime,
+        };
+        let commit = match self.commit(&request).await {
+            Ok(commit) => commit,
+            // The server lost track of blocks between our check and the commit (a
+            // garbage collection raced us, say): send those again and commit once more.
+            Err(ClientError::Api { code, missing, .. })
+                if code == "missing_blocks" && !missing.is_empty() =>
+            {
+                self.reupload(local, &chunked.blocks, &missing, parallelism, &mut stats)
+                    .await?;
+                self.commit(&request).await?
+            }
+            Err(err) => return Err(err),
+        };
+        Ok(UploadOutcome { commit, stats })
+    }
+
+    /// Reads the named blocks back from the file at their offsets and uploads them.
+    async fn reupload(
+        &self,
+        local: &Path,
+        blocks: &[(BlockHash, u32)],
+        missing: &[String],
+        parallelism: usize,
+        stats: &mut UploadStats,
+    ) -> Result<(), ClientError> {
+        let wanted = parse_hashes(missing)?;
+        let mut seen = HashSet::new();
+        let mut todo = Vec::new();
+        let mut offset = 0u64;
+        for (hash, size) in blocks {
+            if wanted.contains(hash) && seen.insert(*hash) {
+                todo.push((*hash, offset, *size));
+            }
+            offset += u64::from(*size);
+        }
+        if seen.len() != wanted.len() {
+            return Err(ClientError::Protocol(
+                "the server asked for blocks that are not part of the file".to_owned(),
+            ));
+        }
+        let file = Arc::new(File::open(local).map_err(|err| ClientError::io(local, err))?);
+        let sent: Vec<u64> = futures::stream::iter(todo)
+            .map(|(hash, offset, size)| {
+                let file = Arc::clone(&file);
+                async move {
+                    let data = tokio::task::spawn_blocking(move || {
+                        let mut data = vec![0u8; size as usize];
+                        fsx::read_exact_at(&file, &mut data, offset)?;
+                        Ok::<_, std::io::Error>((BlockHash::of(&data) == hash, data))
+                    })
+                    .await
+                    .map_err(|err| ClientError::Protocol(format!("read task failed: {err}")))?;
+                    let (matches, data) = data.map_err(|err| ClientError::io(local, err))?;
+                    if !matches {
+                        return Err(ClientError::ChangedDuringUpload {
+                            path: local.to_owned(),
+                        });
+                    }
+                    self.put_block(&hash, Bytes::from(data)).await?;
+                    Ok(u64::from(size))
+                }
+            })
+            .buffer_unordered(parallelism)
+            .collect::<Vec<Result<u64, ClientError>>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        stats.blocks_uploaded += sent.len() as u64;
+        stats.bytes_sent_payload += sent.iter().sum::<u64>();
+        Ok(())
+    }
+}
+
+/// Receives chunks, checks them in batches, uploads the missing ones; returns when the
+/// chunker has finished and every block is known to be on the server.
+async fn pump(
+    client: &Client,
+    mut rx: mpsc::Receiver<PendingBlock>,
+    parallelism: usize,
+    progress: Option<&ProgressFn>,
+) -> Result<UploadStats, ClientError> {
+    let mut stats = UploadStats::default();
+    let mut done_bytes = 0u64;
+    let report = |done: u64| {
+        if let Some(progress) = progress {
+            progress(done);
+        }
+    };
+    let mut batch: Vec<PendingBlock> = Vec::new();
+    let mut checks = FuturesOrdered::new();
+    let mut queue: VecDeque<PendingBlock> = VecDeque::new();
+    let mut uploads = FuturesUnordered::new();
+    // Blocks already queued or sent in this upload: a file that repeats a block (runs of
+    // zeros, say) sends it once.
+    let mut scheduled: HashSet<BlockHash> = HashSet::new();
+    let mut input_done = false;
+
+    loop {
+        if !batch.is_empty()
+            && checks.len() < MAX_CHECKS_IN_FLIGHT
+            && (checks.is_empty() || batch.len() >= CHECK_BATCH || input_done)
+        {
+            checks.push_back(check_batch(client, std::mem::take(&mut batch)));
+        }
+        while uploads.len() < parallelism {
+            let Some(block) = queue.pop_front() else {
+                break;
+            };
+            uploads.push(upload_block(client, block));
+        }
+        if input_done
+            && batch.is_empty()
+            && checks.is_empty()
+            && queue.is_empty()
+            && uploads.is_empty()
+        {
+            return Ok(stats);
+        }
+
+        tokio::select! {
+            received = rx.recv(), if !input_done && batch.len() < CHECK_BATCH => match received {
+                Some(block) => {
+                    stats.blocks_total += 1;
+                    stats.bytes_total += block.data.len() as u64;
+                    batch.push(block);
+                }
+                None => input_done = true,
+            },
+            Some(checked) = checks.next(), if !checks.is_empty() => {
+                let (blocks, missing) = checked?;
+                for block in blocks {
+                    if missing.contains(&block.hash) && scheduled.insert(block.hash) {
+                        queue.push_back(block);
+                    } else {
+                        done_bytes += block.data.len() as u64;
+                        report(done_bytes);
+                    }
+                }
+            }
+            Some(sent) = uploads.next(), if !uploads.is_empty() => {
+                let size = sent?;
+                stats.blocks_uploaded += 1;
+                stats.bytes_sent_payload += size;
+                done_bytes += size;
+                report(done_bytes);
+            }
+            else => {
+                return Err(ClientError::Protocol("the upload pipeline stalled".to_owned()));
+            }
+        }
+    }
+}
+
+/// Asks the server which blocks of `blocks` it lacks.
+async fn check_batch(
+    client: &Client,
+    blocks: Vec<PendingBlock>,
+) -> Result<(Vec<PendingBlock>, HashSet<BlockHash>), ClientError> {
+    let mut seen = HashSet::with_capacity(blocks.len());
+    let hashes: Vec<String> = blocks
+        .iter()
+        .filter(|block| seen.insert(block.hash))
+        .map(|block| block.hash.to_hex())
+        .collect();
+    let missing = client.check_blocks(&hashes).await?;
+    Ok((blocks, parse_hashes(&missing)?))
+}
+
+/// Uploads one block; its memory is released when this returns.
+async fn upload_block(client: &Client, block: PendingBlock) -> Result<u64, ClientError> {
+    let size = block.data.len() as u64;
+    client.put_block(&block.hash, block.data.clone()).await?;
+    Ok(size)
+}
+
+fn parse_hashes(hashes: &[String]) -> Result<HashSet<BlockHash>, ClientError> {
+    hashes
+        .iter()
+        .map(|h| {
+            BlockHash::from_hex(h)
+                .map_err(|err| ClientError::Protocol(format!("the server sent {err}")))
+        })
+        .collect()
+}
+
+/// The chunker configuration the server announces, checked against its block limit.
+pub(crate) fn chunker_config(info: &ServerInfo) -> Result<ChunkerConfig, ClientError> {
+    let c = info.chunker;
+    let usable = |v: u64| usize::try_from(v).ok().filter(|v| *v > 0);
+    let (Some(min_size), Some(avg_size), Some(max_size)) =
+        (usable(c.min_size), usable(c.avg_size), usable(c.max_size))
+    else {
+        return Err(ClientError::Protocol(format!(
+            "the server announces unusable chunk sizes {}/{}/{}",
+            c.min_size, c.avg_size, c.max_size
+        )));
+    };
+    if !(min_size <= avg_size && avg_size <= max_size) || c.max_size > info.max_block_size {
+        return Err(ClientError::Protocol(format!(
+            "the server announces chunk sizes {}/{}/{} that do not fit its block limit {}",
+            c.min_size, c.avg_size, c.max_size, info.max_block_size
+        )));
+    }
+    let config = ChunkerConfig {
+        min_size,
+        avg_size,
+        max_size,
+    };
+    // The chunker panics on a configuration it cannot use; refuse it here instead.
+    config
+        .validate()
+        .map_err(|err| ClientError::Protocol(format!("the server announces {err}")))?;
+    Ok(config)
+}
+
+/// Bytes of chunk data the pipeline may hold at once: enough for every upload slot plus
+/// a few chunks being checked, and always at least two of the largest chunks so that a
+/// maximal chunk can never wait for itself.
+fn memory_budget(config: &ChunkerConfig, parallelism: usize) -> u32 {
+    let avg = config.avg_size as u64;
+    let max = config.max_size as u64;
+    let wanted = (avg * (parallelism as u64 + 4)).max(2 * max);
+    // Tokio counts permits in u32 per acquisition; no chunker here is that large.
+    u32::try_from(wanted).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::ChunkerInfo;
+
+    fn info(min: u64, avg: u64, max: u64, limit: u64) -> ServerInfo {
+        ServerInfo {
+            version: "0".into(),
+            api_version: "v1".into(),
+            chunker: ChunkerInfo {
+                min_size: min,
+                avg_size: avg,
+                max_size: max,
+            },
+            max_block_size: limit,
+        }
+    }
+
+    #[test]
+    fn chunker_config_is_checked() {
+        let mib = 1 << 20;
+        assert!(chunker_config(&info(mib, 4 * mib, 8 * mib, 8 * mib)).is_ok());
+        assert!(chunker_config(&info(mib, 4 * mib, 16 * mib, 8 * mib)).is_err());
+        assert!(chunker_config(&info(4 * mib, mib, 8 * mib, 8 * mib)).is_err());
+        assert!(chunker_config(&info(0, mib, 8 * mib, 8 * mib)).is_err());
+        // The average must be a power of two.
+        assert!(chunker_config(&info(mib, 3 * mib, 8 * mib, 8 * mib)).is_err());
+    }
+
+    #[test]
+    fn budget_is_bounded_and_fits_a_max_chunk() {
+        let config = ChunkerConfig {
+            min_size: 1 << 20,
+            avg_size: 4 << 20,
+            max_size: 8 << 20,
+        };
+        assert_eq!(memory_budget(&config, 4), 32 << 20);
+        assert!(memory_budget(&config, 1) >= 16 << 20);
+        let tiny = ChunkerConfig {
+            min_size: 64,
+            avg_size: 256,
+            max_size: 1024,
+        };
+        assert!(tiny.validate().is_ok());
+        assert!(memory_budget(&tiny, 4) >= 2048);
+    }
+}

@@ -1,0 +1,488 @@
+//! The client against a small in-memory mock of the API on loopback: error decoding,
+//! retries, and upload/download round trips with verification. The real server's
+//! end-to-end tests live with the binary.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use cairn_client::proto::{
+    BlockCheckRequest, BlockCheckResponse, BlockRef, BlockUploadResponse, ChunkerInfo,
+    CommitRequest, CommitResponse, EntryInfo, EntryKind, ErrorBody, ErrorDetail,
+    FileBlocksResponse, ServerInfo,
+};
+use cairn_client::{Client, ClientError, DownloadOptions, UploadOptions};
+use cairn_core::{content_hash, BlockHash};
+
+#[derive(Default)]
+struct Mock {
+    blocks: Mutex<HashMap<String, Bytes>>,
+    files: Mutex<HashMap<String, (Vec<BlockRef>, u64)>>,
+    check_calls: AtomicUsize,
+    put_calls: AtomicUsize,
+    account_calls: AtomicUsize,
+    commit_calls: AtomicUsize,
+    /// Answer the first commit with `missing_blocks` for the file's first block.
+    forget_on_first_commit: Mutex<bool>,
+    /// Serve this block with one byte flipped.
+    corrupt: Mutex<Option<String>>,
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.into(),
+            message: message.into(),
+            current: None,
+            missing_blocks: None,
+        },
+    };
+    (status, Json(body)).into_response()
+}
+
+fn entry(path: &str, size: u64, rev: u64, blocks: &[BlockRef]) -> EntryInfo {
+    let hashes: Vec<BlockHash> = blocks
+        .iter()
+        .map(|b| BlockHash::from_hex(&b.hash).unwrap())
+        .collect();
+    EntryInfo {
+        path: path.into(),
+        name: path.rsplit('/').next().unwrap().into(),
+        kind: EntryKind::File,
+        size,
+        rev: Some(rev.to_string()),
+        content_hash: Some(content_hash(&hashes).to_hex()),
+        mtime: 0,
+        modified_at: 0,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PathQuery {
+    path: String,
+}
+
+fn router(mock: Arc<Mock>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/info",
+            get(|| async {
+                Json(ServerInfo {
+                    version: "mock".into(),
+                    api_version: "v1".into(),
+                    chunker: ChunkerInfo {
+                        min_size: 1024,
+                        avg_size: 4096,
+                        max_size: 16384,
+                    },
+                    max_block_size: 16384,
+                })
+            }),
+        )
+        .route(
+            "/api/v1/account",
+            get(|State(m): State<Arc<Mock>>| async move {
+                // Fails twice, then answers: exercises the retry of idempotent reads.
+                let n = m.account_calls.fetch_add(1, Ordering::SeqCst);
+                if n < 2 {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "busy");
+                }
+                (StatusCode::BAD_GATEWAY, "<html>proxy</html>").into_response()
+            }),
+        )
+        .route(
+            "/api/v1/files/stat",
+            get(
+                |State(m): State<Arc<Mock>>, Query(q): Query<PathQuery>| async move {
+                    match m.files.lock().unwrap().get(&q.path) {
+                        Some((blocks, rev)) => {
+                            let size = blocks.iter().map(|b| u64::from(b.size)).sum();
+                            Json(entry(&q.path, size, *rev, blocks)).into_response()
+                        }
+                        None => error(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            &format!("{} does not exist.", q.path),
+                        ),
+                    }
+                },
+            ),
+        )
+        .route(
+            "/api/v1/blocks/check",
+            post(
+                |State(m): State<Arc<Mock>>, Json(req): Json<BlockCheckRequest>| async move {
+                    m.check_calls.fetch_add(1, Ordering::SeqCst);
+                    assert!(req.hashes.len() <= 1000);
+                    let blocks = m.blocks.lock().unwrap();
+                    let missing = req
+                        .hashes
+                        .into_iter()
+                        .filter(|h| !blocks.contains_key(h))
+                        .collect();
+                    Json(BlockCheckResponse { missing })
+                },
+            ),
+        )
+        .route(
+            "/api/v1/blocks/{hash}",
+            put(
+                |State(m): State<Arc<Mock>>, UrlPath(hash): UrlPath<String>, body: Bytes| async move {
+                    m.put_calls.fetch_add(1, Ordering::SeqCst);
+                    if BlockHash::of(&body).to_hex() != hash {
+                        return error(StatusCode::BAD_REQUEST, "hash_mismatch", "wrong hash");
+                    }
+                    let size = body.len() as u64;
+                    m.blocks.lock().unwrap().insert(hash.clone(), body);
+                    (StatusCode::CREATED, Json(BlockUploadResponse { hash, size })).into_response()
+                },
+            )
+            .get(
+                |State(m): State<Arc<Mock>>, UrlPath(hash): UrlPath<String>| async move {
+                    let Some(data) = m.blocks.lock().unwrap().get(&hash).cloned() else {
+                        return error(StatusCode::NOT_FOUND, "not_found", "no such block");
+                    };
+                    if m.corrupt.lock().unwrap().as_deref() == Some(hash.as_str()) {
+                        let mut bad = data.to_vec();
+                        bad[0] ^= 1;
+                        return bad.into_response();
+                    }
+                    data.into_response()
+                },
+            ),
+        )
+        .route(
+            "/api/v1/files/commit",
+            post(
+                |State(m): State<Arc<Mock>>, Json(req): Json<CommitRequest>| async move {
+                    m.commit_calls.fetch_add(1, Ordering::SeqCst);
+                    let mut files = m.files.lock().unwrap();
+                    let current = files.get(&req.path).map(|(b, rev)| (b.clone(), *rev));
+                    let base: Option<u64> = req.base_rev.as_deref().map(|r| r.parse().unwrap());
+                    if current.as_ref().map(|c| c.1) != base {
+                        let current = current.map(|(blocks, rev)| {
+                            let size = blocks.iter().map(|b| u64::from(b.size)).sum();
+                            Box::new(entry(&req.path, size, rev, &blocks))
+                        });
+                        let body = ErrorBody {
+                            error: ErrorDetail {
+                                code: "conflict".into(),
+                                message: format!("file {} was changed on the server", req.path),
+                                current,
+                                missing_blocks: None,
+                            },
+                        };
+                        return (StatusCode::CONFLICT, Json(body)).into_response();
+                    }
+                    let mut forget = m.forget_on_first_commit.lock().unwrap();
+                    if *forget && !req.blocks.is_empty() {
+                        *forget = false;
+                        let hash = req.blocks[0].hash.clone();
+                        m.blocks.lock().unwrap().remove(&hash);
+                    }
+                    let blocks = m.blocks.lock().unwrap();
+                    let missing: Vec<String> = req
+                        .blocks
+                        .iter()
+                        .filter(|b| !blocks.contains_key(&b.hash))
+                        .map(|b| b.hash.clone())
+                        .collect();
+                    if !missing.is_empty() {
+                        let body = ErrorBody {
+                            error: ErrorDetail {
+                                code: "missing_blocks".into(),
+                                message: "upload these blocks first".into(),
+                                current: None,
+                                missing_blocks: Some(missing),
+                            },
+                        };
+                        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+                    }
+                    let rev = base.unwrap_or(0) + 1;
+                    let size = req.blocks.iter().map(|b| u64::from(b.size)).sum();
+                    let info = entry(&req.path, size, rev, &req.blocks);
+                    files.insert(req.path.clone(), (req.blocks, rev));
+                    Json(CommitResponse {
+                        entry: info,
+                        renamed: false,
+                    })
+                    .into_response()
+                },
+            ),
+        )
+        .route(
+            "/api/v1/files/blocks",
+            get(
+                |State(m): State<Arc<Mock>>, Query(q): Query<PathQuery>| async move {
+                    match m.files.lock().unwrap().get(&q.path) {
+                        Some((blocks, rev)) => {
+                            let size = blocks.iter().map(|b| u64::from(b.size)).sum();
+                            Json(FileBlocksResponse {
+                                entry: entry(&q.path, size, *rev, blocks),
+                                blocks: blocks.clone(),
+                            })
+                            .into_response()
+                        }
+                        None => error(StatusCode::NOT_FOUND, "not_found", "no such file"),
+                    }
+                },
+            ),
+        )
+        .with_state(mock)
+}
+
+async fn start() -> (Client, Arc<Mock>) {
+    let mock = Arc::new(Mock::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(Arc::clone(&mock));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = Client::new(&format!("http://{addr}/"), Some("token".into())).unwrap();
+    (client, mock)
+}
+
+/// Deterministic bytes that do not compress or repeat.
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("cairn-tmp"))
+        .collect()
+}
+
+#[tokio::test]
+async fn api_errors_are_decoded() {
+    let (client, _mock) = start().await;
+    let err = client.stat("/nope").await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert_eq!(err.status(), Some(404));
+    assert_eq!(
+        err.to_string(),
+        "server refused: /nope does not exist (not_found)"
+    );
+    assert!(client.try_stat("/nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn idempotent_reads_are_retried_and_non_json_errors_decoded() {
+    let (client, mock) = start().await;
+    let err = client.account().await.unwrap_err();
+    // 503, 503, then a proxy's 502 page, retried once more: four attempts in all.
+    assert_eq!(mock.account_calls.load(Ordering::SeqCst), 4);
+    assert_eq!(err.code(), Some("http_502"));
+    assert_eq!(err.to_string(), "server error: HTTP 502 Bad Gateway (http_502)");
+}
+
+#[tokio::test]
+async fn connection_errors_name_the_server() {
+    // A port that was just free: nothing listens there.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+    let err = client.server_info().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("cannot connect to http://127.0.0.1:{port}/api/v1/info")),
+        "{text}"
+    );
+    assert!(!text.contains('\n'));
+}
+
+#[tokio::test]
+async fn upload_then_reupload_sends_only_new_blocks() {
+    let (client, mock) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("data.bin");
+    // Repeated content too, so the same block appears twice in one file.
+    let mut data = pseudo_random(300_000, 7);
+    data.extend_from_slice(&data.clone()[..100_000]);
+    data.extend(std::iter::repeat_n(0u8, 80_000));
+    std::fs::write(&local, &data).unwrap();
+
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&progress);
+    let options = UploadOptions {
+        progress: Some(Arc::new(move |done| seen.lock().unwrap().push(done))),
+        ..UploadOptions::default()
+    };
+    let first = client.upload_file(&local, "/data.bin", options).await.unwrap();
+    assert_eq!(first.commit.entry.size, data.len() as u64);
+    assert_eq!(first.stats.bytes_total, data.len() as u64);
+    let distinct = mock.blocks.lock().unwrap().len() as u64;
+    assert_eq!(first.stats.blocks_uploaded, distinct);
+    assert!(first.stats.blocks_total > distinct, "{:?}", first.stats);
+    assert!(first.stats.bytes_sent_payload < data.len() as u64);
+    let progress = progress.lock().unwrap().clone();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(progress.last().copied(), Some(data.len() as u64));
+
+    // The same content again, replacing the file: nothing to send.
+    let puts_before = mock.put_calls.load(Ordering::SeqCst);
+    let again = client
+        .upload_file(
+            &local,
+            "/data.bin",
+            UploadOptions {
+                base_rev: first.commit.entry.rev.clone(),
+                ..UploadOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.stats.blocks_uploaded, 0);
+    assert_eq!(again.stats.bytes_sent_payload, 0);
+    assert_eq!(mock.put_calls.load(Ordering::SeqCst), puts_before);
+    assert_eq!(again.commit.entry.rev.as_deref(), Some("2"));
+
+    // And back down, byte for byte.
+    let back = dir.path().join("back.bin");
+    let outcome = client
+        .download_file("/data.bin", &back, DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    assert_eq!(outcome.stats.bytes_total, data.len() as u64);
+    assert_eq!(outcome.stats.blocks_downloaded, distinct);
+    assert!(leftovers(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn stale_base_rev_is_a_conflict_with_the_current_entry() {
+    let (client, _mock) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("a.txt");
+    std::fs::write(&local, b"one").unwrap();
+    client
+        .upload_file(&local, "/a.txt", UploadOptions::default())
+        .await
+        .unwrap();
+    std::fs::write(&local, b"two").unwrap();
+    let err = client
+        .upload_file(&local, "/a.txt", UploadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(err.conflict_current().unwrap().rev.as_deref(), Some("1"));
+    assert_eq!(
+        err.to_string(),
+        "server refused: file /a.txt was changed on the server (conflict)"
+    );
+}
+
+#[tokio::test]
+async fn commit_asking_for_missing_blocks_gets_them() {
+    let (client, mock) = start().await;
+    *mock.forget_on_first_commit.lock().unwrap() = true;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("b.bin");
+    let data = pseudo_random(50_000, 3);
+    std::fs::write(&local, &data).unwrap();
+    let outcome = client
+        .upload_file(&local, "/b.bin", UploadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(mock.commit_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        outcome.stats.blocks_uploaded,
+        mock.blocks.lock().unwrap().len() as u64 + 1
+    );
+    let back = dir.path().join("b.back");
+    client
+        .download_file("/b.bin", &back, DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+}
+
+#[tokio::test]
+async fn empty_files_round_trip() {
+    let (client, mock) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("empty");
+    std::fs::write(&local, b"").unwrap();
+    let outcome = client
+        .upload_file(&local, "/empty", UploadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.stats, Default::default());
+    assert_eq!(mock.check_calls.load(Ordering::SeqCst), 0);
+    let back = dir.path().join("empty.back");
+    std::fs::write(&back, b"old content").unwrap();
+    client
+        .download_file("/empty", &back, DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), b"");
+}
+
+#[tokio::test]
+async fn corrupt_blocks_are_never_written() {
+    let (client, mock) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("c.bin");
+    std::fs::write(&local, pseudo_random(40_000, 5)).unwrap();
+    client
+        .upload_file(&local, "/c.bin", UploadOptions::default())
+        .await
+        .unwrap();
+    let victim = mock.blocks.lock().unwrap().keys().next().unwrap().clone();
+    *mock.corrupt.lock().unwrap() = Some(victim.clone());
+
+    let dest = dir.path().join("dest.bin");
+    std::fs::write(&dest, b"keep me").unwrap();
+    let err = client
+        .download_file("/c.bin", &dest, DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Corrupt { hash } if *hash == victim),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), b"keep me");
+    assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+}
+
+#[tokio::test]
+async fn folders_and_missing_files_are_refused() {
+    let (client, _mock) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let err = client
+        .upload_file(dir.path(), "/x", UploadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::NotAFile { .. }), "{err:?}");
+    let missing = dir.path().join("missing");
+    let err = client
+        .upload_file(&missing, "/x", UploadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Io { .. }), "{err:?}");
+    assert!(err.to_string().starts_with(&missing.display().to_string()));
+    let err = client
+        .download_file("/missing", &dir.path().join("m"), DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found());
+    assert!(leftovers(dir.path()).is_empty());
+}

@@ -1,0 +1,102 @@
+//! Times the metadata side of uploading and committing a large file: recording block
+//! uploads, checking possession, committing, re-committing the same content, and
+//! copying. Not a test; run it to see where a 1 GiB upload's metadata time goes.
+//!
+//! ```text
+//! cargo run --release -p cairn-meta --example commit_bench -- [BLOCKS] [DATABASE_URL]
+//! ```
+//! BLOCKS defaults to 256 (1 GiB at the 4 MiB average block size); the database
+//! defaults to a fresh SQLite file in a temp dir. For PostgreSQL, create a schema first
+//! and pass `postgres://…/DB?options[search_path]=SCHEMA`, so the benchmark's tables do
+//! not land in `public`; drop the schema afterwards.
+//!
+//! On the 2-core development machine (256 blocks): SQLite commits in about 7 ms and
+//! records an upload in 0.4 ms; PostgreSQL takes about 30 ms and 3.7 ms (one fsync per
+//! transaction).
+
+use std::time::Instant;
+
+use cairn_core::{BlockHash, ServerPath};
+use cairn_meta::{Actor, BlockRef, CommitFile, MetaStore};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let blocks: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(256);
+    let dir = std::env::temp_dir().join(format!("cairn-meta-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let url = args
+        .next()
+        .unwrap_or_else(|| format!("sqlite://{}/meta.db?mode=rwc", dir.display()));
+    let store = MetaStore::connect(&url).await?;
+    let name = format!("bench{}", std::process::id());
+    let user = store.create_user(&name, "x", false, None).await?;
+    let actor = Actor {
+        user_id: user.id,
+        device_id: None,
+        device_name: "bench".into(),
+    };
+    let refs: Vec<BlockRef> = (0..blocks)
+        .map(|i| BlockRef {
+            hash: BlockHash::of(format!("{name} block {i}").as_bytes()),
+            size: 4 << 20,
+        })
+        .collect();
+    let hashes: Vec<BlockHash> = refs.iter().map(|b| b.hash).collect();
+
+    let t = Instant::now();
+    for b in &refs {
+        store
+            .record_block_upload(user.id, b.hash, b.size, i64::from(b.size))
+            .await?;
+    }
+    report("record_block_upload (each)", t, blocks);
+
+    let t = Instant::now();
+    let owned = store.blocks_owned_by(user.id, &hashes).await?;
+    assert_eq!(owned.len(), blocks);
+    report("blocks_owned_by (all)", t, 1);
+
+    let commit = |path: &str, base| CommitFile {
+        ns: user.home_ns,
+        path: ServerPath::parse(path).unwrap(),
+        blocks: refs.clone(),
+        mtime: Some(1),
+        base_rev: base,
+        autorename: false,
+        actor: actor.clone(),
+    };
+    let t = Instant::now();
+    let first = store.commit_file(commit("/big.bin", None)).await?.entry;
+    report("commit_file (new)", t, 1);
+
+    let t = Instant::now();
+    store.commit_file(commit("/big.bin", first.rev)).await?;
+    report("commit_file (same content, no-op)", t, 1);
+
+    let t = Instant::now();
+    store.commit_file(commit("/other.bin", None)).await?;
+    report("commit_file (known blocks, new path)", t, 1);
+
+    let t = Instant::now();
+    let ns = user.home_ns;
+    let (from, to) = (
+        ServerPath::parse("/big.bin")?,
+        ServerPath::parse("/copy.bin")?,
+    );
+    store.copy_entry(ns, &from, &to, &actor).await?;
+    report("copy_entry", t, 1);
+
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn report(what: &str, start: Instant, n: usize) {
+    let total = start.elapsed();
+    println!(
+        "{what:40} {:>9.3} ms total, {:>8.3} ms per op",
+        total.as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3 / n as f64
+    );
+}

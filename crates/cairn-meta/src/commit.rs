@@ -1,0 +1,354 @@
+//! Committing a new version of a file, and reading a version's block list.
+
+use std::collections::{BTreeMap, HashSet};
+
+use cairn_core::conflict::{conflict_name, format_stamp, split_extension};
+use cairn_core::path::MAX_NAME_BYTES;
+use cairn_core::{content_hash, BlockHash, EntryId, ServerPath, VersionId};
+use sqlx::Row;
+
+use crate::blocks::{add_references, owned_block_sizes};
+use crate::db::{corrupt, find_live, row_placeholders, NsWrite, CHUNK};
+use crate::tree::{ensure_parents, insert_entry};
+use crate::{BlockRef, CommitFile, CommitOutcome, Entry, EntryKind, MetaError, MetaStore};
+
+/// How many numbered conflict copies (" 2", " 3", …) to try before giving up.
+const MAX_CONFLICT_COPIES: u32 = 1000;
+
+/// Where a commit's content goes.
+enum Target {
+    /// A new version of this existing file.
+    Update(Entry),
+    /// A new file at the requested path.
+    Create,
+    /// A new file under a conflict-copy name next to the requested path.
+    ConflictCopy,
+}
+
+impl MetaStore {
+    /// Stores a new version of the file at `req.path`, in one transaction.
+    ///
+    /// * Every block must be one the actor's account possesses, with the size it was
+    ///   uploaded with; otherwise [`MetaError::MissingBlocks`] (or
+    ///   [`MetaError::BlockSizeMismatch`]) and nothing changes.
+    /// * `base_rev: None` requires that no file lives at the path; `Some(r)` requires
+    ///   that the file's current version is `r`. Otherwise [`MetaError::RevConflict`],
+    ///   or, with `autorename`, the content is stored as
+    ///   `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT` in the same folder
+    ///   (numbered " 2", " 3", … if that is taken) and `renamed` is true.
+    /// * A folder at the path gives [`MetaError::IsAFolder`], or a conflict copy with
+    ///   `autorename`.
+    /// * With `autorename`, a commit based on a revision of a file that has since been
+    ///   deleted or moved away recreates the file at the path (`renamed` false): the
+    ///   path is free, so nothing is overwritten, and the edit survives the delete.
+    /// * Content identical to the file's current version (same content hash, and the
+    ///   same mtime or none given) changes nothing, whatever `base_rev` says: no version
+    ///   is added, nothing is journaled, and the current entry is returned. Nobody's
+    ///   write is lost, and a client re-sending what is there causes no churn on other
+    ///   devices.
+    /// * Missing parent folders are created.
+    ///
+    /// The file's size is the sum of its block sizes; its content hash is computed from
+    /// the block list.
+    pub async fn commit_file(&self, req: CommitFile) -> Result<CommitOutcome, MetaError> {
+        if req.path.is_root() {
+            return Err(MetaError::IsAFolder(req.path));
+        }
+        let size: i64 = req.blocks.iter().map(|b| i64::from(b.size)).sum();
+        let content = content_hash(req.blocks.iter().map(|b| &b.hash));
+        let mut references: BTreeMap<BlockHash, i64> = BTreeMap::new();
+        for b in &req.blocks {
+            *references.entry(b.hash).or_insert(0) += 1;
+        }
+        let distinct: Vec<BlockHash> = references.keys().copied().collect();
+
+        let mut w = NsWrite::begin(self, req.ns, &req.actor).await?;
+
+        let owned = owned_block_sizes(w.conn(), req.actor.user_id, &distinct).await?;
+        let mut reported = HashSet::new();
+        let missing: Vec<BlockHash> = req
+            .blocks
+            .iter()
+            .map(|b| b.hash)
+            .filter(|h| !owned.contains_key(h) && reported.insert(*h))
+            .collect();
+        if !missing.is_empty() {
+            return Err(MetaError::MissingBlocks(missing));
+        }
+        for b in &req.blocks {
+            let stored = owned[&b.hash];
+            if stored != i64::from(b.size) {
+                return Err(MetaError::BlockSizeMismatch {
+                    hash: b.hash,
+                    claimed: b.size,
+                    stored,
+                });
+            }
+        }
+
+        let current = find_live(w.conn(), req.ns, &req.path.key()).await?;
+        let target = match current {
+            Some(e)
+                if e.kind == EntryKind::File
+                    && e.content_hash == Some(content)
+                    && req.mtime.is_none_or(|m| m == e.mtime) =>
+            {
+                return Ok(CommitOutcome {
+                    entry: e,
+                    renamed: false,
+                });
+            }
+            Some(e)
+                if e.kind == EntryKind::File && req.base_rev.is_some() && req.base_rev == e.rev =>
+            {
+                Target::Update(e)
+            }
+            Some(_) if req.autorename => Target::ConflictCopy,
+            Some(e) if e.kind == EntryKind::Folder => return Err(MetaError::IsAFolder(e.path)),
+            Some(e) => {
+                return Err(MetaError::RevConflict {
+                    path: req.path,
+                    current: Some(e),
+                })
+            }
+            None if req.base_rev.is_some() && !req.autorename => {
+                return Err(MetaError::RevConflict {
+                    path: req.path,
+                    current: None,
+                })
+            }
+            None => Target::Create,
+        };
+
+        let now = w.now;
+        let mtime = req.mtime.unwrap_or(now);
+        let name = req.path.name().expect("the root was refused above");
+        let (entry_id, path, renamed) = match target {
+            Target::Update(e) => (e.id, e.path, false),
+            Target::Create => {
+                let parent = ensure_parents(&mut w, &req.path).await?;
+                let path = parent.join(name)?;
+                let id = insert_entry(&mut w, &path, EntryKind::File, size, Some(content), mtime)
+                    .await?;
+                (id, path, false)
+            }
+            Target::ConflictCopy => {
+                let parent = ensure_parents(&mut w, &req.path).await?;
+                let device = sanitize_device_name(&req.actor.device_name);
+                let stamp = format_stamp(now.div_euclid(1000));
+                let path = free_conflict_path(&mut w, &parent, name, &device, &stamp).await?;
+                let id = insert_entry(&mut w, &path, EntryKind::File, size, Some(content), mtime)
+                    .await?;
+                (id, path, true)
+            }
+        };
+
+        let version = insert_version(&mut w, &req, entry_id, size, &content.0, mtime).await?;
+        sqlx::query(
+            "UPDATE entries SET size = $1, content_hash = $2, mtime = $3, modified_at = $4, \
+             current_version_id = $5 WHERE id = $6",
+        )
+        .bind(size)
+        .bind(content.0.to_vec())
+        .bind(mtime)
+        .bind(now)
+        .bind(version.0)
+        .bind(entry_id.0)
+        .execute(w.conn())
+        .await?;
+        let gone = add_references(w.conn(), &references).await?;
+        if !gone.is_empty() {
+            // Collected between the possession check and now; the client must upload
+            // them again.
+            return Err(MetaError::MissingBlocks(gone));
+        }
+        w.record(
+            crate::ChangeKind::Commit,
+            EntryKind::File,
+            &path,
+            entry_id,
+            Some(version),
+        );
+        w.commit().await?;
+        tracing::debug!(ns = %req.ns, %path, rev = %version, size, renamed, "committed");
+        Ok(CommitOutcome {
+            entry: Entry {
+                id: entry_id,
+                ns: req.ns,
+                path,
+                kind: EntryKind::File,
+                size,
+                rev: Some(version),
+                content_hash: Some(content),
+                mtime,
+                modified_at: now,
+            },
+            renamed,
+        })
+    }
+
+    /// A version's blocks, in file order.
+    pub async fn version_blocks(&self, version: VersionId) -> Result<Vec<BlockRef>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT block_hash, size FROM version_blocks WHERE version_id = $1 ORDER BY idx",
+        )
+        .bind(version.0)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            // An empty file has no blocks; tell it apart from a version that is not there.
+            let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM versions WHERE id = $1")
+                .bind(version.0)
+                .fetch_one(&self.pool)
+                .await?;
+            if exists == 0 {
+                return Err(MetaError::NoSuchVersion(version));
+            }
+        }
+        rows.iter()
+            .map(|row| {
+                let hash: Vec<u8> = row.try_get("block_hash")?;
+                let size: i64 = row.try_get("size")?;
+                Ok(BlockRef {
+                    hash: BlockHash::from_slice(&hash)
+                        .ok_or_else(|| corrupt("block hash length"))?,
+                    size: u32::try_from(size).map_err(|_| corrupt("block size"))?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Inserts the version row and its block list.
+async fn insert_version(
+    w: &mut NsWrite,
+    req: &CommitFile,
+    entry_id: EntryId,
+    size: i64,
+    content: &[u8; 32],
+    mtime: i64,
+) -> Result<VersionId, MetaError> {
+    let (ns, now) = (w.ns, w.now);
+    let version: i64 = sqlx::query_scalar(
+        "INSERT INTO versions \
+         (entry_id, ns_id, size, content_hash, block_count, mtime, created_at, user_id, \
+          device_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(entry_id.0)
+    .bind(ns.0)
+    .bind(size)
+    .bind(content.to_vec())
+    .bind(req.blocks.len() as i64)
+    .bind(mtime)
+    .bind(now)
+    .bind(req.actor.user_id.0)
+    .bind(req.actor.device_id.map(|d| d.0))
+    .fetch_one(w.conn())
+    .await?;
+    for (chunk_no, chunk) in req.blocks.chunks(CHUNK).enumerate() {
+        let sql = format!(
+            "INSERT INTO version_blocks (version_id, idx, block_hash, size) VALUES {}",
+            row_placeholders(1, chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, b) in chunk.iter().enumerate() {
+            q = q
+                .bind(version)
+                .bind((chunk_no * CHUNK + i) as i64)
+                .bind(b.hash.0.to_vec())
+                .bind(i64::from(b.size));
+        }
+        q.execute(w.conn()).await?;
+    }
+    Ok(VersionId(version))
+}
+
+/// A device name made safe for a file name: no separators, no control characters,
+/// not absurdly long, never empty.
+fn sanitize_device_name(name: &str) -> String {
+    let cleaned: String = name
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' => '-',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .take(64)
+        .collect();
+    if cleaned.trim().is_empty() {
+        "unknown device".to_owned()
+    } else {
+        cleaned.trim().to_owned()
+    }
+}
+
+/// The `n`th conflict-copy name for `name` (`n` = 1 is the plain one), shortening the
+/// original stem if the result would exceed the name length limit.
+fn conflict_candidate(name: &str, device: &str, stamp: &str, n: u32) -> String {
+    let (stem, ext) = split_extension(name);
+    let mut stem = stem.to_owned();
+    loop {
+        let base = conflict_name(&format!("{stem}{ext}"), device, stamp);
+        let candidate = if n == 1 {
+            base
+        } else {
+            // conflict_name keeps the extension last; number the copy just before it.
+            let before_ext = &base[..base.len() - ext.len()];
+            format!("{before_ext} {n}{ext}")
+        };
+        if candidate.len() <= MAX_NAME_BYTES || stem.is_empty() {
+            return candidate;
+        }
+        stem.pop();
+    }
+}
+
+/// A free path for a conflict copy of `name` in `parent`.
+async fn free_conflict_path(
+    w: &mut NsWrite,
+    parent: &ServerPath,
+    name: &str,
+    device: &str,
+    stamp: &str,
+) -> Result<ServerPath, MetaError> {
+    let ns = w.ns;
+    for n in 1..=MAX_CONFLICT_COPIES {
+        let path = parent.join(&conflict_candidate(name, device, stamp, n))?;
+        if find_live(w.conn(), ns, &path.key()).await?.is_none() {
+            return Ok(path);
+        }
+    }
+    Err(MetaError::AlreadyExists(
+        parent.join(&conflict_candidate(name, device, stamp, 1))?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names() {
+        let stamp = "2024-05-01 120000";
+        assert_eq!(
+            conflict_candidate("report.pdf", "laptop", stamp, 1),
+            "report (conflicted copy from laptop 2024-05-01 120000).pdf"
+        );
+        assert_eq!(
+            conflict_candidate("report.pdf", "host.local", stamp, 3),
+            "report (conflicted copy from host.local 2024-05-01 120000) 3.pdf"
+        );
+        assert_eq!(
+            conflict_candidate("README", "host.local", stamp, 2),
+            "README (conflicted copy from host.local 2024-05-01 120000) 2"
+        );
+        let long = format!("{}.txt", "x".repeat(250));
+        let got = conflict_candidate(&long, "pc", stamp, 12);
+        assert!(got.len() <= MAX_NAME_BYTES, "{} bytes", got.len());
+        assert!(got.ends_with(") 12.txt"), "{got}");
+        assert_eq!(sanitize_device_name(" a/b\n "), "a-b");
+        assert_eq!(sanitize_device_name(""), "unknown device");
+    }
+}

@@ -1,0 +1,246 @@
+//! Users, devices and login tokens.
+
+use cairn_core::{DeviceId, NamespaceId, UserId};
+use sqlx::Row;
+
+use crate::db::{is_unique_violation, now_ms, user_from_row, WriteTx, USER_COLUMNS};
+use crate::{Device, MetaError, MetaStore, User};
+
+/// How stale `auth_tokens.last_used_at` may get before a lookup refreshes it. Writing
+/// on every request would turn every read into a write (and on SQLite, queue it behind
+/// uploads); the column only has to tell an admin roughly when a token was last used.
+const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+impl MetaStore {
+    /// Creates a user and its home namespace. Fails with [`MetaError::UserExists`] when
+    /// the name is taken.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        is_admin: bool,
+        quota_bytes: Option<i64>,
+    ) -> Result<User, MetaError> {
+        let now = now_ms();
+        let mut tx = WriteTx::begin(self).await?;
+        // users.home_ns and namespaces.owner_user_id point at each other, so the user
+        // row goes in first without its namespace and gets it before the commit.
+        let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO users (name, password_hash, is_admin, quota_bytes, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(name.to_owned())
+        .bind(password_hash.to_owned())
+        .bind(i64::from(is_admin))
+        .bind(quota_bytes)
+        .bind(now)
+        .fetch_one(tx.conn())
+        .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => return Err(MetaError::UserExists(name.into())),
+            Err(e) => return Err(e.into()),
+        };
+        let ns: i64 = sqlx::query_scalar(
+            "INSERT INTO namespaces (owner_user_id, journal_seq, created_at) \
+             VALUES ($1, 0, $2) RETURNING id",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_one(tx.conn())
+        .await?;
+        sqlx::query("UPDATE users SET home_ns = $1 WHERE id = $2")
+            .bind(ns)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(User {
+            id: UserId(id),
+            name: name.to_owned(),
+            password_hash: password_hash.to_owned(),
+            is_admin,
+            quota_bytes,
+            home_ns: NamespaceId(ns),
+            created_at: now,
+        })
+    }
+
+    /// How many accounts exist (the server creates `admin` when there are none).
+    pub async fn user_count(&self) -> Result<i64, MetaError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// The user with this exact name.
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<User>, MetaError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1");
+        let row = sqlx::query(&sql)
+            .bind(name.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// The user with this id.
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<User>, MetaError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Every user, oldest first.
+    pub async fn list_users(&self) -> Result<Vec<User>, MetaError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    /// Bytes the user's quota is charged with: the sizes of the current versions of the
+    /// live files in the user's home namespace. (Old versions and the trash are not
+    /// counted yet.)
+    pub async fn usage_bytes(&self, user: UserId) -> Result<i64, MetaError> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(e.size), 0) AS BIGINT) \
+             FROM users u JOIN entries e ON e.ns_id = u.home_ns \
+             WHERE u.id = $1 AND e.kind = 'file' AND e.deleted_at IS NULL",
+        )
+        .bind(user.0)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Registers a device for a user.
+    pub async fn create_device(&self, user: UserId, name: &str) -> Result<Device, MetaError> {
+        let now = now_ms();
+        let mut tx = WriteTx::begin(self).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO devices (user_id, name, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(user.0)
+        .bind(name.to_owned())
+        .bind(now)
+        .fetch_one(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(Device {
+            id: DeviceId(id),
+            user_id: user,
+            name: name.to_owned(),
+            created_at: now,
+        })
+    }
+
+    /// The device with this id.
+    pub async fn device(&self, id: DeviceId) -> Result<Option<Device>, MetaError> {
+        let row = sqlx::query("SELECT id, user_id, name, created_at FROM devices WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Device {
+                id: DeviceId(r.try_get("id")?),
+                user_id: UserId(r.try_get("user_id")?),
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores a login token, by its hash (the token itself is never stored).
+    pub async fn create_token(
+        &self,
+        user: UserId,
+        device: Option<DeviceId>,
+        token_hash: &[u8; 32],
+    ) -> Result<(), MetaError> {
+        let now = now_ms();
+        let mut tx = WriteTx::begin(self).await?;
+        sqlx::query(
+            "INSERT INTO auth_tokens (user_id, device_id, token_hash, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(user.0)
+        .bind(device.map(|d| d.0))
+        .bind(token_hash.to_vec())
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The user (and device) a token hash belongs to. Refreshes the token's
+    /// `last_used_at` at most once a minute, and only when that costs no waiting.
+    pub async fn token_owner(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<(User, Option<DeviceId>)>, MetaError> {
+        let sql = format!(
+            "SELECT t.id AS token_id, t.device_id, t.last_used_at, {} \
+             FROM auth_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+            USER_COLUMNS
+                .split(", ")
+                .map(|c| format!("u.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = user_from_row(&row)?;
+        let device = row.try_get::<Option<i64>, _>("device_id")?.map(DeviceId);
+        let token_id: i64 = row.try_get("token_id")?;
+        let last_used: i64 = row.try_get("last_used_at")?;
+        let now = now_ms();
+        if now - last_used >= LAST_USED_GRANULARITY_MS {
+            self.touch_token(token_id, now).await;
+        }
+        Ok(Some((user, device)))
+    }
+
+    /// Best effort: a failure to record when a token was used must not fail the
+    /// request that used it.
+    async fn touch_token(&self, token_id: i64, now: i64) {
+        // On SQLite, skip the refresh when a writer is busy rather than queue a read
+        // behind an upload; the next request will refresh it.
+        let _guard = match &self.sqlite_writer {
+            Some(lock) => match lock.clone().try_lock_owned() {
+                Ok(guard) => Some(guard),
+                Err(_) => return,
+            },
+            None => None,
+        };
+        let result = sqlx::query(
+            "UPDATE auth_tokens SET last_used_at = $1 WHERE id = $2 AND last_used_at < $3",
+        )
+        .bind(now)
+        .bind(token_id)
+        .bind(now - LAST_USED_GRANULARITY_MS)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("could not record token use: {e}");
+        }
+    }
+
+    /// Deletes a token (logout). Returns whether it existed.
+    pub async fn delete_token(&self, token_hash: &[u8; 32]) -> Result<bool, MetaError> {
+        let mut tx = WriteTx::begin(self).await?;
+        let done = sqlx::query("DELETE FROM auth_tokens WHERE token_hash = $1")
+            .bind(token_hash.to_vec())
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,18 @@
+//! Integration tests of the metadata store. Every test in `backend_tests!` runs twice,
+//! against SQLite and against PostgreSQL, and ends with a whole-database consistency
+//! check. One test binary rather than one per file: each binary links sqlx, and linking
+//! dominates build time.
+
+// Test bodies unwrap `Result<_, MetaError>` freely; the error's size does not matter.
+#![allow(clippy::result_large_err)]
+
+#[macro_use]
+mod common;
+
+mod check;
+mod commit;
+mod concurrency;
+mod journal;
+mod send;
+mod tree;
+mod users;

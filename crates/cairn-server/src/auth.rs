@@ -1,0 +1,253 @@
+//! Accounts and sessions: argon2id passwords, bearer tokens, login rate limiting, and the
+//! [`AuthUser`] extractor that every private handler takes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use cairn_core::DeviceId;
+use cairn_meta::User;
+use cairn_proto as proto;
+use rand::RngCore;
+
+use crate::convert::{device_info, user_info};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Json;
+use crate::state::AppState;
+
+/// Longest accepted user or device name.
+const MAX_NAME_LEN: usize = 64;
+/// Longest accepted password; argon2 would take more, but nobody types this much.
+const MAX_PASSWORD_LEN: usize = 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/account", get(account))
+        .route("/devices", post(register_device))
+}
+
+/// Hashes a password with argon2id. CPU-heavy: call it from a blocking thread.
+pub fn hash_password(password: &str, memory_kib: u32, iterations: u32) -> anyhow::Result<String> {
+    let params = Params::new(memory_kib, iterations, 1, None)
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let hash = argon
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing password: {e}"))?;
+    Ok(hash.to_string())
+}
+
+/// Checks a password against a stored PHC string; the parameters come from the string.
+fn verify_password(password: &str, stored: &str) -> bool {
+    match PasswordHash::new(stored) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A fresh random password for generated accounts: 128 bits, URL-safe.
+pub fn generate_password() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Tokens carry 256 random bits, so a fast hash is enough to store them: nobody can
+/// brute-force the preimage, and the database never holds a usable token.
+fn token_hash(token: &str) -> [u8; 32] {
+    *blake3::hash(token.as_bytes()).as_bytes()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("cairn_{}", hex::encode(bytes))
+}
+
+/// The authenticated caller. Taking it as an argument is what makes a handler private.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: User,
+    pub device: Option<DeviceId>,
+    token_hash: [u8; 32],
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing Authorization header; log in to get a bearer token")
+            })?
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer TOKEN`"))?
+            .trim();
+        let hash = token_hash(token);
+        match state.meta.token_owner(&hash).await? {
+            Some((user, device)) => Ok(AuthUser {
+                user,
+                device,
+                token_hash: hash,
+            }),
+            None => Err(ApiError::unauthorized(
+                "invalid or expired token; log in again",
+            )),
+        }
+    }
+}
+
+/// Counts failed logins in a sliding window, per account and per client address.
+///
+/// This lives in one node's memory; behind a load balancer each node limits on its own,
+/// which multiplies the allowance by the node count but still stops brute force.
+#[derive(Debug, Default)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl LoginLimiter {
+    fn recent(&self, key: &str, window: Duration) -> usize {
+        let mut map = self.failures.lock().expect("limiter lock");
+        let now = Instant::now();
+        match map.get_mut(key) {
+            Some(times) => {
+                times.retain(|t| now.duration_since(*t) < window);
+                times.len()
+            }
+            None => 0,
+        }
+    }
+
+    fn record(&self, key: String) {
+        let mut map = self.failures.lock().expect("limiter lock");
+        // Bound the table: a flood of distinct names must not grow memory forever.
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.entry(key).or_default().push(Instant::now());
+    }
+}
+
+fn check_name(kind: &str, name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{kind} name must be 1 to {MAX_NAME_LEN} bytes without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(req): Json<proto::LoginRequest>,
+) -> ApiResult<Json<proto::LoginResponse>> {
+    let window = Duration::from_secs(state.config.login_window_secs);
+    let account_key = format!("user:{}", req.username.to_lowercase());
+    let address_key = format!("addr:{}", addr.ip());
+    let limiter = &state.login_limiter;
+    if limiter.recent(&account_key, window) >= state.config.login_failures_per_account as usize
+        || limiter.recent(&address_key, window) >= state.config.login_failures_per_address as usize
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many failed logins; wait {} seconds and try again",
+                window.as_secs()
+            ),
+        ));
+    }
+    if req.password.len() > MAX_PASSWORD_LEN {
+        return Err(ApiError::bad_request("invalid_password", "password is too long"));
+    }
+    if let Some(name) = &req.device_name {
+        check_name("device", name)?;
+    }
+
+    let user = state.meta.user_by_name(&req.username).await?;
+    // Verify against a dummy hash when the user does not exist, so response time does
+    // not reveal which account names exist.
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_password_hash.clone());
+    let password = req.password.clone();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .map_err(ApiError::internal)?;
+    let user = match (user, ok) {
+        (Some(user), true) => user,
+        _ => {
+            limiter.record(account_key);
+            limiter.record(address_key);
+            return Err(ApiError::unauthorized("wrong user name or password"));
+        }
+    };
+
+    let device = match &req.device_name {
+        Some(name) => Some(state.meta.create_device(user.id, name).await?),
+        None => None,
+    };
+    let token = new_token();
+    state
+        .meta
+        .create_token(user.id, device.as_ref().map(|d| d.id), &token_hash(&token))
+        .await?;
+    Ok(Json(proto::LoginResponse {
+        token,
+        user: user_info(&user),
+        device: device.as_ref().map(device_info),
+    }))
+}
+
+async fn logout(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
+    state.meta.delete_token(&auth.token_hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn account(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<proto::AccountInfo>> {
+    let usage_bytes = state.meta.usage_bytes(auth.user.id).await?;
+    let device = match auth.device {
+        Some(id) => state.meta.device(id).await?,
+        None => None,
+    };
+    Ok(Json(proto::AccountInfo {
+        user: user_info(&auth.user),
+        usage_bytes,
+        device: device.as_ref().map(device_info),
+    }))
+}
+
+async fn register_device(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::DeviceRequest>,
+) -> ApiResult<(StatusCode, Json<proto::DeviceInfo>)> {
+    check_name("device", &req.name)?;
+    let device = state.meta.create_device(auth.user.id, &req.name).await?;
+    Ok((StatusCode::CREATED, Json(device_info(&device))))
+}

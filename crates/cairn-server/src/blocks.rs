@@ -1,0 +1,159 @@
+//! Block endpoints: which blocks must I upload, upload one, download one.
+//!
+//! Deduplication never leaks: a block counts as present only when the caller's own
+//! account holds it. Any other block must be uploaded in full, which proves possession;
+//! if the store already has it, nothing new is written.
+
+use std::collections::HashSet;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::Router;
+use cairn_core::BlockHash;
+use cairn_proto as proto;
+
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, PathParam};
+use crate::metrics::{BLOCKS_DEDUPLICATED, BLOCKS_STORED, BLOCK_BYTES_RECEIVED, BLOCK_BYTES_SENT};
+use crate::state::AppState;
+
+/// Most hashes one check request may name.
+pub const MAX_CHECK_HASHES: usize = 1000;
+
+pub fn router(max_block_size: usize) -> Router<AppState> {
+    Router::new()
+        .route("/blocks/check", post(check))
+        .route(
+            "/blocks/{hash}",
+            put(upload)
+                .get(download)
+                .layer(DefaultBodyLimit::max(max_block_size)),
+        )
+}
+
+async fn check(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::BlockCheckRequest>,
+) -> ApiResult<Json<proto::BlockCheckResponse>> {
+    if req.hashes.len() > MAX_CHECK_HASHES {
+        return Err(ApiError::bad_request(
+            "too_many_hashes",
+            format!("at most {MAX_CHECK_HASHES} hashes per check; split the request"),
+        ));
+    }
+    let hashes = req
+        .hashes
+        .iter()
+        .map(|h| BlockHash::from_hex(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let owned = state.meta.blocks_owned_by(auth.user.id, &hashes).await?;
+    let mut seen = HashSet::new();
+    let missing = hashes
+        .into_iter()
+        .filter(|h| !owned.contains(h) && seen.insert(*h))
+        .map(|h| h.to_hex())
+        .collect();
+    Ok(Json(proto::BlockCheckResponse { missing }))
+}
+
+/// Verifies, stores and records one block. Shared with the whole-file upload, which
+/// chunks on the server.
+pub async fn accept_block(
+    state: &AppState,
+    user: &cairn_meta::User,
+    hash: BlockHash,
+    data: Bytes,
+) -> ApiResult<()> {
+    let size = data.len();
+    if size > state.config.chunker.max_size {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "block_too_large",
+            format!(
+                "block is {size} bytes; the limit is {}",
+                state.config.chunker.max_size
+            ),
+        ));
+    }
+    metrics::counter!(BLOCK_BYTES_RECEIVED).increment(size as u64);
+    let outcome = state.blocks.put(hash, data).await?;
+    if outcome.newly_stored {
+        metrics::counter!(BLOCKS_STORED).increment(1);
+    } else {
+        metrics::counter!(BLOCKS_DEDUPLICATED).increment(1);
+    }
+    let stored_size = match outcome.newly_stored {
+        true => outcome.stored_bytes as i64,
+        false => state
+            .blocks
+            .stored_size(hash)
+            .await?
+            .map(|s| s as i64)
+            .unwrap_or(0),
+    };
+    state
+        .meta
+        .record_block_upload(user.id, hash, size as u32, stored_size)
+        .await?;
+    Ok(())
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    PathParam(hash): PathParam<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<proto::BlockUploadResponse>)> {
+    let hash = BlockHash::from_hex(&hash)?;
+    let data = body.clone();
+    let actual = tokio::task::spawn_blocking(move || {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_rayon(&data);
+        BlockHash(*hasher.finalize().as_bytes())
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    if actual != hash {
+        return Err(ApiError::bad_request(
+            "hash_mismatch",
+            format!("block content hashes to {actual}, not {hash}; nothing was stored"),
+        ));
+    }
+    let size = body.len() as u64;
+    accept_block(&state, &auth.user, hash, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(proto::BlockUploadResponse {
+            hash: hash.to_hex(),
+            size,
+        }),
+    ))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    PathParam(hash): PathParam<String>,
+) -> ApiResult<Response> {
+    let hash = BlockHash::from_hex(&hash)?;
+    // A block the account does not hold looks exactly like one that does not exist.
+    let owned = state.meta.blocks_owned_by(auth.user.id, &[hash]).await?;
+    if !owned.contains(&hash) {
+        return Err(ApiError::not_found(format!("block {hash} not found")));
+    }
+    let data = state.blocks.get(hash).await?;
+    metrics::counter!(BLOCK_BYTES_SENT).increment(data.len() as u64);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/octet-stream",
+        )],
+        data,
+    )
+        .into_response())
+}

@@ -1,0 +1,152 @@
+//! Server configuration: embedded defaults, an optional TOML file, then environment
+//! variables, in rising order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use cairn_core::ChunkerConfig;
+use serde::Deserialize;
+
+/// Everything `cairn serve` needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the SQLite database and the local block folder unless URLs say otherwise.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// The folder holding blocks (the local backend).
+    pub blocks_dir: PathBuf,
+    pub chunker: ChunkerConfig,
+    /// Largest JSON request body, in bytes.
+    pub max_json_body: usize,
+    /// Failed logins allowed per account, and per client address, in `login_window_secs`.
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
+    pub login_window_secs: u64,
+    /// Argon2id cost. The default is OWASP's minimum (19 MiB, 2 passes, 1 lane).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+}
+
+/// What a TOML file may set. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    blocks_url: Option<String>,
+    chunk_min_size: Option<usize>,
+    chunk_avg_size: Option<usize>,
+    chunk_max_size: Option<usize>,
+    login_failures_per_account: Option<u32>,
+    login_failures_per_address: Option<u32>,
+    login_window_secs: Option<u64>,
+}
+
+/// A configuration that cannot be used; the message says which setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults for a data directory: SQLite at `DATA/cairn.db`, blocks under `DATA`.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            database_url: format!("sqlite://{}?mode=rwc", data_dir.join("cairn.db").display()),
+            blocks_dir: data_dir.clone(),
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            chunker: ChunkerConfig::default(),
+            max_json_body: 16 << 20,
+            login_failures_per_account: 10,
+            login_failures_per_address: 30,
+            login_window_secs: 300,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+        }
+    }
+
+    /// Reads the optional config file, then applies `CAIRN_DATABASE_URL` and
+    /// `CAIRN_BLOCKS_URL` from the environment.
+    pub fn load(data_dir: &Path, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = Self::for_data_dir(data_dir);
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let parsed: FileConfig = toml::from_str(&text).map_err(|err| ConfigError::Parse {
+                path: path.to_owned(),
+                message: err.message().to_owned(),
+            })?;
+            config.apply_file(parsed)?;
+        }
+        if let Ok(url) = std::env::var("CAIRN_DATABASE_URL") {
+            config.database_url = url;
+        }
+        if let Ok(url) = std::env::var("CAIRN_BLOCKS_URL") {
+            config.blocks_dir = blocks_dir_from_url(&url)?;
+        }
+        config
+            .chunker
+            .validate()
+            .map_err(|err| ConfigError::Invalid(err.to_string()))?;
+        Ok(config)
+    }
+
+    fn apply_file(&mut self, file: FileConfig) -> Result<(), ConfigError> {
+        if let Some(listen) = file.listen {
+            self.listen = listen;
+        }
+        if let Some(url) = file.database_url {
+            self.database_url = url;
+        }
+        if let Some(url) = file.blocks_url {
+            self.blocks_dir = blocks_dir_from_url(&url)?;
+        }
+        if let Some(v) = file.chunk_min_size {
+            self.chunker.min_size = v;
+        }
+        if let Some(v) = file.chunk_avg_size {
+            self.chunker.avg_size = v;
+        }
+        if let Some(v) = file.chunk_max_size {
+            self.chunker.max_size = v;
+        }
+        if let Some(v) = file.login_failures_per_account {
+            self.login_failures_per_account = v;
+        }
+        if let Some(v) = file.login_failures_per_address {
+            self.login_failures_per_address = v;
+        }
+        if let Some(v) = file.login_window_secs {
+            self.login_window_secs = v;
+        }
+        Ok(())
+    }
+}
+
+/// Accepts `file:///abs/path` or a plain path. S3 URLs are refused with a clear message
+/// until that backend exists.
+fn blocks_dir_from_url(url: &str) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = url.strip_prefix("file://") {
+        Ok(PathBuf::from(path))
+    } else if url.contains("://") {
+        Err(ConfigError::Invalid(format!(
+            "blocks URL {url:?} is not supported by this build; use file:///PATH or a folder path"
+        )))
+    } else {
+        Ok(PathBuf::from(url))
+    }
+}

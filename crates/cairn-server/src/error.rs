@@ -1,0 +1,131 @@
+//! One error type for every handler, rendered as the one JSON error shape.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cairn_meta::MetaError;
+use cairn_proto::{EntryInfo, ErrorBody, ErrorDetail};
+use cairn_store::StoreError;
+
+use crate::convert::entry_info;
+
+/// An error a handler returns. Client errors carry a message for the user; internal
+/// errors are logged and answered with a generic 500 that reveals nothing.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub current: Option<EntryInfo>,
+    pub missing_blocks: Option<Vec<String>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            current: None,
+            missing_blocks: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// Logs the real cause and answers 500 without internals.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {err}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error; the server log has details",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                current: self.current.map(Box::new),
+                missing_blocks: self.missing_blocks,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(err: MetaError) -> Self {
+        use StatusCode as S;
+        let message = err.to_string();
+        match err {
+            MetaError::NotFound(_) => Self::new(S::NOT_FOUND, "not_found", message),
+            MetaError::AlreadyExists(_) => Self::new(S::CONFLICT, "already_exists", message),
+            MetaError::NotAFolder(_) => Self::new(S::CONFLICT, "not_a_folder", message),
+            MetaError::IsAFolder(_) => Self::new(S::CONFLICT, "is_a_folder", message),
+            MetaError::InvalidMove { .. } => Self::bad_request("invalid_move", message),
+            MetaError::UserExists(_) => Self::new(S::CONFLICT, "user_exists", message),
+            MetaError::RevConflict { current, .. } => {
+                let mut e = Self::new(S::CONFLICT, "conflict", message);
+                e.current = current.as_ref().map(entry_info);
+                e
+            }
+            MetaError::MissingBlocks(hashes) => {
+                let mut e = Self::bad_request("missing_blocks", message);
+                e.missing_blocks = Some(hashes.iter().map(|h| h.to_hex()).collect());
+                e
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(hash) => Self::not_found(format!("block {hash} not found")),
+            StoreError::Corrupt(hash) => {
+                tracing::error!("block {hash} failed verification");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_block",
+                    format!("block {hash} is damaged on the server; ask the administrator to run `cairn admin fsck`"),
+                )
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<cairn_core::PathError> for ApiError {
+    fn from(err: cairn_core::PathError) -> Self {
+        Self::bad_request("invalid_path", err.to_string())
+    }
+}
+
+impl From<cairn_core::HashParseError> for ApiError {
+    fn from(err: cairn_core::HashParseError) -> Self {
+        Self::bad_request("invalid_hash", err.to_string())
+    }
+}
+
+/// The result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

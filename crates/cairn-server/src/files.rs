@@ -1,0 +1,541 @@
+//! File and folder endpoints: list, stat, mkdir, move, copy, delete, commit, and whole
+//! file upload and download.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use cairn_core::chunk::{chunk_and_hash, ChunkError};
+use cairn_core::{BlockHash, ServerPath, VersionId};
+use cairn_meta::{Actor, BlockRef, CommitFile, Entry, EntryKind};
+use cairn_proto as proto;
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::auth::AuthUser;
+use crate::blocks::accept_block;
+use crate::convert::entry_info;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Query};
+use crate::metrics::{BLOCK_BYTES_SENT, COMMITS};
+use crate::state::AppState;
+
+/// Default and largest page of a folder listing.
+const DEFAULT_LIST_LIMIT: u32 = 1000;
+const MAX_LIST_LIMIT: u32 = 10_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/files/list", get(list))
+        .route("/files/stat", get(stat))
+        .route("/files/mkdir", post(mkdir))
+        .route("/files/move", post(move_entry))
+        .route("/files/copy", post(copy_entry))
+        .route("/files/delete", post(delete))
+        .route("/files/commit", post(commit))
+        .route("/files/blocks", get(file_blocks))
+        .route(
+            "/files/content",
+            get(download)
+                .put(upload)
+                // The body is chunked as it streams in, so its size needs no cap here.
+                .layer(DefaultBodyLimit::disable()),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PathQuery {
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default = "root_path")]
+    path: String,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+fn root_path() -> String {
+    "/".to_owned()
+}
+
+fn actor(auth: &AuthUser, device_name: String) -> Actor {
+    Actor {
+        user_id: auth.user.id,
+        device_id: auth.device,
+        device_name,
+    }
+}
+
+/// The device name that conflict copies carry; only looked up when one may be made.
+async fn device_name(state: &AppState, auth: &AuthUser) -> ApiResult<String> {
+    Ok(match auth.device {
+        Some(id) => state
+            .meta
+            .device(id)
+            .await?
+            .map(|d| d.name)
+            .unwrap_or_else(|| auth.user.name.clone()),
+        None => auth.user.name.clone(),
+    })
+}
+
+fn parse_rev(rev: &str) -> ApiResult<VersionId> {
+    rev.parse::<i64>().map(VersionId).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_rev",
+            format!("revision {rev:?} is not one this server issued"),
+        )
+    })
+}
+
+async fn stat_existing(state: &AppState, auth: &AuthUser, path: &ServerPath) -> ApiResult<Entry> {
+    state
+        .meta
+        .stat(auth.user.home_ns, path)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{path} does not exist")))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<proto::ListResponse>> {
+    let path = ServerPath::parse(&q.path)?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT).clamp(1, MAX_LIST_LIMIT);
+    let entries = state
+        .meta
+        .list_folder(auth.user.home_ns, &path, q.after.as_deref(), limit)
+        .await?;
+    let cursor = if entries.len() as u32 == limit {
+        entries.last().map(|e| e.path.key())
+    } else {
+        None
+    };
+    Ok(Json(proto::ListResponse {
+        entries: entries.iter().map(entry_info).collect(),
+        cursor,
+    }))
+}
+
+async fn stat(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<proto::EntryInfo>> {
+    let path = ServerPath::parse(&q.path)?;
+    Ok(Json(entry_info(&stat_existing(&state, &auth, &path).await?)))
+}
+
+async fn mkdir(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::PathRequest>,
+) -> ApiResult<(StatusCode, Json<proto::EntryInfo>)> {
+    let path = ServerPath::parse(&req.path)?;
+    if path.is_root() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_exists",
+            "the root folder always exists",
+        ));
+    }
+    let entry = state
+        .meta
+        .mkdir(auth.user.home_ns, &path, &actor(&auth, String::new()))
+        .await?;
+    Ok((StatusCode::CREATED, Json(entry_info(&entry))))
+}
+
+fn move_paths(req: &proto::MoveRequest) -> ApiResult<(ServerPath, ServerPath)> {
+    let from = ServerPath::parse(&req.from)?;
+    let to = ServerPath::parse(&req.to)?;
+    if from.is_root() || to.is_root() {
+        return Err(ApiError::bad_request(
+            "invalid_move",
+            "the root folder cannot be moved, copied or replaced",
+        ));
+    }
+    Ok((from, to))
+}
+
+async fn move_entry(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::MoveRequest>,
+) -> ApiResult<Json<proto::EntryInfo>> {
+    let (from, to) = move_paths(&req)?;
+    let entry = state
+        .meta
+        .move_entry(auth.user.home_ns, &from, &to, &actor(&auth, String::new()))
+        .await?;
+    Ok(Json(entry_info(&entry)))
+}
+
+async fn copy_entry(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::MoveRequest>,
+) -> ApiResult<(StatusCode, Json<proto::EntryInfo>)> {
+    let (from, to) = move_paths(&req)?;
+    let entry = state
+        .meta
+        .copy_entry(auth.user.home_ns, &from, &to, &actor(&auth, String::new()))
+        .await?;
+    Ok((StatusCode::CREATED, Json(entry_info(&entry))))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::PathRequest>,
+) -> ApiResult<StatusCode> {
+    let path = ServerPath::parse(&req.path)?;
+    if path.is_root() {
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            "the root folder cannot be deleted",
+        ));
+    }
+    state
+        .meta
+        .delete_entry(auth.user.home_ns, &path, &actor(&auth, String::new()))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Commits a block list and answers with the stored entry; shared by both upload paths.
+async fn commit_blocks(
+    state: &AppState,
+    auth: &AuthUser,
+    path: ServerPath,
+    blocks: Vec<BlockRef>,
+    base_rev: Option<VersionId>,
+    autorename: bool,
+    mtime: Option<i64>,
+) -> ApiResult<proto::CommitResponse> {
+    if path.is_root() {
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            "a file cannot be stored at '/'; name it",
+        ));
+    }
+    let name = if autorename {
+        device_name(state, auth).await?
+    } else {
+        String::new()
+    };
+    let outcome = state
+        .meta
+        .commit_file(CommitFile {
+            ns: auth.user.home_ns,
+            path,
+            blocks,
+            mtime,
+            base_rev,
+            autorename,
+            actor: actor(auth, name),
+        })
+        .await?;
+    metrics::counter!(COMMITS).increment(1);
+    Ok(proto::CommitResponse {
+        entry: entry_info(&outcome.entry),
+        renamed: outcome.renamed,
+    })
+}
+
+async fn commit(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::CommitRequest>,
+) -> ApiResult<Json<proto::CommitResponse>> {
+    let path = ServerPath::parse(&req.path)?;
+    let max = state.config.chunker.max_size;
+    let blocks = req
+        .blocks
+        .iter()
+        .map(|b| {
+            if b.size as usize > max {
+                return Err(ApiError::bad_request(
+                    "block_too_large",
+                    format!("block {} claims {} bytes; the limit is {max}", b.hash, b.size),
+                ));
+            }
+            Ok(BlockRef {
+                hash: BlockHash::from_hex(&b.hash)?,
+                size: b.size,
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
+    let response = commit_blocks(
+        &state,
+        &auth,
+        path,
+        blocks,
+        base_rev,
+        req.autorename,
+        req.mtime,
+    )
+    .await?;
+    Ok(Json(response))
+}
+
+async fn file_blocks(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<proto::FileBlocksResponse>> {
+    let path = ServerPath::parse(&q.path)?;
+    let entry = stat_existing(&state, &auth, &path).await?;
+    let rev = file_rev(&entry)?;
+    let blocks = state.meta.version_blocks(rev).await?;
+    Ok(Json(proto::FileBlocksResponse {
+        entry: entry_info(&entry),
+        blocks: blocks
+            .iter()
+            .map(|b| proto::BlockRef {
+                hash: b.hash.to_hex(),
+                size: b.size,
+            })
+            .collect(),
+    }))
+}
+
+fn file_rev(entry: &Entry) -> ApiResult<VersionId> {
+    match (entry.kind, entry.rev) {
+        (EntryKind::File, Some(rev)) => Ok(rev),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "is_a_folder",
+            format!("{} is a folder, not a file", entry.path),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    path: String,
+    base_rev: Option<String>,
+    #[serde(default)]
+    autorename: bool,
+    mtime: Option<i64>,
+}
+
+/// Whole-file upload: the server chunks the streamed body itself, holding only a few
+/// chunks in memory however large the file is.
+async fn upload(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> ApiResult<Json<proto::CommitResponse>> {
+    let path = ServerPath::parse(&q.path)?;
+    let base_rev = q.base_rev.as_deref().map(parse_rev).transpose()?;
+    let stream = body
+        .into_data_stream()
+        .map_err(|err| std::io::Error::other(err.to_string()));
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    let runtime = tokio::runtime::Handle::current();
+    let chunker = state.config.chunker;
+    let (task_state, user) = (state.clone(), auth.user.clone());
+    let chunked = tokio::task::spawn_blocking(move || {
+        chunk_and_hash(reader, &chunker, |chunk| {
+            let data = Bytes::from(chunk.data);
+            runtime.block_on(accept_block(&task_state, &user, chunk.hash, data))
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|err| match err {
+        ChunkError::Read(err) => ApiError::bad_request(
+            "upload_interrupted",
+            format!("reading the upload failed: {err}; nothing was committed"),
+        ),
+        ChunkError::Sink(err) => err,
+    })?;
+    let blocks = chunked
+        .blocks
+        .iter()
+        .map(|(hash, size)| BlockRef {
+            hash: *hash,
+            size: *size,
+        })
+        .collect();
+    let response =
+        commit_blocks(&state, &auth, path, blocks, base_rev, q.autorename, q.mtime).await?;
+    Ok(Json(response))
+}
+
+/// A parsed `Range` header: the first and last byte wanted, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ByteRange {
+    first: u64,
+    last: u64,
+}
+
+/// Parses a single-range `bytes=` header against a file of `size` bytes. `Ok(None)` means
+/// "send the whole file" (no header, or a form we do not support, which RFC 9110 lets us
+/// ignore); `Err` means the range cannot be satisfied.
+fn parse_range(header: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRange>, ()> {
+    let Some(spec) = header.and_then(|h| h.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = spec.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((start, end)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (start, end) = (start.trim(), end.trim());
+    let range = if start.is_empty() {
+        let n: u64 = end.parse().map_err(|_| ())?;
+        if n == 0 || size == 0 {
+            return Err(());
+        }
+        ByteRange {
+            first: size.saturating_sub(n),
+            last: size - 1,
+        }
+    } else {
+        let first: u64 = start.parse().map_err(|_| ())?;
+        let last = if end.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            end.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1))
+        };
+        if first >= size || last < first {
+            return Err(());
+        }
+        ByteRange { first, last }
+    };
+    Ok(Some(range))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(q): Query<PathQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let path = ServerPath::parse(&q.path)?;
+    let entry = stat_existing(&state, &auth, &path).await?;
+    let rev = file_rev(&entry)?;
+    let blocks = state.meta.version_blocks(rev).await?;
+    let size: u64 = blocks.iter().map(|b| b.size as u64).sum();
+    let etag = format!("\"{}\"", rev.0);
+
+    let range = match parse_range(headers.get(header::RANGE), size) {
+        Ok(range) => range,
+        Err(()) => {
+            let mut err = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the requested range is outside the file ({size} bytes)"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                err.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(err);
+        }
+    };
+    let ByteRange { first, last } = range.unwrap_or(ByteRange {
+        first: 0,
+        last: size.saturating_sub(1),
+    });
+    let length = if size == 0 { 0 } else { last - first + 1 };
+
+    // Pick the blocks that overlap the range, with the slice of each to send.
+    let mut pieces = Vec::new();
+    let mut offset = 0u64;
+    for block in &blocks {
+        let (start, end) = (offset, offset + block.size as u64);
+        offset = end;
+        if length == 0 || end <= first || start > last {
+            continue;
+        }
+        let from = first.saturating_sub(start) as usize;
+        let to = ((last + 1).min(end) - start) as usize;
+        pieces.push((block.hash, from, to));
+    }
+
+    // The first block is read before answering, so a damaged file whose first block is
+    // bad gets a clean error status. Later blocks are fetched one ahead of the one being
+    // sent; one that fails verification ends the stream with an error, so the client
+    // sees a short body, never wrong bytes.
+    let mut pieces = pieces.into_iter();
+    let head = match pieces.next() {
+        Some((hash, from, to)) => {
+            let data = state.blocks.get(hash).await?;
+            metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);
+            Some(Ok::<_, std::io::Error>(data.slice(from..to)))
+        }
+        None => None,
+    };
+    let store = state.blocks.clone();
+    let rest = futures::stream::iter(pieces)
+        .map(move |(hash, from, to)| {
+            let store = store.clone();
+            async move {
+                let data = store.get(hash).await.map_err(|err| {
+                    tracing::error!("download of block {hash} failed: {err}");
+                    std::io::Error::other(err.to_string())
+                })?;
+                metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);
+                Ok::<_, std::io::Error>(data.slice(from..to))
+            }
+        })
+        .buffered(2);
+    let body = futures::stream::iter(head).chain(rest);
+
+    let mut response = Response::new(Body::from_stream(body));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if range.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{size}")) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(header: &str, size: u64, expect: Result<Option<(u64, u64)>, ()>) {
+        let value = HeaderValue::from_str(header).unwrap();
+        let got = parse_range(Some(&value), size).map(|r| r.map(|r| (r.first, r.last)));
+        assert_eq!(got, expect, "{header} on {size} bytes");
+    }
+
+    #[test]
+    fn ranges() {
+        check("bytes=0-9", 100, Ok(Some((0, 9))));
+        check("bytes=90-", 100, Ok(Some((90, 99))));
+        check("bytes=-10", 100, Ok(Some((90, 99))));
+        check("bytes=-1000", 100, Ok(Some((0, 99))));
+        check("bytes=50-5000", 100, Ok(Some((50, 99))));
+        check("bytes=100-", 100, Err(()));
+        check("bytes=9-1", 100, Err(()));
+        check("bytes=x-1", 100, Err(()));
+        check("bytes=0-1,5-6", 100, Ok(None));
+        check("items=0-1", 100, Ok(None));
+        check("bytes=0-0", 0, Err(()));
+    }
+}

@@ -1,0 +1,107 @@
+//! `/api/v1/info` and the OpenAPI document.
+
+use axum::extract::State;
+use axum::Json;
+use cairn_proto as proto;
+use utoipa::OpenApi;
+
+use crate::state::AppState;
+
+/// The API description. Schemas come from the wire types; paths are listed by hand so
+/// the document is one readable table of the surface.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Cairn API", description = "Self-hosted file storage and sync."),
+    components(schemas(
+        proto::ErrorBody, proto::ErrorDetail, proto::ServerInfo, proto::ChunkerInfo,
+        proto::LoginRequest, proto::LoginResponse, proto::UserInfo, proto::AccountInfo,
+        proto::DeviceRequest, proto::DeviceInfo, proto::EntryKind, proto::EntryInfo,
+        proto::ListResponse, proto::PathRequest, proto::MoveRequest, proto::BlockCheckRequest,
+        proto::BlockCheckResponse, proto::BlockUploadResponse, proto::BlockRef,
+        proto::CommitRequest, proto::CommitResponse, proto::FileBlocksResponse,
+    ))
+)]
+struct ApiDoc;
+
+/// Endpoints as (method, path, summary, request schema, response schema).
+const ENDPOINTS: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+    ("get", "/api/v1/info", "Server version and chunker sizes", None, Some("ServerInfo")),
+    ("post", "/api/v1/auth/login", "Log in; returns a bearer token", Some("LoginRequest"), Some("LoginResponse")),
+    ("post", "/api/v1/auth/logout", "Revoke the calling token", None, None),
+    ("get", "/api/v1/account", "The caller's account and usage", None, Some("AccountInfo")),
+    ("post", "/api/v1/devices", "Register a device", Some("DeviceRequest"), Some("DeviceInfo")),
+    ("get", "/api/v1/files/list", "List a folder (query: path, after, limit)", None, Some("ListResponse")),
+    ("get", "/api/v1/files/stat", "Describe one entry (query: path)", None, Some("EntryInfo")),
+    ("post", "/api/v1/files/mkdir", "Create a folder and missing parents", Some("PathRequest"), Some("EntryInfo")),
+    ("post", "/api/v1/files/move", "Move or rename", Some("MoveRequest"), Some("EntryInfo")),
+    ("post", "/api/v1/files/copy", "Copy a file or folder", Some("MoveRequest"), Some("EntryInfo")),
+    ("post", "/api/v1/files/delete", "Delete a file or folder", Some("PathRequest"), None),
+    ("post", "/api/v1/files/commit", "Make a file from uploaded blocks", Some("CommitRequest"), Some("CommitResponse")),
+    ("get", "/api/v1/files/blocks", "A file's block list (query: path)", None, Some("FileBlocksResponse")),
+    ("put", "/api/v1/files/content", "Upload a whole file; the server chunks it (query: path, base_rev, autorename, mtime)", None, Some("CommitResponse")),
+    ("get", "/api/v1/files/content", "Download a file; supports Range (query: path)", None, None),
+    ("post", "/api/v1/blocks/check", "Which of these blocks must I upload?", Some("BlockCheckRequest"), Some("BlockCheckResponse")),
+    ("put", "/api/v1/blocks/{hash}", "Upload one block (raw body, verified)", None, Some("BlockUploadResponse")),
+    ("get", "/api/v1/blocks/{hash}", "Download one block the caller holds", None, None),
+];
+
+/// Builds the document: the derived schemas plus one operation per endpoint.
+fn build_document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary, request, response) in ENDPOINTS {
+        let mut op = serde_json::json!({
+            "summary": summary,
+            "responses": {
+                "default": {
+                    "description": "Error",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                }
+            }
+        });
+        let ok = match response {
+            Some(schema) => serde_json::json!({
+                "description": "Success",
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+            }),
+            None => serde_json::json!({"description": "Success"}),
+        };
+        op["responses"]["200"] = ok;
+        if let Some(schema) = request {
+            op["requestBody"] = serde_json::json!({
+                "required": true,
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+            });
+        }
+        if *path != "/api/v1/info" && *path != "/api/v1/auth/login" {
+            op["security"] = serde_json::json!([{"bearer": []}]);
+        }
+        let item = paths
+            .entry(path.to_string())
+            .or_insert_with(|| serde_json::json!({}));
+        item[*method] = op;
+    }
+    doc["paths"] = serde_json::Value::Object(paths);
+    doc["components"]["securitySchemes"] =
+        serde_json::json!({"bearer": {"type": "http", "scheme": "bearer"}});
+    doc
+}
+
+pub async fn document() -> Json<serde_json::Value> {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(build_document).clone())
+}
+
+pub async fn server_info(State(state): State<AppState>) -> Json<proto::ServerInfo> {
+    let c = state.config.chunker;
+    Json(proto::ServerInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        api_version: proto::API_VERSION.to_owned(),
+        chunker: proto::ChunkerInfo {
+            min_size: c.min_size as u64,
+            avg_size: c.avg_size as u64,
+            max_size: c.max_size as u64,
+        },
+        max_block_size: c.max_size as u64,
+    })
+}

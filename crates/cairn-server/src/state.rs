@@ -1,0 +1,20 @@
+//! The one cloneable handle every handler receives.
+
+use std::sync::Arc;
+
+use cairn_meta::MetaStore;
+use cairn_store::BlockStore;
+
+use crate::auth::LoginLimiter;
+use crate::config::Config;
+
+/// Handles to the stores and settings; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub meta: MetaStore,
+    pub blocks: BlockStore,
+    pub config: Arc<Config>,
+    pub login_limiter: Arc<LoginLimiter>,
+    /// Verified against when a login names an unknown user, so both cases cost the same.
+    pub dummy_password_hash: String,
+}

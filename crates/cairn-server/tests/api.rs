@@ -1,0 +1,345 @@
+//! The HTTP API against a real server, on SQLite and on PostgreSQL.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use support::{hex_hash, TestServer, BACKENDS};
+
+/// Runs a test body once per metadata backend.
+macro_rules! on_each_backend {
+    ($name:ident, |$server:ident| $body:block) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            for backend in BACKENDS {
+                let $server = TestServer::start(backend).await;
+                $body
+                $server.finish().await;
+            }
+        }
+    };
+}
+
+fn block_ref(data: &[u8]) -> serde_json::Value {
+    json!({"hash": hex_hash(data), "size": data.len()})
+}
+
+on_each_backend!(commit_download_and_range, |s| {
+    let a = vec![1u8; 1000];
+    let b = b"second block".to_vec();
+    for block in [&a, &b] {
+        let (status, _) = s.put_block_as(&s.token, block).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/docs/f.bin", "blocks": [block_ref(&a), block_ref(&b)]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entry"]["size"], 1012);
+    let rev = body["entry"]["rev"].as_str().unwrap().to_owned();
+
+    let whole = [a.clone(), b.clone()].concat();
+    let resp = s
+        .http
+        .get(s.url("/api/v1/files/content?path=/docs/f.bin"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), whole);
+
+    let resp = s
+        .http
+        .get(s.url("/api/v1/files/content?path=/docs/f.bin"))
+        .bearer_auth(&s.token)
+        .header("Range", "bytes=995-1004")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.headers()["content-range"], "bytes 995-1004/1012");
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), whole[995..=1004].to_vec());
+
+    let resp = s
+        .http
+        .get(s.url("/api/v1/files/content?path=/docs/f.bin"))
+        .bearer_auth(&s.token)
+        .header("Range", "bytes=5000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // A stale base revision is a conflict that names the current revision.
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/docs/f.bin", "blocks": [block_ref(&a)]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["current"]["rev"], rev.as_str());
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/docs/f.bin", "blocks": [block_ref(&a)], "base_rev": rev})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/docs/f.bin", "blocks": [block_ref(&b)], "base_rev": rev, "autorename": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["renamed"], true);
+    let name = body["entry"]["name"].as_str().unwrap();
+    assert!(name.starts_with("f (conflicted copy from test "), "{name}");
+});
+
+on_each_backend!(whole_file_upload_is_chunked_by_the_server, |s| {
+    // 1 MiB of varied bytes: several chunks with the test chunker (avg 64 KiB).
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let resp = s
+        .http
+        .put(s.url("/api/v1/files/content?path=/up/file"))
+        .bearer_auth(&s.token)
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = support::decode(resp).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entry"]["size"], 1 << 20);
+    let (_, blocks) = s.call(Method::GET, "/api/v1/files/blocks?path=/up/file", None).await;
+    assert!(blocks["blocks"].as_array().unwrap().len() > 3, "{blocks}");
+    let resp = s
+        .http
+        .get(s.url("/api/v1/files/content?path=/up/file"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), data);
+    // The blocks the server made count as the uploader's own.
+    let hashes: Vec<_> = blocks["blocks"].as_array().unwrap().iter().map(|b| b["hash"].clone()).collect();
+    let (_, check) = s.call(Method::POST, "/api/v1/blocks/check", Some(json!({"hashes": hashes}))).await;
+    assert_eq!(check["missing"], json!([]));
+});
+
+on_each_backend!(folders_list_move_copy_delete, |s| {
+    for p in ["/a/b/c", "/a/x", "/z"] {
+        let (status, body) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"path": p}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{p}: {body}");
+    }
+    let (status, _) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"path": "/A"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "names are unique regardless of case");
+
+    let (_, page) = s.call(Method::GET, "/api/v1/files/list?path=/&limit=1", None).await;
+    assert_eq!(page["entries"][0]["name"], "a");
+    let cursor = page["cursor"].as_str().unwrap().to_owned();
+    let (_, page) = s
+        .call(Method::GET, &format!("/api/v1/files/list?path=/&limit=1&after={cursor}"), None)
+        .await;
+    assert_eq!(page["entries"][0]["name"], "z");
+
+    let (status, body) = s
+        .call(Method::POST, "/api/v1/files/move", Some(json!({"from": "/a", "to": "/z/a2"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = s.call(Method::GET, "/api/v1/files/stat?path=/z/a2/b/c", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s
+        .call(Method::POST, "/api/v1/files/move", Some(json!({"from": "/z", "to": "/z/a2/inside"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .call(Method::POST, "/api/v1/files/copy", Some(json!({"from": "/z", "to": "/copy"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = s.call(Method::POST, "/api/v1/files/delete", Some(json!({"path": "/z"}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.call(Method::GET, "/api/v1/files/stat?path=/z/a2", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.call(Method::GET, "/api/v1/files/stat?path=/copy/a2/b/c", None).await;
+    assert_eq!(status, StatusCode::OK);
+});
+
+on_each_backend!(hostile_input_is_refused_and_leaves_no_trace, |s| {
+    let head = s.journal_head().await;
+    let blocks = s.stored_blocks().await;
+    let bad_paths = [
+        "relative",
+        "/a/../b",
+        "/a/./b",
+        "/a//b",
+        "/a\u{0}b",
+        "/a\u{7}b",
+        &format!("/{}", "n".repeat(256)),
+        &"/abcdefgh".repeat(600),
+    ];
+    for path in bad_paths {
+        let (status, body) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"path": path}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_path");
+        let (status, _) = s
+            .call(Method::POST, "/api/v1/files/commit", Some(json!({"path": path, "blocks": []})))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path:?}");
+    }
+    // Invalid UTF-8 in a query string.
+    let (status, _) = s.call(Method::GET, "/api/v1/files/stat?path=/a%FF", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A block whose bytes do not match its name.
+    let (status, body) = s.put_block_raw(&s.token, &hex_hash(b"other"), b"content".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "hash_mismatch");
+    // A malformed hash.
+    let (status, _) = s.put_block_raw(&s.token, "not-a-hash", b"x".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // An oversized block (the test server's max chunk is 256 KiB).
+    let big = vec![7u8; (256 << 10) + 1];
+    let (status, _) = s.put_block_as(&s.token, &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A commit naming a block never uploaded.
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/f", "blocks": [block_ref(b"never uploaded")]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["missing_blocks"][0], hex_hash(b"never uploaded"));
+    // Malformed JSON, wrong JSON, and JSON to a wrong content type.
+    let resp = s
+        .http
+        .post(s.url("/api/v1/files/mkdir"))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body("{\"path\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(support::decode(resp).await.0, StatusCode::BAD_REQUEST);
+    let (status, _) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"paht": "/x"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Oversized JSON body.
+    let huge = "x".repeat(17 << 20);
+    let (status, _) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"path": huge}))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Missing and forged tokens.
+    let (status, body) = s.call_as(None, Method::GET, "/api/v1/files/list?path=/", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let forged = format!("cairn_{}", "ab".repeat(32));
+    let (status, _) = s.call_as(Some(&forged), Method::GET, "/api/v1/files/list?path=/", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = s.call_as(Some(&forged), Method::PUT, "/api/v1/blocks/00", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Unknown endpoints and methods use the same error shape.
+    let (status, _) = s.call(Method::GET, "/api/v1/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.call(Method::DELETE, "/api/v1/files/list", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    assert_eq!(s.journal_head().await, head, "hostile input changed the journal");
+    assert_eq!(s.stored_blocks().await, blocks, "hostile input stored blocks");
+    let (_, list) = s.call(Method::GET, "/api/v1/files/list?path=/", None).await;
+    assert_eq!(list["entries"], json!([]));
+});
+
+on_each_backend!(deduplication_does_not_leak_blocks_between_accounts, |s| {
+    let secret = b"user A's secret block".to_vec();
+    let (status, _) = s.put_block_as(&s.token, &secret).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = s
+        .call(Method::POST, "/api/v1/files/commit", Some(json!({"path": "/secret", "blocks": [block_ref(&secret)]})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let bob = s.login("bob").await;
+    // Bob is told to upload the block, exactly as if it did not exist anywhere.
+    let unknown = hex_hash(b"a block nobody has");
+    let (status, check) = s
+        .call_as(Some(&bob), Method::POST, "/api/v1/blocks/check", Some(json!({"hashes": [hex_hash(&secret), unknown]})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(check["missing"], json!([hex_hash(&secret), unknown]));
+    // He cannot attach it by hash alone, nor download it.
+    let (status, body) = s
+        .call_as(Some(&bob), Method::POST, "/api/v1/files/commit", Some(json!({"path": "/stolen", "blocks": [block_ref(&secret)]})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = s
+        .call_as(Some(&bob), Method::GET, &format!("/api/v1/blocks/{}", hex_hash(&secret)), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.call_as(Some(&bob), Method::GET, "/api/v1/files/stat?path=/secret", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Uploading it proves possession: then the commit works, and nothing new is stored.
+    let stored = s.stored_blocks().await;
+    let (status, _) = s.put_block_as(&bob, &secret).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(s.stored_blocks().await, stored);
+    let (status, _) = s
+        .call_as(Some(&bob), Method::POST, "/api/v1/files/commit", Some(json!({"path": "/mine", "blocks": [block_ref(&secret)]})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+});
+
+on_each_backend!(login_logout_and_rate_limit, |s| {
+    let (status, _) = s
+        .call_as(None, Method::POST, "/api/v1/auth/login", Some(json!({"username": "bob", "password": "wrong"})))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let token = s.login("bob").await;
+    let (status, account) = s.call_as(Some(&token), Method::GET, "/api/v1/account", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(account["user"]["name"], "bob");
+    let (status, _) = s.call_as(Some(&token), Method::POST, "/api/v1/auth/logout", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.call_as(Some(&token), Method::GET, "/api/v1/account", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Ten failures lock the account for the window, even with the right password.
+    for _ in 0..10 {
+        let (status, _) = s
+            .call_as(None, Method::POST, "/api/v1/auth/login", Some(json!({"username": "admin", "password": "guess"})))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = s
+        .call_as(None, Method::POST, "/api/v1/auth/login", Some(json!({"username": "admin", "password": support::PASSWORD})))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+});
+
+#[tokio::test]
+async fn openapi_metrics_and_health() {
+    let s = TestServer::start(support::Backend::Sqlite).await;
+    let (status, doc) = s.call_as(None, Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["paths"]["/api/v1/files/commit"]["post"].is_object());
+    assert!(doc["components"]["schemas"]["CommitRequest"].is_object());
+    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "cairn_http_requests_total",
+        "cairn_block_bytes_received_total",
+        "cairn_block_verify_failures_total",
+        "cairn_commits_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    let health = s.http.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}

@@ -1,0 +1,203 @@
+//! An in-process server on a random loopback port, over SQLite or PostgreSQL.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use cairn_server::{Application, Config};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "admin password for tests";
+
+/// Which metadata backend a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+pub fn postgres_base_url() -> String {
+    std::env::var("CAIRN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Creates a fresh schema so tests never see each other's rows, and returns it with a URL
+/// whose connections use it.
+async fn fresh_postgres_url() -> (String, String) {
+    use sqlx::Connection;
+    let base = postgres_base_url();
+    let schema = format!("cairn_srv_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("PostgreSQL must be reachable for the server tests (see README)");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options[search_path]={schema}");
+    (schema, url)
+}
+
+pub struct TestServer {
+    /// The PostgreSQL schema this server uses, dropped by `finish`.
+    schema: Option<String>,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub state: cairn_server::AppState,
+    pub token: String,
+    _data: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = Config::for_data_dir(data.path());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        // Cheap password hashing keeps tests fast; production uses OWASP's minimum.
+        config.argon2_memory_kib = 64;
+        config.argon2_iterations = 1;
+        // Small chunks make multi-block files cheap to build.
+        config.chunker = cairn_core::ChunkerConfig {
+            min_size: 16 << 10,
+            avg_size: 64 << 10,
+            max_size: 256 << 10,
+        };
+        let mut schema = None;
+        if let Backend::Postgres = backend {
+            let (name, url) = fresh_postgres_url().await;
+            config.database_url = url;
+            schema = Some(name);
+        }
+        let (meta, blocks) = cairn_server::open_stores(&config).await.unwrap();
+        let hash = cairn_server::hash_password(&config, PASSWORD.to_owned())
+            .await
+            .unwrap();
+        meta.create_user("admin", &hash, true, None).await.unwrap();
+        meta.create_user("bob", &hash, false, None).await.unwrap();
+        let app = Application::with_stores(config, meta, blocks).await.unwrap();
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        tokio::spawn(app.run(std::future::pending()));
+        let mut server = TestServer {
+            schema,
+            addr,
+            http: reqwest::Client::new(),
+            state,
+            token: String::new(),
+            _data: data,
+        };
+        server.token = server.login("admin").await;
+        server
+    }
+
+    /// Drops the test's PostgreSQL schema (a panicking test leaves it behind, named
+    /// `cairn_srv_…`, for inspection).
+    pub async fn finish(self) {
+        use sqlx::Connection;
+        if let Some(schema) = &self.schema {
+            self.state.meta.close().await;
+            let mut conn = sqlx::PgConnection::connect(&postgres_base_url()).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn login(&self, user: &str) -> String {
+        let (status, body) = self
+            .call_as(
+                None,
+                Method::POST,
+                "/api/v1/auth/login",
+                Some(json!({"username": user, "password": PASSWORD, "device_name": "test"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A JSON call with an optional token; returns the status and the JSON body.
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        decode(resp).await
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(Some(&self.token), method, path, body).await
+    }
+
+    pub async fn put_block_as(&self, token: &str, data: &[u8]) -> (StatusCode, Value) {
+        let hash = blake3::hash(data).to_hex().to_string();
+        self.put_block_raw(token, &hash, data.to_vec()).await
+    }
+
+    pub async fn put_block_raw(&self, token: &str, hash: &str, data: Vec<u8>) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .put(self.url(&format!("/api/v1/blocks/{hash}")))
+            .bearer_auth(token)
+            .body(data)
+            .send()
+            .await
+            .unwrap();
+        decode(resp).await
+    }
+
+    /// Journal head of the admin's home namespace.
+    pub async fn journal_head(&self) -> i64 {
+        let user = self.state.meta.user_by_name("admin").await.unwrap().unwrap();
+        self.state.meta.journal_head(user.home_ns).await.unwrap().0
+    }
+
+    pub async fn stored_blocks(&self) -> usize {
+        self.state.blocks.list().await.unwrap().len()
+    }
+}
+
+pub async fn decode(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let bytes = resp.bytes().await.unwrap();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else if is_json {
+        serde_json::from_slice(&bytes).unwrap()
+    } else {
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    if status.is_client_error() || status.is_server_error() {
+        assert!(is_json, "error {status} without the JSON error shape: {value}");
+        assert!(value["error"]["message"].is_string(), "{value}");
+        assert!(value["error"]["code"].is_string(), "{value}");
+    }
+    (status, value)
+}
+
+pub fn hex_hash(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}

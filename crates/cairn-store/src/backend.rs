@@ -1,0 +1,77 @@
+//! The trait every block backend implements (local directory today, S3 later).
+//!
+//! Backends store opaque, already-encoded objects named by block hash. Compression and
+//! verification live in [`BlockStore`](crate::BlockStore), above the trait, so a new
+//! backend gets them for free and cannot forget to check what it returns.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use cairn_core::BlockHash;
+
+use crate::StoreError;
+
+/// A boxed, sendable future, so that [`BlockBackend`] stays object-safe (we hold it as
+/// `Arc<dyn BlockBackend>`) without a macro crate.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A block in its stored form: a short header followed by the payload.
+///
+/// The two parts are kept apart so that a raw block's payload can be the caller's own
+/// buffer, with no 4 MiB copy just to put 16 bytes in front of it. A backend writes
+/// `header` then `payload`, and must hand the concatenation back from
+/// [`BlockBackend::get`].
+#[derive(Clone, Debug)]
+pub struct EncodedBlock {
+    /// The fixed-size header (magic, codec, plaintext length).
+    pub header: Bytes,
+    /// The raw or compressed content.
+    pub payload: Bytes,
+}
+
+impl EncodedBlock {
+    /// Total stored size in bytes.
+    pub fn len(&self) -> u64 {
+        (self.header.len() + self.payload.len()) as u64
+    }
+
+    /// Whether the stored form is empty (never true for blocks made by this crate, which
+    /// always carry a header).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where blocks live. Implementations must be safe to call concurrently from many tasks.
+///
+/// All methods return futures so that network backends can be async; a backend that does
+/// blocking IO (the local directory) must move it to a blocking thread itself.
+pub trait BlockBackend: fmt::Debug + Send + Sync + 'static {
+    /// Stores `block` under `hash` unless an object with that name already exists, which
+    /// is left untouched. Returns whether this call created the object.
+    ///
+    /// On `Ok`, whether it returned `true` or `false`, the object is durable: a later
+    /// crash does not lose it. When several calls race on the same hash they all succeed;
+    /// backends should make exactly one of them return `true` where they can.
+    fn put(&self, hash: BlockHash, block: EncodedBlock) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Returns the stored form of the block exactly as written, or
+    /// [`StoreError::NotFound`]. No verification happens here.
+    fn get(&self, hash: BlockHash) -> BoxFuture<'_, Result<Bytes, StoreError>>;
+
+    /// Whether an object exists under `hash`. When `true`, the object is durable, so a
+    /// caller may acknowledge an upload on this answer alone.
+    fn contains(&self, hash: BlockHash) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Removes the object; a missing object is not an error.
+    fn delete(&self, hash: BlockHash) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Every stored object's hash, in any order, skipping anything that is not a block
+    /// (temporary files, stray names).
+    fn list(&self) -> BoxFuture<'_, Result<Vec<BlockHash>, StoreError>>;
+
+    /// The stored size of the object in bytes, or `None` if it does not exist.
+    fn stored_size(&self, hash: BlockHash) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+}

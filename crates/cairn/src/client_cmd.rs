@@ -1,0 +1,613 @@
+//! Client-side commands: `login`, `ls`, `put`, `get`, … Glue over `cairn-client`: parse,
+//! resolve what the user meant, call the library, print. `--json` output goes to stdout
+//! alone; messages and progress bars go to stderr.
+
+#[path = "client/config.rs"]
+mod config;
+#[path = "client/output.rs"]
+mod output;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use cairn_client::proto::{CommitResponse, EntryInfo, EntryKind, LoginRequest};
+use cairn_client::{Client, ClientError, DownloadOptions, ProgressFn, UploadOptions};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::ClientOpts;
+use config::Credentials;
+use output::{join_remote, normalize_remote, remote_name};
+
+/// What to tell a user who has no usable login.
+const LOGIN_HINT: &str = "run `cairn login URL --user NAME` first";
+
+/// The client commands, flattened into the top-level command list.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Log in to a server and remember the login in the config folder.
+    Login {
+        /// The server's URL, such as http://127.0.0.1:8080.
+        url: String,
+        /// The user name.
+        #[arg(long)]
+        user: String,
+        /// Read the password from standard input (one line) instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+        /// A name for this device (default: the host name).
+        #[arg(long)]
+        device: Option<String>,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Log out: revoke this device's token and forget the login.
+    Logout {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List a folder (times are UTC).
+    Ls {
+        /// The folder on the server.
+        #[arg(default_value = "/")]
+        path: String,
+        /// Print a JSON array of entries.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show one file or folder.
+    Stat {
+        /// The path on the server.
+        path: String,
+        /// Print the entry as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Create a folder.
+    Mkdir {
+        /// The new folder's path on the server.
+        path: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Upload a file. REMOTE may be a folder (or end with '/') to upload into it; an
+    /// existing file there is replaced, unless it changes on the server meanwhile.
+    Put {
+        /// The local file.
+        local: PathBuf,
+        /// Where on the server.
+        remote: String,
+        /// Print the server's answer (the new entry) as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Download a file. LOCAL may be an existing folder to download into it.
+    Get {
+        /// The file on the server.
+        remote: String,
+        /// Where on this machine.
+        local: PathBuf,
+        /// Print the downloaded entry as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Move or rename a file or folder. TO may be a folder (or end with '/').
+    Mv {
+        from: String,
+        to: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Copy a file or folder on the server. TO may be a folder (or end with '/').
+    Cp {
+        from: String,
+        to: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Move a file or folder to the trash.
+    Rm {
+        /// The path on the server.
+        path: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show the server, user and storage used.
+    Status {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// Runs one client command.
+pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ClientCommand::Login {
+            url,
+            user,
+            password_stdin,
+            device,
+            opts,
+        } => login(&opts, &url, &user, password_stdin, device).await?,
+        ClientCommand::Logout { opts } => logout(&opts).await?,
+        ClientCommand::Ls { path, json, opts } => ls(&session(&opts)?, &path, json).await?,
+        ClientCommand::Stat { path, json, opts } => stat(&session(&opts)?, &path, json).await?,
+        ClientCommand::Mkdir { path, opts } => {
+            let path = normalize_remote(&path);
+            session(&opts)?
+                .client
+                .mkdir(&path)
+                .await
+                .doing(|| format!("cannot create folder {path}"))?;
+        }
+        ClientCommand::Put {
+            local,
+            remote,
+            json,
+            opts,
+        } => put(&session(&opts)?, &local, &remote, json).await?,
+        ClientCommand::Get {
+            remote,
+            local,
+            json,
+            opts,
+        } => get(&session(&opts)?, &remote, &local, json).await?,
+        ClientCommand::Mv { from, to, opts } => {
+            move_or_copy(&session(&opts)?, &from, &to, Transfer::Move).await?
+        }
+        ClientCommand::Cp { from, to, opts } => {
+            move_or_copy(&session(&opts)?, &from, &to, Transfer::Copy).await?
+        }
+        ClientCommand::Rm { path, opts } => {
+            let path = normalize_remote(&path);
+            session(&opts)?
+                .client
+                .delete(&path)
+                .await
+                .doing(|| format!("cannot remove {path}"))?;
+            eprintln!("moved {path} to the trash");
+        }
+        ClientCommand::Status { json, opts } => status(&opts, json).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A logged-in client and the login it came from.
+struct Session {
+    client: Client,
+    credentials: Credentials,
+}
+
+fn session(opts: &ClientOpts) -> anyhow::Result<Session> {
+    let dir = config::config_dir(opts.config_dir.as_deref())?;
+    let Some(credentials) = config::load_credentials(&dir)? else {
+        bail!("not logged in: {LOGIN_HINT}");
+    };
+    let client = Client::new(&credentials.server, Some(credentials.token.clone()))
+        .with_context(|| format!("the stored login in {} is unusable", dir.display()))?;
+    Ok(Session {
+        client,
+        credentials,
+    })
+}
+
+/// Adds what the command was doing to a client error, and what to do next when there is
+/// something obvious.
+trait Doing<T> {
+    fn doing(self, what: impl FnOnce() -> String) -> anyhow::Result<T>;
+}
+
+impl<T> Doing<T> for Result<T, ClientError> {
+    fn doing(self, what: impl FnOnce() -> String) -> anyhow::Result<T> {
+        self.map_err(|err| explain(err, &what()))
+    }
+}
+
+fn explain(err: ClientError, what: &str) -> anyhow::Error {
+    let hint = if err.is_unauthorized() {
+        "; the login has expired or was revoked: run `cairn login URL --user NAME` again"
+    } else if matches!(&err, ClientError::Http(e) if e.is_connect()) {
+        "; is the server running? (`cairn status` names the server you logged in to)"
+    } else {
+        ""
+    };
+    anyhow!("{what}: {err}{hint}")
+}
+
+// ---- login and logout ---------------------------------------------------------------
+
+async fn login(
+    opts: &ClientOpts,
+    url: &str,
+    user: &str,
+    password_stdin: bool,
+    device: Option<String>,
+) -> anyhow::Result<()> {
+    let dir = config::config_dir(opts.config_dir.as_deref())?;
+    let client = Client::new(url, None).context("cannot log in")?;
+    let password = read_password(password_stdin, user, client.base_url())?;
+    let device = device.unwrap_or_else(default_device_name);
+    let request = LoginRequest {
+        username: user.to_owned(),
+        password,
+        device_name: Some(device.clone()),
+    };
+    let response = client.login(&request).await.map_err(|err| {
+        let hint = match err.status() {
+            Some(401) => "; check the user name and password",
+            Some(429) => "; wait a minute before trying again",
+            _ => "",
+        };
+        anyhow!("cannot log in to {}: {err}{hint}", client.base_url())
+    })?;
+    let credentials = Credentials {
+        server: client.base_url().to_owned(),
+        token: response.token,
+        user: response.user.name,
+        device: Some(response.device.map(|d| d.name).unwrap_or(device)),
+    };
+    let path = config::save_credentials(&dir, &credentials)?;
+    eprintln!(
+        "logged in to {} as {} (device {}); login saved in {}",
+        credentials.server,
+        credentials.user,
+        credentials.device.as_deref().unwrap_or("-"),
+        path.display()
+    );
+    Ok(())
+}
+
+/// The password from standard input (`--password-stdin`, or when it is not a terminal),
+/// else asked on the terminal without echo.
+fn read_password(from_stdin: bool, user: &str, server: &str) -> anyhow::Result<String> {
+    let password = if !from_stdin && std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("password for {user} at {server}: "))
+            .context("cannot read the password from the terminal")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("no password given: type it at the prompt or pipe it with --password-stdin");
+    }
+    Ok(password)
+}
+
+/// This machine's host name, or `cli` when it cannot be found.
+fn default_device_name() -> String {
+    let from_file = |path: &str| std::fs::read_to_string(path).ok();
+    from_file("/proc/sys/kernel/hostname")
+        .or_else(|| from_file("/etc/hostname"))
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "cli".to_owned())
+}
+
+async fn logout(opts: &ClientOpts) -> anyhow::Result<()> {
+    let dir = config::config_dir(opts.config_dir.as_deref())?;
+    let Some(credentials) = config::load_credentials(&dir)? else {
+        eprintln!("not logged in");
+        return Ok(());
+    };
+    let client = Client::new(&credentials.server, Some(credentials.token.clone()))?;
+    match client.logout().await {
+        // A token the server no longer knows is as logged out as it gets.
+        Err(err) if !err.is_unauthorized() => {
+            return Err(err).doing(|| format!("cannot log out of {}", credentials.server));
+        }
+        _ => {}
+    }
+    config::remove_credentials(&dir)?;
+    eprintln!("logged out of {}", credentials.server);
+    Ok(())
+}
+
+// ---- reading ------------------------------------------------------------------------
+
+async fn ls(session: &Session, path: &str, json: bool) -> anyhow::Result<()> {
+    let client = &session.client;
+    let path = normalize_remote(path);
+    let entries = match client.list(&path).await {
+        Ok(entries) => entries,
+        // `ls FILE` shows the file, as ls(1) does.
+        Err(err) if matches!(err.status(), Some(400..=499)) && !err.is_unauthorized() => {
+            match client.try_stat(&path).await {
+                Ok(Some(entry)) if entry.kind == EntryKind::File => vec![entry],
+                _ => return Err(err).doing(|| format!("cannot list {path}")),
+            }
+        }
+        Err(err) => return Err(err).doing(|| format!("cannot list {path}")),
+    };
+    if json {
+        print_json(&entries)?;
+    } else {
+        let mut out = String::new();
+        for entry in &entries {
+            out.push_str(&output::entry_line(entry));
+            out.push('\n');
+        }
+        print!("{out}");
+    }
+    Ok(())
+}
+
+async fn stat(session: &Session, path: &str, json: bool) -> anyhow::Result<()> {
+    let path = normalize_remote(path);
+    let entry = session
+        .client
+        .stat(&path)
+        .await
+        .doing(|| format!("cannot stat {path}"))?;
+    if json {
+        print_json(&entry)?;
+    } else {
+        print!("{}", output::entry_details(&entry));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct StatusOutput<'a> {
+    server: &'a str,
+    server_version: Option<String>,
+    user: &'a str,
+    device: Option<&'a str>,
+    is_admin: bool,
+    usage_bytes: i64,
+    quota_bytes: Option<i64>,
+}
+
+async fn status(opts: &ClientOpts, json: bool) -> anyhow::Result<()> {
+    let session = session(opts)?;
+    let client = &session.client;
+    let account = client
+        .account()
+        .await
+        .doing(|| format!("cannot get the account from {}", client.base_url()))?;
+    let server_version = client.server_info().await.ok().map(|info| info.version);
+    let device = account
+        .device
+        .as_ref()
+        .map(|d| d.name.as_str())
+        .or(session.credentials.device.as_deref());
+    let out = StatusOutput {
+        server: client.base_url(),
+        server_version,
+        user: &account.user.name,
+        device,
+        is_admin: account.user.is_admin,
+        usage_bytes: account.usage_bytes,
+        quota_bytes: account.user.quota_bytes,
+    };
+    if json {
+        return print_json(&out);
+    }
+    let usage = output::human_size(out.usage_bytes.max(0) as u64);
+    let usage = match out.quota_bytes {
+        Some(quota) if quota > 0 => format!(
+            "{usage} of {} ({:.0}%)",
+            output::human_size(quota as u64),
+            out.usage_bytes.max(0) as f64 * 100.0 / quota as f64
+        ),
+        _ => format!("{usage} (no quota)"),
+    };
+    let version = out
+        .server_version
+        .as_deref()
+        .map(|v| format!(" (version {v})"))
+        .unwrap_or_default();
+    println!("server:  {}{version}", out.server);
+    println!(
+        "user:    {}{}",
+        out.user,
+        if out.is_admin { " (admin)" } else { "" }
+    );
+    println!("device:  {}", out.device.unwrap_or("-"));
+    println!("usage:   {usage}");
+    Ok(())
+}
+
+// ---- transfers ----------------------------------------------------------------------
+
+async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyhow::Result<()> {
+    let client = &session.client;
+    let metadata = std::fs::metadata(local)
+        .with_context(|| format!("cannot upload {}", local.display()))?;
+    if metadata.is_dir() {
+        bail!(
+            "{} is a folder: `cairn put` uploads one file (use `cairn sync` for folders)",
+            local.display()
+        );
+    }
+    let name = local
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{} has no usable file name (it must be UTF-8)", local.display()))?;
+
+    // Where exactly, and what it replaces: the file's current revision is the base, so a
+    // change made on the server meanwhile is refused rather than overwritten.
+    let lookup = |path: String| async move {
+        let found = client
+            .try_stat(&path)
+            .await
+            .doing(|| format!("cannot upload to {path}"))?;
+        anyhow::Ok((path, found))
+    };
+    let (mut target, mut existing) = if remote.is_empty() || remote.ends_with('/') {
+        lookup(join_remote(&normalize_remote(remote), name)).await?
+    } else {
+        lookup(normalize_remote(remote)).await?
+    };
+    if existing.as_ref().is_some_and(|e| e.kind == EntryKind::Folder) {
+        if remote.ends_with('/') {
+            bail!("cannot upload to {target}: a folder of that name is in the way");
+        }
+        (target, existing) = lookup(join_remote(&target, name)).await?;
+        if existing.as_ref().is_some_and(|e| e.kind == EntryKind::Folder) {
+            bail!("cannot upload to {target}: a folder of that name is in the way");
+        }
+    }
+    let base_rev = existing.and_then(|entry| entry.rev);
+
+    let bar = progress_bar(metadata.len());
+    let options = UploadOptions {
+        base_rev,
+        progress: Some(progress_fn(&bar)),
+        ..UploadOptions::default()
+    };
+    let result = client.upload_file(local, &target, options).await;
+    bar.finish_and_clear();
+    let outcome = result.map_err(|err| {
+        if err.is_conflict() {
+            anyhow!(
+                "cannot upload to {target}: it was changed on the server while uploading; \
+                 run the command again to replace the new version"
+            )
+        } else {
+            explain(err, &format!("cannot upload {} to {target}", local.display()))
+        }
+    })?;
+    report_upload(&outcome.commit, outcome.stats, local);
+    if json {
+        print_json(&outcome.commit)?;
+    }
+    Ok(())
+}
+
+fn report_upload(commit: &CommitResponse, stats: cairn_client::UploadStats, local: &Path) {
+    let renamed = if commit.renamed {
+        " (stored under a conflict name)"
+    } else {
+        ""
+    };
+    eprintln!(
+        "uploaded {} to {}{renamed}: {}, {} of {} blocks sent ({})",
+        local.display(),
+        commit.entry.path,
+        output::human_size(stats.bytes_total),
+        stats.blocks_uploaded,
+        stats.blocks_total,
+        output::human_size(stats.bytes_sent_payload),
+    );
+}
+
+async fn get(session: &Session, remote: &str, local: &Path, json: bool) -> anyhow::Result<()> {
+    let client = &session.client;
+    let remote = normalize_remote(remote);
+    let entry = client
+        .stat(&remote)
+        .await
+        .doing(|| format!("cannot download {remote}"))?;
+    if entry.kind == EntryKind::Folder {
+        bail!("{remote} is a folder: `cairn get` downloads one file (use `cairn sync` for folders)");
+    }
+    let target = if local.is_dir() {
+        local.join(remote_name(&entry.path))
+    } else {
+        local.to_owned()
+    };
+
+    let bar = progress_bar(entry.size);
+    let options = DownloadOptions {
+        progress: Some(progress_fn(&bar)),
+        ..DownloadOptions::default()
+    };
+    let result = client.download_file(&remote, &target, options).await;
+    bar.finish_and_clear();
+    let outcome =
+        result.doing(|| format!("cannot download {remote} to {}", target.display()))?;
+    eprintln!(
+        "downloaded {} to {}: {}",
+        outcome.entry.path,
+        target.display(),
+        output::human_size(outcome.stats.bytes_total)
+    );
+    if json {
+        print_json(&outcome.entry)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Transfer {
+    Move,
+    Copy,
+}
+
+async fn move_or_copy(session: &Session, from: &str, to: &str, how: Transfer) -> anyhow::Result<()> {
+    let client = &session.client;
+    let from = normalize_remote(from);
+    let name = remote_name(&from).to_owned();
+    // As with mv(1): a destination that is a folder receives the source inside it.
+    let target = if to.is_empty() || to.ends_with('/') {
+        join_remote(&normalize_remote(to), &name)
+    } else {
+        let to = normalize_remote(to);
+        match client.try_stat(&to).await {
+            Ok(Some(entry)) if entry.kind == EntryKind::Folder && to != from => {
+                join_remote(&to, &name)
+            }
+            Ok(_) => to,
+            Err(err) => return Err(err).doing(|| format!("cannot look up {to}")),
+        }
+    };
+    let (verb, done) = match how {
+        Transfer::Move => ("move", "moved"),
+        Transfer::Copy => ("copy", "copied"),
+    };
+    let result = match how {
+        Transfer::Move => client.move_entry(&from, &target).await,
+        Transfer::Copy => client.copy_entry(&from, &target).await,
+    };
+    let entry: EntryInfo = result.doing(|| format!("cannot {verb} {from} to {target}"))?;
+    eprintln!("{done} {from} to {}", entry.path);
+    Ok(())
+}
+
+// ---- output helpers -----------------------------------------------------------------
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot format JSON")?;
+    println!("{text}");
+    Ok(())
+}
+
+/// A transfer progress bar on stderr, hidden when stderr is not a terminal.
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn progress_fn(bar: &ProgressBar) -> ProgressFn {
+    let bar = bar.clone();
+    Arc::new(move |done| bar.set_position(done))
+}

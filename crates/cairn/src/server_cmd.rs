@@ -1,0 +1,174 @@
+//! Server-side commands: `serve` and `admin …`, which work on a data directory.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use cairn_server::{bootstrap_admin, open_stores, Application, Bootstrap, Config};
+use clap::Subcommand;
+
+use crate::ServerOpts;
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Manage user accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. Without --password-stdin a password is generated and printed once.
+    Add {
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Storage quota in bytes.
+        #[arg(long)]
+        quota: Option<i64>,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load_config(opts: &ServerOpts) -> anyhow::Result<Config> {
+    Ok(Config::load(&opts.data_dir, opts.config.as_deref())?)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn serve(opts: &ServerOpts, listen: &str) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let mut config = load_config(opts)?;
+    config.listen = listen
+        .parse()
+        .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
+    let (meta, blocks) = open_stores(&config).await?;
+    if let Bootstrap::AdminCreated { password } = bootstrap_admin(&config, &meta).await? {
+        match password {
+            Some(password) => println!(
+                "Created user 'admin' with password: {password}\n(shown once; change it or set CAIRN_ADMIN_PASSWORD on first start)"
+            ),
+            None => println!("Created user 'admin' with the password from CAIRN_ADMIN_PASSWORD"),
+        }
+    }
+    let app = Application::with_stores(config, meta, blocks).await?;
+    let addr = app.local_addr();
+    tracing::info!("cairn listening on http://{addr}");
+    eprintln!("cairn serving on http://{addr}");
+    app.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<ExitCode> {
+    let config = load_config(opts)?;
+    let (meta, _blocks) = open_stores(&config).await?;
+    match command {
+        AdminCommand::User { command } => match command {
+            UserCommand::Add {
+                name,
+                password_stdin,
+                quota,
+                admin,
+                json,
+            } => {
+                if name.is_empty()
+                    || name.len() > 64
+                    || name.chars().any(|c| c.is_control() || c == '/' || c == ':')
+                {
+                    bail!("user name must be 1 to 64 characters without '/', ':' or control characters");
+                }
+                if quota.is_some_and(|q| q < 0) {
+                    bail!("--quota must be a number of bytes, 0 or more");
+                }
+                let (password, generated) = if password_stdin {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut line)
+                        .context("reading the password from standard input")?;
+                    let password = line.lines().next().unwrap_or("").to_owned();
+                    if password.is_empty() {
+                        bail!("the password on standard input is empty");
+                    }
+                    (password, false)
+                } else {
+                    (cairn_server::auth::generate_password(), true)
+                };
+                let hash = cairn_server::hash_password(&config, password.clone()).await?;
+                let user = meta.create_user(&name, &hash, admin, quota).await?;
+                if json {
+                    let mut out = serde_json::json!({
+                        "id": user.id.0, "name": user.name, "is_admin": user.is_admin,
+                        "quota_bytes": user.quota_bytes,
+                    });
+                    if generated {
+                        out["password"] = password.into();
+                    }
+                    println!("{out}");
+                } else if generated {
+                    println!("Created user '{}' with password: {password}", user.name);
+                } else {
+                    println!("Created user '{}'", user.name);
+                }
+            }
+            UserCommand::List { json } => {
+                let users = meta.list_users().await?;
+                if json {
+                    let list: Vec<_> = users
+                        .iter()
+                        .map(|u| {
+                            serde_json::json!({
+                                "id": u.id.0, "name": u.name, "is_admin": u.is_admin,
+                                "quota_bytes": u.quota_bytes, "created_at": u.created_at,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(list));
+                } else {
+                    for u in users {
+                        let quota = u
+                            .quota_bytes
+                            .map(|q| format!("quota {q} B"))
+                            .unwrap_or_else(|| "no quota".to_owned());
+                        let role = if u.is_admin { "admin" } else { "user" };
+                        println!("{}\t{role}\t{quota}", u.name);
+                    }
+                }
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

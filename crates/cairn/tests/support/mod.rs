@@ -1,0 +1,219 @@
+//! Starting a real server process and running client commands against it.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// A `cairn serve` child process, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let data = tempfile::tempdir().unwrap();
+        Self::start_in(data)
+    }
+
+    pub fn start_in(data: tempfile::TempDir) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("CAIRN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("CAIRN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting cairn serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(url) = line.strip_prefix("cairn serving on ") {
+                        let _ = tx.send(url.to_owned());
+                        sent = true;
+                        continue;
+                    }
+                }
+                eprintln!("[server] {line}");
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not report its address within 60 s");
+        Server { child, url, data }
+    }
+
+    /// Logs in as `user` (the admin password) with a fresh client config dir.
+    pub fn login(&self, user: &str) -> Client {
+        self.login_with(user, ADMIN_PASSWORD)
+    }
+
+    pub fn login_with(&self, user: &str, password: &str) -> Client {
+        let client = Client {
+            config_dir: tempfile::tempdir().unwrap(),
+        };
+        let out = client.run_with_stdin(
+            &["login", &self.url, "--user", user, "--password-stdin"],
+            password,
+        );
+        assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
+        client
+    }
+
+    /// Runs `cairn admin …` on this server's data dir.
+    pub fn admin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("admin").args(args).arg("--data-dir").arg(self.data.path());
+        run(cmd, stdin)
+    }
+
+    /// The current value of a counter read from `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let body = http_get(&format!("{}/metrics", self.url));
+        body.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client with its own config dir (credentials).
+pub struct Client {
+    pub config_dir: tempfile::TempDir,
+}
+
+fn run(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running cairn");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+impl Client {
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env("CAIRN_CONFIG_DIR", self.config_dir.path());
+        run(cmd, stdin)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must print JSON.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("cairn {args:?}: bad JSON {e}: {out}"))
+    }
+
+    /// Runs a command that must fail with a one-line message containing `needle`.
+    pub fn fails(&self, args: &[&str], needle: &str) {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "cairn {args:?} should have failed");
+        assert!(stderr.contains(needle), "cairn {args:?}: {stderr:?} lacks {needle:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr:?}");
+    }
+}
+
+/// Writes `size` pseudo-random (incompressible) bytes derived from `seed`.
+pub fn random_file(path: &Path, size: u64, seed: u64) {
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for word in buf.chunks_exact_mut(8) {
+            // xorshift64*: fast, and enough to defeat compression and dedup.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            word.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        file.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+}
+
+/// Compares two files by content without loading them whole.
+pub fn same_content(a: &Path, b: &Path) -> bool {
+    let (mut fa, mut fb) = (File::open(a).unwrap(), File::open(b).unwrap());
+    if fa.metadata().unwrap().len() != fb.metadata().unwrap().len() {
+        return false;
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba).unwrap();
+        if n == 0 {
+            return true;
+        }
+        fb.read_exact(&mut bb[..n]).unwrap();
+        if ba[..n] != bb[..n] {
+            return false;
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET over loopback, enough for `/metrics` without a client crate.
+pub fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
+pub fn wait_until(mut f: impl FnMut() -> bool, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+pub fn path_str(p: &PathBuf) -> &str {
+    p.to_str().unwrap()
+}
