@@ -269,9 +269,7 @@ impl Client {
         let path = format!("blocks/{}", hash.to_hex());
         let hash = *hash;
         with_retries(RetryPolicy::Idempotent, || async {
-            let response = self
-                .send_once(self.request(Method::GET, &path))
-                .await?;
+            let response = self.send_once(self.request(Method::GET, &path)).await?;
             let data = response.bytes().await?;
             // Hashing 8 MiB takes a few milliseconds: keep it off the async threads.
             let (data, actual) = tokio::task::spawn_blocking(move || {
@@ -341,7 +339,12 @@ impl Client {
 
     /// A request to `/api/v1/{path}` with the bearer token.
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let url = format!("{}/api/{}/{}", self.inner.base, cairn_proto::API_VERSION, path);
+        let url = format!(
+            "{}/api/{}/{}",
+            self.inner.base,
+            cairn_proto::API_VERSION,
+            path
+        );
         let builder = self.inner.http.request(method, url);
         match &self.inner.token {
             Some(token) => builder.bearer_auth(token),
@@ -403,7 +406,10 @@ impl Client {
 
 /// Runs `op` until it succeeds, fails for good, or has been tried [`MAX_ATTEMPTS`] times,
 /// waiting a little longer before each new try.
-pub(crate) async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut op: F) -> Result<T, ClientError>
+pub(crate) async fn with_retries<T, F, Fut>(
+    policy: RetryPolicy,
+    mut op: F,
+) -> Result<T, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ClientError>>,
@@ -525,7 +531,13 @@ mod tests {
         ok("https://example.org/cairn/", "https://example.org/cairn");
         ok("https://example.org/api/v1/", "https://example.org");
         ok(" http://h:1 ", "http://h:1");
-        for bad in ["", "127.0.0.1:8080", "ftp://h/", "http://h/?a=b", "not a url"] {
+        for bad in [
+            "",
+            "127.0.0.1:8080",
+            "ftp://h/",
+            "http://h/?a=b",
+            "not a url",
+        ] {
             assert!(normalize_base_url(bad).is_err(), "{bad:?} accepted");
         }
     }

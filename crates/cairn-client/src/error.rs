@@ -58,7 +58,9 @@ pub enum ClientError {
         hash: String,
     },
     /// A file's block list does not add up to its recorded content hash or size.
-    #[error("the block list of {path} does not match its content hash; the download was not written")]
+    #[error(
+        "the block list of {path} does not match its content hash; the download was not written"
+    )]
     ContentMismatch {
         /// The remote path.
         path: String,
@@ -209,7 +211,9 @@ impl ClientError {
         match self {
             ClientError::Http(err) => {
                 err.is_connect()
-                    || (policy == RetryPolicy::Idempotent && !err.is_builder() && !err.is_redirect())
+                    || (policy == RetryPolicy::Idempotent
+                        && !err.is_builder()
+                        && !err.is_redirect())
             }
             ClientError::Api { status, .. } => {
                 policy == RetryPolicy::Idempotent && (*status >= 500 || *status == 429)

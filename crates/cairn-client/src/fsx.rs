@@ -38,8 +38,11 @@ pub(crate) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<(
     {
         let mut done = 0;
         while done < buf.len() {
-            let n =
-                std::os::windows::fs::FileExt::seek_write(file, &buf[done..], offset + done as u64)?;
+            let n = std::os::windows::fs::FileExt::seek_write(
+                file,
+                &buf[done..],
+                offset + done as u64,
+            )?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }

@@ -151,10 +151,9 @@ impl Client {
                         .min(budget_bytes);
                     // The chunker runs on its own threads, outside the runtime, so it
                     // may block here until earlier blocks have been dealt with.
-                    let permit = futures::executor::block_on(
-                        Arc::clone(&budget).acquire_many_owned(units),
-                    )
-                    .map_err(|_| Stopped)?;
+                    let permit =
+                        futures::executor::block_on(Arc::clone(&budget).acquire_many_owned(units))
+                            .map_err(|_| Stopped)?;
                     let block = PendingBlock {
                         hash: chunk.hash,
                         data: Bytes::from(chunk.data),

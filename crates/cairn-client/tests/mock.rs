@@ -289,7 +289,10 @@ async fn idempotent_reads_are_retried_and_non_json_errors_decoded() {
     // 503, 503, then a proxy's 502 page, retried once more: four attempts in all.
     assert_eq!(mock.account_calls.load(Ordering::SeqCst), 4);
     assert_eq!(err.code(), Some("http_502"));
-    assert_eq!(err.to_string(), "server error: HTTP 502 Bad Gateway (http_502)");
+    assert_eq!(
+        err.to_string(),
+        "server error: HTTP 502 Bad Gateway (http_502)"
+    );
 }
 
 #[tokio::test]
@@ -303,7 +306,9 @@ async fn connection_errors_name_the_server() {
     let err = client.server_info().await.unwrap_err();
     let text = err.to_string();
     assert!(
-        text.starts_with(&format!("cannot connect to http://127.0.0.1:{port}/api/v1/info")),
+        text.starts_with(&format!(
+            "cannot connect to http://127.0.0.1:{port}/api/v1/info"
+        )),
         "{text}"
     );
     assert!(!text.contains('\n'));
@@ -326,7 +331,10 @@ async fn upload_then_reupload_sends_only_new_blocks() {
         progress: Some(Arc::new(move |done| seen.lock().unwrap().push(done))),
         ..UploadOptions::default()
     };
-    let first = client.upload_file(&local, "/data.bin", options).await.unwrap();
+    let first = client
+        .upload_file(&local, "/data.bin", options)
+        .await
+        .unwrap();
     assert_eq!(first.commit.entry.size, data.len() as u64);
     assert_eq!(first.stats.bytes_total, data.len() as u64);
     let distinct = mock.blocks.lock().unwrap().len() as u64;
@@ -460,7 +468,11 @@ async fn corrupt_blocks_are_never_written() {
         "{err:?}"
     );
     assert_eq!(std::fs::read(&dest).unwrap(), b"keep me");
-    assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
 }
 
 #[tokio::test]
@@ -480,7 +492,11 @@ async fn folders_and_missing_files_are_refused() {
     assert!(matches!(err, ClientError::Io { .. }), "{err:?}");
     assert!(err.to_string().starts_with(&missing.display().to_string()));
     let err = client
-        .download_file("/missing", &dir.path().join("m"), DownloadOptions::default())
+        .download_file(
+            "/missing",
+            &dir.path().join("m"),
+            DownloadOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(err.is_not_found());

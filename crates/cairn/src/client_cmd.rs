@@ -50,7 +50,10 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// List a folder (times are UTC).
+    /// List a folder.
+    ///
+    /// One line per entry: 'd' for a folder or '-' for a file, size in bytes,
+    /// modification time (UTC), name.
     Ls {
         /// The folder on the server.
         #[arg(default_value = "/")]
@@ -78,8 +81,10 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Upload a file. REMOTE may be a folder (or end with '/') to upload into it; an
-    /// existing file there is replaced, unless it changes on the server meanwhile.
+    /// Upload a file.
+    ///
+    /// REMOTE may be a folder (or end with '/') to upload into it. An existing file there
+    /// is replaced, unless it changes on the server during the upload.
     Put {
         /// The local file.
         local: PathBuf,
@@ -91,7 +96,10 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Download a file. LOCAL may be an existing folder to download into it.
+    /// Download a file.
+    ///
+    /// LOCAL may be an existing folder to download into it. The file is written under a
+    /// temporary name and renamed into place once complete and verified.
     Get {
         /// The file on the server.
         remote: String,
@@ -103,14 +111,18 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Move or rename a file or folder. TO may be a folder (or end with '/').
+    /// Move or rename a file or folder.
+    ///
+    /// TO may be an existing folder (or end with '/') to move into it.
     Mv {
         from: String,
         to: String,
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Copy a file or folder on the server. TO may be a folder (or end with '/').
+    /// Copy a file or folder on the server.
+    ///
+    /// TO may be an existing folder (or end with '/') to copy into it.
     Cp {
         from: String,
         to: String,
@@ -220,7 +232,7 @@ impl<T> Doing<T> for Result<T, ClientError> {
 
 fn explain(err: ClientError, what: &str) -> anyhow::Error {
     let hint = if err.is_unauthorized() {
-        "; the login has expired or was revoked: run `cairn login URL --user NAME` again"
+        "; run `cairn login URL --user NAME` again"
     } else if matches!(&err, ClientError::Http(e) if e.is_connect()) {
         "; is the server running? (`cairn status` names the server you logged in to)"
     } else {
@@ -247,14 +259,10 @@ async fn login(
         password,
         device_name: Some(device.clone()),
     };
-    let response = client.login(&request).await.map_err(|err| {
-        let hint = match err.status() {
-            Some(401) => "; check the user name and password",
-            Some(429) => "; wait a minute before trying again",
-            _ => "",
-        };
-        anyhow!("cannot log in to {}: {err}{hint}", client.base_url())
-    })?;
+    let response = client
+        .login(&request)
+        .await
+        .map_err(|err| anyhow!("cannot log in to {}: {err}", client.base_url()))?;
     let credentials = Credentials {
         server: client.base_url().to_owned(),
         token: response.token,
@@ -432,18 +440,20 @@ async fn status(opts: &ClientOpts, json: bool) -> anyhow::Result<()> {
 
 async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyhow::Result<()> {
     let client = &session.client;
-    let metadata = std::fs::metadata(local)
-        .with_context(|| format!("cannot upload {}", local.display()))?;
+    let metadata =
+        std::fs::metadata(local).with_context(|| format!("cannot upload {}", local.display()))?;
     if metadata.is_dir() {
         bail!(
             "{} is a folder: `cairn put` uploads one file (use `cairn sync` for folders)",
             local.display()
         );
     }
-    let name = local
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("{} has no usable file name (it must be UTF-8)", local.display()))?;
+    let name = local.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        anyhow!(
+            "{} has no usable file name (it must be UTF-8)",
+            local.display()
+        )
+    })?;
 
     // Where exactly, and what it replaces: the file's current revision is the base, so a
     // change made on the server meanwhile is refused rather than overwritten.
@@ -459,12 +469,18 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
     } else {
         lookup(normalize_remote(remote)).await?
     };
-    if existing.as_ref().is_some_and(|e| e.kind == EntryKind::Folder) {
+    if existing
+        .as_ref()
+        .is_some_and(|e| e.kind == EntryKind::Folder)
+    {
         if remote.ends_with('/') {
             bail!("cannot upload to {target}: a folder of that name is in the way");
         }
         (target, existing) = lookup(join_remote(&target, name)).await?;
-        if existing.as_ref().is_some_and(|e| e.kind == EntryKind::Folder) {
+        if existing
+            .as_ref()
+            .is_some_and(|e| e.kind == EntryKind::Folder)
+        {
             bail!("cannot upload to {target}: a folder of that name is in the way");
         }
     }
@@ -485,7 +501,10 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
                  run the command again to replace the new version"
             )
         } else {
-            explain(err, &format!("cannot upload {} to {target}", local.display()))
+            explain(
+                err,
+                &format!("cannot upload {} to {target}", local.display()),
+            )
         }
     })?;
     report_upload(&outcome.commit, outcome.stats, local);
@@ -520,7 +539,9 @@ async fn get(session: &Session, remote: &str, local: &Path, json: bool) -> anyho
         .await
         .doing(|| format!("cannot download {remote}"))?;
     if entry.kind == EntryKind::Folder {
-        bail!("{remote} is a folder: `cairn get` downloads one file (use `cairn sync` for folders)");
+        bail!(
+            "{remote} is a folder: `cairn get` downloads one file (use `cairn sync` for folders)"
+        );
     }
     let target = if local.is_dir() {
         local.join(remote_name(&entry.path))
@@ -535,8 +556,7 @@ async fn get(session: &Session, remote: &str, local: &Path, json: bool) -> anyho
     };
     let result = client.download_file(&remote, &target, options).await;
     bar.finish_and_clear();
-    let outcome =
-        result.doing(|| format!("cannot download {remote} to {}", target.display()))?;
+    let outcome = result.doing(|| format!("cannot download {remote} to {}", target.display()))?;
     eprintln!(
         "downloaded {} to {}: {}",
         outcome.entry.path,
@@ -555,7 +575,12 @@ enum Transfer {
     Copy,
 }
 
-async fn move_or_copy(session: &Session, from: &str, to: &str, how: Transfer) -> anyhow::Result<()> {
+async fn move_or_copy(
+    session: &Session,
+    from: &str,
+    to: &str,
+    how: Transfer,
+) -> anyhow::Result<()> {
     let client = &session.client;
     let from = normalize_remote(from);
     let name = remote_name(&from).to_owned();
@@ -599,10 +624,9 @@ fn progress_bar(total: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
 }

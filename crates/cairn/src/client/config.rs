@@ -139,7 +139,10 @@ mod tests {
             device: Some("laptop".into()),
         };
         let path = save_credentials(&config, &credentials).unwrap();
-        assert_eq!(load_credentials(&config).unwrap(), Some(credentials.clone()));
+        assert_eq!(
+            load_credentials(&config).unwrap(),
+            Some(credentials.clone())
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -131,7 +131,8 @@ mod tests {
 
     #[test]
     fn remote_paths_are_normalized_gently() {
-        let check = |input: &str, want: &str| assert_eq!(normalize_remote(input), want, "{input:?}");
+        let check =
+            |input: &str, want: &str| assert_eq!(normalize_remote(input), want, "{input:?}");
         check("", "/");
         check("/", "/");
         check("docs", "/docs");
@@ -181,7 +182,10 @@ mod tests {
             mtime: 0,
             modified_at: 0,
         };
-        assert_eq!(entry_line(&entry), "d            -  1970-01-01 00:00  docs/");
+        assert_eq!(
+            entry_line(&entry),
+            "d            -  1970-01-01 00:00  docs/"
+        );
         let file = EntryInfo {
             path: "/a.txt".into(),
             name: "a.txt".into(),
