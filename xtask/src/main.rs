@@ -32,7 +32,9 @@ fn parse(args: &[String]) -> Result<Options> {
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let value = it.next().with_context(|| format!("{arg} needs a value; {USAGE}"))?;
+        let value = it
+            .next()
+            .with_context(|| format!("{arg} needs a value; {USAGE}"))?;
         match arg.as_str() {
             "--size-mib" => opts.size_mib = value.parse()?,
             "--dir" => opts.dir = PathBuf::from(value),
@@ -49,9 +51,14 @@ fn bench(args: &[String]) -> Result<()> {
     let dir = root.join(&opts.dir);
     std::fs::create_dir_all(&dir)?;
     eprintln!("building release binaries…");
-    run(Command::new("cargo")
-        .current_dir(&root)
-        .args(["build", "--release", "-p", "cairn-core", "--example", "chunk_bench"]))?;
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "cairn-core",
+        "--example",
+        "chunk_bench",
+    ]))?;
     run(Command::new("cargo")
         .current_dir(&root)
         .args(["build", "--release", "-p", "cairn"]))?;
@@ -72,13 +79,22 @@ fn bench(args: &[String]) -> Result<()> {
 
     // 1. Chunk + hash on one core against b3sum on one core.
     let b3 = best_of(opts.runs, || {
-        time(Command::new("b3sum").args(["--num-threads", "1"]).arg(&input))
+        time(
+            Command::new("b3sum")
+                .args(["--num-threads", "1"])
+                .arg(&input),
+        )
     })?;
     let ours = best_of(opts.runs, || time(Command::new(&chunk_bench).arg(&input)))?;
     let ours_1 = best_of(opts.runs, || {
-        time(Command::new(&chunk_bench).arg(&input).args(["--threads", "1"]))
+        time(
+            Command::new(&chunk_bench)
+                .arg(&input)
+                .args(["--threads", "1"]),
+        )
     })?;
-    let (b3_rate, ours_rate, ours_1_rate) = (mbps(bytes, b3), mbps(bytes, ours), mbps(bytes, ours_1));
+    let (b3_rate, ours_rate, ours_1_rate) =
+        (mbps(bytes, b3), mbps(bytes, ours), mbps(bytes, ours_1));
     rows.push(row(
         "chunk + hash, page cache (both cores)",
         ours_rate,
@@ -124,10 +140,13 @@ fn bench(args: &[String]) -> Result<()> {
         };
         let mut login = client(&["login", &server.url, "--user", "admin", "--password-stdin"]);
         run_with_stdin(&mut login, "bench-password")?;
-        upload_best = upload_best.min(time(client(&["put", path_str(&input), "/first"]).stderr(Stdio::null()))?);
+        upload_best = upload_best.min(time(
+            client(&["put", path_str(&input), "/first"]).stderr(Stdio::null()),
+        )?);
         let before = server.metric("cairn_block_bytes_received_total")?;
-        reupload_best =
-            reupload_best.min(time(client(&["put", path_str(&input), "/second"]).stderr(Stdio::null()))?);
+        reupload_best = reupload_best.min(time(
+            client(&["put", path_str(&input), "/second"]).stderr(Stdio::null()),
+        )?);
         reupload_payload = server.metric("cairn_block_bytes_received_total")? - before;
         drop(server);
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -148,7 +167,10 @@ fn bench(args: &[String]) -> Result<()> {
     ));
     let _ = std::fs::remove_file(&input);
 
-    println!("File size {} MiB, best of {} runs.\n", opts.size_mib, opts.runs);
+    println!(
+        "File size {} MiB, best of {} runs.\n",
+        opts.size_mib, opts.runs
+    );
     println!("| what | Cairn | reference | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");
     for r in rows {
@@ -178,7 +200,10 @@ fn best_of(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
 
 fn time(cmd: &mut Command) -> Result<f64> {
     let start = Instant::now();
-    let out = cmd.stdout(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd
+        .stdout(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -208,7 +233,10 @@ fn path_str(p: &Path) -> &str {
 
 fn workspace_root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Ok(manifest.parent().context("xtask lives in the workspace")?.to_owned())
+    Ok(manifest
+        .parent()
+        .context("xtask lives in the workspace")?
+        .to_owned())
 }
 
 /// Incompressible data, so neither compression nor dedup flatters the figures.
@@ -273,7 +301,10 @@ impl Server {
     fn metric(&self, name: &str) -> Result<f64> {
         let host = self.url.strip_prefix("http://").unwrap();
         let mut stream = std::net::TcpStream::connect(host)?;
-        write!(stream, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut body = String::new();
         stream.read_to_string(&mut body)?;
         Ok(body

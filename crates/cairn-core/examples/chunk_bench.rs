@@ -84,8 +84,11 @@ fn main() {
     let bytes = std::fs::metadata(&args.file).expect("reading FILE").len();
     if !args.chunk_only {
         // Warm the page cache.
-        std::io::copy(&mut File::open(&args.file).expect("opening FILE"), &mut std::io::sink())
-            .expect("reading FILE");
+        std::io::copy(
+            &mut File::open(&args.file).expect("opening FILE"),
+            &mut std::io::sink(),
+        )
+        .expect("reading FILE");
     }
 
     let (took, chunks) = best(args.runs, || {

@@ -420,7 +420,10 @@ impl<R: Read> ChunkStream<R> {
         let mut pieces = Vec::new();
         let mut left = len;
         while left > 0 {
-            let filled = self.pending.front().expect("a chunk ends within what was read");
+            let filled = self
+                .pending
+                .front()
+                .expect("a chunk ends within what was read");
             let end = filled.len.min(self.start + left);
             pieces.push((Arc::clone(&filled.block), self.start..end));
             left -= end - self.start;
@@ -687,7 +690,12 @@ mod tests {
         let bits = config.avg_size.trailing_zeros();
         let (mask_s, mask_l) = (top_bits(bits + 2), top_bits(bits - 2));
         let mut h = 0u64;
-        for (i, &byte) in data.iter().enumerate().take(config.max_size).skip(config.min_size) {
+        for (i, &byte) in data
+            .iter()
+            .enumerate()
+            .take(config.max_size)
+            .skip(config.min_size)
+        {
             h = (h << 1).wrapping_add(GEAR[byte as usize]);
             let mask = if i < config.avg_size { mask_s } else { mask_l };
             if h & mask == 0 {
@@ -800,13 +808,13 @@ mod tests {
     #[test]
     fn validate_rejects_impossible_sizes() {
         for (min_size, avg_size, max_size) in [
-            (32, 64, 128),                     // min too small
-            (0, 256, 1024),                    // zero
-            (512, 256, 1024),                  // min > avg
-            (64, 2048, 1024),                  // avg > max
-            (64, 300, 1024),                   // avg not a power of two
-            (64, 1 << 30, (1 << 30) + 1),      // max too large
-            (1 << 20, 1 << 31, 1 << 31),       // avg too large
+            (32, 64, 128),                // min too small
+            (0, 256, 1024),               // zero
+            (512, 256, 1024),             // min > avg
+            (64, 2048, 1024),             // avg > max
+            (64, 300, 1024),              // avg not a power of two
+            (64, 1 << 30, (1 << 30) + 1), // max too large
+            (1 << 20, 1 << 31, 1 << 31),  // avg too large
             (usize::MAX, usize::MAX, usize::MAX),
         ] {
             let config = ChunkerConfig {
@@ -843,7 +851,10 @@ mod tests {
 
         let data = pseudo_random(1, 300_000);
         assert_eq!(reference_chunks(&data, &SMALL), GOLDEN_SMALL_CUTS);
-        assert_eq!(lens(&chunk_and_hash_slice(&data, &SMALL)), GOLDEN_SMALL_CUTS);
+        assert_eq!(
+            lens(&chunk_and_hash_slice(&data, &SMALL)),
+            GOLDEN_SMALL_CUTS
+        );
         let file = chunk_and_hash_slice(&data, &SMALL);
         assert_eq!(file.content_hash.to_hex(), GOLDEN_SMALL_CONTENT_HASH);
     }
@@ -871,7 +882,11 @@ mod tests {
         for start in 0..8 {
             for end in start..data.len() {
                 let slice = &data[start..end];
-                assert_eq!(find_cut(slice, &TINY), reference_cut(slice, &TINY), "{start}..{end}");
+                assert_eq!(
+                    find_cut(slice, &TINY),
+                    reference_cut(slice, &TINY),
+                    "{start}..{end}"
+                );
             }
         }
     }
@@ -892,7 +907,10 @@ mod tests {
             assert_eq!(find_cut(&data[..len], &SMALL), len);
             let file = check_streaming(&data[..len], &SMALL, 1);
             assert_eq!(file.blocks, vec![(BlockHash::of(&data[..len]), len as u32)]);
-            assert_eq!(file.content_hash, content_hash([&BlockHash::of(&data[..len])]));
+            assert_eq!(
+                file.content_hash,
+                content_hash([&BlockHash::of(&data[..len])])
+            );
         }
     }
 
@@ -904,7 +922,10 @@ mod tests {
         assert_eq!(reference_cut(&zeros, &SMALL), SMALL.max_size);
         assert_eq!(find_cut(&zeros, &SMALL), SMALL.max_size);
         let file = check_streaming(&zeros, &SMALL, 2);
-        assert_eq!(lens(&file), [SMALL.max_size, SMALL.max_size, SMALL.max_size, 5]);
+        assert_eq!(
+            lens(&file),
+            [SMALL.max_size, SMALL.max_size, SMALL.max_size, 5]
+        );
         // Identical chunks have identical names.
         assert_eq!(file.blocks[0], file.blocks[1]);
     }
@@ -941,7 +962,10 @@ mod tests {
             .iter()
             .all(|&len| len > SMALL.min_size && len <= SMALL.max_size));
         let mean = data.len() / lens.len();
-        assert!((SMALL.avg_size / 2..SMALL.avg_size * 2).contains(&mean), "mean {mean}");
+        assert!(
+            (SMALL.avg_size / 2..SMALL.avg_size * 2).contains(&mean),
+            "mean {mean}"
+        );
     }
 
     #[test]

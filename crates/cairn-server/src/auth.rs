@@ -179,7 +179,10 @@ async fn login(
         ));
     }
     if req.password.len() > MAX_PASSWORD_LEN {
-        return Err(ApiError::bad_request("invalid_password", "password is too long"));
+        return Err(ApiError::bad_request(
+            "invalid_password",
+            "password is too long",
+        ));
     }
     if let Some(name) = &req.device_name {
         check_name("device", name)?;

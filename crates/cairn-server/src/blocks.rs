@@ -25,14 +25,12 @@ use crate::state::AppState;
 pub const MAX_CHECK_HASHES: usize = 1000;
 
 pub fn router(max_block_size: usize) -> Router<AppState> {
-    Router::new()
-        .route("/blocks/check", post(check))
-        .route(
-            "/blocks/{hash}",
-            put(upload)
-                .get(download)
-                .layer(DefaultBodyLimit::max(max_block_size)),
-        )
+    Router::new().route("/blocks/check", post(check)).route(
+        "/blocks/{hash}",
+        put(upload)
+            .get(download)
+            .layer(DefaultBodyLimit::max(max_block_size)),
+    )
 }
 
 async fn check(
@@ -149,10 +147,7 @@ async fn download(
     let data = state.blocks.get(hash).await?;
     metrics::counter!(BLOCK_BYTES_SENT).increment(data.len() as u64);
     Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/octet-stream",
-        )],
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
         data,
     )
         .into_response())

@@ -16,7 +16,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub current: Option<EntryInfo>,
+    pub current: Option<Box<EntryInfo>>,
     pub missing_blocks: Option<Vec<String>>,
 }
 
@@ -64,7 +64,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
-                current: self.current.map(Box::new),
+                current: self.current,
                 missing_blocks: self.missing_blocks,
             },
         };
@@ -82,10 +82,16 @@ impl From<MetaError> for ApiError {
             MetaError::NotAFolder(_) => Self::new(S::CONFLICT, "not_a_folder", message),
             MetaError::IsAFolder(_) => Self::new(S::CONFLICT, "is_a_folder", message),
             MetaError::InvalidMove { .. } => Self::bad_request("invalid_move", message),
+            MetaError::BlockSizeMismatch { .. } => {
+                Self::bad_request("block_size_mismatch", message)
+            }
+            MetaError::InvalidPath(_) => Self::bad_request("invalid_path", message),
+            MetaError::RootFolder => Self::bad_request("root_folder", message),
+            MetaError::NoSuchVersion(_) => Self::not_found(message),
             MetaError::UserExists(_) => Self::new(S::CONFLICT, "user_exists", message),
             MetaError::RevConflict { current, .. } => {
                 let mut e = Self::new(S::CONFLICT, "conflict", message);
-                e.current = current.as_ref().map(entry_info);
+                e.current = current.as_ref().map(|c| Box::new(entry_info(c)));
                 e
             }
             MetaError::MissingBlocks(hashes) => {

@@ -56,16 +56,14 @@ fn percent_decodes_to_utf8(query: &str) -> bool {
         while i < bytes.len() {
             let hex = |b: u8| (b as char).to_digit(16);
             match bytes[i] {
-                b'%' if i + 2 < bytes.len() => {
-                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                        (Some(h), Some(l)) => {
-                            out.push((h * 16 + l) as u8);
-                            i += 3;
-                            continue;
-                        }
-                        _ => out.push(b'%'),
+                b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
                     }
-                }
+                    _ => out.push(b'%'),
+                },
                 b => out.push(b),
             }
             i += 1;
@@ -85,7 +83,10 @@ impl From<JsonRejection> for ApiError {
         ApiError::new(
             status,
             "invalid_json",
-            format!("request body is not valid JSON for this endpoint: {}", rejection.body_text()),
+            format!(
+                "request body is not valid JSON for this endpoint: {}",
+                rejection.body_text()
+            ),
         )
     }
 }

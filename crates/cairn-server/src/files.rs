@@ -107,7 +107,10 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<proto::ListResponse>> {
     let path = ServerPath::parse(&q.path)?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT).clamp(1, MAX_LIST_LIMIT);
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .clamp(1, MAX_LIST_LIMIT);
     let entries = state
         .meta
         .list_folder(auth.user.home_ns, &path, q.after.as_deref(), limit)
@@ -129,7 +132,9 @@ async fn stat(
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<proto::EntryInfo>> {
     let path = ServerPath::parse(&q.path)?;
-    Ok(Json(entry_info(&stat_existing(&state, &auth, &path).await?)))
+    Ok(Json(entry_info(
+        &stat_existing(&state, &auth, &path).await?,
+    )))
 }
 
 async fn mkdir(
@@ -263,7 +268,10 @@ async fn commit(
             if b.size as usize > max {
                 return Err(ApiError::bad_request(
                     "block_too_large",
-                    format!("block {} claims {} bytes; the limit is {max}", b.hash, b.size),
+                    format!(
+                        "block {} claims {} bytes; the limit is {max}",
+                        b.hash, b.size
+                    ),
                 ));
             }
             Ok(BlockRef {
@@ -410,7 +418,9 @@ fn parse_range(header: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRan
         let last = if end.is_empty() {
             size.saturating_sub(1)
         } else {
-            end.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1))
+            end.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
         };
         if first >= size || last < first {
             return Err(());
@@ -499,7 +509,10 @@ async fn download(
 
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Ok(v) = HeaderValue::from_str(&etag) {

@@ -171,9 +171,7 @@ pub fn router(state: AppState) -> Router {
                 async move { prometheus.render() }
             }),
         )
-        .fallback(|| async {
-            ApiError::not_found("no such endpoint; see /api/v1/openapi.json")
-        })
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
@@ -193,10 +191,22 @@ async fn json_errors(request: Request, next: Next) -> Response {
         return response;
     }
     let (code, message) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not accept that HTTP method".to_owned()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "request body is too large for this endpoint".to_owned()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as application/json".to_owned()),
-        s => ("error", s.canonical_reason().unwrap_or("error").to_lowercase()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not accept that HTTP method".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "body_too_large",
+            "request body is too large for this endpoint".to_owned(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as application/json".to_owned(),
+        ),
+        s => (
+            "error",
+            s.canonical_reason().unwrap_or("error").to_lowercase(),
+        ),
     };
     let mut out = ApiError::new(status, code, message).into_response();
     // Keep headers such as Allow and Content-Range.

@@ -42,6 +42,17 @@ on_each_backend!(commit_download_and_range, |s| {
     assert_eq!(body["entry"]["size"], 1012);
     let rev = body["entry"]["rev"].as_str().unwrap().to_owned();
 
+    // A block list that lies about a block's size is refused.
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/docs/liar", "blocks": [{"hash": hex_hash(&a), "size": 999}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "block_size_mismatch");
+
     let whole = [a.clone(), b.clone()].concat();
     let resp = s
         .http
@@ -63,7 +74,10 @@ on_each_backend!(commit_download_and_range, |s| {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(resp.headers()["content-range"], "bytes 995-1004/1012");
-    assert_eq!(resp.bytes().await.unwrap().to_vec(), whole[995..=1004].to_vec());
+    assert_eq!(
+        resp.bytes().await.unwrap().to_vec(),
+        whole[995..=1004].to_vec()
+    );
 
     let resp = s
         .http
@@ -108,7 +122,9 @@ on_each_backend!(commit_download_and_range, |s| {
 
 on_each_backend!(whole_file_upload_is_chunked_by_the_server, |s| {
     // 1 MiB of varied bytes: several chunks with the test chunker (avg 64 KiB).
-    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let resp = s
         .http
         .put(s.url("/api/v1/files/content?path=/up/file"))
@@ -120,7 +136,9 @@ on_each_backend!(whole_file_upload_is_chunked_by_the_server, |s| {
     let (status, body) = support::decode(resp).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["entry"]["size"], 1 << 20);
-    let (_, blocks) = s.call(Method::GET, "/api/v1/files/blocks?path=/up/file", None).await;
+    let (_, blocks) = s
+        .call(Method::GET, "/api/v1/files/blocks?path=/up/file", None)
+        .await;
     assert!(blocks["blocks"].as_array().unwrap().len() > 3, "{blocks}");
     let resp = s
         .http
@@ -131,46 +149,103 @@ on_each_backend!(whole_file_upload_is_chunked_by_the_server, |s| {
         .unwrap();
     assert_eq!(resp.bytes().await.unwrap().to_vec(), data);
     // The blocks the server made count as the uploader's own.
-    let hashes: Vec<_> = blocks["blocks"].as_array().unwrap().iter().map(|b| b["hash"].clone()).collect();
-    let (_, check) = s.call(Method::POST, "/api/v1/blocks/check", Some(json!({"hashes": hashes}))).await;
+    let hashes: Vec<_> = blocks["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["hash"].clone())
+        .collect();
+    let (_, check) = s
+        .call(
+            Method::POST,
+            "/api/v1/blocks/check",
+            Some(json!({"hashes": hashes})),
+        )
+        .await;
     assert_eq!(check["missing"], json!([]));
 });
 
 on_each_backend!(folders_list_move_copy_delete, |s| {
     for p in ["/a/b/c", "/a/x", "/z"] {
-        let (status, body) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"path": p}))).await;
+        let (status, body) = s
+            .call(
+                Method::POST,
+                "/api/v1/files/mkdir",
+                Some(json!({"path": p})),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{p}: {body}");
     }
-    let (status, _) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"path": "/A"}))).await;
-    assert_eq!(status, StatusCode::CONFLICT, "names are unique regardless of case");
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/mkdir",
+            Some(json!({"path": "/A"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "names are unique regardless of case"
+    );
 
-    let (_, page) = s.call(Method::GET, "/api/v1/files/list?path=/&limit=1", None).await;
+    let (_, page) = s
+        .call(Method::GET, "/api/v1/files/list?path=/&limit=1", None)
+        .await;
     assert_eq!(page["entries"][0]["name"], "a");
     let cursor = page["cursor"].as_str().unwrap().to_owned();
     let (_, page) = s
-        .call(Method::GET, &format!("/api/v1/files/list?path=/&limit=1&after={cursor}"), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/files/list?path=/&limit=1&after={cursor}"),
+            None,
+        )
         .await;
     assert_eq!(page["entries"][0]["name"], "z");
 
     let (status, body) = s
-        .call(Method::POST, "/api/v1/files/move", Some(json!({"from": "/a", "to": "/z/a2"})))
+        .call(
+            Method::POST,
+            "/api/v1/files/move",
+            Some(json!({"from": "/a", "to": "/z/a2"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = s.call(Method::GET, "/api/v1/files/stat?path=/z/a2/b/c", None).await;
+    let (status, _) = s
+        .call(Method::GET, "/api/v1/files/stat?path=/z/a2/b/c", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = s
-        .call(Method::POST, "/api/v1/files/move", Some(json!({"from": "/z", "to": "/z/a2/inside"})))
+        .call(
+            Method::POST,
+            "/api/v1/files/move",
+            Some(json!({"from": "/z", "to": "/z/a2/inside"})),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = s
-        .call(Method::POST, "/api/v1/files/copy", Some(json!({"from": "/z", "to": "/copy"})))
+        .call(
+            Method::POST,
+            "/api/v1/files/copy",
+            Some(json!({"from": "/z", "to": "/copy"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = s.call(Method::POST, "/api/v1/files/delete", Some(json!({"path": "/z"}))).await;
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/delete",
+            Some(json!({"path": "/z"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = s.call(Method::GET, "/api/v1/files/stat?path=/z/a2", None).await;
+    let (status, _) = s
+        .call(Method::GET, "/api/v1/files/stat?path=/z/a2", None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = s.call(Method::GET, "/api/v1/files/stat?path=/copy/a2/b/c", None).await;
+    let (status, _) = s
+        .call(Method::GET, "/api/v1/files/stat?path=/copy/a2/b/c", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
 });
 
@@ -188,20 +263,34 @@ on_each_backend!(hostile_input_is_refused_and_leaves_no_trace, |s| {
         &"/abcdefgh".repeat(600),
     ];
     for path in bad_paths {
-        let (status, body) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"path": path}))).await;
+        let (status, body) = s
+            .call(
+                Method::POST,
+                "/api/v1/files/mkdir",
+                Some(json!({"path": path})),
+            )
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path:?}: {body}");
         assert_eq!(body["error"]["code"], "invalid_path");
         let (status, _) = s
-            .call(Method::POST, "/api/v1/files/commit", Some(json!({"path": path, "blocks": []})))
+            .call(
+                Method::POST,
+                "/api/v1/files/commit",
+                Some(json!({"path": path, "blocks": []})),
+            )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path:?}");
     }
     // Invalid UTF-8 in a query string.
-    let (status, _) = s.call(Method::GET, "/api/v1/files/stat?path=/a%FF", None).await;
+    let (status, _) = s
+        .call(Method::GET, "/api/v1/files/stat?path=/a%FF", None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // A block whose bytes do not match its name.
-    let (status, body) = s.put_block_raw(&s.token, &hex_hash(b"other"), b"content".to_vec()).await;
+    let (status, body) = s
+        .put_block_raw(&s.token, &hex_hash(b"other"), b"content".to_vec())
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "hash_mismatch");
     // A malformed hash.
@@ -220,7 +309,10 @@ on_each_backend!(hostile_input_is_refused_and_leaves_no_trace, |s| {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["error"]["missing_blocks"][0], hex_hash(b"never uploaded"));
+    assert_eq!(
+        body["error"]["missing_blocks"][0],
+        hex_hash(b"never uploaded")
+    );
     // Malformed JSON, wrong JSON, and JSON to a wrong content type.
     let resp = s
         .http
@@ -232,19 +324,42 @@ on_each_backend!(hostile_input_is_refused_and_leaves_no_trace, |s| {
         .await
         .unwrap();
     assert_eq!(support::decode(resp).await.0, StatusCode::BAD_REQUEST);
-    let (status, _) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"paht": "/x"}))).await;
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/mkdir",
+            Some(json!({"paht": "/x"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     // Oversized JSON body.
     let huge = "x".repeat(17 << 20);
-    let (status, _) = s.call(Method::POST, "/api/v1/files/mkdir", Some(json!({"path": huge}))).await;
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/mkdir",
+            Some(json!({"path": huge})),
+        )
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     // Missing and forged tokens.
-    let (status, body) = s.call_as(None, Method::GET, "/api/v1/files/list?path=/", None).await;
+    let (status, body) = s
+        .call_as(None, Method::GET, "/api/v1/files/list?path=/", None)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let forged = format!("cairn_{}", "ab".repeat(32));
-    let (status, _) = s.call_as(Some(&forged), Method::GET, "/api/v1/files/list?path=/", None).await;
+    let (status, _) = s
+        .call_as(
+            Some(&forged),
+            Method::GET,
+            "/api/v1/files/list?path=/",
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = s.call_as(Some(&forged), Method::PUT, "/api/v1/blocks/00", None).await;
+    let (status, _) = s
+        .call_as(Some(&forged), Method::PUT, "/api/v1/blocks/00", None)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Unknown endpoints and methods use the same error shape.
     let (status, _) = s.call(Method::GET, "/api/v1/nope", None).await;
@@ -252,8 +367,16 @@ on_each_backend!(hostile_input_is_refused_and_leaves_no_trace, |s| {
     let (status, _) = s.call(Method::DELETE, "/api/v1/files/list", None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 
-    assert_eq!(s.journal_head().await, head, "hostile input changed the journal");
-    assert_eq!(s.stored_blocks().await, blocks, "hostile input stored blocks");
+    assert_eq!(
+        s.journal_head().await,
+        head,
+        "hostile input changed the journal"
+    );
+    assert_eq!(
+        s.stored_blocks().await,
+        blocks,
+        "hostile input stored blocks"
+    );
     let (_, list) = s.call(Method::GET, "/api/v1/files/list?path=/", None).await;
     assert_eq!(list["entries"], json!([]));
 });
@@ -263,7 +386,11 @@ on_each_backend!(deduplication_does_not_leak_blocks_between_accounts, |s| {
     let (status, _) = s.put_block_as(&s.token, &secret).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = s
-        .call(Method::POST, "/api/v1/files/commit", Some(json!({"path": "/secret", "blocks": [block_ref(&secret)]})))
+        .call(
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/secret", "blocks": [block_ref(&secret)]})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
 
@@ -271,20 +398,42 @@ on_each_backend!(deduplication_does_not_leak_blocks_between_accounts, |s| {
     // Bob is told to upload the block, exactly as if it did not exist anywhere.
     let unknown = hex_hash(b"a block nobody has");
     let (status, check) = s
-        .call_as(Some(&bob), Method::POST, "/api/v1/blocks/check", Some(json!({"hashes": [hex_hash(&secret), unknown]})))
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/blocks/check",
+            Some(json!({"hashes": [hex_hash(&secret), unknown]})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(check["missing"], json!([hex_hash(&secret), unknown]));
     // He cannot attach it by hash alone, nor download it.
     let (status, body) = s
-        .call_as(Some(&bob), Method::POST, "/api/v1/files/commit", Some(json!({"path": "/stolen", "blocks": [block_ref(&secret)]})))
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/stolen", "blocks": [block_ref(&secret)]})),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, _) = s
-        .call_as(Some(&bob), Method::GET, &format!("/api/v1/blocks/{}", hex_hash(&secret)), None)
+        .call_as(
+            Some(&bob),
+            Method::GET,
+            &format!("/api/v1/blocks/{}", hex_hash(&secret)),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = s.call_as(Some(&bob), Method::GET, "/api/v1/files/stat?path=/secret", None).await;
+    let (status, _) = s
+        .call_as(
+            Some(&bob),
+            Method::GET,
+            "/api/v1/files/stat?path=/secret",
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Uploading it proves possession: then the commit works, and nothing new is stored.
     let stored = s.stored_blocks().await;
@@ -292,34 +441,60 @@ on_each_backend!(deduplication_does_not_leak_blocks_between_accounts, |s| {
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(s.stored_blocks().await, stored);
     let (status, _) = s
-        .call_as(Some(&bob), Method::POST, "/api/v1/files/commit", Some(json!({"path": "/mine", "blocks": [block_ref(&secret)]})))
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/mine", "blocks": [block_ref(&secret)]})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
 });
 
 on_each_backend!(login_logout_and_rate_limit, |s| {
     let (status, _) = s
-        .call_as(None, Method::POST, "/api/v1/auth/login", Some(json!({"username": "bob", "password": "wrong"})))
+        .call_as(
+            None,
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"username": "bob", "password": "wrong"})),
+        )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let token = s.login("bob").await;
-    let (status, account) = s.call_as(Some(&token), Method::GET, "/api/v1/account", None).await;
+    let (status, account) = s
+        .call_as(Some(&token), Method::GET, "/api/v1/account", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(account["user"]["name"], "bob");
-    let (status, _) = s.call_as(Some(&token), Method::POST, "/api/v1/auth/logout", None).await;
+    let (status, _) = s
+        .call_as(Some(&token), Method::POST, "/api/v1/auth/logout", None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = s.call_as(Some(&token), Method::GET, "/api/v1/account", None).await;
+    let (status, _) = s
+        .call_as(Some(&token), Method::GET, "/api/v1/account", None)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Ten failures lock the account for the window, even with the right password.
     for _ in 0..10 {
         let (status, _) = s
-            .call_as(None, Method::POST, "/api/v1/auth/login", Some(json!({"username": "admin", "password": "guess"})))
+            .call_as(
+                None,
+                Method::POST,
+                "/api/v1/auth/login",
+                Some(json!({"username": "admin", "password": "guess"})),
+            )
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     let (status, body) = s
-        .call_as(None, Method::POST, "/api/v1/auth/login", Some(json!({"username": "admin", "password": support::PASSWORD})))
+        .call_as(
+            None,
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"username": "admin", "password": support::PASSWORD})),
+        )
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
 });
@@ -327,11 +502,21 @@ on_each_backend!(login_logout_and_rate_limit, |s| {
 #[tokio::test]
 async fn openapi_metrics_and_health() {
     let s = TestServer::start(support::Backend::Sqlite).await;
-    let (status, doc) = s.call_as(None, Method::GET, "/api/v1/openapi.json", None).await;
+    let (status, doc) = s
+        .call_as(None, Method::GET, "/api/v1/openapi.json", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["paths"]["/api/v1/files/commit"]["post"].is_object());
     assert!(doc["components"]["schemas"]["CommitRequest"].is_object());
-    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "cairn_http_requests_total",
         "cairn_block_bytes_received_total",

@@ -234,7 +234,7 @@ fn explain(err: ClientError, what: &str) -> anyhow::Error {
     let hint = if err.is_unauthorized() {
         "; run `cairn login URL --user NAME` again"
     } else if matches!(&err, ClientError::Http(e) if e.is_connect()) {
-        "; is the server running? (`cairn status` names the server you logged in to)"
+        "; is the server running?"
     } else {
         ""
     };
@@ -545,6 +545,15 @@ async fn get(session: &Session, remote: &str, local: &Path, json: bool) -> anyho
     }
     let target = if local.is_dir() {
         local.join(remote_name(&entry.path))
+    } else if local
+        .as_os_str()
+        .to_string_lossy()
+        .ends_with(std::path::MAIN_SEPARATOR)
+    {
+        bail!(
+            "cannot download {remote}: there is no folder {}",
+            local.display()
+        );
     } else {
         local.to_owned()
     };

@@ -20,7 +20,12 @@ struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerOpts {
     /// Where the server keeps its database, blocks and settings.
-    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./cairn-data", global = true)]
+    #[arg(
+        long,
+        env = "CAIRN_DATA_DIR",
+        default_value = "./cairn-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// A TOML configuration file (settings there are overridden by environment variables).
     #[arg(long, env = "CAIRN_CONFIG", global = true)]
@@ -58,7 +63,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

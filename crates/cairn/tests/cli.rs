@@ -62,7 +62,10 @@ fn round_trip_sizes_and_file_operations() {
     client.ok(&["stat", "/copy/deep/moved"]);
 
     // Errors are one line on stderr and a non-zero exit.
-    client.fails(&["get", "/nope", work.path().join("x").to_str().unwrap()], "does not exist");
+    client.fails(
+        &["get", "/nope", work.path().join("x").to_str().unwrap()],
+        "does not exist",
+    );
     client.fails(&["mkdir", "/in/one/sub"], "");
     client.fails(&["stat", "/a/../b"], "'.' or '..'");
     assert!(!work.path().join("x").exists());
@@ -80,7 +83,10 @@ fn one_gib_round_trip_and_deduplicated_reupload() {
     let before = server.metric("cairn_block_bytes_received_total");
     client.ok(&["put", big.to_str().unwrap(), "/big-again"]);
     let sent = server.metric("cairn_block_bytes_received_total") - before;
-    assert!(sent < (1 << 20) as f64, "re-upload sent {sent} bytes of block payload");
+    assert!(
+        sent < (1 << 20) as f64,
+        "re-upload sent {sent} bytes of block payload"
+    );
 
     let back = work.path().join("big.back");
     client.ok(&["get", "/big-again", back.to_str().unwrap()]);

@@ -78,7 +78,9 @@ impl TestServer {
             .unwrap();
         meta.create_user("admin", &hash, true, None).await.unwrap();
         meta.create_user("bob", &hash, false, None).await.unwrap();
-        let app = Application::with_stores(config, meta, blocks).await.unwrap();
+        let app = Application::with_stores(config, meta, blocks)
+            .await
+            .unwrap();
         let addr = app.local_addr();
         let state = app.state().clone();
         tokio::spawn(app.run(std::future::pending()));
@@ -100,7 +102,9 @@ impl TestServer {
         use sqlx::Connection;
         if let Some(schema) = &self.schema {
             self.state.meta.close().await;
-            let mut conn = sqlx::PgConnection::connect(&postgres_base_url()).await.unwrap();
+            let mut conn = sqlx::PgConnection::connect(&postgres_base_url())
+                .await
+                .unwrap();
             sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                 .execute(&mut conn)
                 .await
@@ -144,7 +148,12 @@ impl TestServer {
         decode(resp).await
     }
 
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         self.call_as(Some(&self.token), method, path, body).await
     }
 
@@ -153,7 +162,12 @@ impl TestServer {
         self.put_block_raw(token, &hash, data.to_vec()).await
     }
 
-    pub async fn put_block_raw(&self, token: &str, hash: &str, data: Vec<u8>) -> (StatusCode, Value) {
+    pub async fn put_block_raw(
+        &self,
+        token: &str,
+        hash: &str,
+        data: Vec<u8>,
+    ) -> (StatusCode, Value) {
         let resp = self
             .http
             .put(self.url(&format!("/api/v1/blocks/{hash}")))
@@ -167,7 +181,13 @@ impl TestServer {
 
     /// Journal head of the admin's home namespace.
     pub async fn journal_head(&self) -> i64 {
-        let user = self.state.meta.user_by_name("admin").await.unwrap().unwrap();
+        let user = self
+            .state
+            .meta
+            .user_by_name("admin")
+            .await
+            .unwrap()
+            .unwrap();
         self.state.meta.journal_head(user.home_ns).await.unwrap().0
     }
 
@@ -191,7 +211,10 @@ pub async fn decode(resp: reqwest::Response) -> (StatusCode, Value) {
         Value::String(String::from_utf8_lossy(&bytes).into_owned())
     };
     if status.is_client_error() || status.is_server_error() {
-        assert!(is_json, "error {status} without the JSON error shape: {value}");
+        assert!(
+            is_json,
+            "error {status} without the JSON error shape: {value}"
+        );
         assert!(value["error"]["message"].is_string(), "{value}");
         assert!(value["error"]["code"].is_string(), "{value}");
     }

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -69,14 +69,21 @@ impl Server {
             &["login", &self.url, "--user", user, "--password-stdin"],
             password,
         );
-        assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "login failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         client
     }
 
     /// Runs `cairn admin …` on this server's data dir.
     pub fn admin(&self, args: &[&str], stdin: &str) -> Output {
         let mut cmd = Command::new(BIN);
-        cmd.arg("admin").args(args).arg("--data-dir").arg(self.data.path());
+        cmd.arg("admin")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data.path());
         run(cmd, stdin)
     }
 
@@ -109,14 +116,20 @@ fn run(mut cmd: Command, stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("running cairn");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
 impl Client {
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).env("CAIRN_CONFIG_DIR", self.config_dir.path());
+        cmd.args(args)
+            .env("CAIRN_CONFIG_DIR", self.config_dir.path());
         run(cmd, stdin)
     }
 
@@ -146,8 +159,15 @@ impl Client {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "cairn {args:?} should have failed");
-        assert!(stderr.contains(needle), "cairn {args:?}: {stderr:?} lacks {needle:?}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr:?}");
+        assert!(
+            stderr.contains(needle),
+            "cairn {args:?}: {stderr:?} lacks {needle:?}"
+        );
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "not one line: {stderr:?}"
+        );
     }
 }
 
@@ -194,13 +214,24 @@ pub fn same_content(a: &Path, b: &Path) -> bool {
 /// A plain HTTP/1.1 GET over loopback, enough for `/metrics` without a client crate.
 pub fn http_get(url: &str) -> String {
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
     let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut body = String::new();
     stream.read_to_string(&mut body).unwrap();
-    body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    body.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
 }
 
 pub fn wait_until(mut f: impl FnMut() -> bool, timeout: Duration) -> bool {
@@ -212,8 +243,4 @@ pub fn wait_until(mut f: impl FnMut() -> bool, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
-}
-
-pub fn path_str(p: &PathBuf) -> &str {
-    p.to_str().unwrap()
 }
