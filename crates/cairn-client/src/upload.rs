@@ -12,9 +12,11 @@
 //! The chunker takes a permit for every chunk's bytes before it hands the chunk over and
 //! the permit is released when the bytes are dropped (the block was present, or its upload
 //! finished), so the chunker waits when the network is the bottleneck and never holds
-//! more than the budget. Check calls are batched adaptively: a batch is sent as soon as
-//! no check is in flight, so on a fast server each check carries one or two hashes and on
-//! a slow one more accumulate while the chunker keeps going.
+//! more than the budget. Check calls are batched: a batch goes out once it holds a quarter
+//! of the budget (two average chunks by default), or as soon as the chunker may be
+//! waiting for memory, or at the end; up to two checks are in flight while the chunker
+//! keeps going, so no chunk waits for a round trip of its own. Re-uploading an unchanged
+//! file therefore runs at the chunker's speed with one small check call per ~8 MiB.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -164,7 +166,12 @@ impl Client {
             })
         };
 
-        let pumped = pump(self, rx, parallelism, options.progress.as_ref()).await;
+        let memory = Memory {
+            budget: &budget,
+            budget_bytes,
+            max_chunk: config.max_size,
+        };
+        let pumped = pump(self, rx, parallelism, options.progress.as_ref(), memory).await;
         // Wake the chunker if it waits for memory, so it stops instead of reading on.
         budget.close();
         let chunked = chunker.await;
@@ -278,6 +285,21 @@ impl Client {
     }
 }
 
+/// The memory budget as the pipeline sees it.
+#[derive(Clone, Copy)]
+struct Memory<'a> {
+    budget: &'a Semaphore,
+    budget_bytes: u32,
+    max_chunk: usize,
+}
+
+impl Memory<'_> {
+    /// True when the chunker may be waiting for memory that only a check can free.
+    fn short(&self) -> bool {
+        self.budget.available_permits() < self.max_chunk
+    }
+}
+
 /// Receives chunks, checks them in batches, uploads the missing ones; returns when the
 /// chunker has finished and every block is known to be on the server.
 async fn pump(
@@ -285,6 +307,7 @@ async fn pump(
     mut rx: mpsc::Receiver<PendingBlock>,
     parallelism: usize,
     progress: Option<&ProgressFn>,
+    memory: Memory<'_>,
 ) -> Result<UploadStats, ClientError> {
     let mut stats = UploadStats::default();
     let mut done_bytes = 0u64;
@@ -294,6 +317,9 @@ async fn pump(
         }
     };
     let mut batch: Vec<PendingBlock> = Vec::new();
+    let mut batch_bytes = 0u64;
+    // A batch this large is worth a call even while another check is in flight.
+    let full_batch_bytes = u64::from(memory.budget_bytes) / 4;
     let mut checks = FuturesOrdered::new();
     let mut queue: VecDeque<PendingBlock> = VecDeque::new();
     let mut uploads = FuturesUnordered::new();
@@ -303,11 +329,13 @@ async fn pump(
     let mut input_done = false;
 
     loop {
-        if !batch.is_empty()
-            && checks.len() < MAX_CHECKS_IN_FLIGHT
-            && (checks.is_empty() || batch.len() >= CHECK_BATCH || input_done)
-        {
+        let batch_ready = input_done
+            || batch.len() >= CHECK_BATCH
+            || batch_bytes >= full_batch_bytes
+            || memory.short();
+        if !batch.is_empty() && checks.len() < MAX_CHECKS_IN_FLIGHT && batch_ready {
             checks.push_back(check_batch(client, std::mem::take(&mut batch)));
+            batch_bytes = 0;
         }
         while uploads.len() < parallelism {
             let Some(block) = queue.pop_front() else {
@@ -329,6 +357,7 @@ async fn pump(
                 Some(block) => {
                     stats.blocks_total += 1;
                     stats.bytes_total += block.data.len() as u64;
+                    batch_bytes += block.data.len() as u64;
                     batch.push(block);
                 }
                 None => input_done = true,
