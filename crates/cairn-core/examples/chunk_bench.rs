@@ -1,18 +1,23 @@
-//! Chunk + hash throughput on one file, side by side with `b3sum --num-threads 1`.
+//! Chunk + hash throughput on one file.
 //!
 //! ```text
-//! head -c 1G /dev/urandom > /tmp/r1g
-//! cargo run --release -p cairn-core --example chunk_bench -- /tmp/r1g [--threads 1|2] [--runs N]
+//! head -c 1G /dev/urandom > /tmp/r1g && cat /tmp/r1g > /dev/null
+//! cargo run --release -p cairn-core --example chunk_bench -- /tmp/r1g [--threads 1|2] [--runs N] [--compare]
 //! ```
 //!
-//! Prints one JSON line. `mb_per_s` is the best of `--runs` runs of `chunk_and_hash` (two
-//! threads) or `chunk_and_hash_single_thread` (one), reading the file through `Read`
-//! with the default chunk sizes; `cut_only_mb_per_s` is the cut-point search alone over
-//! the file held in memory, and `fastcdc_v2020_cut_mb_per_s` the `fastcdc` crate's
-//! search over the same bytes, for comparison. If `b3sum` is on the PATH it is run the
-//! same number of times on the same file (`b3sum_1t_*`, best run), and `ratio_to_b3sum_1t`
-//! is the design target's figure (at least 0.6). The file should be in the page cache;
-//! the first thing this does is read it once.
+//! Chunks and hashes FILE with the default chunk sizes, reading it through `Read`, with
+//! `chunk_and_hash` (`--threads 2`, the default) or `chunk_and_hash_single_thread`
+//! (`--threads 1`), and prints one JSON line:
+//! `{"bytes":..,"seconds":..,"mb_per_s":..,"chunks":..,"mode":".."}` (MB = 10^6 bytes;
+//! with `--runs N`, the fastest of N runs). By default it does nothing else, so that
+//! `cargo xtask bench` can time the whole process against `b3sum --num-threads 1`.
+//!
+//! `--compare` first reads the file once (to warm the page cache), then adds to the line
+//! the cut-point search alone over the file held in memory (`cut_only_mb_per_s`), the
+//! `fastcdc` crate's v2020 search over the same bytes (`fastcdc_v2020_cut_mb_per_s`), and,
+//! if `b3sum` is on the PATH, `b3sum --num-threads 1 FILE` run as many times
+//! (`b3sum_1t_seconds`, `b3sum_1t_mb_per_s`, best run) with `ratio_to_b3sum_1t`, the
+//! design target's figure (at least 0.6).
 
 use std::fs::File;
 use std::io::Read;
@@ -24,37 +29,37 @@ use cairn_core::chunk::{
     chunk_and_hash, chunk_and_hash_single_thread, find_cut, ChunkError, ChunkerConfig,
 };
 
+const USAGE: &str = "usage: chunk_bench FILE [--threads 1|2] [--runs N] [--compare]";
+
 struct Args {
     file: PathBuf,
     threads: u32,
     runs: u32,
-    /// Only the `chunk_and_hash` runs: for profiling them.
-    chunk_only: bool,
+    compare: bool,
 }
 
 fn parse_args() -> Args {
-    let usage = "usage: chunk_bench FILE [--threads 1|2] [--runs N] [--chunk-only]";
     let mut file = None;
     let mut threads = 2;
-    let mut runs = 3;
-    let mut chunk_only = false;
+    let mut runs = 1;
+    let mut compare = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--threads" => threads = args.next().and_then(|v| v.parse().ok()).expect(usage),
-            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect(usage),
-            "--chunk-only" => chunk_only = true,
+            "--threads" => threads = args.next().and_then(|v| v.parse().ok()).expect(USAGE),
+            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect(USAGE),
+            "--compare" => compare = true,
             _ if file.is_none() && !arg.starts_with("--") => file = Some(PathBuf::from(arg)),
-            _ => panic!("{usage}"),
+            _ => panic!("{USAGE}"),
         }
     }
-    assert!(threads == 1 || threads == 2, "{usage}");
-    assert!(runs >= 1, "{usage}");
+    assert!(threads == 1 || threads == 2, "{USAGE}");
+    assert!(runs >= 1, "{USAGE}");
     Args {
-        file: file.expect(usage),
+        file: file.expect(USAGE),
         threads,
         runs,
-        chunk_only,
+        compare,
     }
 }
 
@@ -66,7 +71,7 @@ fn best<T>(runs: u32, mut run: impl FnMut() -> T) -> (Duration, T) {
         let start = Instant::now();
         let out = run();
         let took = start.elapsed();
-        if best.as_ref().is_none_or(|(b, _)| took < *b) {
+        if best.as_ref().is_none_or(|(fastest, _)| took < *fastest) {
             best = Some((took, out));
         }
     }
@@ -77,85 +82,88 @@ fn mb_per_s(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / took.as_secs_f64() / 1e6
 }
 
-fn main() {
-    let args = parse_args();
-    let config = ChunkerConfig::default();
-
-    let bytes = std::fs::metadata(&args.file).expect("reading FILE").len();
-    if !args.chunk_only {
-        // Warm the page cache.
-        std::io::copy(
-            &mut File::open(&args.file).expect("opening FILE"),
-            &mut std::io::sink(),
-        )
-        .expect("reading FILE");
+/// Chunks and hashes the file once; returns the number of chunks.
+fn chunk_file(args: &Args, config: &ChunkerConfig, bytes: u64) -> u64 {
+    let file = File::open(&args.file).expect("opening FILE");
+    let mut chunks = 0u64;
+    let sink = |_chunk| -> Result<(), ()> {
+        chunks += 1;
+        Ok(())
+    };
+    let result = if args.threads == 2 {
+        chunk_and_hash(file, config, sink)
+    } else {
+        chunk_and_hash_single_thread(file, config, sink)
+    };
+    match result {
+        Ok(chunked) => assert_eq!(chunked.size, bytes, "FILE changed while being read"),
+        Err(ChunkError::Read(err)) => panic!("reading FILE: {err}"),
+        Err(ChunkError::Sink(())) => unreachable!("the sink never fails"),
     }
+    chunks
+}
 
-    let (took, chunks) = best(args.runs, || {
-        let file = File::open(&args.file).expect("opening FILE");
-        let mut chunks = 0u64;
-        let sink = |_chunk| -> Result<(), ()> {
-            chunks += 1;
-            Ok(())
-        };
-        let result = if args.threads == 2 {
-            chunk_and_hash(file, &config, sink)
-        } else {
-            chunk_and_hash_single_thread(file, &config, sink)
-        };
-        match result {
-            Ok(chunked) => assert_eq!(chunked.size, bytes),
-            Err(ChunkError::Read(err)) => panic!("reading FILE: {err}"),
-            Err(ChunkError::Sink(())) => unreachable!("the sink never fails"),
-        }
-        chunks
-    });
-    if args.chunk_only {
-        println!(
-            r#"{{"bytes":{bytes},"seconds":{:.4},"mb_per_s":{:.0},"chunks":{chunks}}}"#,
-            took.as_secs_f64(),
-            mb_per_s(bytes, took)
-        );
-        return;
-    }
-
+/// The extra fields of `--compare`.
+fn compare(args: &Args, config: &ChunkerConfig, bytes: u64, took: Duration) -> String {
     let mut data = Vec::new();
     File::open(&args.file)
-        .and_then(|mut f| f.read_to_end(&mut data))
+        .and_then(|mut file| file.read_to_end(&mut data))
         .expect("reading FILE");
     let (cut_took, _) = best(args.runs, || {
         let mut rest = &data[..];
         while !rest.is_empty() {
-            rest = &rest[find_cut(rest, &config)..];
+            rest = &rest[find_cut(rest, config)..];
         }
     });
     let (fastcdc_took, _) = best(args.runs, || {
+        let size = |n: usize| u32::try_from(n).expect("default sizes fit");
         fastcdc::v2020::FastCDC::new(
             &data,
-            config.min_size as u32,
-            config.avg_size as u32,
-            config.max_size as u32,
+            size(config.min_size),
+            size(config.avg_size),
+            size(config.max_size),
         )
         .count()
     });
     drop(data);
-
-    let reference = match best(args.runs, || {
+    let mut fields = format!(
+        r#","cut_only_mb_per_s":{:.0},"fastcdc_v2020_cut_mb_per_s":{:.0}"#,
+        mb_per_s(bytes, cut_took),
+        mb_per_s(bytes, fastcdc_took),
+    );
+    let b3sum = best(args.runs, || {
         Command::new("b3sum")
             .args(["--num-threads", "1"])
             .arg(&args.file)
             .stdout(Stdio::null())
             .status()
-            .ok()
-            .filter(|status| status.success())
-    }) {
-        (b3sum_took, Some(_)) => format!(
+            .is_ok_and(|status| status.success())
+    });
+    if let (b3sum_took, true) = b3sum {
+        fields += &format!(
             r#","b3sum_1t_seconds":{:.4},"b3sum_1t_mb_per_s":{:.0},"ratio_to_b3sum_1t":{:.3}"#,
             b3sum_took.as_secs_f64(),
             mb_per_s(bytes, b3sum_took),
             b3sum_took.as_secs_f64() / took.as_secs_f64(),
-        ),
-        (_, None) => String::new(),
+        );
+    }
+    fields
+}
+
+fn main() {
+    let args = parse_args();
+    let config = ChunkerConfig::default();
+    let bytes = std::fs::metadata(&args.file).expect("reading FILE").len();
+    if args.compare {
+        let mut file = File::open(&args.file).expect("opening FILE");
+        std::io::copy(&mut file, &mut std::io::sink()).expect("reading FILE");
+    }
+
+    let (took, chunks) = best(args.runs, || chunk_file(&args, &config, bytes));
+    let extra = if args.compare {
+        compare(&args, &config, bytes, took)
+    } else {
+        String::new()
     };
     let mode = if args.threads == 2 {
         "pipelined-2-threads"
@@ -163,11 +171,8 @@ fn main() {
         "single-thread"
     };
     println!(
-        r#"{{"bytes":{bytes},"seconds":{:.4},"mb_per_s":{:.0},"chunks":{chunks},"mode":"{mode}","runs":{},"cut_only_mb_per_s":{:.0},"fastcdc_v2020_cut_mb_per_s":{:.0}{reference}}}"#,
+        r#"{{"bytes":{bytes},"seconds":{:.4},"mb_per_s":{:.0},"chunks":{chunks},"mode":"{mode}"{extra}}}"#,
         took.as_secs_f64(),
         mb_per_s(bytes, took),
-        args.runs,
-        mb_per_s(bytes, cut_took),
-        mb_per_s(bytes, fastcdc_took),
     );
 }
