@@ -29,6 +29,11 @@ impl MetaStore {
     /// A new block starts with no references and its grace period running from now;
     /// a known block that has no references gets its grace period restarted, so a
     /// garbage collection cannot take it before the uploader commits.
+    ///
+    /// Concurrent calls are written together, in one transaction (group commit): on
+    /// SQLite every write transaction costs a WAL fsync, and one per 4 MiB block made
+    /// this the bottleneck of parallel uploads. The call returns once its record is
+    /// committed.
     pub async fn record_block_upload(
         &self,
         user: UserId,
@@ -36,20 +41,83 @@ impl MetaStore {
         size: u32,
         stored_size: i64,
     ) -> Result<(), MetaError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut queue = self.upload_queue.lock().expect("upload queue lock");
+            queue.pending.push(PendingUpload {
+                user,
+                hash,
+                size,
+                stored_size,
+                done,
+            });
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if lead {
+            // The writer runs as its own task, so a caller that goes away (a client
+            // hanging up mid-request) cannot strand the callers waiting on its batch.
+            tokio::spawn(self.clone().write_upload_batches());
+        }
+        match result.await {
+            Ok(outcome) => outcome.map_err(MetaError::Batch),
+            Err(_) => Err(MetaError::Batch(std::sync::Arc::new(MetaError::Corrupt(
+                "the block record writer stopped".into(),
+            )))),
+        }
+    }
+
+    /// Writes queued upload records, a batch per transaction, until the queue is empty.
+    async fn write_upload_batches(self) {
+        loop {
+            let batch = {
+                let mut queue = self.upload_queue.lock().expect("upload queue lock");
+                if queue.pending.is_empty() {
+                    queue.writing = false;
+                    return;
+                }
+                std::mem::take(&mut queue.pending)
+            };
+            let outcome = self
+                .write_upload_batch(&batch)
+                .await
+                .map_err(std::sync::Arc::new);
+            for pending in batch {
+                // A caller that stopped waiting no longer needs the answer.
+                let _ = pending.done.send(outcome.clone());
+            }
+        }
+    }
+
+    async fn write_upload_batch(&self, batch: &[PendingUpload]) -> Result<(), MetaError> {
         let now = now_ms();
+        // Hash order, like every other writer of `blocks`, so two PostgreSQL
+        // transactions never wait on each other's rows in a cycle.
+        let mut blocks: Vec<&PendingUpload> = batch.iter().collect();
+        blocks.sort_by_key(|p| p.hash);
+        blocks.dedup_by_key(|p| p.hash);
         let mut tx = WriteTx::begin(self).await?;
-        sqlx::query(
-            "INSERT INTO blocks (hash, size, stored_size, refcount, zero_since, created_at) \
-             VALUES ($1, $2, $3, 0, $4, $4) \
-             ON CONFLICT (hash) DO UPDATE SET zero_since = $4 WHERE blocks.refcount = 0",
-        )
-        .bind(hash.0.to_vec())
-        .bind(i64::from(size))
-        .bind(stored_size)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-        grant_blocks(tx.conn(), user, &[hash], now).await?;
+        for p in &blocks {
+            sqlx::query(
+                "INSERT INTO blocks (hash, size, stored_size, refcount, zero_since, created_at) \
+                 VALUES ($1, $2, $3, 0, $4, $4) \
+                 ON CONFLICT (hash) DO UPDATE SET zero_since = $4 WHERE blocks.refcount = 0",
+            )
+            .bind(p.hash.0.to_vec())
+            .bind(i64::from(p.size))
+            .bind(p.stored_size)
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
+        }
+        let mut by_user: BTreeMap<UserId, Vec<BlockHash>> = BTreeMap::new();
+        for p in batch {
+            by_user.entry(p.user).or_default().push(p.hash);
+        }
+        for (user, mut hashes) in by_user {
+            hashes.sort();
+            hashes.dedup();
+            grant_blocks(tx.conn(), user, &hashes, now).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -75,6 +143,23 @@ impl MetaStore {
         })
         .transpose()
     }
+}
+
+/// Upload records waiting for the next group commit.
+#[derive(Debug, Default)]
+pub(crate) struct UploadQueue {
+    pending: Vec<PendingUpload>,
+    /// Whether a writer task is draining the queue.
+    writing: bool,
+}
+
+#[derive(Debug)]
+struct PendingUpload {
+    user: UserId,
+    hash: BlockHash,
+    size: u32,
+    stored_size: i64,
+    done: tokio::sync::oneshot::Sender<Result<(), std::sync::Arc<MetaError>>>,
 }
 
 /// The blocks among `hashes` that `user` possesses, with their recorded sizes.

@@ -138,6 +138,7 @@ pub(crate) async fn connect(url: &str) -> Result<MetaStore, MetaError> {
         // handler (and failing after the timeout) while holding a pooled connection.
         // BEGIN IMMEDIATE still guards against writers in other processes.
         sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        upload_queue: Arc::default(),
     })
 }
 

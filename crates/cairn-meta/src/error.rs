@@ -77,6 +77,9 @@ pub enum MetaError {
     /// A schema migration failed at start.
     #[error("metadata schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A write batched with others failed; this is the batch's error.
+    #[error("{0}")]
+    Batch(std::sync::Arc<MetaError>),
     /// The database holds a value the store cannot have written.
     #[error("metadata database holds an invalid value: {0}")]
     Corrupt(String),

@@ -51,6 +51,8 @@ pub struct MetaStore {
     backend: db::Backend,
     /// On SQLite, the lock that queues writers in this process (see `db::connect`).
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Block upload records waiting to be written together (see `record_block_upload`).
+    upload_queue: Arc<std::sync::Mutex<blocks::UploadQueue>>,
 }
 
 impl MetaStore {

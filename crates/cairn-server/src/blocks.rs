@@ -79,7 +79,9 @@ pub async fn accept_block(
         ));
     }
     metrics::counter!(BLOCK_BYTES_RECEIVED).increment(size as u64);
+    let started = std::time::Instant::now();
     let outcome = state.blocks.put(hash, data).await?;
+    let stored_at = started.elapsed();
     if outcome.newly_stored {
         metrics::counter!(BLOCKS_STORED).increment(1);
     } else {
@@ -98,6 +100,13 @@ pub async fn accept_block(
         .meta
         .record_block_upload(user.id, hash, size as u32, stored_size)
         .await?;
+    tracing::debug!(
+        %hash,
+        size,
+        store_ms = stored_at.as_secs_f64() * 1e3,
+        meta_ms = (started.elapsed() - stored_at).as_secs_f64() * 1e3,
+        "block accepted"
+    );
     Ok(())
 }
 

@@ -40,6 +40,36 @@ async fn commit_with_retry(
 }
 
 backend_tests! {
+    async fn concurrent_block_records_are_group_committed_per_account(store) {
+        let (u, _) = user(&store, "u").await;
+        let (v, _) = user(&store, "v").await;
+        let mut handles = Vec::new();
+        for i in 0..60 {
+            let store = store.clone();
+            let owner = if i % 3 == 0 { v.clone() } else { u.clone() };
+            handles.push(tokio::spawn(async move {
+                // Every third block is uploaded by both accounts.
+                let b = block(&format!("block {}", i / 2));
+                store.record_block_upload(owner.id, b.hash, b.size, 1).await.unwrap();
+                (owner.id, b.hash)
+            }));
+        }
+        let mut expected: std::collections::HashMap<_, HashSet<_>> = Default::default();
+        for h in handles {
+            let (owner, hash) = h.await.unwrap();
+            expected.entry(owner).or_default().insert(hash);
+        }
+        let all: Vec<_> = (0..30).map(|i| block(&format!("block {i}")).hash).collect();
+        for who in [&u, &v] {
+            let owned = store.blocks_owned_by(who.id, &all).await.unwrap();
+            assert_eq!(owned, expected[&who.id], "{}", who.name);
+            for hash in &owned {
+                let info = store.block_info(*hash).await.unwrap().unwrap();
+                assert_eq!((info.refcount, info.zero_since.is_some()), (0, true));
+            }
+        }
+    }
+
     async fn concurrent_commits_to_same_and_different_files(store) {
         let (u, actor) = user(&store, "u").await;
         let (v, v_actor) = user(&store, "v").await;
