@@ -4,6 +4,8 @@
 mod support;
 
 use std::fs;
+use std::io::Read;
+use std::process::Stdio;
 
 use support::{random_file, same_content, Server};
 
@@ -93,4 +95,63 @@ fn one_gib_round_trip_and_deduplicated_reupload() {
     assert!(same_content(&big, &back));
     let stat = client.json(&["stat", "/big", "--json"]);
     assert_eq!(stat["size"], 1u64 << 30);
+}
+
+#[test]
+fn first_start_prints_the_admin_password_once_and_admin_commands_manage_users() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(data, None, Stdio::piped());
+    let mut stdout = server.child.stdout.take().unwrap();
+    let mut first_line = Vec::new();
+    let mut byte = [0u8];
+    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        first_line.push(byte[0]);
+    }
+    let line = String::from_utf8(first_line).unwrap();
+    let password = line
+        .strip_prefix("Created user 'admin' with password: ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    server.login_with("admin", &password);
+    assert!(server.login_with_result("admin", "wrong").is_err());
+
+    let out = server.admin(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--quota",
+            "1000000",
+        ],
+        "alice pw\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = server.admin(&["user", "add", "alice", "--password-stdin"], "again\n");
+    assert!(!out.status.success(), "a duplicate user was created");
+    let out = server.admin(&["user", "list", "--json"], "");
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "alice"]);
+    assert_eq!(users[1]["quota_bytes"], 1_000_000);
+    let alice = server.login_with("alice", "alice pw");
+    alice.ok(&["mkdir", "/mine"]);
+
+    // A restart finds users and prints no password.
+    let data = server.stop();
+    let mut again = Server::spawn(data, None, Stdio::piped());
+    let mut stdout = again.child.stdout.take().unwrap();
+    again.stop();
+    let mut printed = String::new();
+    stdout.read_to_string(&mut printed).unwrap();
+    assert_eq!(printed, "", "a restart printed to stdout");
 }

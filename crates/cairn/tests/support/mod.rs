@@ -15,7 +15,8 @@ pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub struct Server {
     pub child: Child,
     pub url: String,
-    pub data: tempfile::TempDir,
+    /// The data dir; taken by `stop`.
+    pub data: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -25,15 +26,23 @@ impl Server {
     }
 
     pub fn start_in(data: tempfile::TempDir) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        Self::spawn(data, Some(ADMIN_PASSWORD), Stdio::null())
+    }
+
+    /// Starts `cairn serve`; without an admin password in the environment the server
+    /// generates one and prints it on the stdout given here.
+    pub fn spawn(data: tempfile::TempDir, admin_password: Option<&str>, stdout: Stdio) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
-            .env("CAIRN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env_remove("CAIRN_ADMIN_PASSWORD")
             .env("CAIRN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting cairn serve");
+            .stdout(stdout)
+            .stderr(Stdio::piped());
+        if let Some(password) = admin_password {
+            cmd.env("CAIRN_ADMIN_PASSWORD", password);
+        }
+        let mut child = cmd.spawn().expect("starting cairn serve");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -53,7 +62,18 @@ impl Server {
         let url = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server did not report its address within 60 s");
-        Server { child, url, data }
+        Server {
+            child,
+            url,
+            data: Some(data),
+        }
+    }
+
+    /// Stops the server and hands back its data dir, for a restart.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.data.take().expect("a running server has its data dir")
     }
 
     /// Logs in as `user` (the admin password) with a fresh client config dir.
@@ -62,6 +82,12 @@ impl Server {
     }
 
     pub fn login_with(&self, user: &str, password: &str) -> Client {
+        self.login_with_result(user, password)
+            .unwrap_or_else(|err| panic!("login failed: {err}"))
+    }
+
+    /// Logs in; the error is the command's stderr.
+    pub fn login_with_result(&self, user: &str, password: &str) -> Result<Client, String> {
         let client = Client {
             config_dir: tempfile::tempdir().unwrap(),
         };
@@ -69,12 +95,11 @@ impl Server {
             &["login", &self.url, "--user", user, "--password-stdin"],
             password,
         );
-        assert!(
-            out.status.success(),
-            "login failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        client
+        if out.status.success() {
+            Ok(client)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// Runs `cairn admin …` on this server's data dir.
@@ -83,7 +108,7 @@ impl Server {
         cmd.arg("admin")
             .args(args)
             .arg("--data-dir")
-            .arg(self.data.path());
+            .arg(self.data.as_ref().unwrap().path());
         run(cmd, stdin)
     }
 
