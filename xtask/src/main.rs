@@ -171,7 +171,7 @@ fn bench(args: &[String]) -> Result<()> {
     let _ = std::fs::remove_file(&input);
 
     println!(
-        "File size {} MiB, best of {} runs.\n",
+        "File size {} MiB, median of {} runs.\n",
         opts.size_mib, opts.runs
     );
     println!("| what | Cairn | reference | ratio | target |");

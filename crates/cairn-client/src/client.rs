@@ -58,6 +58,10 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("cairn-client/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(20))
+            // A server that accepts a connection and then goes silent must not hang a
+            // command forever. The limit is per read, so long transfers that keep
+            // moving are unaffected.
+            .read_timeout(Duration::from_secs(120))
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
