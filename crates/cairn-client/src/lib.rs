@@ -20,6 +20,7 @@ mod client;
 mod download;
 mod error;
 mod fsx;
+mod mapped;
 mod upload;
 
 pub use client::{Client, MAX_CHECK_HASHES};

@@ -17,6 +17,12 @@
 //! waiting for memory, or at the end; up to two checks are in flight while the chunker
 //! keeps going, so no chunk waits for a round trip of its own. Re-uploading an unchanged
 //! file therefore runs at the chunker's speed with one small check call per ~8 MiB.
+//!
+//! The chunker is `chunk_and_hash_parallel_slice` over a memory map for files of at
+//! least `PARALLEL_MIN_CHUNKS` maximal chunks (both cores chunk and hash, and blocks are
+//! handed over as slices of the map: nothing is copied, and the budget counts mapped
+//! bytes the pipeline holds on to), and `chunk_and_hash` through `Read` for smaller ones,
+//! whose blocks are copied out of the read buffers.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -26,7 +32,9 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use cairn_core::chunk::{chunk_and_hash, Chunk, ChunkError};
+use cairn_core::chunk::{
+    chunk_and_hash, chunk_and_hash_parallel_slice, Chunk, ChunkError, ChunkRef, PARALLEL_MIN_CHUNKS,
+};
 use cairn_core::{BlockHash, ChunkerConfig};
 use cairn_proto::{BlockRef, CommitRequest, CommitResponse, ServerInfo};
 use futures::stream::{FuturesOrdered, FuturesUnordered};
@@ -35,6 +43,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ClientError;
 use crate::fsx;
+use crate::mapped::MappedFile;
 use crate::Client;
 
 /// Called with the number of bytes of the file done so far (uploaded, or found already
@@ -104,6 +113,23 @@ pub struct UploadOutcome {
     pub stats: UploadStats,
 }
 
+/// Where the chunker takes a file's bytes from.
+enum Source {
+    /// Reading it, for small files (and if mapping fails).
+    Read(File),
+    /// Its map, for large files.
+    Mapped(MappedFile),
+}
+
+/// True if `local`'s size or modification time differ from `before`'s, or it cannot be
+/// examined any more: what was chunked may then mix old and new content.
+fn changed_since(local: &Path, before: &std::fs::Metadata) -> bool {
+    match std::fs::metadata(local) {
+        Ok(now) => now.len() != before.len() || now.modified().ok() != before.modified().ok(),
+        Err(_) => true,
+    }
+}
+
 /// A chunk on its way to the server, holding its share of the memory budget.
 struct PendingBlock {
     hash: BlockHash,
@@ -140,6 +166,16 @@ impl Client {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        // Large files are mapped and chunked on both cores without copying (see
+        // `mapped`); if the map fails, they are read like small ones.
+        let source = if metadata.len() >= (PARALLEL_MIN_CHUNKS * config.max_size) as u64 {
+            match MappedFile::map(&file) {
+                Ok(map) => Source::Mapped(map),
+                Err(_) => Source::Read(file),
+            }
+        } else {
+            Source::Read(file)
+        };
 
         let budget_bytes = memory_budget(&config, parallelism);
         let budget = Arc::new(Semaphore::new(budget_bytes as usize));
@@ -147,8 +183,8 @@ impl Client {
         let chunker = {
             let budget = Arc::clone(&budget);
             tokio::task::spawn_blocking(move || {
-                chunk_and_hash(file, &config, move |chunk: Chunk| -> Result<(), Stopped> {
-                    let units = u32::try_from(chunk.data.len())
+                let hand_over = |hash: BlockHash, data: Bytes| -> Result<(), Stopped> {
+                    let units = u32::try_from(data.len())
                         .unwrap_or(u32::MAX)
                         .min(budget_bytes);
                     // The chunker runs on its own threads, outside the runtime, so it
@@ -157,12 +193,24 @@ impl Client {
                         futures::executor::block_on(Arc::clone(&budget).acquire_many_owned(units))
                             .map_err(|_| Stopped)?;
                     let block = PendingBlock {
-                        hash: chunk.hash,
-                        data: Bytes::from(chunk.data),
+                        hash,
+                        data,
                         _permit: permit,
                     };
                     tx.blocking_send(block).map_err(|_| Stopped)
-                })
+                };
+                match source {
+                    Source::Read(file) => chunk_and_hash(file, &config, |chunk: Chunk| {
+                        hand_over(chunk.hash, Bytes::from(chunk.data))
+                    }),
+                    Source::Mapped(map) => {
+                        chunk_and_hash_parallel_slice(map.bytes(), &config, |chunk: ChunkRef| {
+                            let start = chunk.offset as usize;
+                            hand_over(chunk.hash, map.slice(start..start + chunk.data.len()))
+                        })
+                        .map_err(ChunkError::Sink)
+                    }
+                }
             })
         };
 
@@ -190,6 +238,11 @@ impl Client {
                 )))
             }
         };
+        if changed_since(local, &metadata) {
+            return Err(ClientError::ChangedDuringUpload {
+                path: local.to_owned(),
+            });
+        }
         if chunked.blocks.len() as u64 != stats.blocks_total {
             return Err(ClientError::Protocol(format!(
                 "the chunker listed {} blocks but handed over {}",

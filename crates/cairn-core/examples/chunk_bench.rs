@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! head -c 1G /dev/urandom > /tmp/r1g && cat /tmp/r1g > /dev/null
-//! cargo run --release -p cairn-core --example chunk_bench -- /tmp/r1g [--threads 1|2] [--runs N] [--compare]
+//! cargo run --release -p cairn-core --example chunk_bench -- /tmp/r1g [--threads 1|2] [--read] [--runs N] [--compare]
 //! ```
 //!
-//! Chunks and hashes FILE with the default chunk sizes, reading it through `Read`, with
-//! `chunk_and_hash` (`--threads 2`, the default) or `chunk_and_hash_single_thread`
-//! (`--threads 1`), and prints one JSON line:
+//! Chunks and hashes FILE with the default chunk sizes and prints one JSON line. By
+//! default it maps FILE into memory and uses `chunk_and_hash_parallel_slice` on both
+//! cores (mode `mmap-segment-parallel`); `--read` reads it through `Read` with
+//! `chunk_and_hash` instead (`pipelined-2-threads`), and `--threads 1` with
+//! `chunk_and_hash_single_thread` (`single-thread`). The line:
 //! `{"bytes":..,"seconds":..,"mb_per_s":..,"chunks":..,"mode":".."}` (MB = 10^6 bytes;
 //! with `--runs N`, the fastest of N runs). By default it does nothing else, so that
 //! `cargo xtask bench` can time the whole process against `b3sum --num-threads 1`.
@@ -26,16 +28,28 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_core::chunk::{
-    chunk_and_hash, chunk_and_hash_single_thread, find_cut, ChunkError, ChunkerConfig,
+    chunk_and_hash, chunk_and_hash_parallel_slice, chunk_and_hash_single_thread, find_cut,
+    ChunkError, ChunkerConfig,
 };
 
-const USAGE: &str = "usage: chunk_bench FILE [--threads 1|2] [--runs N] [--compare]";
+const USAGE: &str = "usage: chunk_bench FILE [--threads 1|2] [--read] [--runs N] [--compare]";
 
 struct Args {
     file: PathBuf,
     threads: u32,
+    read: bool,
     runs: u32,
     compare: bool,
+}
+
+impl Args {
+    fn mode(&self) -> &'static str {
+        match (self.threads, self.read) {
+            (1, _) => "single-thread",
+            (_, true) => "pipelined-2-threads",
+            _ => "mmap-segment-parallel",
+        }
+    }
 }
 
 fn parse_args() -> Args {
@@ -43,12 +57,14 @@ fn parse_args() -> Args {
     let mut threads = 2;
     let mut runs = 1;
     let mut compare = false;
+    let mut read = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--threads" => threads = args.next().and_then(|v| v.parse().ok()).expect(USAGE),
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect(USAGE),
             "--compare" => compare = true,
+            "--read" => read = true,
             _ if file.is_none() && !arg.starts_with("--") => file = Some(PathBuf::from(arg)),
             _ => panic!("{USAGE}"),
         }
@@ -58,6 +74,7 @@ fn parse_args() -> Args {
     Args {
         file: file.expect(USAGE),
         threads,
+        read,
         runs,
         compare,
     }
@@ -86,6 +103,19 @@ fn mb_per_s(bytes: u64, took: Duration) -> f64 {
 fn chunk_file(args: &Args, config: &ChunkerConfig, bytes: u64) -> u64 {
     let file = File::open(&args.file).expect("opening FILE");
     let mut chunks = 0u64;
+    if args.mode() == "mmap-segment-parallel" {
+        // SAFETY: a benchmark over a file nobody else writes; if something truncated it
+        // while mapped, reading the lost pages would kill the process with SIGBUS.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file) }.expect("mapping FILE");
+        let chunked = chunk_and_hash_parallel_slice(&map, config, |_| {
+            chunks += 1;
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {});
+        assert_eq!(chunked.size, bytes, "FILE changed while being read");
+        return chunks;
+    }
     let sink = |_chunk| -> Result<(), ()> {
         chunks += 1;
         Ok(())
@@ -165,11 +195,7 @@ fn main() {
     } else {
         String::new()
     };
-    let mode = if args.threads == 2 {
-        "pipelined-2-threads"
-    } else {
-        "single-thread"
-    };
+    let mode = args.mode();
     println!(
         r#"{{"bytes":{bytes},"seconds":{:.4},"mb_per_s":{:.0},"chunks":{chunks},"mode":"{mode}"{extra}}}"#,
         took.as_secs_f64(),
