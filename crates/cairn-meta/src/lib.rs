@@ -32,6 +32,7 @@ mod journal;
 mod tree;
 mod types;
 mod users;
+mod versions;
 
 use std::sync::Arc;
 
@@ -41,7 +42,7 @@ pub use check::Inconsistency;
 pub use error::MetaError;
 pub use types::{
     Actor, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry, EntryKind,
-    JournalEntry, MetaStats, User,
+    JournalEntry, MetaStats, User, VersionInfo,
 };
 
 /// The handle to the metadata database. Cheap to clone; clones share one pool.

@@ -180,6 +180,23 @@ pub struct Actor {
     pub device_name: String,
 }
 
+/// One version of a file, as its history lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// The version's id, which is also the file's revision while it is current.
+    pub id: VersionId,
+    pub size: i64,
+    pub content_hash: ContentHash,
+    /// The file's modification time this version recorded (Unix ms).
+    pub mtime: i64,
+    /// When the version was committed (Unix ms).
+    pub created_at: i64,
+    pub user_id: UserId,
+    pub user_name: String,
+    pub device_id: Option<DeviceId>,
+    pub device_name: Option<String>,
+}
+
 /// A request to store a new version of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitFile {

@@ -16,3 +16,4 @@ mod journal;
 mod send;
 mod tree;
 mod users;
+mod versions;

@@ -1,0 +1,91 @@
+//! A file's version history: listing the versions a file has had, and restoring one.
+
+use cairn_core::{DeviceId, NamespaceId, ServerPath, UserId, VersionId};
+use sqlx::Row;
+
+use crate::db::{find_live, parse_content_hash};
+use crate::{Actor, CommitFile, CommitOutcome, EntryKind, MetaError, MetaStore, VersionInfo};
+
+impl MetaStore {
+    /// Every version of the live file at `path`, newest first. Old versions share their
+    /// unchanged blocks with newer ones, so keeping them costs only what changed.
+    pub async fn list_versions(
+        &self,
+        ns: NamespaceId,
+        path: &ServerPath,
+    ) -> Result<Vec<VersionInfo>, MetaError> {
+        let entry = find_live(&self.pool, ns, &path.key())
+            .await?
+            .ok_or_else(|| MetaError::NotFound(path.clone()))?;
+        if entry.kind == EntryKind::Folder {
+            return Err(MetaError::IsAFolder(entry.path));
+        }
+        let rows = sqlx::query(
+            "SELECT v.id, v.size, v.content_hash, v.mtime, v.created_at, v.user_id, \
+                    u.name AS user_name, v.device_id, d.name AS device_name \
+             FROM versions v \
+             JOIN users u ON u.id = v.user_id \
+             LEFT JOIN devices d ON d.id = v.device_id \
+             WHERE v.entry_id = $1 ORDER BY v.id DESC",
+        )
+        .bind(entry.id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(VersionInfo {
+                    id: VersionId(r.try_get("id")?),
+                    size: r.try_get("size")?,
+                    content_hash: parse_content_hash(Some(r.try_get("content_hash")?))?
+                        .ok_or_else(|| MetaError::Corrupt("version without content hash".into()))?,
+                    mtime: r.try_get("mtime")?,
+                    created_at: r.try_get("created_at")?,
+                    user_id: UserId(r.try_get("user_id")?),
+                    user_name: r.try_get("user_name")?,
+                    device_id: r.try_get::<Option<i64>, _>("device_id")?.map(DeviceId),
+                    device_name: r.try_get("device_name")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes the content of `version` the current content of the file at `path`, as a
+    /// new version, so a restore can itself be undone. The version must be one of this
+    /// file's ([`MetaError::NoSuchVersion`] otherwise). Restoring the content the file
+    /// already has changes nothing.
+    pub async fn restore_version(
+        &self,
+        ns: NamespaceId,
+        path: &ServerPath,
+        version: VersionId,
+        actor: &Actor,
+    ) -> Result<CommitOutcome, MetaError> {
+        let entry = find_live(&self.pool, ns, &path.key())
+            .await?
+            .ok_or_else(|| MetaError::NotFound(path.clone()))?;
+        if entry.kind == EntryKind::Folder {
+            return Err(MetaError::IsAFolder(entry.path));
+        }
+        let row = sqlx::query("SELECT mtime FROM versions WHERE id = $1 AND entry_id = $2")
+            .bind(version.0)
+            .bind(entry.id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(MetaError::NoSuchVersion(version))?;
+        let mtime: i64 = row.try_get("mtime")?;
+        let blocks = self.version_blocks(version).await?;
+        // The commit's base revision is the one read above: if the file changes between
+        // that read and the commit, the restore fails as a conflict instead of
+        // overwriting the newer content.
+        self.commit_file(CommitFile {
+            ns,
+            path: entry.path.clone(),
+            blocks,
+            mtime: Some(mtime),
+            base_rev: entry.rev,
+            autorename: false,
+            actor: actor.clone(),
+        })
+        .await
+    }
+}
