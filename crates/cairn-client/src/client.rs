@@ -10,7 +10,8 @@ use cairn_core::BlockHash;
 use cairn_proto::{
     AccountInfo, BlockCheckRequest, BlockCheckResponse, BlockUploadResponse, CommitRequest,
     CommitResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody, FileBlocksResponse,
-    ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest, ServerInfo,
+    ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest, RestoreRequest,
+    ServerInfo, VersionsResponse,
 };
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -302,6 +303,22 @@ impl Client {
     /// `GET /api/v1/files/blocks`: a file's entry and block list.
     pub async fn file_blocks(&self, path: &str) -> Result<FileBlocksResponse, ClientError> {
         self.get_json("files/blocks", &[("path", path)]).await
+    }
+
+    /// `GET /api/v1/files/versions`: a file's versions, newest first.
+    pub async fn versions(&self, path: &str) -> Result<VersionsResponse, ClientError> {
+        self.get_json("files/versions", &[("path", path)]).await
+    }
+
+    /// `POST /api/v1/files/restore`: makes `version` the file's current content again,
+    /// as a new version.
+    pub async fn restore(&self, path: &str, version: &str) -> Result<CommitResponse, ClientError> {
+        let request = RestoreRequest {
+            path: path.to_owned(),
+            version: version.to_owned(),
+        };
+        self.post_json("files/restore", &request, RetryPolicy::ConnectOnly)
+            .await
     }
 
     /// `PUT /api/v1/files/content`: uploads a whole body that the server chunks itself.

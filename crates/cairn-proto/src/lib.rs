@@ -213,3 +213,32 @@ pub struct FileBlocksResponse {
     pub entry: EntryInfo,
     pub blocks: Vec<BlockRef>,
 }
+
+/// One version of a file, `GET /api/v1/files/versions`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionInfo {
+    /// The version's id; it was the file's `rev` while current. Pass it to restore.
+    pub id: String,
+    pub size: u64,
+    pub content_hash: String,
+    /// The file's modification time this version recorded, Unix milliseconds.
+    pub mtime: i64,
+    /// When it was committed, Unix milliseconds.
+    pub created_at: i64,
+    pub user: String,
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+/// A file's versions, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionsResponse {
+    pub versions: Vec<VersionInfo>,
+}
+
+/// `POST /api/v1/files/restore`: make an old version current again (as a new version).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RestoreRequest {
+    pub path: String,
+    pub version: String,
+}

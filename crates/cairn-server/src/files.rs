@@ -37,6 +37,8 @@ pub fn router() -> Router<AppState> {
         .route("/files/delete", post(delete))
         .route("/files/commit", post(commit))
         .route("/files/blocks", get(file_blocks))
+        .route("/files/versions", get(versions))
+        .route("/files/restore", post(restore))
         .route(
             "/files/content",
             get(download)
@@ -312,6 +314,52 @@ async fn file_blocks(
                 size: b.size,
             })
             .collect(),
+    }))
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<proto::VersionsResponse>> {
+    let path = ServerPath::parse(&q.path)?;
+    let versions = state.meta.list_versions(auth.user.home_ns, &path).await?;
+    Ok(Json(proto::VersionsResponse {
+        versions: versions
+            .iter()
+            .map(|v| proto::VersionInfo {
+                id: v.id.0.to_string(),
+                size: v.size.max(0) as u64,
+                content_hash: v.content_hash.to_hex(),
+                mtime: v.mtime,
+                created_at: v.created_at,
+                user: v.user_name.clone(),
+                device: v.device_name.clone(),
+            })
+            .collect(),
+    }))
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::RestoreRequest>,
+) -> ApiResult<Json<proto::CommitResponse>> {
+    let path = ServerPath::parse(&req.path)?;
+    let version = parse_rev(&req.version)?;
+    let outcome = state
+        .meta
+        .restore_version(
+            auth.user.home_ns,
+            &path,
+            version,
+            &actor(&auth, String::new()),
+        )
+        .await?;
+    metrics::counter!(COMMITS).increment(1);
+    Ok(Json(proto::CommitResponse {
+        entry: entry_info(&outcome.entry),
+        renamed: outcome.renamed,
     }))
 }
 

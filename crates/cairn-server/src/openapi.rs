@@ -38,6 +38,9 @@ use crate::state::AppState;
         proto::CommitRequest,
         proto::CommitResponse,
         proto::FileBlocksResponse,
+        proto::VersionInfo,
+        proto::VersionsResponse,
+        proto::RestoreRequest,
     ))
 )]
 struct ApiDoc;
@@ -134,6 +137,20 @@ const ENDPOINTS: &[Endpoint] = &[
         "/api/v1/files/commit",
         "Make a file from uploaded blocks",
         Some("CommitRequest"),
+        Some("CommitResponse"),
+    ),
+    (
+        "get",
+        "/api/v1/files/versions",
+        "A file's versions, newest first (query: path)",
+        None,
+        Some("VersionsResponse"),
+    ),
+    (
+        "post",
+        "/api/v1/files/restore",
+        "Make an old version current again, as a new version",
+        Some("RestoreRequest"),
         Some("CommitResponse"),
     ),
     (

@@ -136,6 +136,26 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// List a file's versions, newest first.
+    Versions {
+        /// The file's path on the server.
+        path: String,
+        /// Print the versions as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Make an old version of a file current again (as a new version, so it can be undone).
+    Restore {
+        /// The file's path on the server.
+        path: String,
+        /// The version's id, from `cairn versions`.
+        #[arg(long)]
+        version: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// Show the server, user and storage used.
     Status {
         /// Print as JSON.
@@ -193,6 +213,25 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
                 .await
                 .doing(|| format!("cannot remove {path}"))?;
             eprintln!("moved {path} to the trash");
+        }
+        ClientCommand::Versions { path, json, opts } => {
+            versions(&session(&opts)?, &path, json).await?
+        }
+        ClientCommand::Restore {
+            path,
+            version,
+            opts,
+        } => {
+            let path = normalize_remote(&path);
+            let restored = session(&opts)?
+                .client
+                .restore(&path, &version)
+                .await
+                .doing(|| format!("cannot restore version {version} of {path}"))?;
+            eprintln!(
+                "restored version {version} of {path} (now revision {})",
+                restored.entry.rev.as_deref().unwrap_or("?")
+            );
         }
         ClientCommand::Status { json, opts } => status(&opts, json).await?,
     }
@@ -371,6 +410,34 @@ async fn stat(session: &Session, path: &str, json: bool) -> anyhow::Result<()> {
         print_json(&entry)?;
     } else {
         print!("{}", output::entry_details(&entry));
+    }
+    Ok(())
+}
+
+async fn versions(session: &Session, path: &str, json: bool) -> anyhow::Result<()> {
+    let path = normalize_remote(path);
+    let list = session
+        .client
+        .versions(&path)
+        .await
+        .doing(|| format!("cannot list versions of {path}"))?;
+    if json {
+        print_json(&list.versions)?;
+    } else {
+        for v in &list.versions {
+            println!(
+                "{:>8}  {}  {:>10}  {}{}  {}",
+                v.id,
+                output::format_time(v.created_at),
+                output::human_size(v.size),
+                v.user,
+                v.device
+                    .as_deref()
+                    .map(|d| format!(" on {d}"))
+                    .unwrap_or_default(),
+                &v.content_hash[..16],
+            );
+        }
     }
     Ok(())
 }

@@ -155,3 +155,34 @@ fn first_start_prints_the_admin_password_once_and_admin_commands_manage_users() 
     stdout.read_to_string(&mut printed).unwrap();
     assert_eq!(printed, "", "a restart printed to stdout");
 }
+
+#[test]
+fn versions_are_listed_and_restorable() {
+    let server = Server::start();
+    let client = server.login("admin");
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("doc.txt");
+    for content in ["first draft", "second draft", "third draft"] {
+        fs::write(&local, content).unwrap();
+        client.ok(&["put", local.to_str().unwrap(), "/doc.txt"]);
+    }
+    let versions = client.json(&["versions", "/doc.txt", "--json"]);
+    let versions = versions.as_array().unwrap();
+    assert_eq!(versions.len(), 3);
+    assert_eq!(versions[2]["size"], "first draft".len());
+    let oldest = versions[2]["id"].as_str().unwrap().to_owned();
+
+    client.ok(&["restore", "/doc.txt", "--version", &oldest]);
+    let back = work.path().join("back.txt");
+    client.ok(&["get", "/doc.txt", back.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(&back).unwrap(), "first draft");
+    let after = client.json(&["versions", "/doc.txt", "--json"]);
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        4,
+        "the restore is a new version"
+    );
+
+    client.fails(&["restore", "/doc.txt", "--version", "999999"], "");
+    client.fails(&["versions", "/missing.txt"], "");
+}
