@@ -528,3 +528,74 @@ async fn openapi_metrics_and_health() {
     let health = s.http.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+on_each_backend!(versions_and_restore, |s| {
+    let mut base: Option<String> = None;
+    for content in [b"v1".to_vec(), b"v2".to_vec()] {
+        let (status, _) = s.put_block_as(&s.token, &content).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, body) = s
+            .call(
+                Method::POST,
+                "/api/v1/files/commit",
+                Some(json!({"path": "/v.txt", "blocks": [block_ref(&content)], "base_rev": base})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        base = body["entry"]["rev"].as_str().map(str::to_owned);
+    }
+    let (status, list) = s
+        .call(Method::GET, "/api/v1/files/versions?path=/v.txt", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let versions = list["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["user"], "admin");
+    let first = versions[1]["id"].as_str().unwrap().to_owned();
+
+    // Another account can neither see the history nor restore into it.
+    let bob = s.login("bob").await;
+    let (status, _) = s
+        .call_as(
+            Some(&bob),
+            Method::GET,
+            "/api/v1/files/versions?path=/v.txt",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/restore",
+            Some(json!({"path": "/v.txt", "version": first})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/restore",
+            Some(json!({"path": "/v.txt", "version": "nonsense"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/restore",
+            Some(json!({"path": "/v.txt", "version": first})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let resp = s
+        .http
+        .get(s.url("/api/v1/files/content?path=/v.txt"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), b"v1".to_vec());
+});
