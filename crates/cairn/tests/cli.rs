@@ -186,3 +186,79 @@ fn versions_are_listed_and_restorable() {
     client.fails(&["restore", "/doc.txt", "--version", "999999"], "");
     client.fails(&["versions", "/missing.txt"], "");
 }
+
+/// Counts the block files the server's local block store holds.
+fn stored_block_files(data: &std::path::Path) -> usize {
+    fn walk(dir: &std::path::Path) -> usize {
+        fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| {
+                        let path = e.path();
+                        if path.is_dir() {
+                            walk(&path)
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&data.join("blocks"))
+}
+
+#[test]
+fn small_edits_to_a_large_file_keep_every_version_and_store_only_changed_blocks() {
+    let server = Server::start();
+    let client = server.login("admin");
+    let data = server.data.as_ref().unwrap().path().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("big.bin");
+    random_file(&local, 100 << 20, 11);
+    client.ok(&["put", local.to_str().unwrap(), "/big.bin"]);
+    let first_blocks = stored_block_files(&data);
+    let mut copies = vec![work.path().join("v0")];
+    fs::copy(&local, &copies[0]).unwrap();
+
+    for edit in 1..=5u64 {
+        // Overwrite a few bytes in place, somewhere different each time.
+        let mut bytes = fs::read(&local).unwrap();
+        let at = (edit as usize * 17 * (1 << 20)) % bytes.len();
+        for b in &mut bytes[at..at + 4] {
+            *b = b.wrapping_add(1);
+        }
+        fs::write(&local, &bytes).unwrap();
+        client.ok(&["put", local.to_str().unwrap(), "/big.bin"]);
+        let copy = work.path().join(format!("v{edit}"));
+        fs::copy(&local, &copy).unwrap();
+        copies.push(copy);
+    }
+    let versions = client.json(&["versions", "/big.bin", "--json"]);
+    let ids: Vec<String> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    let grown = stored_block_files(&data) - first_blocks;
+    assert!(
+        (5..=10).contains(&grown),
+        "5 small edits stored {grown} new blocks; expected one or two each"
+    );
+
+    // Every version restores bit-identical (newest first in the list, so reverse).
+    for (id, copy) in ids.iter().rev().zip(&copies) {
+        client.ok(&["restore", "/big.bin", "--version", id]);
+        let back = work.path().join("back.bin");
+        client.ok(&["get", "/big.bin", back.to_str().unwrap()]);
+        assert!(same_content(copy, &back), "version {id} came back different");
+    }
+    assert_eq!(
+        stored_block_files(&data) - first_blocks,
+        grown,
+        "restores stored new blocks"
+    );
+}
