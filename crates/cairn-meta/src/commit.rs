@@ -120,6 +120,18 @@ impl MetaStore {
             None => Target::Create,
         };
 
+        // The quota is checked in the transaction that would exceed it, so two commits
+        // racing for the last free bytes cannot both win. A commit that does not grow
+        // the account's usage (replacing a file by a smaller one) is always allowed, so
+        // a user over quota can still make room.
+        let replaced = match &target {
+            Target::Update(e) => e.size,
+            _ => 0,
+        };
+        if size > replaced {
+            check_quota(w.conn(), req.ns, size - replaced).await?;
+        }
+
         let now = w.now;
         let mtime = req.mtime.unwrap_or(now);
         let name = req.path.name().expect("the root was refused above");
@@ -350,5 +362,34 @@ mod tests {
         assert!(got.ends_with(") 12.txt"), "{got}");
         assert_eq!(sanitize_device_name(" a/b\n "), "a-b");
         assert_eq!(sanitize_device_name(""), "unknown device");
+    }
+}
+
+/// Fails with [`MetaError::QuotaExceeded`] when adding `growth` bytes to the usage of the
+/// namespace's owner would pass their quota.
+pub(crate) async fn check_quota(
+    conn: &mut sqlx::AnyConnection,
+    ns: cairn_core::NamespaceId,
+    growth: i64,
+) -> Result<(), MetaError> {
+    let row = sqlx::query(
+        "SELECT u.quota_bytes, \
+                (SELECT CAST(COALESCE(SUM(e.size), 0) AS BIGINT) FROM entries e \
+                 WHERE e.ns_id = n.id AND e.kind = 'file' AND e.deleted_at IS NULL) AS used \
+         FROM namespaces n JOIN users u ON u.id = n.owner_user_id WHERE n.id = $1",
+    )
+    .bind(ns.0)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(MetaError::NoSuchNamespace(ns))?;
+    let quota: Option<i64> = row.try_get("quota_bytes")?;
+    let used: i64 = row.try_get("used")?;
+    match quota {
+        Some(quota) if used.saturating_add(growth) > quota => Err(MetaError::QuotaExceeded {
+            quota,
+            used,
+            needed: growth,
+        }),
+        _ => Ok(()),
     }
 }

@@ -77,6 +77,12 @@ pub enum MetaError {
     /// A schema migration failed at start.
     #[error("metadata schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The change would take the account past its storage quota.
+    #[error(
+        "storage quota exceeded: {used} of {quota} bytes are used and this needs {needed} more; \
+         delete files or ask the administrator for a larger quota"
+    )]
+    QuotaExceeded { quota: i64, used: i64, needed: i64 },
     /// A write batched with others failed; this is the batch's error.
     #[error("{0}")]
     Batch(std::sync::Arc<MetaError>),

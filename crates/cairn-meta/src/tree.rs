@@ -181,6 +181,14 @@ impl MetaStore {
             EntryKind::Folder => descendants(w.conn(), ns, &from_key).await?,
             EntryKind::File => Vec::new(),
         };
+        let growth: i64 = std::iter::once(&src)
+            .chain(&below)
+            .filter(|e| e.kind == EntryKind::File)
+            .map(|e| e.size)
+            .sum();
+        if growth > 0 {
+            crate::commit::check_quota(w.conn(), ns, growth).await?;
+        }
         let mut references = BTreeMap::new();
         let copy = copy_one(&mut w, &src, &new_path, actor, &mut references).await?;
         for entry in &below {

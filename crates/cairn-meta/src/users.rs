@@ -114,6 +114,27 @@ impl MetaStore {
         .await?)
     }
 
+    /// Sets (or, with `None`, removes) a user's storage quota in bytes. Returns false
+    /// when there is no such user.
+    pub async fn set_quota(&self, name: &str, quota_bytes: Option<i64>) -> Result<bool, MetaError> {
+        let mut tx = crate::db::WriteTx::begin(self).await?;
+        let changed = sqlx::query("UPDATE users SET quota_bytes = $1 WHERE name = $2")
+            .bind(quota_bytes)
+            .bind(name.to_owned())
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    /// Whether adding `growth` bytes would pass the user's quota; the same rule a commit
+    /// applies, for refusing uploads before their blocks are stored.
+    pub async fn check_quota(&self, user: &User, growth: i64) -> Result<(), MetaError> {
+        let mut conn = self.pool.acquire().await?;
+        crate::commit::check_quota(&mut conn, user.home_ns, growth).await
+    }
+
     /// Registers a device for a user.
     pub async fn create_device(&self, user: UserId, name: &str) -> Result<Device, MetaError> {
         let now = now_ms();

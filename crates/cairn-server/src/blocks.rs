@@ -78,6 +78,9 @@ pub async fn accept_block(
             ),
         ));
     }
+    // An account at its quota cannot store a further byte. The exact check, with the
+    // file's whole size, happens at commit; this stops blocks piling up before it.
+    state.meta.check_quota(user, 1).await?;
     metrics::counter!(BLOCK_BYTES_RECEIVED).increment(size as u64);
     let started = std::time::Instant::now();
     let outcome = state.blocks.put(hash, data).await?;

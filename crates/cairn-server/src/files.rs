@@ -389,10 +389,28 @@ async fn upload(
     State(state): State<AppState>,
     auth: AuthUser,
     Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<proto::CommitResponse>> {
     let path = ServerPath::parse(&q.path)?;
     let base_rev = q.base_rev.as_deref().map(parse_rev).transpose()?;
+    // With a declared length, a body that cannot fit is refused before any of it is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    if let Some(length) = declared {
+        let replaced = match state.meta.stat(auth.user.home_ns, &path).await? {
+            Some(e) if e.kind == EntryKind::File => e.size,
+            _ => 0,
+        };
+        if length > replaced {
+            state
+                .meta
+                .check_quota(&auth.user, length - replaced)
+                .await?;
+        }
+    }
     let stream = body
         .into_data_stream()
         .map_err(|err| std::io::Error::other(err.to_string()));

@@ -599,3 +599,66 @@ on_each_backend!(versions_and_restore, |s| {
         .unwrap();
     assert_eq!(resp.bytes().await.unwrap().to_vec(), b"v1".to_vec());
 });
+
+on_each_backend!(quota_is_enforced_before_blocks_are_stored, |s| {
+    assert!(s.state.meta.set_quota("bob", Some(10)).await.unwrap());
+    let bob = s.login("bob").await;
+    let ten = b"0123456789".to_vec();
+    let (status, _) = s.put_block_as(&bob, &ten).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/ten", "blocks": [block_ref(&ten)]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let blocks = s.stored_blocks().await;
+
+    // At the quota: not one more block, not one more byte.
+    let (status, body) = s.put_block_as(&bob, b"x").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert!(body["error"]["message"].as_str().unwrap().contains("quota"));
+    let resp = s
+        .http
+        .put(s.url("/api/v1/files/content?path=/more"))
+        .bearer_auth(&bob)
+        .body(b"x".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = support::decode(resp).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        s.stored_blocks().await,
+        blocks,
+        "a refused upload stored a block"
+    );
+
+    // Replacing the file with something no larger is still allowed.
+    let (_, stat) = s
+        .call_as(
+            Some(&bob),
+            Method::GET,
+            "/api/v1/files/stat?path=/ten",
+            None,
+        )
+        .await;
+    let small = b"9876543210".to_vec();
+    assert!(s.state.meta.set_quota("bob", Some(100)).await.unwrap());
+    let (status, _) = s.put_block_as(&bob, &small).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(s.state.meta.set_quota("bob", Some(10)).await.unwrap());
+    let (status, body) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(json!({"path": "/ten", "blocks": [block_ref(&small)], "base_rev": stat["rev"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+});

@@ -551,6 +551,25 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
             bail!("cannot upload to {target}: a folder of that name is in the way");
         }
     }
+    // Refuse before sending anything when the file cannot fit: the server would refuse
+    // the commit anyway, after the blocks had travelled.
+    let replaced = existing.as_ref().map_or(0, |e| e.size);
+    let account = client
+        .account()
+        .await
+        .doing(|| format!("cannot upload to {target}"))?;
+    if let Some(quota) = account.user.quota_bytes {
+        let growth = metadata.len().saturating_sub(replaced) as i64;
+        if growth > 0 && account.usage_bytes.saturating_add(growth) > quota {
+            bail!(
+                "cannot upload to {target}: storage quota exceeded ({} of {} used, this file needs {} more); \
+                 delete files or ask the administrator for a larger quota",
+                output::human_size(account.usage_bytes.max(0) as u64),
+                output::human_size(quota.max(0) as u64),
+                output::human_size(growth as u64),
+            );
+        }
+    }
     let base_rev = existing.and_then(|entry| entry.rev);
 
     let bar = progress_bar(metadata.len());

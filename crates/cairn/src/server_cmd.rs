@@ -35,6 +35,13 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a user's storage quota (without --quota: remove it).
+    SetQuota {
+        name: String,
+        /// The new quota in bytes.
+        #[arg(long)]
+        quota: Option<i64>,
+    },
     /// List users.
     List {
         #[arg(long)]
@@ -142,6 +149,18 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
                     println!("Created user '{}' with password: {password}", user.name);
                 } else {
                     println!("Created user '{}'", user.name);
+                }
+            }
+            UserCommand::SetQuota { name, quota } => {
+                if quota.is_some_and(|q| q < 0) {
+                    bail!("--quota must be a number of bytes, 0 or more");
+                }
+                if !meta.set_quota(&name, quota).await? {
+                    bail!("no user named {name:?}; `cairn admin user list` shows them");
+                }
+                match quota {
+                    Some(q) => println!("Quota of '{name}' set to {q} bytes"),
+                    None => println!("Quota of '{name}' removed"),
                 }
             }
             UserCommand::List { json } => {

@@ -254,11 +254,67 @@ fn small_edits_to_a_large_file_keep_every_version_and_store_only_changed_blocks(
         client.ok(&["restore", "/big.bin", "--version", id]);
         let back = work.path().join("back.bin");
         client.ok(&["get", "/big.bin", back.to_str().unwrap()]);
-        assert!(same_content(copy, &back), "version {id} came back different");
+        assert!(
+            same_content(copy, &back),
+            "version {id} came back different"
+        );
     }
     assert_eq!(
         stored_block_files(&data) - first_blocks,
         grown,
         "restores stored new blocks"
     );
+}
+
+#[test]
+fn a_user_at_quota_cannot_upload_and_is_told_why() {
+    let server = Server::start();
+    let out = server.admin(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--password-stdin",
+            "--quota",
+            "1000000",
+        ],
+        "carol pw\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let carol = server.login_with("carol", "carol pw");
+    let data = server.data.as_ref().unwrap().path().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    random_file(&a, 600_000, 1);
+    carol.ok(&["put", a.to_str().unwrap(), "/a"]);
+    let blocks = stored_block_files(&data);
+
+    let b = work.path().join("b");
+    random_file(&b, 600_000, 2);
+    carol.fails(&["put", b.to_str().unwrap(), "/b"], "quota exceeded");
+    assert_eq!(
+        stored_block_files(&data),
+        blocks,
+        "a refused upload stored blocks"
+    );
+    // Copies count too.
+    carol.fails(&["cp", "/a", "/a2"], "quota exceeded");
+    let status = carol.json(&["status", "--json"]);
+    assert_eq!(status["usage_bytes"], 600_000);
+    assert_eq!(status["quota_bytes"], 1_000_000);
+
+    // Raising the quota lets the same upload through.
+    let out = server.admin(&["user", "set-quota", "carol", "--quota", "2000000"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    carol.ok(&["put", b.to_str().unwrap(), "/b"]);
+    let out = server.admin(&["user", "set-quota", "nobody", "--quota", "1"], "");
+    assert!(!out.status.success());
 }
