@@ -337,34 +337,6 @@ async fn free_conflict_path(
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conflict_names() {
-        let stamp = "2024-05-01 120000";
-        assert_eq!(
-            conflict_candidate("report.pdf", "laptop", stamp, 1),
-            "report (conflicted copy from laptop 2024-05-01 120000).pdf"
-        );
-        assert_eq!(
-            conflict_candidate("report.pdf", "host.local", stamp, 3),
-            "report (conflicted copy from host.local 2024-05-01 120000) 3.pdf"
-        );
-        assert_eq!(
-            conflict_candidate("README", "host.local", stamp, 2),
-            "README (conflicted copy from host.local 2024-05-01 120000) 2"
-        );
-        let long = format!("{}.txt", "x".repeat(250));
-        let got = conflict_candidate(&long, "pc", stamp, 12);
-        assert!(got.len() <= MAX_NAME_BYTES, "{} bytes", got.len());
-        assert!(got.ends_with(") 12.txt"), "{got}");
-        assert_eq!(sanitize_device_name(" a/b\n "), "a-b");
-        assert_eq!(sanitize_device_name(""), "unknown device");
-    }
-}
-
 /// Fails with [`MetaError::QuotaExceeded`] when adding `growth` bytes to the usage of the
 /// namespace's owner would pass their quota.
 pub(crate) async fn check_quota(
@@ -391,5 +363,33 @@ pub(crate) async fn check_quota(
             needed: growth,
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names() {
+        let stamp = "2024-05-01 120000";
+        assert_eq!(
+            conflict_candidate("report.pdf", "laptop", stamp, 1),
+            "report (conflicted copy from laptop 2024-05-01 120000).pdf"
+        );
+        assert_eq!(
+            conflict_candidate("report.pdf", "host.local", stamp, 3),
+            "report (conflicted copy from host.local 2024-05-01 120000) 3.pdf"
+        );
+        assert_eq!(
+            conflict_candidate("README", "host.local", stamp, 2),
+            "README (conflicted copy from host.local 2024-05-01 120000) 2"
+        );
+        let long = format!("{}.txt", "x".repeat(250));
+        let got = conflict_candidate(&long, "pc", stamp, 12);
+        assert!(got.len() <= MAX_NAME_BYTES, "{} bytes", got.len());
+        assert!(got.ends_with(") 12.txt"), "{got}");
+        assert_eq!(sanitize_device_name(" a/b\n "), "a-b");
+        assert_eq!(sanitize_device_name(""), "unknown device");
     }
 }
