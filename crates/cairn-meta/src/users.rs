@@ -101,8 +101,8 @@ impl MetaStore {
     }
 
     /// Bytes the user's quota is charged with: the sizes of the current versions of the
-    /// live files in the user's home namespace. (Old versions and the trash are not
-    /// counted yet.)
+    /// live files in the user's home namespace. Old versions and the trash are free, as
+    /// on Dropbox, so expiring them never changes what a user may store.
     pub async fn usage_bytes(&self, user: UserId) -> Result<i64, MetaError> {
         Ok(sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(e.size), 0) AS BIGINT) \
