@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use cairn_core::chunk::{chunk_and_hash, ChunkError};
 use cairn_core::{BlockHash, ServerPath, VersionId};
-use cairn_meta::{Actor, BlockRef, CommitFile, Entry, EntryKind};
+use cairn_meta::{Actor, BlockRef, CommitFile, CommitOutcome, Entry, EntryKind};
 use cairn_proto as proto;
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -249,11 +249,16 @@ async fn commit_blocks(
             actor: actor(auth, name),
         })
         .await?;
+    Ok(committed(&outcome))
+}
+
+/// Counts a successful commit and describes it for the client.
+fn committed(outcome: &CommitOutcome) -> proto::CommitResponse {
     metrics::counter!(COMMITS).increment(1);
-    Ok(proto::CommitResponse {
+    proto::CommitResponse {
         entry: entry_info(&outcome.entry),
         renamed: outcome.renamed,
-    })
+    }
 }
 
 async fn commit(
@@ -356,11 +361,7 @@ async fn restore(
             &actor(&auth, String::new()),
         )
         .await?;
-    metrics::counter!(COMMITS).increment(1);
-    Ok(Json(proto::CommitResponse {
-        entry: entry_info(&outcome.entry),
-        renamed: outcome.renamed,
-    }))
+    Ok(Json(committed(&outcome)))
 }
 
 fn file_rev(entry: &Entry) -> ApiResult<VersionId> {

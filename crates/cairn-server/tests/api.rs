@@ -32,11 +32,7 @@ on_each_backend!(commit_download_and_range, |s| {
         assert_eq!(status, StatusCode::CREATED);
     }
     let (status, body) = s
-        .call(
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/docs/f.bin", "blocks": [block_ref(&a), block_ref(&b)]})),
-        )
+        .commit(json!({"path": "/docs/f.bin", "blocks": [block_ref(&a), block_ref(&b)]}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["entry"]["size"], 1012);
@@ -44,11 +40,7 @@ on_each_backend!(commit_download_and_range, |s| {
 
     // A block list that lies about a block's size is refused.
     let (status, body) = s
-        .call(
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/docs/liar", "blocks": [{"hash": hex_hash(&a), "size": 999}]})),
-        )
+        .commit(json!({"path": "/docs/liar", "blocks": [{"hash": hex_hash(&a), "size": 999}]}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "block_size_mismatch");
@@ -91,28 +83,16 @@ on_each_backend!(commit_download_and_range, |s| {
 
     // A stale base revision is a conflict that names the current revision.
     let (status, body) = s
-        .call(
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/docs/f.bin", "blocks": [block_ref(&a)]})),
-        )
+        .commit(json!({"path": "/docs/f.bin", "blocks": [block_ref(&a)]}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["current"]["rev"], rev.as_str());
     let (status, body) = s
-        .call(
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/docs/f.bin", "blocks": [block_ref(&a)], "base_rev": rev})),
-        )
+        .commit(json!({"path": "/docs/f.bin", "blocks": [block_ref(&a)], "base_rev": rev}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = s
-        .call(
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/docs/f.bin", "blocks": [block_ref(&b)], "base_rev": rev, "autorename": true})),
-        )
+        .commit(json!({"path": "/docs/f.bin", "blocks": [block_ref(&b)], "base_rev": rev, "autorename": true}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["renamed"], true);
@@ -272,13 +252,7 @@ on_each_backend!(hostile_input_is_refused_and_leaves_no_trace, |s| {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path:?}: {body}");
         assert_eq!(body["error"]["code"], "invalid_path");
-        let (status, _) = s
-            .call(
-                Method::POST,
-                "/api/v1/files/commit",
-                Some(json!({"path": path, "blocks": []})),
-            )
-            .await;
+        let (status, _) = s.commit(json!({"path": path, "blocks": []})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path:?}");
     }
     // Invalid UTF-8 in a query string.
@@ -302,11 +276,7 @@ on_each_backend!(hostile_input_is_refused_and_leaves_no_trace, |s| {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     // A commit naming a block never uploaded.
     let (status, body) = s
-        .call(
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/f", "blocks": [block_ref(b"never uploaded")]})),
-        )
+        .commit(json!({"path": "/f", "blocks": [block_ref(b"never uploaded")]}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(
@@ -386,11 +356,7 @@ on_each_backend!(deduplication_does_not_leak_blocks_between_accounts, |s| {
     let (status, _) = s.put_block_as(&s.token, &secret).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = s
-        .call(
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/secret", "blocks": [block_ref(&secret)]})),
-        )
+        .commit(json!({"path": "/secret", "blocks": [block_ref(&secret)]}))
         .await;
     assert_eq!(status, StatusCode::OK);
 
@@ -409,11 +375,9 @@ on_each_backend!(deduplication_does_not_leak_blocks_between_accounts, |s| {
     assert_eq!(check["missing"], json!([hex_hash(&secret), unknown]));
     // He cannot attach it by hash alone, nor download it.
     let (status, body) = s
-        .call_as(
-            Some(&bob),
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/stolen", "blocks": [block_ref(&secret)]})),
+        .commit_as(
+            &bob,
+            json!({"path": "/stolen", "blocks": [block_ref(&secret)]}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -441,11 +405,9 @@ on_each_backend!(deduplication_does_not_leak_blocks_between_accounts, |s| {
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(s.stored_blocks().await, stored);
     let (status, _) = s
-        .call_as(
-            Some(&bob),
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/mine", "blocks": [block_ref(&secret)]})),
+        .commit_as(
+            &bob,
+            json!({"path": "/mine", "blocks": [block_ref(&secret)]}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -535,11 +497,7 @@ on_each_backend!(versions_and_restore, |s| {
         let (status, _) = s.put_block_as(&s.token, &content).await;
         assert_eq!(status, StatusCode::CREATED);
         let (status, body) = s
-            .call(
-                Method::POST,
-                "/api/v1/files/commit",
-                Some(json!({"path": "/v.txt", "blocks": [block_ref(&content)], "base_rev": base})),
-            )
+            .commit(json!({"path": "/v.txt", "blocks": [block_ref(&content)], "base_rev": base}))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         base = body["entry"]["rev"].as_str().map(str::to_owned);
@@ -607,12 +565,7 @@ on_each_backend!(quota_is_enforced_before_blocks_are_stored, |s| {
     let (status, _) = s.put_block_as(&bob, &ten).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = s
-        .call_as(
-            Some(&bob),
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/ten", "blocks": [block_ref(&ten)]})),
-        )
+        .commit_as(&bob, json!({"path": "/ten", "blocks": [block_ref(&ten)]}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let blocks = s.stored_blocks().await;
@@ -653,11 +606,9 @@ on_each_backend!(quota_is_enforced_before_blocks_are_stored, |s| {
     assert_eq!(status, StatusCode::CREATED);
     assert!(s.state.meta.set_quota("bob", Some(10)).await.unwrap());
     let (status, body) = s
-        .call_as(
-            Some(&bob),
-            Method::POST,
-            "/api/v1/files/commit",
-            Some(json!({"path": "/ten", "blocks": [block_ref(&small)], "base_rev": stat["rev"]})),
+        .commit_as(
+            &bob,
+            json!({"path": "/ten", "blocks": [block_ref(&small)], "base_rev": stat["rev"]}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -157,6 +157,22 @@ impl TestServer {
         self.call_as(Some(&self.token), method, path, body).await
     }
 
+    /// `POST /api/v1/files/commit` with the admin's token.
+    pub async fn commit(&self, body: Value) -> (StatusCode, Value) {
+        self.commit_as(&self.token, body).await
+    }
+
+    /// `POST /api/v1/files/commit` with `token`.
+    pub async fn commit_as(&self, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call_as(
+            Some(token),
+            Method::POST,
+            "/api/v1/files/commit",
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn put_block_as(&self, token: &str, data: &[u8]) -> (StatusCode, Value) {
         let hash = blake3::hash(data).to_hex().to_string();
         self.put_block_raw(token, &hash, data.to_vec()).await
