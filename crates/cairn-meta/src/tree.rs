@@ -106,12 +106,8 @@ impl MetaStore {
         to: &ServerPath,
         actor: &Actor,
     ) -> Result<Entry, MetaError> {
-        check_move(from, to)?;
         let from_key = from.key();
-        let mut w = NsWrite::begin(self, ns, actor).await?;
-        let src = find_live(w.conn(), ns, &from_key)
-            .await?
-            .ok_or_else(|| MetaError::NotFound(from.clone()))?;
+        let (mut w, src) = self.begin_transfer(ns, from, to, actor).await?;
         if from_key != to.key() {
             if let Some(taken) = find_live(w.conn(), ns, &to.key()).await? {
                 return Err(MetaError::AlreadyExists(taken.path));
@@ -166,12 +162,8 @@ impl MetaStore {
         to: &ServerPath,
         actor: &Actor,
     ) -> Result<Entry, MetaError> {
-        check_move(from, to)?;
         let from_key = from.key();
-        let mut w = NsWrite::begin(self, ns, actor).await?;
-        let src = find_live(w.conn(), ns, &from_key)
-            .await?
-            .ok_or_else(|| MetaError::NotFound(from.clone()))?;
+        let (mut w, src) = self.begin_transfer(ns, from, to, actor).await?;
         if let Some(taken) = find_live(w.conn(), ns, &to.key()).await? {
             return Err(MetaError::AlreadyExists(taken.path));
         }
@@ -301,6 +293,25 @@ fn check_move(from: &ServerPath, to: &ServerPath) -> Result<(), MetaError> {
         return Err(invalid());
     }
     Ok(())
+}
+
+impl MetaStore {
+    /// The common start of a move or copy: checks the two paths, begins the namespace
+    /// write and finds the live source entry.
+    async fn begin_transfer(
+        &self,
+        ns: NamespaceId,
+        from: &ServerPath,
+        to: &ServerPath,
+        actor: &Actor,
+    ) -> Result<(NsWrite, Entry), MetaError> {
+        check_move(from, to)?;
+        let mut w = NsWrite::begin(self, ns, actor).await?;
+        let src = find_live(w.conn(), ns, &from.key())
+            .await?
+            .ok_or_else(|| MetaError::NotFound(from.clone()))?;
+        Ok((w, src))
+    }
 }
 
 /// The smallest key below the folder with key `key`: every descendant's key starts
