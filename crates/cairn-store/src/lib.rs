@@ -115,19 +115,20 @@ impl BlockStore {
     ///
     /// The caller must already have checked that `hash` is the BLAKE3 hash of `data`
     /// (the server does so as the upload arrives). Idempotent: a block already present is
-    /// not rewritten, not even compressed again. On `Ok` the block survives a crash.
+    /// not replaced. On `Ok` the block survives a crash.
+    ///
+    /// There is deliberately no "already here?" shortcut: the block is encoded and
+    /// written durably either way, and the backend's final step finds the name taken.
+    /// Deduplication must not be observable, and skipping the work would make an upload
+    /// of a block that another account stored answer measurably faster than one of a new
+    /// block. Clients never upload blocks their own account holds, so the extra write is
+    /// paid only on the rare cross-account upload.
     pub async fn put(&self, hash: BlockHash, data: Bytes) -> Result<PutOutcome, StoreError> {
         if data.len() > MAX_BLOCK_SIZE {
             return Err(StoreError::TooLarge {
                 hash,
                 size: data.len(),
                 max: MAX_BLOCK_SIZE,
-            });
-        }
-        if self.backend.contains(hash).await? {
-            return Ok(PutOutcome {
-                newly_stored: false,
-                stored_bytes: 0,
             });
         }
         let encoded = blocking(move || {

@@ -277,12 +277,8 @@ impl Local {
     fn put(&self, hash: &BlockHash, block: &EncodedBlock) -> Result<bool, StoreError> {
         let hex = hash.to_hex();
         let dest = self.block_path(&hex);
-        // No shortcut when the block is already here: the full durable write happens
-        // either way and the link then finds the name taken. Deduplication must not be
-        // observable, and skipping the write would make an upload of a block that some
-        // other account stored answer measurably faster than one of a new block. Clients
-        // never upload blocks their own account holds, so the extra write is paid only on
-        // the rare cross-account upload.
+        // No shortcut when the block is already here: see `BlockStore::put` for why the
+        // write happens anyway. The link below finds the name taken.
         let leaf = leaf_index(hash);
         let top = usize::from(hash.0[0]);
         let leaf_ready = self.leaf_ready[leaf].load(Ordering::Acquire);
