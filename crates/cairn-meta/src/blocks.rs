@@ -216,6 +216,37 @@ pub(crate) async fn add_references(
     Ok(missing)
 }
 
+/// Removes `count` references from each block, in hash order (see [`add_references`]).
+/// A block whose count reaches zero starts its grace period now: garbage collection may
+/// delete it once that has passed and nothing referenced it again.
+// Its callers (trash purge, version retention) are being written; drop this then.
+#[allow(dead_code)]
+pub(crate) async fn remove_references(
+    conn: &mut AnyConnection,
+    counts: &BTreeMap<BlockHash, i64>,
+    now: i64,
+) -> Result<(), MetaError> {
+    for (hash, count) in counts {
+        // Both backends evaluate `refcount` on the right-hand side as the old value.
+        let done = sqlx::query(
+            "UPDATE blocks SET refcount = refcount - $1, \
+             zero_since = CASE WHEN refcount - $1 = 0 THEN $2 ELSE zero_since END \
+             WHERE hash = $3 AND refcount >= $1",
+        )
+        .bind(*count)
+        .bind(now)
+        .bind(hash.0.to_vec())
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(corrupt(format!(
+                "block {hash} has fewer than the {count} references being removed"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Records that `user` possesses these blocks. `hashes` should be sorted, for the same
 /// lock-order reason as [`add_references`].
 pub(crate) async fn grant_blocks(

@@ -57,6 +57,8 @@ fn journal_from_row(row: &AnyRow) -> Result<JournalEntry, MetaError> {
         "move" => ChangeKind::Move { from: from()? },
         "copy" => ChangeKind::Copy { from: from()? },
         "delete" => ChangeKind::Delete,
+        "restore" => ChangeKind::Restore,
+        "purge" => ChangeKind::Purge,
         other => return Err(corrupt(format!("journal kind {other:?}"))),
     };
     let entry_kind: String = row.try_get("entry_kind")?;

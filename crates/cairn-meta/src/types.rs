@@ -120,10 +120,18 @@ pub enum ChangeKind {
     /// The entry was deleted (moved to the trash). A folder delete records one row for
     /// every entry below it, deepest first, then one for the folder.
     Delete,
+    /// The entry came back from the trash to the journal row's path (its original path,
+    /// or a non-clobbering name next to it). A folder restore records one row for the
+    /// folder and one for every entry restored with it, parents first.
+    Restore,
+    /// A trash item was removed for good: the row's path is where the entry was when it
+    /// was deleted. The live tree does not change; one row per purged item.
+    Purge,
 }
 
 impl ChangeKind {
-    /// A short lowercase name: `commit`, `mkdir`, `move`, `copy`, `delete`.
+    /// A short lowercase name: `commit`, `mkdir`, `move`, `copy`, `delete`, `restore`,
+    /// `purge`.
     pub fn as_str(&self) -> &'static str {
         match self {
             ChangeKind::Commit => "commit",
@@ -131,6 +139,8 @@ impl ChangeKind {
             ChangeKind::Move { .. } => "move",
             ChangeKind::Copy { .. } => "copy",
             ChangeKind::Delete => "delete",
+            ChangeKind::Restore => "restore",
+            ChangeKind::Purge => "purge",
         }
     }
 

@@ -89,3 +89,48 @@ impl MetaStore {
         .await
     }
 }
+
+/// Deletes these versions with their block lists and drops the block references they
+/// held, in the caller's transaction. The caller makes sure no entry still names one of
+/// them as its current version.
+// Its callers (trash purge, version retention) are being written; drop this then.
+#[allow(dead_code)]
+pub(crate) async fn delete_versions(
+    conn: &mut sqlx::AnyConnection,
+    versions: &[VersionId],
+    now: i64,
+) -> Result<(), MetaError> {
+    use std::collections::BTreeMap;
+
+    use crate::db::{corrupt, placeholders, CHUNK};
+
+    let mut references: BTreeMap<cairn_core::BlockHash, i64> = BTreeMap::new();
+    for chunk in versions.chunks(CHUNK) {
+        let list = placeholders(1, chunk.len());
+        let sql = format!(
+            "SELECT block_hash, COUNT(*) AS n FROM version_blocks \
+             WHERE version_id IN ({list}) GROUP BY block_hash"
+        );
+        let mut q = sqlx::query(&sql);
+        for v in chunk {
+            q = q.bind(v.0);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let hash: Vec<u8> = row.try_get("block_hash")?;
+            let hash = cairn_core::BlockHash::from_slice(&hash)
+                .ok_or_else(|| corrupt("block hash length"))?;
+            *references.entry(hash).or_insert(0) += row.try_get::<i64, _>("n")?;
+        }
+        for table_sql in [
+            format!("DELETE FROM version_blocks WHERE version_id IN ({list})"),
+            format!("DELETE FROM versions WHERE id IN ({list})"),
+        ] {
+            let mut q = sqlx::query(&table_sql);
+            for v in chunk {
+                q = q.bind(v.0);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    crate::blocks::remove_references(conn, &references, now).await
+}

@@ -27,6 +27,40 @@ pub struct Config {
     /// Argon2id cost. The default is OWASP's minimum (19 MiB, 2 passes, 1 lane).
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
+    /// History, trash, garbage collection and scrubbing (the background tasks).
+    pub maintenance: Maintenance,
+}
+
+/// What the background tasks keep, for how long, and how often they run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Every version of a file is kept for this many days…
+    pub version_retention_days: u64,
+    /// …and the newest this many versions of each file regardless of age.
+    pub keep_versions: u32,
+    /// A deleted item stays in the trash this many days, then is purged.
+    pub trash_retention_days: u64,
+    /// A block nothing references is deleted only after this many seconds, so an
+    /// upload in flight (blocks sent, commit not yet made) never loses its blocks.
+    pub gc_grace_secs: u64,
+    /// How often retention, trash expiry and garbage collection run.
+    pub maintenance_interval_secs: u64,
+    /// The background scrub re-reads and verifies stored blocks at most this fast;
+    /// 0 turns it off.
+    pub scrub_bytes_per_sec: u64,
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Self {
+            version_retention_days: 30,
+            keep_versions: 100,
+            trash_retention_days: 30,
+            gc_grace_secs: 3600,
+            maintenance_interval_secs: 3600,
+            scrub_bytes_per_sec: 8 << 20,
+        }
+    }
 }
 
 /// What a TOML file may set. Every field is optional.
@@ -42,6 +76,12 @@ struct FileConfig {
     login_failures_per_account: Option<u32>,
     login_failures_per_address: Option<u32>,
     login_window_secs: Option<u64>,
+    version_retention_days: Option<u64>,
+    keep_versions: Option<u32>,
+    trash_retention_days: Option<u64>,
+    gc_grace_secs: Option<u64>,
+    maintenance_interval_secs: Option<u64>,
+    scrub_bytes_per_sec: Option<u64>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -74,6 +114,7 @@ impl Config {
             login_window_secs: 300,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
+            maintenance: Maintenance::default(),
         }
     }
 
@@ -132,6 +173,30 @@ impl Config {
         }
         if let Some(v) = file.login_window_secs {
             self.login_window_secs = v;
+        }
+        let m = &mut self.maintenance;
+        if let Some(v) = file.version_retention_days {
+            m.version_retention_days = v;
+        }
+        if let Some(v) = file.keep_versions {
+            m.keep_versions = v;
+        }
+        if let Some(v) = file.trash_retention_days {
+            m.trash_retention_days = v;
+        }
+        if let Some(v) = file.gc_grace_secs {
+            m.gc_grace_secs = v;
+        }
+        if let Some(v) = file.maintenance_interval_secs {
+            if v == 0 {
+                return Err(ConfigError::Invalid(
+                    "maintenance_interval_secs must be at least 1".into(),
+                ));
+            }
+            m.maintenance_interval_secs = v;
+        }
+        if let Some(v) = file.scrub_bytes_per_sec {
+            m.scrub_bytes_per_sec = v;
         }
         Ok(())
     }

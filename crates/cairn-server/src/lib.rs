@@ -28,7 +28,7 @@ use cairn_meta::MetaStore;
 use cairn_store::BlockStore;
 use tower_http::trace::TraceLayer;
 
-pub use config::Config;
+pub use config::{Config, Maintenance};
 pub use error::ApiError;
 pub use state::AppState;
 
