@@ -138,3 +138,34 @@ async fn scrub_block(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_pacer_holds_reads_to_the_rate() {
+        // Five minimum-cost blocks at 1 MiB/s: 5 × 64 KiB is 0.3125 s of budget.
+        let mut pacer = Pacer::new(1 << 20);
+        let started = Instant::now();
+        for _ in 0..5 {
+            pacer.take(10).await;
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn idling_earns_at_most_one_second_of_burst() {
+        let mut pacer = Pacer::new(MIN_BLOCK_COST);
+        pacer.next = Instant::now() - Duration::from_secs(3600);
+        // A second's worth is free after an idle hour…
+        let started = Instant::now();
+        pacer.take(MIN_BLOCK_COST).await;
+        assert!(started.elapsed() < Duration::from_millis(500));
+        // …and no more: the budget is spent up to now, so the next block will wait its
+        // full second.
+        assert!(pacer.next + Duration::from_millis(100) >= started);
+    }
+}
