@@ -131,3 +131,45 @@ backend_tests! {
         assert_eq!(store.forget_block_possession(BlockHash::of(b"none")).await.unwrap(), 0);
     }
 }
+
+/// A block garbage collection has claimed is being deleted: nothing may demand it, even
+/// if (through some other bug) a reference to it remained.
+async fn claimed_blocks_are_not_demanded(store: cairn_meta::MetaStore, url: String) {
+    use sqlx::{Connection, Executor};
+    let (u, actor) = user(&store, "u").await;
+    put(&store, &u, &actor, "/f", &["kept", "claimed"]).await;
+    let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+    raw.execute("UPDATE blocks SET gc_started = 1 WHERE size = 7")
+        .await
+        .unwrap();
+    raw.close().await.unwrap();
+    let listed: Vec<BlockHash> = store
+        .referenced_blocks(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.hash)
+        .collect();
+    assert_eq!(listed, vec![block("kept").hash]);
+    assert!(!store
+        .block_is_referenced(block("claimed").hash)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.referenced_totals().await.unwrap(),
+        ReferencedTotals {
+            blocks: 1,
+            bytes: 4
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimed_blocks_are_not_demanded_sqlite() {
+    run_raw(Backend::Sqlite, claimed_blocks_are_not_demanded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimed_blocks_are_not_demanded_postgres() {
+    run_raw(Backend::Postgres, claimed_blocks_are_not_demanded).await;
+}
