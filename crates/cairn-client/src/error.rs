@@ -178,6 +178,12 @@ impl ClientError {
         matches!(self, ClientError::Api { status: 404, .. }) || self.code() == Some("not_found")
     }
 
+    /// True when the server reported that a block of the file is missing or corrupt in
+    /// its store: the file cannot be downloaded until an administrator repairs it.
+    pub fn is_block_damaged(&self) -> bool {
+        self.code() == Some("block_damaged")
+    }
+
     /// True when a commit was refused because its base revision is stale.
     pub fn is_conflict(&self) -> bool {
         self.code() == Some("conflict")
@@ -215,6 +221,8 @@ impl ClientError {
                         && !err.is_builder()
                         && !err.is_redirect())
             }
+            // A damaged block stays damaged until someone uploads it again.
+            ClientError::Api { code, .. } if code == "block_damaged" => false,
             ClientError::Api { status, .. } => {
                 policy == RetryPolicy::Idempotent && (*status >= 500 || *status == 429)
             }
@@ -264,5 +272,7 @@ mod tests {
         assert!(!api(429, "x", "y").is_retryable(RetryPolicy::ConnectOnly));
         assert!(!api(404, "not_found", "y").is_retryable(RetryPolicy::Idempotent));
         assert!(!api(500, "x", "y").is_retryable(RetryPolicy::ConnectOnly));
+        assert!(!api(500, "block_damaged", "y").is_retryable(RetryPolicy::Idempotent));
+        assert!(api(500, "block_damaged", "y").is_block_damaged());
     }
 }

@@ -28,6 +28,7 @@ mod check;
 mod commit;
 mod db;
 mod error;
+mod integrity;
 mod journal;
 mod tree;
 mod types;
@@ -40,6 +41,7 @@ use sqlx::AnyPool;
 
 pub use check::Inconsistency;
 pub use error::MetaError;
+pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
 pub use types::{
     Actor, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry, EntryKind,
     JournalEntry, MetaStats, User, VersionInfo,

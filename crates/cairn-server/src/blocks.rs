@@ -156,7 +156,12 @@ async fn download(
     if !owned.contains(&hash) {
         return Err(ApiError::not_found(format!("block {hash} not found")));
     }
-    let data = state.blocks.get(hash).await?;
+    // The account holds it, so it must exist: absence is damage, not a 404.
+    let data = state
+        .blocks
+        .get_required(hash)
+        .await
+        .map_err(|err| ApiError::from_required_block(err, None))?;
     metrics::counter!(BLOCK_BYTES_SENT).increment(data.len() as u64);
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],

@@ -47,6 +47,44 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// A block that metadata references is missing from the store or fails
+    /// verification. A 500, since the server is at fault and not the request; the code
+    /// `block_damaged` tells clients that retrying will not help. Its bytes are never
+    /// sent.
+    /// `file` names the file being downloaded, when there is one.
+    pub fn block_damaged(
+        hash: cairn_core::BlockHash,
+        file: Option<&cairn_core::ServerPath>,
+    ) -> Self {
+        tracing::error!("block {hash} is damaged (missing or corrupt); run `cairn admin fsck`");
+        let what = match file {
+            Some(path) => {
+                format!("{path} is damaged on the server (block {hash} is missing or corrupt)")
+            }
+            None => format!("block {hash} is damaged on the server (missing or corrupt)"),
+        };
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "block_damaged",
+            format!("{what}; ask the administrator to run `cairn admin fsck`"),
+        )
+    }
+
+    /// The error for a failed read of a block metadata references (a download): a
+    /// missing or corrupt block becomes [`ApiError::block_damaged`], any other failure
+    /// an internal error.
+    pub(crate) fn from_required_block(
+        err: StoreError,
+        file: Option<&cairn_core::ServerPath>,
+    ) -> Self {
+        match err {
+            StoreError::NotFound(hash) | StoreError::Corrupt(hash) => {
+                Self::block_damaged(hash, file)
+            }
+            other => Self::internal(other),
+        }
+    }
+
     /// Logs the real cause and answers 500 without internals.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {err}");
@@ -109,14 +147,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound(hash) => Self::not_found(format!("block {hash} not found")),
-            StoreError::Corrupt(hash) => {
-                tracing::error!("block {hash} failed verification");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "corrupt_block",
-                    format!("block {hash} is damaged on the server; ask the administrator to run `cairn admin fsck`"),
-                )
-            }
+            StoreError::Corrupt(hash) => Self::block_damaged(hash, None),
             other => Self::internal(other),
         }
     }

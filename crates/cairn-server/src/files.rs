@@ -552,7 +552,11 @@ async fn download(
     let mut pieces = pieces.into_iter();
     let head = match pieces.next() {
         Some((hash, from, to)) => {
-            let data = state.blocks.get(hash).await?;
+            let data = state
+                .blocks
+                .get_required(hash)
+                .await
+                .map_err(|err| ApiError::from_required_block(err, Some(&path)))?;
             metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);
             Some(Ok::<_, std::io::Error>(data.slice(from..to)))
         }
@@ -563,8 +567,8 @@ async fn download(
         .map(move |(hash, from, to)| {
             let store = store.clone();
             async move {
-                let data = store.get(hash).await.map_err(|err| {
-                    tracing::error!("download of block {hash} failed: {err}");
+                let data = store.get_required(hash).await.map_err(|err| {
+                    tracing::error!("download of block {hash} failed, response cut short: {err}");
                     std::io::Error::other(err.to_string())
                 })?;
                 metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);

@@ -10,8 +10,10 @@ mod convert;
 mod error;
 mod extract;
 mod files;
+pub mod fsck;
 pub mod metrics;
 mod openapi;
+pub mod scrub;
 mod state;
 
 use std::net::SocketAddr;
@@ -132,19 +134,27 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, with the background scrub running alongside
+    /// (unless `maintenance.scrub_bytes_per_sec` is 0) and stopped with the server.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(
+        let scrub = tokio::spawn(scrub::run(
+            self.state.meta.clone(),
+            self.state.blocks.clone(),
+            self.state.config.maintenance.scrub_bytes_per_sec,
+        ));
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await
-        .context("server failed")
+        .context("server failed");
+        scrub.abort();
+        served
     }
 }
 

@@ -20,8 +20,11 @@ pub const BLOCKS_DEDUPLICATED: &str = "cairn_blocks_deduplicated_total";
 pub const COMMITS: &str = "cairn_commits_total";
 /// Open notification connections (gauge).
 pub const NOTIFY_CONNECTIONS: &str = "cairn_notify_connections";
-/// Blocks that failed verification on read (counted by cairn-store).
+/// Blocks that failed verification on read, or that metadata references and the store
+/// lacks (counted by cairn-store).
 pub const BLOCK_VERIFY_FAILURES: &str = "cairn_block_verify_failures_total";
+/// Damaged (corrupt or missing) blocks the background scrub found.
+pub const SCRUB_DAMAGED_BLOCKS: &str = "cairn_scrub_damaged_blocks_total";
 
 /// Installs the global recorder once per process and returns its handle. Several servers
 /// in one test process share it, so tests read deltas, not absolute values.
@@ -44,6 +47,7 @@ pub fn handle() -> PrometheusHandle {
                 BLOCKS_DEDUPLICATED,
                 COMMITS,
                 BLOCK_VERIFY_FAILURES,
+                SCRUB_DAMAGED_BLOCKS,
             ] {
                 metrics::counter!(name).increment(0);
             }

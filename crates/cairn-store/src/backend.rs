@@ -72,6 +72,13 @@ pub trait BlockBackend: fmt::Debug + Send + Sync + 'static {
     /// (temporary files, stray names).
     fn list(&self) -> BoxFuture<'_, Result<Vec<BlockHash>, StoreError>>;
 
+    /// Moves the object out of the store's namespace into a quarantine area, so that it
+    /// is no longer found by [`get`](Self::get) or [`contains`](Self::contains) and a
+    /// later [`put`](Self::put) of the same hash writes a fresh copy, while the damaged
+    /// bytes stay available to whoever investigates. Returns whether an object was
+    /// there to move. On `Ok` the move is durable.
+    fn quarantine(&self, hash: BlockHash) -> BoxFuture<'_, Result<bool, StoreError>>;
+
     /// The stored size of the object in bytes, or `None` if it does not exist.
     fn stored_size(&self, hash: BlockHash) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
 }

@@ -168,6 +168,27 @@ impl BlockStore {
         result
     }
 
+    /// Reads a block that metadata says must exist: like [`BlockStore::get`], but a
+    /// missing block is a verification failure too (counted in
+    /// `cairn_block_verify_failures_total`), because for a referenced block absence is
+    /// damage, not an answer. Downloads, fsck and the scrub read through this.
+    pub async fn get_required(&self, hash: BlockHash) -> Result<Bytes, StoreError> {
+        let result = self.get(hash).await;
+        if let Err(StoreError::NotFound(_)) = result {
+            warn!(%hash, "a referenced block is missing from the store");
+            metrics::counter!(VERIFY_FAILURES_METRIC).increment(1);
+        }
+        result
+    }
+
+    /// Moves a damaged block aside (the local backend: to `quarantine/<hash>` next to
+    /// `blocks/`), so it is never served again and the next upload of the same block
+    /// stores a fresh copy instead of finding the name taken. Returns whether there was
+    /// a block to move. Durable on `Ok`.
+    pub async fn quarantine(&self, hash: BlockHash) -> Result<bool, StoreError> {
+        self.backend.quarantine(hash).await
+    }
+
     /// Whether the block is stored. A `true` answer means it is durably stored, but says
     /// nothing about whether it is intact; only [`BlockStore::get`] checks that.
     pub async fn contains(&self, hash: BlockHash) -> Result<bool, StoreError> {

@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/blocks/ab/cd/abcd…(64 hex)   one file per block, fanned out on its first two bytes
 //! <root>/tmp/<hash prefix>-<random>.tmp   writes in progress (same filesystem as blocks/)
+//! <root>/quarantine/abcd…(64 hex)     damaged blocks moved aside by fsck or the scrub
 //! ```
 //!
 //! A block becomes visible only once it is complete and durable: it is written to a temp
@@ -97,6 +98,9 @@ struct Local {
     root: PathBuf,
     blocks: PathBuf,
     tmp: PathBuf,
+    /// Where damaged blocks are moved; created on first use, since most stores never
+    /// need it.
+    quarantine: PathBuf,
     /// Top-level fan-out directories (`ab`) this process knows to exist durably: those
     /// present at open (their names were fsynced then) and those it made since.
     top_ready: Box<[AtomicBool]>,
@@ -145,6 +149,7 @@ impl LocalBackend {
         }
         remove_stale_temp_files(&tmp, STALE_TEMP_AGE)?;
         let local = Local {
+            quarantine: root.join("quarantine"),
             root,
             blocks,
             tmp,
@@ -409,6 +414,33 @@ impl Local {
         }
     }
 
+    /// Renames the block's file to `quarantine/<hash>` and fsyncs both directories, so
+    /// that after a crash the block is either still in place (and found damaged again)
+    /// or in quarantine, never lost from both. A block quarantined before is replaced:
+    /// the newest damaged copy is the one worth looking at.
+    fn quarantine(&self, hash: &BlockHash) -> Result<bool, StoreError> {
+        let hex = hash.to_hex();
+        let path = self.block_path(&hex);
+        if !exists(&path)? {
+            return Ok(false);
+        }
+        if !exists(&self.quarantine)? {
+            create_dir_if_missing(&self.quarantine)?;
+            sync_dir(&self.root)?;
+        }
+        let dest = self.quarantine.join(&hex);
+        match fs::rename(&path, &dest) {
+            Ok(()) => {}
+            // Someone else (a concurrent fsck or scrub) moved it first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        sync_dir(&self.quarantine)?;
+        sync_dir(&self.leaf_dir(&hex))?;
+        warn!(%hash, path = %dest.display(), "damaged block moved to quarantine");
+        Ok(true)
+    }
+
     fn stored_size(&self, hash: &BlockHash) -> Result<Option<u64>, StoreError> {
         let path = self.block_path(&hash.to_hex());
         match fs::symlink_metadata(&path) {
@@ -490,6 +522,11 @@ impl BlockBackend for LocalBackend {
     fn list(&self) -> BoxFuture<'_, Result<Vec<BlockHash>, StoreError>> {
         let inner = self.inner.clone();
         Box::pin(blocking(move || inner.list()))
+    }
+
+    fn quarantine(&self, hash: BlockHash) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let inner = self.inner.clone();
+        Box::pin(blocking(move || inner.quarantine(&hash)))
     }
 
     fn stored_size(&self, hash: BlockHash) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {

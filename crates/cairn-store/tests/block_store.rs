@@ -191,6 +191,40 @@ async fn flipped_byte_in_raw_block_is_corrupt() {
     check_corrupt(random(1 << 20, 3), false, flip_byte_at(1)).await;
 }
 
+/// The bug quarantine fixes: without it, a re-upload of a damaged block finds its name
+/// taken and keeps the damaged file.
+#[tokio::test]
+async fn quarantine_moves_a_damaged_block_aside_so_a_reupload_repairs_it() {
+    let (dir, store) = open();
+    let data = random(300_000, 11);
+    let (hash, _) = put(&store, &data).await;
+    let (other, _) = put(&store, &random(1000, 12)).await;
+    flip_byte_at(10)(&block_file(dir.path(), &hash));
+    let damaged = fs::read(block_file(dir.path(), &hash)).unwrap();
+
+    // Re-uploading in place does not help: the damaged file stays.
+    assert!(!store.put(hash, data.clone()).await.unwrap().newly_stored);
+    assert!(matches!(store.get(hash).await, Err(StoreError::Corrupt(_))));
+
+    assert!(store.quarantine(hash).await.unwrap());
+    assert!(!store.contains(hash).await.unwrap());
+    assert!(matches!(
+        store.get(hash).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.list().await.unwrap(), vec![other]);
+    let aside = dir.path().join("quarantine").join(hash.to_hex());
+    assert_eq!(fs::read(&aside).unwrap(), damaged, "kept for inspection");
+    // Quarantining again, or a block that is not there, is a no-op.
+    assert!(!store.quarantine(hash).await.unwrap());
+    assert!(!store.quarantine(BlockHash::of(b"absent")).await.unwrap());
+
+    let outcome = store.put(hash, data.clone()).await.unwrap();
+    assert!(outcome.newly_stored, "a fresh copy is written");
+    assert_eq!(store.get(hash).await.unwrap(), data);
+    assert!(store.get(other).await.is_ok());
+}
+
 #[tokio::test]
 async fn flipped_byte_in_compressed_block_is_corrupt() {
     check_corrupt(compressible(), true, flip_byte_at(10)).await;

@@ -76,4 +76,16 @@ async fn every_verify_failure_is_counted() {
         ));
     }
     assert_eq!(count.load(Ordering::Relaxed), 3);
+
+    // A block the caller knows must exist counts when it is missing, too.
+    assert!(matches!(
+        store.get_required(missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_required(bad_hash).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    store.get_required(good_hash).await.unwrap();
+    assert_eq!(count.load(Ordering::Relaxed), 5);
 }

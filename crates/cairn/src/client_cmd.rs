@@ -651,6 +651,13 @@ async fn get(session: &Session, remote: &str, local: &Path, json: bool) -> anyho
     };
     let result = client.download_file(&remote, &target, options).await;
     bar.finish_and_clear();
+    if result.as_ref().is_err_and(ClientError::is_block_damaged) {
+        // The download wrote nothing (its temp file is gone); say what to do.
+        bail!(
+            "cannot download {remote}: the file is damaged on the server (a block of it is \
+             missing or corrupt); ask the server's administrator to run `cairn admin fsck`"
+        );
+    }
     let outcome = result.doing(|| format!("cannot download {remote} to {}", target.display()))?;
     eprintln!(
         "downloaded {} to {}: {}",

@@ -1,11 +1,16 @@
 //! Server-side commands: `serve` and `admin …`, which work on a data directory.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use cairn_meta::{DamagedFile, MetaStore};
+use cairn_server::fsck::{FsckOptions, FsckReport};
 use cairn_server::{bootstrap_admin, open_stores, Application, Bootstrap, Config};
+use cairn_store::BlockStore;
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ServerOpts;
 
@@ -15,6 +20,18 @@ pub enum AdminCommand {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Check every block and reference: every block a file version names must exist
+    /// and match its hash. Lists the damaged files and exits 1 when anything is wrong.
+    /// Damaged blocks are moved to quarantine and marked for re-upload (the next upload
+    /// of an original copy of a damaged file repairs it).
+    Fsck {
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Only report: leave damaged blocks in place and change nothing.
+        #[arg(long)]
+        no_quarantine: bool,
     },
 }
 
@@ -102,8 +119,12 @@ async fn shutdown_signal() {
 
 pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<ExitCode> {
     let config = load_config(opts)?;
-    let (meta, _blocks) = open_stores(&config).await?;
+    let (meta, blocks) = open_stores(&config).await?;
     match command {
+        AdminCommand::Fsck {
+            json,
+            no_quarantine,
+        } => return fsck(&meta, &blocks, json, !no_quarantine).await,
         AdminCommand::User { command } => match command {
             UserCommand::Add {
                 name,
@@ -190,4 +211,121 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn admin fsck`: runs the check, prints the report, exits 1 when something is
+/// wrong.
+async fn fsck(
+    meta: &MetaStore,
+    blocks: &BlockStore,
+    json: bool,
+    quarantine: bool,
+) -> anyhow::Result<ExitCode> {
+    let totals = meta
+        .referenced_totals()
+        .await
+        .context("cannot count the referenced blocks")?;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(
+            Some(totals.bytes.max(0) as u64),
+            ProgressDrawTarget::stderr(),
+        );
+        let style = ProgressStyle::with_template(
+            "checking blocks {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let progress = bar.clone();
+    let options = FsckOptions {
+        quarantine,
+        progress: Some(Arc::new(move |_blocks, bytes| progress.set_position(bytes))),
+        ..FsckOptions::default()
+    };
+    let result = cairn_server::fsck::fsck(meta, blocks, &options).await;
+    bar.finish_and_clear();
+    let report = result.context("fsck could not finish")?;
+
+    if json {
+        println!("{}", fsck_json(&report, quarantine));
+    } else {
+        for file in &report.damaged_files {
+            println!("{}", describe_damaged(file));
+        }
+        for problem in &report.inconsistencies {
+            println!("metadata: {problem}");
+        }
+        for m in &report.size_mismatches {
+            println!(
+                "metadata: block {} is recorded as {} bytes but holds {}",
+                m.hash, m.recorded, m.actual
+            );
+        }
+        println!(
+            "checked {} blocks ({} bytes verified): {} missing, {} corrupt ({} quarantined), \
+             {} metadata inconsistencies, {} damaged file versions",
+            report.blocks_checked,
+            report.bytes_verified,
+            report.missing.len(),
+            report.corrupt.len(),
+            report.quarantined.len(),
+            report.inconsistencies.len() + report.size_mismatches.len(),
+            report.damaged_files.len(),
+        );
+        if !report.damaged_files.is_empty() && quarantine {
+            println!(
+                "damaged blocks were marked for re-upload: putting an original copy of a \
+                 damaged file again repairs it"
+            );
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `PATH (version V, user U)`, plus where the version is when it is not the live file.
+fn describe_damaged(file: &DamagedFile) -> String {
+    let state = match (file.in_trash, file.is_current) {
+        (true, _) => ", in trash",
+        (false, false) => ", older version",
+        (false, true) => "",
+    };
+    format!(
+        "{} (version {}, user {}{state})",
+        file.path, file.version, file.owner
+    )
+}
+
+fn fsck_json(report: &FsckReport, quarantine: bool) -> serde_json::Value {
+    let hexes = |hashes: &[cairn_core::BlockHash]| -> Vec<String> {
+        hashes.iter().map(|h| h.to_hex()).collect()
+    };
+    serde_json::json!({
+        "clean": report.is_clean(),
+        "blocks_checked": report.blocks_checked,
+        "bytes_verified": report.bytes_verified,
+        "missing_blocks": hexes(&report.missing),
+        "corrupt_blocks": hexes(&report.corrupt),
+        "quarantine": quarantine,
+        "quarantined_blocks": hexes(&report.quarantined),
+        "size_mismatches": report.size_mismatches.iter().map(|m| serde_json::json!({
+            "hash": m.hash.to_hex(), "recorded": m.recorded, "actual": m.actual,
+        })).collect::<Vec<_>>(),
+        "inconsistencies": report.inconsistencies.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        "damaged_files": report.damaged_files.iter().map(|f| serde_json::json!({
+            "namespace": f.ns.0,
+            "user": f.owner,
+            "path": f.path.as_str(),
+            "version": f.version.0.to_string(),
+            "is_current": f.is_current,
+            "in_trash": f.in_trash,
+            "blocks": hexes(&f.blocks),
+        })).collect::<Vec<_>>(),
+    })
 }

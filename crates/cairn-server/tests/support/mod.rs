@@ -49,11 +49,17 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub state: cairn_server::AppState,
     pub token: String,
-    _data: tempfile::TempDir,
+    /// The data directory (blocks under `blocks/`).
+    pub data: tempfile::TempDir,
 }
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server after `configure` has adjusted the test configuration.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestServer {
         let data = tempfile::tempdir().unwrap();
         let mut config = Config::for_data_dir(data.path());
         config.listen = "127.0.0.1:0".parse().unwrap();
@@ -66,6 +72,10 @@ impl TestServer {
             avg_size: 64 << 10,
             max_size: 256 << 10,
         };
+        // No background scrub unless a test asks: it would race tests that damage
+        // blocks on purpose.
+        config.maintenance.scrub_bytes_per_sec = 0;
+        configure(&mut config);
         let mut schema = None;
         if let Backend::Postgres = backend {
             let (name, url) = fresh_postgres_url().await;
@@ -90,7 +100,7 @@ impl TestServer {
             http: reqwest::Client::new(),
             state,
             token: String::new(),
-            _data: data,
+            data,
         };
         server.token = server.login("admin").await;
         server
@@ -235,6 +245,39 @@ pub async fn decode(resp: reqwest::Response) -> (StatusCode, Value) {
         assert!(value["error"]["code"].is_string(), "{value}");
     }
     (status, value)
+}
+
+/// The file holding a stored block (the local backend's layout).
+pub fn block_file(data: &std::path::Path, hex: &str) -> std::path::PathBuf {
+    data.join("blocks")
+        .join(&hex[..2])
+        .join(&hex[2..4])
+        .join(hex)
+}
+
+/// Flips one bit of the last byte of a stored block.
+pub fn flip_last_byte(data: &std::path::Path, hex: &str) {
+    let path = block_file(data, hex);
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// The sum of a metric's samples on `/metrics`.
+pub async fn metric(server: &TestServer, name: &str) -> f64 {
+    let body = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 pub fn hex_hash(data: &[u8]) -> String {

@@ -1,0 +1,266 @@
+//! Damaged blocks: never served, found by fsck and by the background scrub, contained
+//! (quarantine, possession forgotten) and repaired by the next upload. On SQLite and on
+//! PostgreSQL. A test binary of its own, so that its metric deltas are its own.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cairn_core::BlockHash;
+use cairn_server::fsck::{fsck, FsckOptions};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use support::{flip_last_byte, hex_hash, metric, TestServer, BACKENDS};
+
+/// Runs a test body once per metadata backend.
+macro_rules! on_each_backend {
+    ($name:ident, |$server:ident| $body:block) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            for backend in BACKENDS {
+                let $server = TestServer::start(backend).await;
+                $body
+                $server.finish().await;
+            }
+        }
+    };
+}
+
+fn block_ref(data: &[u8]) -> serde_json::Value {
+    json!({"hash": hex_hash(data), "size": data.len()})
+}
+
+/// Pseudo-random, incompressible bytes.
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+async fn content(s: &TestServer, path: &str, range: Option<&str>) -> reqwest::Response {
+    let mut req = s
+        .http
+        .get(s.url(&format!("/api/v1/files/content?path={path}")))
+        .bearer_auth(&s.token);
+    if let Some(range) = range {
+        req = req.header("Range", range);
+    }
+    req.send().await.unwrap()
+}
+
+async fn missing_for_admin(s: &TestServer, hashes: &[&[u8]]) -> Vec<String> {
+    let hashes: Vec<String> = hashes.iter().map(|h| hex_hash(h)).collect();
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/blocks/check",
+            Some(json!({ "hashes": hashes })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    serde_json::from_value(body["missing"].clone()).unwrap()
+}
+
+on_each_backend!(
+    damaged_blocks_are_never_served_and_fsck_contains_them,
+    |s| {
+        let (a, b, c) = (noise(3000, 1), noise(2000, 2), noise(1000, 3));
+        for block in [&a, &b, &c] {
+            let (status, _) = s.put_block_as(&s.token, block).await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let (status, body) = s
+            .commit(
+                json!({"path": "/f.bin", "blocks": [block_ref(&a), block_ref(&b), block_ref(&c)]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let f_rev = body["entry"]["rev"].as_str().unwrap().to_owned();
+        let (status, _) = s
+            .commit(json!({"path": "/g.bin", "blocks": [block_ref(&b)]}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = s
+            .commit(json!({"path": "/clean.bin", "blocks": [block_ref(&c)]}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let clean = fsck(&s.state.meta, &s.state.blocks, &FsckOptions::default())
+            .await
+            .unwrap();
+        assert!(clean.is_clean(), "{clean:?}");
+        assert_eq!((clean.blocks_checked, clean.bytes_verified), (3, 6000));
+
+        // Damage: b rots, a vanishes.
+        flip_last_byte(s.data.path(), &hex_hash(&b));
+        std::fs::remove_file(support::block_file(s.data.path(), &hex_hash(&a))).unwrap();
+        let failures = metric(&s, "cairn_block_verify_failures_total").await;
+
+        for (hash, what) in [(&b, "corrupt"), (&a, "missing")] {
+            let (status, body) = s
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/blocks/{}", hex_hash(hash)),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{what}: {body}");
+            assert_eq!(body["error"]["code"], "block_damaged", "{what}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("cairn admin fsck"), "{message}");
+        }
+        // A file whose first block is damaged gets a clean error that names it.
+        let resp = content(&s, "/g.bin", None).await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "block_damaged");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("/g.bin is damaged"));
+        let resp = content(&s, "/f.bin", None).await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        // A range inside the damaged block, too.
+        let resp = content(&s, "/f.bin", Some("bytes=3100-3200")).await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        // A range that starts in a good block and runs into the damaged one starts as a
+        // success, so it is cut short: the client never gets a full body of wrong bytes.
+        let resp = content(&s, "/clean.bin", None).await;
+        assert_eq!(resp.bytes().await.unwrap().to_vec(), c);
+        let (status, body) = s
+            .commit(json!({"path": "/cb.bin", "blocks": [block_ref(&c), block_ref(&b)]}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let resp = content(&s, "/cb.bin", Some("bytes=500-1500")).await;
+        assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(resp.headers()["content-length"], "1001");
+        // hyper ends the connection early, which reqwest reports as an error; a body
+        // that does arrive must be short of its Content-Length.
+        if let Ok(body) = resp.bytes().await {
+            assert!(body.len() < 1001, "a full body despite a damaged block");
+        }
+        // Missing and corrupt blocks alike count as verification failures.
+        let counted = metric(&s, "cairn_block_verify_failures_total").await - failures;
+        assert!(counted >= 6.0, "{counted} failures counted");
+
+        // A read-only fsck reports and changes nothing.
+        let options = FsckOptions {
+            quarantine: false,
+            ..FsckOptions::default()
+        };
+        let report = fsck(&s.state.meta, &s.state.blocks, &options)
+            .await
+            .unwrap();
+        assert!(!report.is_clean());
+        assert!(report.quarantined.is_empty());
+        assert_eq!(
+            missing_for_admin(&s, &[&a, &b, &c]).await,
+            Vec::<String>::new()
+        );
+
+        let report = fsck(&s.state.meta, &s.state.blocks, &FsckOptions::default())
+            .await
+            .unwrap();
+        let (ha, hb) = (BlockHash::of(&a), BlockHash::of(&b));
+        assert_eq!(report.missing, vec![ha]);
+        assert_eq!(report.corrupt, vec![hb]);
+        assert_eq!(report.quarantined, vec![hb]);
+        assert_eq!((report.blocks_checked, report.bytes_verified), (3, 1000));
+        assert!(report.inconsistencies.is_empty());
+        let files: Vec<(String, Vec<BlockHash>)> = report
+            .damaged_files
+            .iter()
+            .map(|f| (f.path.to_string(), f.blocks.clone()))
+            .collect();
+        let mut both = vec![ha, hb];
+        both.sort();
+        assert_eq!(
+            files,
+            vec![
+                ("/cb.bin".to_owned(), vec![hb]),
+                ("/f.bin".to_owned(), both),
+                ("/g.bin".to_owned(), vec![hb]),
+            ]
+        );
+        let f = &report.damaged_files[1];
+        assert_eq!(
+            (f.version.0.to_string(), f.owner.as_str()),
+            (f_rev, "admin")
+        );
+        assert!(f.is_current && !f.in_trash);
+        assert!(s
+            .data
+            .path()
+            .join("quarantine")
+            .join(hex_hash(&b))
+            .is_file());
+
+        // Every client is now told to upload both again; doing so repairs the files.
+        let mut expect = vec![hex_hash(&a), hex_hash(&b)];
+        expect.sort();
+        let mut missing = missing_for_admin(&s, &[&a, &b, &c]).await;
+        missing.sort();
+        assert_eq!(missing, expect);
+        for block in [&a, &b] {
+            let (status, _) = s.put_block_as(&s.token, block).await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let resp = content(&s, "/f.bin", None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.bytes().await.unwrap().to_vec(), [a, b, c].concat());
+        let report = fsck(&s.state.meta, &s.state.blocks, &FsckOptions::default())
+            .await
+            .unwrap();
+        assert!(report.is_clean(), "{report:?}");
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_scrub_finds_and_contains_a_rotten_block() {
+    for backend in BACKENDS {
+        let s = TestServer::start_with(backend, |config| {
+            config.maintenance.scrub_bytes_per_sec = 256 << 20;
+        })
+        .await;
+        let (good, bad) = (noise(5000, 7), noise(5000, 8));
+        for block in [&good, &bad] {
+            let (status, _) = s.put_block_as(&s.token, block).await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let (status, _) = s
+            .commit(json!({"path": "/rots.bin", "blocks": [block_ref(&good), block_ref(&bad)]}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let before = metric(&s, "cairn_scrub_damaged_blocks_total").await;
+        flip_last_byte(s.data.path(), &hex_hash(&bad));
+
+        let quarantined = s.data.path().join("quarantine").join(hex_hash(&bad));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !quarantined.is_file() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            quarantined.is_file(),
+            "the scrub did not quarantine the block"
+        );
+        // Possession is forgotten right after the move; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while missing_for_admin(&s, &[&bad]).await.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            missing_for_admin(&s, &[&good, &bad]).await,
+            vec![hex_hash(&bad)]
+        );
+        let found = metric(&s, "cairn_scrub_damaged_blocks_total").await - before;
+        assert!(found >= 1.0, "{found}");
+        // The good block was left alone.
+        assert!(support::block_file(s.data.path(), &hex_hash(&good)).is_file());
+        s.finish().await;
+    }
+}
