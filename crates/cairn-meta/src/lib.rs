@@ -28,7 +28,9 @@ mod check;
 mod commit;
 mod db;
 mod error;
+pub mod gc;
 mod journal;
+mod retention;
 mod tree;
 mod types;
 mod users;
@@ -40,6 +42,7 @@ use sqlx::AnyPool;
 
 pub use check::Inconsistency;
 pub use error::MetaError;
+pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use types::{
     Actor, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry, EntryKind,
     JournalEntry, MetaStats, User, VersionInfo,

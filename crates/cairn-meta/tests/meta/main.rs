@@ -12,6 +12,7 @@ mod common;
 mod check;
 mod commit;
 mod concurrency;
+mod gc;
 mod journal;
 mod send;
 mod tree;
