@@ -117,20 +117,22 @@ impl MetaStore {
         let now = now_ms();
         let mut claimed = Vec::with_capacity(candidates.len());
         let mut tx = WriteTx::begin(self).await?;
-        for chunk in candidates.chunks(CHUNK) {
-            let sql = format!(
+        // One statement per block, in hash order: the order in which a single
+        // `… WHERE hash IN (…)` locks its rows is the query plan's choice, and a
+        // different order from other writers could deadlock on PostgreSQL.
+        for h in &candidates {
+            let row = sqlx::query(
                 "UPDATE blocks SET gc_started = $1 \
-                 WHERE hash IN ({}) AND refcount = 0 AND zero_since < $2 \
-                   AND gc_started IS NULL \
+                 WHERE hash = $2 AND refcount = 0 AND zero_since < $3 AND gc_started IS NULL \
                  RETURNING hash",
-                placeholders(3, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(now).bind(cutoff);
-            for h in chunk {
-                q = q.bind(h.0.to_vec());
-            }
-            for row in q.fetch_all(tx.conn()).await? {
-                claimed.push(hash_of(row.try_get("hash")?)?);
+            )
+            .bind(now)
+            .bind(h.0.to_vec())
+            .bind(cutoff)
+            .fetch_optional(tx.conn())
+            .await?;
+            if row.is_some() {
+                claimed.push(*h);
             }
         }
         tx.commit().await?;
@@ -163,23 +165,24 @@ impl MetaStore {
             .collect()
     }
 
-    /// Gives every block among `stored` (hashes with their stored sizes, as the block
-    /// store lists them) that has no row a claimed row, and returns those, sorted.
-    /// Such a file was written by an upload that never recorded it (a crash in
-    /// between), or by one recording it right now; once claimed it is deleted like any
-    /// other claimed block, and an upload in flight revives it (see the module doc).
+    /// Gives every block among `stored` (hashes the block store lists) that has no row
+    /// a claimed row, and returns those, sorted. Such a file was written by an upload
+    /// that never recorded it (a crash in between), or by one recording it right now;
+    /// once claimed it is deleted like any other claimed block, and an upload in flight
+    /// revives it (see the module doc). Adopted rows record a stored size of 0: the
+    /// collector learns the real one from the file when it deletes it.
     pub async fn gc_adopt_orphans(
         &self,
-        stored: &[(BlockHash, i64)],
+        stored: &[BlockHash],
     ) -> Result<Vec<BlockHash>, MetaError> {
-        let mut orphans: Vec<(BlockHash, i64)> = Vec::new();
+        let mut orphans: Vec<BlockHash> = Vec::new();
         for chunk in stored.chunks(CHUNK) {
             let sql = format!(
                 "SELECT hash FROM blocks WHERE hash IN ({})",
                 placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
-            for (h, _) in chunk {
+            for h in chunk {
                 q = q.bind(h.0.to_vec());
             }
             let known = q
@@ -188,12 +191,13 @@ impl MetaStore {
                 .into_iter()
                 .map(|r| hash_of(r.try_get("hash")?))
                 .collect::<Result<std::collections::HashSet<_>, MetaError>>()?;
-            orphans.extend(chunk.iter().filter(|(h, _)| !known.contains(h)));
+            orphans.extend(chunk.iter().filter(|h| !known.contains(h)));
         }
         if orphans.is_empty() {
             return Ok(Vec::new());
         }
         orphans.sort_unstable();
+        orphans.dedup();
         let now = now_ms();
         let mut adopted = Vec::new();
         let mut tx = WriteTx::begin(self).await?;
@@ -201,16 +205,18 @@ impl MetaStore {
             // The plaintext size is unknown without reading the block; nothing can
             // reference the row while it is claimed, and an upload that revives it
             // sets the real size.
-            const COLS: usize = 3;
+            let rows = (0..chunk.len())
+                .map(|i| format!("(${}, 0, 0, 0, $1, $1, $1)", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
             let sql = format!(
                 "INSERT INTO blocks \
-                 (hash, stored_size, size, refcount, zero_since, gc_started, created_at) \
-                 VALUES {} ON CONFLICT (hash) DO NOTHING RETURNING hash",
-                adopt_rows(chunk.len(), COLS)
+                 (hash, size, stored_size, refcount, zero_since, gc_started, created_at) \
+                 VALUES {rows} ON CONFLICT (hash) DO NOTHING RETURNING hash"
             );
             let mut q = sqlx::query(&sql).bind(now);
-            for (h, stored_size) in chunk {
-                q = q.bind(h.0.to_vec()).bind(*stored_size).bind(0_i64);
+            for h in chunk {
+                q = q.bind(h.0.to_vec());
             }
             for row in q.fetch_all(tx.conn()).await? {
                 adopted.push(hash_of(row.try_get("hash")?)?);
@@ -244,23 +250,23 @@ impl MetaStore {
         sorted.dedup();
         let mut deleted = Vec::with_capacity(sorted.len());
         let mut tx = WriteTx::begin(self).await?;
-        for chunk in sorted.chunks(CHUNK) {
+        // One block at a time, in hash order, as in `gc_claim`.
+        for h in &sorted {
             // user_blocks rows go with their block (ON DELETE CASCADE); version_blocks
             // has no cascade, so a block that is referenced after all could not be
             // deleted even if its refcount were wrong.
-            let sql = format!(
+            let row = sqlx::query(
                 "DELETE FROM blocks \
-                 WHERE hash IN ({}) AND gc_started IS NOT NULL AND refcount = 0 \
-                 RETURNING hash, stored_size",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for h in chunk {
-                q = q.bind(h.0.to_vec());
-            }
-            for row in q.fetch_all(tx.conn()).await.map_err(MetaError::from)? {
+                 WHERE hash = $1 AND gc_started IS NOT NULL AND refcount = 0 \
+                 RETURNING stored_size",
+            )
+            .bind(h.0.to_vec())
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(MetaError::from)?;
+            if let Some(row) = row {
                 deleted.push(DeletedBlock {
-                    hash: hash_of(row.try_get("hash").map_err(MetaError::from)?)?,
+                    hash: *h,
                     stored_size: row.try_get("stored_size").map_err(MetaError::from)?,
                 });
             }
@@ -297,17 +303,4 @@ impl MetaStore {
             claimed_blocks: row.try_get("claimed")?,
         })
     }
-}
-
-/// `($2, $3, $4, 0, $1, $1, $1), …` for [`MetaStore::gc_adopt_orphans`]: each row
-/// binds hash, stored size and size, and all share `$1` (now) for `zero_since`,
-/// `gc_started` and `created_at` (which `row_placeholders` cannot express).
-fn adopt_rows(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let base = 2 + r * cols;
-            format!("(${}, ${}, ${}, 0, $1, $1, $1)", base, base + 1, base + 2)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -4,7 +4,7 @@
 use cairn_core::VersionId;
 use sqlx::Row;
 
-use crate::db::{placeholders, WriteTx};
+use crate::db::WriteTx;
 use crate::versions::delete_versions;
 use crate::{MetaError, MetaStore};
 
@@ -64,23 +64,21 @@ impl MetaStore {
             // Lock the chosen rows and keep those still there. On PostgreSQL a second
             // pruner (another process) may have deleted some since the read; deleting
             // their block lists again would remove their references twice. The no-op
-            // UPDATE waits for such a pruner and then skips the rows it deleted. On
-            // SQLite the write transaction already excludes every other writer.
-            let sql = format!(
-                "UPDATE versions SET block_count = block_count WHERE id IN ({}) RETURNING id",
-                placeholders(1, batch.len())
-            );
-            let mut q = sqlx::query(&sql);
+            // UPDATE waits for such a pruner and then skips the rows it deleted. One
+            // row at a time, in id order, so two pruners never lock in opposite
+            // orders. On SQLite the write transaction already excludes other writers.
+            let mut still = Vec::with_capacity(batch.len());
             for v in &batch {
-                q = q.bind(v.0);
+                let row = sqlx::query(
+                    "UPDATE versions SET block_count = block_count WHERE id = $1 RETURNING id",
+                )
+                .bind(v.0)
+                .fetch_optional(tx.conn())
+                .await?;
+                if row.is_some() {
+                    still.push(*v);
+                }
             }
-            let mut still: Vec<VersionId> = q
-                .fetch_all(tx.conn())
-                .await?
-                .iter()
-                .map(|r| Ok(VersionId(r.try_get("id")?)))
-                .collect::<Result<_, MetaError>>()?;
-            still.sort_unstable();
             let now = crate::db::now_ms();
             delete_versions(tx.conn(), &still, now).await?;
             tx.commit().await?;

@@ -10,6 +10,8 @@ mod convert;
 mod error;
 mod extract;
 mod files;
+pub mod gc;
+pub mod maintenance;
 pub mod metrics;
 mod openapi;
 mod state;
@@ -28,6 +30,7 @@ use cairn_meta::MetaStore;
 use cairn_store::BlockStore;
 use tower_http::trace::TraceLayer;
 
+pub use blocks::{accept_block, ensure_stored};
 pub use config::{Config, Maintenance};
 pub use error::ApiError;
 pub use state::AppState;
@@ -132,11 +135,19 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, running the background maintenance (version
+    /// retention, garbage collection) every `maintenance.maintenance_interval_secs`
+    /// meanwhile.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // Stopped when it is dropped, at the end of this function.
+        let _maintenance = maintenance::spawn(
+            self.state.meta.clone(),
+            self.state.blocks.clone(),
+            self.state.config.maintenance.clone(),
+        );
         axum::serve(
             self.listener,
             self.router
