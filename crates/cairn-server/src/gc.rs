@@ -64,7 +64,11 @@ pub async fn collect_garbage(
     let mut report = GcReport::default();
     // The cutoff is fixed for the run: a block that loses its last reference during the
     // run is newer than it, so every row is claimed at most once and the run ends.
-    let cutoff = now_ms().saturating_sub(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
+    // "Unreferenced for at least `grace`" is `zero_since <= now - grace`; the claim
+    // compares with `<`, hence the + 1. So grace 0 also takes a block whose last
+    // reference went this very millisecond (say, by the retention pass just before).
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms().saturating_sub(grace_ms).saturating_add(1);
 
     // Files without rows become claimed rows first, so the next step deletes them.
     let listed = store.list().await?;

@@ -586,3 +586,64 @@ on_each_backend!(
         assert_eq!(state.blocks.get(hash).await.unwrap(), data);
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_task_prunes_and_collects() {
+    for backend in BACKENDS {
+        let s = TestServer::start_with(backend, |config| {
+            config.maintenance.maintenance_interval_secs = 1;
+            config.maintenance.gc_grace_secs = 0;
+            config.maintenance.version_retention_days = 0;
+            config.maintenance.keep_versions = 1;
+        })
+        .await;
+        let metrics = |name: &'static str| {
+            let body = cairn_server::metrics::handle().render();
+            body.lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        };
+        let (deleted_before, pruned_before) = (
+            metrics("cairn_gc_blocks_deleted_total"),
+            metrics("cairn_versions_pruned_total"),
+        );
+        let pool = pool();
+        let (one, two) = (&pool[0], &pool[1]);
+        // Two versions of a file (the older one beyond keep_versions) and a block
+        // uploaded but never committed.
+        for data in [one, two, &pool[2]] {
+            let (status, body) = s.put_block_as(&s.token, data).await;
+            assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+        }
+        let block =
+            |d: &Bytes| serde_json::json!({"hash": crate::support::hex_hash(d), "size": d.len()});
+        let (status, body) = s
+            .commit(serde_json::json!({"path": "/f", "blocks": [block(one)]}))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+        let rev = body["entry"]["rev"].clone();
+        let (status, body) = s
+            .commit(serde_json::json!({"path": "/f", "blocks": [block(two)], "base_rev": rev}))
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+
+        // Within a few passes only the current version's block is left.
+        let hashes: Vec<BlockHash> = pool.iter().map(|b| BlockHash::of(b)).collect();
+        let mut left = Vec::new();
+        for _ in 0..100 {
+            left = s.state.blocks.list().await.unwrap();
+            if left == vec![hashes[1]] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(left, vec![hashes[1]], "the background task did not collect");
+        assert_eq!(s.state.blocks.get(hashes[1]).await.unwrap(), *two);
+        assert!(metrics("cairn_gc_blocks_deleted_total") >= deleted_before + 2.0);
+        assert!(metrics("cairn_versions_pruned_total") >= pruned_before + 1.0);
+        let problems = s.state.meta.check_consistency().await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        s.finish().await;
+    }
+}

@@ -54,6 +54,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server whose configuration `configure` may change first.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestServer {
         let data = tempfile::tempdir().unwrap();
         let mut config = Config::for_data_dir(data.path());
         config.listen = "127.0.0.1:0".parse().unwrap();
@@ -66,6 +71,7 @@ impl TestServer {
             avg_size: 64 << 10,
             max_size: 256 << 10,
         };
+        configure(&mut config);
         let mut schema = None;
         if let Backend::Postgres = backend {
             let (name, url) = fresh_postgres_url().await;
