@@ -25,7 +25,8 @@ pub struct GcReport {
     pub blocks_deleted: u64,
     /// Bytes those blocks took in the block store.
     pub bytes_freed: u64,
-    /// Of those, blocks claimed by an earlier collection that did not finish.
+    /// Of those, blocks already claimed when the run reached them: by a collection that
+    /// did not finish or is running elsewhere, or adopted strays (below).
     pub unfinished_deleted: u64,
     /// Files found in the block store with no metadata row, taken over for deletion.
     pub orphans_adopted: u64,
