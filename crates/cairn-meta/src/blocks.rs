@@ -30,6 +30,14 @@ impl MetaStore {
     /// a known block that has no references gets its grace period restarted, so a
     /// garbage collection cannot take it before the uploader commits.
     ///
+    /// A block that garbage collection has claimed (see [`crate::gc`]) is revived: the
+    /// claim is dropped, so the collector will not delete the row. It may already have
+    /// deleted the *file*, though, after the caller's `put` found it present; so once
+    /// this returns, the caller must make sure the block store still holds the block
+    /// and write it again if not. That is safe from then on: the row now says the
+    /// block has had no references only since now, so no collection takes it for a
+    /// grace period.
+    ///
     /// Concurrent calls are written together, in one transaction (group commit): on
     /// SQLite every write transaction costs a WAL fsync, and one per 4 MiB block made
     /// this the bottleneck of parallel uploads. The call returns once its record is
@@ -96,11 +104,20 @@ impl MetaStore {
         blocks.sort_by_key(|p| p.hash);
         blocks.dedup_by_key(|p| p.hash);
         let mut tx = WriteTx::begin(self).await?;
+        // Size and stored size are taken from the upload too: nothing references the
+        // row (refcount 0), and a row that garbage collection made for a stray file
+        // (`gc_adopt_orphans`) does not know them. The upload's size is right, its
+        // hash having been checked; a stored size of 0 means the uploader could not
+        // tell, and the old value stays.
         for p in &blocks {
             sqlx::query(
                 "INSERT INTO blocks (hash, size, stored_size, refcount, zero_since, created_at) \
                  VALUES ($1, $2, $3, 0, $4, $4) \
-                 ON CONFLICT (hash) DO UPDATE SET zero_since = $4 WHERE blocks.refcount = 0",
+                 ON CONFLICT (hash) DO UPDATE SET zero_since = $4, gc_started = NULL, \
+                   size = excluded.size, \
+                   stored_size = CASE WHEN excluded.stored_size > 0 \
+                     THEN excluded.stored_size ELSE blocks.stored_size END \
+                 WHERE blocks.refcount = 0",
             )
             .bind(p.hash.0.to_vec())
             .bind(i64::from(p.size))
@@ -125,8 +142,8 @@ impl MetaStore {
     /// A block's bookkeeping row, if the block is known.
     pub async fn block_info(&self, hash: BlockHash) -> Result<Option<BlockInfo>, MetaError> {
         let row = sqlx::query(
-            "SELECT size, stored_size, refcount, zero_since, created_at FROM blocks \
-             WHERE hash = $1",
+            "SELECT size, stored_size, refcount, zero_since, gc_started, created_at \
+             FROM blocks WHERE hash = $1",
         )
         .bind(hash.0.to_vec())
         .fetch_optional(&self.pool)
@@ -138,6 +155,7 @@ impl MetaStore {
                 stored_size: r.try_get("stored_size")?,
                 refcount: r.try_get("refcount")?,
                 zero_since: r.try_get("zero_since")?,
+                gc_started: r.try_get("gc_started")?,
                 created_at: r.try_get("created_at")?,
             })
         })
@@ -171,10 +189,12 @@ pub(crate) async fn owned_block_sizes(
     let mut out = HashMap::with_capacity(hashes.len());
     for chunk in hashes.chunks(CHUNK) {
         // user_blocks rows go when their block goes (ON DELETE CASCADE), so a row here
-        // means the block exists too.
+        // means the block exists too. A block garbage collection has claimed counts as
+        // absent: its file may be deleted any moment, so the client must upload it
+        // again (which revives it).
         let sql = format!(
             "SELECT b.hash, b.size FROM user_blocks ub JOIN blocks b ON b.hash = ub.block_hash \
-             WHERE ub.user_id = $1 AND ub.block_hash IN ({})",
+             WHERE ub.user_id = $1 AND b.gc_started IS NULL AND ub.block_hash IN ({})",
             placeholders(2, chunk.len())
         );
         let mut q = sqlx::query(&sql).bind(user.0);
@@ -192,7 +212,8 @@ pub(crate) async fn owned_block_sizes(
 
 /// Adds `count` references to each block, in hash order, and returns the blocks that
 /// do not exist (a garbage collection may have removed an unreferenced block since it
-/// was checked).
+/// was checked) or that a garbage collection has claimed. A claimed block must never
+/// gain a reference: its file is about to be deleted.
 ///
 /// The fixed order matters on PostgreSQL: two transactions that lock the same block
 /// rows in different orders could deadlock, and one of them would fail.
@@ -203,7 +224,8 @@ pub(crate) async fn add_references(
     let mut missing = Vec::new();
     for (hash, count) in counts {
         let done = sqlx::query(
-            "UPDATE blocks SET refcount = refcount + $1, zero_since = NULL WHERE hash = $2",
+            "UPDATE blocks SET refcount = refcount + $1, zero_since = NULL \
+             WHERE hash = $2 AND gc_started IS NULL",
         )
         .bind(*count)
         .bind(hash.0.to_vec())
@@ -219,8 +241,6 @@ pub(crate) async fn add_references(
 /// Removes `count` references from each block, in hash order (see [`add_references`]).
 /// A block whose count reaches zero starts its grace period now: garbage collection may
 /// delete it once that has passed and nothing referenced it again.
-// Its callers (trash purge, version retention) are being written; drop this then.
-#[allow(dead_code)]
 pub(crate) async fn remove_references(
     conn: &mut AnyConnection,
     counts: &BTreeMap<BlockHash, i64>,

@@ -155,6 +155,17 @@ impl MetaStore {
             }
         };
 
+        // References first, then the block list. Taking the blocks' row locks here, in
+        // hash order, means the block list's foreign-key checks below find them held
+        // already. The other way round, on PostgreSQL, those checks take weaker locks
+        // in file order, and upgrading them here could deadlock with a garbage
+        // collection deleting one of the blocks.
+        let gone = add_references(w.conn(), &references).await?;
+        if !gone.is_empty() {
+            // Collected (or claimed for collection) since the possession check; the
+            // client must upload them again.
+            return Err(MetaError::MissingBlocks(gone));
+        }
         let version = insert_version(&mut w, &req, entry_id, size, &content.0, mtime).await?;
         sqlx::query(
             "UPDATE entries SET size = $1, content_hash = $2, mtime = $3, modified_at = $4, \
@@ -168,12 +179,6 @@ impl MetaStore {
         .bind(entry_id.0)
         .execute(w.conn())
         .await?;
-        let gone = add_references(w.conn(), &references).await?;
-        if !gone.is_empty() {
-            // Collected between the possession check and now; the client must upload
-            // them again.
-            return Err(MetaError::MissingBlocks(gone));
-        }
         w.record(
             crate::ChangeKind::Commit,
             EntryKind::File,

@@ -28,8 +28,10 @@ mod check;
 mod commit;
 mod db;
 mod error;
+pub mod gc;
 mod integrity;
 mod journal;
+mod retention;
 mod tree;
 mod types;
 mod users;
@@ -41,6 +43,7 @@ use sqlx::AnyPool;
 
 pub use check::Inconsistency;
 pub use error::MetaError;
+pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
 pub use types::{
     Actor, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry, EntryKind,

@@ -248,6 +248,9 @@ pub struct BlockInfo {
     pub refcount: i64,
     /// Since when the block has had no references (Unix ms); `None` while referenced.
     pub zero_since: Option<i64>,
+    /// When a garbage collection claimed the block for deletion (Unix ms); while set,
+    /// the block counts as absent to everyone but the collector.
+    pub gc_started: Option<i64>,
     /// When the block was first recorded, Unix ms.
     pub created_at: i64,
 }

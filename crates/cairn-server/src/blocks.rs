@@ -83,7 +83,7 @@ pub async fn accept_block(
     state.meta.check_quota(user, 1).await?;
     metrics::counter!(BLOCK_BYTES_RECEIVED).increment(size as u64);
     let started = std::time::Instant::now();
-    let outcome = state.blocks.put(hash, data).await?;
+    let outcome = state.blocks.put(hash, data.clone()).await?;
     let stored_at = started.elapsed();
     if outcome.newly_stored {
         metrics::counter!(BLOCKS_STORED).increment(1);
@@ -103,6 +103,7 @@ pub async fn accept_block(
         .meta
         .record_block_upload(user.id, hash, size as u32, stored_size)
         .await?;
+    ensure_stored(&state.blocks, hash, data).await?;
     tracing::debug!(
         %hash,
         size,
@@ -110,6 +111,28 @@ pub async fn accept_block(
         meta_ms = (started.elapsed() - stored_at).as_secs_f64() * 1e3,
         "block accepted"
     );
+    Ok(())
+}
+
+/// Writes the block again if it is no longer in the store. Call it after the block's
+/// upload record has committed.
+///
+/// Garbage collection may have deleted the file between our `put` (which found it
+/// present, or wrote it) and our record: the collector had claimed the unreferenced
+/// row, and deleted the row and the file in one transaction before our record could
+/// revive the row (see `cairn_meta::gc`). Our record then created the row anew, or
+/// revived a claimed one, with `zero_since` = now; from that commit on no collection
+/// can take the block for a whole grace period, so a write now is safe and the block
+/// is there when the client commits.
+pub async fn ensure_stored(
+    store: &cairn_store::BlockStore,
+    hash: BlockHash,
+    data: Bytes,
+) -> Result<(), cairn_store::StoreError> {
+    if !store.contains(hash).await? {
+        tracing::debug!(%hash, "block collected during its upload; storing it again");
+        store.put(hash, data).await?;
+    }
     Ok(())
 }
 

@@ -11,6 +11,8 @@ mod error;
 mod extract;
 mod files;
 pub mod fsck;
+pub mod gc;
+pub mod maintenance;
 pub mod metrics;
 mod openapi;
 pub mod scrub;
@@ -30,6 +32,7 @@ use cairn_meta::MetaStore;
 use cairn_store::BlockStore;
 use tower_http::trace::TraceLayer;
 
+pub use blocks::{accept_block, ensure_stored};
 pub use config::{Config, Maintenance};
 pub use error::ApiError;
 pub use state::AppState;
@@ -134,8 +137,10 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, with the background scrub running alongside
-    /// (unless `maintenance.scrub_bytes_per_sec` is 0) and stopped with the server.
+    /// Serves until `shutdown` completes, with the background tasks running alongside
+    /// and stopped with the server: the scrub (unless `maintenance.scrub_bytes_per_sec`
+    /// is 0) and the maintenance (version retention, trash expiry, garbage collection)
+    /// every `maintenance.maintenance_interval_secs`.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -145,6 +150,12 @@ impl Application {
             self.state.blocks.clone(),
             self.state.config.maintenance.scrub_bytes_per_sec,
         ));
+        // Stopped when it is dropped, at the end of this function.
+        let _maintenance = maintenance::spawn(
+            self.state.meta.clone(),
+            self.state.blocks.clone(),
+            self.state.config.maintenance.clone(),
+        );
         let served = axum::serve(
             self.listener,
             self.router

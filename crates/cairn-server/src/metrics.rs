@@ -20,6 +20,12 @@ pub const BLOCKS_DEDUPLICATED: &str = "cairn_blocks_deduplicated_total";
 pub const COMMITS: &str = "cairn_commits_total";
 /// Open notification connections (gauge).
 pub const NOTIFY_CONNECTIONS: &str = "cairn_notify_connections";
+/// Blocks garbage collection deleted (rows and files).
+pub const GC_BLOCKS_DELETED: &str = "cairn_gc_blocks_deleted_total";
+/// Block-store bytes garbage collection freed.
+pub const GC_BYTES_FREED: &str = "cairn_gc_bytes_freed_total";
+/// Old file versions dropped by retention.
+pub const VERSIONS_PRUNED: &str = "cairn_versions_pruned_total";
 /// Blocks that failed verification on read, or that metadata references and the store
 /// lacks (counted by cairn-store).
 pub const BLOCK_VERIFY_FAILURES: &str = "cairn_block_verify_failures_total";
@@ -48,6 +54,9 @@ pub fn handle() -> PrometheusHandle {
                 COMMITS,
                 BLOCK_VERIFY_FAILURES,
                 SCRUB_DAMAGED_BLOCKS,
+                GC_BLOCKS_DELETED,
+                GC_BYTES_FREED,
+                VERSIONS_PRUNED,
             ] {
                 metrics::counter!(name).increment(0);
             }

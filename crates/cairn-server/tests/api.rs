@@ -20,6 +20,9 @@ macro_rules! on_each_backend {
     };
 }
 
+// After the macro, which it uses.
+mod gc;
+
 fn block_ref(data: &[u8]) -> serde_json::Value {
     json!({"hash": hex_hash(data), "size": data.len()})
 }

@@ -5,7 +5,7 @@
 #[path = "client/config.rs"]
 mod config;
 #[path = "client/output.rs"]
-mod output;
+pub(crate) mod output;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};

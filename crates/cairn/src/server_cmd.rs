@@ -33,6 +33,16 @@ pub enum AdminCommand {
         #[arg(long)]
         no_quarantine: bool,
     },
+    /// Run version retention and garbage collection now. Safe while the server runs.
+    Gc {
+        /// Collect blocks unreferenced for at least this many seconds (default: the
+        /// configured gc_grace_secs). 0 collects every unreferenced block now; uploads
+        /// in flight then have to send their blocks again.
+        #[arg(long, value_name = "SECS")]
+        grace: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +135,34 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
             json,
             no_quarantine,
         } => return fsck(&meta, &blocks, json, !no_quarantine).await,
+        AdminCommand::Gc { grace, json } => {
+            let grace = grace.unwrap_or(config.maintenance.gc_grace_secs);
+            let report = cairn_server::maintenance::run_once(
+                &meta,
+                &blocks,
+                &config.maintenance,
+                std::time::Duration::from_secs(grace),
+            )
+            .await?;
+            if json {
+                let out = serde_json::json!({
+                    "versions_pruned": report.versions_pruned,
+                    "blocks_deleted": report.gc.blocks_deleted,
+                    "bytes_freed": report.gc.bytes_freed,
+                    "unfinished_deleted": report.gc.unfinished_deleted,
+                    "orphans_adopted": report.gc.orphans_adopted,
+                    "grace_secs": grace,
+                });
+                println!("{out}");
+            } else {
+                println!(
+                    "pruned {} old versions; deleted {} blocks, freed {}",
+                    report.versions_pruned,
+                    report.gc.blocks_deleted,
+                    crate::client_cmd::output::human_size(report.gc.bytes_freed)
+                );
+            }
+        }
         AdminCommand::User { command } => match command {
             UserCommand::Add {
                 name,

@@ -5,6 +5,7 @@ mod support;
 
 use std::fs;
 use std::io::Read;
+use std::path::Path;
 use std::process::Stdio;
 
 use support::{random_file, same_content, Server};
@@ -317,4 +318,86 @@ fn a_user_at_quota_cannot_upload_and_is_told_why() {
     carol.ok(&["put", b.to_str().unwrap(), "/b"]);
     let out = server.admin(&["user", "set-quota", "nobody", "--quota", "1"], "");
     assert!(!out.status.success());
+}
+
+/// Runs `cairn admin gc ARGS --json` on the server's data dir and returns its report.
+fn admin_gc(server: &Server, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["gc", "--json"];
+    all.extend_from_slice(args);
+    let out = server.admin(&all, "");
+    assert!(
+        out.status.success(),
+        "cairn admin {all:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn admin_gc_frees_blocks_nothing_references_and_keeps_the_rest() {
+    let server = Server::start();
+    let client = server.login("admin");
+    let data = server.data.as_ref().unwrap().path().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let file = |name: &str| work.path().join(name).to_str().unwrap().to_owned();
+
+    // A live file, a file in the trash, and a file whose first content (unique blocks)
+    // is now only history.
+    random_file(Path::new(&file("live.bin")), 3 << 20, 21);
+    client.ok(&["put", &file("live.bin"), "/live.bin"]);
+    random_file(Path::new(&file("trashed.bin")), 3 << 20, 22);
+    client.ok(&["put", &file("trashed.bin"), "/trashed.bin"]);
+    client.ok(&["rm", "/trashed.bin"]);
+    random_file(Path::new(&file("doc.bin")), 3 << 20, 23);
+    client.ok(&["put", &file("doc.bin"), "/doc.bin"]);
+    fs::write(file("doc.bin"), "the new, short content").unwrap();
+    client.ok(&["put", &file("doc.bin"), "/doc.bin"]);
+    let before = stored_block_files(&data);
+
+    // The default retention keeps a month of history and the trash keeps its files:
+    // even with no grace period nothing is referenced by nothing.
+    let report = admin_gc(&server, &["--grace", "0"]);
+    assert_eq!(report["versions_pruned"], 0, "{report}");
+    assert_eq!(report["blocks_deleted"], 0, "{report}");
+    assert_eq!(stored_block_files(&data), before);
+
+    // Keep no history: the old content of /doc.bin goes, its blocks are freed.
+    let config = work.path().join("cairn.toml");
+    fs::write(&config, "version_retention_days = 0\nkeep_versions = 0\n").unwrap();
+    let report = admin_gc(
+        &server,
+        &["--grace", "0", "--config", config.to_str().unwrap()],
+    );
+    assert_eq!(report["versions_pruned"], 1, "{report}");
+    let deleted = report["blocks_deleted"].as_u64().unwrap();
+    assert!(deleted >= 1, "{report}");
+    assert!(
+        report["bytes_freed"].as_u64().unwrap() >= 3 << 20,
+        "random content does not compress: {report}"
+    );
+    assert_eq!(stored_block_files(&data), before - deleted as usize);
+
+    // What is still referenced is intact and readable.
+    client.ok(&["get", "/live.bin", &file("live.back")]);
+    assert!(same_content(
+        Path::new(&file("live.bin")),
+        Path::new(&file("live.back"))
+    ));
+    client.ok(&["get", "/doc.bin", &file("doc.back")]);
+    assert_eq!(
+        fs::read(file("doc.back")).unwrap(),
+        b"the new, short content"
+    );
+
+    // Human output, with the configured grace (an hour): nothing more to do.
+    let out = server.admin(&["gc"], "");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("deleted 0 blocks, freed 0 B"), "{text:?}");
+
+    // Bad input: one line on stderr, non-zero exit.
+    let out = server.admin(&["gc", "--grace", "soon"], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--grace"), "{stderr}");
 }

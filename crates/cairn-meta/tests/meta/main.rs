@@ -12,6 +12,7 @@ mod common;
 mod check;
 mod commit;
 mod concurrency;
+mod gc;
 mod integrity;
 mod journal;
 mod send;
