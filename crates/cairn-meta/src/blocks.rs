@@ -219,8 +219,6 @@ pub(crate) async fn add_references(
 /// Removes `count` references from each block, in hash order (see [`add_references`]).
 /// A block whose count reaches zero starts its grace period now: garbage collection may
 /// delete it once that has passed and nothing referenced it again.
-// Its callers (trash purge, version retention) are being written; drop this then.
-#[allow(dead_code)]
 pub(crate) async fn remove_references(
     conn: &mut AnyConnection,
     counts: &BTreeMap<BlockHash, i64>,

@@ -1,6 +1,6 @@
 //! The one error type of the metadata store.
 
-use cairn_core::{BlockHash, NamespaceId, PathError, ServerPath, VersionId};
+use cairn_core::{BlockHash, NamespaceId, PathError, ServerPath, TrashId, VersionId};
 
 use crate::Entry;
 
@@ -68,6 +68,10 @@ pub enum MetaError {
     /// The version id names no version.
     #[error("version {0} does not exist")]
     NoSuchVersion(VersionId),
+    /// The trash item id names no item of this namespace (it may have been restored or
+    /// purged already).
+    #[error("trash item {0} does not exist; it may have been restored or purged already")]
+    NoSuchTrashItem(TrashId),
     /// The database URL is neither SQLite nor PostgreSQL.
     #[error("unsupported database URL {0:?}: use sqlite://PATH?mode=rwc, sqlite::memory: or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),

@@ -29,6 +29,7 @@ mod commit;
 mod db;
 mod error;
 mod journal;
+mod trash;
 mod tree;
 mod types;
 mod users;
@@ -42,7 +43,7 @@ pub use check::Inconsistency;
 pub use error::MetaError;
 pub use types::{
     Actor, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry, EntryKind,
-    JournalEntry, MetaStats, User, VersionInfo,
+    JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
 
 /// The handle to the metadata database. Cheap to clone; clones share one pool.

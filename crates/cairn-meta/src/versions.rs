@@ -93,8 +93,6 @@ impl MetaStore {
 /// Deletes these versions with their block lists and drops the block references they
 /// held, in the caller's transaction. The caller makes sure no entry still names one of
 /// them as its current version.
-// Its callers (trash purge, version retention) are being written; drop this then.
-#[allow(dead_code)]
 pub(crate) async fn delete_versions(
     conn: &mut sqlx::AnyConnection,
     versions: &[VersionId],

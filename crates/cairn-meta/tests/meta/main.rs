@@ -14,6 +14,7 @@ mod commit;
 mod concurrency;
 mod journal;
 mod send;
+mod trash;
 mod tree;
 mod users;
 mod versions;
