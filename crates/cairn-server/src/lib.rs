@@ -13,6 +13,7 @@ mod files;
 pub mod metrics;
 mod openapi;
 mod state;
+mod trash;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .merge(auth::router())
         .merge(files::router())
+        .merge(trash::router())
         .layer(axum::extract::DefaultBodyLimit::max(max_json))
         // Block routes set their own limit: a block, not a JSON document.
         .merge(blocks::router(max_block));
