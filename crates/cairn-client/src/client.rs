@@ -11,7 +11,8 @@ use cairn_proto::{
     AccountInfo, BlockCheckRequest, BlockCheckResponse, BlockUploadResponse, CommitRequest,
     CommitResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody, FileBlocksResponse,
     ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest, RestoreRequest,
-    ServerInfo, VersionsResponse,
+    ServerInfo, TrashItem, TrashListResponse, TrashPurgeRequest, TrashPurgeResponse,
+    TrashRestoreRequest, TrashRestoreResponse, VersionsResponse,
 };
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -318,6 +319,63 @@ impl Client {
             version: version.to_owned(),
         };
         self.post_json("files/restore", &request, RetryPolicy::ConnectOnly)
+            .await
+    }
+
+    // ---- trash ----------------------------------------------------------------------
+
+    /// `GET /api/v1/trash`: one page of the caller's trash, newest first, starting
+    /// after the item `after`.
+    pub async fn trash_list_page(
+        &self,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<TrashListResponse, ClientError> {
+        let after = after.map(|a| a.to_string());
+        let limit = limit.map(|l| l.to_string());
+        let mut query = Vec::new();
+        if let Some(after) = &after {
+            query.push(("after", after.as_str()));
+        }
+        if let Some(limit) = &limit {
+            query.push(("limit", limit.as_str()));
+        }
+        self.get_json("trash", &query).await
+    }
+
+    /// The whole trash, newest first, following the pages.
+    pub async fn trash_list(&self) -> Result<Vec<TrashItem>, ClientError> {
+        let mut items = Vec::new();
+        let mut after: Option<i64> = None;
+        loop {
+            let page = self.trash_list_page(after, None).await?;
+            items.extend(page.items);
+            match page.next_after {
+                // Ids only go down page by page; a server that did otherwise would keep
+                // us here forever.
+                Some(next) if after.is_none_or(|a| next < a) => after = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// `POST /api/v1/trash/restore`: brings back the item `request` names (by id, or
+    /// the newest deleted from a path). Not retried once sent: a repeat would fail.
+    pub async fn trash_restore(
+        &self,
+        request: &TrashRestoreRequest,
+    ) -> Result<TrashRestoreResponse, ClientError> {
+        self.post_json("trash/restore", request, RetryPolicy::ConnectOnly)
+            .await
+    }
+
+    /// `POST /api/v1/trash/purge`: removes for good the item `request` names, every
+    /// item deleted from a path, or (with `all`) the whole trash.
+    pub async fn trash_purge(
+        &self,
+        request: &TrashPurgeRequest,
+    ) -> Result<TrashPurgeResponse, ClientError> {
+        self.post_json("trash/purge", request, RetryPolicy::ConnectOnly)
             .await
     }
 

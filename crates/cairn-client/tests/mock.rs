@@ -16,7 +16,8 @@ use axum::{Json, Router};
 use cairn_client::proto::{
     BlockCheckRequest, BlockCheckResponse, BlockRef, BlockUploadResponse, ChunkerInfo,
     CommitRequest, CommitResponse, EntryInfo, EntryKind, ErrorBody, ErrorDetail,
-    FileBlocksResponse, ServerInfo,
+    FileBlocksResponse, ServerInfo, TrashItem, TrashListResponse, TrashRestoreRequest,
+    TrashRestoreResponse,
 };
 use cairn_client::{Client, ClientError, DownloadOptions, UploadOptions};
 use cairn_core::{content_hash, BlockHash};
@@ -234,6 +235,47 @@ fn router(mock: Arc<Mock>) -> Router {
                     }
                 },
             ),
+        )
+        .route(
+            "/api/v1/trash",
+            get(|Query(q): Query<HashMap<String, String>>| async move {
+                // Five items, ids 5 down to 1, two per page.
+                let after: i64 = q.get("after").map_or(i64::MAX, |a| a.parse().unwrap());
+                let items: Vec<TrashItem> = (1..=5)
+                    .rev()
+                    .filter(|&id| id < after)
+                    .take(2)
+                    .map(|id| TrashItem {
+                        id,
+                        path: format!("/f{id}"),
+                        kind: EntryKind::File,
+                        size: 1,
+                        file_count: 1,
+                        deleted_at: 0,
+                        deleted_by: "me".into(),
+                        device: None,
+                    })
+                    .collect();
+                let next_after = (items.len() == 2).then(|| items[1].id);
+                Json(TrashListResponse { items, next_after })
+            }),
+        )
+        .route(
+            "/api/v1/trash/restore",
+            post(|Json(req): Json<TrashRestoreRequest>| async move {
+                match req.path.as_deref() {
+                    Some("/gone") => error(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "nothing deleted from /gone is in the trash",
+                    ),
+                    Some(path) => Json(TrashRestoreResponse {
+                        entry: entry(path, 0, 1, &[]),
+                    })
+                    .into_response(),
+                    None => error(StatusCode::BAD_REQUEST, "invalid_request", "no path"),
+                }
+            }),
         )
         .with_state(mock)
 }
@@ -501,4 +543,33 @@ async fn folders_and_missing_files_are_refused() {
         .unwrap_err();
     assert!(err.is_not_found());
     assert!(leftovers(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn the_trash_is_listed_page_by_page_and_restore_errors_decoded() {
+    let (client, _mock) = start().await;
+    let ids: Vec<i64> = client
+        .trash_list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, [5, 4, 3, 2, 1]);
+    let back = client
+        .trash_restore(&TrashRestoreRequest {
+            id: None,
+            path: Some("/f3".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(back.entry.path, "/f3");
+    let err = client
+        .trash_restore(&TrashRestoreRequest {
+            id: None,
+            path: Some("/gone".into()),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
 }

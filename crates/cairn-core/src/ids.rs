@@ -40,3 +40,8 @@ id_type!(
     /// A position in a namespace's journal; strictly increasing per namespace.
     JournalSeq
 );
+id_type!(
+    /// An item in a namespace's trash: one delete operation (a file, or a folder with
+    /// everything that was below it).
+    TrashId
+);

@@ -12,5 +12,5 @@ pub mod path;
 
 pub use chunk::{ChunkerConfig, ChunkerConfigError};
 pub use hash::{content_hash, BlockHash, ContentHash, HashParseError};
-pub use ids::{DeviceId, EntryId, JournalSeq, NamespaceId, UserId, VersionId};
+pub use ids::{DeviceId, EntryId, JournalSeq, NamespaceId, TrashId, UserId, VersionId};
 pub use path::{PathError, ServerPath};

@@ -32,11 +32,9 @@ impl MetaStore {
     ///
     /// A block that garbage collection has claimed (see [`crate::gc`]) is revived: the
     /// claim is dropped, so the collector will not delete the row. It may already have
-    /// deleted the *file*, though, after the caller's `put` found it present; so once
-    /// this returns, the caller must make sure the block store still holds the block
-    /// and write it again if not. That is safe from then on: the row now says the
-    /// block has had no references only since now, so no collection takes it for a
-    /// grace period.
+    /// deleted the *file*, though, after the caller's `put` found it present; a server
+    /// therefore records uploads with [`MetaStore::record_block_upload_checked`], which
+    /// makes sure the file is there before anyone is told they possess the block.
     ///
     /// Concurrent calls are written together, in one transaction (group commit): on
     /// SQLite every write transaction costs a WAL fsync, and one per 4 MiB block made
@@ -49,6 +47,43 @@ impl MetaStore {
         size: u32,
         stored_size: i64,
     ) -> Result<(), MetaError> {
+        self.record_upload(user, hash, size, stored_size, None)
+            .await
+    }
+
+    /// [`MetaStore::record_block_upload`], running `ensure_stored` inside the recording
+    /// transaction, after the block's row is written and before the account is granted
+    /// possession. `ensure_stored` must make sure the block store holds the block
+    /// (writing it again if not).
+    ///
+    /// Why inside: garbage collection may have deleted the block's file after the
+    /// caller's `put` found it present (the collector claims an unreferenced row, then
+    /// deletes row and file in one transaction), and the record then creates the row
+    /// anew or revives the claim. Once the row is written in this transaction the
+    /// collector cannot touch it (it would need the row claimed, and the row is locked
+    /// until commit), so a check now is final. Had the check come after the commit,
+    /// another device of the same account could commit a file naming the block in
+    /// between, and a crash before the rewrite would lose that acknowledged commit.
+    pub async fn record_block_upload_checked(
+        &self,
+        user: UserId,
+        hash: BlockHash,
+        size: u32,
+        stored_size: i64,
+        ensure_stored: EnsureStored,
+    ) -> Result<(), MetaError> {
+        self.record_upload(user, hash, size, stored_size, Some(ensure_stored))
+            .await
+    }
+
+    async fn record_upload(
+        &self,
+        user: UserId,
+        hash: BlockHash,
+        size: u32,
+        stored_size: i64,
+        ensure_stored: Option<EnsureStored>,
+    ) -> Result<(), MetaError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let lead = {
             let mut queue = self.upload_queue.lock().expect("upload queue lock");
@@ -57,6 +92,7 @@ impl MetaStore {
                 hash,
                 size,
                 stored_size,
+                ensure_stored,
                 done,
             });
             !std::mem::replace(&mut queue.writing, true)
@@ -77,7 +113,7 @@ impl MetaStore {
     /// Writes queued upload records, a batch per transaction, until the queue is empty.
     async fn write_upload_batches(self) {
         loop {
-            let batch = {
+            let mut batch = {
                 let mut queue = self.upload_queue.lock().expect("upload queue lock");
                 if queue.pending.is_empty() {
                     queue.writing = false;
@@ -85,18 +121,26 @@ impl MetaStore {
                 }
                 std::mem::take(&mut queue.pending)
             };
-            let outcome = self
-                .write_upload_batch(&batch)
-                .await
-                .map_err(std::sync::Arc::new);
-            for pending in batch {
+            let outcomes = match self.write_upload_batch(&mut batch).await {
+                Ok(each) => each
+                    .into_iter()
+                    .map(|r| r.map_err(std::sync::Arc::new))
+                    .collect(),
+                Err(err) => vec![Err(std::sync::Arc::new(err)); batch.len()],
+            };
+            for (pending, outcome) in batch.into_iter().zip(outcomes) {
                 // A caller that stopped waiting no longer needs the answer.
-                let _ = pending.done.send(outcome.clone());
+                let _ = pending.done.send(outcome);
             }
         }
     }
 
-    async fn write_upload_batch(&self, batch: &[PendingUpload]) -> Result<(), MetaError> {
+    /// Writes one batch in one transaction; the inner results are each upload's own (a
+    /// failed `ensure_stored` fails only its upload, which is then granted nothing).
+    async fn write_upload_batch(
+        &self,
+        batch: &mut [PendingUpload],
+    ) -> Result<Vec<Result<(), MetaError>>, MetaError> {
         let now = now_ms();
         // Hash order, like every other writer of `blocks`, so two PostgreSQL
         // transactions never wait on each other's rows in a cycle.
@@ -126,9 +170,19 @@ impl MetaStore {
             .execute(tx.conn())
             .await?;
         }
+        let mut results = Vec::with_capacity(batch.len());
+        for p in batch.iter_mut() {
+            let result = match p.ensure_stored.take() {
+                Some(ensure) => ensure().await.map_err(MetaError::BlockStore),
+                None => Ok(()),
+            };
+            results.push(result);
+        }
         let mut by_user: BTreeMap<UserId, Vec<BlockHash>> = BTreeMap::new();
-        for p in batch {
-            by_user.entry(p.user).or_default().push(p.hash);
+        for (p, result) in batch.iter().zip(&results) {
+            if result.is_ok() {
+                by_user.entry(p.user).or_default().push(p.hash);
+            }
         }
         for (user, mut hashes) in by_user {
             hashes.sort();
@@ -136,7 +190,7 @@ impl MetaStore {
             grant_blocks(tx.conn(), user, &hashes, now).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(results)
     }
 
     /// A block's bookkeeping row, if the block is known.
@@ -164,19 +218,33 @@ impl MetaStore {
 }
 
 /// Upload records waiting for the next group commit.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct UploadQueue {
     pending: Vec<PendingUpload>,
     /// Whether a writer task is draining the queue.
     writing: bool,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for UploadQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadQueue")
+            .field("pending", &self.pending.len())
+            .field("writing", &self.writing)
+            .finish()
+    }
+}
+
+/// Makes sure the block store holds an uploaded block (see
+/// [`MetaStore::record_block_upload_checked`]); the error says what went wrong.
+pub type EnsureStored =
+    Box<dyn FnOnce() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 struct PendingUpload {
     user: UserId,
     hash: BlockHash,
     size: u32,
     stored_size: i64,
+    ensure_stored: Option<EnsureStored>,
     done: tokio::sync::oneshot::Sender<Result<(), std::sync::Arc<MetaError>>>,
 }
 

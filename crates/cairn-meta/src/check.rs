@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use cairn_core::{BlockHash, JournalSeq, NamespaceId, VersionId};
+use cairn_core::{BlockHash, JournalSeq, NamespaceId, TrashId, VersionId};
 use futures::TryStreamExt;
 use sqlx::Row;
 
@@ -73,6 +73,21 @@ pub enum Inconsistency {
         /// The version.
         version: VersionId,
     },
+    /// A deleted entry that belongs to no trash item of its namespace (so nothing could
+    /// restore or purge it), or a live entry still tied to one.
+    TrashMismatch {
+        /// The namespace.
+        ns: NamespaceId,
+        /// The entry's stored path.
+        path: String,
+    },
+    /// A trash item whose deleted entry is not among its entries.
+    EmptyTrashItem {
+        /// The namespace.
+        ns: NamespaceId,
+        /// The item.
+        id: TrashId,
+    },
 }
 
 impl fmt::Display for Inconsistency {
@@ -114,6 +129,13 @@ impl fmt::Display for Inconsistency {
                 f,
                 "version {version}: block list disagrees with its size or block count"
             ),
+            Inconsistency::TrashMismatch { ns, path } => write!(
+                f,
+                "namespace {ns}: {path} is deleted outside the trash, or live inside it"
+            ),
+            Inconsistency::EmptyTrashItem { ns, id } => {
+                write!(f, "namespace {ns}: trash item {id} has lost its entry")
+            }
         }
     }
 }
@@ -257,6 +279,33 @@ impl MetaStore {
         for row in rows {
             found.push(Inconsistency::VersionBlocksMismatch {
                 version: VersionId(row.try_get("id")?),
+            });
+        }
+
+        let rows = sqlx::query(
+            "SELECT e.ns_id, e.path FROM entries e LEFT JOIN trash t ON t.id = e.trash_id \
+             WHERE (e.deleted_at IS NULL AND e.trash_id IS NOT NULL) \
+                OR (e.deleted_at IS NOT NULL AND (t.id IS NULL OR t.ns_id <> e.ns_id))",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            found.push(Inconsistency::TrashMismatch {
+                ns: NamespaceId(row.try_get("ns_id")?),
+                path: row.try_get("path")?,
+            });
+        }
+
+        let rows = sqlx::query(
+            "SELECT t.ns_id, t.id FROM trash t WHERE NOT EXISTS ( \
+               SELECT 1 FROM entries e WHERE e.id = t.entry_id AND e.trash_id = t.id)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            found.push(Inconsistency::EmptyTrashItem {
+                ns: NamespaceId(row.try_get("ns_id")?),
+                id: TrashId(row.try_get("id")?),
             });
         }
 

@@ -1,6 +1,6 @@
 //! The one error type of the metadata store.
 
-use cairn_core::{BlockHash, NamespaceId, PathError, ServerPath, VersionId};
+use cairn_core::{BlockHash, NamespaceId, PathError, ServerPath, TrashId, VersionId};
 
 use crate::Entry;
 
@@ -68,6 +68,10 @@ pub enum MetaError {
     /// The version id names no version.
     #[error("version {0} does not exist")]
     NoSuchVersion(VersionId),
+    /// The trash item id names no item of this namespace (it may have been restored or
+    /// purged already).
+    #[error("trash item {0} does not exist; it may have been restored or purged already")]
+    NoSuchTrashItem(TrashId),
     /// The database URL is neither SQLite nor PostgreSQL.
     #[error("unsupported database URL {0:?}: use sqlite://PATH?mode=rwc, sqlite::memory: or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
@@ -83,6 +87,10 @@ pub enum MetaError {
          delete files or ask the administrator for a larger quota"
     )]
     QuotaExceeded { quota: i64, used: i64, needed: i64 },
+    /// The block store could not confirm or rewrite an uploaded block while its upload
+    /// was being recorded.
+    #[error("block store: {0}")]
+    BlockStore(String),
     /// A write batched with others failed; this is the batch's error.
     #[error("{0}")]
     Batch(std::sync::Arc<MetaError>),

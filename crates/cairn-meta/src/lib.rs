@@ -32,6 +32,7 @@ pub mod gc;
 mod integrity;
 mod journal;
 mod retention;
+mod trash;
 mod tree;
 mod types;
 mod users;
@@ -41,13 +42,14 @@ use std::sync::Arc;
 
 use sqlx::AnyPool;
 
+pub use blocks::EnsureStored;
 pub use check::Inconsistency;
 pub use error::MetaError;
 pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
 pub use types::{
     Actor, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry, EntryKind,
-    JournalEntry, MetaStats, User, VersionInfo,
+    JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
 
 /// The handle to the metadata database. Cheap to clone; clones share one pool.

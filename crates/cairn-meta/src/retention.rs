@@ -61,28 +61,11 @@ impl MetaStore {
             let full = batch.len() == PRUNE_BATCH;
 
             let mut tx = WriteTx::begin(self).await?;
-            // Lock the chosen rows and keep those still there. On PostgreSQL a second
-            // pruner (another process) may have deleted some since the read; deleting
-            // their block lists again would remove their references twice. The no-op
-            // UPDATE waits for such a pruner and then skips the rows it deleted. One
-            // row at a time, in id order, so two pruners never lock in opposite
-            // orders. On SQLite the write transaction already excludes other writers.
-            let mut still = Vec::with_capacity(batch.len());
-            for v in &batch {
-                let row = sqlx::query(
-                    "UPDATE versions SET block_count = block_count WHERE id = $1 RETURNING id",
-                )
-                .bind(v.0)
-                .fetch_optional(tx.conn())
-                .await?;
-                if row.is_some() {
-                    still.push(*v);
-                }
-            }
+            // delete_versions skips versions another pruner deleted since the read.
             let now = crate::db::now_ms();
-            delete_versions(tx.conn(), &still, now).await?;
+            let deleted = delete_versions(tx.conn(), &batch, now).await?;
             tx.commit().await?;
-            pruned += still.len() as u64;
+            pruned += deleted;
             if !full {
                 break;
             }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use cairn_core::{BlockHash, ContentHash, EntryId, NamespaceId, ServerPath, VersionId};
+use cairn_core::{BlockHash, ContentHash, EntryId, NamespaceId, ServerPath, TrashId, VersionId};
 use sqlx::AnyConnection;
 use sqlx::Row;
 
@@ -203,15 +203,16 @@ impl MetaStore {
         Ok(copy)
     }
 
-    /// Deletes a file, or a folder with everything below it, by marking the entries
-    /// deleted. Versions and block references stay (the trash builds on them); the
-    /// path is free for new entries at once.
+    /// Deletes a file, or a folder with everything below it, by moving it to the trash:
+    /// the entries are marked deleted and tied to one new trash item, in one
+    /// transaction. Versions and block references stay, so the item can be restored
+    /// until it is purged; the path is free for new entries at once.
     pub async fn delete_entry(
         &self,
         ns: NamespaceId,
         path: &ServerPath,
         actor: &Actor,
-    ) -> Result<(), MetaError> {
+    ) -> Result<TrashId, MetaError> {
         if path.is_root() {
             return Err(MetaError::RootFolder);
         }
@@ -224,21 +225,46 @@ impl MetaStore {
             EntryKind::Folder => descendants(w.conn(), ns, &key).await?,
             EntryKind::File => Vec::new(),
         };
+        let files = std::iter::once(&src)
+            .chain(&victims)
+            .filter(|e| e.kind == EntryKind::File);
+        let (size, file_count) = files.fold((0i64, 0i64), |(s, n), e| (s + e.size, n + 1));
+        let now = w.now;
+        let trash_id: i64 = sqlx::query_scalar(
+            "INSERT INTO trash \
+             (ns_id, entry_id, kind, path, path_key, size, file_count, deleted_at, user_id, \
+              device_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(ns.0)
+        .bind(src.id.0)
+        .bind(src.kind.as_db())
+        .bind(src.path.as_str().to_owned())
+        .bind(key.clone())
+        .bind(size)
+        .bind(file_count)
+        .bind(now)
+        .bind(actor.user_id.0)
+        .bind(actor.device_id.map(|d| d.0))
+        .fetch_one(w.conn())
+        .await?;
         match src.kind {
             EntryKind::File => {
-                sqlx::query("UPDATE entries SET deleted_at = $1 WHERE id = $2")
-                    .bind(w.now)
+                sqlx::query("UPDATE entries SET deleted_at = $1, trash_id = $2 WHERE id = $3")
+                    .bind(now)
+                    .bind(trash_id)
                     .bind(src.id.0)
                     .execute(w.conn())
                     .await?;
             }
             EntryKind::Folder => {
                 sqlx::query(
-                    "UPDATE entries SET deleted_at = $1 \
-                     WHERE ns_id = $2 AND deleted_at IS NULL \
-                     AND (id = $3 OR (path_key > $4 AND path_key < $5))",
+                    "UPDATE entries SET deleted_at = $1, trash_id = $2 \
+                     WHERE ns_id = $3 AND deleted_at IS NULL \
+                     AND (id = $4 OR (path_key > $5 AND path_key < $6))",
                 )
-                .bind(w.now)
+                .bind(now)
+                .bind(trash_id)
                 .bind(ns.0)
                 .bind(src.id.0)
                 .bind(subtree_start(&key))
@@ -255,7 +281,7 @@ impl MetaStore {
             w.record(ChangeKind::Delete, v.kind, &v.path, v.id, v.rev);
         }
         w.commit().await?;
-        Ok(())
+        Ok(TrashId(trash_id))
     }
 }
 
@@ -275,7 +301,7 @@ fn root_entry(ns: NamespaceId, created_at: i64) -> Entry {
 }
 
 /// The last segment of a path known not to be the root.
-fn name_of(path: &ServerPath) -> &str {
+pub(crate) fn name_of(path: &ServerPath) -> &str {
     path.name().expect("the root was refused earlier")
 }
 
@@ -326,7 +352,11 @@ pub(crate) fn subtree_end(key: &str) -> String {
     format!("{key}0")
 }
 
-fn rebase(path: &ServerPath, from: &ServerPath, to: &ServerPath) -> Result<ServerPath, MetaError> {
+pub(crate) fn rebase(
+    path: &ServerPath,
+    from: &ServerPath,
+    to: &ServerPath,
+) -> Result<ServerPath, MetaError> {
     path.rebase(from, to)
         .ok_or_else(|| corrupt(format!("{path} is stored below {from} in another case")))
 }
@@ -459,7 +489,7 @@ async fn insert_folder(w: &mut NsWrite, path: &ServerPath) -> Result<Entry, Meta
     })
 }
 
-async fn set_path(
+pub(crate) async fn set_path(
     conn: &mut AnyConnection,
     id: EntryId,
     path: &ServerPath,

@@ -2,8 +2,8 @@
 //! types live in `cairn-proto`, and the server converts by hand.
 
 use cairn_core::{
-    BlockHash, ContentHash, DeviceId, EntryId, JournalSeq, NamespaceId, ServerPath, UserId,
-    VersionId,
+    BlockHash, ContentHash, DeviceId, EntryId, JournalSeq, NamespaceId, ServerPath, TrashId,
+    UserId, VersionId,
 };
 
 /// A user account.
@@ -204,6 +204,35 @@ pub struct VersionInfo {
     pub user_id: UserId,
     pub user_name: String,
     pub device_id: Option<DeviceId>,
+    pub device_name: Option<String>,
+}
+
+/// One item in a namespace's trash: what one delete operation removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrashItem {
+    /// The item's id.
+    pub id: TrashId,
+    /// The namespace it was deleted from.
+    pub ns: NamespaceId,
+    /// The entry that was deleted (the top of the item when it is a folder).
+    pub entry_id: EntryId,
+    /// Whether the deleted entry is a file or a folder.
+    pub kind: EntryKind,
+    /// Where the entry was when it was deleted, in its stored case.
+    pub path: ServerPath,
+    /// Bytes of the current versions of the files in the item.
+    pub size: i64,
+    /// How many files the item holds (1 for a file).
+    pub file_count: i64,
+    /// When it was deleted, Unix ms.
+    pub deleted_at: i64,
+    /// The account that deleted it.
+    pub user_id: UserId,
+    /// That account's name.
+    pub user_name: String,
+    /// The device that deleted it, if a registered one did.
+    pub device_id: Option<DeviceId>,
+    /// That device's name.
     pub device_name: Option<String>,
 }
 

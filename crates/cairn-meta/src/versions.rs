@@ -91,16 +91,39 @@ impl MetaStore {
 }
 
 /// Deletes these versions with their block lists and drops the block references they
-/// held, in the caller's transaction. The caller makes sure no entry still names one of
-/// them as its current version.
+/// held, in the caller's transaction, and returns how many were still there to delete.
+/// The caller makes sure no entry still names one of them as its current version.
 pub(crate) async fn delete_versions(
     conn: &mut sqlx::AnyConnection,
     versions: &[VersionId],
     now: i64,
-) -> Result<(), MetaError> {
+) -> Result<u64, MetaError> {
     use std::collections::BTreeMap;
 
     use crate::db::{corrupt, placeholders, CHUNK};
+
+    // Lock the rows first and keep those still there. On PostgreSQL another
+    // transaction (a retention pass, a purge, possibly in another process) may be
+    // deleting some of the same versions; counting their block lists and deleting them
+    // again would remove their references twice. The no-op UPDATE waits for such a
+    // transaction and then skips the rows it deleted. One row at a time, in id order,
+    // so two deleters never lock in opposite orders. On SQLite the write transaction
+    // already excludes every other writer.
+    let mut sorted = versions.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let mut still = Vec::with_capacity(sorted.len());
+    for v in sorted {
+        let row =
+            sqlx::query("UPDATE versions SET block_count = block_count WHERE id = $1 RETURNING id")
+                .bind(v.0)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if row.is_some() {
+            still.push(v);
+        }
+    }
+    let versions = &still[..];
 
     let mut references: BTreeMap<cairn_core::BlockHash, i64> = BTreeMap::new();
     for chunk in versions.chunks(CHUNK) {
@@ -130,5 +153,6 @@ pub(crate) async fn delete_versions(
             q.execute(&mut *conn).await?;
         }
     }
-    crate::blocks::remove_references(conn, &references, now).await
+    crate::blocks::remove_references(conn, &references, now).await?;
+    Ok(versions.len() as u64)
 }

@@ -242,3 +242,71 @@ pub struct RestoreRequest {
     pub path: String,
     pub version: String,
 }
+
+/// One item in the trash: what one delete removed (a file, or a folder with everything
+/// that was below it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TrashItem {
+    /// The item's id; pass it to restore or purge this item exactly.
+    pub id: i64,
+    /// Where the entry was when it was deleted.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Bytes of the files in the item (their current versions).
+    pub size: u64,
+    /// How many files the item holds (1 for a file).
+    pub file_count: u64,
+    /// When it was deleted, Unix milliseconds.
+    pub deleted_at: i64,
+    /// The user who deleted it.
+    pub deleted_by: String,
+    /// The device it was deleted from, if a registered one.
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+/// `GET /api/v1/trash`: one page of the trash, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TrashListResponse {
+    pub items: Vec<TrashItem>,
+    /// Pass as `after` to read the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<i64>,
+}
+
+/// `POST /api/v1/trash/restore`: name the item by `id`, or by `path` (the most recently
+/// deleted item that was deleted from there). Exactly one of the two.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct TrashRestoreRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// What a trash restore brought back.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TrashRestoreResponse {
+    /// The restored entry where it now lives: its original path, or
+    /// `NAME (restored).EXT` beside it when that path was taken.
+    pub entry: EntryInfo,
+}
+
+/// `POST /api/v1/trash/purge`: remove for good the item `id`, every item deleted from
+/// `path`, or, with `all`, the whole trash. Exactly one of the three.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct TrashPurgeRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// The items a purge removed. Their blocks are reclaimed by the next garbage collection
+/// once nothing else references them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TrashPurgeResponse {
+    pub purged: Vec<TrashItem>,
+}

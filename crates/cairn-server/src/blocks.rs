@@ -99,11 +99,20 @@ pub async fn accept_block(
             .map(|s| s as i64)
             .unwrap_or(0),
     };
+    // The store check runs inside the recording transaction, before the account is
+    // told it possesses the block (see `record_block_upload_checked`).
+    let store = state.blocks.clone();
+    let ensure: cairn_meta::EnsureStored = Box::new(move || {
+        Box::pin(async move {
+            ensure_stored(&store, hash, data)
+                .await
+                .map_err(|err| err.to_string())
+        })
+    });
     state
         .meta
-        .record_block_upload(user.id, hash, size as u32, stored_size)
+        .record_block_upload_checked(user.id, hash, size as u32, stored_size, ensure)
         .await?;
-    ensure_stored(&state.blocks, hash, data).await?;
     tracing::debug!(
         %hash,
         size,
@@ -114,16 +123,14 @@ pub async fn accept_block(
     Ok(())
 }
 
-/// Writes the block again if it is no longer in the store. Call it after the block's
-/// upload record has committed.
+/// Writes the block again if it is no longer in the store. Run it where no garbage
+/// collection can delete the block any more: inside the transaction that records the
+/// upload (`MetaStore::record_block_upload_checked`), once the block's row is written.
 ///
 /// Garbage collection may have deleted the file between our `put` (which found it
 /// present, or wrote it) and our record: the collector had claimed the unreferenced
 /// row, and deleted the row and the file in one transaction before our record could
-/// revive the row (see `cairn_meta::gc`). Our record then created the row anew, or
-/// revived a claimed one, with `zero_since` = now; from that commit on no collection
-/// can take the block for a whole grace period, so a write now is safe and the block
-/// is there when the client commits.
+/// revive the row (see `cairn_meta::gc`).
 pub async fn ensure_stored(
     store: &cairn_store::BlockStore,
     hash: BlockHash,

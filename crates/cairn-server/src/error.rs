@@ -126,6 +126,7 @@ impl From<MetaError> for ApiError {
             MetaError::InvalidPath(_) => Self::bad_request("invalid_path", message),
             MetaError::RootFolder => Self::bad_request("root_folder", message),
             MetaError::NoSuchVersion(_) => Self::not_found(message),
+            MetaError::NoSuchTrashItem(_) => Self::not_found(message),
             MetaError::QuotaExceeded { .. } => Self::new(S::FORBIDDEN, "quota_exceeded", message),
             MetaError::UserExists(_) => Self::new(S::CONFLICT, "user_exists", message),
             MetaError::RevConflict { current, .. } => {

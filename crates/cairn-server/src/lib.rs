@@ -17,6 +17,7 @@ pub mod metrics;
 mod openapi;
 pub mod scrub;
 mod state;
+mod trash;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -179,6 +180,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .merge(auth::router())
         .merge(files::router())
+        .merge(trash::router())
         .layer(axum::extract::DefaultBodyLimit::max(max_json))
         // Block routes set their own limit: a block, not a JSON document.
         .merge(blocks::router(max_block));

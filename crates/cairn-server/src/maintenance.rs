@@ -1,5 +1,5 @@
-//! The background maintenance task: version retention, then garbage collection, every
-//! `maintenance_interval_secs`. `cairn admin gc` runs the same pass once, on demand.
+//! The background maintenance task: trash expiry, version retention, then garbage
+//! collection, every `maintenance_interval_secs`. `cairn admin gc` runs the same pass once, on demand.
 //!
 //! A failed pass is logged and retried at the next interval; it never takes the server
 //! down. Passes never overlap within a process, and the collection protocol is safe
@@ -24,6 +24,8 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// What one maintenance pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MaintenanceReport {
+    /// Trash items purged because they were older than `trash_retention_days`.
+    pub trash_expired: u64,
     /// Old versions dropped by retention.
     pub versions_pruned: u64,
     /// What garbage collection deleted.
@@ -33,6 +35,9 @@ pub struct MaintenanceReport {
 /// Why a maintenance pass stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum MaintenanceError {
+    /// Emptying old trash items failed (retention and collection did not run).
+    #[error("trash expiry failed: {0}")]
+    TrashExpiry(#[source] MetaError),
     /// Version retention failed (garbage collection did not run).
     #[error("version retention failed: {0}")]
     Retention(#[source] MetaError),
@@ -41,7 +46,8 @@ pub enum MaintenanceError {
     Gc(#[from] GcError),
 }
 
-/// Runs one pass now: retention with the configured age and count, then garbage
+/// Runs one pass now: trash expiry and retention with the configured ages and count,
+/// then garbage
 /// collection with `grace` (normally `gc_grace_secs`; `cairn admin gc --grace` may
 /// choose another).
 pub async fn run_once(
@@ -50,8 +56,21 @@ pub async fn run_once(
     settings: &Maintenance,
     grace: Duration,
 ) -> Result<MaintenanceReport, MaintenanceError> {
-    // TRASH EXPIRY goes here, before retention and collection, so that the blocks of
-    // items purged for age are collected in this same pass (after their grace period).
+    // First, so that the blocks of items purged for age are collected in this same pass
+    // (once their grace period has passed).
+    let trash_age_ms = i64::try_from(settings.trash_retention_days)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(DAY_MS);
+    let trash_expired = meta
+        .expire_trash(now_ms().saturating_sub(trash_age_ms))
+        .await
+        .map_err(MaintenanceError::TrashExpiry)?;
+    if trash_expired > 0 {
+        tracing::info!(
+            items = trash_expired,
+            "emptied trash items past their retention"
+        );
+    }
 
     let max_age_ms = i64::try_from(settings.version_retention_days)
         .unwrap_or(i64::MAX)
@@ -66,6 +85,7 @@ pub async fn run_once(
     }
     let gc = collect_garbage(meta, store, grace).await?;
     Ok(MaintenanceReport {
+        trash_expired,
         versions_pruned,
         gc,
     })
@@ -104,6 +124,7 @@ pub fn spawn(meta: MetaStore, store: BlockStore, settings: Maintenance) -> Maint
                     "maintenance pass panicked; retrying at the next interval"
                 ),
                 Ok(Ok(report)) => tracing::debug!(
+                    trash_expired = report.trash_expired,
                     versions_pruned = report.versions_pruned,
                     blocks_deleted = report.gc.blocks_deleted,
                     bytes_freed = report.gc.bytes_freed,

@@ -41,6 +41,12 @@ use crate::state::AppState;
         proto::VersionInfo,
         proto::VersionsResponse,
         proto::RestoreRequest,
+        proto::TrashItem,
+        proto::TrashListResponse,
+        proto::TrashRestoreRequest,
+        proto::TrashRestoreResponse,
+        proto::TrashPurgeRequest,
+        proto::TrashPurgeResponse,
     ))
 )]
 struct ApiDoc;
@@ -128,7 +134,7 @@ const ENDPOINTS: &[Endpoint] = &[
     (
         "post",
         "/api/v1/files/delete",
-        "Delete a file or folder",
+        "Delete a file or folder (to the trash)",
         Some("PathRequest"),
         None,
     ),
@@ -173,6 +179,27 @@ const ENDPOINTS: &[Endpoint] = &[
         "Download a file; supports Range (query: path)",
         None,
         None,
+    ),
+    (
+        "get",
+        "/api/v1/trash",
+        "The caller's trash, newest first (query: after, limit)",
+        None,
+        Some("TrashListResponse"),
+    ),
+    (
+        "post",
+        "/api/v1/trash/restore",
+        "Bring a trash item back, at its path or beside it as NAME (restored)",
+        Some("TrashRestoreRequest"),
+        Some("TrashRestoreResponse"),
+    ),
+    (
+        "post",
+        "/api/v1/trash/purge",
+        "Remove trash items for good: one (id), all from a path, or all",
+        Some("TrashPurgeRequest"),
+        Some("TrashPurgeResponse"),
     ),
     (
         "post",

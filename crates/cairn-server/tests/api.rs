@@ -616,3 +616,238 @@ on_each_backend!(quota_is_enforced_before_blocks_are_stored, |s| {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 });
+
+/// Uploads `data` as one block and commits it at `path` (a new file) with `token`.
+async fn put_file_as(s: &TestServer, token: &str, path: &str, data: &[u8]) -> serde_json::Value {
+    let (status, body) = s.put_block_as(token, data).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s
+        .commit_as(token, json!({"path": path, "blocks": [block_ref(data)]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+on_each_backend!(trash_list_restore_and_purge, |s| {
+    let token = s.token.clone();
+    put_file_as(&s, &token, "/t/a.txt", b"trash a").await;
+    put_file_as(&s, &token, "/t/sub/b.txt", b"trash bb").await;
+    put_file_as(&s, &token, "/lone.txt", b"lone").await;
+    for path in ["/lone.txt", "/t"] {
+        let (status, body) = s
+            .call(
+                Method::POST,
+                "/api/v1/files/delete",
+                Some(json!({"path": path})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+
+    let (status, list) = s.call(Method::GET, "/api/v1/trash", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["path"], "/t");
+    assert_eq!(items[0]["kind"], "folder");
+    assert_eq!(items[0]["file_count"], 2);
+    assert_eq!(items[0]["size"], 15);
+    assert_eq!(items[0]["deleted_by"], "admin");
+    assert_eq!(items[0]["device"], "test");
+    assert!(list.get("next_after").is_none(), "{list}");
+    let folder_id = items[0]["id"].as_i64().unwrap();
+    let lone_id = items[1]["id"].as_i64().unwrap();
+
+    // Paged: one item per page, newest first.
+    let (_, page) = s.call(Method::GET, "/api/v1/trash?limit=1", None).await;
+    assert_eq!(page["items"][0]["id"], folder_id);
+    let after = page["next_after"].as_i64().unwrap();
+    let (_, page) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/trash?limit=1&after={after}"),
+            None,
+        )
+        .await;
+    assert_eq!(page["items"][0]["id"], lone_id);
+
+    // Restore by path: the folder comes back whole, and the journal says so.
+    let head = s.journal_head().await;
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/trash/restore",
+            Some(json!({"path": "/T"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entry"]["path"], "/t");
+    assert_eq!(s.journal_head().await, head + 4);
+    let (status, _) = s
+        .call(Method::GET, "/api/v1/files/stat?path=/t/sub/b.txt", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Restore by id into a taken path: it comes back beside the new file.
+    put_file_as(&s, &token, "/lone.txt", b"newer lone").await;
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/trash/restore",
+            Some(json!({"id": lone_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entry"]["path"], "/lone (restored).txt");
+    assert_eq!(body["entry"]["size"], 4);
+
+    // Purge by id, by path, and everything.
+    for path in ["/lone (restored).txt", "/lone.txt", "/t"] {
+        s.call(
+            Method::POST,
+            "/api/v1/files/delete",
+            Some(json!({"path": path})),
+        )
+        .await;
+    }
+    let (_, list) = s.call(Method::GET, "/api/v1/trash", None).await;
+    let ids: Vec<i64> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/trash/purge",
+            Some(json!({"id": ids[0]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["purged"][0]["path"], "/t");
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/trash/purge",
+            Some(json!({"path": "/lone.txt"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["purged"].as_array().unwrap().len(), 1);
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/trash/purge",
+            Some(json!({"all": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["purged"][0]["path"], "/lone (restored).txt");
+    let (_, list) = s.call(Method::GET, "/api/v1/trash", None).await;
+    assert_eq!(list["items"], json!([]));
+    // The purged blocks have no references left; garbage collection may take them.
+    let info = s
+        .state
+        .meta
+        .block_info(cairn_core::BlockHash::of(b"trash bb"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.refcount, 0);
+    assert!(s.state.meta.check_consistency().await.unwrap().is_empty());
+});
+
+on_each_backend!(trash_requests_are_checked_and_private, |s| {
+    let token = s.token.clone();
+    put_file_as(&s, &token, "/private.txt", b"private").await;
+    s.call(
+        Method::POST,
+        "/api/v1/files/delete",
+        Some(json!({"path": "/private.txt"})),
+    )
+    .await;
+    let (_, list) = s.call(Method::GET, "/api/v1/trash", None).await;
+    let id = list["items"][0]["id"].as_i64().unwrap();
+
+    // Another account sees nothing and gets 404 for the admin's item, by id or path.
+    let bob = s.login("bob").await;
+    let (status, list) = s
+        .call_as(Some(&bob), Method::GET, "/api/v1/trash", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["items"], json!([]));
+    for (endpoint, body) in [
+        ("/api/v1/trash/restore", json!({"id": id})),
+        ("/api/v1/trash/restore", json!({"path": "/private.txt"})),
+        ("/api/v1/trash/purge", json!({"id": id})),
+        ("/api/v1/trash/purge", json!({"path": "/private.txt"})),
+    ] {
+        let (status, err) = s
+            .call_as(Some(&bob), Method::POST, endpoint, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{endpoint} {body}: {err}");
+        assert_eq!(err["error"]["code"], "not_found");
+    }
+    let (status, body) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/trash/purge",
+            Some(json!({"all": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["purged"], json!([]));
+    let (_, list) = s.call(Method::GET, "/api/v1/trash", None).await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "the admin's item is untouched"
+    );
+
+    // Requests that name nothing, or too much, are refused.
+    for (endpoint, body) in [
+        ("/api/v1/trash/restore", json!({})),
+        (
+            "/api/v1/trash/restore",
+            json!({"id": id, "path": "/private.txt"}),
+        ),
+        ("/api/v1/trash/purge", json!({})),
+        ("/api/v1/trash/purge", json!({"id": id, "all": true})),
+        ("/api/v1/trash/restore", json!({"path": "/"})),
+        ("/api/v1/trash/restore", json!({"path": "relative"})),
+    ] {
+        let (status, err) = s.call(Method::POST, endpoint, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{endpoint} {body}: {err}");
+    }
+    let (status, err) = s
+        .call(
+            Method::POST,
+            "/api/v1/trash/restore",
+            Some(json!({"path": "/never.txt"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("trash"),
+        "{err}"
+    );
+    let (status, _) = s.call_as(None, Method::GET, "/api/v1/trash", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Over quota, a restore is refused and the item stays.
+    s.state.meta.set_quota("admin", Some(3)).await.unwrap();
+    let (status, err) = s
+        .call(
+            Method::POST,
+            "/api/v1/trash/restore",
+            Some(json!({"id": id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{err}");
+    assert_eq!(err["error"]["code"], "quota_exceeded");
+    let (_, list) = s.call(Method::GET, "/api/v1/trash", None).await;
+    assert_eq!(list["items"][0]["id"], id);
+});

@@ -33,7 +33,7 @@ pub enum AdminCommand {
         #[arg(long)]
         no_quarantine: bool,
     },
-    /// Run version retention and garbage collection now. Safe while the server runs.
+    /// Run trash expiry, version retention and garbage collection now. Safe while the server runs.
     Gc {
         /// Collect blocks unreferenced for at least this many seconds (default: the
         /// configured gc_grace_secs). 0 collects every unreferenced block now; uploads
@@ -146,6 +146,7 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
             .await?;
             if json {
                 let out = serde_json::json!({
+                    "trash_expired": report.trash_expired,
                     "versions_pruned": report.versions_pruned,
                     "blocks_deleted": report.gc.blocks_deleted,
                     "bytes_freed": report.gc.bytes_freed,
@@ -156,7 +157,8 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
                 println!("{out}");
             } else {
                 println!(
-                    "pruned {} old versions; deleted {} blocks, freed {}",
+                    "expired {} trash items; pruned {} old versions; deleted {} blocks, freed {}",
+                    report.trash_expired,
                     report.versions_pruned,
                     report.gc.blocks_deleted,
                     crate::client_cmd::output::human_size(report.gc.bytes_freed)

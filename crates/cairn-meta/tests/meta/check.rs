@@ -11,6 +11,11 @@ async fn damage_is_reported(store: MetaStore, url: String) {
     put(&store, &u, &actor, "/d/f.txt", &["one", "two"]).await;
     put(&store, &u, &actor, "/g.txt", &["three"]).await;
     store.mkdir(u.home_ns, &p("/e"), &actor).await.unwrap();
+    put(&store, &u, &actor, "/h.txt", &["four"]).await;
+    store
+        .delete_entry(u.home_ns, &p("/h.txt"), &actor)
+        .await
+        .unwrap();
     assert_eq!(store.check_consistency().await.unwrap(), vec![]);
 
     let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
@@ -40,6 +45,12 @@ async fn damage_is_reported(store: MetaStore, url: String) {
             "UPDATE blocks SET zero_since = 1 WHERE size = 3",
             "ZeroSinceMismatch",
         ),
+        // The deleted /h.txt loses its trash item, which loses its entry.
+        (
+            "UPDATE entries SET trash_id = NULL WHERE path = '/h.txt'",
+            "TrashMismatch",
+        ),
+        ("SELECT 1", "EmptyTrashItem"),
     ];
     for (sql, _) in &expect {
         raw.execute(*sql)

@@ -16,6 +16,7 @@ mod gc;
 mod integrity;
 mod journal;
 mod send;
+mod trash;
 mod tree;
 mod users;
 mod versions;

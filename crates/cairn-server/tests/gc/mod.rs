@@ -206,16 +206,24 @@ async fn deleter(world: Arc<World>, seed: u64, id: u64) {
             rng.gen_range(0..UPLOADERS),
             rng.gen_range(0..FILES_PER_UPLOADER),
         );
-        match rng.gen_range(0..3) {
+        match rng.gen_range(0..4) {
             // To the trash: its blocks stay referenced.
             0 => match world
                 .meta()
                 .delete_entry(world.user.home_ns, &path(&file), &world.actor)
                 .await
             {
-                Ok(()) | Err(MetaError::NotFound(_)) => {}
+                Ok(_) | Err(MetaError::NotFound(_)) => {}
                 Err(e) => panic!("delete of {file} failed: {e}"),
             },
+            // Empty the trash: the deleted files' versions and references go.
+            3 => {
+                world
+                    .meta()
+                    .purge_all_trash(world.user.home_ns, &world.actor)
+                    .await
+                    .unwrap();
+            }
             // Replace the content by an empty file: the old content is history only.
             1 => {
                 world.commit(&file, &[]).await;
@@ -322,7 +330,12 @@ on_each_backend!(gc_never_deletes_a_referenced_block_under_concurrency, |s| {
     let problems = world.meta().check_consistency().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 
-    // Delete everything that can be: empty every live file, drop all history, collect.
+    // Delete everything: empty every live file and the trash, drop all history, collect.
+    world
+        .meta()
+        .purge_all_trash(world.user.home_ns, &world.actor)
+        .await
+        .unwrap();
     for u in 0..UPLOADERS {
         for n in 0..FILES_PER_UPLOADER {
             let file = file_name(u, n);
@@ -348,12 +361,11 @@ on_each_backend!(gc_never_deletes_a_referenced_block_under_concurrency, |s| {
         .await
         .unwrap();
     audit(&world).await;
-    // What is left in the store is exactly what the metadata knows, and all of it is
-    // referenced: by the current versions of files in the trash, which nothing here
-    // purges. Without the trash the store would now be empty.
+    // Nothing references anything any more (every file is empty, the trash and the
+    // history are gone), so the store and the block table are empty.
     let stored = world.store().list().await.unwrap();
     let stats = world.meta().stats().await.unwrap();
-    assert_eq!(stored.len() as i64, stats.blocks);
+    assert_eq!((stored.len(), stats.blocks), (0, 0), "the store is empty");
     let gc = world.meta().gc_stats(now_ms() + 1000).await.unwrap();
     assert_eq!(
         gc,

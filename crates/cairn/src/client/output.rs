@@ -1,6 +1,6 @@
 //! How the client commands print: remote path handling, sizes, times, listings.
 
-use cairn_proto::{EntryInfo, EntryKind};
+use cairn_proto::{EntryInfo, EntryKind, TrashItem};
 
 /// Normalizes a remote path the way a user means it: a leading '/' is added when
 /// missing and one trailing '/' is dropped, so `docs/` means `/docs`. Everything else
@@ -93,6 +93,24 @@ pub fn entry_line(entry: &EntryInfo) -> String {
     )
 }
 
+/// One line of `cairn trash list`: the item's id (for `--id`), when it was deleted
+/// (UTC), its size, its original path (a folder with a trailing '/' and its file count).
+pub fn trash_line(item: &TrashItem) -> String {
+    let what = match item.kind {
+        EntryKind::Folder => {
+            let s = if item.file_count == 1 { "" } else { "s" };
+            format!("{}/  ({} file{s})", item.path, item.file_count)
+        }
+        EntryKind::File => item.path.clone(),
+    };
+    format!(
+        "{:>8}  {}  {:>10}  {what}",
+        item.id,
+        format_time(item.deleted_at),
+        human_size(item.size)
+    )
+}
+
 /// `cairn stat` for people: one `key: value` per line.
 pub fn entry_details(entry: &EntryInfo) -> String {
     let mut out = String::new();
@@ -168,6 +186,31 @@ mod tests {
         assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00");
         assert_eq!(format_time(1_714_564_800_000 + 61_000), "2024-05-01 12:01");
         assert_eq!(format_time(-60_000), "1969-12-31 23:59");
+    }
+
+    #[test]
+    fn trash_lines() {
+        let mut item = TrashItem {
+            id: 7,
+            path: "/docs".into(),
+            kind: EntryKind::Folder,
+            size: 1536,
+            file_count: 3,
+            deleted_at: 60_000,
+            deleted_by: "me".into(),
+            device: None,
+        };
+        assert_eq!(
+            trash_line(&item),
+            "       7  1970-01-01 00:01     1.5 KiB  /docs/  (3 files)"
+        );
+        item.kind = EntryKind::File;
+        item.path = "/a.txt".into();
+        item.size = 5;
+        assert_eq!(
+            trash_line(&item),
+            "       7  1970-01-01 00:01         5 B  /a.txt"
+        );
     }
 
     #[test]
