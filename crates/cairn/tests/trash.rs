@@ -1,4 +1,4 @@
-//! The trash end to end: a real server, the `cairn trash` commands, and the metadata
+//! The trash end to end: a real server, the `cairn trash` commands, `cairn admin gc`, and the metadata
 //! store read directly once the server has stopped.
 
 mod support;
@@ -49,7 +49,7 @@ async fn snapshot(api: &Client) -> Snapshot {
 }
 
 #[test]
-fn a_deleted_tree_comes_back_whole_and_a_purge_drops_its_references() {
+fn a_deleted_tree_comes_back_whole_and_a_purge_then_gc_frees_its_blocks() {
     let server = Server::start();
     let cli = server.login("admin");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -185,4 +185,50 @@ fn a_deleted_tree_comes_back_whole_and_a_purge_drops_its_references() {
         assert!(meta.check_consistency().await.unwrap().is_empty());
         meta.close().await;
     });
+
+    // Garbage collection (grace 0: the grace period counts as passed) then frees every
+    // block only the tree used, and the store's size falls back to the one block the
+    // outside file still references. Each small file is one block: 999 first versions
+    // (the 1000th is the shared one), 20 second and 5 third versions.
+    let (files_before, bytes_before) = block_store_size(data.path());
+    assert_eq!(files_before, 1 + 999 + 20 + 5);
+    let out = std::process::Command::new(support::BIN)
+        .args(["admin", "gc", "--grace", "0", "--json", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["blocks_deleted"], 999 + 20 + 5, "{report}");
+    let (files_after, bytes_after) = block_store_size(data.path());
+    assert_eq!(files_after, 1, "only the shared block is left");
+    assert_eq!(
+        report["bytes_freed"].as_u64().unwrap(),
+        bytes_before - bytes_after,
+        "{report}"
+    );
+    let server = Server::start_in(data);
+    let cli = server.login("admin");
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("shared.txt");
+    cli.ok(&["get", "/outside/shared.txt", local.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), first_content(7));
+}
+
+/// How many block files the local block store holds, and their bytes on disk.
+fn block_store_size(data: &std::path::Path) -> (u64, u64) {
+    fn walk(dir: &std::path::Path, total: &mut (u64, u64)) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                walk(&entry.path(), total);
+            } else if entry.file_name().len() == 64 {
+                total.0 += 1;
+                total.1 += meta.len();
+            }
+        }
+    }
+    let mut total = (0, 0);
+    walk(&data.join("blocks"), &mut total);
+    total
 }
