@@ -1,5 +1,5 @@
-//! The trash end to end: a real server, the `cairn trash` commands, `cairn admin gc`, and the metadata
-//! store read directly once the server has stopped.
+//! The trash end to end: a real server, the `cairn trash` commands, `cairn admin gc`,
+//! and the metadata store read directly once the server has stopped.
 
 mod support;
 
