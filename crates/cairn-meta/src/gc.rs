@@ -30,11 +30,12 @@
 //!    stay claimed (absent to everyone) and the next run finishes them; deleting a file
 //!    that is already gone succeeds.
 //!
-//! The upload side ([`MetaStore::record_block_upload`]) revives a claimed row (clears
-//! `gc_started`, restarts `zero_since`), so the delete step no longer matches it. An
-//! upload whose `put` found the file present just before the collector deleted it
-//! writes it again once its record has committed (the server's `accept_block`); after
-//! that commit no collection can take the block for a grace period.
+//! The upload side ([`MetaStore::record_block_upload_checked`]) revives a claimed row
+//! (clears `gc_started`, restarts `zero_since`), so the delete step no longer matches
+//! it. An upload whose `put` found the file present just before the collector deleted
+//! it writes it again inside its recording transaction, after the row is written and
+//! before the account is granted possession: from then on the row is locked, and after
+//! the commit no collection can take the block for a grace period.
 //!
 //! A file in the block store with no row at all (a crash between writing a block and
 //! recording it) is adopted by [`MetaStore::gc_adopt_orphans`] as an already-claimed
