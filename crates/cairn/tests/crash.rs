@@ -17,8 +17,9 @@
 //! prints its seed; `CAIRN_CRASH_SEED` replays the same workload choices (the kill
 //! moments depend on timing and cannot replay exactly).
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,7 +33,7 @@ use cairn_proto::LoginRequest;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cairn");
+use support::BIN;
 const PASSWORD: &str = "crash test password";
 const WORKERS: usize = 4;
 /// Paths per worker; each worker only touches its own, so the model of what must be
@@ -100,26 +101,7 @@ impl ServerProcess {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("starting cairn serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(url) = line.strip_prefix("cairn serving on ") {
-                        let _ = tx.send(url.to_owned());
-                        sent = true;
-                        continue;
-                    }
-                }
-                eprintln!("[server] {line}");
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server did not come up within 60 s after a crash");
+        let (child, url) = support::spawn_serve(cmd);
         self.child = Some(child);
         url
     }

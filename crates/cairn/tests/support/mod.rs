@@ -42,26 +42,7 @@ impl Server {
         if let Some(password) = admin_password {
             cmd.env("CAIRN_ADMIN_PASSWORD", password);
         }
-        let mut child = cmd.spawn().expect("starting cairn serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(url) = line.strip_prefix("cairn serving on ") {
-                        let _ = tx.send(url.to_owned());
-                        sent = true;
-                        continue;
-                    }
-                }
-                eprintln!("[server] {line}");
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server did not report its address within 60 s");
+        let (child, url) = spawn_serve(cmd);
         Server {
             child,
             url,
@@ -120,6 +101,33 @@ impl Server {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+}
+
+/// Spawns a prepared `cairn serve` command (stderr must be piped) and waits for it to
+/// say where it listens. Returns the child and its base URL; the server's other stderr
+/// lines are passed on to the test's output.
+pub fn spawn_serve(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.spawn().expect("starting cairn serve");
+    let stderr = child.stderr.take().expect("the server's stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(url) = line.strip_prefix("cairn serving on ") {
+                    let _ = tx.send(url.to_owned());
+                    sent = true;
+                    continue;
+                }
+            }
+            eprintln!("[server] {line}");
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server did not report its address within 60 s");
+    (child, url)
 }
 
 impl Drop for Server {
