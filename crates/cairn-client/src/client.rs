@@ -9,10 +9,10 @@ use bytes::Bytes;
 use cairn_core::BlockHash;
 use cairn_proto::{
     AccountInfo, BlockCheckRequest, BlockCheckResponse, BlockUploadResponse, CommitRequest,
-    CommitResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody, FileBlocksResponse,
-    ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest, RestoreRequest,
-    ServerInfo, TrashItem, TrashListResponse, TrashPurgeRequest, TrashPurgeResponse,
-    TrashRestoreRequest, TrashRestoreResponse, VersionsResponse,
+    CommitResponse, CursorResponse, DeltaResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody,
+    FileBlocksResponse, ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest,
+    RestoreRequest, ServerInfo, TrashItem, TrashListResponse, TrashPurgeRequest,
+    TrashPurgeResponse, TrashRestoreRequest, TrashRestoreResponse, VersionsResponse,
 };
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -304,6 +304,31 @@ impl Client {
     /// `GET /api/v1/files/blocks`: a file's entry and block list.
     pub async fn file_blocks(&self, path: &str) -> Result<FileBlocksResponse, ClientError> {
         self.get_json("files/blocks", &[("path", path)]).await
+    }
+
+    /// `GET /api/v1/delta`: the changes after `cursor` (from the journal's start without
+    /// one), oldest first, at most `limit` (the server's default without one). A 410
+    /// `cursor_reset` error means: list the tree again and take a new cursor.
+    pub async fn delta(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<DeltaResponse, ClientError> {
+        let limit = limit.map(|l| l.to_string());
+        let mut query = Vec::new();
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor));
+        }
+        if let Some(limit) = limit.as_deref() {
+            query.push(("limit", limit));
+        }
+        self.get_json("delta", &query).await
+    }
+
+    /// `GET /api/v1/delta/latest`: a cursor at the newest change.
+    pub async fn latest_cursor(&self) -> Result<String, ClientError> {
+        let response: CursorResponse = self.get_json("delta/latest", &[]).await?;
+        Ok(response.cursor)
     }
 
     /// `GET /api/v1/files/versions`: a file's versions, newest first.

@@ -310,3 +310,66 @@ pub struct TrashPurgeRequest {
 pub struct TrashPurgeResponse {
     pub purged: Vec<TrashItem>,
 }
+
+/// What happened to an entry, in a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// A new version of a file (the file may be new).
+    Commit,
+    /// A folder was created.
+    Mkdir,
+    /// The entry moved from `from_path` to `path`.
+    Move,
+    /// The entry was created as a copy of `from_path`.
+    Copy,
+    /// The entry was deleted (moved to the trash).
+    Delete,
+    /// The entry came back from the trash to `path`.
+    Restore,
+    /// A trash item deleted from `path` was removed for good; the live tree is unchanged.
+    Purge,
+}
+
+/// One change in a delta.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Change {
+    /// The change's position in its namespace's journal.
+    pub seq: i64,
+    pub kind: ChangeKind,
+    pub entry_kind: EntryKind,
+    /// The entry's path after the change (for a delete or purge: the path it had).
+    pub path: String,
+    /// For a move or copy: where the entry came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_path: Option<String>,
+    /// The entry's id; it survives moves, deletes and restores.
+    pub entry_id: i64,
+    /// For a file: its revision after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<String>,
+    /// The account that made the change.
+    pub user_id: i64,
+    /// The device that made it, if a registered one did (a client skips its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<i64>,
+    /// When, Unix milliseconds.
+    pub at: i64,
+}
+
+/// `GET /api/v1/delta`: the changes after a cursor, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeltaResponse {
+    pub changes: Vec<Change>,
+    /// Pass this back to read on from after the last change returned.
+    pub cursor: String,
+    /// True when more changes follow at once: call again with `cursor` before resting.
+    pub has_more: bool,
+}
+
+/// `GET /api/v1/delta/latest`: a cursor at the newest change, for a client that has
+/// just listed the whole tree.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CursorResponse {
+    pub cursor: String,
+}

@@ -7,6 +7,7 @@ pub mod auth;
 mod blocks;
 pub mod config;
 mod convert;
+mod delta;
 mod error;
 mod extract;
 mod files;
@@ -181,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(files::router())
         .merge(trash::router())
+        .merge(delta::router())
         .layer(axum::extract::DefaultBodyLimit::max(max_json))
         // Block routes set their own limit: a block, not a JSON document.
         .merge(blocks::router(max_block));

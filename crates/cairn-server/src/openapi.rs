@@ -47,6 +47,10 @@ use crate::state::AppState;
         proto::TrashRestoreResponse,
         proto::TrashPurgeRequest,
         proto::TrashPurgeResponse,
+        proto::ChangeKind,
+        proto::Change,
+        proto::DeltaResponse,
+        proto::CursorResponse,
     ))
 )]
 struct ApiDoc;
@@ -200,6 +204,21 @@ const ENDPOINTS: &[Endpoint] = &[
         "Remove trash items for good: one (id), all from a path, or all",
         Some("TrashPurgeRequest"),
         Some("TrashPurgeResponse"),
+    ),
+    (
+        "get",
+        "/api/v1/delta",
+        "Changes after a cursor, oldest first (query: cursor, limit); 410 cursor_reset \
+         means list the tree again",
+        None,
+        Some("DeltaResponse"),
+    ),
+    (
+        "get",
+        "/api/v1/delta/latest",
+        "A cursor at the newest change",
+        None,
+        Some("CursorResponse"),
     ),
     (
         "post",

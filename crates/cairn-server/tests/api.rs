@@ -851,3 +851,115 @@ on_each_backend!(trash_requests_are_checked_and_private, |s| {
     let (_, list) = s.call(Method::GET, "/api/v1/trash", None).await;
     assert_eq!(list["items"][0]["id"], id);
 });
+
+on_each_backend!(delta_follows_the_journal_from_a_cursor, |s| {
+    // The cursor before anything happened, then a few changes.
+    let (status, latest) = s.call(Method::GET, "/api/v1/delta/latest", None).await;
+    assert_eq!(status, StatusCode::OK, "{latest}");
+    let start = latest["cursor"].as_str().unwrap().to_owned();
+
+    let data = b"delta content".to_vec();
+    s.put_block_as(&s.token, &data).await;
+    let (status, body) = s
+        .commit(json!({"path": "/d/a.txt", "blocks": [block_ref(&data)]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rev = body["entry"]["rev"].as_str().unwrap().to_owned();
+    let moved = json!({"from": "/d/a.txt", "to": "/d/b.txt"});
+    assert_eq!(
+        s.call(Method::POST, "/api/v1/files/move", Some(moved))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let gone = json!({"path": "/d/b.txt"});
+    let (status, _) = s
+        .call(Method::POST, "/api/v1/files/delete", Some(gone))
+        .await;
+    assert!(status.is_success());
+
+    // Two at a time: mkdir /d, commit, then move, delete.
+    let mut cursor = start.clone();
+    let mut seen = Vec::new();
+    loop {
+        let path = format!("/api/v1/delta?cursor={cursor}&limit=2");
+        let (status, page) = s.call(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for c in page["changes"].as_array().unwrap() {
+            seen.push((
+                c["kind"].as_str().unwrap().to_owned(),
+                c["path"].as_str().unwrap().to_owned(),
+                c["from_path"].as_str().map(str::to_owned),
+            ));
+        }
+        cursor = page["cursor"].as_str().unwrap().to_owned();
+        if !page["has_more"].as_bool().unwrap() {
+            break;
+        }
+    }
+    let expected: Vec<(String, String, Option<String>)> = vec![
+        ("mkdir".into(), "/d".into(), None),
+        ("commit".into(), "/d/a.txt".into(), None),
+        ("move".into(), "/d/b.txt".into(), Some("/d/a.txt".into())),
+        ("delete".into(), "/d/b.txt".into(), None),
+    ];
+    assert_eq!(seen, expected);
+    let (_, latest) = s.call(Method::GET, "/api/v1/delta/latest", None).await;
+    assert_eq!(latest["cursor"], cursor.as_str(), "caught up");
+
+    // From the start (no cursor) the commit carries its revision.
+    let (_, all) = s.call(Method::GET, "/api/v1/delta", None).await;
+    let commit = &all["changes"].as_array().unwrap()[1];
+    assert_eq!(
+        (commit["kind"].as_str(), commit["rev"].as_str()),
+        (Some("commit"), Some(rev.as_str()))
+    );
+
+    // Nothing new: an empty page with the same cursor.
+    let (_, page) = s
+        .call(Method::GET, &format!("/api/v1/delta?cursor={cursor}"), None)
+        .await;
+    assert_eq!(
+        (
+            page["changes"].as_array().unwrap().len(),
+            page["has_more"].as_bool()
+        ),
+        (0, Some(false))
+    );
+    assert_eq!(page["cursor"], cursor.as_str());
+
+    // A cursor ahead of the journal, or for another account's namespace, must be reset;
+    // one that is not a cursor at all is a bad request.
+    let ns_and_seq = cursor.trim_start_matches("v1.").split_once('-').unwrap();
+    let ahead = format!("v1.{}-{}", ns_and_seq.0, 1_000_000);
+    let (status, body) = s
+        .call(Method::GET, &format!("/api/v1/delta?cursor={ahead}"), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("cursor_reset")),
+        "{body}"
+    );
+    let bob = s.login("bob").await;
+    let (status, body) = s
+        .call_as(
+            Some(&bob),
+            Method::GET,
+            &format!("/api/v1/delta?cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("cursor_reset")),
+        "{body}"
+    );
+    let (status, body) = s
+        .call(Method::GET, "/api/v1/delta?cursor=nonsense", None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_cursor")),
+        "{body}"
+    );
+});

@@ -112,6 +112,7 @@ fn a_deleted_tree_comes_back_whole_and_a_purge_then_gc_frees_its_blocks() {
     let cli_versions = cli.json(&["versions", "/tree/d10/f050.txt", "--json"]);
     assert_eq!(cli_versions.as_array().unwrap().len(), 2);
 
+    let before_rm = rt.block_on(api.latest_cursor()).unwrap();
     cli.ok(&["rm", "/tree"]);
     cli.fails(&["stat", "/tree/d00/f000.txt"], "does not exist");
     let items = cli.json(&["trash", "list", "--json"]);
@@ -125,6 +126,20 @@ fn a_deleted_tree_comes_back_whole_and_a_purge_then_gc_frees_its_blocks() {
 
     let restored = cli.ok(&["trash", "restore", "/tree"]);
     assert_eq!(restored.trim(), "restored /tree to /tree");
+    // A sync client reading the delta sees the delete and the restore of every entry:
+    // 1,000 files, 20 folders and /tree itself, each way.
+    let kinds = rt.block_on(delta_kinds(&api, &before_rm));
+    assert_eq!(
+        kinds.get("delete"),
+        Some(&(FILES + FOLDERS + 1)),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.get("restore"),
+        Some(&(FILES + FOLDERS + 1)),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
     let after = rt.block_on(snapshot(&api));
     assert!(before == after, "the tree came back different");
     assert_eq!(
@@ -136,8 +151,11 @@ fn a_deleted_tree_comes_back_whole_and_a_purge_then_gc_frees_its_blocks() {
         serde_json::json!([])
     );
 
+    let before_purge = rt.block_on(api.latest_cursor()).unwrap();
     cli.ok(&["rm", "/tree"]);
     let purged = cli.ok(&["trash", "purge", "/tree"]);
+    let kinds = rt.block_on(delta_kinds(&api, &before_purge));
+    assert_eq!(kinds.get("purge"), Some(&1), "{kinds:?}");
     assert!(purged.starts_with("purged 1 item ("), "{purged}");
     assert_eq!(
         cli.json(&["trash", "list", "--json"]),
@@ -213,6 +231,23 @@ fn a_deleted_tree_comes_back_whole_and_a_purge_then_gc_frees_its_blocks() {
     let local = dir.path().join("shared.txt");
     cli.ok(&["get", "/outside/shared.txt", local.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&local).unwrap(), first_content(7));
+}
+
+/// How many changes of each kind the delta after `cursor` holds, read page by page.
+async fn delta_kinds(api: &Client, cursor: &str) -> BTreeMap<String, usize> {
+    let mut kinds = BTreeMap::new();
+    let mut cursor = cursor.to_owned();
+    loop {
+        let page = api.delta(Some(&cursor), Some(500)).await.unwrap();
+        for change in &page.changes {
+            let kind = serde_json::to_value(change.kind).unwrap();
+            *kinds.entry(kind.as_str().unwrap().to_owned()).or_insert(0) += 1;
+        }
+        cursor = page.cursor;
+        if !page.has_more {
+            return kinds;
+        }
+    }
 }
 
 /// How many block files the local block store holds, and their bytes on disk.
