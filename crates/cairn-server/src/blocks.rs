@@ -131,7 +131,7 @@ pub async fn accept_block(
 /// present, or wrote it) and our record: the collector had claimed the unreferenced
 /// row, and deleted the row and the file in one transaction before our record could
 /// revive the row (see `cairn_meta::gc`).
-pub async fn ensure_stored(
+async fn ensure_stored(
     store: &cairn_store::BlockStore,
     hash: BlockHash,
     data: Bytes,

@@ -34,7 +34,7 @@ use cairn_meta::MetaStore;
 use cairn_store::BlockStore;
 use tower_http::trace::TraceLayer;
 
-pub use blocks::{accept_block, ensure_stored};
+pub use blocks::accept_block;
 pub use config::{Config, Maintenance};
 pub use error::ApiError;
 pub use state::AppState;

@@ -1,31 +1,14 @@
 //! The HTTP API against a real server, on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{hex_hash, TestServer, BACKENDS};
+use support::{block_ref, hex_hash, TestServer};
 
-/// Runs a test body once per metadata backend.
-macro_rules! on_each_backend {
-    ($name:ident, |$server:ident| $body:block) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            for backend in BACKENDS {
-                let $server = TestServer::start(backend).await;
-                $body
-                $server.finish().await;
-            }
-        }
-    };
-}
-
-// After the macro, which it uses.
+// After `support`, whose macro it uses.
 mod gc;
-
-fn block_ref(data: &[u8]) -> serde_json::Value {
-    json!({"hash": hex_hash(data), "size": data.len()})
-}
 
 on_each_backend!(commit_download_and_range, |s| {
     let a = vec![1u8; 1000];

@@ -2,6 +2,7 @@
 //! (quarantine, possession forgotten) and repaired by the next upload. On SQLite and on
 //! PostgreSQL. A test binary of its own, so that its metric deltas are its own.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -10,25 +11,7 @@ use cairn_core::BlockHash;
 use cairn_server::fsck::{fsck, FsckOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{flip_last_byte, hex_hash, metric, TestServer, BACKENDS};
-
-/// Runs a test body once per metadata backend.
-macro_rules! on_each_backend {
-    ($name:ident, |$server:ident| $body:block) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            for backend in BACKENDS {
-                let $server = TestServer::start(backend).await;
-                $body
-                $server.finish().await;
-            }
-        }
-    };
-}
-
-fn block_ref(data: &[u8]) -> serde_json::Value {
-    json!({"hash": hex_hash(data), "size": data.len()})
-}
+use support::{block_ref, flip_last_byte, hex_hash, metric, TestServer, BACKENDS};
 
 /// Pseudo-random, incompressible bytes.
 fn noise(len: usize, seed: u8) -> Vec<u8> {

@@ -19,6 +19,20 @@ pub enum Backend {
 
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 
+/// Runs a test body once per metadata backend (`#[macro_use] mod support;`).
+macro_rules! on_each_backend {
+    ($name:ident, |$server:ident| $body:block) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            for backend in $crate::support::BACKENDS {
+                let $server = $crate::support::TestServer::start(backend).await;
+                $body
+                $server.finish().await;
+            }
+        }
+    };
+}
+
 pub fn postgres_base_url() -> String {
     std::env::var("CAIRN_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
@@ -278,6 +292,11 @@ pub async fn metric(server: &TestServer, name: &str) -> f64 {
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A commit request's entry for a block with these bytes.
+pub fn block_ref(data: &[u8]) -> Value {
+    json!({"hash": hex_hash(data), "size": data.len()})
 }
 
 pub fn hex_hash(data: &[u8]) -> String {
