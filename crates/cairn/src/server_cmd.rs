@@ -1,6 +1,6 @@
 //! Server-side commands: `serve` and `admin …`, which work on a data directory.
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,7 +10,6 @@ use cairn_server::fsck::{FsckOptions, FsckReport};
 use cairn_server::{bootstrap_admin, open_stores, Application, Bootstrap, Config};
 use cairn_store::BlockStore;
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ServerOpts;
 
@@ -265,20 +264,8 @@ async fn fsck(
         .referenced_totals()
         .await
         .context("cannot count the referenced blocks")?;
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::with_draw_target(
-            Some(totals.bytes.max(0) as u64),
-            ProgressDrawTarget::stderr(),
-        );
-        let style = ProgressStyle::with_template(
-            "checking blocks {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::client_cmd::progress_bar(totals.bytes.max(0) as u64);
+    bar.set_prefix("checking blocks ");
     let progress = bar.clone();
     let options = FsckOptions {
         quarantine,
