@@ -131,13 +131,9 @@ impl World {
     /// Every block of the live file's current version reads back verified, unless the
     /// version stopped existing meanwhile (overwritten and pruned). A version that
     /// still exists after one of its blocks failed to read held that reference the
-    /// whole time: that is the bug this test hunts.
-    ///
-    /// One absence is legitimate, briefly: a block collected after an upload's `put`
-    /// found it present, and recorded again by that upload, is missing until the
-    /// upload stores it again right after its record commits; another device of the
-    /// same account may commit it in between. So a missing block gets a few seconds to
-    /// come back before the test fails.
+    /// whole time: that is the bug this test hunts. No absence is legitimate, not even
+    /// briefly: an upload whose block a collection removed stores it again inside its
+    /// record transaction, before anyone may commit it.
     async fn check_live(&self, file: &str) {
         let Some(entry) = self
             .meta()
@@ -154,27 +150,14 @@ impl World {
             Err(e) => panic!("{e}"),
         };
         for b in blocks {
-            let mut attempts = 0;
-            loop {
-                match self.store().get(b.hash).await {
-                    Ok(data) => {
-                        assert_eq!(data.len(), b.size as usize);
-                        break;
-                    }
-                    Err(StoreError::NotFound(_)) => {
-                        if self.meta().version_blocks(rev).await.is_err() {
-                            break;
-                        }
-                        attempts += 1;
-                        assert!(
-                            attempts < 100,
-                            "block {} of {file} (version {rev}) was deleted while referenced",
-                            b.hash
-                        );
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => panic!("block {} of {file}: {e}", b.hash),
-                }
+            match self.store().get(b.hash).await {
+                Ok(data) => assert_eq!(data.len(), b.size as usize),
+                Err(StoreError::NotFound(_)) => assert!(
+                    self.meta().version_blocks(rev).await.is_err(),
+                    "block {} of {file} (version {rev}) was deleted while referenced",
+                    b.hash
+                ),
+                Err(e) => panic!("block {} of {file}: {e}", b.hash),
             }
         }
     }
