@@ -218,6 +218,15 @@ impl fmt::Debug for ServerPath {
     }
 }
 
+// Paths order and compare exactly as their text does, so a sorted map keyed by
+// `ServerPath` can be searched by `&str`: the sync engine reads a folder's subtree as
+// the key range after `"/a/"`.
+impl std::borrow::Borrow<str> for ServerPath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::str::FromStr for ServerPath {
     type Err = PathError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
