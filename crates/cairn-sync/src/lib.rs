@@ -1,11 +1,20 @@
 //! Cairn's sync engine: keeps a folder on disk identical to a folder on the server.
 //!
 //! Three trees (DESIGN.md §2) describe the state: [`tree`]. The pure [`planner`] turns
-//! them into operations; the engine runs those against an environment (the real disk
-//! and server, or the simulation's in-memory ones) and records what happened.
+//! them into operations; the [`engine`] runs those against an [`env::Env`] (the real
+//! disk and server, or the simulation's in-memory ones) and records what happened in a
+//! [`state::State`] it saves as it goes.
 
+pub mod engine;
+pub mod env;
+pub mod ignore;
 pub mod planner;
+pub mod state;
 pub mod tree;
 
+pub use engine::{Engine, Report, SyncError};
+pub use env::{Env, EnvError, RemoteChange, RemoteDelta};
+pub use ignore::Ignore;
 pub use planner::{plan_sync, Operation, PlanContext, Trees};
+pub use state::{NoPersist, Persist, State, StateChange, Which};
 pub use tree::{Kind, LocalNode, RemoteNode, SyncedNode, Tree};

@@ -55,7 +55,13 @@ pub enum Operation {
     },
     /// Move a node on disk: a move made on the server, or undoing a local move that
     /// blocks one.
-    MoveLocal { from: ServerPath, to: ServerPath },
+    MoveLocal {
+        from: ServerPath,
+        to: ServerPath,
+        /// Where Synced holds the node, moved along to `to` once done; `None` when the
+        /// move undoes a local move (Synced already has it at `to`).
+        synced_from: Option<ServerPath>,
+    },
     /// Create a folder on the server.
     MkdirRemote { path: ServerPath },
     /// Create a folder on disk.
@@ -201,8 +207,7 @@ fn plan_moves(t: Trees<'_>) -> Vec<Operation> {
         return Vec::new();
     }
     let local_is_folder = |p: &ServerPath| t.local.get(p).is_some_and(|n| n.kind == Kind::Folder);
-    let remote_is_folder =
-        |p: &ServerPath| t.remote.get(p).is_some_and(|n| n.kind == Kind::Folder);
+    let remote_is_folder = |p: &ServerPath| t.remote.get(p).is_some_and(|n| n.kind == Kind::Folder);
     let local_can_move = |from: &ServerPath, to: &ServerPath| {
         t.local.get(to).is_none() && !to.starts_with(from) && parent_is_folder(to, local_is_folder)
     };
@@ -227,6 +232,7 @@ fn plan_moves(t: Trees<'_>) -> Vec<Operation> {
                     ops.push(Operation::MoveLocal {
                         from: l.to.clone(),
                         to: m.to.clone(),
+                        synced_from: Some(m.from.clone()),
                     });
                 } else {
                     blocked_remote = true;
@@ -238,6 +244,7 @@ fn plan_moves(t: Trees<'_>) -> Vec<Operation> {
                     ops.push(Operation::MoveLocal {
                         from: m.from.clone(),
                         to: m.to.clone(),
+                        synced_from: Some(m.from.clone()),
                     });
                 } else if still_here {
                     blocked_remote = true;
@@ -265,6 +272,7 @@ fn plan_moves(t: Trees<'_>) -> Vec<Operation> {
             ops.push(Operation::MoveLocal {
                 from: m.to.clone(),
                 to: m.from.clone(),
+                synced_from: None,
             });
         }
     }
@@ -315,8 +323,7 @@ fn plan_paths(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
     paths.dedup();
 
     let local_is_folder = |p: &ServerPath| t.local.get(p).is_some_and(|n| n.kind == Kind::Folder);
-    let remote_is_folder =
-        |p: &ServerPath| t.remote.get(p).is_some_and(|n| n.kind == Kind::Folder);
+    let remote_is_folder = |p: &ServerPath| t.remote.get(p).is_some_and(|n| n.kind == Kind::Folder);
 
     let mut ops = Vec::new();
     // A folder deleted whole: what lies below it needs nothing more this round.
@@ -492,7 +499,11 @@ fn create_local(path: &ServerPath, r: &RemoteNode, expect_local: Option<LocalNod
 
 fn delete_local_subtree(t: Trees<'_>, path: &ServerPath, node: &LocalNode) -> Operation {
     let mut expect = vec![(path.clone(), node.clone())];
-    expect.extend(t.local.descendants(path).map(|(p, n)| (p.clone(), n.clone())));
+    expect.extend(
+        t.local
+            .descendants(path)
+            .map(|(p, n)| (p.clone(), n.clone())),
+    );
     Operation::DeleteLocal {
         path: path.clone(),
         expect,

@@ -149,11 +149,10 @@ impl<N: Clone> Tree<N> {
         // Below `/a` means keys starting with `/a/`; `0` is the character after `/`.
         let low = format!("{}/", path.as_str());
         let high = format!("{}0", path.as_str());
-        Box::new(
-            self.nodes
-                .range::<str, _>((Bound::Included(low.as_str()), Bound::Excluded(high.as_str())))
-                .map(|(k, v)| (k, v)),
-        )
+        Box::new(self.nodes.range::<str, _>((
+            Bound::Included(low.as_str()),
+            Bound::Excluded(high.as_str()),
+        )))
     }
 
     /// Whether anything is stored below `path`.
@@ -219,10 +218,16 @@ mod tests {
     #[test]
     fn descendants_are_segment_wise() {
         let mut tree: Tree<u32> = Tree::new();
-        for (i, path) in ["/a", "/a b", "/a/x", "/a/y/z", "/a0", "/b"].iter().enumerate() {
+        for (i, path) in ["/a", "/a b", "/a/x", "/a/y/z", "/a0", "/b"]
+            .iter()
+            .enumerate()
+        {
             tree.insert(p(path), i as u32);
         }
-        let below: Vec<&str> = tree.descendants(&p("/a")).map(|(k, _)| k.as_str()).collect();
+        let below: Vec<&str> = tree
+            .descendants(&p("/a"))
+            .map(|(k, _)| k.as_str())
+            .collect();
         assert_eq!(below, ["/a/x", "/a/y/z"]);
         assert_eq!(tree.descendants(&p("/")).count(), 6);
         tree.move_subtree(&p("/a"), &p("/c/d"));

@@ -24,7 +24,11 @@ impl World {
         self.local.insert(
             p(path),
             LocalNode {
-                kind: if content.is_some() { Kind::File } else { Kind::Folder },
+                kind: if content.is_some() {
+                    Kind::File
+                } else {
+                    Kind::Folder
+                },
                 id,
                 size: 1,
                 mtime_ns: 1,
@@ -43,7 +47,11 @@ impl World {
         self.synced.insert(
             p(path),
             SyncedNode {
-                kind: if content.is_some() { Kind::File } else { Kind::Folder },
+                kind: if content.is_some() {
+                    Kind::File
+                } else {
+                    Kind::Folder
+                },
                 local_id,
                 remote_id,
                 rev: content.map(|c| format!("r{c}")),
@@ -77,7 +85,11 @@ impl World {
 
 fn remote_node(id: i64, content: Option<char>) -> RemoteNode {
     RemoteNode {
-        kind: if content.is_some() { Kind::File } else { Kind::Folder },
+        kind: if content.is_some() {
+            Kind::File
+        } else {
+            Kind::Folder
+        },
         id,
         rev: content.map(|c| format!("r{c}")),
         hash: content.map(hash),
@@ -89,7 +101,9 @@ const FOLDER: Option<char> = None;
 
 #[test]
 fn in_sync_plans_nothing() {
-    let w = World::default().both("/a", 1, FOLDER).both("/a/f", 2, Some('x'));
+    let w = World::default()
+        .both("/a", 1, FOLDER)
+        .both("/a/f", 2, Some('x'));
     assert_eq!(w.plan(), []);
 }
 
@@ -147,8 +161,10 @@ fn edits_go_the_right_way() {
             base_rev: Some("rx".into())
         }
     );
-    assert!(matches!(&plan[1], Operation::Download { path, expect_local: Some(l), .. }
-        if *path == p("/g") && l.hash == Some(hash('x'))));
+    assert!(
+        matches!(&plan[1], Operation::Download { path, expect_local: Some(l), .. }
+        if *path == p("/g") && l.hash == Some(hash('x')))
+    );
     assert_eq!(plan.len(), 2);
 }
 
@@ -172,7 +188,11 @@ fn conflict_copy_names_do_not_clash() {
     let w = World::default()
         .local("/doc.txt", 1, Some('y'))
         .remote("/doc.txt", 2, Some('z'))
-        .remote("/doc (conflicted copy from laptop 2026-12-01 120000).txt", 3, Some('q'));
+        .remote(
+            "/doc (conflicted copy from laptop 2026-12-01 120000).txt",
+            3,
+            Some('q'),
+        );
     let conflict = Operation::ConflictLocal {
         path: p("/doc.txt"),
         to: p("/doc (conflicted copy from laptop 2 2026-12-01 120000).txt"),
@@ -188,14 +208,18 @@ fn the_same_change_on_both_sides_is_just_recorded() {
         .local("/d", 6, FOLDER)
         .remote("/d", 10, FOLDER);
     let plan = w.plan();
-    assert!(matches!(&plan[..], [Operation::Record { path: d, node: Some(_) }, Operation::Record { path: f, node: Some(n) }]
-        if *d == p("/d") && *f == p("/f") && n.local_id == 5 && n.remote_id == 9));
+    assert!(
+        matches!(&plan[..], [Operation::Record { path: d, node: Some(_) }, Operation::Record { path: f, node: Some(n) }]
+        if *d == p("/d") && *f == p("/f") && n.local_id == 5 && n.remote_id == 9)
+    );
 }
 
 #[test]
 fn deletes_carry_over_only_unchanged_content() {
     // Deleted here, unchanged there: delete there, naming the synced revision.
-    let w = World::default().remote("/f", 1, Some('x')).synced("/f", 1, 1, Some('x'));
+    let w = World::default()
+        .remote("/f", 1, Some('x'))
+        .synced("/f", 1, 1, Some('x'));
     assert_eq!(
         w.plan(),
         [Operation::DeleteRemote {
@@ -205,10 +229,20 @@ fn deletes_carry_over_only_unchanged_content() {
         }]
     );
     // Deleted here, edited there: the edit comes back.
-    let w = World::default().remote("/f", 1, Some('y')).synced("/f", 1, 1, Some('x'));
-    assert!(matches!(&w.plan()[..], [Operation::Download { expect_local: None, .. }]));
+    let w = World::default()
+        .remote("/f", 1, Some('y'))
+        .synced("/f", 1, 1, Some('x'));
+    assert!(matches!(
+        &w.plan()[..],
+        [Operation::Download {
+            expect_local: None,
+            ..
+        }]
+    ));
     // Deleted there, edited here: the edit goes up as a new file.
-    let w = World::default().local("/f", 1, Some('y')).synced("/f", 1, 1, Some('x'));
+    let w = World::default()
+        .local("/f", 1, Some('y'))
+        .synced("/f", 1, 1, Some('x'));
     assert_eq!(
         w.plan(),
         [Operation::Upload {
@@ -217,7 +251,9 @@ fn deletes_carry_over_only_unchanged_content() {
         }]
     );
     // Deleted there, unchanged here: delete here, if still as seen.
-    let w = World::default().local("/f", 1, Some('x')).synced("/f", 1, 1, Some('x'));
+    let w = World::default()
+        .local("/f", 1, Some('x'))
+        .synced("/f", 1, 1, Some('x'));
     assert!(matches!(&w.plan()[..], [Operation::DeleteLocal { expect, .. }] if expect.len() == 1));
 }
 
@@ -301,7 +337,8 @@ fn a_server_move_is_one_local_rename() {
         w.plan(),
         [Operation::MoveLocal {
             from: p("/a/f"),
-            to: p("/f")
+            to: p("/f"),
+            synced_from: Some(p("/a/f")),
         }]
     );
 }
@@ -320,7 +357,8 @@ fn moves_into_each_other_undo_the_local_one() {
         w.plan(),
         [Operation::MoveLocal {
             from: p("/B/A"),
-            to: p("/A")
+            to: p("/A"),
+            synced_from: None,
         }]
     );
 }
@@ -335,7 +373,8 @@ fn the_same_node_moved_two_ways_follows_the_server() {
         w.plan(),
         [Operation::MoveLocal {
             from: p("/x"),
-            to: p("/y")
+            to: p("/y"),
+            synced_from: Some(p("/f")),
         }]
     );
     let w = World::default()

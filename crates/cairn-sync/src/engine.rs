@@ -1,0 +1,490 @@
+//! The engine: observe both sides, plan, execute, record, until the plan is empty.
+//!
+//! One [`Engine::sync_once`] call is one reconciliation:
+//! 1. look at the disk (a full scan, hashing only files whose stat changed) and read the
+//!    server's delta (or list the whole tree the first time, or after a reset);
+//! 2. plan; run the plan's operations, up to `parallelism` at a time; apply each
+//!    result to the trees; save the changes;
+//! 3. repeat from the plan, looking again at whichever side an operation found changed,
+//!    until the plan is empty.
+//!
+//! An operation refused for good (a name the server will not take, no space left) is
+//! reported and left out of the following rounds of this call.
+
+use std::collections::{BTreeMap, HashSet};
+
+use cairn_core::ServerPath;
+use futures::StreamExt;
+
+use crate::env::{Env, EnvError, RemoteChange};
+use crate::ignore::Ignore;
+use crate::planner::{plan_sync, Operation, PlanContext, Trees};
+use crate::state::{Persist, State, StateChange, Which};
+use crate::tree::{Kind, LocalNode, SyncedNode};
+
+/// Rounds after which a reconciliation gives up: far more than any real tree needs (one
+/// per folder level, plus a few per conflict), so reaching it means a bug, which is
+/// reported rather than looped on forever.
+const MAX_ROUNDS: usize = 10_000;
+
+/// Why a reconciliation stopped before the two sides agreed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    #[error("the sync folder is missing; sync stopped so nothing is deleted on the server (re-create it, or start again with an empty state)")]
+    RootMissing,
+    #[error("the sync folder is empty but {0} items were synced; sync stopped so nothing is deleted on the server (restore the folder, or delete the items on the server yourself)")]
+    RootEmptied(usize),
+    #[error("cannot reach the server: {0}")]
+    Unavailable(String),
+    #[error("could not save the sync state: {0}")]
+    Persist(String),
+    #[error("sync did not settle after {MAX_ROUNDS} rounds; this is a bug, please report it")]
+    NotSettled,
+}
+
+/// What a reconciliation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub deleted_local: u64,
+    pub deleted_remote: u64,
+    pub moved_local: u64,
+    pub moved_remote: u64,
+    pub folders_created: u64,
+    pub conflicts: u64,
+    pub rounds: u64,
+    /// Operations refused for good, with the reason, by path.
+    pub problems: BTreeMap<ServerPath, String>,
+}
+
+/// The sync engine for one folder.
+pub struct Engine<E, P> {
+    env: E,
+    persist: P,
+    state: State,
+    pending: Vec<StateChange>,
+    device: String,
+    ignore: Ignore,
+    parallelism: usize,
+}
+
+impl<E, P> std::fmt::Debug for Engine<E, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("device", &self.device)
+            .field("local", &self.state.local.len())
+            .field("remote", &self.state.remote.len())
+            .field("synced", &self.state.synced.len())
+            .finish()
+    }
+}
+
+/// How one operation ended.
+enum Outcome {
+    Done(Vec<StateChange>),
+    /// Part of a folder delete happened before something refused.
+    Partial(Vec<StateChange>, EnvError),
+    Failed(EnvError),
+}
+
+impl<E: Env, P: Persist> Engine<E, P> {
+    /// An engine starting from `state` (empty for a new sync folder).
+    pub fn new(env: E, persist: P, state: State, device: String, ignore: Ignore) -> Self {
+        Engine {
+            env,
+            persist,
+            state,
+            pending: Vec::new(),
+            device,
+            ignore,
+            parallelism: 8,
+        }
+    }
+
+    /// Operations in flight at once (at least 1).
+    pub fn with_parallelism(mut self, parallelism: usize) -> Self {
+        self.parallelism = parallelism.max(1);
+        self
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn env(&self) -> &E {
+        &self.env
+    }
+
+    /// Takes the engine apart, for a test that restarts it from what was persisted.
+    pub fn into_parts(self) -> (E, P, State) {
+        (self.env, self.persist, self.state)
+    }
+
+    /// The operations the engine would run now, from the trees as last observed.
+    pub fn pending_plan(&self) -> Vec<Operation> {
+        plan_sync(self.trees(), &self.plan_context())
+    }
+
+    fn trees(&self) -> Trees<'_> {
+        Trees {
+            local: &self.state.local,
+            remote: &self.state.remote,
+            synced: &self.state.synced,
+        }
+    }
+
+    fn plan_context(&self) -> PlanContext {
+        PlanContext {
+            device: self.device.clone(),
+            stamp: self.env.stamp(),
+        }
+    }
+
+    fn change(&mut self, change: StateChange) {
+        self.state.apply(&change);
+        self.pending.push(change);
+    }
+
+    async fn save(&mut self) -> Result<(), SyncError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.persist
+            .save(&self.pending)
+            .await
+            .map_err(|err| SyncError::Persist(err.to_string()))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// One full reconciliation: returns once both sides agree (apart from what was
+    /// refused, listed in the report).
+    pub async fn sync_once(&mut self) -> Result<Report, SyncError> {
+        let mut report = Report::default();
+        let mut refused: HashSet<ServerPath> = HashSet::new();
+        self.refresh_local().await?;
+        self.refresh_remote().await?;
+        for _ in 0..MAX_ROUNDS {
+            let ops: Vec<Operation> = plan_sync(self.trees(), &self.plan_context())
+                .into_iter()
+                .filter(|op| !refused.contains(op.path()))
+                .collect();
+            if ops.is_empty() {
+                self.save().await?;
+                return Ok(report);
+            }
+            report.rounds += 1;
+            let outcomes = self.execute(&ops).await;
+            let mut local_changed = false;
+            let mut unavailable = None;
+            for (op, outcome) in ops.iter().zip(outcomes) {
+                let err = match outcome {
+                    Outcome::Done(changes) => {
+                        count(&mut report, op);
+                        changes.into_iter().for_each(|c| self.change(c));
+                        continue;
+                    }
+                    Outcome::Partial(changes, err) => {
+                        changes.into_iter().for_each(|c| self.change(c));
+                        err
+                    }
+                    Outcome::Failed(err) => err,
+                };
+                tracing::debug!(?op, %err, "operation did not happen");
+                match err {
+                    EnvError::LocalChanged(_) => local_changed = true,
+                    EnvError::RemoteChanged(_) | EnvError::CursorReset => {}
+                    EnvError::Unavailable(msg) => unavailable = Some(msg),
+                    EnvError::Refused(msg) => {
+                        refused.insert(op.path().clone());
+                        report.problems.insert(op.path().clone(), msg);
+                    }
+                }
+            }
+            self.save().await?;
+            if let Some(msg) = unavailable {
+                return Err(SyncError::Unavailable(msg));
+            }
+            if local_changed {
+                self.refresh_local().await?;
+            }
+            // Always: one cheap request when nothing changed, and it picks up what other
+            // devices did while this round ran (and what refused an operation).
+            self.refresh_remote().await?;
+        }
+        Err(SyncError::NotSettled)
+    }
+
+    /// Scans the disk and updates the local tree, hashing files that are new or whose
+    /// stat changed.
+    pub async fn refresh_local(&mut self) -> Result<(), SyncError> {
+        let scanned = self.env.scan_local().await.map_err(unavailable)?;
+        let Some(scanned) = scanned else {
+            return Err(SyncError::RootMissing);
+        };
+        let scanned: Vec<(ServerPath, LocalNode)> = scanned
+            .into_iter()
+            .filter(|(path, _)| !self.ignore.is_ignored(path))
+            .collect();
+        if scanned.is_empty() && !self.state.synced.is_empty() {
+            return Err(SyncError::RootEmptied(self.state.synced.len()));
+        }
+
+        let mut seen: HashSet<ServerPath> = HashSet::with_capacity(scanned.len());
+        let mut to_hash: Vec<(ServerPath, LocalNode)> = Vec::new();
+        for (path, mut node) in scanned {
+            seen.insert(path.clone());
+            if node.kind == Kind::File {
+                match self.state.local.get(&path) {
+                    Some(old) if old.same_stat(&node) && old.hash.is_some() => {
+                        node.hash = old.hash;
+                    }
+                    _ => {
+                        node.hash = None;
+                        to_hash.push((path.clone(), node.clone()));
+                    }
+                }
+            }
+            if self.state.local.get(&path) != Some(&node) {
+                self.change(StateChange::Local(path, Some(node)));
+            }
+        }
+        let gone: Vec<ServerPath> = self
+            .state
+            .local
+            .paths()
+            .filter(|p| !seen.contains(*p))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.change(StateChange::Local(path, None));
+        }
+
+        let env = &self.env;
+        let hashed: Vec<_> = futures::stream::iter(to_hash)
+            .map(|(path, node)| async move {
+                let hash = env.hash_local(&path, &node).await;
+                (path, node, hash)
+            })
+            .buffered(self.parallelism)
+            .collect()
+            .await;
+        for (path, mut node, hash) in hashed {
+            match hash {
+                Ok(Some(hash)) => {
+                    node.hash = Some(hash);
+                    self.change(StateChange::Local(path, Some(node)));
+                }
+                // Changed while being read: it stays unhashed, and the planner leaves it
+                // alone until a later scan sees it settle.
+                Ok(None) => {}
+                Err(EnvError::Unavailable(msg)) => return Err(SyncError::Unavailable(msg)),
+                Err(err) => tracing::debug!(%path, %err, "could not hash"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the server's changes since the cursor (or lists everything) into the
+    /// remote tree.
+    pub async fn refresh_remote(&mut self) -> Result<(), SyncError> {
+        loop {
+            let Some(cursor) = self.state.cursor.clone() else {
+                let (nodes, cursor) = self.env.list_remote().await.map_err(unavailable)?;
+                self.change(StateChange::ClearRemote);
+                for (path, node) in nodes {
+                    if !self.ignore.is_ignored(&path) {
+                        self.change(StateChange::Remote(path, Some(node)));
+                    }
+                }
+                self.change(StateChange::Cursor(Some(cursor)));
+                return Ok(());
+            };
+            let delta = match self.env.remote_delta(&cursor).await {
+                Ok(delta) => delta,
+                Err(EnvError::CursorReset) => {
+                    self.change(StateChange::Cursor(None));
+                    continue;
+                }
+                Err(err) => return Err(unavailable(err)),
+            };
+            for change in delta.changes {
+                self.apply_remote_change(change);
+            }
+            self.change(StateChange::Cursor(Some(delta.cursor)));
+            if !delta.has_more {
+                return Ok(());
+            }
+        }
+    }
+
+    fn apply_remote_change(&mut self, change: RemoteChange) {
+        match change {
+            RemoteChange::Upsert { path, node } => {
+                if !self.ignore.is_ignored(&path) {
+                    self.change(StateChange::Remote(path, Some(node)));
+                }
+            }
+            RemoteChange::Move { from, to, id } => {
+                if self.state.remote.get(&from).is_some_and(|n| n.id == id) {
+                    self.change(StateChange::MoveSubtree(Which::Remote, from, to.clone()));
+                    if self.ignore.is_ignored(&to) {
+                        self.change(StateChange::RemoveSubtree(Which::Remote, to));
+                    }
+                }
+            }
+            RemoteChange::Delete { path, id } => {
+                if self.state.remote.get(&path).is_some_and(|n| n.id == id) {
+                    self.change(StateChange::RemoveSubtree(Which::Remote, path));
+                }
+            }
+        }
+    }
+
+    /// Runs the operations, up to `parallelism` at a time, returning their outcomes in
+    /// the operations' order (so that applying them is deterministic).
+    async fn execute(&self, ops: &[Operation]) -> Vec<Outcome> {
+        let state = &self.state;
+        let env = &self.env;
+        futures::stream::iter(ops)
+            .map(|op| run(env, state, op))
+            .buffered(self.parallelism)
+            .collect()
+            .await
+    }
+}
+
+fn unavailable(err: EnvError) -> SyncError {
+    SyncError::Unavailable(err.to_string())
+}
+
+fn count(report: &mut Report, op: &Operation) {
+    match op {
+        Operation::Record { .. } | Operation::RecordMove { .. } => {}
+        Operation::MoveRemote { .. } => report.moved_remote += 1,
+        Operation::MoveLocal { .. } => report.moved_local += 1,
+        Operation::MkdirRemote { .. } | Operation::MkdirLocal { .. } => report.folders_created += 1,
+        Operation::Upload { .. } => report.uploaded += 1,
+        Operation::Download { .. } => report.downloaded += 1,
+        Operation::DeleteRemote { .. } => report.deleted_remote += 1,
+        Operation::DeleteLocal { .. } => report.deleted_local += 1,
+        Operation::ConflictLocal { .. } => report.conflicts += 1,
+    }
+}
+
+/// Runs one operation against the environment and says how the state changes.
+async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
+    use StateChange as C;
+    let result = match op {
+        Operation::Record { path, node } => Ok(vec![C::Synced(path.clone(), node.clone())]),
+        Operation::RecordMove { from, to } => Ok(vec![C::MoveSubtree(
+            Which::Synced,
+            from.clone(),
+            to.clone(),
+        )]),
+        Operation::MoveRemote { from, to, base_rev } => env
+            .move_remote(from, to, base_rev.as_deref())
+            .await
+            .map(|_| {
+                vec![
+                    C::MoveSubtree(Which::Remote, from.clone(), to.clone()),
+                    C::MoveSubtree(Which::Synced, from.clone(), to.clone()),
+                ]
+            }),
+        Operation::MoveLocal {
+            from,
+            to,
+            synced_from,
+        } => env.move_local(from, to).await.map(|()| {
+            let mut changes = vec![C::MoveSubtree(Which::Local, from.clone(), to.clone())];
+            if let Some(s) = synced_from {
+                changes.push(C::MoveSubtree(Which::Synced, s.clone(), to.clone()));
+            }
+            changes
+        }),
+        Operation::MkdirRemote { path } => env.mkdir_remote(path).await.map(|remote| {
+            let mut changes = Vec::new();
+            if let Some(local) = state.local.get(path).filter(|l| l.kind == Kind::Folder) {
+                changes.push(C::Synced(
+                    path.clone(),
+                    Some(SyncedNode::of(local, &remote)),
+                ));
+            }
+            changes.insert(0, C::Remote(path.clone(), Some(remote)));
+            changes
+        }),
+        Operation::MkdirLocal { path } => env.mkdir_local(path).await.map(|local| {
+            let mut changes = Vec::new();
+            if let Some(remote) = state.remote.get(path).filter(|r| r.kind == Kind::Folder) {
+                changes.push(C::Synced(
+                    path.clone(),
+                    Some(SyncedNode::of(&local, remote)),
+                ));
+            }
+            changes.insert(0, C::Local(path.clone(), Some(local)));
+            changes
+        }),
+        Operation::Upload { path, base_rev } => {
+            let Some(local) = state.local.get(path) else {
+                return Outcome::Failed(EnvError::LocalChanged(format!("{path} is gone")));
+            };
+            env.upload(path, local, base_rev.as_deref())
+                .await
+                .map(|remote| {
+                    let synced = SyncedNode::of(local, &remote);
+                    vec![
+                        C::Remote(path.clone(), Some(remote)),
+                        C::Synced(path.clone(), Some(synced)),
+                    ]
+                })
+        }
+        Operation::Download {
+            path,
+            remote,
+            expect_local,
+        } => env
+            .download(path, remote, expect_local.as_ref())
+            .await
+            .map(|local| {
+                let synced = SyncedNode::of(&local, remote);
+                vec![
+                    C::Local(path.clone(), Some(local)),
+                    C::Synced(path.clone(), Some(synced)),
+                ]
+            }),
+        Operation::DeleteRemote {
+            path,
+            kind: _,
+            base_rev,
+        } => env
+            .delete_remote(path, base_rev.as_deref())
+            .await
+            .map(|()| {
+                vec![
+                    C::RemoveSubtree(Which::Remote, path.clone()),
+                    C::RemoveSubtree(Which::Synced, path.clone()),
+                ]
+            }),
+        Operation::DeleteLocal { path: _, expect } => {
+            // Deepest first, so each folder is empty when its turn comes.
+            let mut changes = Vec::new();
+            for (p, node) in expect.iter().rev() {
+                if let Err(err) = env.remove_local(p, node).await {
+                    return Outcome::Partial(changes, err);
+                }
+                changes.push(C::Local(p.clone(), None));
+                changes.push(C::Synced(p.clone(), None));
+            }
+            Ok(changes)
+        }
+        Operation::ConflictLocal { path, to } => env
+            .move_local(path, to)
+            .await
+            .map(|()| vec![C::MoveSubtree(Which::Local, path.clone(), to.clone())]),
+    };
+    match result {
+        Ok(changes) => Outcome::Done(changes),
+        Err(err) => Outcome::Failed(err),
+    }
+}

@@ -1,0 +1,127 @@
+//! What the engine needs from the world: a disk and a server. The real implementation
+//! ([`crate::real`]) uses the file system and `cairn-client`; the simulation test uses
+//! in-memory ones with injected faults. Every operation states what it expects to find,
+//! so a change that raced it is refused rather than overwritten.
+
+use async_trait::async_trait;
+use cairn_core::{ContentHash, ServerPath};
+
+use crate::tree::{LocalNode, RemoteNode};
+
+/// Why an operation did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// The server holds something other than the operation was based on (a change
+    /// from another device raced it). The engine reads the delta and plans again.
+    #[error("the server changed under this operation: {0}")]
+    RemoteChanged(String),
+    /// The disk holds something other than the operation was based on (the user
+    /// changed it meanwhile). The engine looks at the disk again and plans again.
+    #[error("the folder changed under this operation: {0}")]
+    LocalChanged(String),
+    /// The server cannot be reached, or failed; try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The delta cursor cannot be continued; the whole tree must be listed again.
+    #[error("the server asked for a full listing")]
+    CursorReset,
+    /// The operation cannot succeed as asked (a name the server refuses, no space
+    /// left, no permission): it is reported and not retried in this pass.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// One change read from the server's delta, already mapped into the sync folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteChange {
+    /// `path` now holds `node` (created, a new version, restored or copied there).
+    Upsert { path: ServerPath, node: RemoteNode },
+    /// The entry `id` moved from `from` to `to`, with everything below it.
+    Move {
+        from: ServerPath,
+        to: ServerPath,
+        id: i64,
+    },
+    /// The entry `id` at `path`, and everything below it, is gone.
+    Delete { path: ServerPath, id: i64 },
+}
+
+/// A page of the server's changes.
+#[derive(Debug, Clone)]
+pub struct RemoteDelta {
+    pub changes: Vec<RemoteChange>,
+    pub cursor: String,
+    pub has_more: bool,
+}
+
+/// The disk and the server, as the engine sees them. Paths are inside the sync folder.
+#[async_trait]
+pub trait Env: Send + Sync {
+    /// Every entry in the sync folder, files not hashed; `None` when the sync folder
+    /// itself is missing.
+    async fn scan_local(&self) -> Result<Option<Vec<(ServerPath, LocalNode)>>, EnvError>;
+
+    /// The content hash of the local file at `path`, provided it still has `node`'s
+    /// stat; `None` when it changed or went away meanwhile.
+    async fn hash_local(
+        &self,
+        path: &ServerPath,
+        node: &LocalNode,
+    ) -> Result<Option<ContentHash>, EnvError>;
+
+    /// Creates a folder on disk (succeeds if one is already there).
+    async fn mkdir_local(&self, path: &ServerPath) -> Result<LocalNode, EnvError>;
+
+    /// Renames on disk; refuses when `to` exists.
+    async fn move_local(&self, from: &ServerPath, to: &ServerPath) -> Result<(), EnvError>;
+
+    /// Removes a file whose stat still matches `expect`, or an empty folder.
+    async fn remove_local(&self, path: &ServerPath, expect: &LocalNode) -> Result<(), EnvError>;
+
+    /// The whole tree on the server, with a cursor to read changes after it.
+    async fn list_remote(&self) -> Result<(Vec<(ServerPath, RemoteNode)>, String), EnvError>;
+
+    /// The server's changes after `cursor`.
+    async fn remote_delta(&self, cursor: &str) -> Result<RemoteDelta, EnvError>;
+
+    /// Sends the local file at `path` (last seen as `local`) as a new version based on
+    /// `base_rev` (`None`: a new file).
+    async fn upload(
+        &self,
+        path: &ServerPath,
+        local: &LocalNode,
+        base_rev: Option<&str>,
+    ) -> Result<RemoteNode, EnvError>;
+
+    /// Fetches the server's file into a temp file, then renames it into place provided
+    /// the disk still holds `expect_local` there (`None`: nothing). Returns the new
+    /// local node, hashed.
+    async fn download(
+        &self,
+        path: &ServerPath,
+        remote: &RemoteNode,
+        expect_local: Option<&LocalNode>,
+    ) -> Result<LocalNode, EnvError>;
+
+    /// Creates a folder on the server; `RemoteChanged` if something is in the way.
+    async fn mkdir_remote(&self, path: &ServerPath) -> Result<RemoteNode, EnvError>;
+
+    /// Moves on the server; a file only if its revision is still `base_rev`.
+    async fn move_remote(
+        &self,
+        from: &ServerPath,
+        to: &ServerPath,
+        base_rev: Option<&str>,
+    ) -> Result<RemoteNode, EnvError>;
+
+    /// Deletes on the server (to its trash); a file only if its revision is still
+    /// `base_rev`.
+    async fn delete_remote(
+        &self,
+        path: &ServerPath,
+        base_rev: Option<&str>,
+    ) -> Result<(), EnvError>;
+
+    /// The time as `YYYY-MM-DD HHMMSS`, for conflict copy names.
+    fn stamp(&self) -> String;
+}
