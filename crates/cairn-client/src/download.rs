@@ -28,13 +28,22 @@ pub struct DownloadOptions {
     pub parallelism: usize,
     /// Progress reports: bytes of the file written so far.
     pub progress: Option<ProgressFn>,
+    /// Asked, once the content is complete and durable and just before it replaces the
+    /// destination, whether it still may; a sync client checks there that nobody
+    /// changed the destination meanwhile. `false` leaves the destination alone and
+    /// fails with [`ClientError::DestinationChanged`].
+    pub may_replace: Option<ReplaceCheck>,
 }
+
+/// See [`DownloadOptions::may_replace`]; called with the destination path.
+pub type ReplaceCheck = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
 
 impl Default for DownloadOptions {
     fn default() -> Self {
         DownloadOptions {
             parallelism: 4,
             progress: None,
+            may_replace: None,
         }
     }
 }
@@ -44,6 +53,7 @@ impl fmt::Debug for DownloadOptions {
         f.debug_struct("DownloadOptions")
             .field("parallelism", &self.parallelism)
             .field("progress", &self.progress.is_some())
+            .field("may_replace", &self.may_replace.is_some())
             .finish()
     }
 }
@@ -181,17 +191,29 @@ impl Client {
         drop(writes);
 
         let local = local.to_owned();
-        tokio::task::spawn_blocking(move || finish(temp, &file, &local))
+        let may_replace = options.may_replace.clone();
+        tokio::task::spawn_blocking(move || finish(temp, &file, &local, may_replace))
             .await
             .map_err(|err| ClientError::Protocol(format!("finishing task failed: {err}")))??;
         Ok(DownloadOutcome { entry, stats })
     }
 }
 
-/// Fsyncs the temp file, renames it over `local` and fsyncs the folder.
-fn finish(temp: tempfile::NamedTempFile, file: &File, local: &Path) -> Result<(), ClientError> {
+/// Fsyncs the temp file, renames it over `local` (if `may_replace` agrees) and fsyncs
+/// the folder.
+fn finish(
+    temp: tempfile::NamedTempFile,
+    file: &File,
+    local: &Path,
+    may_replace: Option<ReplaceCheck>,
+) -> Result<(), ClientError> {
     file.sync_all()
         .map_err(|err| ClientError::io(temp.path(), err))?;
+    if may_replace.is_some_and(|check| !check(local)) {
+        return Err(ClientError::DestinationChanged {
+            path: local.to_owned(),
+        });
+    }
     temp.persist(local)
         .map_err(|err| ClientError::io(local, err.error))?;
     fsx::sync_dir(parent_dir(local)).map_err(|err| ClientError::io(parent_dir(local), err))

@@ -71,6 +71,14 @@ pub enum ClientError {
         /// The local file.
         path: PathBuf,
     },
+    /// The download was complete, but the caller's check refused to let it replace
+    /// what is now at the destination (someone changed it meanwhile); nothing was
+    /// written there.
+    #[error("{} changed while it was being downloaded; the download was not put in place", .path.display())]
+    DestinationChanged {
+        /// The local file.
+        path: PathBuf,
+    },
     /// The operation needs a file, and the path is a folder (or something else).
     #[error("{path} is not a file")]
     NotAFile {

@@ -24,9 +24,9 @@ mod mapped;
 mod upload;
 
 pub use client::{Client, MAX_CHECK_HASHES};
-pub use download::{DownloadOptions, DownloadOutcome, DownloadStats};
+pub use download::{DownloadOptions, DownloadOutcome, DownloadStats, ReplaceCheck};
 pub use error::ClientError;
-pub use upload::{ProgressFn, UploadOptions, UploadOutcome, UploadStats};
+pub use upload::{chunker_config, ProgressFn, UploadOptions, UploadOutcome, UploadStats};
 
 /// Re-exported so that callers need not depend on `cairn-proto` for the common types.
 pub use cairn_proto as proto;

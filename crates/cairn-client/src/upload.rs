@@ -473,7 +473,9 @@ fn parse_hashes(hashes: &[String]) -> Result<HashSet<BlockHash>, ClientError> {
 }
 
 /// The chunker configuration the server announces, checked against its block limit.
-pub(crate) fn chunker_config(info: &ServerInfo) -> Result<ChunkerConfig, ClientError> {
+/// The chunker settings a server announces, checked: a client must cut files exactly as
+/// the server does, or nothing deduplicates.
+pub fn chunker_config(info: &ServerInfo) -> Result<ChunkerConfig, ClientError> {
     let c = info.chunker;
     let usable = |v: u64| usize::try_from(v).ok().filter(|v| *v > 0);
     let (Some(min_size), Some(avg_size), Some(max_size)) =

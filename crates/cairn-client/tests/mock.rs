@@ -54,6 +54,7 @@ fn entry(path: &str, size: u64, rev: u64, blocks: &[BlockRef]) -> EntryInfo {
         .map(|b| BlockHash::from_hex(&b.hash).unwrap())
         .collect();
     EntryInfo {
+        id: 1,
         path: path.into(),
         name: path.rsplit('/').next().unwrap().into(),
         kind: EntryKind::File,

@@ -116,6 +116,10 @@ pub enum EntryKind {
 /// One file or folder.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EntryInfo {
+    /// The entry's id; it survives moves and renames (a sync client tells a move from a
+    /// delete and a create by it).
+    #[serde(default)]
+    pub id: i64,
     pub path: String,
     pub name: String,
     pub kind: EntryKind,
@@ -348,6 +352,16 @@ pub struct Change {
     /// For a file: its revision after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rev: Option<String>,
+    /// For a file: that revision's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// For a file: that revision's content hash, so a client can compare content
+    /// without asking for each file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// For a file: that revision's modification time, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<i64>,
     /// The account that made the change.
     pub user_id: i64,
     /// The device that made it, if a registered one did (a client skips its own).

@@ -5,6 +5,7 @@ use cairn_proto as proto;
 
 pub fn entry_info(entry: &Entry) -> proto::EntryInfo {
     proto::EntryInfo {
+        id: entry.id.0,
         path: entry.path.as_str().to_owned(),
         name: entry.path.name().unwrap_or("").to_owned(),
         kind: match entry.kind {

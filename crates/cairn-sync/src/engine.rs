@@ -108,6 +108,31 @@ impl<E: Env, P: Persist> Engine<E, P> {
         self
     }
 
+    /// Replaces the ignore rules (after `.cairnignore` changed). What the new rules
+    /// ignore is forgotten on all three trees at once: were it forgotten only on the
+    /// disk side, it would look deleted there, and the delete would be carried over.
+    pub fn set_ignore(&mut self, ignore: Ignore) {
+        self.ignore = ignore;
+        let ignored = |paths: &mut dyn Iterator<Item = &ServerPath>| -> Vec<ServerPath> {
+            paths
+                .filter(|p| self.ignore.is_ignored(p))
+                .cloned()
+                .collect()
+        };
+        let local = ignored(&mut self.state.local.paths());
+        let remote = ignored(&mut self.state.remote.paths());
+        let synced = ignored(&mut self.state.synced.paths());
+        for path in local {
+            self.change(StateChange::Local(path, None));
+        }
+        for path in remote {
+            self.change(StateChange::Remote(path, None));
+        }
+        for path in synced {
+            self.change(StateChange::Synced(path, None));
+        }
+    }
+
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -478,10 +503,21 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
             }
             Ok(changes)
         }
-        Operation::ConflictLocal { path, to } => env
-            .move_local(path, to)
-            .await
-            .map(|()| vec![C::MoveSubtree(Which::Local, path.clone(), to.clone())]),
+        Operation::ConflictLocal { path, to } => env.move_local(path, to).await.map(|()| {
+            let mut changes = vec![C::MoveSubtree(Which::Local, path.clone(), to.clone())];
+            // The inodes went with the copy. Synced must forget them, or the copy would
+            // look like the synced file moved there, and that move would be carried
+            // to the server.
+            let synced = state.synced.get(path).map(|s| (path, s));
+            for (p, s) in synced.into_iter().chain(state.synced.descendants(path)) {
+                if s.local_id != 0 {
+                    let mut s = s.clone();
+                    s.local_id = 0;
+                    changes.push(C::Synced(p.clone(), Some(s)));
+                }
+            }
+            changes
+        }),
     };
     match result {
         Ok(changes) => Outcome::Done(changes),

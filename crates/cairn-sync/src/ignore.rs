@@ -20,6 +20,7 @@ pub const TEMP_PREFIX: &str = ".cairn-part-";
 /// the folder metadata some systems drop everywhere.
 const BUILT_IN: &[&str] = &[
     ".cairn-part-*",
+    ".*.cairn-tmp-*",
     "~$*",
     ".~lock.*#",
     "*.swp",
@@ -128,6 +129,7 @@ mod tests {
             Ignore::parse("# build output\n*.log\n/build\ndocs/draft-*\nnode_modules/\n").unwrap();
         for ignored in [
             "/a/.cairn-part-123",
+            "/a/.report.pdf.cairn-tmp-x1y2",
             "/~$report.docx",
             "/x/.~lock.notes.odt#",
             "/.DS_Store",

@@ -9,12 +9,16 @@ pub mod engine;
 pub mod env;
 pub mod ignore;
 pub mod planner;
+pub mod real;
 pub mod state;
+pub mod state_db;
 pub mod tree;
 
 pub use engine::{Engine, Report, SyncError};
 pub use env::{Env, EnvError, RemoteChange, RemoteDelta};
 pub use ignore::Ignore;
 pub use planner::{plan_sync, Operation, PlanContext, Trees};
+pub use real::RealEnv;
 pub use state::{NoPersist, Persist, State, StateChange, Which};
+pub use state_db::StateDb;
 pub use tree::{Kind, LocalNode, RemoteNode, SyncedNode, Tree};

@@ -26,7 +26,7 @@ use config::Credentials;
 use output::{join_remote, normalize_remote, remote_name};
 
 /// What to tell a user who has no usable login.
-const LOGIN_HINT: &str = "run `cairn login URL --user NAME` first";
+pub(crate) const LOGIN_HINT: &str = "run `cairn login URL --user NAME` first";
 
 /// The client commands, flattened into the top-level command list.
 #[derive(Debug, Subcommand)]
@@ -299,12 +299,17 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// A logged-in client and the login it came from.
-struct Session {
-    client: Client,
-    credentials: Credentials,
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) credentials: Credentials,
 }
 
-fn session(opts: &ClientOpts) -> anyhow::Result<Session> {
+/// The client's config folder, as `--config-dir` and the environment say.
+pub(crate) fn config_dir(opts: &ClientOpts) -> anyhow::Result<PathBuf> {
+    config::config_dir(opts.config_dir.as_deref())
+}
+
+pub(crate) fn session(opts: &ClientOpts) -> anyhow::Result<Session> {
     let dir = config::config_dir(opts.config_dir.as_deref())?;
     let Some(credentials) = config::load_credentials(&dir)? else {
         bail!("not logged in: {LOGIN_HINT}");

@@ -3,6 +3,7 @@
 
 mod client_cmd;
 mod server_cmd;
+mod sync_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,8 @@ enum Command {
         #[command(subcommand)]
         command: server_cmd::AdminCommand,
     },
+    /// Keep a local folder in sync with the server, in real time (or once, with --once).
+    Sync(sync_cmd::SyncArgs),
     #[command(flatten)]
     Client(client_cmd::ClientCommand),
 }
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { listen, server } => server_cmd::serve(&server, &listen).await,
             Command::Admin { server, command } => server_cmd::admin(&server, command).await,
+            Command::Sync(args) => sync_cmd::run(args).await,
             Command::Client(command) => client_cmd::run(command).await,
         }
     });

@@ -216,6 +216,7 @@ mod tests {
     #[test]
     fn listing_lines() {
         let entry = EntryInfo {
+            id: 1,
             path: "/docs".into(),
             name: "docs".into(),
             kind: EntryKind::Folder,

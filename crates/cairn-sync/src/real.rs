@@ -1,0 +1,570 @@
+//! The real environment: a folder on this machine's disk and a folder on a Cairn server.
+//!
+//! Safety on the disk side:
+//! - every write checks, just before it happens, that the folder it writes into is
+//!   inside the sync folder once symlinks are resolved, so a symlink swapped in during
+//!   sync cannot redirect a write elsewhere;
+//! - symlinks and special files in the sync folder are not followed or synced;
+//! - a local name that is not valid on the server (or not NFC, so that it would come
+//!   back under another name) is skipped and reported;
+//! - downloads land in a temp file beside their destination and replace it only if it
+//!   still is what the planner saw.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use cairn_client::proto::{Change, ChangeKind, EntryInfo, EntryKind};
+use cairn_client::{Client, ClientError, DownloadOptions, UploadOptions};
+use cairn_core::chunk::chunk_and_hash;
+use cairn_core::conflict::format_stamp;
+use cairn_core::{ChunkerConfig, ContentHash, ServerPath};
+
+use crate::env::{Env, EnvError, RemoteChange, RemoteDelta};
+use crate::tree::{Kind, LocalNode, RemoteNode};
+
+/// Changes per delta page.
+const DELTA_PAGE: u32 = 1000;
+
+/// A sync folder on disk joined to a folder on the server.
+#[derive(Debug, Clone)]
+pub struct RealEnv {
+    root: PathBuf,
+    client: Client,
+    remote_root: ServerPath,
+    chunker: ChunkerConfig,
+    /// Local entries skipped by the last scan, with why, for `cairn status`.
+    skipped: Arc<Mutex<Vec<(PathBuf, String)>>>,
+}
+
+impl RealEnv {
+    /// Syncs `root` on disk with `remote_root` on the server `client` talks to, cutting
+    /// files with the server's `chunker` settings.
+    pub fn new(
+        root: PathBuf,
+        client: Client,
+        remote_root: ServerPath,
+        chunker: ChunkerConfig,
+    ) -> Self {
+        RealEnv {
+            root,
+            client,
+            remote_root,
+            chunker,
+            skipped: Arc::default(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Local entries the last scan left out, and why.
+    pub fn skipped(&self) -> Vec<(PathBuf, String)> {
+        self.skipped.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Where a path of the sync folder is on disk.
+    pub fn local_path(&self, path: &ServerPath) -> PathBuf {
+        let mut out = self.root.clone();
+        out.extend(path.segments());
+        out
+    }
+
+    /// Where a path of the sync folder is on the server.
+    fn remote_path(&self, path: &ServerPath) -> String {
+        path.rebase(&ServerPath::root(), &self.remote_root)
+            .unwrap_or_else(|| self.remote_root.clone())
+            .as_str()
+            .to_owned()
+    }
+
+    /// The sync folder's path for a server path, if it lies inside the synced folder.
+    fn sync_path(&self, server: &str) -> Option<ServerPath> {
+        let server = ServerPath::parse(server).ok()?;
+        server.rebase(&self.remote_root, &ServerPath::root())
+    }
+
+    /// Refuses to write into `target`'s folder unless it resolves to a place inside the
+    /// sync folder.
+    fn check_inside(&self, target: &Path) -> Result<(), EnvError> {
+        let parent = target.parent().unwrap_or(&self.root);
+        let (Ok(root), Ok(parent)) = (fs::canonicalize(&self.root), fs::canonicalize(parent))
+        else {
+            return Err(EnvError::LocalChanged(format!(
+                "{} is gone",
+                parent.display()
+            )));
+        };
+        if parent.starts_with(&root) {
+            Ok(())
+        } else {
+            Err(EnvError::Refused(format!(
+                "{} leads outside the sync folder (a symlink?); not writing there",
+                target.display()
+            )))
+        }
+    }
+
+    fn remote_node(entry: &EntryInfo) -> Result<RemoteNode, EnvError> {
+        let hash = match &entry.content_hash {
+            Some(hex) => Some(ContentHash::from_hex(hex).map_err(|err| {
+                EnvError::Unavailable(format!("the server sent a bad hash: {err}"))
+            })?),
+            None => None,
+        };
+        Ok(RemoteNode {
+            kind: kind_of(entry.kind),
+            id: entry.id,
+            rev: entry.rev.clone(),
+            hash,
+            size: entry.size,
+        })
+    }
+
+    /// The node a delta row describes; a file row from a server that does not send
+    /// content hashes is completed by asking for the file (skipped if it is gone).
+    async fn change_node(&self, change: &Change) -> Result<Option<RemoteNode>, EnvError> {
+        if change.entry_kind == EntryKind::Folder {
+            return Ok(Some(RemoteNode {
+                kind: Kind::Folder,
+                id: change.entry_id,
+                rev: None,
+                hash: None,
+                size: 0,
+            }));
+        }
+        if let Some(hex) = &change.content_hash {
+            let hash = ContentHash::from_hex(hex).map_err(|err| {
+                EnvError::Unavailable(format!("the server sent a bad hash: {err}"))
+            })?;
+            return Ok(Some(RemoteNode {
+                kind: Kind::File,
+                id: change.entry_id,
+                rev: change.rev.clone(),
+                hash: Some(hash),
+                size: change.size.unwrap_or(0),
+            }));
+        }
+        match self
+            .client
+            .try_stat(&change.path)
+            .await
+            .map_err(remote_error)?
+        {
+            Some(entry) if entry.id == change.entry_id => Self::remote_node(&entry).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn kind_of(kind: EntryKind) -> Kind {
+    match kind {
+        EntryKind::File => Kind::File,
+        EntryKind::Folder => Kind::Folder,
+    }
+}
+
+fn local_node(meta: &fs::Metadata) -> LocalNode {
+    LocalNode {
+        kind: if meta.is_dir() {
+            Kind::Folder
+        } else {
+            Kind::File
+        },
+        id: meta.ino(),
+        size: if meta.is_dir() { 0 } else { meta.len() },
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        hash: None,
+    }
+}
+
+/// Whether what is at `path` on disk is `expect` (`None`: nothing is there).
+fn disk_matches(path: &Path, expect: Option<&LocalNode>) -> bool {
+    match (fs::symlink_metadata(path), expect) {
+        (Err(err), None) => err.kind() == io::ErrorKind::NotFound,
+        (Ok(meta), Some(expect)) => {
+            !meta.file_type().is_symlink() && local_node(&meta).same_stat(expect)
+        }
+        _ => false,
+    }
+}
+
+/// Maps a server error to what the engine should do about it.
+fn remote_error(err: ClientError) -> EnvError {
+    match err.status() {
+        Some(404 | 409 | 412) => EnvError::RemoteChanged(err.to_string()),
+        Some(410) => EnvError::CursorReset,
+        Some(400 | 403 | 413 | 422) => EnvError::Refused(err.to_string()),
+        _ => match err {
+            ClientError::ChangedDuringUpload { .. } | ClientError::DestinationChanged { .. } => {
+                EnvError::LocalChanged(err.to_string())
+            }
+            ClientError::Io { .. } => EnvError::LocalChanged(err.to_string()),
+            other => EnvError::Unavailable(other.to_string()),
+        },
+    }
+}
+
+fn local_error(path: &Path, err: io::Error) -> EnvError {
+    match err.kind() {
+        io::ErrorKind::PermissionDenied => EnvError::Refused(format!("{}: {err}", path.display())),
+        _ => EnvError::LocalChanged(format!("{}: {err}", path.display())),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EnvError> + Send + 'static,
+) -> Result<T, EnvError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|err| EnvError::Unavailable(format!("a disk task failed: {err}")))?
+}
+
+/// What a scan found (`None`: the folder is missing), and what it left out and why.
+type ScanResult = (Option<Vec<(ServerPath, LocalNode)>>, Vec<(PathBuf, String)>);
+
+/// Walks the sync folder, breadth first, without following symlinks.
+fn scan(root: &Path) -> ScanResult {
+    match fs::symlink_metadata(root) {
+        Ok(meta) if meta.is_dir() => {}
+        _ => return (None, Vec::new()),
+    }
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    let mut queue = VecDeque::from([(root.to_owned(), ServerPath::root())]);
+    while let Some((dir, at)) = queue.pop_front() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            skipped.push((dir, "cannot be read".to_owned()));
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                skipped.push((entry.path(), "the name is not valid UTF-8".to_owned()));
+                continue;
+            };
+            let path = match at.join(name) {
+                Ok(path) if path.name() == Some(name) => path,
+                Ok(_) => {
+                    skipped.push((
+                        entry.path(),
+                        "the name is not in Unicode normal form C".to_owned(),
+                    ));
+                    continue;
+                }
+                Err(err) => {
+                    skipped.push((entry.path(), err.to_string()));
+                    continue;
+                }
+            };
+            let Ok(meta) = entry.metadata() else {
+                continue; // gone since it was listed
+            };
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                queue.push_back((entry.path(), path.clone()));
+            } else if !kind.is_file() {
+                skipped.push((
+                    entry.path(),
+                    "symlinks and special files are not synced".to_owned(),
+                ));
+                continue;
+            }
+            out.push((path, local_node(&meta)));
+        }
+    }
+    (Some(out), skipped)
+}
+
+/// The content hash of the file at `path`, if it still has `expect`'s stat before and
+/// after reading.
+fn hash_file(
+    path: &Path,
+    expect: &LocalNode,
+    chunker: &ChunkerConfig,
+) -> Result<Option<ContentHash>, EnvError> {
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(local_error(path, err)),
+    };
+    let before = file.metadata().map_err(|err| local_error(path, err))?;
+    if !local_node(&before).same_stat(expect) {
+        return Ok(None);
+    }
+    let chunked = chunk_and_hash(&file, chunker, |_| Ok::<(), ()>(()))
+        .map_err(|_| EnvError::LocalChanged(format!("{} could not be read", path.display())))?;
+    let after = fs::metadata(path).map_err(|err| local_error(path, err))?;
+    Ok(local_node(&after)
+        .same_stat(expect)
+        .then_some(chunked.content_hash))
+}
+
+#[async_trait]
+impl Env for RealEnv {
+    async fn scan_local(&self) -> Result<Option<Vec<(ServerPath, LocalNode)>>, EnvError> {
+        let root = self.root.clone();
+        let (found, skipped) = blocking(move || Ok(scan(&root))).await?;
+        if let Ok(mut s) = self.skipped.lock() {
+            *s = skipped;
+        }
+        Ok(found)
+    }
+
+    async fn hash_local(
+        &self,
+        path: &ServerPath,
+        node: &LocalNode,
+    ) -> Result<Option<ContentHash>, EnvError> {
+        let local = self.local_path(path);
+        let node = node.clone();
+        let chunker = self.chunker;
+        blocking(move || hash_file(&local, &node, &chunker)).await
+    }
+
+    async fn mkdir_local(&self, path: &ServerPath) -> Result<LocalNode, EnvError> {
+        let local = self.local_path(path);
+        self.check_inside(&local)?;
+        blocking(move || {
+            match fs::create_dir(&local) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(local_error(&local, err)),
+            }
+            let meta = fs::symlink_metadata(&local).map_err(|err| local_error(&local, err))?;
+            if !meta.is_dir() {
+                return Err(EnvError::LocalChanged(format!(
+                    "{} is not a folder",
+                    local.display()
+                )));
+            }
+            Ok(local_node(&meta))
+        })
+        .await
+    }
+
+    async fn move_local(&self, from: &ServerPath, to: &ServerPath) -> Result<(), EnvError> {
+        let (from, to) = (self.local_path(from), self.local_path(to));
+        self.check_inside(&from)?;
+        self.check_inside(&to)?;
+        blocking(move || {
+            if fs::symlink_metadata(&to).is_ok() {
+                return Err(EnvError::LocalChanged(format!(
+                    "{} exists already",
+                    to.display()
+                )));
+            }
+            fs::rename(&from, &to).map_err(|err| local_error(&from, err))
+        })
+        .await
+    }
+
+    async fn remove_local(&self, path: &ServerPath, expect: &LocalNode) -> Result<(), EnvError> {
+        let local = self.local_path(path);
+        self.check_inside(&local)?;
+        let expect = expect.clone();
+        blocking(move || {
+            let meta = match fs::symlink_metadata(&local) {
+                Ok(meta) => meta,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(err) => return Err(local_error(&local, err)),
+            };
+            let result = match expect.kind {
+                Kind::Folder if meta.is_dir() => fs::remove_dir(&local),
+                Kind::File if meta.is_file() && local_node(&meta).same_stat(&expect) => {
+                    fs::remove_file(&local)
+                }
+                _ => {
+                    return Err(EnvError::LocalChanged(format!(
+                        "{} changed",
+                        local.display()
+                    )))
+                }
+            };
+            result.map_err(|err| local_error(&local, err))
+        })
+        .await
+    }
+
+    async fn list_remote(&self) -> Result<(Vec<(ServerPath, RemoteNode)>, String), EnvError> {
+        // The cursor first: changes made while listing are then read again from the
+        // delta, and applying a change twice does no harm.
+        let cursor = self.client.latest_cursor().await.map_err(remote_error)?;
+        let mut out = Vec::new();
+        let mut queue = VecDeque::from([self.remote_root.as_str().to_owned()]);
+        while let Some(folder) = queue.pop_front() {
+            let entries = match self.client.list(&folder).await {
+                Ok(entries) => entries,
+                // A folder removed while listing: the delta will say so.
+                Err(err) if err.is_not_found() => continue,
+                Err(err) => return Err(remote_error(err)),
+            };
+            for entry in entries {
+                let Some(path) = self.sync_path(&entry.path) else {
+                    continue;
+                };
+                if entry.kind == EntryKind::Folder {
+                    queue.push_back(entry.path.clone());
+                }
+                out.push((path, Self::remote_node(&entry)?));
+            }
+        }
+        Ok((out, cursor))
+    }
+
+    async fn remote_delta(&self, cursor: &str) -> Result<RemoteDelta, EnvError> {
+        let delta = match self.client.delta(Some(cursor), Some(DELTA_PAGE)).await {
+            Ok(delta) => delta,
+            Err(err) if err.status() == Some(400) || err.status() == Some(410) => {
+                return Err(EnvError::CursorReset)
+            }
+            Err(err) => return Err(remote_error(err)),
+        };
+        let mut changes = Vec::with_capacity(delta.changes.len());
+        for change in &delta.changes {
+            let to = self.sync_path(&change.path);
+            let from = change.from_path.as_deref().and_then(|p| self.sync_path(p));
+            match (change.kind, from, to) {
+                (ChangeKind::Purge, _, _) => {}
+                (ChangeKind::Move, Some(from), Some(to)) => changes.push(RemoteChange::Move {
+                    from,
+                    to,
+                    id: change.entry_id,
+                }),
+                // Moved out of the synced folder: gone, as far as this sync goes.
+                (ChangeKind::Move, Some(from), None) => changes.push(RemoteChange::Delete {
+                    path: from,
+                    id: change.entry_id,
+                }),
+                (ChangeKind::Delete, _, Some(path)) => changes.push(RemoteChange::Delete {
+                    path,
+                    id: change.entry_id,
+                }),
+                // Created, changed, copied, restored, or moved in from outside.
+                (_, _, Some(path)) => {
+                    if let Some(node) = self.change_node(change).await? {
+                        changes.push(RemoteChange::Upsert { path, node });
+                    }
+                }
+                (_, _, None) => {}
+            }
+        }
+        Ok(RemoteDelta {
+            changes,
+            cursor: delta.cursor,
+            has_more: delta.has_more,
+        })
+    }
+
+    async fn upload(
+        &self,
+        path: &ServerPath,
+        _local: &LocalNode,
+        base_rev: Option<&str>,
+    ) -> Result<RemoteNode, EnvError> {
+        let local = self.local_path(path);
+        let options = UploadOptions {
+            base_rev: base_rev.map(str::to_owned),
+            ..UploadOptions::default()
+        };
+        let outcome = self
+            .client
+            .upload_file(&local, &self.remote_path(path), options)
+            .await
+            .map_err(remote_error)?;
+        Self::remote_node(&outcome.commit.entry)
+    }
+
+    async fn download(
+        &self,
+        path: &ServerPath,
+        _remote: &RemoteNode,
+        expect_local: Option<&LocalNode>,
+    ) -> Result<LocalNode, EnvError> {
+        let local = self.local_path(path);
+        self.check_inside(&local)?;
+        if !disk_matches(&local, expect_local) {
+            return Err(EnvError::LocalChanged(format!(
+                "{} changed",
+                local.display()
+            )));
+        }
+        let expect = expect_local.cloned();
+        let options = DownloadOptions {
+            may_replace: Some(Arc::new(move |target: &Path| {
+                disk_matches(target, expect.as_ref())
+            })),
+            ..DownloadOptions::default()
+        };
+        let outcome = self
+            .client
+            .download_file(&self.remote_path(path), &local, options)
+            .await
+            .map_err(remote_error)?;
+        let meta = fs::symlink_metadata(&local).map_err(|err| local_error(&local, err))?;
+        let mut node = local_node(&meta);
+        node.hash = Self::remote_node(&outcome.entry)?.hash;
+        Ok(node)
+    }
+
+    async fn mkdir_remote(&self, path: &ServerPath) -> Result<RemoteNode, EnvError> {
+        let remote = self.remote_path(path);
+        match self.client.mkdir(&remote).await {
+            Ok(entry) => Self::remote_node(&entry),
+            Err(err) if err.code() == Some("already_exists") => {
+                let entry = self.client.stat(&remote).await.map_err(remote_error)?;
+                if entry.kind == EntryKind::Folder {
+                    Self::remote_node(&entry)
+                } else {
+                    Err(EnvError::RemoteChanged(format!("{remote} is a file")))
+                }
+            }
+            Err(err) => Err(remote_error(err)),
+        }
+    }
+
+    async fn move_remote(
+        &self,
+        from: &ServerPath,
+        to: &ServerPath,
+        _base_rev: Option<&str>,
+    ) -> Result<RemoteNode, EnvError> {
+        let entry = self
+            .client
+            .move_entry(&self.remote_path(from), &self.remote_path(to))
+            .await
+            .map_err(remote_error)?;
+        Self::remote_node(&entry)
+    }
+
+    async fn delete_remote(
+        &self,
+        path: &ServerPath,
+        _base_rev: Option<&str>,
+    ) -> Result<(), EnvError> {
+        match self.client.delete(&self.remote_path(path)).await {
+            Ok(()) => Ok(()),
+            // Already gone: what the delete wanted.
+            Err(err) if err.is_not_found() => Ok(()),
+            Err(err) => Err(remote_error(err)),
+        }
+    }
+
+    fn stamp(&self) -> String {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        format_stamp(secs)
+    }
+}

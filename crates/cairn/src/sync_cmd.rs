@@ -1,0 +1,322 @@
+//! `cairn sync DIR [--once]`: glue between the login, the sync engine (`cairn-sync`),
+//! the file-system watcher and the server's notifications.
+//!
+//! Without `--once` it runs until stopped: a pass runs at start, then whenever the
+//! watcher reports a change in the folder (after a short debounce), whenever the server
+//! says the account's tree advanced, and every `FULL_SCAN_EVERY` regardless, which
+//! catches anything the watcher missed. A pass that cannot reach the server is retried
+//! with exponential backoff and jitter.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use cairn_client::{chunker_config, Client};
+use cairn_core::ServerPath;
+use cairn_sync::{Engine, Ignore, RealEnv, Report, StateDb, SyncError};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::client_cmd::{session, LOGIN_HINT};
+use crate::ClientOpts;
+
+/// How long the watcher waits for more events before a pass starts: editors write a
+/// file in several steps, and one pass should see the result.
+const DEBOUNCE: Duration = Duration::from_millis(15);
+/// A full pass at least this often, whatever the watcher and the server say.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
+/// How often to ask the server for changes when no notification channel is open.
+const POLL_EVERY: Duration = Duration::from_secs(5);
+/// The longest wait between retries when the server cannot be reached.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The `cairn sync` arguments.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// The local folder to keep in sync (created if it does not exist yet).
+    pub dir: PathBuf,
+    /// The folder on the server to sync with.
+    #[arg(long, default_value = "/")]
+    pub remote: String,
+    /// One full reconciliation, then exit (0 when both sides agree).
+    #[arg(long)]
+    pub once: bool,
+    /// Print each pass's report as JSON (one object per line).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+/// What a pass did, for `--json`.
+#[derive(Debug, Serialize)]
+struct PassOutput<'a> {
+    dir: &'a Path,
+    uploaded: u64,
+    downloaded: u64,
+    deleted_local: u64,
+    deleted_remote: u64,
+    moved_local: u64,
+    moved_remote: u64,
+    folders_created: u64,
+    conflicts: u64,
+    problems: Vec<Problem>,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    path: String,
+    reason: String,
+}
+
+type SyncEngine = Engine<RealEnv, StateDb>;
+
+pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let session = session(&args.opts)?;
+    let client = session.client.clone();
+    let device = session
+        .credentials
+        .device
+        .clone()
+        .unwrap_or_else(|| "this device".to_owned());
+    let remote_root = ServerPath::parse(&args.remote)
+        .with_context(|| format!("{:?} is not a server path", args.remote))?;
+
+    let config_dir = crate::client_cmd::config_dir(&args.opts)?;
+    let state_dir = config_dir.join("sync");
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let dir = absolute(&args.dir)?;
+    let state_path = state_dir.join(format!(
+        "{}.sqlite",
+        &blake3::hash(dir.as_os_str().as_encoded_bytes()).to_hex()[..16]
+    ));
+    let fresh = !state_path.exists();
+    if fresh && !dir.exists() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let db = StateDb::open(&state_path).await?;
+    let binding = format!(
+        "{} {} {}",
+        session.credentials.server, session.credentials.user, remote_root
+    );
+    match db.setting("binding").await? {
+        Some(existing) if existing != binding => bail!(
+            "{} was synced with another server, account or server folder ({existing}); \
+             use another local folder, or remove {} to start over",
+            dir.display(),
+            state_path.display()
+        ),
+        Some(_) => {}
+        None => db.set_setting("binding", &binding).await?,
+    }
+    db.set_setting("dir", &dir.display().to_string()).await?;
+
+    let info = client
+        .server_info()
+        .await
+        .with_context(|| format!("cannot reach {}; is the server running?", client.base_url()))?;
+    let chunker = chunker_config(&info)?;
+    let state = db.load().await?;
+    let env = RealEnv::new(dir.clone(), client.clone(), remote_root, chunker);
+    let mut engine = Engine::new(env, db.clone(), state, device, load_ignore(&dir));
+
+    if args.once {
+        let report = engine.sync_once().await.map_err(|err| explain(err, &dir))?;
+        print_report(&dir, &report, &engine, args.json)?;
+        record_pass(&db, None).await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    run_forever(&mut engine, &db, &client, &dir, args.json).await
+}
+
+async fn run_forever(
+    engine: &mut SyncEngine,
+    db: &StateDb,
+    client: &Client,
+    dir: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (tx, mut triggers) = mpsc::channel::<()>(1);
+    let _watcher = watch(dir, tx.clone())?;
+    spawn_remote_listener(client.clone(), tx.clone());
+    let mut backoff = Duration::from_millis(500);
+    eprintln!("syncing {} (stop with Ctrl-C)", dir.display());
+    loop {
+        engine.set_ignore(load_ignore(dir));
+        match engine.sync_once().await {
+            Ok(report) => {
+                backoff = Duration::from_millis(500);
+                if report.rounds > 0 || !report.problems.is_empty() {
+                    print_report(dir, &report, engine, json)?;
+                }
+                record_pass(db, None).await;
+            }
+            Err(SyncError::Unavailable(msg)) => {
+                record_pass(db, Some(&msg)).await;
+                let wait = jitter(backoff);
+                eprintln!(
+                    "cannot reach the server ({msg}); trying again in {:.1} s",
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(err) => {
+                record_pass(db, Some(&err.to_string())).await;
+                return Err(explain(err, dir));
+            }
+        }
+        // Wait for a reason to look again: a change on disk, a change on the server,
+        // or the periodic full pass.
+        tokio::select! {
+            _ = triggers.recv() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                while triggers.try_recv().is_ok() {}
+            }
+            _ = tokio::time::sleep(FULL_SCAN_EVERY) => {}
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopped");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+/// Watches the sync folder recursively; every event becomes a (coalesced) trigger.
+fn watch(dir: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            // A full channel already holds a trigger; that is enough.
+            let _ = tx.try_send(());
+        }
+    })
+    .context("cannot start the file-system watcher")?;
+    watcher
+        .watch(dir, notify::RecursiveMode::Recursive)
+        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    Ok(watcher)
+}
+
+/// Asks the server for changes in the background and triggers a pass when its tree
+/// advanced.
+fn spawn_remote_listener(client: Client, tx: mpsc::Sender<()>) {
+    tokio::spawn(async move {
+        let mut last: Option<String> = None;
+        loop {
+            if let Ok(cursor) = client.latest_cursor().await {
+                if last.as_ref() != Some(&cursor) {
+                    if last.is_some() && tx.send(()).await.is_err() {
+                        return;
+                    }
+                    last = Some(cursor);
+                }
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    });
+}
+
+/// `wait` give or take a quarter, so that many clients do not retry in step.
+fn jitter(wait: Duration) -> Duration {
+    let spread = wait.as_millis() as u64 / 4;
+    let offset = rand::random::<u64>() % (2 * spread + 1);
+    Duration::from_millis(wait.as_millis() as u64 - spread + offset)
+}
+
+fn load_ignore(dir: &Path) -> Ignore {
+    match std::fs::read_to_string(dir.join(cairn_sync::ignore::IGNORE_FILE)) {
+        Ok(text) => Ignore::parse(&text).unwrap_or_else(|err| {
+            eprintln!("warning: {err}; using the built-in rules only");
+            Ignore::default()
+        }),
+        Err(_) => Ignore::default(),
+    }
+}
+
+fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
+    let dir = if dir.is_absolute() {
+        dir.to_owned()
+    } else {
+        std::env::current_dir()
+            .context("cannot tell the current folder")?
+            .join(dir)
+    };
+    // Resolve symlinks where the folder exists, so one folder has one state file.
+    Ok(std::fs::canonicalize(&dir).unwrap_or(dir))
+}
+
+fn explain(err: SyncError, dir: &Path) -> anyhow::Error {
+    match err {
+        SyncError::Unavailable(msg) if msg.contains("401") => {
+            anyhow::anyhow!("cannot sync {}: {msg}; {LOGIN_HINT}", dir.display())
+        }
+        other => anyhow::anyhow!("cannot sync {}: {other}", dir.display()),
+    }
+}
+
+async fn record_pass(db: &StateDb, error: Option<&str>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let _ = db.set_setting("last_pass_at", &now.to_string()).await;
+    let _ = db.set_setting("last_error", error.unwrap_or("")).await;
+}
+
+fn print_report(
+    dir: &Path,
+    report: &Report,
+    engine: &SyncEngine,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut problems: Vec<Problem> = report
+        .problems
+        .iter()
+        .map(|(path, reason)| Problem {
+            path: path.as_str().to_owned(),
+            reason: reason.clone(),
+        })
+        .collect();
+    for (path, reason) in engine.env().skipped() {
+        problems.push(Problem {
+            path: path.display().to_string(),
+            reason,
+        });
+    }
+    if json {
+        let out = PassOutput {
+            dir,
+            uploaded: report.uploaded,
+            downloaded: report.downloaded,
+            deleted_local: report.deleted_local,
+            deleted_remote: report.deleted_remote,
+            moved_local: report.moved_local,
+            moved_remote: report.moved_remote,
+            folders_created: report.folders_created,
+            conflicts: report.conflicts,
+            problems,
+        };
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(());
+    }
+    eprintln!(
+        "synced {}: {} up, {} down, {} deleted here, {} deleted on the server, {} moved, {} folders created, {} conflicts",
+        dir.display(),
+        report.uploaded,
+        report.downloaded,
+        report.deleted_local,
+        report.deleted_remote,
+        report.moved_local + report.moved_remote,
+        report.folders_created,
+        report.conflicts
+    );
+    for p in problems {
+        eprintln!("  not synced: {}: {}", p.path, p.reason);
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! End to end: real `cairn sync` processes on two folders against a real server.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{random_file, wait_until, Client, Server, ADMIN_PASSWORD, BIN};
+
+/// A running `cairn sync DIR`, stopped (by its PID) on drop.
+struct SyncProcess {
+    child: Child,
+}
+
+impl SyncProcess {
+    fn start(client: &Client, dir: &Path) -> SyncProcess {
+        let child = Command::new(BIN)
+            .arg("sync")
+            .arg(dir)
+            .env("CAIRN_CONFIG_DIR", client.config_dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting cairn sync");
+        SyncProcess { child }
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SyncProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A device: its own login (with a device name) and its own folder.
+struct Device {
+    client: Client,
+    dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn device(server: &Server, name: &str) -> Device {
+    let client = Client {
+        config_dir: tempfile::tempdir().unwrap(),
+    };
+    let out = client.run_with_stdin(
+        &[
+            "login",
+            &server.url,
+            "--user",
+            "admin",
+            "--password-stdin",
+            "--device",
+            name,
+        ],
+        ADMIN_PASSWORD,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    Device {
+        client,
+        dir: dir.path().join("Cairn"),
+        _dir: dir,
+    }
+}
+
+/// What a folder holds: path → content hash (`None` for a folder), leaving out the
+/// sync engine's own temp files.
+fn tree(dir: &Path) -> BTreeMap<String, Option<blake3::Hash>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains(".cairn-tmp-") {
+                continue;
+            }
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                stack.push(path);
+                out.insert(rel, None);
+            } else if let Ok(bytes) = fs::read(&path) {
+                out.insert(rel, Some(blake3::hash(&bytes)));
+            }
+        }
+    }
+    out
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    fs::write(path, text).unwrap();
+}
+
+/// Waits until both folders hold the same tree, and that tree satisfies `check`.
+fn converge(
+    a: &Device,
+    b: &Device,
+    check: impl Fn(&BTreeMap<String, Option<blake3::Hash>>) -> bool,
+) {
+    let ok = wait_until(
+        || {
+            let ta = tree(&a.dir);
+            ta == tree(&b.dir) && check(&ta)
+        },
+        Duration::from_secs(60),
+    );
+    assert!(
+        ok,
+        "the folders did not converge:\n{:#?}\n{:#?}",
+        tree(&a.dir),
+        tree(&b.dir)
+    );
+}
+
+/// The server's tree, read by a third device with `sync --once` into a fresh folder.
+fn server_tree(server: &Server) -> BTreeMap<String, Option<blake3::Hash>> {
+    let c = device(server, "checker");
+    c.client.ok(&["sync", c.dir.to_str().unwrap(), "--once"]);
+    tree(&c.dir)
+}
+
+#[test]
+fn two_devices_stay_identical_through_every_kind_of_change() {
+    let server = Server::start();
+    let a = device(&server, "laptop");
+    let b = device(&server, "desktop");
+    fs::create_dir_all(&a.dir).unwrap();
+    let sync_a = SyncProcess::start(&a.client, &a.dir);
+    let sync_b = SyncProcess::start(&b.client, &b.dir);
+
+    // Create on A: files, nested folders, an empty folder.
+    write(&a.dir.join("notes.txt"), "hello");
+    write(&a.dir.join("Projects/plan.md"), "# plan");
+    write(&a.dir.join("Projects/2026/budget.csv"), "a,b\n1,2\n");
+    fs::create_dir_all(a.dir.join("Empty")).unwrap();
+    converge(&a, &b, |t| t.len() == 6);
+
+    // Edit on B.
+    write(&b.dir.join("Projects/plan.md"), "# plan, revised");
+    converge(&a, &b, |t| {
+        t.get("Projects/plan.md") == Some(&Some(blake3::hash(b"# plan, revised")))
+    });
+
+    // Rename a file and move a folder into another on A.
+    fs::rename(a.dir.join("notes.txt"), a.dir.join("readme.txt")).unwrap();
+    fs::rename(a.dir.join("Projects/2026"), a.dir.join("Empty/2026")).unwrap();
+    converge(&a, &b, |t| {
+        t.contains_key("readme.txt")
+            && !t.contains_key("notes.txt")
+            && t.contains_key("Empty/2026/budget.csv")
+            && !t.contains_key("Projects/2026")
+    });
+
+    // Delete a file and a folder on B.
+    fs::remove_file(b.dir.join("readme.txt")).unwrap();
+    fs::remove_dir_all(b.dir.join("Empty")).unwrap();
+    converge(&a, &b, |t| {
+        !t.contains_key("readme.txt") && !t.keys().any(|k| k.starts_with("Empty"))
+    });
+    assert_eq!(server_tree(&server), tree(&a.dir), "the server agrees");
+
+    // Conflicting offline edits: both devices edit the same file while stopped.
+    sync_a.stop();
+    sync_b.stop();
+    write(&a.dir.join("Projects/plan.md"), "A's plan");
+    write(&b.dir.join("Projects/plan.md"), "B's plan");
+    let sync_a = SyncProcess::start(&a.client, &a.dir);
+    let a_won = wait_until(
+        || server_tree(&server).get("Projects/plan.md") == Some(&Some(blake3::hash(b"A's plan"))),
+        Duration::from_secs(60),
+    );
+    assert!(a_won, "A's edit reached the server");
+    let sync_b = SyncProcess::start(&b.client, &b.dir);
+    converge(&a, &b, |t| t.len() == 3);
+    let t = tree(&a.dir);
+    assert_eq!(t["Projects/plan.md"], Some(blake3::hash(b"A's plan")));
+    let copy = t
+        .iter()
+        .find(|(k, _)| k.starts_with("Projects/plan (conflicted copy from desktop "))
+        .unwrap_or_else(|| panic!("no conflict copy in {t:#?}"));
+    assert_eq!(*copy.1, Some(blake3::hash(b"B's plan")));
+
+    // A large file.
+    let big = a.dir.join("big.bin");
+    random_file(&big, 1 << 30, 42);
+    let ok = wait_until(
+        || support::same_content(&big, &b.dir.join("big.bin")),
+        Duration::from_secs(600),
+    );
+    assert!(ok, "the 1 GiB file reached B");
+    assert_eq!(server_tree(&server), tree(&a.dir), "the server agrees");
+    drop((sync_a, sync_b));
+}
+
+#[test]
+fn an_emptied_or_missing_folder_stops_sync_instead_of_deleting_on_the_server() {
+    let server = Server::start();
+    let a = device(&server, "laptop");
+    let dir = a.dir.to_str().unwrap().to_owned();
+    write(&a.dir.join("a.txt"), "a");
+    write(&a.dir.join("d/b.txt"), "b");
+    let report = a.client.json(&["sync", &dir, "--once", "--json"]);
+    assert_eq!(report["uploaded"], 2);
+
+    fs::remove_file(a.dir.join("a.txt")).unwrap();
+    fs::remove_dir_all(a.dir.join("d")).unwrap();
+    a.client.fails(&["sync", &dir, "--once"], "is empty");
+    fs::remove_dir(&a.dir).unwrap();
+    a.client.fails(&["sync", &dir, "--once"], "is missing");
+    assert_eq!(
+        server_tree(&server).len(),
+        3,
+        "nothing was deleted on the server"
+    );
+}
