@@ -381,6 +381,7 @@ async fn long_poll(
             query.push(("cursor", cursor.as_str()));
         }
         let request = client.request(Method::GET, "notify/poll").query(&query);
+        let asked = Instant::now();
         let answer: PollResponse = match client.send_once(request).await {
             Ok(response) => match response.json().await {
                 Ok(answer) => answer,
@@ -406,6 +407,11 @@ async fn long_poll(
             if !emit(tx, n).await {
                 return Ended::Unsubscribed;
             }
+        }
+        // "No change" long before the timeout (a server shutting down, a proxy that
+        // cuts requests short) must not turn this into a busy loop.
+        if !answer.changed && asked.elapsed() < options.poll_timeout / 2 {
+            tokio::time::sleep(options.min_backoff).await;
         }
         cursor = Some(answer.cursor);
     }
