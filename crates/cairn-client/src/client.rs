@@ -442,7 +442,7 @@ impl Client {
     // ---- plumbing ----------------------------------------------------------------------
 
     /// A request to `/api/v1/{path}` with the bearer token.
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let url = format!(
             "{}/api/{}/{}",
             self.inner.base,
@@ -498,7 +498,7 @@ impl Client {
         with_retries(policy, || self.send_once(build())).await
     }
 
-    async fn send_once(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+    pub(crate) async fn send_once(&self, request: RequestBuilder) -> Result<Response, ClientError> {
         let response = request.send().await?;
         if response.status().is_success() {
             Ok(response)
@@ -560,10 +560,15 @@ async fn decode_json<T: DeserializeOwned>(
 
 /// Turns an error response into [`ClientError::Api`], also when its body is not the
 /// API's error shape (a reverse proxy's HTML page, say).
-async fn api_error(response: Response) -> ClientError {
+pub(crate) async fn api_error(response: Response) -> ClientError {
     let status = response.status();
     let body = response.bytes().await.unwrap_or_default();
-    match serde_json::from_slice::<ErrorBody>(&body) {
+    api_error_from(status, &body)
+}
+
+/// [`api_error`] for a status and body already read.
+pub(crate) fn api_error_from(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody { error }) => ClientError::Api {
             status: status.as_u16(),
             code: error.code,
@@ -572,7 +577,7 @@ async fn api_error(response: Response) -> ClientError {
             missing: error.missing_blocks.unwrap_or_default(),
         },
         Err(_) => {
-            let text = String::from_utf8_lossy(&body);
+            let text = String::from_utf8_lossy(body);
             let text: String = text
                 .split_whitespace()
                 .collect::<Vec<_>>()

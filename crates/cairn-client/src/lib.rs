@@ -11,6 +11,10 @@
 //!   its hash and the list against the content hash, and renames a fsynced temp file into
 //!   place.
 //!
+//! [`Client::subscribe`] keeps a push-notification connection open (WebSocket, else
+//! server-sent events, else long-poll), reconnecting with backoff, and yields
+//! "namespace N advanced to S" so the caller reads the delta at once.
+//!
 //! Idempotent requests (reads, block uploads, block checks) are retried with backoff on
 //! connection errors, 5xx and 429; commits and other changes are retried only when the
 //! connection could not be opened at all. Every failure is a [`ClientError`] that prints
@@ -21,11 +25,13 @@ mod download;
 mod error;
 mod fsx;
 mod mapped;
+mod notify;
 mod upload;
 
 pub use client::{Client, MAX_CHECK_HASHES};
 pub use download::{DownloadOptions, DownloadOutcome, DownloadStats, ReplaceCheck};
 pub use error::ClientError;
+pub use notify::{SubscribeOptions, Subscription, Transport};
 pub use upload::{chunker_config, ProgressFn, UploadOptions, UploadOutcome, UploadStats};
 
 /// Re-exported so that callers need not depend on `cairn-proto` for the common types.

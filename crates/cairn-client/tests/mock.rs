@@ -21,6 +21,7 @@ use cairn_client::proto::{
 };
 use cairn_client::{Client, ClientError, DownloadOptions, UploadOptions};
 use cairn_core::{content_hash, BlockHash};
+use futures::StreamExt;
 
 #[derive(Default)]
 struct Mock {
@@ -573,4 +574,117 @@ async fn the_trash_is_listed_page_by_page_and_restore_errors_decoded() {
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
+}
+
+/// A notification server behind a "proxy" that answers the WebSocket upgrade with a
+/// plain 200 page and, when `sse_blocked`, SSE with 404. What gets through says: head
+/// 7, then advanced to 8. Without `token_ok` the WebSocket endpoint answers 401.
+async fn start_notify(sse_blocked: bool, token_ok: bool) -> Client {
+    use axum::response::sse::{Event, Sse};
+    use cairn_client::proto::{Notification, PollResponse};
+    let head = Notification::Head {
+        ns: 1,
+        seq: 7,
+        cursor: "v1.1-7".into(),
+    };
+    let advanced = Notification::Advanced {
+        ns: 1,
+        seq: 8,
+        cursor: "v1.1-8".into(),
+    };
+    let (h, a) = (head.clone(), advanced.clone());
+    let app = Router::new()
+        .route(
+            "/api/v1/notify/ws",
+            get(move || async move {
+                if !token_ok {
+                    return error(StatusCode::UNAUTHORIZED, "unauthorized", "invalid token");
+                }
+                (StatusCode::OK, "a proxy page").into_response()
+            }),
+        )
+        .route(
+            "/api/v1/notify/sse",
+            get(move || {
+                let (h, a) = (h.clone(), a.clone());
+                async move {
+                    if sse_blocked {
+                        return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
+                    }
+                    let events = futures::stream::iter([h, a]).map(|n| {
+                        Ok::<_, std::convert::Infallible>(
+                            Event::default().data(serde_json::to_string(&n).unwrap()),
+                        )
+                    });
+                    // Stays open after the two events, as a real stream would.
+                    Sse::new(events.chain(futures::stream::pending())).into_response()
+                }
+            }),
+        )
+        .route(
+            "/api/v1/notify/poll",
+            get(move |Query(q): Query<HashMap<String, String>>| {
+                let (head, advanced) = (head.clone(), advanced.clone());
+                async move {
+                    let answer = match q.get("cursor").map(String::as_str) {
+                        None => PollResponse {
+                            changed: true,
+                            notifications: vec![head],
+                            cursor: "v1.1-7".into(),
+                        },
+                        Some("v1.1-7") => PollResponse {
+                            changed: true,
+                            notifications: vec![advanced],
+                            cursor: "v1.1-8".into(),
+                        },
+                        Some(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                            PollResponse {
+                                changed: false,
+                                notifications: vec![],
+                                cursor: "v1.1-8".into(),
+                            }
+                        }
+                    };
+                    Json(answer).into_response()
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Client::new(&format!("http://{addr}/"), Some("token".into())).unwrap()
+}
+
+#[tokio::test]
+async fn subscriptions_fall_back_when_a_proxy_blocks_websockets() {
+    use cairn_client::Transport;
+    for (sse_blocked, want) in [(false, Transport::Sse), (true, Transport::LongPoll)] {
+        let client = start_notify(sse_blocked, true).await;
+        let mut sub = client.subscribe();
+        let within = std::time::Duration::from_secs(30);
+        let first = tokio::time::timeout(within, sub.next()).await.unwrap();
+        let first = first.unwrap().unwrap();
+        assert_eq!((first.seq(), first.cursor()), (7, "v1.1-7"));
+        assert_eq!(sub.transport(), Some(want));
+        let second = tokio::time::timeout(within, sub.next()).await.unwrap();
+        assert_eq!(second.unwrap().unwrap().seq(), 8);
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_ends_the_subscription_with_the_error() {
+    let client = start_notify(false, false).await;
+    let mut sub = client.subscribe();
+    let within = std::time::Duration::from_secs(30);
+    let err = tokio::time::timeout(within, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    assert!(tokio::time::timeout(within, sub.next())
+        .await
+        .unwrap()
+        .is_none());
 }

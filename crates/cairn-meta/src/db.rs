@@ -139,6 +139,7 @@ pub(crate) async fn connect(url: &str) -> Result<MetaStore, MetaError> {
         // BEGIN IMMEDIATE still guards against writers in other processes.
         sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
         upload_queue: Arc::default(),
+        commit_hook: Arc::default(),
     })
 }
 
@@ -197,6 +198,8 @@ struct PendingChange {
 /// the change itself.
 pub(crate) struct NsWrite {
     tx: WriteTx,
+    /// Told about the new head once the transaction has committed.
+    store: MetaStore,
     pub(crate) ns: NamespaceId,
     user: UserId,
     device: Option<DeviceId>,
@@ -224,6 +227,7 @@ impl NsWrite {
         let head = head.ok_or(MetaError::NoSuchNamespace(ns))?;
         Ok(Self {
             tx,
+            store: store.clone(),
             ns,
             user: actor.user_id,
             device: actor.device_id,
@@ -256,7 +260,8 @@ impl NsWrite {
     }
 
     /// Writes the queued journal rows, advances the namespace's head and commits.
-    /// Returns the new head.
+    /// Returns the new head. Once committed, a write that changed anything tells the
+    /// store's commit hook (never before: a listener must find the rows it is told of).
     pub(crate) async fn commit(mut self) -> Result<JournalSeq, MetaError> {
         let pending = std::mem::take(&mut self.pending);
         let first = self.head + 1;
@@ -294,6 +299,9 @@ impl NsWrite {
                 .await?;
         }
         self.tx.commit().await?;
+        if !pending.is_empty() {
+            self.store.committed(self.ns, JournalSeq(head));
+        }
         Ok(JournalSeq(head))
     }
 }

@@ -40,6 +40,7 @@ mod versions;
 
 use std::sync::Arc;
 
+use cairn_core::{JournalSeq, NamespaceId};
 use sqlx::AnyPool;
 
 pub use blocks::EnsureStored;
@@ -52,8 +53,13 @@ pub use types::{
     JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
 
+/// Called after every namespace write that advanced the journal has committed, with
+/// the namespace and its new head. It runs on the writer's task, so it must return at
+/// once (publish to a channel, never wait).
+pub type CommitHook = Arc<dyn Fn(NamespaceId, JournalSeq) + Send + Sync>;
+
 /// The handle to the metadata database. Cheap to clone; clones share one pool.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MetaStore {
     pool: AnyPool,
     backend: db::Backend,
@@ -61,6 +67,17 @@ pub struct MetaStore {
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Block upload records waiting to be written together (see `record_block_upload`).
     upload_queue: Arc<std::sync::Mutex<blocks::UploadQueue>>,
+    /// Told about every committed journal advance (see [`MetaStore::on_commit`]).
+    commit_hook: Arc<std::sync::RwLock<Option<CommitHook>>>,
+}
+
+impl std::fmt::Debug for MetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaStore")
+            .field("backend", &self.backend)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MetaStore {
@@ -76,6 +93,31 @@ impl MetaStore {
     /// Whether the database is PostgreSQL (otherwise it is SQLite).
     pub fn is_postgres(&self) -> bool {
         self.backend == db::Backend::Postgres
+    }
+
+    /// Sets the hook told about every namespace write after it commits, replacing any
+    /// earlier one; every clone of this handle shares it.
+    ///
+    /// This is the one place where a change becomes an event: every write to a
+    /// namespace goes through one journaled transaction, and the hook fires only after
+    /// that transaction has committed, so a listener that reads the journal when told
+    /// always finds the change. Writes made by another process on the same database
+    /// (`cairn admin gc` beside a server) are not seen; a shared event bus would carry
+    /// them.
+    pub fn on_commit(&self, hook: CommitHook) {
+        *self.commit_hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Tells the hook, if there is one, that `ns` advanced to `head`.
+    pub(crate) fn committed(&self, ns: NamespaceId, head: JournalSeq) {
+        let hook = self
+            .commit_hook
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(ns, head);
+        }
     }
 
     /// Closes every connection, waiting for those in use to be returned.

@@ -387,3 +387,69 @@ pub struct DeltaResponse {
 pub struct CursorResponse {
     pub cursor: String,
 }
+
+/// A push notification, sent as one JSON text message on `GET /api/v1/notify/ws`, as
+/// one `data:` line on `GET /api/v1/notify/sse`, and in the answer of
+/// `GET /api/v1/notify/poll`. It says only where a namespace's journal stands; the
+/// client reads what changed from `GET /api/v1/delta`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notification {
+    /// Sent first on every connection, once per namespace the caller reads: where its
+    /// journal stands now. A client that reconnects compares it with its own cursor to
+    /// know at once whether it missed something.
+    Head {
+        /// The namespace.
+        ns: i64,
+        /// Its newest journal number.
+        seq: i64,
+        /// A delta cursor at that position for this namespace.
+        cursor: String,
+    },
+    /// The namespace's journal advanced to `seq`. Notifications may be coalesced: a
+    /// client is always told the newest number, not every one in between.
+    Advanced {
+        /// The namespace.
+        ns: i64,
+        /// Its newest journal number.
+        seq: i64,
+        /// A delta cursor at that position for this namespace.
+        cursor: String,
+    },
+}
+
+impl Notification {
+    /// The namespace this notification is about.
+    pub fn ns(&self) -> i64 {
+        match self {
+            Notification::Head { ns, .. } | Notification::Advanced { ns, .. } => *ns,
+        }
+    }
+
+    /// The namespace's newest journal number.
+    pub fn seq(&self) -> i64 {
+        match self {
+            Notification::Head { seq, .. } | Notification::Advanced { seq, .. } => *seq,
+        }
+    }
+
+    /// A delta cursor at [`Notification::seq`].
+    pub fn cursor(&self) -> &str {
+        match self {
+            Notification::Head { cursor, .. } | Notification::Advanced { cursor, .. } => cursor,
+        }
+    }
+}
+
+/// `GET /api/v1/notify/poll`: what advanced past the cursor while the request waited.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PollResponse {
+    /// False when the wait timed out with nothing new ("no change": poll again with the
+    /// same cursor). True when `notifications` says what to read: the namespaces that
+    /// advanced past the cursor or, for a poll without a cursor, the current heads.
+    pub changed: bool,
+    /// One per namespace that advanced (or, without a cursor, one `head` each).
+    pub notifications: Vec<Notification>,
+    /// The position to poll from next: the cursor given, moved to what was notified.
+    pub cursor: String,
+}

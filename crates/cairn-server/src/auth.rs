@@ -101,6 +101,14 @@ impl FromRequestParts<AppState> for AuthUser {
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer TOKEN`"))?
             .trim();
+        Self::from_token(state, token).await
+    }
+}
+
+impl AuthUser {
+    /// The owner of a bearer token that came some other way than the Authorization
+    /// header (the WebSocket subprotocol, for browsers).
+    pub(crate) async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let hash = token_hash(token);
         match state.meta.token_owner(&hash).await? {
             Some((user, device)) => Ok(AuthUser {

@@ -29,6 +29,9 @@ pub struct Config {
     pub argon2_iterations: u32,
     /// History, trash, garbage collection and scrubbing (the background tasks).
     pub maintenance: Maintenance,
+    /// Notification connections are pinged (WebSocket) or sent a comment (SSE) this
+    /// often, so proxies keep them open and dead peers are noticed.
+    pub notify_heartbeat_secs: u64,
 }
 
 /// What the background tasks keep, for how long, and how often they run.
@@ -82,6 +85,7 @@ struct FileConfig {
     gc_grace_secs: Option<u64>,
     maintenance_interval_secs: Option<u64>,
     scrub_bytes_per_sec: Option<u64>,
+    notify_heartbeat_secs: Option<u64>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -115,6 +119,7 @@ impl Config {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             maintenance: Maintenance::default(),
+            notify_heartbeat_secs: 30,
         }
     }
 
@@ -173,6 +178,14 @@ impl Config {
         }
         if let Some(v) = file.login_window_secs {
             self.login_window_secs = v;
+        }
+        if let Some(v) = file.notify_heartbeat_secs {
+            if v == 0 {
+                return Err(ConfigError::Invalid(
+                    "notify_heartbeat_secs must be at least 1".into(),
+                ));
+            }
+            self.notify_heartbeat_secs = v;
         }
         let m = &mut self.maintenance;
         if let Some(v) = file.version_retention_days {

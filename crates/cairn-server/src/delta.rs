@@ -42,12 +42,13 @@ pub struct DeltaQuery {
 
 /// A position in one namespace's journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Position {
-    ns: NamespaceId,
-    seq: JournalSeq,
+pub(crate) struct Position {
+    pub(crate) ns: NamespaceId,
+    pub(crate) seq: JournalSeq,
 }
 
-fn encode(positions: &[Position]) -> String {
+/// The cursor text for these positions.
+pub(crate) fn encode_cursor(positions: &[Position]) -> String {
     let pairs: Vec<String> = positions
         .iter()
         .map(|p| format!("{}-{}", p.ns.0, p.seq.0))
@@ -55,7 +56,9 @@ fn encode(positions: &[Position]) -> String {
     format!("{CURSOR_PREFIX}{}", pairs.join(","))
 }
 
-fn decode(cursor: &str) -> Result<Vec<Position>, ApiError> {
+/// The positions a cursor names; 400 `invalid_cursor` for text this server never
+/// hands out.
+pub(crate) fn decode_cursor(cursor: &str) -> Result<Vec<Position>, ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_cursor",
@@ -80,7 +83,8 @@ fn decode(cursor: &str) -> Result<Vec<Position>, ApiError> {
         .collect()
 }
 
-fn reset(why: &str) -> ApiError {
+/// 410 `cursor_reset`: the client must list the tree again.
+pub(crate) fn reset(why: &str) -> ApiError {
     ApiError::new(
         StatusCode::GONE,
         "cursor_reset",
@@ -98,7 +102,7 @@ fn start_position(auth: &AuthUser, cursor: Option<&str>) -> Result<Position, Api
             seq: JournalSeq(0),
         });
     };
-    let positions = decode(cursor)?;
+    let positions = decode_cursor(cursor)?;
     match positions.as_slice() {
         [p] if p.ns == home => Ok(*p),
         _ => Err(reset(
@@ -124,7 +128,7 @@ async fn delta(
     let last = rows.last().map_or(start.seq, |r| r.seq);
     Ok(Json(proto::DeltaResponse {
         has_more: last < head,
-        cursor: encode(&[Position {
+        cursor: encode_cursor(&[Position {
             ns: start.ns,
             seq: last,
         }]),
@@ -139,7 +143,7 @@ async fn latest(
     let ns = auth.user.home_ns;
     let head = state.meta.journal_head(ns).await?;
     Ok(Json(proto::CursorResponse {
-        cursor: encode(&[Position { ns, seq: head }]),
+        cursor: encode_cursor(&[Position { ns, seq: head }]),
     }))
 }
 
@@ -182,13 +186,13 @@ mod tests {
             ns: NamespaceId(7),
             seq: JournalSeq(42),
         }];
-        let text = encode(&positions);
+        let text = encode_cursor(&positions);
         assert_eq!(text, "v1.7-42");
-        assert_eq!(decode(&text).unwrap(), positions);
+        assert_eq!(decode_cursor(&text).unwrap(), positions);
         for bad in [
             "", "v1.", "v2.7-42", "v1.7", "v1.7-x", "v1.0-1", "v1.7--1", "7-42",
         ] {
-            assert!(decode(bad).is_err(), "{bad:?} was accepted");
+            assert!(decode_cursor(bad).is_err(), "{bad:?} was accepted");
         }
     }
 }

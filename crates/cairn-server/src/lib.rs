@@ -15,6 +15,7 @@ pub mod fsck;
 pub mod gc;
 pub mod maintenance;
 pub mod metrics;
+pub mod notify;
 mod openapi;
 pub mod scrub;
 mod state;
@@ -112,12 +113,21 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let dummy_password_hash = hash_password(&config, auth::generate_password()).await?;
+        // The one place commits become events: the metadata store calls this after
+        // every journaled write commits, whichever handler or background task made it.
+        let bus: Arc<dyn notify::EventBus> = Arc::new(notify::InProcessBus::default());
+        let notifier = notify::Notifier::new(
+            bus.clone(),
+            std::time::Duration::from_secs(config.notify_heartbeat_secs.max(1)),
+        );
+        meta.on_commit(Arc::new(move |ns, seq| bus.publish(ns, seq)));
         let state = AppState {
             meta,
             blocks,
             config: Arc::new(config),
             login_limiter: Arc::default(),
             dummy_password_hash,
+            notify: notifier,
         };
         let router = router(state.clone());
         Ok(Self {
@@ -158,6 +168,13 @@ impl Application {
             self.state.blocks.clone(),
             self.state.config.maintenance.clone(),
         );
+        // Open notification streams never end by themselves; end them when shutdown
+        // begins, or the graceful shutdown would wait for them forever.
+        let notifier = self.state.notify.clone();
+        let shutdown = async move {
+            shutdown.await;
+            notifier.shut_down();
+        };
         let served = axum::serve(
             self.listener,
             self.router
@@ -183,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .merge(files::router())
         .merge(trash::router())
         .merge(delta::router())
+        .merge(notify::router())
         .layer(axum::extract::DefaultBodyLimit::max(max_json))
         // Block routes set their own limit: a block, not a JSON document.
         .merge(blocks::router(max_block));

@@ -51,6 +51,8 @@ use crate::state::AppState;
         proto::Change,
         proto::DeltaResponse,
         proto::CursorResponse,
+        proto::Notification,
+        proto::PollResponse,
     ))
 )]
 struct ApiDoc;
@@ -219,6 +221,30 @@ const ENDPOINTS: &[Endpoint] = &[
         "A cursor at the newest change",
         None,
         Some("CursorResponse"),
+    ),
+    (
+        "get",
+        "/api/v1/notify/ws",
+        "WebSocket of Notification messages (JSON text): a head per namespace, then \
+         each advance; ping every heartbeat. Token as Bearer header or subprotocol \
+         cairn.bearer.TOKEN beside cairn.notify.v1",
+        None,
+        Some("Notification"),
+    ),
+    (
+        "get",
+        "/api/v1/notify/sse",
+        "Server-sent events, one Notification as JSON per data: line; heartbeat comments",
+        None,
+        Some("Notification"),
+    ),
+    (
+        "get",
+        "/api/v1/notify/poll",
+        "Long-poll (query: cursor, timeout ≤ 60 s): what advanced past the cursor, or \
+         changed=false at the timeout; without a cursor, the heads at once",
+        None,
+        Some("PollResponse"),
     ),
     (
         "post",

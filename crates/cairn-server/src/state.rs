@@ -7,6 +7,7 @@ use cairn_store::BlockStore;
 
 use crate::auth::LoginLimiter;
 use crate::config::Config;
+use crate::notify::Notifier;
 
 /// Handles to the stores and settings; cheap to clone.
 #[derive(Debug, Clone)]
@@ -17,4 +18,6 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Verified against when a login names an unknown user, so both cases cost the same.
     pub dummy_password_hash: String,
+    /// The event bus and the open notification connections.
+    pub notify: Notifier,
 }

@@ -9,6 +9,7 @@ use support::{block_ref, hex_hash, TestServer};
 
 // After `support`, whose macro it uses.
 mod gc;
+mod notify;
 
 on_each_backend!(commit_download_and_range, |s| {
     let a = vec![1u8; 1000];

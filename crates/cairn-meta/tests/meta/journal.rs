@@ -53,4 +53,32 @@ backend_tests! {
         let err = store.mkdir(NamespaceId(424_242), &p("/x"), &actor).await.unwrap_err();
         assert!(matches!(err, MetaError::NoSuchNamespace(_)), "{err:?}");
     }
+
+    async fn the_commit_hook_hears_each_write_after_it_commits(store) {
+        use std::sync::{Arc, Mutex};
+        let (u, actor) = user(&store, "u").await;
+        let ns = u.home_ns;
+        let heard: Arc<Mutex<Vec<(NamespaceId, JournalSeq)>>> = Arc::default();
+        // The hook reads the head through a fresh query: it must already see the write.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        {
+            let heard = heard.clone();
+            store.on_commit(Arc::new(move |ns, seq| {
+                heard.lock().unwrap().push((ns, seq));
+                let _ = tx.send((ns, seq));
+            }));
+        }
+        store.mkdir(ns, &p("/a/b"), &actor).await.unwrap();
+        let (hns, seq) = rx.recv().await.unwrap();
+        assert_eq!(store.journal_head(hns).await.unwrap(), seq);
+        put(&store, &u, &actor, "/a/f", &["1"]).await;
+        // A write that fails changes nothing and is not heard of.
+        assert!(store.mkdir(ns, &p("/a/f/x"), &actor).await.is_err());
+        store.delete_entry(ns, &p("/a"), &actor).await.unwrap();
+        assert_eq!(*heard.lock().unwrap(), [
+            (ns, JournalSeq(2)),
+            (ns, JournalSeq(3)),
+            (ns, JournalSeq(6)),
+        ]);
+    }
 }

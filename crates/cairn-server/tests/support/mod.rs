@@ -59,6 +59,11 @@ async fn fresh_postgres_url() -> (String, String) {
 pub struct TestServer {
     /// The PostgreSQL schema this server uses, dropped by `finish`.
     schema: Option<String>,
+    /// The configuration it runs with (its real address as `listen`), for restarts.
+    config: Config,
+    /// Ends the running server (see `stop`).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub state: cairn_server::AppState,
@@ -102,14 +107,21 @@ impl TestServer {
             .unwrap();
         meta.create_user("admin", &hash, true, None).await.unwrap();
         meta.create_user("bob", &hash, false, None).await.unwrap();
-        let app = Application::with_stores(config, meta, blocks)
+        let app = Application::with_stores(config.clone(), meta, blocks)
             .await
             .unwrap();
         let addr = app.local_addr();
+        config.listen = addr;
         let state = app.state().clone();
-        tokio::spawn(app.run(std::future::pending()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.run(async move {
+            let _ = stopped.await;
+        }));
         let mut server = TestServer {
             schema,
+            config,
+            stop: Some(stop),
+            running: Some(running),
             addr,
             http: reqwest::Client::new(),
             state,
@@ -118,6 +130,37 @@ impl TestServer {
         };
         server.token = server.login("admin").await;
         server
+    }
+
+    /// Shuts the server down gracefully and waits until it has (open notification
+    /// streams must not hold it up). The stores stay open for the test to use.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(30), running)
+                .await
+                .expect("the server shuts down although notification streams are open")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    /// Starts the server again on the same address, data and database.
+    pub async fn start_again(&mut self) {
+        assert!(self.running.is_none(), "stop the server first");
+        self.state.meta.close().await;
+        let (meta, blocks) = cairn_server::open_stores(&self.config).await.unwrap();
+        let app = Application::with_stores(self.config.clone(), meta, blocks)
+            .await
+            .unwrap();
+        self.state = app.state().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.running = Some(tokio::spawn(app.run(async move {
+            let _ = stopped.await;
+        })));
+        self.stop = Some(stop);
     }
 
     /// Drops the test's PostgreSQL schema (a panicking test leaves it behind, named

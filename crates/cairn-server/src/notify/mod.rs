@@ -1,0 +1,207 @@
+//! Push notifications: "namespace N advanced to S", to every connected device of every
+//! account that reads N, so clients read the delta at once instead of polling it.
+//!
+//! Three transports carry the same [`proto::Notification`]s: a WebSocket (`ws.rs`, the
+//! primary), server-sent events (`sse.rs`) and long-poll (`poll.rs`), the last two for
+//! proxies that block WebSockets. Each connection is a [`Feed`]: it subscribes to the
+//! [`EventBus`] first, then reads the heads from the database, so no commit can fall
+//! between the two. Every commit reaches the bus through one hook on the metadata store
+//! (`MetaStore::on_commit`, set in `Application::with_stores`), fired after its
+//! transaction commits.
+
+mod bus;
+mod poll;
+mod sse;
+mod ws;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use cairn_core::{JournalSeq, NamespaceId};
+use cairn_meta::User;
+use cairn_proto as proto;
+use tokio_util::sync::CancellationToken;
+
+pub use bus::{EventBus, InProcessBus, Subscription};
+
+use crate::delta::{encode_cursor, Position};
+use crate::error::ApiError;
+use crate::metrics::NOTIFY_CONNECTIONS;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/notify/ws", get(ws::upgrade))
+        .route("/notify/sse", get(sse::stream))
+        .route("/notify/poll", get(poll::poll))
+}
+
+/// The server's side of notifications: the bus, the count of open connections, and the
+/// signal that ends them all when the server shuts down. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    bus: Arc<dyn EventBus>,
+    connections: Arc<AtomicI64>,
+    shutdown: CancellationToken,
+    heartbeat: Duration,
+}
+
+impl Notifier {
+    /// A notifier over `bus`; WebSocket pings and SSE comments every `heartbeat`.
+    pub fn new(bus: Arc<dyn EventBus>, heartbeat: Duration) -> Self {
+        Self {
+            bus,
+            connections: Arc::default(),
+            shutdown: CancellationToken::new(),
+            heartbeat,
+        }
+    }
+
+    /// The bus commits are published to.
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.bus
+    }
+
+    /// Open notification connections on this server (WebSocket, SSE and waiting polls);
+    /// `cairn_notify_connections` is the same count summed over the process.
+    pub fn connections(&self) -> i64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Ends every notification connection, now and from now on. Graceful shutdown
+    /// calls it: otherwise open streams would keep the server waiting for them forever.
+    pub fn shut_down(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Counts one open connection until dropped, on every way out (a normal close, an
+/// error, a client that vanished, a cancelled handler).
+struct ConnectionGuard {
+    connections: Arc<AtomicI64>,
+}
+
+impl ConnectionGuard {
+    fn new(notifier: &Notifier) -> Self {
+        notifier.connections.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(NOTIFY_CONNECTIONS).increment(1.0);
+        Self {
+            connections: notifier.connections.clone(),
+        }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(NOTIFY_CONNECTIONS).decrement(1.0);
+    }
+}
+
+/// The namespaces whose advances `user` is told about: those it may read. Today that
+/// is the home namespace; shared folders will add theirs here.
+pub(crate) fn readable_namespaces(user: &User) -> Vec<NamespaceId> {
+    vec![user.home_ns]
+}
+
+/// One connection's stream of notifications.
+struct Feed {
+    /// Per namespace: its subscription and the newest number this connection was told.
+    watches: Vec<(Subscription, JournalSeq)>,
+    shutdown: CancellationToken,
+    _guard: ConnectionGuard,
+}
+
+impl Feed {
+    /// Subscribes to `namespaces` and then reads their heads, in that order, so every
+    /// commit is either in the heads or arrives through the subscription.
+    async fn open(
+        state: &AppState,
+        namespaces: &[NamespaceId],
+    ) -> Result<(Feed, Vec<Position>), ApiError> {
+        let guard = ConnectionGuard::new(&state.notify);
+        let subscriptions: Vec<Subscription> = namespaces
+            .iter()
+            .map(|ns| state.notify.bus.subscribe(*ns))
+            .collect();
+        let mut heads = Vec::with_capacity(namespaces.len());
+        for ns in namespaces {
+            heads.push(Position {
+                ns: *ns,
+                seq: state.meta.journal_head(*ns).await?,
+            });
+        }
+        let watches = subscriptions
+            .into_iter()
+            .zip(&heads)
+            .map(|(sub, head)| (sub, head.seq))
+            .collect();
+        let feed = Feed {
+            watches,
+            shutdown: state.notify.shutdown.clone(),
+            _guard: guard,
+        };
+        Ok((feed, heads))
+    }
+
+    /// From now on, tell only of advances past `positions` (a poll's cursor).
+    fn told(&mut self, positions: &[Position]) {
+        for (sub, told) in &mut self.watches {
+            if let Some(p) = positions.iter().find(|p| p.ns == sub.ns()) {
+                *told = p.seq;
+            }
+        }
+    }
+
+    /// Waits for a namespace to advance past what this connection was told, and says
+    /// so. `None` when the server is shutting down (or the bus is gone).
+    async fn next(&mut self) -> Option<proto::Notification> {
+        loop {
+            if self.watches.is_empty() {
+                self.shutdown.cancelled().await;
+                return None;
+            }
+            let changed = futures::future::select_all(
+                self.watches
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, (sub, _))| Box::pin(async move { (i, sub.changed().await) })),
+            );
+            let (i, seq) = tokio::select! {
+                ((i, seq), _, _) = changed => (i, seq?),
+                () = self.shutdown.cancelled() => return None,
+            };
+            let (sub, told) = &mut self.watches[i];
+            // The bus may repeat what the heads already said: a commit that finished
+            // between subscribing and reading the head.
+            if seq > *told {
+                *told = seq;
+                return Some(advanced(sub.ns(), seq));
+            }
+        }
+    }
+}
+
+fn head(p: Position) -> proto::Notification {
+    proto::Notification::Head {
+        ns: p.ns.0,
+        seq: p.seq.0,
+        cursor: encode_cursor(&[p]),
+    }
+}
+
+fn advanced(ns: NamespaceId, seq: JournalSeq) -> proto::Notification {
+    proto::Notification::Advanced {
+        ns: ns.0,
+        seq: seq.0,
+        cursor: encode_cursor(&[Position { ns, seq }]),
+    }
+}
+
+/// A notification as the JSON text every transport sends.
+fn to_json(n: &proto::Notification) -> String {
+    serde_json::to_string(n).expect("a notification serializes")
+}
