@@ -478,10 +478,15 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
             }
             Ok(changes)
         }
-        Operation::ConflictLocal { path, to } => env
-            .move_local(path, to)
-            .await
-            .map(|()| vec![C::MoveSubtree(Which::Local, path.clone(), to.clone())]),
+        Operation::ConflictLocal { path, to } => env.move_local(path, to).await.map(|()| {
+            vec![
+                C::MoveSubtree(Which::Local, path.clone(), to.clone()),
+                // The copy is a new item, and the server's comes down in its place.
+                // Were Synced left holding the local inode at `path`, the rename would
+                // look like a local move to carry to the server.
+                C::RemoveSubtree(Which::Synced, path.clone()),
+            ]
+        }),
     };
     match result {
         Ok(changes) => Outcome::Done(changes),
