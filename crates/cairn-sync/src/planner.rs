@@ -257,12 +257,16 @@ fn plan_moves(t: Trees<'_>) -> Vec<Operation> {
             continue;
         }
         let s = t.synced.get(&m.from).expect("moves start in Synced");
-        let still_there = t.remote.get(&m.from).is_some_and(|n| n.id == s.remote_id);
-        if still_there && remote_can_move(&m.from, &m.to) {
+        let there = t.remote.get(&m.from).filter(|n| n.id == s.remote_id);
+        if let Some(r) = there.filter(|_| remote_can_move(&m.from, &m.to)) {
+            // Based on the revision the server is known to hold, not the synced one: a
+            // file edited there since moves all the same (the edit moves along and comes
+            // down next round), whereas naming the synced revision would be refused
+            // forever.
             ops.push(Operation::MoveRemote {
                 from: m.from.clone(),
                 to: m.to.clone(),
-                base_rev: s.rev.clone(),
+                base_rev: r.rev.clone(),
             });
         }
     }

@@ -405,3 +405,21 @@ fn an_atomic_save_is_an_edit_not_a_move() {
         }]
     );
 }
+
+#[test]
+fn a_local_move_of_a_file_edited_on_the_server_names_the_servers_revision() {
+    // Found by the simulation: naming the synced revision ("rx") made the server refuse
+    // the move every round, and sync never settled.
+    let w = World::default()
+        .local("/g", 1, Some('x'))
+        .remote("/f", 1, Some('y'))
+        .synced("/f", 1, 1, Some('x'));
+    assert_eq!(
+        w.plan(),
+        [Operation::MoveRemote {
+            from: p("/f"),
+            to: p("/g"),
+            base_rev: Some("ry".into())
+        }]
+    );
+}
