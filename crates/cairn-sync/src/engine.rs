@@ -471,6 +471,15 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
             let mut changes = Vec::new();
             for (p, node) in expect.iter().rev() {
                 if let Err(err) = env.remove_local(p, node).await {
+                    if node.kind == Kind::Folder && matches!(err, EnvError::LocalChanged(_)) {
+                        // What it held that the engine knows of is gone, so the folder
+                        // holds something new or something never synced (ignored
+                        // files). Either way it stays: forgetting that it was synced
+                        // makes it a local folder like any other, kept on the server
+                        // (or moved aside, if a file took its place there). Otherwise
+                        // the same delete would be planned, and refused, forever.
+                        changes.push(C::Synced(p.clone(), None));
+                    }
                     return Outcome::Partial(changes, err);
                 }
                 changes.push(C::Local(p.clone(), None));
