@@ -43,6 +43,14 @@ impl World {
         self
     }
 
+    /// A remote file at a revision of its own (not the one its content letter names).
+    fn remote_at_rev(mut self, path: &str, id: i64, content: char, rev: &str) -> Self {
+        let mut node = remote_node(id, Some(content));
+        node.rev = Some(rev.into());
+        self.remote.insert(p(path), node);
+        self
+    }
+
     fn synced(mut self, path: &str, local_id: u64, remote_id: i64, content: Option<char>) -> Self {
         self.synced.insert(
             p(path),
@@ -420,6 +428,32 @@ fn a_local_move_of_a_file_edited_on_the_server_names_the_servers_revision() {
             from: p("/f"),
             to: p("/g"),
             base_rev: Some("ry".into())
+        }]
+    );
+}
+
+#[test]
+fn unchanged_content_at_a_new_revision_is_deleted_or_updated_at_that_revision() {
+    // Found by the simulation: another device wrote the same content again (a new
+    // revision, here even a new entry); a local delete naming the synced revision was
+    // refused every round.
+    let w = World::default()
+        .remote_at_rev("/f", 9, 'x', "r2")
+        .synced("/f", 1, 1, Some('x'));
+    assert_eq!(
+        w.plan(),
+        [Operation::DeleteRemote {
+            path: p("/f"),
+            kind: Kind::File,
+            base_rev: Some("r2".into())
+        }]
+    );
+    let w = w.local("/f", 1, Some('y'));
+    assert_eq!(
+        w.plan(),
+        [Operation::Upload {
+            path: p("/f"),
+            base_rev: Some("r2".into())
         }]
     );
 }
