@@ -374,6 +374,12 @@ fn count(report: &mut Report, op: &Operation) {
 }
 
 /// Runs one operation against the environment and says how the state changes.
+///
+/// What an operation did on the server reaches the remote tree only through the delta,
+/// which every round reads before the next plan. Applied here as well, it would put the
+/// tree ahead of its cursor, and the delta's older changes would then land on the new
+/// layout: a file another device made in a folder this device has just moved would be
+/// put back under the old path, and the one at the new path never seen.
 async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
     use StateChange as C;
     let result = match op {
@@ -386,12 +392,7 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
         Operation::MoveRemote { from, to, base_rev } => env
             .move_remote(from, to, base_rev.as_deref())
             .await
-            .map(|_| {
-                vec![
-                    C::MoveSubtree(Which::Remote, from.clone(), to.clone()),
-                    C::MoveSubtree(Which::Synced, from.clone(), to.clone()),
-                ]
-            }),
+            .map(|_| vec![C::MoveSubtree(Which::Synced, from.clone(), to.clone())]),
         Operation::MoveLocal {
             from,
             to,
@@ -411,7 +412,6 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
                     Some(SyncedNode::of(local, &remote)),
                 ));
             }
-            changes.insert(0, C::Remote(path.clone(), Some(remote)));
             changes
         }),
         Operation::MkdirLocal { path } => env.mkdir_local(path).await.map(|local| {
@@ -432,11 +432,10 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
             env.upload(path, local, base_rev.as_deref())
                 .await
                 .map(|remote| {
-                    let synced = SyncedNode::of(local, &remote);
-                    vec![
-                        C::Remote(path.clone(), Some(remote)),
-                        C::Synced(path.clone(), Some(synced)),
-                    ]
+                    vec![C::Synced(
+                        path.clone(),
+                        Some(SyncedNode::of(local, &remote)),
+                    )]
                 })
         }
         Operation::Download {
@@ -460,12 +459,7 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
         } => env
             .delete_remote(path, base_rev.as_deref())
             .await
-            .map(|()| {
-                vec![
-                    C::RemoveSubtree(Which::Remote, path.clone()),
-                    C::RemoveSubtree(Which::Synced, path.clone()),
-                ]
-            }),
+            .map(|()| vec![C::RemoveSubtree(Which::Synced, path.clone())]),
         Operation::DeleteLocal { path: _, expect } => {
             // Deepest first, so each folder is empty when its turn comes.
             let mut changes = Vec::new();
