@@ -161,6 +161,34 @@ impl Sim {
         result
     }
 
+    /// Prints the disks, the server and what each engine believes, for a failing seed.
+    fn dump(&self) {
+        let w = self.world();
+        eprintln!("--- server");
+        for (path, entry) in &w.server.live {
+            eprintln!("  {path}  {entry:?}");
+        }
+        for (dev, disk) in w.disks.iter().enumerate() {
+            eprintln!("--- dev{dev} disk");
+            for (path, node) in &disk.nodes {
+                eprintln!("  {path}  {node:?}");
+            }
+            let state = self.engines[dev].state();
+            eprintln!("--- dev{dev} local tree");
+            for (path, node) in state.local.iter() {
+                eprintln!("  {path}  {node:?}");
+            }
+            eprintln!("--- dev{dev} remote tree");
+            for (path, node) in state.remote.iter() {
+                eprintln!("  {path}  {node:?}");
+            }
+            eprintln!("--- dev{dev} synced tree");
+            for (path, node) in state.synced.iter() {
+                eprintln!("  {path}  {node:?}");
+            }
+        }
+    }
+
     /// Invariant failures recorded inside environment calls.
     fn check_violations(&self) -> Result<(), String> {
         let w = self.world();
@@ -291,6 +319,36 @@ impl Sim {
                 ));
             }
         }
+        // Each engine's view of the server is the server, identities and revisions
+        // included: the delta and the engine's own operations were applied right.
+        let server_nodes: BTreeMap<_, _> = w
+            .server
+            .live
+            .iter()
+            .filter(|(p, _)| !ignore.is_ignored(p))
+            .map(|(p, e)| (p.clone(), e.node()))
+            .collect();
+        for (dev, engine) in self.engines.iter().enumerate() {
+            let remote: BTreeMap<_, _> = engine
+                .state()
+                .remote
+                .iter()
+                .map(|(p, n)| (p.clone(), n.clone()))
+                .collect();
+            if remote != server_nodes {
+                let wrong: Vec<_> = remote
+                    .iter()
+                    .filter(|(p, n)| server_nodes.get(*p) != Some(n))
+                    .collect();
+                let missing: Vec<_> = server_nodes
+                    .iter()
+                    .filter(|(p, n)| remote.get(*p) != Some(n))
+                    .collect();
+                return Err(format!(
+                    "dev{dev}'s remote tree is not the server: wrong {wrong:?}; missing {missing:?}"
+                ));
+            }
+        }
         for (content, where_) in must_survive {
             if !w.server.committed.contains(&content) {
                 return Err(format!("#{content} (was {where_}) is lost"));
@@ -303,9 +361,11 @@ impl Sim {
 /// Runs one seed; `Err` says which invariant failed.
 fn run_seed(seed: u64, verbose: bool) -> Result<Totals, String> {
     let mut sim = Sim::new(seed, verbose);
-    sim.fault_phase()?;
-    sim.quiet_phase()?;
-    Ok(sim.totals)
+    let result = sim.fault_phase().and_then(|()| sim.quiet_phase());
+    if verbose && result.is_err() {
+        sim.dump();
+    }
+    result.map(|()| sim.totals)
 }
 
 fn replay_command(seed: u64) -> String {

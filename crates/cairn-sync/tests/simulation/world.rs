@@ -60,7 +60,6 @@ pub struct DeviceNet {
 }
 
 pub struct World {
-    pub seed: u64,
     pub rng: StdRng,
     pub verbose: bool,
     pub step: u64,
@@ -92,7 +91,6 @@ impl World {
         let faults = Faults::random(&mut rng);
         let page = rng.gen_range(1..=6);
         World {
-            seed,
             rng,
             verbose,
             step: 0,
@@ -311,10 +309,13 @@ impl World {
                 folders.push(path.clone());
             }
         }
+        // Now and then a name the engine ignores, so that an ignored item renamed to a
+        // synced name (and back) is seen too.
+        let names = if self.chance(0.15) { IGNORED } else { NAMES };
         let what = self.rng.gen_range(0..100);
         let done = match what {
             0..=29 => {
-                let path = self.random_path(&folders, NAMES);
+                let path = self.random_path(&folders, names);
                 path.map(|path| {
                     let content = self.new_content();
                     let base = self.server.live.get(&path).and_then(|e| e.node().rev);
@@ -323,7 +324,7 @@ impl World {
                 })
             }
             30..=49 => {
-                let path = self.random_path(&folders, NAMES);
+                let path = self.random_path(&folders, names);
                 path.map(|path| {
                     let result = self.server.mkdir(&path);
                     format!("web mkdir {path}: {:?}", result.map(|_| ()))
@@ -335,7 +336,7 @@ impl World {
             }),
             _ => {
                 let from = self.pick(&all);
-                let to = self.random_path(&folders, NAMES);
+                let to = self.random_path(&folders, names);
                 from.zip(to).map(|(from, to)| {
                     let result = self.server.rename(&from, &to, None);
                     format!("web move {from} -> {to}: {:?}", result.map(|_| ()))
