@@ -309,8 +309,13 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 }
                 Err(err) => return Err(unavailable(err)),
             };
+            let mut relist = false;
             for change in delta.changes {
-                self.apply_remote_change(change);
+                relist |= self.apply_remote_change(change);
+            }
+            if relist {
+                self.change(StateChange::Cursor(None));
+                continue;
             }
             self.change(StateChange::Cursor(Some(delta.cursor)));
             if !delta.has_more {
@@ -319,7 +324,9 @@ impl<E: Env, P: Persist> Engine<E, P> {
         }
     }
 
-    fn apply_remote_change(&mut self, change: RemoteChange) {
+    /// Applies one change of the delta; `true` when the tree must be listed again
+    /// instead.
+    fn apply_remote_change(&mut self, change: RemoteChange) -> bool {
         match change {
             RemoteChange::Upsert { path, node } => {
                 if !self.ignore.is_ignored(&path) {
@@ -332,6 +339,10 @@ impl<E: Env, P: Persist> Engine<E, P> {
                     if self.ignore.is_ignored(&to) {
                         self.change(StateChange::RemoveSubtree(Which::Remote, to));
                     }
+                } else if self.ignore.is_ignored(&from) && !self.ignore.is_ignored(&to) {
+                    // An ignored item renamed into view (`x.swp` to `notes.txt`): the
+                    // tree never held it, and the delta does not say what it holds.
+                    return true;
                 }
             }
             RemoteChange::Delete { path, id } => {
@@ -340,6 +351,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 }
             }
         }
+        false
     }
 
     /// Runs the operations, up to `parallelism` at a time, returning their outcomes in
