@@ -159,6 +159,7 @@ impl Env for SimEnv {
         let w = &mut *guard;
         let dev = self.dev;
         interfere(w, dev)?;
+        w.removals_at_scan[dev] = w.removals[dev];
         // A scan is not atomic: the user may change things while it walks the tree.
         let race_at = if w.chance(w.faults.user_race) {
             Some(w.rng.gen_range(0..=w.disks[dev].nodes.len()))
@@ -286,7 +287,12 @@ impl Env for SimEnv {
         self.call(
             || format!("delta {cursor}"),
             true,
-            |w, _| w.server.delta(cursor, w.page),
+            |w, _| {
+                if w.chance(w.faults.cursor_reset) {
+                    return Err(EnvError::CursorReset);
+                }
+                w.server.delta(cursor, w.page)
+            },
         )
         .await
     }
@@ -442,6 +448,7 @@ impl Persist for SimPersist {
         for change in changes {
             w.persisted[self.dev].apply(change);
         }
+        w.removals_saved[self.dev] = w.removals_at_scan[self.dev];
         Ok(())
     }
 }

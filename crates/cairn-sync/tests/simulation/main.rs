@@ -26,13 +26,14 @@ mod env;
 mod server;
 mod world;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cairn_sync::{Engine, Ignore, Report, SyncError};
+use cairn_sync::{Engine, Ignore, Report, State, SyncError};
 use rand::Rng;
 
 use crate::env::{SimEnv, SimPersist};
@@ -87,8 +88,8 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64, verbose: bool) -> Sim {
-        let mut world = World::new(seed, verbose);
+    fn new(seed: u64, verbose: bool, record: bool) -> Sim {
+        let mut world = World::new(seed, verbose, record);
         let parallelism = world.rng.gen_range(1..=4);
         let devices = world.disks.len();
         world.log(|| {
@@ -151,11 +152,29 @@ impl Sim {
                 )
             });
         }
+        let mut start_over = false;
         match &result {
             Ok(report) => self.totals.count(report),
+            Err(SyncError::RootEmptied(_)) => {
+                self.totals.failed_syncs += 1;
+                let mut w = self.world();
+                if w.removals[dev] > w.removals_saved[dev] {
+                    // The guard did its job: the user's deletes (with the engine's own,
+                    // of what other devices deleted) left the folder empty. The user
+                    // restores it by starting again from an empty state, so everything
+                    // comes back from the server.
+                    w.log(|| format!("dev{dev} user starts again with an empty state"));
+                    w.persisted[dev] = State::default();
+                    start_over = true;
+                } else {
+                    w.violation(format!(
+                        "dev{dev}: sync stopped at an emptied folder, but the user removed nothing since the last scan it saved"
+                    ));
+                }
+            }
             Err(_) => self.totals.failed_syncs += 1,
         }
-        if crashed {
+        if crashed || start_over {
             self.restart(dev);
         }
         result
@@ -231,7 +250,14 @@ impl Sim {
                     self.world().log(|| format!("dev{dev} RESTART"));
                     self.restart(dev);
                 }
-                87..=93 => {
+                87..=89 => {
+                    let mut w = self.world();
+                    let devices = w.disks.len();
+                    let other = (dev + w.rng.gen_range(1..devices)) % devices;
+                    let did = w.cross_move(dev, other);
+                    w.log(|| format!("users: cross move {did}"));
+                }
+                90..=93 => {
                     let mut w = self.world();
                     let offline = !w.devices[dev].offline;
                     w.devices[dev].offline = offline;
@@ -284,6 +310,8 @@ impl Sim {
             for dev in 0..devices {
                 match self.sync(dev) {
                     Ok(report) => busy |= report.rounds > 0,
+                    // Started again (or a violation, reported below).
+                    Err(SyncError::RootEmptied(_)) => busy = true,
                     Err(err) => return Err(format!("dev{dev}: sync failed without faults: {err}")),
                 }
                 self.check_violations()?;
@@ -360,12 +388,27 @@ impl Sim {
 
 /// Runs one seed; `Err` says which invariant failed.
 fn run_seed(seed: u64, verbose: bool) -> Result<Totals, String> {
-    let mut sim = Sim::new(seed, verbose);
+    run_seed_traced(seed, verbose, false).0
+}
+
+/// Runs one seed, also returning its trace when `record` is set.
+fn run_seed_traced(
+    seed: u64,
+    verbose: bool,
+    record: bool,
+) -> (Result<Totals, String>, Vec<String>) {
+    let mut sim = Sim::new(seed, verbose, record);
     let result = sim.fault_phase().and_then(|()| sim.quiet_phase());
     if verbose && result.is_err() {
         sim.dump();
     }
-    result.map(|()| sim.totals)
+    let trace = sim
+        .world()
+        .recorded
+        .take()
+        .map(RefCell::into_inner)
+        .unwrap_or_default();
+    (result.map(|()| sim.totals), trace)
 }
 
 fn replay_command(seed: u64) -> String {
@@ -436,5 +479,28 @@ fn simulation() {
             failures[0].0,
             replay_command(failures[0].0)
         );
+    }
+}
+
+/// A seed is a complete description of a run: two runs of it do the same things in the
+/// same order, so a failure printed by CI replays exactly.
+#[test]
+fn a_seed_replays_exactly() {
+    for seed in [1, 17, 4242] {
+        let (first, trace) = run_seed_traced(seed, false, true);
+        let (second, again) = run_seed_traced(seed, false, true);
+        assert!(
+            trace.len() > 100,
+            "seed {seed} traced only {} lines",
+            trace.len()
+        );
+        assert_eq!(first.is_ok(), second.is_ok(), "seed {seed}");
+        if let Some(i) = (0..trace.len().max(again.len())).find(|&i| trace.get(i) != again.get(i)) {
+            panic!(
+                "seed {seed} went another way at line {i}:\n  {:?}\n  {:?}",
+                trace.get(i),
+                again.get(i)
+            );
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! random edits made on a device's disk, and those another client (the web interface,
 //! the CLI) makes on the server directly.
 
+use std::cell::RefCell;
+
 use cairn_core::ServerPath;
 use cairn_sync::{Ignore, Kind, State};
 use rand::rngs::StdRng;
@@ -31,6 +33,9 @@ pub struct Faults {
     pub max_delay: u32,
     /// A new file or folder gets a freed inode number, as real file systems do.
     pub inode_reuse: f64,
+    /// The server forgets a cursor (as after journal compaction), so the engine must
+    /// list everything again.
+    pub cursor_reset: f64,
 }
 
 impl Faults {
@@ -49,6 +54,7 @@ impl Faults {
             crash: level(0.02),
             max_delay: 3,
             inode_reuse: level(0.3),
+            cursor_reset: level(0.05),
         }
     }
 }
@@ -62,6 +68,8 @@ pub struct DeviceNet {
 pub struct World {
     pub rng: StdRng,
     pub verbose: bool,
+    /// Every line of the trace, when a test compares two runs of a seed.
+    pub recorded: Option<RefCell<Vec<String>>>,
     pub step: u64,
     /// A logical clock for modification times; it ticks on every disk write.
     pub clock: i64,
@@ -75,6 +83,13 @@ pub struct World {
     pub page: usize,
     pub ignore: Ignore,
     next_content: Content,
+    /// Per device: how many times the user deleted or moved something away; the count
+    /// when the engine's last scan began; and that count as of the engine's last save.
+    /// Only a removal after the scan the engine last saved justifies it stopping at an
+    /// emptied folder.
+    pub removals: Vec<u64>,
+    pub removals_at_scan: Vec<u64>,
+    pub removals_saved: Vec<u64>,
     /// Invariant failures seen inside environment calls, checked after every step.
     pub violations: Vec<String>,
 }
@@ -85,7 +100,7 @@ const NAMES: &[&str] = &["a", "b", "c.txt", "D", "E"];
 const IGNORED: &[&str] = &[".DS_Store", "x.swp", ".cairn-part-7"];
 
 impl World {
-    pub fn new(seed: u64, verbose: bool) -> World {
+    pub fn new(seed: u64, verbose: bool, record: bool) -> World {
         let mut rng = StdRng::seed_from_u64(seed);
         let devices = rng.gen_range(2..=3);
         let faults = Faults::random(&mut rng);
@@ -93,6 +108,7 @@ impl World {
         World {
             rng,
             verbose,
+            recorded: record.then(|| RefCell::new(Vec::new())),
             step: 0,
             clock: 0,
             server: Server::default(),
@@ -104,12 +120,21 @@ impl World {
             ignore: Ignore::default(),
             next_content: 0,
             violations: Vec::new(),
+            removals: vec![0; devices],
+            removals_at_scan: vec![0; devices],
+            removals_saved: vec![0; devices],
         }
     }
 
     pub fn log(&self, what: impl FnOnce() -> String) {
-        if self.verbose {
-            eprintln!("[{:>4}] {}", self.step, what());
+        if self.verbose || self.recorded.is_some() {
+            let line = format!("[{:>4}] {}", self.step, what());
+            if self.verbose {
+                eprintln!("{line}");
+            }
+            if let Some(recorded) = &self.recorded {
+                recorded.borrow_mut().push(line);
+            }
         }
     }
 
@@ -242,6 +267,7 @@ impl World {
                 let left = all.iter().filter(|p| !p.starts_with(&path)).count();
                 (left > 0).then(|| {
                     self.disks[dev].remove_subtree(&path);
+                    self.removals[dev] += 1;
                     format!("delete {path}")
                 })
             }),
@@ -267,10 +293,10 @@ impl World {
                     } else {
                         to
                     };
-                    self.disks[dev]
-                        .rename(&from, &to)
-                        .ok()
-                        .map(|()| format!("move {from} -> {to}"))
+                    self.disks[dev].rename(&from, &to).ok().map(|()| {
+                        self.removals[dev] += 1;
+                        format!("move {from} -> {to}")
+                    })
                 })
             }
             // Junk the engine must leave alone: created, or written again.
@@ -297,6 +323,36 @@ impl World {
             }
         };
         done.unwrap_or_else(|| "nothing".to_owned())
+    }
+
+    /// Moves folders into each other on two devices (A into B on one, B into A on the
+    /// other), the cycle a planner must break; says what it did.
+    pub fn cross_move(&mut self, one: usize, other: usize) -> String {
+        let folders: Vec<ServerPath> = self.disks[one]
+            .nodes
+            .iter()
+            .filter(|(p, n)| {
+                n.kind == Kind::Folder
+                    && self.disks[other]
+                        .nodes
+                        .get(*p)
+                        .is_some_and(|m| m.kind == Kind::Folder)
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        let (Some(a), Some(b)) = (self.pick(&folders), self.pick(&folders)) else {
+            return "nothing".to_owned();
+        };
+        if a.starts_with(&b) || b.starts_with(&a) {
+            return "nothing".to_owned();
+        }
+        let a_in_b = b.join(a.name().expect("not the root")).expect("valid");
+        let b_in_a = a.join(b.name().expect("not the root")).expect("valid");
+        let here = self.disks[one].rename(&a, &a_in_b);
+        let there = self.disks[other].rename(&b, &b_in_a);
+        self.removals[one] += u64::from(here.is_ok());
+        self.removals[other] += u64::from(there.is_ok());
+        format!("dev{one}: {a} -> {a_in_b} {here:?}; dev{other}: {b} -> {b_in_a} {there:?}")
     }
 
     /// One random change by another client straight on the server; says what it did.
