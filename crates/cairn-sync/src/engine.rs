@@ -227,7 +227,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
             .into_iter()
             .filter(|(path, _)| !self.ignore.is_ignored(path))
             .collect();
-        if scanned.is_empty() && !self.state.synced.is_empty() {
+        if scanned.is_empty() && self.emptied_under_us() {
             return Err(SyncError::RootEmptied(self.state.synced.len()));
         }
 
@@ -284,6 +284,19 @@ impl<E: Env, P: Persist> Engine<E, P> {
             }
         }
         Ok(())
+    }
+
+    /// Whether an empty folder means it was emptied (or unmounted) since the last look:
+    /// something the last scan saw is synced and still on the server, so syncing on
+    /// would delete it there. An item the engine deleted itself is not counted: it left
+    /// the local tree when it went, or (after a crash) it is gone from the server too.
+    /// Counting it stopped sync for good when the engine's own delete of a remote
+    /// delete emptied the folder.
+    fn emptied_under_us(&self) -> bool {
+        self.state
+            .local
+            .paths()
+            .any(|p| self.state.synced.get(p).is_some() && self.state.remote.get(p).is_some())
     }
 
     /// Reads the server's changes since the cursor (or lists everything) into the
