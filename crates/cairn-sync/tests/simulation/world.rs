@@ -5,6 +5,7 @@
 //! the CLI) makes on the server directly.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 
 use cairn_core::ServerPath;
 use cairn_sync::{Ignore, Kind, State};
@@ -90,6 +91,8 @@ pub struct World {
     pub removals: Vec<u64>,
     pub removals_at_scan: Vec<u64>,
     pub removals_saved: Vec<u64>,
+    /// Contents some user deleted on purpose (on a disk, or on the server directly).
+    pub deleted_by_users: HashSet<Content>,
     /// Invariant failures seen inside environment calls, checked after every step.
     pub violations: Vec<String>,
 }
@@ -120,6 +123,7 @@ impl World {
             ignore: Ignore::default(),
             next_content: 0,
             violations: Vec::new(),
+            deleted_by_users: HashSet::new(),
             removals: vec![0; devices],
             removals_at_scan: vec![0; devices],
             removals_saved: vec![0; devices],
@@ -266,7 +270,9 @@ impl World {
             59..=68 => self.pick(&all).and_then(|path| {
                 let left = all.iter().filter(|p| !p.starts_with(&path)).count();
                 (left > 0).then(|| {
-                    self.disks[dev].remove_subtree(&path);
+                    let gone = self.disks[dev].remove_subtree(&path);
+                    self.deleted_by_users
+                        .extend(gone.iter().filter_map(|n| n.content));
                     self.removals[dev] += 1;
                     format!("delete {path}")
                 })
@@ -387,6 +393,13 @@ impl World {
                 })
             }
             50..=69 => self.pick(&all).map(|path| {
+                self.deleted_by_users.extend(
+                    self.server
+                        .live
+                        .iter()
+                        .filter(|(p, _)| p.starts_with(&path))
+                        .filter_map(|(_, e)| e.content),
+                );
                 let result = self.server.delete(&path, None);
                 format!("web delete {path}: {result:?}")
             }),
