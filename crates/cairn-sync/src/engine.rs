@@ -163,8 +163,12 @@ impl<E: Env, P: Persist> Engine<E, P> {
     pub async fn sync_once(&mut self) -> Result<Report, SyncError> {
         let mut report = Report::default();
         let mut refused: HashSet<ServerPath> = HashSet::new();
-        self.refresh_local().await?;
+        // The server first: the emptied-folder guard in `refresh_local` asks whether
+        // what vanished from the disk is still on the server, and after a crash the
+        // saved remote tree can predate the very remote delete the engine carried out
+        // locally before crashing.
         self.refresh_remote().await?;
+        self.refresh_local().await?;
         for _ in 0..MAX_ROUNDS {
             let ops: Vec<Operation> = plan_sync(self.trees(), &self.plan_context())
                 .into_iter()
