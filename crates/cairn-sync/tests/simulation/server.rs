@@ -3,7 +3,7 @@
 //! delta is read from. It keeps every content ever committed, trashed or not, so the
 //! simulation can tell whether something the engine destroyed on a disk was safe.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use cairn_core::{ContentHash, ServerPath};
 use cairn_sync::{EnvError, Kind, RemoteChange, RemoteDelta, RemoteNode};
@@ -65,8 +65,6 @@ pub struct Server {
     journal: Vec<RemoteChange>,
     /// Every content ever committed; versions and trash are never purged here.
     pub committed: HashSet<Content>,
-    /// Every version of each entry, oldest first.
-    pub versions: HashMap<i64, Vec<Content>>,
     next_id: i64,
     next_rev: u64,
 }
@@ -139,7 +137,6 @@ impl Server {
             },
         };
         self.committed.insert(content);
-        self.versions.entry(entry.id).or_default().push(content);
         let node = entry.node();
         self.live.insert(path.clone(), entry);
         self.journal.push(RemoteChange::Upsert {
@@ -239,15 +236,6 @@ impl Server {
             id,
         });
         Ok(())
-    }
-
-    /// Whether `content` is some version of a live file (not only in the trash).
-    pub fn has_live(&self, content: Content) -> bool {
-        self.live.values().any(|e| {
-            self.versions
-                .get(&e.id)
-                .is_some_and(|v| v.contains(&content))
-        })
     }
 
     pub fn list(&self) -> (Vec<(ServerPath, RemoteNode)>, String) {

@@ -91,8 +91,8 @@ pub struct World {
     pub removals: Vec<u64>,
     pub removals_at_scan: Vec<u64>,
     pub removals_saved: Vec<u64>,
-    /// Contents some user deleted on purpose (on a disk, or on the server directly).
-    pub deleted_by_users: HashSet<Content>,
+    /// Per device, the contents its user wrote.
+    pub user_written: Vec<HashSet<Content>>,
     /// Invariant failures seen inside environment calls, checked after every step.
     pub violations: Vec<String>,
 }
@@ -123,7 +123,7 @@ impl World {
             ignore: Ignore::default(),
             next_content: 0,
             violations: Vec::new(),
-            deleted_by_users: HashSet::new(),
+            user_written: vec![HashSet::new(); devices],
             removals: vec![0; devices],
             removals_at_scan: vec![0; devices],
             removals_saved: vec![0; devices],
@@ -159,6 +159,13 @@ impl World {
     fn new_content(&mut self) -> Content {
         self.next_content += 1;
         self.next_content
+    }
+
+    /// A new content the user of `dev` writes.
+    fn user_content(&mut self, dev: usize) -> Content {
+        let content = self.new_content();
+        self.user_written[dev].insert(content);
+        content
     }
 
     /// An inode for a new node on `dev`'s disk, perhaps a recycled one.
@@ -216,7 +223,7 @@ impl World {
                     .random_path(&folders, NAMES)
                     .filter(|p| !self.disks[dev].nodes.contains_key(p));
                 path.map(|path| {
-                    let content = self.new_content();
+                    let content = self.user_content(dev);
                     let node = DiskNode {
                         kind: Kind::File,
                         inode: self.new_inode(dev),
@@ -229,7 +236,7 @@ impl World {
             }
             // Edit a file in place.
             20..=39 => self.pick(&files).map(|path| {
-                let content = self.new_content();
+                let content = self.user_content(dev);
                 let mtime = self.tick();
                 let node = self.disks[dev].nodes.get_mut(&path).expect("listed");
                 node.content = Some(content);
@@ -238,7 +245,7 @@ impl World {
             }),
             // Save it the way editors do: a new file renamed over the old one.
             40..=46 => self.pick(&files).map(|path| {
-                let content = self.new_content();
+                let content = self.user_content(dev);
                 let node = DiskNode {
                     kind: Kind::File,
                     inode: self.new_inode(dev),
@@ -270,9 +277,7 @@ impl World {
             59..=68 => self.pick(&all).and_then(|path| {
                 let left = all.iter().filter(|p| !p.starts_with(&path)).count();
                 (left > 0).then(|| {
-                    let gone = self.disks[dev].remove_subtree(&path);
-                    self.deleted_by_users
-                        .extend(gone.iter().filter_map(|n| n.content));
+                    self.disks[dev].remove_subtree(&path);
                     self.removals[dev] += 1;
                     format!("delete {path}")
                 })
@@ -393,13 +398,6 @@ impl World {
                 })
             }
             50..=69 => self.pick(&all).map(|path| {
-                self.deleted_by_users.extend(
-                    self.server
-                        .live
-                        .iter()
-                        .filter(|(p, _)| p.starts_with(&path))
-                        .filter_map(|(_, e)| e.content),
-                );
                 let result = self.server.delete(&path, None);
                 format!("web delete {path}: {result:?}")
             }),
