@@ -297,10 +297,16 @@ impl<E: Env, P: Persist> Engine<E, P> {
     /// Counting it stopped sync for good when the engine's own delete of a remote
     /// delete emptied the folder.
     fn emptied_under_us(&self) -> bool {
-        self.state
-            .local
-            .paths()
-            .any(|p| self.state.synced.get(p).is_some() && self.state.remote.get(p).is_some())
+        self.state.local.paths().any(|p| {
+            // The same entry, not merely something at that path: what stands there
+            // now may be another item that took the place of one the engine deleted.
+            self.state.synced.get(p).is_some_and(|s| {
+                self.state
+                    .remote
+                    .get(p)
+                    .is_some_and(|r| r.id == s.remote_id)
+            })
+        })
     }
 
     /// Reads the server's changes since the cursor (or lists everything) into the
