@@ -197,6 +197,7 @@ impl Env for SimEnv {
             || format!("hash {path}"),
             false,
             |w, dev| {
+                check_path(w, dev, "hash_local", path);
                 Ok(w.disks[dev]
                     .nodes
                     .get(path)

@@ -3,20 +3,29 @@
 //! Each seed builds a world — one server, two or three devices with their own disks,
 //! engines and persisted states — and runs two phases:
 //! 1. **Faults**: random steps: a user edits a device's disk (files and folders made,
-//!    edited, saved over, deleted, moved, folders into each other); another client
-//!    changes the server; a device syncs; a device crashes and restarts from what it
-//!    saved; a device goes offline or comes back; the fault levels change. Inside a sync,
-//!    requests and responses are lost, calls land in a shuffled order, the user and
-//!    other clients act between the engine's calls and in the middle of its scans, and
-//!    the device may crash at any call.
+//!    edited in place, saved over, deleted, moved, ignored junk written); users on two
+//!    devices move folders into each other (A into B here, B into A there); another
+//!    client changes the server (names the engine ignores included); a device syncs; a
+//!    device crashes and restarts from what it saved; a device goes offline or comes
+//!    back; the fault levels change. Inside a sync, requests and responses are lost,
+//!    calls running side by side land in a shuffled order, the server forgets a delta
+//!    cursor, the file system hands out freed inode numbers again, the user and other
+//!    clients act between the engine's calls and in the middle of its scans and
+//!    downloads, and the device may crash at any call (losing what it had not saved).
 //! 2. **Quiet**: no faults and no users; every device syncs in turn until a whole round
 //!    changes nothing.
 //!
-//! The invariants: a sync never fails to settle, and never fails at all once faults
-//! stop; the devices all end up holding exactly what the server holds; the engine never
-//! destroys a file's content on a disk that the server does not have, and every file
-//! on a disk when the quiet phase begins is on the server at the end; the engine touches
-//! no ignored path and nothing outside the folder.
+//! The invariants:
+//! - a sync never fails to settle (`NotSettled`), and never fails at all once faults
+//!   stop; it may stop at an emptied folder only when the user removed something since
+//!   the scan the engine last saved (the user then starts that device again from an
+//!   empty state, as the error suggests);
+//! - the devices all end up holding exactly what the server holds, and each engine's
+//!   remote tree is exactly the server's;
+//! - the engine never destroys a file's content on a disk (removing it, or downloading
+//!   over it) unless the server has that content as some version, and the latest
+//!   content each device's user wrote is on the server at the end;
+//! - the engine touches no ignored path and nothing outside the folder.
 //!
 //! `CAIRN_SIM_SEEDS=N` runs N seeds (2,000 by default), `CAIRN_SIM_FIRST=N` starts at
 //! seed N, `CAIRN_SIM_SEED=N` replays one seed, printing every step.
