@@ -188,8 +188,12 @@ impl<E: Env, P: Persist> Engine<E, P> {
     pub async fn sync_once(&mut self) -> Result<Report, SyncError> {
         let mut report = Report::default();
         let mut refused: HashSet<ServerPath> = HashSet::new();
-        self.refresh_local().await?;
+        // The server first: the emptied-folder guard in `refresh_local` asks whether
+        // what vanished from the disk is still on the server, and after a crash the
+        // saved remote tree can predate the very remote delete the engine carried out
+        // locally before crashing.
         self.refresh_remote().await?;
+        self.refresh_local().await?;
         for _ in 0..MAX_ROUNDS {
             let ops: Vec<Operation> = plan_sync(self.trees(), &self.plan_context())
                 .into_iter()
@@ -252,7 +256,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
             .into_iter()
             .filter(|(path, _)| !self.ignore.is_ignored(path))
             .collect();
-        if scanned.is_empty() && !self.state.synced.is_empty() {
+        if scanned.is_empty() && self.emptied_under_us() {
             return Err(SyncError::RootEmptied(self.state.synced.len()));
         }
 
@@ -311,6 +315,25 @@ impl<E: Env, P: Persist> Engine<E, P> {
         Ok(())
     }
 
+    /// Whether an empty folder means it was emptied (or unmounted) since the last look:
+    /// something the last scan saw is synced and still on the server, so syncing on
+    /// would delete it there. An item the engine deleted itself is not counted: it left
+    /// the local tree when it went, or (after a crash) it is gone from the server too.
+    /// Counting it stopped sync for good when the engine's own delete of a remote
+    /// delete emptied the folder.
+    fn emptied_under_us(&self) -> bool {
+        self.state.local.paths().any(|p| {
+            // The same entry, not merely something at that path: what stands there
+            // now may be another item that took the place of one the engine deleted.
+            self.state.synced.get(p).is_some_and(|s| {
+                self.state
+                    .remote
+                    .get(p)
+                    .is_some_and(|r| r.id == s.remote_id)
+            })
+        })
+    }
+
     /// Reads the server's changes since the cursor (or lists everything) into the
     /// remote tree.
     pub async fn refresh_remote(&mut self) -> Result<(), SyncError> {
@@ -334,8 +357,13 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 }
                 Err(err) => return Err(unavailable(err)),
             };
+            let mut relist = false;
             for change in delta.changes {
-                self.apply_remote_change(change);
+                relist |= self.apply_remote_change(change);
+            }
+            if relist {
+                self.change(StateChange::Cursor(None));
+                continue;
             }
             self.change(StateChange::Cursor(Some(delta.cursor)));
             if !delta.has_more {
@@ -344,7 +372,9 @@ impl<E: Env, P: Persist> Engine<E, P> {
         }
     }
 
-    fn apply_remote_change(&mut self, change: RemoteChange) {
+    /// Applies one change of the delta; `true` when the tree must be listed again
+    /// instead.
+    fn apply_remote_change(&mut self, change: RemoteChange) -> bool {
         match change {
             RemoteChange::Upsert { path, node } => {
                 if !self.ignore.is_ignored(&path) {
@@ -357,6 +387,10 @@ impl<E: Env, P: Persist> Engine<E, P> {
                     if self.ignore.is_ignored(&to) {
                         self.change(StateChange::RemoveSubtree(Which::Remote, to));
                     }
+                } else if self.ignore.is_ignored(&from) && !self.ignore.is_ignored(&to) {
+                    // An ignored item renamed into view (`x.swp` to `notes.txt`): the
+                    // tree never held it, and the delta does not say what it holds.
+                    return true;
                 }
             }
             RemoteChange::Delete { path, id } => {
@@ -365,6 +399,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 }
             }
         }
+        false
     }
 
     /// Runs the operations, up to `parallelism` at a time, returning their outcomes in
@@ -399,6 +434,12 @@ fn count(report: &mut Report, op: &Operation) {
 }
 
 /// Runs one operation against the environment and says how the state changes.
+///
+/// What an operation did on the server reaches the remote tree only through the delta,
+/// which every round reads before the next plan. Applied here as well, it would put the
+/// tree ahead of its cursor, and the delta's older changes would then land on the new
+/// layout: a file another device made in a folder this device has just moved would be
+/// put back under the old path, and the one at the new path never seen.
 async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
     use StateChange as C;
     let result = match op {
@@ -411,12 +452,7 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
         Operation::MoveRemote { from, to, base_rev } => env
             .move_remote(from, to, base_rev.as_deref())
             .await
-            .map(|_| {
-                vec![
-                    C::MoveSubtree(Which::Remote, from.clone(), to.clone()),
-                    C::MoveSubtree(Which::Synced, from.clone(), to.clone()),
-                ]
-            }),
+            .map(|_| vec![C::MoveSubtree(Which::Synced, from.clone(), to.clone())]),
         Operation::MoveLocal {
             from,
             to,
@@ -436,7 +472,6 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
                     Some(SyncedNode::of(local, &remote)),
                 ));
             }
-            changes.insert(0, C::Remote(path.clone(), Some(remote)));
             changes
         }),
         Operation::MkdirLocal { path } => env.mkdir_local(path).await.map(|local| {
@@ -457,11 +492,10 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
             env.upload(path, local, base_rev.as_deref())
                 .await
                 .map(|remote| {
-                    let synced = SyncedNode::of(local, &remote);
-                    vec![
-                        C::Remote(path.clone(), Some(remote)),
-                        C::Synced(path.clone(), Some(synced)),
-                    ]
+                    vec![C::Synced(
+                        path.clone(),
+                        Some(SyncedNode::of(local, &remote)),
+                    )]
                 })
         }
         Operation::Download {
@@ -485,17 +519,21 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
         } => env
             .delete_remote(path, base_rev.as_deref())
             .await
-            .map(|()| {
-                vec![
-                    C::RemoveSubtree(Which::Remote, path.clone()),
-                    C::RemoveSubtree(Which::Synced, path.clone()),
-                ]
-            }),
+            .map(|()| vec![C::RemoveSubtree(Which::Synced, path.clone())]),
         Operation::DeleteLocal { path: _, expect } => {
             // Deepest first, so each folder is empty when its turn comes.
             let mut changes = Vec::new();
             for (p, node) in expect.iter().rev() {
                 if let Err(err) = env.remove_local(p, node).await {
+                    if node.kind == Kind::Folder && matches!(err, EnvError::LocalChanged(_)) {
+                        // What it held that the engine knows of is gone, so the folder
+                        // holds something new or something never synced (ignored
+                        // files). Either way it stays: forgetting that it was synced
+                        // makes it a local folder like any other, kept on the server
+                        // (or moved aside, if a file took its place there). Otherwise
+                        // the same delete would be planned, and refused, forever.
+                        changes.push(C::Synced(p.clone(), None));
+                    }
                     return Outcome::Partial(changes, err);
                 }
                 changes.push(C::Local(p.clone(), None));
@@ -504,19 +542,13 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
             Ok(changes)
         }
         Operation::ConflictLocal { path, to } => env.move_local(path, to).await.map(|()| {
-            let mut changes = vec![C::MoveSubtree(Which::Local, path.clone(), to.clone())];
-            // The inodes went with the copy. Synced must forget them, or the copy would
-            // look like the synced file moved there, and that move would be carried
-            // to the server.
-            let synced = state.synced.get(path).map(|s| (path, s));
-            for (p, s) in synced.into_iter().chain(state.synced.descendants(path)) {
-                if s.local_id != 0 {
-                    let mut s = s.clone();
-                    s.local_id = 0;
-                    changes.push(C::Synced(p.clone(), Some(s)));
-                }
-            }
-            changes
+            vec![
+                C::MoveSubtree(Which::Local, path.clone(), to.clone()),
+                // The copy is a new item, and the server's comes down in its place.
+                // Were Synced left holding the local inode at `path`, the rename would
+                // look like a local move to carry to the server.
+                C::RemoveSubtree(Which::Synced, path.clone()),
+            ]
         }),
     };
     match result {

@@ -83,8 +83,8 @@ pub enum Operation {
     DeleteRemote {
         path: ServerPath,
         kind: Kind,
-        /// For a file, the revision that was synced; a newer one on the server is not
-        /// deleted.
+        /// For a file, the revision the server was seen holding with the synced
+        /// content; a newer one on the server is not deleted.
         base_rev: Option<String>,
     },
     /// Delete from disk a file or a folder with what it holds, each item only if it is
@@ -257,12 +257,16 @@ fn plan_moves(t: Trees<'_>) -> Vec<Operation> {
             continue;
         }
         let s = t.synced.get(&m.from).expect("moves start in Synced");
-        let still_there = t.remote.get(&m.from).is_some_and(|n| n.id == s.remote_id);
-        if still_there && remote_can_move(&m.from, &m.to) {
+        let there = t.remote.get(&m.from).filter(|n| n.id == s.remote_id);
+        if let Some(r) = there.filter(|_| remote_can_move(&m.from, &m.to)) {
+            // Based on the revision the server is known to hold, not the synced one: a
+            // file edited there since moves all the same (the edit moves along and comes
+            // down next round), whereas naming the synced revision would be refused
+            // forever.
             ops.push(Operation::MoveRemote {
                 from: m.from.clone(),
                 to: m.to.clone(),
-                base_rev: s.rev.clone(),
+                base_rev: r.rev.clone(),
             });
         }
     }
@@ -360,8 +364,12 @@ fn plan_paths(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
                     }
                 }
             }
-            (true, false) => match (l, s) {
-                (None, Some(s)) if s.kind == Kind::Folder => {
+            // Unchanged on the server means the same content as Synced, not the same
+            // revision: another device may have written the same bytes again, or deleted
+            // and re-created the file. Operations name the revision the server holds, or
+            // they would be refused every round.
+            (true, false) => match (l, s.map(|s| (s, base_rev_on_server(r, s)))) {
+                (None, Some((s, _))) if s.kind == Kind::Folder => {
                     if remote_subtree_unchanged(t, path) {
                         ops.push(Operation::DeleteRemote {
                             path: path.clone(),
@@ -374,28 +382,28 @@ fn plan_paths(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
                         ops.push(Operation::MkdirLocal { path: path.clone() });
                     }
                 }
-                (None, Some(s)) => ops.push(Operation::DeleteRemote {
+                (None, Some((_, base_rev))) => ops.push(Operation::DeleteRemote {
                     path: path.clone(),
                     kind: Kind::File,
-                    base_rev: s.rev.clone(),
+                    base_rev,
                 }),
                 (Some(l), None) => {
                     if remote_parent {
                         ops.push(create_remote(path, l.kind, None));
                     }
                 }
-                (Some(l), Some(s)) if l.kind == s.kind => ops.push(Operation::Upload {
+                (Some(l), Some((s, base_rev))) if l.kind == s.kind => ops.push(Operation::Upload {
                     path: path.clone(),
-                    base_rev: s.rev.clone(),
+                    base_rev,
                 }),
-                (Some(_), Some(s)) => {
+                (Some(_), Some((s, base_rev))) => {
                     // Replaced by the other kind: delete the old on the server first;
                     // the new one is created next round.
                     if s.kind == Kind::File || remote_subtree_unchanged(t, path) {
                         ops.push(Operation::DeleteRemote {
                             path: path.clone(),
                             kind: s.kind,
-                            base_rev: s.rev.clone(),
+                            base_rev,
                         });
                         skip_below = Some(path);
                     } else {
@@ -474,6 +482,14 @@ fn plan_paths(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
         }
     }
     ops
+}
+
+/// The revision to base an operation on, for a path whose server side holds what
+/// Synced says (content-wise): the server's current revision.
+fn base_rev_on_server(r: Option<&RemoteNode>, s: &SyncedNode) -> Option<String> {
+    r.filter(|r| r.kind == s.kind)
+        .and_then(|r| r.rev.clone())
+        .or_else(|| s.rev.clone())
 }
 
 fn create_remote(path: &ServerPath, kind: Kind, base_rev: Option<String>) -> Operation {

@@ -43,6 +43,14 @@ impl World {
         self
     }
 
+    /// A remote file at a revision of its own (not the one its content letter names).
+    fn remote_at_rev(mut self, path: &str, id: i64, content: char, rev: &str) -> Self {
+        let mut node = remote_node(id, Some(content));
+        node.rev = Some(rev.into());
+        self.remote.insert(p(path), node);
+        self
+    }
+
     fn synced(mut self, path: &str, local_id: u64, remote_id: i64, content: Option<char>) -> Self {
         self.synced.insert(
             p(path),
@@ -402,6 +410,50 @@ fn an_atomic_save_is_an_edit_not_a_move() {
         [Operation::Upload {
             path: p("/f"),
             base_rev: Some("rx".into())
+        }]
+    );
+}
+
+#[test]
+fn a_local_move_of_a_file_edited_on_the_server_names_the_servers_revision() {
+    // Found by the simulation: naming the synced revision ("rx") made the server refuse
+    // the move every round, and sync never settled.
+    let w = World::default()
+        .local("/g", 1, Some('x'))
+        .remote("/f", 1, Some('y'))
+        .synced("/f", 1, 1, Some('x'));
+    assert_eq!(
+        w.plan(),
+        [Operation::MoveRemote {
+            from: p("/f"),
+            to: p("/g"),
+            base_rev: Some("ry".into())
+        }]
+    );
+}
+
+#[test]
+fn unchanged_content_at_a_new_revision_is_deleted_or_updated_at_that_revision() {
+    // Found by the simulation: another device wrote the same content again (a new
+    // revision, here even a new entry); a local delete naming the synced revision was
+    // refused every round.
+    let w = World::default()
+        .remote_at_rev("/f", 9, 'x', "r2")
+        .synced("/f", 1, 1, Some('x'));
+    assert_eq!(
+        w.plan(),
+        [Operation::DeleteRemote {
+            path: p("/f"),
+            kind: Kind::File,
+            base_rev: Some("r2".into())
+        }]
+    );
+    let w = w.local("/f", 1, Some('y'));
+    assert_eq!(
+        w.plan(),
+        [Operation::Upload {
+            path: p("/f"),
+            base_rev: Some("r2".into())
         }]
     );
 }
