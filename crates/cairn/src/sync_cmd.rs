@@ -26,8 +26,6 @@ use crate::ClientOpts;
 const DEBOUNCE: Duration = Duration::from_millis(15);
 /// A full pass at least this often, whatever the watcher and the server say.
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
-/// How often to ask the server for changes when no notification channel is open.
-const POLL_EVERY: Duration = Duration::from_secs(5);
 /// The longest wait between retries when the server cannot be reached.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -139,9 +137,9 @@ async fn run_forever(
     dir: &Path,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (tx, mut triggers) = mpsc::channel::<()>(1);
+    let (tx, mut triggers) = mpsc::channel::<Trigger>(64);
     let _watcher = watch(dir, tx.clone())?;
-    spawn_remote_listener(client.clone(), tx.clone());
+    let _subscription = spawn_remote_listener(client, tx.clone());
     let mut backoff = Duration::from_millis(500);
     eprintln!("syncing {} (stop with Ctrl-C)", dir.display());
     loop {
@@ -172,27 +170,57 @@ async fn run_forever(
         }
         // Wait for a reason to look again: a change on disk, a change on the server,
         // or the periodic full pass.
-        tokio::select! {
-            _ = triggers.recv() => {
-                tokio::time::sleep(DEBOUNCE).await;
-                while triggers.try_recv().is_ok() {}
+        let started = tokio::time::Instant::now();
+        loop {
+            let wait = FULL_SCAN_EVERY.saturating_sub(started.elapsed());
+            let first = tokio::select! {
+                trigger = triggers.recv() => trigger,
+                _ = tokio::time::sleep(wait) => break,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("stopped");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            let Some(first) = first else { break };
+            tokio::time::sleep(DEBOUNCE).await;
+            let mut needed = first.needs_pass(engine);
+            while let Ok(more) = triggers.try_recv() {
+                needed |= more.needs_pass(engine);
             }
-            _ = tokio::time::sleep(FULL_SCAN_EVERY) => {}
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("stopped");
-                return Ok(ExitCode::SUCCESS);
+            if needed {
+                break;
             }
         }
     }
 }
 
-/// Watches the sync folder recursively; every event becomes a (coalesced) trigger.
-fn watch(dir: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::RecommendedWatcher> {
+/// Why a pass may be due.
+#[derive(Debug)]
+enum Trigger {
+    /// Something changed in the folder.
+    Disk,
+    /// The server's tree stands at this cursor.
+    Server(String),
+}
+
+impl Trigger {
+    /// Whether a pass is needed: not for a server position the engine has already read
+    /// (its own changes come back as notifications too).
+    fn needs_pass(&self, engine: &SyncEngine) -> bool {
+        match self {
+            Trigger::Disk => true,
+            Trigger::Server(cursor) => engine.state().cursor.as_deref() != Some(cursor.as_str()),
+        }
+    }
+}
+
+/// Watches the sync folder recursively; every event is a trigger.
+fn watch(dir: &Path, tx: mpsc::Sender<Trigger>) -> anyhow::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
-            // A full channel already holds a trigger; that is enough.
-            let _ = tx.try_send(());
+            // A full queue already holds triggers enough for one more pass.
+            let _ = tx.try_send(Trigger::Disk);
         }
     })
     .context("cannot start the file-system watcher")?;
@@ -202,23 +230,33 @@ fn watch(dir: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::Recommended
     Ok(watcher)
 }
 
-/// Asks the server for changes in the background and triggers a pass when its tree
-/// advanced.
-fn spawn_remote_listener(client: Client, tx: mpsc::Sender<()>) {
+/// Listens to the server's notifications (WebSocket, falling back to SSE and long-poll;
+/// the subscription reconnects by itself) and turns each into a trigger. The returned
+/// handle stops it when dropped.
+fn spawn_remote_listener(
+    client: &Client,
+    tx: mpsc::Sender<Trigger>,
+) -> tokio::task::JoinHandle<()> {
+    let mut subscription = client.subscribe();
     tokio::spawn(async move {
-        let mut last: Option<String> = None;
-        loop {
-            if let Ok(cursor) = client.latest_cursor().await {
-                if last.as_ref() != Some(&cursor) {
-                    if last.is_some() && tx.send(()).await.is_err() {
+        while let Some(notification) = subscription.next().await {
+            match notification {
+                Ok(n) => {
+                    if tx
+                        .send(Trigger::Server(n.cursor().to_owned()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
-                    last = Some(cursor);
+                }
+                Err(err) => {
+                    eprintln!("notifications stopped: {err}; changes on the server are picked up every minute");
+                    return;
                 }
             }
-            tokio::time::sleep(POLL_EVERY).await;
         }
-    });
+    })
 }
 
 /// `wait` give or take a quarter, so that many clients do not retry in step.
