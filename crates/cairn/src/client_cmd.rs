@@ -616,6 +616,8 @@ struct StatusOutput<'a> {
     is_admin: bool,
     usage_bytes: i64,
     quota_bytes: Option<i64>,
+    /// Every folder `cairn sync` keeps in sync from this config folder.
+    sync: Vec<crate::sync_cmd::FolderStatus>,
 }
 
 async fn status(opts: &ClientOpts, json: bool) -> anyhow::Result<()> {
@@ -639,6 +641,7 @@ async fn status(opts: &ClientOpts, json: bool) -> anyhow::Result<()> {
         is_admin: account.user.is_admin,
         usage_bytes: account.usage_bytes,
         quota_bytes: account.user.quota_bytes,
+        sync: crate::sync_cmd::folder_statuses(&config_dir(opts)?).await?,
     };
     if json {
         return print_json(&out);
@@ -665,6 +668,9 @@ async fn status(opts: &ClientOpts, json: bool) -> anyhow::Result<()> {
     );
     println!("device:  {}", out.device.unwrap_or("-"));
     println!("usage:   {usage}");
+    for folder in &out.sync {
+        crate::sync_cmd::print_folder_status(folder);
+    }
     Ok(())
 }
 

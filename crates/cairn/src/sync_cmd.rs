@@ -122,7 +122,13 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(env, db.clone(), state, device, load_ignore(&dir));
 
     if args.once {
-        let report = engine.sync_once().await.map_err(|err| explain(err, &dir))?;
+        let report = match engine.sync_once().await {
+            Ok(report) => report,
+            Err(err) => {
+                record_pass(&db, Some(&err.to_string())).await;
+                return Err(explain(err, &dir));
+            }
+        };
         print_report(&dir, &report, &engine, args.json)?;
         record_pass(&db, None).await;
         return Ok(ExitCode::SUCCESS);
@@ -357,4 +363,112 @@ fn print_report(
         eprintln!("  not synced: {}: {}", p.path, p.reason);
     }
     Ok(())
+}
+
+/// What `cairn status` says about one sync folder.
+#[derive(Debug, Serialize)]
+pub struct FolderStatus {
+    pub dir: String,
+    /// When the last pass ended, Unix milliseconds.
+    pub last_pass_at: Option<i64>,
+    /// Why the last pass failed, if it did.
+    pub last_error: Option<String>,
+    /// What the engine would do next, from the state it saved (changes made since its
+    /// last look are not counted until it looks again).
+    pub pending: Vec<PendingOperation>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingOperation {
+    pub operation: &'static str,
+    pub path: String,
+}
+
+/// The sync folders whose state lives in `config_dir`.
+pub async fn folder_statuses(config_dir: &Path) -> anyhow::Result<Vec<FolderStatus>> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(config_dir.join("sync")) else {
+        return Ok(out);
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sqlite"))
+        .collect();
+    files.sort();
+    for file in files {
+        let db = StateDb::open(&file).await?;
+        let Some(dir) = db.setting("dir").await? else {
+            continue;
+        };
+        let state = db.load().await?;
+        let trees = cairn_sync::Trees {
+            local: &state.local,
+            remote: &state.remote,
+            synced: &state.synced,
+        };
+        let ctx = cairn_sync::PlanContext {
+            device: "this device".to_owned(),
+            stamp: "now".to_owned(),
+        };
+        let pending = cairn_sync::plan_sync(trees, &ctx)
+            .iter()
+            .filter_map(|op| {
+                let name = operation_name(op)?;
+                Some(PendingOperation {
+                    operation: name,
+                    path: op.path().as_str().to_owned(),
+                })
+            })
+            .collect();
+        out.push(FolderStatus {
+            dir,
+            last_pass_at: db
+                .setting("last_pass_at")
+                .await?
+                .and_then(|v| v.parse().ok()),
+            last_error: db.setting("last_error").await?.filter(|e| !e.is_empty()),
+            pending,
+        });
+    }
+    Ok(out)
+}
+
+/// A user's word for an operation; `None` for bookkeeping that moves no data.
+fn operation_name(op: &cairn_sync::Operation) -> Option<&'static str> {
+    use cairn_sync::Operation as O;
+    Some(match op {
+        O::Record { .. } | O::RecordMove { .. } => return None,
+        O::MoveRemote { .. } => "move on the server",
+        O::MoveLocal { .. } => "move here",
+        O::MkdirRemote { .. } => "create folder on the server",
+        O::MkdirLocal { .. } => "create folder here",
+        O::Upload { .. } => "upload",
+        O::Download { .. } => "download",
+        O::DeleteRemote { .. } => "delete on the server",
+        O::DeleteLocal { .. } => "delete here",
+        O::ConflictLocal { .. } => "keep a conflict copy",
+    })
+}
+
+pub fn print_folder_status(folder: &FolderStatus) {
+    let when = folder
+        .last_pass_at
+        .map(|ms| format!("last pass {}", crate::client_cmd::output::format_time(ms)))
+        .unwrap_or_else(|| "never synced".to_owned());
+    println!("sync:    {} ({when})", folder.dir);
+    if let Some(err) = &folder.last_error {
+        println!("         last error: {err}");
+    }
+    if folder.pending.is_empty() {
+        println!("         up to date");
+    } else {
+        println!("         {} pending:", folder.pending.len());
+        for op in folder.pending.iter().take(20) {
+            println!("           {} {}", op.operation, op.path);
+        }
+        if folder.pending.len() > 20 {
+            println!("           … and {} more", folder.pending.len() - 20);
+        }
+    }
 }

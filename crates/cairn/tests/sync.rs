@@ -231,10 +231,16 @@ fn an_emptied_or_missing_folder_stops_sync_instead_of_deleting_on_the_server() {
     write(&a.dir.join("d/b.txt"), "b");
     let report = a.client.json(&["sync", &dir, "--once", "--json"]);
     assert_eq!(report["uploaded"], 2);
+    let status = a.client.json(&["status", "--json"]);
+    assert_eq!(status["sync"][0]["dir"], dir.as_str());
+    assert_eq!(status["sync"][0]["pending"], serde_json::json!([]));
 
     fs::remove_file(a.dir.join("a.txt")).unwrap();
     fs::remove_dir_all(a.dir.join("d")).unwrap();
     a.client.fails(&["sync", &dir, "--once"], "is empty");
+    let status = a.client.json(&["status", "--json"]);
+    let error = status["sync"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("is empty"), "{status}");
     fs::remove_dir(&a.dir).unwrap();
     a.client.fails(&["sync", &dir, "--once"], "is missing");
     assert_eq!(
