@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use cairn_core::ServerPath;
 use futures::StreamExt;
 
-use crate::env::{Env, EnvError, RemoteChange};
+use crate::env::{Env, EnvError, RemoteChange, UploadItem};
 use crate::ignore::Ignore;
 use crate::planner::{plan_sync, Operation, PlanContext, Trees};
 use crate::state::{Persist, State, StateChange, Which};
@@ -26,6 +26,12 @@ use crate::tree::{Kind, LocalNode, SyncedNode};
 /// per folder level, plus a few per conflict), so reaching it means a bug, which is
 /// reported rather than looped on forever.
 const MAX_ROUNDS: usize = 10_000;
+
+/// Files up to this size are uploaded in batches: one request carries many of them, so
+/// a tree of small files costs a few round trips rather than three per file.
+const SMALL_FILE: u64 = 1 << 20;
+/// The most files in one batch.
+const UPLOAD_BATCH: usize = 500;
 
 /// Why a reconciliation stopped before the two sides agreed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -407,11 +413,37 @@ impl<E: Env, P: Persist> Engine<E, P> {
     async fn execute(&self, ops: &[Operation]) -> Vec<Outcome> {
         let state = &self.state;
         let env = &self.env;
-        futures::stream::iter(ops)
-            .map(|op| run(env, state, op))
+        // Small uploads travel together (`Env::upload_many`); everything else alone.
+        let mut jobs: Vec<Vec<usize>> = Vec::new();
+        let mut batch: Vec<usize> = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let small_upload = matches!(op, Operation::Upload { path, .. }
+                if state.local.get(path).is_some_and(|l| l.size <= SMALL_FILE));
+            if small_upload {
+                batch.push(i);
+                if batch.len() == UPLOAD_BATCH {
+                    jobs.push(std::mem::take(&mut batch));
+                }
+            } else {
+                jobs.push(vec![i]);
+            }
+        }
+        if !batch.is_empty() {
+            jobs.push(batch);
+        }
+        let done: Vec<Vec<(usize, Outcome)>> = futures::stream::iter(jobs)
+            .map(|job| async move {
+                match job.as_slice() {
+                    [one] => vec![(*one, run(env, state, &ops[*one]).await)],
+                    many => upload_batch(env, state, ops, many).await,
+                }
+            })
             .buffered(self.parallelism)
             .collect()
-            .await
+            .await;
+        let mut outcomes: Vec<(usize, Outcome)> = done.into_iter().flatten().collect();
+        outcomes.sort_by_key(|(i, _)| *i);
+        outcomes.into_iter().map(|(_, outcome)| outcome).collect()
     }
 }
 
@@ -431,6 +463,49 @@ fn count(report: &mut Report, op: &Operation) {
         Operation::DeleteLocal { .. } => report.deleted_local += 1,
         Operation::ConflictLocal { .. } => report.conflicts += 1,
     }
+}
+
+/// Runs the small uploads `batch` (indices into `ops`) as one `Env::upload_many`.
+async fn upload_batch<E: Env>(
+    env: &E,
+    state: &State,
+    ops: &[Operation],
+    batch: &[usize],
+) -> Vec<(usize, Outcome)> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut items = Vec::with_capacity(batch.len());
+    let mut sent = Vec::with_capacity(batch.len());
+    for &i in batch {
+        let Operation::Upload { path, base_rev } = &ops[i] else {
+            unreachable!("only uploads are batched");
+        };
+        match state.local.get(path) {
+            Some(local) => {
+                items.push(UploadItem {
+                    path: path.clone(),
+                    local: local.clone(),
+                    base_rev: base_rev.clone(),
+                });
+                sent.push(i);
+            }
+            None => out.push((
+                i,
+                Outcome::Failed(EnvError::LocalChanged(format!("{path} is gone"))),
+            )),
+        }
+    }
+    let results = env.upload_many(&items).await;
+    for ((i, item), result) in sent.into_iter().zip(&items).zip(results) {
+        let outcome = match result {
+            Ok(remote) => Outcome::Done(vec![StateChange::Synced(
+                item.path.clone(),
+                Some(SyncedNode::of(&item.local, &remote)),
+            )]),
+            Err(err) => Outcome::Failed(err),
+        };
+        out.push((i, outcome));
+    }
+    out
 }
 
 /// Runs one operation against the environment and says how the state changes.

@@ -54,6 +54,16 @@ pub struct RemoteDelta {
     pub has_more: bool,
 }
 
+/// One file of an [`Env::upload_many`].
+#[derive(Debug, Clone)]
+pub struct UploadItem {
+    pub path: ServerPath,
+    /// The file as last seen on disk.
+    pub local: LocalNode,
+    /// The revision its content was based on; `None` for a new file.
+    pub base_rev: Option<String>,
+}
+
 /// The disk and the server, as the engine sees them. Paths are inside the sync folder.
 #[async_trait]
 pub trait Env: Send + Sync {
@@ -92,6 +102,19 @@ pub trait Env: Send + Sync {
         local: &LocalNode,
         base_rev: Option<&str>,
     ) -> Result<RemoteNode, EnvError>;
+
+    /// Uploads several small files, each as [`Env::upload`] would, returning a result per
+    /// item in order. The real environment sends them in a few batched requests.
+    async fn upload_many(&self, items: &[UploadItem]) -> Vec<Result<RemoteNode, EnvError>> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(
+                self.upload(&item.path, &item.local, item.base_rev.as_deref())
+                    .await,
+            );
+        }
+        out
+    }
 
     /// Fetches the server's file into a temp file, then renames it into place provided
     /// the disk still holds `expect_local` there (`None`: nothing). Returns the new
