@@ -42,14 +42,14 @@ use std::sync::Arc;
 
 use sqlx::AnyPool;
 
-pub use blocks::EnsureStored;
+pub use blocks::{EnsureStored, UploadedBlock};
 pub use check::Inconsistency;
 pub use error::MetaError;
 pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
 pub use types::{
-    Actor, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry, EntryKind,
-    JournalEntry, MetaStats, TrashItem, User, VersionInfo,
+    Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,
+    EntryKind, FileCommit, JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
 
 /// The handle to the metadata database. Cheap to clone; clones share one pool.

@@ -473,7 +473,7 @@ pub(crate) async fn insert_entry(
     Ok(EntryId(id))
 }
 
-async fn insert_folder(w: &mut NsWrite, path: &ServerPath) -> Result<Entry, MetaError> {
+pub(crate) async fn insert_folder(w: &mut NsWrite, path: &ServerPath) -> Result<Entry, MetaError> {
     let now = w.now;
     let id = insert_entry(w, path, EntryKind::Folder, 0, None, now).await?;
     Ok(Entry {

@@ -146,7 +146,8 @@ impl BlockStore {
 
     /// Stores many blocks durably, like [`BlockStore::put`] on each but paying for
     /// durability once for the whole call where the backend can (the local directory
-    /// flushes the filesystem twice per call instead of fsyncing two names per block).
+    /// keeps all the batch's fsyncs in flight together, so the filesystem commits them
+    /// in a few journal commits instead of two per block).
     /// Meant for batches of small blocks. Outcomes are in the order given; a hash given
     /// twice is stored once and reported as already present the second time.
     ///
