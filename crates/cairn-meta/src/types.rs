@@ -171,6 +171,13 @@ pub struct JournalEntry {
     /// For a file: the version a commit or copy created, or the (unchanged) current
     /// version of a moved or deleted file. `None` for folders.
     pub version_id: Option<VersionId>,
+    /// The size of `version_id`'s content, when there is a version (a version pruned
+    /// since by retention leaves these three `None`).
+    pub size: Option<i64>,
+    /// The content hash of `version_id`.
+    pub content_hash: Option<ContentHash>,
+    /// The modification time `version_id` recorded, Unix ms.
+    pub mtime: Option<i64>,
     /// The account that made the change.
     pub user_id: UserId,
     /// The device that made the change, if a registered one did.
