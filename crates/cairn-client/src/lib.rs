@@ -21,11 +21,13 @@ mod download;
 mod error;
 mod fsx;
 mod mapped;
+mod small;
 mod upload;
 
-pub use client::{Client, MAX_CHECK_HASHES};
+pub use client::{Client, MAX_BATCH_BYTES, MAX_BATCH_ITEMS, MAX_CHECK_HASHES};
 pub use download::{DownloadOptions, DownloadOutcome, DownloadStats};
 pub use error::ClientError;
+pub use small::{SmallFile, SmallSource};
 pub use upload::{ProgressFn, UploadOptions, UploadOutcome, UploadStats};
 
 /// Re-exported so that callers need not depend on `cairn-proto` for the common types.

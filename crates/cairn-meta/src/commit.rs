@@ -11,8 +11,8 @@ use crate::blocks::{add_references, owned_block_sizes};
 use crate::db::{corrupt, find_live, row_placeholders, NsWrite, CHUNK};
 use crate::tree::{ensure_parents, insert_entry, insert_folder, name_of};
 use crate::{
-    Actor, BatchItem, BlockRef, CommitFile, CommitOutcome, Entry, EntryKind, FileCommit,
-    MetaError, MetaStore,
+    Actor, BatchItem, BlockRef, CommitFile, CommitOutcome, Entry, EntryKind, FileCommit, MetaError,
+    MetaStore,
 };
 
 /// How many numbered conflict copies (" 2", " 3", …) to try before giving up.
@@ -233,7 +233,13 @@ async fn mkdir_in(w: &mut NsWrite, path: &ServerPath) -> Result<CommitOutcome, M
             let parent = ensure_parents(w, path).await?;
             let path = parent.join(name_of(path))?;
             let entry = insert_folder(w, &path).await?;
-            w.record(crate::ChangeKind::Mkdir, EntryKind::Folder, &path, entry.id, None);
+            w.record(
+                crate::ChangeKind::Mkdir,
+                EntryKind::Folder,
+                &path,
+                entry.id,
+                None,
+            );
             Ok(CommitOutcome {
                 entry,
                 renamed: false,

@@ -280,7 +280,10 @@ impl NsWrite {
 
     /// Undoes what was done since [`NsWrite::savepoint`], and drops the journal rows
     /// queued since, when there were `journaled`.
-    pub(crate) async fn rollback_to_savepoint(&mut self, journaled: usize) -> Result<(), MetaError> {
+    pub(crate) async fn rollback_to_savepoint(
+        &mut self,
+        journaled: usize,
+    ) -> Result<(), MetaError> {
         sqlx::query("ROLLBACK TO SAVEPOINT batch_item")
             .execute(self.tx.conn())
             .await?;

@@ -214,9 +214,7 @@ async fn upload_batch(
     if let Some((claimed, actual)) = forged {
         return Err(ApiError::bad_request(
             "hash_mismatch",
-            format!(
-                "a block of the batch hashes to {actual}, not {claimed}; nothing was stored"
-            ),
+            format!("a block of the batch hashes to {actual}, not {claimed}; nothing was stored"),
         ));
     }
     let answer = proto::BlockBatchResponse {
@@ -288,7 +286,10 @@ async fn ensure_all_stored(
         .map(|(block, _)| block)
         .collect();
     if !gone.is_empty() {
-        tracing::debug!(count = gone.len(), "blocks collected during their upload; storing them again");
+        tracing::debug!(
+            count = gone.len(),
+            "blocks collected during their upload; storing them again"
+        );
         store.put_many(gone).await?;
     }
     Ok(())

@@ -100,7 +100,10 @@ pub trait BlockBackend: fmt::Debug + Send + Sync + 'static {
     }
 
     /// [`contains`](Self::contains) for each of `hashes`, in order.
-    fn contains_many(&self, hashes: Vec<BlockHash>) -> BoxFuture<'_, Result<Vec<bool>, StoreError>> {
+    fn contains_many(
+        &self,
+        hashes: Vec<BlockHash>,
+    ) -> BoxFuture<'_, Result<Vec<bool>, StoreError>> {
         Box::pin(async move {
             let mut present = Vec::with_capacity(hashes.len());
             for hash in hashes {

@@ -92,7 +92,10 @@ fn for_each_parallel<T: Sync>(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect::<Result<(), StoreError>>()
     })
 }
@@ -698,7 +701,10 @@ impl BlockBackend for LocalBackend {
         Box::pin(blocking(move || inner.put_many(&blocks)))
     }
 
-    fn contains_many(&self, hashes: Vec<BlockHash>) -> BoxFuture<'_, Result<Vec<bool>, StoreError>> {
+    fn contains_many(
+        &self,
+        hashes: Vec<BlockHash>,
+    ) -> BoxFuture<'_, Result<Vec<bool>, StoreError>> {
         let inner = self.inner.clone();
         Box::pin(blocking(move || {
             hashes.iter().map(|hash| inner.contains(hash)).collect()

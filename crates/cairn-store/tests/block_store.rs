@@ -426,7 +426,10 @@ async fn put_many_stores_each_block_once_and_leaves_no_temp_files() {
     assert!(!outcomes[0].newly_stored, "stored before the batch");
     assert_eq!(outcomes[0].stored_bytes, 0);
     assert!(outcomes[1..300].iter().all(|o| o.newly_stored));
-    assert!(!outcomes[300].newly_stored, "the repeat finds the first copy");
+    assert!(
+        !outcomes[300].newly_stored,
+        "the repeat finds the first copy"
+    );
     for (hash, data) in &blocks {
         assert_eq!(&store.get(*hash).await.unwrap(), data);
         assert!(block_file(dir.path(), hash).exists());
