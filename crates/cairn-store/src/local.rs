@@ -90,13 +90,15 @@ fn for_each_parallel<T: Sync>(
                 })
             })
             .collect();
-        workers
+        // Join every worker before reporting, so none outlives the batch's error.
+        let results: Vec<Result<(), StoreError>> = workers
             .into_iter()
             .map(|w| {
                 w.join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
-            .collect::<Result<(), StoreError>>()
+            .collect();
+        results.into_iter().collect::<Result<(), StoreError>>()
     })
 }
 
