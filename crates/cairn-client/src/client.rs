@@ -8,8 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_core::BlockHash;
 use cairn_proto::{
-    AccountInfo, BlockCheckRequest, BlockCheckResponse, BlockUploadResponse, CommitRequest,
-    CommitResponse, CursorResponse, DeltaResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody,
+    AccountInfo, BlockBatchResponse, BlockCheckRequest, BlockCheckResponse, BlockUploadResponse,
+    CommitBatchRequest, CommitBatchResponse, CommitRequest, CommitResponse, CursorResponse,
+    DeleteRequest, DeltaResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody,
     FileBlocksResponse, ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest,
     RestoreRequest, ServerInfo, TrashItem, TrashListResponse, TrashPurgeRequest,
     TrashPurgeResponse, TrashRestoreRequest, TrashRestoreResponse, VersionsResponse,
@@ -22,6 +23,12 @@ use crate::error::{ClientError, RetryPolicy};
 
 /// The most hashes one `POST /blocks/check` may carry.
 pub const MAX_CHECK_HASHES: usize = 1000;
+
+/// The most items one `POST /files/commit_batch` may carry.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// The largest body of one `POST /blocks/batch` the server accepts.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
 
 /// How many times a retryable request is sent in all.
 const MAX_ATTEMPTS: u32 = 4;
@@ -201,9 +208,22 @@ impl Client {
 
     /// `POST /api/v1/files/move`: moves or renames a file or folder.
     pub async fn move_entry(&self, from: &str, to: &str) -> Result<EntryInfo, ClientError> {
+        self.move_entry_at(from, to, None).await
+    }
+
+    /// `POST /api/v1/files/move` with a precondition: with `base_rev`, the move happens
+    /// only if `from` is a file at that revision; otherwise a 409 `conflict` carrying
+    /// the current entry, and nothing changes.
+    pub async fn move_entry_at(
+        &self,
+        from: &str,
+        to: &str,
+        base_rev: Option<&str>,
+    ) -> Result<EntryInfo, ClientError> {
         let request = MoveRequest {
             from: from.to_owned(),
             to: to.to_owned(),
+            base_rev: base_rev.map(str::to_owned),
         };
         self.post_json("files/move", &request, RetryPolicy::ConnectOnly)
             .await
@@ -214,6 +234,7 @@ impl Client {
         let request = MoveRequest {
             from: from.to_owned(),
             to: to.to_owned(),
+            base_rev: None,
         };
         self.post_json("files/copy", &request, RetryPolicy::ConnectOnly)
             .await
@@ -221,8 +242,16 @@ impl Client {
 
     /// `POST /api/v1/files/delete`: moves a file or folder to the trash.
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
-        let body = to_json_body(&PathRequest {
+        self.delete_at(path, None).await
+    }
+
+    /// `POST /api/v1/files/delete` with a precondition: with `base_rev`, the delete
+    /// happens only if the entry is a file at that revision; otherwise a 409
+    /// `conflict` carrying the current entry, and nothing changes.
+    pub async fn delete_at(&self, path: &str, base_rev: Option<&str>) -> Result<(), ClientError> {
+        let body = to_json_body(&DeleteRequest {
             path: path.to_owned(),
+            base_rev: base_rev.map(str::to_owned),
         });
         self.send(RetryPolicy::ConnectOnly, || {
             self.request(Method::POST, "files/delete")
@@ -266,6 +295,44 @@ impl Client {
             })
             .await?;
         decode_json(response, "PUT blocks/{hash}").await
+    }
+
+    /// `POST /api/v1/blocks/batch`: uploads many blocks in one request, framed as the
+    /// server expects (hash, 4-byte big-endian length, bytes). The server verifies every
+    /// hash and stores nothing if one does not match. Keep the total under
+    /// [`MAX_BATCH_BYTES`].
+    pub async fn put_blocks_batch(
+        &self,
+        blocks: &[(BlockHash, Bytes)],
+    ) -> Result<BlockBatchResponse, ClientError> {
+        let len: usize = blocks.iter().map(|(_, data)| 36 + data.len()).sum();
+        let mut body = Vec::with_capacity(len);
+        for (hash, data) in blocks {
+            body.extend_from_slice(&hash.0);
+            let size = u32::try_from(data.len())
+                .map_err(|_| ClientError::Protocol("a block of over 4 GiB".into()))?;
+            body.extend_from_slice(&size.to_be_bytes());
+            body.extend_from_slice(data);
+        }
+        let body = Bytes::from(body);
+        let response = self
+            .send(RetryPolicy::Idempotent, || {
+                self.request(Method::POST, "blocks/batch")
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(body.clone())
+            })
+            .await?;
+        decode_json(response, "POST blocks/batch").await
+    }
+
+    /// `POST /api/v1/files/commit_batch`: up to [`MAX_BATCH_ITEMS`] commits and mkdirs
+    /// in one transaction, a result per item. Not retried blindly, like `commit`.
+    pub async fn commit_batch(
+        &self,
+        request: &CommitBatchRequest,
+    ) -> Result<CommitBatchResponse, ClientError> {
+        self.post_json("files/commit_batch", request, RetryPolicy::ConnectOnly)
+            .await
     }
 
     /// `GET /api/v1/blocks/{hash}`: downloads one block and checks it against its hash.

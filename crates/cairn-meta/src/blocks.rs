@@ -47,8 +47,12 @@ impl MetaStore {
         size: u32,
         stored_size: i64,
     ) -> Result<(), MetaError> {
-        self.record_upload(user, hash, size, stored_size, None)
-            .await
+        let block = UploadedBlock {
+            hash,
+            size,
+            stored_size,
+        };
+        self.record_upload(user, vec![block], None).await
     }
 
     /// [`MetaStore::record_block_upload`], running `ensure_stored` inside the recording
@@ -72,16 +76,35 @@ impl MetaStore {
         stored_size: i64,
         ensure_stored: EnsureStored,
     ) -> Result<(), MetaError> {
-        self.record_upload(user, hash, size, stored_size, Some(ensure_stored))
+        let block = UploadedBlock {
+            hash,
+            size,
+            stored_size,
+        };
+        self.record_upload(user, vec![block], Some(ensure_stored))
             .await
+    }
+
+    /// [`MetaStore::record_block_upload_checked`] for many blocks uploaded together:
+    /// one record, granted all or nothing, and one `ensure_stored` call, which must make
+    /// sure the store holds every one of them. It joins the same group commit as single
+    /// records.
+    pub async fn record_block_uploads_checked(
+        &self,
+        user: UserId,
+        blocks: Vec<UploadedBlock>,
+        ensure_stored: EnsureStored,
+    ) -> Result<(), MetaError> {
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        self.record_upload(user, blocks, Some(ensure_stored)).await
     }
 
     async fn record_upload(
         &self,
         user: UserId,
-        hash: BlockHash,
-        size: u32,
-        stored_size: i64,
+        blocks: Vec<UploadedBlock>,
         ensure_stored: Option<EnsureStored>,
     ) -> Result<(), MetaError> {
         let (done, result) = tokio::sync::oneshot::channel();
@@ -89,9 +112,7 @@ impl MetaStore {
             let mut queue = self.upload_queue.lock().expect("upload queue lock");
             queue.pending.push(PendingUpload {
                 user,
-                hash,
-                size,
-                stored_size,
+                blocks,
                 ensure_stored,
                 done,
             });
@@ -144,9 +165,9 @@ impl MetaStore {
         let now = now_ms();
         // Hash order, like every other writer of `blocks`, so two PostgreSQL
         // transactions never wait on each other's rows in a cycle.
-        let mut blocks: Vec<&PendingUpload> = batch.iter().collect();
-        blocks.sort_by_key(|p| p.hash);
-        blocks.dedup_by_key(|p| p.hash);
+        let mut blocks: Vec<&UploadedBlock> = batch.iter().flat_map(|p| &p.blocks).collect();
+        blocks.sort_by_key(|b| b.hash);
+        blocks.dedup_by_key(|b| b.hash);
         let mut tx = WriteTx::begin(self).await?;
         // Size and stored size are taken from the upload too: nothing references the
         // row (refcount 0), and a row that garbage collection made for a stray file
@@ -181,7 +202,10 @@ impl MetaStore {
         let mut by_user: BTreeMap<UserId, Vec<BlockHash>> = BTreeMap::new();
         for (p, result) in batch.iter().zip(&results) {
             if result.is_ok() {
-                by_user.entry(p.user).or_default().push(p.hash);
+                by_user
+                    .entry(p.user)
+                    .or_default()
+                    .extend(p.blocks.iter().map(|b| b.hash));
             }
         }
         for (user, mut hashes) in by_user {
@@ -239,11 +263,20 @@ impl std::fmt::Debug for UploadQueue {
 pub type EnsureStored =
     Box<dyn FnOnce() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// One block an account uploaded, for [`MetaStore::record_block_uploads_checked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadedBlock {
+    /// The block's hash, checked against its content.
+    pub hash: BlockHash,
+    /// Its length in bytes.
+    pub size: u32,
+    /// Bytes it takes in the store; 0 when the uploader cannot tell.
+    pub stored_size: i64,
+}
+
 struct PendingUpload {
     user: UserId,
-    hash: BlockHash,
-    size: u32,
-    stored_size: i64,
+    blocks: Vec<UploadedBlock>,
     ensure_stored: Option<EnsureStored>,
     done: tokio::sync::oneshot::Sender<Result<(), std::sync::Arc<MetaError>>>,
 }

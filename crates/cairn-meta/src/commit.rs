@@ -1,16 +1,19 @@
 //! Committing a new version of a file, and reading a version's block list.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cairn_core::conflict::{conflict_name, format_stamp, split_extension};
 use cairn_core::path::MAX_NAME_BYTES;
-use cairn_core::{content_hash, BlockHash, EntryId, ServerPath, VersionId};
+use cairn_core::{content_hash, BlockHash, EntryId, NamespaceId, ServerPath, VersionId};
 use sqlx::Row;
 
 use crate::blocks::{add_references, owned_block_sizes};
 use crate::db::{corrupt, find_live, row_placeholders, NsWrite, CHUNK};
-use crate::tree::{ensure_parents, insert_entry};
-use crate::{BlockRef, CommitFile, CommitOutcome, Entry, EntryKind, MetaError, MetaStore};
+use crate::tree::{ensure_parents, insert_entry, insert_folder, name_of};
+use crate::{
+    Actor, BatchItem, BlockRef, CommitFile, CommitOutcome, Entry, EntryKind, FileCommit, MetaError,
+    MetaStore,
+};
 
 /// How many numbered conflict copies (" 2", " 3", …) to try before giving up.
 const MAX_CONFLICT_COPIES: u32 = 1000;
@@ -51,157 +54,90 @@ impl MetaStore {
     /// The file's size is the sum of its block sizes; its content hash is computed from
     /// the block list.
     pub async fn commit_file(&self, req: CommitFile) -> Result<CommitOutcome, MetaError> {
-        if req.path.is_root() {
-            return Err(MetaError::IsAFolder(req.path));
-        }
-        let size: i64 = req.blocks.iter().map(|b| i64::from(b.size)).sum();
-        let content = content_hash(req.blocks.iter().map(|b| &b.hash));
-        let mut references: BTreeMap<BlockHash, i64> = BTreeMap::new();
-        for b in &req.blocks {
-            *references.entry(b.hash).or_insert(0) += 1;
-        }
-        let distinct: Vec<BlockHash> = references.keys().copied().collect();
-
-        let mut w = NsWrite::begin(self, req.ns, &req.actor).await?;
-
-        let owned = owned_block_sizes(w.conn(), req.actor.user_id, &distinct).await?;
-        let mut reported = HashSet::new();
-        let missing: Vec<BlockHash> = req
-            .blocks
-            .iter()
-            .map(|b| b.hash)
-            .filter(|h| !owned.contains_key(h) && reported.insert(*h))
-            .collect();
-        if !missing.is_empty() {
-            return Err(MetaError::MissingBlocks(missing));
-        }
-        for b in &req.blocks {
-            let stored = owned[&b.hash];
-            if stored != i64::from(b.size) {
-                return Err(MetaError::BlockSizeMismatch {
-                    hash: b.hash,
-                    claimed: b.size,
-                    stored,
-                });
-            }
-        }
-
-        let current = find_live(w.conn(), req.ns, &req.path.key()).await?;
-        let target = match current {
-            Some(e)
-                if e.kind == EntryKind::File
-                    && e.content_hash == Some(content)
-                    && req.mtime.is_none_or(|m| m == e.mtime) =>
-            {
-                return Ok(CommitOutcome {
-                    entry: e,
-                    renamed: false,
-                });
-            }
-            Some(e)
-                if e.kind == EntryKind::File && req.base_rev.is_some() && req.base_rev == e.rev =>
-            {
-                Target::Update(e)
-            }
-            Some(_) if req.autorename => Target::ConflictCopy,
-            Some(e) if e.kind == EntryKind::Folder => return Err(MetaError::IsAFolder(e.path)),
-            Some(e) => {
-                return Err(MetaError::RevConflict {
-                    path: req.path,
-                    current: Some(e),
-                })
-            }
-            None if req.base_rev.is_some() && !req.autorename => {
-                return Err(MetaError::RevConflict {
-                    path: req.path,
-                    current: None,
-                })
-            }
-            None => Target::Create,
+        let CommitFile {
+            ns,
+            path,
+            blocks,
+            mtime,
+            base_rev,
+            autorename,
+            actor,
+        } = req;
+        let item = FileCommit {
+            path,
+            blocks,
+            mtime,
+            base_rev,
+            autorename,
         };
-
-        // The quota is checked in the transaction that would exceed it, so two commits
-        // racing for the last free bytes cannot both win. A commit that does not grow
-        // the account's usage (replacing a file by a smaller one) is always allowed, so
-        // a user over quota can still make room.
-        let replaced = match &target {
-            Target::Update(e) => e.size,
-            _ => 0,
-        };
-        if size > replaced {
-            check_quota(w.conn(), req.ns, size - replaced).await?;
+        if item.path.is_root() {
+            return Err(MetaError::IsAFolder(item.path));
         }
-
-        let now = w.now;
-        let mtime = req.mtime.unwrap_or(now);
-        let name = req.path.name().expect("the root was refused above");
-        let (entry_id, path, renamed) = match target {
-            Target::Update(e) => (e.id, e.path, false),
-            Target::Create => {
-                let parent = ensure_parents(&mut w, &req.path).await?;
-                let path = parent.join(name)?;
-                let id = insert_entry(&mut w, &path, EntryKind::File, size, Some(content), mtime)
-                    .await?;
-                (id, path, false)
-            }
-            Target::ConflictCopy => {
-                let parent = ensure_parents(&mut w, &req.path).await?;
-                let device = sanitize_device_name(&req.actor.device_name);
-                let stamp = format_stamp(now.div_euclid(1000));
-                let path = free_conflict_path(&mut w, &parent, name, &device, &stamp).await?;
-                let id = insert_entry(&mut w, &path, EntryKind::File, size, Some(content), mtime)
-                    .await?;
-                (id, path, true)
-            }
-        };
-
-        // References first, then the block list. Taking the blocks' row locks here, in
-        // hash order, means the block list's foreign-key checks below find them held
-        // already. The other way round, on PostgreSQL, those checks take weaker locks
-        // in file order, and upgrading them here could deadlock with a garbage
-        // collection deleting one of the blocks.
-        let gone = add_references(w.conn(), &references).await?;
-        if !gone.is_empty() {
-            // Collected (or claimed for collection) since the possession check; the
-            // client must upload them again.
-            return Err(MetaError::MissingBlocks(gone));
+        let distinct = distinct_blocks(std::slice::from_ref(&item));
+        let mut w = NsWrite::begin(self, ns, &actor).await?;
+        let owned = owned_block_sizes(w.conn(), actor.user_id, &distinct).await?;
+        let (outcome, changed) = commit_in(&mut w, &actor, item, &owned, &mut Quota::Query).await?;
+        if changed {
+            w.commit().await?;
         }
-        let version = insert_version(&mut w, &req, entry_id, size, &content.0, mtime).await?;
-        sqlx::query(
-            "UPDATE entries SET size = $1, content_hash = $2, mtime = $3, modified_at = $4, \
-             current_version_id = $5 WHERE id = $6",
-        )
-        .bind(size)
-        .bind(content.0.to_vec())
-        .bind(mtime)
-        .bind(now)
-        .bind(version.0)
-        .bind(entry_id.0)
-        .execute(w.conn())
-        .await?;
-        w.record(
-            crate::ChangeKind::Commit,
-            EntryKind::File,
-            &path,
-            entry_id,
-            Some(version),
-        );
+        Ok(outcome)
+    }
+
+    /// Applies many commits and folder creations to one namespace in one transaction,
+    /// in order, and journals them as one run of consecutive numbers: the way a sync
+    /// client uploads a tree of small files without paying a transaction per file.
+    ///
+    /// Each item succeeds or fails on its own, as if it were a separate
+    /// [`MetaStore::commit_file`] (or, for [`BatchItem::Mkdir`], a `mkdir -p` that finds
+    /// an existing folder fine): a refused item (conflict, missing blocks, a folder in
+    /// the way, quota, …) is rolled back to a savepoint and reported, and the items
+    /// after it still apply and see the effect of those before it. Only a failure that
+    /// is not the caller's (the database failing) aborts the whole batch, and then
+    /// nothing of it is written.
+    ///
+    /// The quota is checked item by item against the usage at the start of the batch
+    /// plus what the earlier items added, inside the transaction.
+    pub async fn commit_batch(
+        &self,
+        ns: NamespaceId,
+        actor: &Actor,
+        items: Vec<BatchItem>,
+    ) -> Result<Vec<Result<CommitOutcome, MetaError>>, MetaError> {
+        let distinct = distinct_blocks(items.iter().filter_map(|item| match item {
+            BatchItem::File(file) => Some(file),
+            BatchItem::Mkdir(_) => None,
+        }));
+        let mut w = NsWrite::begin(self, ns, actor).await?;
+        let owned = owned_block_sizes(w.conn(), actor.user_id, &distinct).await?;
+        let (quota, used) = load_quota(w.conn(), ns).await?;
+        let mut budget = Quota::Budget { quota, used };
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let journaled = w.pending_len();
+            w.savepoint().await?;
+            let result = match item {
+                BatchItem::File(file) if file.path.is_root() => {
+                    Err(MetaError::IsAFolder(file.path))
+                }
+                BatchItem::File(file) => commit_in(&mut w, actor, file, &owned, &mut budget)
+                    .await
+                    .map(|(outcome, _)| outcome),
+                BatchItem::Mkdir(path) => mkdir_in(&mut w, &path).await,
+            };
+            match result {
+                Ok(outcome) => {
+                    w.release_savepoint().await?;
+                    results.push(Ok(outcome));
+                }
+                Err(err) if err.is_callers() => {
+                    w.rollback_to_savepoint(journaled).await?;
+                    results.push(Err(err));
+                }
+                Err(err) => return Err(err),
+            }
+        }
         w.commit().await?;
-        tracing::debug!(ns = %req.ns, %path, rev = %version, size, renamed, "committed");
-        Ok(CommitOutcome {
-            entry: Entry {
-                id: entry_id,
-                ns: req.ns,
-                path,
-                kind: EntryKind::File,
-                size,
-                rev: Some(version),
-                content_hash: Some(content),
-                mtime,
-                modified_at: now,
-            },
-            renamed,
-        })
+        Ok(results)
     }
 
     /// A version's blocks, in file order.
@@ -236,10 +172,240 @@ impl MetaStore {
     }
 }
 
+/// How a commit checks the quota.
+enum Quota {
+    /// Ask the database each time (a single commit).
+    Query,
+    /// A batch's running account: the quota and the usage so far in this transaction.
+    Budget { quota: Option<i64>, used: i64 },
+}
+
+impl Quota {
+    /// Fails with [`MetaError::QuotaExceeded`] if `growth` more bytes do not fit, and
+    /// counts them otherwise.
+    async fn take(&mut self, w: &mut NsWrite, growth: i64) -> Result<(), MetaError> {
+        match self {
+            Quota::Query => {
+                let ns = w.ns;
+                check_quota(w.conn(), ns, growth).await
+            }
+            Quota::Budget { quota, used } => {
+                if let Some(quota) = *quota {
+                    if used.saturating_add(growth) > quota {
+                        return Err(MetaError::QuotaExceeded {
+                            quota,
+                            used: *used,
+                            needed: growth,
+                        });
+                    }
+                }
+                *used += growth;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The distinct blocks the files name, sorted.
+fn distinct_blocks<'a>(files: impl IntoIterator<Item = &'a FileCommit>) -> Vec<BlockHash> {
+    let mut all: Vec<BlockHash> = files
+        .into_iter()
+        .flat_map(|f| f.blocks.iter().map(|b| b.hash))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// A folder creation inside a batch: like `mkdir -p`, an existing folder is fine.
+async fn mkdir_in(w: &mut NsWrite, path: &ServerPath) -> Result<CommitOutcome, MetaError> {
+    if path.is_root() {
+        return Err(MetaError::RootFolder);
+    }
+    let ns = w.ns;
+    match find_live(w.conn(), ns, &path.key()).await? {
+        Some(e) if e.kind == EntryKind::Folder => Ok(CommitOutcome {
+            entry: e,
+            renamed: false,
+        }),
+        Some(e) => Err(MetaError::AlreadyExists(e.path)),
+        None => {
+            let parent = ensure_parents(w, path).await?;
+            let path = parent.join(name_of(path))?;
+            let entry = insert_folder(w, &path).await?;
+            w.record(
+                crate::ChangeKind::Mkdir,
+                EntryKind::Folder,
+                &path,
+                entry.id,
+                None,
+            );
+            Ok(CommitOutcome {
+                entry,
+                renamed: false,
+            })
+        }
+    }
+}
+
+/// One commit inside `w`'s transaction (see [`MetaStore::commit_file`] for the rules).
+/// `owned` holds the sizes of the blocks the actor possesses, among those the commit
+/// names. Returns the outcome and whether anything was written.
+async fn commit_in(
+    w: &mut NsWrite,
+    actor: &Actor,
+    req: FileCommit,
+    owned: &HashMap<BlockHash, i64>,
+    quota: &mut Quota,
+) -> Result<(CommitOutcome, bool), MetaError> {
+    let size: i64 = req.blocks.iter().map(|b| i64::from(b.size)).sum();
+    let content = content_hash(req.blocks.iter().map(|b| &b.hash));
+    let mut references: BTreeMap<BlockHash, i64> = BTreeMap::new();
+    for b in &req.blocks {
+        *references.entry(b.hash).or_insert(0) += 1;
+    }
+
+    let mut reported = HashSet::new();
+    let missing: Vec<BlockHash> = req
+        .blocks
+        .iter()
+        .map(|b| b.hash)
+        .filter(|h| !owned.contains_key(h) && reported.insert(*h))
+        .collect();
+    if !missing.is_empty() {
+        return Err(MetaError::MissingBlocks(missing));
+    }
+    for b in &req.blocks {
+        let stored = owned[&b.hash];
+        if stored != i64::from(b.size) {
+            return Err(MetaError::BlockSizeMismatch {
+                hash: b.hash,
+                claimed: b.size,
+                stored,
+            });
+        }
+    }
+
+    let ns = w.ns;
+    let current = find_live(w.conn(), ns, &req.path.key()).await?;
+    let target = match current {
+        Some(e)
+            if e.kind == EntryKind::File
+                && e.content_hash == Some(content)
+                && req.mtime.is_none_or(|m| m == e.mtime) =>
+        {
+            let outcome = CommitOutcome {
+                entry: e,
+                renamed: false,
+            };
+            return Ok((outcome, false));
+        }
+        Some(e) if e.kind == EntryKind::File && req.base_rev.is_some() && req.base_rev == e.rev => {
+            Target::Update(e)
+        }
+        Some(_) if req.autorename => Target::ConflictCopy,
+        Some(e) if e.kind == EntryKind::Folder => return Err(MetaError::IsAFolder(e.path)),
+        Some(e) => {
+            return Err(MetaError::RevConflict {
+                path: req.path,
+                current: Some(e),
+            })
+        }
+        None if req.base_rev.is_some() && !req.autorename => {
+            return Err(MetaError::RevConflict {
+                path: req.path,
+                current: None,
+            })
+        }
+        None => Target::Create,
+    };
+
+    // The quota is checked in the transaction that would exceed it, so two commits
+    // racing for the last free bytes cannot both win. A commit that does not grow
+    // the account's usage (replacing a file by a smaller one) is always allowed, so
+    // a user over quota can still make room.
+    let replaced = match &target {
+        Target::Update(e) => e.size,
+        _ => 0,
+    };
+    if size > replaced {
+        quota.take(w, size - replaced).await?;
+    } else if let Quota::Budget { used, .. } = quota {
+        *used += size - replaced;
+    }
+
+    let now = w.now;
+    let mtime = req.mtime.unwrap_or(now);
+    let name = req.path.name().ok_or(MetaError::RootFolder)?;
+    let (entry_id, path, renamed) = match target {
+        Target::Update(e) => (e.id, e.path, false),
+        Target::Create => {
+            let parent = ensure_parents(w, &req.path).await?;
+            let path = parent.join(name)?;
+            let id = insert_entry(w, &path, EntryKind::File, size, Some(content), mtime).await?;
+            (id, path, false)
+        }
+        Target::ConflictCopy => {
+            let parent = ensure_parents(w, &req.path).await?;
+            let device = sanitize_device_name(&actor.device_name);
+            let stamp = format_stamp(now.div_euclid(1000));
+            let path = free_conflict_path(w, &parent, name, &device, &stamp).await?;
+            let id = insert_entry(w, &path, EntryKind::File, size, Some(content), mtime).await?;
+            (id, path, true)
+        }
+    };
+
+    // References first, then the block list. Taking the blocks' row locks here, in
+    // hash order, means the block list's foreign-key checks below find them held
+    // already. The other way round, on PostgreSQL, those checks take weaker locks
+    // in file order, and upgrading them here could deadlock with a garbage
+    // collection deleting one of the blocks.
+    let gone = add_references(w.conn(), &references).await?;
+    if !gone.is_empty() {
+        // Collected (or claimed for collection) since the possession check; the
+        // client must upload them again.
+        return Err(MetaError::MissingBlocks(gone));
+    }
+    let version = insert_version(w, actor, &req.blocks, entry_id, size, &content.0, mtime).await?;
+    sqlx::query(
+        "UPDATE entries SET size = $1, content_hash = $2, mtime = $3, modified_at = $4, \
+         current_version_id = $5 WHERE id = $6",
+    )
+    .bind(size)
+    .bind(content.0.to_vec())
+    .bind(mtime)
+    .bind(now)
+    .bind(version.0)
+    .bind(entry_id.0)
+    .execute(w.conn())
+    .await?;
+    w.record(
+        crate::ChangeKind::Commit,
+        EntryKind::File,
+        &path,
+        entry_id,
+        Some(version),
+    );
+    tracing::debug!(%ns, %path, rev = %version, size, renamed, "committed");
+    let entry = Entry {
+        id: entry_id,
+        ns,
+        path,
+        kind: EntryKind::File,
+        size,
+        rev: Some(version),
+        content_hash: Some(content),
+        mtime,
+        modified_at: now,
+    };
+    Ok((CommitOutcome { entry, renamed }, true))
+}
+
 /// Inserts the version row and its block list.
 async fn insert_version(
     w: &mut NsWrite,
-    req: &CommitFile,
+    actor: &Actor,
+    blocks: &[BlockRef],
     entry_id: EntryId,
     size: i64,
     content: &[u8; 32],
@@ -256,14 +422,14 @@ async fn insert_version(
     .bind(ns.0)
     .bind(size)
     .bind(content.to_vec())
-    .bind(req.blocks.len() as i64)
+    .bind(blocks.len() as i64)
     .bind(mtime)
     .bind(now)
-    .bind(req.actor.user_id.0)
-    .bind(req.actor.device_id.map(|d| d.0))
+    .bind(actor.user_id.0)
+    .bind(actor.device_id.map(|d| d.0))
     .fetch_one(w.conn())
     .await?;
-    for (chunk_no, chunk) in req.blocks.chunks(CHUNK).enumerate() {
+    for (chunk_no, chunk) in blocks.chunks(CHUNK).enumerate() {
         let sql = format!(
             "INSERT INTO version_blocks (version_id, idx, block_hash, size) VALUES {}",
             row_placeholders(1, chunk.len(), 4)
@@ -346,9 +512,25 @@ async fn free_conflict_path(
 /// namespace's owner would pass their quota.
 pub(crate) async fn check_quota(
     conn: &mut sqlx::AnyConnection,
-    ns: cairn_core::NamespaceId,
+    ns: NamespaceId,
     growth: i64,
 ) -> Result<(), MetaError> {
+    let (quota, used) = load_quota(conn, ns).await?;
+    match quota {
+        Some(quota) if used.saturating_add(growth) > quota => Err(MetaError::QuotaExceeded {
+            quota,
+            used,
+            needed: growth,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The quota of the namespace's owner and the bytes its live files take now.
+async fn load_quota(
+    conn: &mut sqlx::AnyConnection,
+    ns: NamespaceId,
+) -> Result<(Option<i64>, i64), MetaError> {
     let row = sqlx::query(
         "SELECT u.quota_bytes, \
                 (SELECT CAST(COALESCE(SUM(e.size), 0) AS BIGINT) FROM entries e \
@@ -359,16 +541,7 @@ pub(crate) async fn check_quota(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(MetaError::NoSuchNamespace(ns))?;
-    let quota: Option<i64> = row.try_get("quota_bytes")?;
-    let used: i64 = row.try_get("used")?;
-    match quota {
-        Some(quota) if used.saturating_add(growth) > quota => Err(MetaError::QuotaExceeded {
-            quota,
-            used,
-            needed: growth,
-        }),
-        _ => Ok(()),
-    }
+    Ok((row.try_get("quota_bytes")?, row.try_get("used")?))
 }
 
 #[cfg(test)]

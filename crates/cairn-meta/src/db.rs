@@ -259,6 +259,43 @@ impl NsWrite {
         });
     }
 
+    /// How many journal rows are queued so far.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Marks a point to roll back to if the next step fails (a batch item). Both
+    /// backends take `SAVEPOINT`; on PostgreSQL it also keeps a failed statement from
+    /// aborting the whole transaction.
+    pub(crate) async fn savepoint(&mut self) -> Result<(), MetaError> {
+        sqlx::query("SAVEPOINT batch_item")
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps what was done since [`NsWrite::savepoint`].
+    pub(crate) async fn release_savepoint(&mut self) -> Result<(), MetaError> {
+        sqlx::query("RELEASE SAVEPOINT batch_item")
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Undoes what was done since [`NsWrite::savepoint`], and drops the journal rows
+    /// queued since, when there were `journaled`.
+    pub(crate) async fn rollback_to_savepoint(
+        &mut self,
+        journaled: usize,
+    ) -> Result<(), MetaError> {
+        sqlx::query("ROLLBACK TO SAVEPOINT batch_item")
+            .execute(self.tx.conn())
+            .await?;
+        self.release_savepoint().await?;
+        self.pending.truncate(journaled);
+        Ok(())
+    }
+
     /// Writes the queued journal rows, advances the namespace's head and commits.
     /// Returns the new head. Once committed, a write that changed anything tells the
     /// store's commit hook (never before: a listener must find the rows it is told of).

@@ -99,6 +99,30 @@ pub enum MetaError {
     Corrupt(String),
 }
 
+impl MetaError {
+    /// Whether the request was refused for something the caller can fix (a conflict,
+    /// a missing block, a path in the way, the quota), as opposed to the store failing.
+    /// A batch reports the former per item and aborts on the latter.
+    pub fn is_callers(&self) -> bool {
+        match self {
+            MetaError::NotFound(_)
+            | MetaError::AlreadyExists(_)
+            | MetaError::NotAFolder(_)
+            | MetaError::IsAFolder(_)
+            | MetaError::RevConflict { .. }
+            | MetaError::MissingBlocks(_)
+            | MetaError::BlockSizeMismatch { .. }
+            | MetaError::InvalidMove { .. }
+            | MetaError::RootFolder
+            | MetaError::InvalidPath(_)
+            | MetaError::QuotaExceeded { .. }
+            | MetaError::NoSuchVersion(_) => true,
+            MetaError::Batch(inner) => inner.is_callers(),
+            _ => false,
+        }
+    }
+}
+
 fn rev_conflict_message(path: &ServerPath, current: Option<&Entry>) -> String {
     match current {
         Some(entry) => match entry.rev {

@@ -5,7 +5,7 @@ use cairn_core::{DeviceId, EntryId, JournalSeq, NamespaceId, UserId, VersionId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::db::{corrupt, parse_path};
+use crate::db::{corrupt, parse_content_hash, parse_path};
 use crate::{ChangeKind, EntryKind, JournalEntry, MetaError, MetaStore};
 
 impl MetaStore {
@@ -19,9 +19,11 @@ impl MetaStore {
         limit: u32,
     ) -> Result<Vec<JournalEntry>, MetaError> {
         let rows = sqlx::query(
-            "SELECT ns_id, seq, kind, entry_kind, path, from_path, entry_id, version_id, \
-             user_id, device_id, created_at \
-             FROM journal WHERE ns_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            "SELECT j.ns_id, j.seq, j.kind, j.entry_kind, j.path, j.from_path, j.entry_id, \
+             j.version_id, j.user_id, j.device_id, j.created_at, \
+             v.size AS v_size, v.content_hash AS v_content_hash, v.mtime AS v_mtime \
+             FROM journal j LEFT JOIN versions v ON v.id = j.version_id \
+             WHERE j.ns_id = $1 AND j.seq > $2 ORDER BY j.seq LIMIT $3",
         )
         .bind(ns.0)
         .bind(after.0)
@@ -71,6 +73,9 @@ fn journal_from_row(row: &AnyRow) -> Result<JournalEntry, MetaError> {
         path: parse_path(&row.try_get::<String, _>("path")?)?,
         entry_id: EntryId(row.try_get("entry_id")?),
         version_id: row.try_get::<Option<i64>, _>("version_id")?.map(VersionId),
+        size: row.try_get("v_size")?,
+        content_hash: parse_content_hash(row.try_get("v_content_hash")?)?,
+        mtime: row.try_get("v_mtime")?,
         user_id: UserId(row.try_get("user_id")?),
         device_id: row.try_get::<Option<i64>, _>("device_id")?.map(DeviceId),
         created_at: row.try_get("created_at")?,

@@ -43,14 +43,14 @@ use std::sync::Arc;
 use cairn_core::{JournalSeq, NamespaceId};
 use sqlx::AnyPool;
 
-pub use blocks::EnsureStored;
+pub use blocks::{EnsureStored, UploadedBlock};
 pub use check::Inconsistency;
 pub use error::MetaError;
 pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
 pub use types::{
-    Actor, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry, EntryKind,
-    JournalEntry, MetaStats, TrashItem, User, VersionInfo,
+    Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,
+    EntryKind, FileCommit, JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
 
 /// Called after every namespace write that advanced the journal has committed, with

@@ -106,8 +106,25 @@ impl MetaStore {
         to: &ServerPath,
         actor: &Actor,
     ) -> Result<Entry, MetaError> {
+        self.move_entry_at(ns, from, to, None, actor).await
+    }
+
+    /// [`MetaStore::move_entry`] with a precondition: with `base_rev`, the entry at
+    /// `from` must be a file whose current revision is `base_rev`, or the move is
+    /// refused with [`MetaError::RevConflict`] (carrying the entry as it is) and nothing
+    /// changes. A sync client passes the revision it last saw, so it never moves away
+    /// an edit it has not seen.
+    pub async fn move_entry_at(
+        &self,
+        ns: NamespaceId,
+        from: &ServerPath,
+        to: &ServerPath,
+        base_rev: Option<VersionId>,
+        actor: &Actor,
+    ) -> Result<Entry, MetaError> {
         let from_key = from.key();
         let (mut w, src) = self.begin_transfer(ns, from, to, actor).await?;
+        check_base_rev(&src, base_rev)?;
         if from_key != to.key() {
             if let Some(taken) = find_live(w.conn(), ns, &to.key()).await? {
                 return Err(MetaError::AlreadyExists(taken.path));
@@ -213,6 +230,19 @@ impl MetaStore {
         path: &ServerPath,
         actor: &Actor,
     ) -> Result<TrashId, MetaError> {
+        self.delete_entry_at(ns, path, None, actor).await
+    }
+
+    /// [`MetaStore::delete_entry`] with a precondition: with `base_rev`, the entry must
+    /// be a file whose current revision is `base_rev`, or the delete is refused with
+    /// [`MetaError::RevConflict`] (carrying the entry as it is) and nothing changes.
+    pub async fn delete_entry_at(
+        &self,
+        ns: NamespaceId,
+        path: &ServerPath,
+        base_rev: Option<VersionId>,
+        actor: &Actor,
+    ) -> Result<TrashId, MetaError> {
         if path.is_root() {
             return Err(MetaError::RootFolder);
         }
@@ -221,6 +251,7 @@ impl MetaStore {
         let src = find_live(w.conn(), ns, &key)
             .await?
             .ok_or_else(|| MetaError::NotFound(path.clone()))?;
+        check_base_rev(&src, base_rev)?;
         let mut victims = match src.kind {
             EntryKind::Folder => descendants(w.conn(), ns, &key).await?,
             EntryKind::File => Vec::new(),
@@ -337,6 +368,18 @@ impl MetaStore {
             .await?
             .ok_or_else(|| MetaError::NotFound(from.clone()))?;
         Ok((w, src))
+    }
+}
+
+/// Refuses a change based on `base_rev` when `entry` is not a file at that revision (a
+/// folder has no revision, so any `base_rev` refuses it).
+fn check_base_rev(entry: &Entry, base_rev: Option<VersionId>) -> Result<(), MetaError> {
+    match base_rev {
+        Some(rev) if entry.rev != Some(rev) => Err(MetaError::RevConflict {
+            path: entry.path.clone(),
+            current: Some(entry.clone()),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -473,7 +516,7 @@ pub(crate) async fn insert_entry(
     Ok(EntryId(id))
 }
 
-async fn insert_folder(w: &mut NsWrite, path: &ServerPath) -> Result<Entry, MetaError> {
+pub(crate) async fn insert_folder(w: &mut NsWrite, path: &ServerPath) -> Result<Entry, MetaError> {
     let now = w.now;
     let id = insert_entry(w, path, EntryKind::Folder, 0, None, now).await?;
     Ok(Entry {

@@ -171,6 +171,13 @@ pub struct JournalEntry {
     /// For a file: the version a commit or copy created, or the (unchanged) current
     /// version of a moved or deleted file. `None` for folders.
     pub version_id: Option<VersionId>,
+    /// The size of `version_id`'s content, when there is a version (a version pruned
+    /// since by retention leaves these three `None`).
+    pub size: Option<i64>,
+    /// The content hash of `version_id`.
+    pub content_hash: Option<ContentHash>,
+    /// The modification time `version_id` recorded, Unix ms.
+    pub mtime: Option<i64>,
     /// The account that made the change.
     pub user_id: UserId,
     /// The device that made the change, if a registered one did.
@@ -253,6 +260,32 @@ pub struct CommitFile {
     pub autorename: bool,
     /// Who commits.
     pub actor: Actor,
+}
+
+/// A file commit inside a [`MetaStore::commit_batch`](crate::MetaStore::commit_batch):
+/// a [`CommitFile`] without the namespace and actor, which the batch gives once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCommit {
+    /// Where the file goes. Missing parent folders are created.
+    pub path: ServerPath,
+    /// The file's blocks, in order; each must be one the actor's account possesses.
+    pub blocks: Vec<BlockRef>,
+    /// The client's modification time (Unix ms); `None` means now.
+    pub mtime: Option<i64>,
+    /// The revision this content was based on; `None` for a new file.
+    pub base_rev: Option<VersionId>,
+    /// On a conflict, store under a conflict-copy name instead of refusing.
+    pub autorename: bool,
+}
+
+/// One step of a [`MetaStore::commit_batch`](crate::MetaStore::commit_batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchItem {
+    /// Store a new version of a file, as `commit_file` does.
+    File(FileCommit),
+    /// Make sure a folder exists, creating missing folders above it; a folder already
+    /// there is fine, a file there is [`MetaError::AlreadyExists`](crate::MetaError).
+    Mkdir(ServerPath),
 }
 
 /// The result of a commit.

@@ -146,10 +146,20 @@ pub struct ListResponse {
     pub cursor: Option<String>,
 }
 
-/// A request naming one path (`mkdir`, `delete`).
+/// A request naming one path (`mkdir`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PathRequest {
     pub path: String,
+}
+
+/// `POST /api/v1/files/delete`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeleteRequest {
+    pub path: String,
+    /// Delete only if the entry is a file at this revision; otherwise 409 `conflict`
+    /// with the current entry, and nothing changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_rev: Option<String>,
 }
 
 /// `POST /api/v1/files/move` and `/copy`.
@@ -157,6 +167,10 @@ pub struct PathRequest {
 pub struct MoveRequest {
     pub from: String,
     pub to: String,
+    /// Move (or copy) only if `from` is a file at this revision; otherwise 409
+    /// `conflict` with the current entry, and nothing changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_rev: Option<String>,
 }
 
 /// `POST /api/v1/blocks/check`: which of these must I upload?
@@ -170,6 +184,16 @@ pub struct BlockCheckRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BlockCheckResponse {
     pub missing: Vec<String>,
+}
+
+/// The answer to `POST /api/v1/blocks/batch`, whose body is the blocks back to back,
+/// each framed as a 32-byte BLAKE3 hash, a 4-byte big-endian length, then that many
+/// bytes. Every block is checked before any is stored: a block that does not match its
+/// hash fails the whole request (400 `hash_mismatch`) and nothing is stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlockBatchResponse {
+    /// The blocks stored (and now held by the caller's account), in request order.
+    pub blocks: Vec<BlockUploadResponse>,
 }
 
 /// The answer to a block upload.
@@ -201,6 +225,41 @@ pub struct CommitRequest {
     /// The file's modification time, Unix milliseconds.
     #[serde(default)]
     pub mtime: Option<i64>,
+}
+
+/// One step of `POST /api/v1/files/commit_batch`: `{"op": "commit", …CommitRequest}` or
+/// `{"op": "mkdir", "path": …}` (like `mkdir -p`; a folder already there is fine).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum CommitBatchItem {
+    Commit(CommitRequest),
+    Mkdir(PathRequest),
+}
+
+/// `POST /api/v1/files/commit_batch`: up to 1000 items, applied in order in one
+/// transaction (parents before children).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommitBatchRequest {
+    pub items: Vec<CommitBatchItem>,
+}
+
+/// One item's result: `entry` (and `renamed`) when it was applied, `error` (the same
+/// shape as an error response's, with `current` on a conflict) when it was refused.
+/// A refused item changes nothing; the items after it still apply.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommitBatchResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<EntryInfo>,
+    #[serde(default)]
+    pub renamed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The answer to `POST /api/v1/files/commit_batch`: one result per item, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommitBatchResponse {
+    pub results: Vec<CommitBatchResult>,
 }
 
 /// What a commit or upload made.
@@ -352,14 +411,13 @@ pub struct Change {
     /// For a file: its revision after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rev: Option<String>,
-    /// For a file: that revision's size in bytes.
+    /// For a file: the size of `rev`'s content, so a client can compare without a stat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    /// For a file: that revision's content hash, so a client can compare content
-    /// without asking for each file.
+    /// For a file: `rev`'s content hash (BLAKE3 over its block hashes), in hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
-    /// For a file: that revision's modification time, Unix milliseconds.
+    /// For a file: the modification time `rev` recorded, Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime: Option<i64>,
     /// The account that made the change.

@@ -24,13 +24,27 @@ use crate::state::AppState;
 /// Most hashes one check request may name.
 pub const MAX_CHECK_HASHES: usize = 1000;
 
+/// Largest body of a batch upload (raised to fit one maximal block if that is larger).
+pub const MAX_BATCH_BODY: usize = 64 << 20;
+
+/// The frame header in front of each block of a batch: its hash and its length.
+const FRAME_HEADER: usize = 32 + 4;
+
 pub fn router(max_block_size: usize) -> Router<AppState> {
-    Router::new().route("/blocks/check", post(check)).route(
-        "/blocks/{hash}",
-        put(upload)
-            .get(download)
-            .layer(DefaultBodyLimit::max(max_block_size)),
-    )
+    Router::new()
+        .route("/blocks/check", post(check))
+        .route(
+            "/blocks/batch",
+            post(upload_batch).layer(DefaultBodyLimit::max(
+                MAX_BATCH_BODY.max(max_block_size + FRAME_HEADER),
+            )),
+        )
+        .route(
+            "/blocks/{hash}",
+            put(upload)
+                .get(download)
+                .layer(DefaultBodyLimit::max(max_block_size)),
+        )
 }
 
 async fn check(
@@ -139,6 +153,144 @@ async fn ensure_stored(
     if !store.contains(hash).await? {
         tracing::debug!(%hash, "block collected during its upload; storing it again");
         store.put(hash, data).await?;
+    }
+    Ok(())
+}
+
+/// Splits a batch body into its blocks, without copying them: each frame is a 32-byte
+/// hash, a 4-byte big-endian length, then the block.
+fn parse_batch(body: &Bytes, max_block: usize) -> ApiResult<Vec<(BlockHash, Bytes)>> {
+    let mut blocks = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let Some(header) = body.get(at..at + FRAME_HEADER) else {
+            return Err(ApiError::bad_request(
+                "invalid_batch",
+                format!("the batch is cut short in the frame header at byte {at}"),
+            ));
+        };
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&header[..32]);
+        let hash = BlockHash(hash);
+        let len = u32::from_be_bytes([header[32], header[33], header[34], header[35]]) as usize;
+        if len > max_block {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "block_too_large",
+                format!("block {hash} is {len} bytes; the limit is {max_block}"),
+            ));
+        }
+        let start = at + FRAME_HEADER;
+        if body.len() - start < len {
+            return Err(ApiError::bad_request(
+                "invalid_batch",
+                format!("block {hash} is cut short: {len} bytes announced"),
+            ));
+        }
+        blocks.push((hash, body.slice(start..start + len)));
+        at = start + len;
+    }
+    Ok(blocks)
+}
+
+/// Many blocks in one request, for trees of small files: all are verified before any
+/// is stored, written with one batched durable write (`BlockStore::put_many`) and
+/// recorded in one transaction, with the same store check inside it as single uploads.
+async fn upload_batch(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    body: Bytes,
+) -> ApiResult<Json<proto::BlockBatchResponse>> {
+    let blocks = parse_batch(&body, state.config.chunker.max_size)?;
+    let checked = blocks.clone();
+    let forged = tokio::task::spawn_blocking(move || {
+        checked.iter().find_map(|(hash, data)| {
+            let actual = BlockHash::of(data);
+            (actual != *hash).then_some((*hash, actual))
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    if let Some((claimed, actual)) = forged {
+        return Err(ApiError::bad_request(
+            "hash_mismatch",
+            format!("a block of the batch hashes to {actual}, not {claimed}; nothing was stored"),
+        ));
+    }
+    let answer = proto::BlockBatchResponse {
+        blocks: blocks
+            .iter()
+            .map(|(hash, data)| proto::BlockUploadResponse {
+                hash: hash.to_hex(),
+                size: data.len() as u64,
+            })
+            .collect(),
+    };
+    if blocks.is_empty() {
+        return Ok(Json(answer));
+    }
+    state.meta.check_quota(&auth.user, 1).await?;
+    let received: usize = blocks.iter().map(|(_, data)| data.len()).sum();
+    metrics::counter!(BLOCK_BYTES_RECEIVED).increment(received as u64);
+    let outcomes = state.blocks.put_many(blocks.clone()).await?;
+    let mut uploaded = Vec::with_capacity(blocks.len());
+    for ((hash, data), outcome) in blocks.iter().zip(&outcomes) {
+        let stored_size = if outcome.newly_stored {
+            metrics::counter!(BLOCKS_STORED).increment(1);
+            outcome.stored_bytes as i64
+        } else {
+            metrics::counter!(BLOCKS_DEDUPLICATED).increment(1);
+            state
+                .blocks
+                .stored_size(*hash)
+                .await?
+                .map(|s| s as i64)
+                .unwrap_or(0)
+        };
+        uploaded.push(cairn_meta::UploadedBlock {
+            hash: *hash,
+            size: data.len() as u32,
+            stored_size,
+        });
+    }
+    // As for one block (see `accept_block`): the store check runs inside the recording
+    // transaction, before the account is told it possesses the blocks.
+    let store = state.blocks.clone();
+    let ensure: cairn_meta::EnsureStored = Box::new(move || {
+        Box::pin(async move {
+            ensure_all_stored(&store, blocks)
+                .await
+                .map_err(|err| err.to_string())
+        })
+    });
+    state
+        .meta
+        .record_block_uploads_checked(auth.user.id, uploaded, ensure)
+        .await?;
+    Ok(Json(answer))
+}
+
+/// [`ensure_stored`] for a batch: writes again whichever blocks a garbage collection
+/// removed since the batch's `put_many`.
+async fn ensure_all_stored(
+    store: &cairn_store::BlockStore,
+    blocks: Vec<(BlockHash, Bytes)>,
+) -> Result<(), cairn_store::StoreError> {
+    let present = store
+        .contains_many(blocks.iter().map(|(hash, _)| *hash).collect())
+        .await?;
+    let gone: Vec<(BlockHash, Bytes)> = blocks
+        .into_iter()
+        .zip(present)
+        .filter(|(_, present)| !present)
+        .map(|(block, _)| block)
+        .collect();
+    if !gone.is_empty() {
+        tracing::debug!(
+            count = gone.len(),
+            "blocks collected during their upload; storing them again"
+        );
+        store.put_many(gone).await?;
     }
     Ok(())
 }

@@ -96,17 +96,26 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error as it appears in a body: on its own in an error response, or as one
+    /// item's result in a batch.
+    pub fn into_detail(self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_owned(),
+            message: self.message,
+            current: self.current,
+            missing_blocks: self.missing_blocks,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status;
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-                current: self.current,
-                missing_blocks: self.missing_blocks,
-            },
+            error: self.into_detail(),
         };
-        (self.status, Json(body)).into_response()
+        (status, Json(body)).into_response()
     }
 }
 

@@ -23,6 +23,11 @@ use crate::extract::{Json, Query};
 use crate::metrics::{BLOCK_BYTES_SENT, COMMITS};
 use crate::state::AppState;
 
+/// Most items one `commit_batch` may carry.
+pub const MAX_COMMIT_BATCH_ITEMS: usize = 1000;
+/// Largest `commit_batch` body: a thousand items naming a few blocks each fit easily.
+const MAX_COMMIT_BATCH_BODY: usize = 16 << 20;
+
 /// Default and largest page of a folder listing.
 const DEFAULT_LIST_LIMIT: u32 = 1000;
 const MAX_LIST_LIMIT: u32 = 10_000;
@@ -36,6 +41,10 @@ pub fn router() -> Router<AppState> {
         .route("/files/copy", post(copy_entry))
         .route("/files/delete", post(delete))
         .route("/files/commit", post(commit))
+        .route(
+            "/files/commit_batch",
+            post(commit_batch).layer(DefaultBodyLimit::max(MAX_COMMIT_BATCH_BODY)),
+        )
         .route("/files/blocks", get(file_blocks))
         .route("/files/versions", get(versions))
         .route("/files/restore", post(restore))
@@ -177,9 +186,16 @@ async fn move_entry(
     Json(req): Json<proto::MoveRequest>,
 ) -> ApiResult<Json<proto::EntryInfo>> {
     let (from, to) = move_paths(&req)?;
+    let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
     let entry = state
         .meta
-        .move_entry(auth.user.home_ns, &from, &to, &actor(&auth, String::new()))
+        .move_entry_at(
+            auth.user.home_ns,
+            &from,
+            &to,
+            base_rev,
+            &actor(&auth, String::new()),
+        )
         .await?;
     Ok(Json(entry_info(&entry)))
 }
@@ -190,6 +206,12 @@ async fn copy_entry(
     Json(req): Json<proto::MoveRequest>,
 ) -> ApiResult<(StatusCode, Json<proto::EntryInfo>)> {
     let (from, to) = move_paths(&req)?;
+    if req.base_rev.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "base_rev is a precondition for move and delete; a copy changes nothing at its source",
+        ));
+    }
     let entry = state
         .meta
         .copy_entry(auth.user.home_ns, &from, &to, &actor(&auth, String::new()))
@@ -200,7 +222,7 @@ async fn copy_entry(
 async fn delete(
     State(state): State<AppState>,
     auth: AuthUser,
-    Json(req): Json<proto::PathRequest>,
+    Json(req): Json<proto::DeleteRequest>,
 ) -> ApiResult<StatusCode> {
     let path = ServerPath::parse(&req.path)?;
     if path.is_root() {
@@ -209,9 +231,15 @@ async fn delete(
             "the root folder cannot be deleted",
         ));
     }
+    let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
     state
         .meta
-        .delete_entry(auth.user.home_ns, &path, &actor(&auth, String::new()))
+        .delete_entry_at(
+            auth.user.home_ns,
+            &path,
+            base_rev,
+            &actor(&auth, String::new()),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -261,15 +289,10 @@ fn committed(outcome: &CommitOutcome) -> proto::CommitResponse {
     }
 }
 
-async fn commit(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    Json(req): Json<proto::CommitRequest>,
-) -> ApiResult<Json<proto::CommitResponse>> {
-    let path = ServerPath::parse(&req.path)?;
+/// A commit request's block list, checked against the block size limit.
+fn block_refs(state: &AppState, blocks: &[proto::BlockRef]) -> ApiResult<Vec<BlockRef>> {
     let max = state.config.chunker.max_size;
-    let blocks = req
-        .blocks
+    blocks
         .iter()
         .map(|b| {
             if b.size as usize > max {
@@ -286,7 +309,16 @@ async fn commit(
                 size: b.size,
             })
         })
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect()
+}
+
+async fn commit(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::CommitRequest>,
+) -> ApiResult<Json<proto::CommitResponse>> {
+    let path = ServerPath::parse(&req.path)?;
+    let blocks = block_refs(&state, &req.blocks)?;
     let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
     let response = commit_blocks(
         &state,
@@ -299,6 +331,114 @@ async fn commit(
     )
     .await?;
     Ok(Json(response))
+}
+
+/// Many commits and folder creations in one transaction (see
+/// `MetaStore::commit_batch`). An item the server cannot even read (a bad path, hash or
+/// revision) is refused on its own like one the store refuses; only a batch too large
+/// or a body that is not a batch fails the whole request.
+async fn commit_batch(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::CommitBatchRequest>,
+) -> ApiResult<Json<proto::CommitBatchResponse>> {
+    if req.items.len() > MAX_COMMIT_BATCH_ITEMS {
+        return Err(ApiError::bad_request(
+            "too_many_items",
+            format!(
+                "a batch holds at most {MAX_COMMIT_BATCH_ITEMS} items, this one {}; split it",
+                req.items.len()
+            ),
+        ));
+    }
+    let parsed: Vec<ApiResult<cairn_meta::BatchItem>> = req
+        .items
+        .iter()
+        .map(|item| batch_item(&state, item))
+        .collect();
+    let autorename = req
+        .items
+        .iter()
+        .any(|item| matches!(item, proto::CommitBatchItem::Commit(c) if c.autorename));
+    let name = if autorename {
+        device_name(&state, &auth).await?
+    } else {
+        String::new()
+    };
+    let valid: Vec<cairn_meta::BatchItem> = parsed
+        .iter()
+        .filter_map(|item| item.as_ref().ok().cloned())
+        .collect();
+    let mut outcomes = state
+        .meta
+        .commit_batch(auth.user.home_ns, &actor(&auth, name), valid)
+        .await?
+        .into_iter();
+    let mut results = Vec::with_capacity(parsed.len());
+    for item in parsed {
+        let is_file = matches!(item, Ok(cairn_meta::BatchItem::File(_)));
+        let outcome = match item {
+            Ok(_) => outcomes
+                .next()
+                .ok_or_else(|| ApiError::internal("commit_batch returned too few results"))?
+                .map_err(ApiError::from),
+            Err(err) => Err(err),
+        };
+        results.push(match outcome {
+            Ok(outcome) => {
+                let response = match is_file {
+                    true => committed(&outcome),
+                    false => proto::CommitResponse {
+                        entry: entry_info(&outcome.entry),
+                        renamed: false,
+                    },
+                };
+                proto::CommitBatchResult {
+                    entry: Some(response.entry),
+                    renamed: response.renamed,
+                    error: None,
+                }
+            }
+            Err(err) => proto::CommitBatchResult {
+                entry: None,
+                renamed: false,
+                error: Some(err.into_detail()),
+            },
+        });
+    }
+    Ok(Json(proto::CommitBatchResponse { results }))
+}
+
+fn batch_item(state: &AppState, item: &proto::CommitBatchItem) -> ApiResult<cairn_meta::BatchItem> {
+    Ok(match item {
+        proto::CommitBatchItem::Mkdir(req) => {
+            let path = ServerPath::parse(&req.path)?;
+            if path.is_root() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "already_exists",
+                    "the root folder always exists",
+                ));
+            }
+            cairn_meta::BatchItem::Mkdir(path)
+        }
+        proto::CommitBatchItem::Commit(req) => {
+            let path = ServerPath::parse(&req.path)?;
+            if path.is_root() {
+                return Err(ApiError::bad_request(
+                    "invalid_path",
+                    "a file cannot be stored at '/'; name it",
+                ));
+            }
+            cairn_meta::BatchItem::File(cairn_meta::FileCommit {
+                path,
+                blocks: block_refs(state, &req.blocks)?,
+                mtime: req.mtime,
+                base_rev: req.base_rev.as_deref().map(parse_rev).transpose()?,
+                autorename: req.autorename,
+            })
+        }
+    })
 }
 
 async fn file_blocks(

@@ -30,7 +30,13 @@ use crate::state::AppState;
         proto::EntryInfo,
         proto::ListResponse,
         proto::PathRequest,
+        proto::DeleteRequest,
         proto::MoveRequest,
+        proto::BlockBatchResponse,
+        proto::CommitBatchItem,
+        proto::CommitBatchRequest,
+        proto::CommitBatchResult,
+        proto::CommitBatchResponse,
         proto::BlockCheckRequest,
         proto::BlockCheckResponse,
         proto::BlockUploadResponse,
@@ -140,8 +146,8 @@ const ENDPOINTS: &[Endpoint] = &[
     (
         "post",
         "/api/v1/files/delete",
-        "Delete a file or folder (to the trash)",
-        Some("PathRequest"),
+        "Delete a file or folder (to the trash); with base_rev, only that revision",
+        Some("DeleteRequest"),
         None,
     ),
     (
@@ -150,6 +156,13 @@ const ENDPOINTS: &[Endpoint] = &[
         "Make a file from uploaded blocks",
         Some("CommitRequest"),
         Some("CommitResponse"),
+    ),
+    (
+        "post",
+        "/api/v1/files/commit_batch",
+        "Up to 1000 commits and mkdirs in one transaction; a result per item",
+        Some("CommitBatchRequest"),
+        Some("CommitBatchResponse"),
     ),
     (
         "get",
@@ -252,6 +265,13 @@ const ENDPOINTS: &[Endpoint] = &[
         "Which of these blocks must I upload?",
         Some("BlockCheckRequest"),
         Some("BlockCheckResponse"),
+    ),
+    (
+        "post",
+        "/api/v1/blocks/batch",
+        "Upload many blocks in one body: [32-byte hash][u32 BE length][bytes]…",
+        None,
+        Some("BlockBatchResponse"),
     ),
     (
         "put",

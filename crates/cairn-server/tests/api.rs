@@ -947,3 +947,283 @@ on_each_backend!(delta_follows_the_journal_from_a_cursor, |s| {
         "{body}"
     );
 });
+
+/// A `POST /blocks/batch` body: hash, 4-byte big-endian length, bytes, for each block.
+fn batch_body(blocks: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (hash, data) in blocks {
+        let mut raw = [0u8; 32];
+        for (i, byte) in raw.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hash[2 * i..2 * i + 2], 16).unwrap();
+        }
+        body.extend_from_slice(&raw);
+        body.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        body.extend_from_slice(data);
+    }
+    body
+}
+
+async fn post_batch(s: &TestServer, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+    let resp = s
+        .http
+        .post(s.url("/api/v1/blocks/batch"))
+        .bearer_auth(&s.token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    support::decode(resp).await
+}
+
+on_each_backend!(batch_upload_and_commit_then_download_bit_identical, |s| {
+    let files: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| {
+            (0..4096u32)
+                .map(|j| (i * 31 + j * 7) as u8 ^ (i >> 3) as u8)
+                .collect()
+        })
+        .collect();
+    let hashes: Vec<String> = files.iter().map(|f| hex_hash(f)).collect();
+    let stored_before = support::metric(&s, "cairn_blocks_stored_total").await;
+    let received_before = support::metric(&s, "cairn_block_bytes_received_total").await;
+    let frames: Vec<(&str, &[u8])> = hashes
+        .iter()
+        .zip(&files)
+        .map(|(h, f)| (h.as_str(), f.as_slice()))
+        .collect();
+    let (status, body) = post_batch(&s, batch_body(&frames)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["blocks"].as_array().unwrap().len(), 300);
+    // At least: the counters are the process's, and other tests run beside this one.
+    assert!(support::metric(&s, "cairn_blocks_stored_total").await - stored_before >= 300.0);
+    assert!(
+        support::metric(&s, "cairn_block_bytes_received_total").await - received_before
+            >= 300.0 * 4096.0
+    );
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/blocks/check",
+            Some(json!({"hashes": hashes})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["missing"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+
+    let head = s.journal_head().await;
+    let mut items = vec![
+        json!({"op": "mkdir", "path": "/t/a"}),
+        json!({"op": "mkdir", "path": "/t/b"}),
+    ];
+    for (i, f) in files.iter().enumerate() {
+        let folder = if i % 2 == 0 { "a" } else { "b" };
+        items.push(json!({"op": "commit", "path": format!("/t/{folder}/f{i}"), "blocks": [block_ref(f)], "mtime": 1_700_000_000_000i64}));
+    }
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/commit_batch",
+            Some(json!({"items": items})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 302);
+    assert!(results.iter().all(|r| r["error"].is_null()), "{body}");
+    assert_eq!(results[2]["entry"]["path"], "/t/a/f0");
+    assert_eq!(
+        s.journal_head().await,
+        head + 303,
+        "mkdir /t, /t/a, /t/b and 300 commits"
+    );
+
+    for i in [0usize, 1, 151, 299] {
+        let folder = if i % 2 == 0 { "a" } else { "b" };
+        let resp = s
+            .http
+            .get(s.url(&format!("/api/v1/files/content?path=/t/{folder}/f{i}")))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.bytes().await.unwrap().as_ref(), files[i].as_slice());
+    }
+
+    // The delta carries content: size, hash and mtime of each commit.
+    let (status, delta) = s.call(Method::GET, "/api/v1/delta?limit=1000", None).await;
+    assert_eq!(status, StatusCode::OK, "{delta}");
+    let changes = delta["changes"].as_array().unwrap();
+    let commit = changes.iter().find(|c| c["path"] == "/t/a/f0").unwrap();
+    assert_eq!(commit["size"], 4096);
+    assert_eq!(commit["mtime"], 1_700_000_000_000i64);
+    assert_eq!(commit["content_hash"], results[2]["entry"]["content_hash"]);
+    let mkdir = changes.iter().find(|c| c["path"] == "/t/a").unwrap();
+    assert!(
+        mkdir.get("size").is_none() && mkdir.get("content_hash").is_none(),
+        "{mkdir}"
+    );
+});
+
+on_each_backend!(batch_with_a_forged_hash_stores_nothing, |s| {
+    let good = vec![5u8; 4096];
+    let forged = vec![6u8; 4096];
+    let good_hash = hex_hash(&good);
+    let lie = hex_hash(b"something else");
+    let before = s.stored_blocks().await;
+    let (status, body) = post_batch(&s, batch_body(&[(&good_hash, &good), (&lie, &forged)])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "hash_mismatch");
+    assert_eq!(s.stored_blocks().await, before, "nothing was stored");
+    let (_, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/blocks/check",
+            Some(json!({"hashes": [good_hash]})),
+        )
+        .await;
+    assert_eq!(body["missing"].as_array().unwrap().len(), 1);
+
+    // A frame cut short, and a block over the limit, are refused too.
+    let mut cut = batch_body(&[(&good_hash, &good)]);
+    cut.truncate(cut.len() - 1);
+    let (status, body) = post_batch(&s, cut).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_batch"))
+    );
+    let big = vec![1u8; (256 << 10) + 1];
+    let (status, body) = post_batch(&s, batch_body(&[(&hex_hash(&big), &big)])).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(s.stored_blocks().await, before);
+});
+
+on_each_backend!(
+    commit_batch_reports_failed_items_and_commits_the_rest,
+    |s| {
+        let v1 = b"version one".to_vec();
+        let v2 = b"version two".to_vec();
+        let (status, _) = post_batch(
+            &s,
+            batch_body(&[(&hex_hash(&v1), &v1), (&hex_hash(&v2), &v2)]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, first) = s
+            .commit(json!({"path": "/f", "blocks": [block_ref(&v1)]}))
+            .await;
+        let rev1 = first["entry"]["rev"].as_str().unwrap().to_owned();
+        let (_, current) = s
+            .commit(json!({"path": "/f", "blocks": [block_ref(&v2)], "base_rev": rev1}))
+            .await;
+        let items = json!([
+            {"op": "commit", "path": "/f", "blocks": [block_ref(&v1)], "base_rev": rev1},
+            {"op": "commit", "path": "/bad\u{0}name", "blocks": []},
+            {"op": "commit", "path": "/g", "blocks": [block_ref(b"never uploaded")]},
+            {"op": "commit", "path": "/ok", "blocks": [block_ref(&v1)]},
+        ]);
+        let (status, body) = s
+            .call(
+                Method::POST,
+                "/api/v1/files/commit_batch",
+                Some(json!({"items": items})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let r = body["results"].as_array().unwrap();
+        assert_eq!(r[0]["error"]["code"], "conflict");
+        assert_eq!(r[0]["error"]["current"]["rev"], current["entry"]["rev"]);
+        assert_eq!(r[1]["error"]["code"], "invalid_path");
+        assert_eq!(r[2]["error"]["code"], "missing_blocks");
+        assert_eq!(r[3]["entry"]["path"], "/ok");
+
+        let too_many: Vec<_> = (0..1001)
+            .map(|i| json!({"op": "mkdir", "path": format!("/m{i}")}))
+            .collect();
+        let (status, body) = s
+            .call(
+                Method::POST,
+                "/api/v1/files/commit_batch",
+                Some(json!({"items": too_many})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "too_many_items");
+    }
+);
+
+on_each_backend!(delete_and_move_with_a_stale_base_rev_are_conflicts, |s| {
+    let v1 = b"one".to_vec();
+    let v2 = b"two".to_vec();
+    for block in [&v1, &v2] {
+        s.put_block_as(&s.token, block).await;
+    }
+    let (_, first) = s
+        .commit(json!({"path": "/f", "blocks": [block_ref(&v1)]}))
+        .await;
+    let rev1 = first["entry"]["rev"].as_str().unwrap().to_owned();
+    let (_, second) = s
+        .commit(json!({"path": "/f", "blocks": [block_ref(&v2)], "base_rev": rev1}))
+        .await;
+    let rev2 = second["entry"]["rev"].as_str().unwrap().to_owned();
+    let head = s.journal_head().await;
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/delete",
+            Some(json!({"path": "/f", "base_rev": rev1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "conflict");
+    assert_eq!(body["error"]["current"]["rev"], rev2.as_str());
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/move",
+            Some(json!({"from": "/f", "to": "/g", "base_rev": rev1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(s.journal_head().await, head, "nothing changed");
+    let (status, _) = s
+        .call(Method::GET, "/api/v1/files/stat?path=/f", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/move",
+            Some(json!({"from": "/f", "to": "/g", "base_rev": rev2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/delete",
+            Some(json!({"path": "/g", "base_rev": rev2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Without base_rev, as before.
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/mkdir",
+            Some(json!({"path": "/d"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/delete",
+            Some(json!({"path": "/d"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+});

@@ -86,6 +86,7 @@ fn main() {
             elapsed,
         );
     }
+    small_blocks(&runtime, &base_dir);
     // Again at the end: the disk's speed drifts (host caches, other tenants), and a
     // reference taken only at the start can flatter or shame what came after it.
     disk_references(&base_dir, &random);
@@ -271,4 +272,40 @@ async fn get_all(base: &Path, blocks: &[(BlockHash, Bytes)], in_flight: usize) -
         task.await.unwrap();
     }
     start.elapsed()
+}
+
+/// Many 4 KiB blocks (a tree of small files): one `put` each, one after another and 16
+/// at a time, against `put_many` in batches of 1000 (what `POST /blocks/batch` does).
+fn small_blocks(runtime: &tokio::runtime::Runtime, base: &Path) {
+    let count: usize = env_or("CAIRN_BENCH_SMALL", 4000);
+    let mut rng = StdRng::seed_from_u64(7);
+    let blocks: Vec<(BlockHash, Bytes)> = (0..count)
+        .map(|_| {
+            let mut data = vec![0u8; 4096];
+            rng.fill_bytes(&mut data);
+            (BlockHash::of(&data), Bytes::from(data))
+        })
+        .collect();
+    let per_sec = |what: &str, elapsed: Duration| {
+        println!(
+            "{what:<44} {:>7.0} blocks/s  ({:.2} s)",
+            count as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64()
+        );
+    };
+    println!("\n{count} blocks of 4 KiB:");
+    for in_flight in [1, 16] {
+        let (elapsed, _) = runtime.block_on(put_all(base, &blocks, in_flight));
+        per_sec(&format!("put 4 KiB, {in_flight} in flight"), elapsed);
+    }
+    let elapsed = runtime.block_on(async {
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let store = BlockStore::local(dir.path()).unwrap();
+        let start = Instant::now();
+        for batch in blocks.chunks(1000) {
+            store.put_many(batch.to_vec()).await.unwrap();
+        }
+        start.elapsed()
+    });
+    per_sec("put_many 4 KiB, batches of 1000", elapsed);
 }

@@ -81,4 +81,35 @@ pub trait BlockBackend: fmt::Debug + Send + Sync + 'static {
 
     /// The stored size of the object in bytes, or `None` if it does not exist.
     fn stored_size(&self, hash: BlockHash) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+
+    /// Stores many objects, as [`put`](Self::put) does each, and returns for each
+    /// whether this call created it (a hash given twice is created at most once). On
+    /// `Ok` every object is durable. Backends override it to pay for durability once
+    /// per call rather than once per object; this default puts them one by one.
+    fn put_many(
+        &self,
+        blocks: Vec<(BlockHash, EncodedBlock)>,
+    ) -> BoxFuture<'_, Result<Vec<bool>, StoreError>> {
+        Box::pin(async move {
+            let mut created = Vec::with_capacity(blocks.len());
+            for (hash, block) in blocks {
+                created.push(self.put(hash, block).await?);
+            }
+            Ok(created)
+        })
+    }
+
+    /// [`contains`](Self::contains) for each of `hashes`, in order.
+    fn contains_many(
+        &self,
+        hashes: Vec<BlockHash>,
+    ) -> BoxFuture<'_, Result<Vec<bool>, StoreError>> {
+        Box::pin(async move {
+            let mut present = Vec::with_capacity(hashes.len());
+            for hash in hashes {
+                present.push(self.contains(hash).await?);
+            }
+            Ok(present)
+        })
+    }
 }

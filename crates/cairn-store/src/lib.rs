@@ -144,6 +144,52 @@ impl BlockStore {
         })
     }
 
+    /// Stores many blocks durably, like [`BlockStore::put`] on each but paying for
+    /// durability once for the whole call where the backend can (the local directory
+    /// keeps all the batch's fsyncs in flight together, so the filesystem commits them
+    /// in a few journal commits instead of two per block).
+    /// Meant for batches of small blocks. Outcomes are in the order given; a hash given
+    /// twice is stored once and reported as already present the second time.
+    ///
+    /// The caller must have checked every hash, as for `put`.
+    pub async fn put_many(
+        &self,
+        blocks: Vec<(BlockHash, Bytes)>,
+    ) -> Result<Vec<PutOutcome>, StoreError> {
+        if let Some((hash, data)) = blocks.iter().find(|(_, d)| d.len() > MAX_BLOCK_SIZE) {
+            return Err(StoreError::TooLarge {
+                hash: *hash,
+                size: data.len(),
+                max: MAX_BLOCK_SIZE,
+            });
+        }
+        let encoded = blocking(move || {
+            Ok(blocks
+                .into_iter()
+                .map(|(hash, data)| {
+                    debug_assert_eq!(BlockHash::of(&data), hash, "put called with a wrong hash");
+                    (hash, codec::encode(&data))
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        let lens: Vec<u64> = encoded.iter().map(|(_, b)| b.len()).collect();
+        let created = self.backend.put_many(encoded).await?;
+        Ok(created
+            .into_iter()
+            .zip(lens)
+            .map(|(newly_stored, len)| PutOutcome {
+                newly_stored,
+                stored_bytes: if newly_stored { len } else { 0 },
+            })
+            .collect())
+    }
+
+    /// Which of `hashes` are stored, in order; see [`BlockStore::contains`].
+    pub async fn contains_many(&self, hashes: Vec<BlockHash>) -> Result<Vec<bool>, StoreError> {
+        self.backend.contains_many(hashes).await
+    }
+
     /// Reads a block, decompresses it and checks it against its hash.
     ///
     /// Returns [`StoreError::NotFound`] if it is absent, and [`StoreError::Corrupt`] (and

@@ -407,3 +407,55 @@ async fn concurrent_puts_of_many_blocks() {
         assert_eq!(&store.get(BlockHash::of(data)).await.unwrap(), data);
     }
 }
+
+#[tokio::test]
+async fn put_many_stores_each_block_once_and_leaves_no_temp_files() {
+    let (dir, store) = open();
+    let blocks: Vec<(BlockHash, Bytes)> = (0..300)
+        .map(|i| {
+            let data = random(4096 + i, i as u64);
+            (BlockHash::of(&data), data)
+        })
+        .collect();
+    // One block already stored, and one given twice.
+    store.put(blocks[0].0, blocks[0].1.clone()).await.unwrap();
+    let mut batch = blocks.clone();
+    batch.push(blocks[7].clone());
+    let outcomes = store.put_many(batch).await.unwrap();
+    assert_eq!(outcomes.len(), 301);
+    assert!(!outcomes[0].newly_stored, "stored before the batch");
+    assert_eq!(outcomes[0].stored_bytes, 0);
+    assert!(outcomes[1..300].iter().all(|o| o.newly_stored));
+    assert!(
+        !outcomes[300].newly_stored,
+        "the repeat finds the first copy"
+    );
+    for (hash, data) in &blocks {
+        assert_eq!(&store.get(*hash).await.unwrap(), data);
+        assert!(block_file(dir.path(), hash).exists());
+    }
+    let present = store
+        .contains_many(vec![blocks[3].0, BlockHash::of(b"not stored")])
+        .await
+        .unwrap();
+    assert_eq!(present, vec![true, false]);
+    assert!(files_in(&dir.path().join("tmp")).is_empty());
+    assert!(store.put_many(Vec::new()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn put_many_refuses_an_oversized_block_before_writing_anything() {
+    let (dir, store) = open();
+    let small = random(100, 1);
+    let big = Bytes::from(vec![0u8; MAX_BLOCK_SIZE + 1]);
+    let err = store
+        .put_many(vec![
+            (BlockHash::of(&small), small.clone()),
+            (BlockHash::of(&big), big.clone()),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    assert!(!store.contains(BlockHash::of(&small)).await.unwrap());
+    assert!(files_in(&dir.path().join("tmp")).is_empty());
+}

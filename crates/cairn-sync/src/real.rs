@@ -20,12 +20,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use cairn_client::proto::{Change, ChangeKind, EntryInfo, EntryKind};
-use cairn_client::{Client, ClientError, DownloadOptions, UploadOptions};
+use cairn_client::{Client, ClientError, DownloadOptions, SmallFile, SmallSource, UploadOptions};
 use cairn_core::chunk::chunk_and_hash;
 use cairn_core::conflict::format_stamp;
 use cairn_core::{ChunkerConfig, ContentHash, ServerPath};
 
-use crate::env::{Env, EnvError, RemoteChange, RemoteDelta};
+use crate::env::{Env, EnvError, RemoteChange, RemoteDelta, UploadItem};
 use crate::tree::{Kind, LocalNode, RemoteNode};
 
 /// Changes per delta page.
@@ -485,6 +485,31 @@ impl Env for RealEnv {
         Self::remote_node(&outcome.commit.entry)
     }
 
+    async fn upload_many(&self, items: &[UploadItem]) -> Vec<Result<RemoteNode, EnvError>> {
+        let files = items
+            .iter()
+            .map(|item| SmallFile {
+                source: SmallSource::Path(self.local_path(&item.path)),
+                remote: self.remote_path(&item.path),
+                base_rev: item.base_rev.clone(),
+                mtime: Some(item.local.mtime_ns.div_euclid(1_000_000)),
+            })
+            .collect();
+        match self.client.upload_small_files(files).await {
+            Ok(results) => results
+                .into_iter()
+                .map(|r| {
+                    r.map_err(remote_error)
+                        .and_then(|c| Self::remote_node(&c.entry))
+                })
+                .collect(),
+            Err(err) => {
+                let err = remote_error(err);
+                items.iter().map(|_| Err(err.clone())).collect()
+            }
+        }
+    }
+
     async fn download(
         &self,
         path: &ServerPath,
@@ -537,11 +562,11 @@ impl Env for RealEnv {
         &self,
         from: &ServerPath,
         to: &ServerPath,
-        _base_rev: Option<&str>,
+        base_rev: Option<&str>,
     ) -> Result<RemoteNode, EnvError> {
         let entry = self
             .client
-            .move_entry(&self.remote_path(from), &self.remote_path(to))
+            .move_entry_at(&self.remote_path(from), &self.remote_path(to), base_rev)
             .await
             .map_err(remote_error)?;
         Self::remote_node(&entry)
@@ -550,9 +575,13 @@ impl Env for RealEnv {
     async fn delete_remote(
         &self,
         path: &ServerPath,
-        _base_rev: Option<&str>,
+        base_rev: Option<&str>,
     ) -> Result<(), EnvError> {
-        match self.client.delete(&self.remote_path(path)).await {
+        match self
+            .client
+            .delete_at(&self.remote_path(path), base_rev)
+            .await
+        {
             Ok(()) => Ok(()),
             // Already gone: what the delete wanted.
             Err(err) if err.is_not_found() => Ok(()),

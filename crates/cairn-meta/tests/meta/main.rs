@@ -9,6 +9,7 @@
 #[macro_use]
 mod common;
 
+mod batch;
 mod check;
 mod commit;
 mod concurrency;
