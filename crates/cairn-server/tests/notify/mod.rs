@@ -576,15 +576,16 @@ async fn the_client_reconnects_after_a_restart_and_hears_the_head_first() {
     s.start_again().await;
     let head = s.journal_head().await;
     for sub in &mut subs {
+        // Normally the reconnect's head. The write may also reach a stream the stopping
+        // server had not closed yet (a long-poll then simply asks on from there); either
+        // way the first message after the write carries the new head.
         let n = next(sub).await;
-        assert_eq!(
-            n,
-            Notification::Head {
-                ns,
-                seq: head,
-                cursor: format!("v1.{ns}-{head}")
-            }
+        assert!(
+            matches!(n, Notification::Head { .. } | Notification::Advanced { .. }),
+            "{n:?}"
         );
+        assert_eq!((n.ns(), n.seq()), (ns, head));
+        assert_eq!(n.cursor(), format!("v1.{ns}-{head}"));
     }
     assert_eq!(subs[0].transport(), Some(Transport::WebSocket));
     drop(subs);
