@@ -1,5 +1,8 @@
 //! Project automation. `cargo xtask bench` measures Cairn against its reference figures
-//! side by side in one run (DESIGN.md §6) and prints a Markdown table for the README.
+//! side by side in one run (DESIGN.md §6) and prints a Markdown table for the README;
+//! `cargo xtask sync-bench` does the same for two syncing devices, beside Syncthing.
+
+mod sync_bench;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -8,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask bench [--size-mib N] [--dir DIR] [--runs N]";
+const USAGE: &str = "usage: cargo xtask bench [--size-mib N] [--dir DIR] [--runs N]
+       cargo xtask sync-bench --help";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
+        Some("sync-bench") => sync_bench::main(&args[1..]),
         _ => bail!("{USAGE}"),
     }
 }
@@ -197,13 +202,13 @@ fn mbps(bytes: u64, seconds: f64) -> f64 {
     bytes as f64 / seconds / 1e6
 }
 
-fn median(samples: &mut [f64]) -> f64 {
+pub(crate) fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }
 
 /// Lets the disk drain what earlier steps wrote, so each measurement starts alike.
-fn settle() {
+pub(crate) fn settle() {
     let _ = Command::new("sync").status();
     std::thread::sleep(Duration::from_secs(3));
 }
@@ -220,7 +225,7 @@ fn time(cmd: &mut Command) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed");
@@ -228,7 +233,7 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<()> {
+pub(crate) fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<()> {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
     child.stdin.take().unwrap().write_all(input.as_bytes())?;
     if !child.wait()?.success() {
@@ -241,7 +246,7 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("bench paths are UTF-8")
 }
 
-fn workspace_root() -> Result<PathBuf> {
+pub(crate) fn workspace_root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     Ok(manifest
         .parent()
@@ -250,7 +255,7 @@ fn workspace_root() -> Result<PathBuf> {
 }
 
 /// Incompressible data, so neither compression nor dedup flatters the figures.
-fn write_random(path: &Path, size: u64) -> Result<()> {
+pub(crate) fn write_random(path: &Path, size: u64) -> Result<()> {
     let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut buf = vec![0u8; 1 << 20];
@@ -272,13 +277,13 @@ fn write_random(path: &Path, size: u64) -> Result<()> {
 }
 
 /// A `cairn serve` child on a random loopback port, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl Server {
-    fn start(cairn: &Path, data_dir: &Path) -> Result<Server> {
+    pub(crate) fn start(cairn: &Path, data_dir: &Path) -> Result<Server> {
         let mut child = Command::new(cairn)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -308,7 +313,7 @@ impl Server {
         Ok(Server { child, url })
     }
 
-    fn metric(&self, name: &str) -> Result<f64> {
+    pub(crate) fn metric(&self, name: &str) -> Result<f64> {
         let host = self.url.strip_prefix("http://").unwrap();
         let mut stream = std::net::TcpStream::connect(host)?;
         write!(
