@@ -200,6 +200,22 @@ fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
     rand::thread_rng().gen_range(floor..=ceiling)
 }
 
+/// A transport's `on_connect`, called once, on the first message the server sends: only
+/// then is the connection known to work (a proxy may accept and then say nothing).
+struct FirstMessage<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> FirstMessage<F> {
+    fn seen(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
 /// Passes one notification on; false when the subscriber is gone.
 async fn emit(tx: &Sender, n: Notification) -> bool {
     tx.send(Ok(n)).await.is_ok()
@@ -266,13 +282,16 @@ async fn websocket(
         Ok(Err(tungstenite::Error::Protocol(_))) => return Ended::Unsupported,
         Ok(Err(_)) => return Ended::Lost { connected: false },
     };
-    let mut on_connect = Some(on_connect);
-    let mut connected = false;
+    let mut first = FirstMessage(Some(on_connect));
     loop {
         let message = match tokio::time::timeout(options.idle_timeout, stream.next()).await {
             Ok(Some(Ok(message))) => message,
             // Silent too long, closed, or broken.
-            Err(_) | Ok(None) | Ok(Some(Err(_))) => return Ended::Lost { connected },
+            Err(_) | Ok(None) | Ok(Some(Err(_))) => {
+                return Ended::Lost {
+                    connected: first.connected(),
+                }
+            }
         };
         match message {
             tungstenite::Message::Text(text) => {
@@ -281,15 +300,16 @@ async fn websocket(
                 let Ok(n) = serde_json::from_str::<Notification>(text.as_str()) else {
                     continue;
                 };
-                if let Some(f) = on_connect.take() {
-                    f();
-                    connected = true;
-                }
+                first.seen();
                 if !emit(tx, n).await {
                     return Ended::Unsubscribed;
                 }
             }
-            tungstenite::Message::Close(_) => return Ended::Lost { connected },
+            tungstenite::Message::Close(_) => {
+                return Ended::Lost {
+                    connected: first.connected(),
+                }
+            }
             // Pings are answered by tungstenite itself as it reads.
             _ => {}
         }
@@ -322,18 +342,23 @@ async fn sse(
     let mut body = response.bytes_stream();
     let mut buffer = BytesMut::new();
     let mut data = String::new();
-    let mut on_connect = Some(on_connect);
-    let mut connected = false;
+    let mut first = FirstMessage(Some(on_connect));
     loop {
         let chunk = match tokio::time::timeout(options.idle_timeout, body.next()).await {
             Ok(Some(Ok(chunk))) => chunk,
-            Err(_) | Ok(None) | Ok(Some(Err(_))) => return Ended::Lost { connected },
+            Err(_) | Ok(None) | Ok(Some(Err(_))) => {
+                return Ended::Lost {
+                    connected: first.connected(),
+                }
+            }
         };
         buffer.extend_from_slice(&chunk);
         while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
             let line = buffer.split_to(end + 1);
             let Ok(line) = std::str::from_utf8(&line) else {
-                return Ended::Lost { connected };
+                return Ended::Lost {
+                    connected: first.connected(),
+                };
             };
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
@@ -342,10 +367,7 @@ async fn sse(
                 let Ok(n) = serde_json::from_str::<Notification>(&event) else {
                     continue;
                 };
-                if let Some(f) = on_connect.take() {
-                    f();
-                    connected = true;
-                }
+                first.seen();
                 if !emit(tx, n).await {
                     return Ended::Unsubscribed;
                 }
@@ -358,7 +380,9 @@ async fn sse(
             // Comments (heartbeats), event names and ids carry nothing we need.
         }
         if buffer.len() > MAX_MESSAGE || data.len() > MAX_MESSAGE {
-            return Ended::Lost { connected };
+            return Ended::Lost {
+                connected: first.connected(),
+            };
         }
     }
 }
@@ -371,8 +395,7 @@ async fn long_poll(
 ) -> Ended {
     let timeout = options.poll_timeout.as_secs().max(1).to_string();
     let mut cursor: Option<String> = None;
-    let mut on_connect = Some(on_connect);
-    let mut connected = false;
+    let mut first = FirstMessage(Some(on_connect));
     // Each round either waits up to the poll timeout on the server or returns at once
     // with news; a failure leaves the loop, and the caller's backoff paces the retry.
     loop {
@@ -385,7 +408,11 @@ async fn long_poll(
         let answer: PollResponse = match client.send_once(request).await {
             Ok(response) => match response.json().await {
                 Ok(answer) => answer,
-                Err(_) => return Ended::Lost { connected },
+                Err(_) => {
+                    return Ended::Lost {
+                        connected: first.connected(),
+                    }
+                }
             },
             // The server's journal was replaced: start over from its heads.
             Err(err) if err.code() == Some("cursor_reset") && cursor.is_some() => {
@@ -394,15 +421,14 @@ async fn long_poll(
             }
             Err(err) => {
                 return match refused(err) {
-                    Ended::Lost { .. } => Ended::Lost { connected },
+                    Ended::Lost { .. } => Ended::Lost {
+                        connected: first.connected(),
+                    },
                     other => other,
                 }
             }
         };
-        if let Some(f) = on_connect.take() {
-            f();
-            connected = true;
-        }
+        first.seen();
         for n in answer.notifications {
             if !emit(tx, n).await {
                 return Ended::Unsubscribed;
