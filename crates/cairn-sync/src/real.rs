@@ -131,39 +131,33 @@ impl RealEnv {
         })
     }
 
-    /// The node a delta row describes; a file row from a server that does not send
-    /// content hashes is completed by asking for the file (skipped if it is gone).
-    async fn change_node(&self, change: &Change) -> Result<Option<RemoteNode>, EnvError> {
+    /// The node a delta row describes. The server journals every file change with its
+    /// version, so a file row always carries its content hash.
+    fn change_node(change: &Change) -> Result<RemoteNode, EnvError> {
         if change.entry_kind == EntryKind::Folder {
-            return Ok(Some(RemoteNode {
+            return Ok(RemoteNode {
                 kind: Kind::Folder,
                 id: change.entry_id,
                 rev: None,
                 hash: None,
                 size: 0,
-            }));
+            });
         }
-        if let Some(hex) = &change.content_hash {
-            let hash = ContentHash::from_hex(hex).map_err(|err| {
-                EnvError::Unavailable(format!("the server sent a bad hash: {err}"))
-            })?;
-            return Ok(Some(RemoteNode {
-                kind: Kind::File,
-                id: change.entry_id,
-                rev: change.rev.clone(),
-                hash: Some(hash),
-                size: change.size.unwrap_or(0),
-            }));
-        }
-        match self
-            .client
-            .try_stat(&change.path)
-            .await
-            .map_err(remote_error)?
-        {
-            Some(entry) if entry.id == change.entry_id => Self::remote_node(&entry).map(Some),
-            _ => Ok(None),
-        }
+        let hex = change.content_hash.as_deref().ok_or_else(|| {
+            EnvError::Unavailable(format!(
+                "the server sent a change of {} without its content hash",
+                change.path
+            ))
+        })?;
+        let hash = ContentHash::from_hex(hex)
+            .map_err(|err| EnvError::Unavailable(format!("the server sent a bad hash: {err}")))?;
+        Ok(RemoteNode {
+            kind: Kind::File,
+            id: change.entry_id,
+            rev: change.rev.clone(),
+            hash: Some(hash),
+            size: change.size.unwrap_or(0),
+        })
     }
 }
 
@@ -451,11 +445,10 @@ impl Env for RealEnv {
                     id: change.entry_id,
                 }),
                 // Created, changed, copied, restored, or moved in from outside.
-                (_, _, Some(path)) => {
-                    if let Some(node) = self.change_node(change).await? {
-                        changes.push(RemoteChange::Upsert { path, node });
-                    }
-                }
+                (_, _, Some(path)) => changes.push(RemoteChange::Upsert {
+                    path,
+                    node: Self::change_node(change)?,
+                }),
                 (_, _, None) => {}
             }
         }
