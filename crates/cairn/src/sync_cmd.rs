@@ -145,7 +145,7 @@ async fn run_forever(
 ) -> anyhow::Result<ExitCode> {
     let (tx, mut triggers) = mpsc::channel::<Trigger>(64);
     let _watcher = watch(dir, tx.clone())?;
-    let _subscription = spawn_remote_listener(client, tx.clone());
+    spawn_remote_listener(client, tx.clone());
     let mut backoff = Duration::from_millis(500);
     eprintln!("syncing {} (stop with Ctrl-C)", dir.display());
     loop {
@@ -237,12 +237,9 @@ fn watch(dir: &Path, tx: mpsc::Sender<Trigger>) -> anyhow::Result<notify::Recomm
 }
 
 /// Listens to the server's notifications (WebSocket, falling back to SSE and long-poll;
-/// the subscription reconnects by itself) and turns each into a trigger. The returned
-/// handle stops it when dropped.
-fn spawn_remote_listener(
-    client: &Client,
-    tx: mpsc::Sender<Trigger>,
-) -> tokio::task::JoinHandle<()> {
+/// the subscription reconnects by itself) and turns each into a trigger, for as long as
+/// the daemon runs; it ends on its own when the trigger queue is gone.
+fn spawn_remote_listener(client: &Client, tx: mpsc::Sender<Trigger>) {
     let mut subscription = client.subscribe();
     tokio::spawn(async move {
         while let Some(notification) = subscription.next().await {
@@ -262,7 +259,7 @@ fn spawn_remote_listener(
                 }
             }
         }
-    })
+    });
 }
 
 /// `wait` give or take a quarter, so that many clients do not retry in step.
