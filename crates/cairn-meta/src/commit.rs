@@ -526,22 +526,32 @@ pub(crate) async fn check_quota(
     }
 }
 
-/// The quota of the namespace's owner and the bytes its live files take now.
+/// The quota of the namespace's owner and the bytes its live files take now. Usage is a
+/// sum over every live file, so it is only computed for an owner who has a quota: the
+/// common unlimited account pays one indexed lookup per commit, not a scan of its tree.
 async fn load_quota(
     conn: &mut sqlx::AnyConnection,
     ns: NamespaceId,
 ) -> Result<(Option<i64>, i64), MetaError> {
-    let row = sqlx::query(
-        "SELECT u.quota_bytes, \
-                (SELECT CAST(COALESCE(SUM(e.size), 0) AS BIGINT) FROM entries e \
-                 WHERE e.ns_id = n.id AND e.kind = 'file' AND e.deleted_at IS NULL) AS used \
-         FROM namespaces n JOIN users u ON u.id = n.owner_user_id WHERE n.id = $1",
+    let quota: Option<i64> = sqlx::query_scalar(
+        "SELECT u.quota_bytes FROM namespaces n JOIN users u ON u.id = n.owner_user_id \
+         WHERE n.id = $1",
     )
     .bind(ns.0)
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(MetaError::NoSuchNamespace(ns))?;
-    Ok((row.try_get("quota_bytes")?, row.try_get("used")?))
+    if quota.is_none() {
+        return Ok((None, 0));
+    }
+    let used: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM entries \
+         WHERE ns_id = $1 AND kind = 'file' AND deleted_at IS NULL",
+    )
+    .bind(ns.0)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((quota, used))
 }
 
 #[cfg(test)]
