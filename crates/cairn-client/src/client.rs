@@ -555,6 +555,23 @@ impl Client {
         decode_json(response, &endpoint).await
     }
 
+    /// A POST with a JSON body whose answer is bytes, not JSON; read-only, so retried.
+    pub(crate) async fn post_for_bytes<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Bytes, ClientError> {
+        let body = to_json_body(body);
+        with_retries(RetryPolicy::Idempotent, || async {
+            let request = self
+                .request(Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            Ok(self.send_once(request).await?.bytes().await?)
+        })
+        .await
+    }
+
     /// Sends the request `build` makes, again as `policy` allows, and turns an error
     /// status into [`ClientError::Api`].
     async fn send(

@@ -219,7 +219,7 @@ fn finish(
     fsx::sync_dir(parent_dir(local)).map_err(|err| ClientError::io(parent_dir(local), err))
 }
 
-fn parent_dir(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -229,7 +229,7 @@ fn parent_dir(path: &Path) -> &Path {
 /// Creates `.NAME.cairn-tmp-RANDOM` in the destination's folder, so the final rename
 /// stays on one file system. It takes the permissions of the file it will replace, or
 /// the usual ones for a new file.
-fn create_temp_beside(local: &Path) -> Result<tempfile::NamedTempFile, ClientError> {
+pub(crate) fn create_temp_beside(local: &Path) -> Result<tempfile::NamedTempFile, ClientError> {
     let Some(name) = local.file_name() else {
         return Err(ClientError::io(
             local,

@@ -27,6 +27,7 @@ mod fsx;
 mod mapped;
 mod notify;
 mod small;
+mod small_fetch;
 mod upload;
 
 pub use client::{Client, MAX_BATCH_BYTES, MAX_BATCH_ITEMS, MAX_CHECK_HASHES};
@@ -34,6 +35,7 @@ pub use download::{DownloadOptions, DownloadOutcome, DownloadStats, ReplaceCheck
 pub use error::ClientError;
 pub use notify::{SubscribeOptions, Subscription, Transport};
 pub use small::{SmallFile, SmallSource};
+pub use small_fetch::SmallDownload;
 pub use upload::{chunker_config, ProgressFn, UploadOptions, UploadOutcome, UploadStats};
 
 /// Re-exported so that callers need not depend on `cairn-proto` for the common types.

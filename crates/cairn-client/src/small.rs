@@ -170,7 +170,7 @@ impl Client {
 
 /// A file's blocks: the whole file when it is no longer than the chunker's minimum
 /// (content-defined chunking never cuts inside it), else the chunker's cuts.
-fn read_and_chunk(
+pub(crate) fn read_and_chunk(
     source: &SmallSource,
     config: &cairn_core::ChunkerConfig,
 ) -> Result<Vec<(BlockHash, Bytes)>, ClientError> {
@@ -202,7 +202,7 @@ fn read_and_chunk(
 }
 
 /// One refused item as the error a single request would have given.
-fn item_error(error: cairn_proto::ErrorDetail) -> ClientError {
+pub(crate) fn item_error(error: cairn_proto::ErrorDetail) -> ClientError {
     let status = match error.code.as_str() {
         "conflict" | "already_exists" | "not_a_folder" | "is_a_folder" => 409,
         "quota_exceeded" => 403,

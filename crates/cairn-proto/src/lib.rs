@@ -262,6 +262,35 @@ pub struct CommitBatchResponse {
     pub results: Vec<CommitBatchResult>,
 }
 
+/// `POST /api/v1/files/content_batch`: the contents of up to 1000 small files in one
+/// response, for a sync client fetching a tree of them.
+///
+/// The response body is a record per path, in order: a 4-byte big-endian length, that
+/// many bytes of JSON ([`ContentBatchHeader`]), then — when the header holds an entry —
+/// exactly `entry.size` bytes of the file's content. A file larger than
+/// [`MAX_CONTENT_BATCH_FILE`] is refused with `too_large_for_batch` (fetch it with
+/// `GET /files/content`); once the response holds [`MAX_CONTENT_BATCH_BYTES`], later files
+/// are refused with `batch_full` (ask for them again).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContentBatchRequest {
+    pub paths: Vec<String>,
+}
+
+/// One record's header in a `content_batch` response: the entry whose content follows,
+/// or why there is none.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContentBatchHeader {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<EntryInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The largest file a `content_batch` carries.
+pub const MAX_CONTENT_BATCH_FILE: u64 = 4 << 20;
+/// The content bytes one `content_batch` response carries at most.
+pub const MAX_CONTENT_BATCH_BYTES: u64 = 64 << 20;
+
 /// What a commit or upload made.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CommitResponse {

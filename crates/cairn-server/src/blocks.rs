@@ -232,7 +232,9 @@ async fn upload_batch(
     state.meta.check_quota(&auth.user, 1).await?;
     let received: usize = blocks.iter().map(|(_, data)| data.len()).sum();
     metrics::counter!(BLOCK_BYTES_RECEIVED).increment(received as u64);
+    let started = std::time::Instant::now();
     let outcomes = state.blocks.put_many(blocks.clone()).await?;
+    let stored_at = started.elapsed();
     let mut uploaded = Vec::with_capacity(blocks.len());
     for ((hash, data), outcome) in blocks.iter().zip(&outcomes) {
         let stored_size = if outcome.newly_stored {
@@ -267,6 +269,12 @@ async fn upload_batch(
         .meta
         .record_block_uploads_checked(auth.user.id, uploaded, ensure)
         .await?;
+    tracing::debug!(
+        blocks = answer.blocks.len(),
+        store_ms = stored_at.as_secs_f64() * 1e3,
+        meta_ms = (started.elapsed() - stored_at).as_secs_f64() * 1e3,
+        "block batch accepted"
+    );
     Ok(Json(answer))
 }
 

@@ -46,6 +46,7 @@ pub fn router() -> Router<AppState> {
             post(commit_batch).layer(DefaultBodyLimit::max(MAX_COMMIT_BATCH_BODY)),
         )
         .route("/files/blocks", get(file_blocks))
+        .route("/files/content_batch", post(content_batch))
         .route("/files/versions", get(versions))
         .route("/files/restore", post(restore))
         .route(
@@ -369,11 +370,17 @@ async fn commit_batch(
         .iter()
         .filter_map(|item| item.as_ref().ok().cloned())
         .collect();
+    let started = std::time::Instant::now();
     let mut outcomes = state
         .meta
         .commit_batch(auth.user.home_ns, &actor(&auth, name), valid)
         .await?
         .into_iter();
+    tracing::debug!(
+        items = parsed.len(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "batch committed"
+    );
     let mut results = Vec::with_capacity(parsed.len());
     for item in parsed {
         let is_file = matches!(item, Ok(cairn_meta::BatchItem::File(_)));
@@ -460,6 +467,123 @@ async fn file_blocks(
             })
             .collect(),
     }))
+}
+
+/// Many small files' contents in one response (see [`proto::ContentBatchRequest`] for
+/// the format). Each file is read whole before its record is sent, so a file with a
+/// damaged block gets an error record like any other refusal, never wrong bytes, and
+/// the response holds at most one file in memory at a time.
+async fn content_batch(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(req): Json<proto::ContentBatchRequest>,
+) -> ApiResult<Response> {
+    if req.paths.len() > MAX_COMMIT_BATCH_ITEMS {
+        return Err(ApiError::bad_request(
+            "too_many_items",
+            format!(
+                "a batch holds at most {MAX_COMMIT_BATCH_ITEMS} paths, this one {}; split it",
+                req.paths.len()
+            ),
+        ));
+    }
+    let start = (
+        state,
+        auth,
+        req.paths.into_iter(),
+        proto::MAX_CONTENT_BATCH_BYTES,
+    );
+    let body = futures::stream::unfold(start, |(state, auth, mut paths, mut budget)| async move {
+        let path = paths.next()?;
+        let record = content_record(&state, &auth, &path, &mut budget).await;
+        Some((
+            Ok::<_, std::io::Error>(record),
+            (state, auth, paths, budget),
+        ))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// One record of a `content_batch` response: header length, header, content.
+async fn content_record(state: &AppState, auth: &AuthUser, path: &str, budget: &mut u64) -> Bytes {
+    let (header, content) = match whole_small_file(state, auth, path, budget).await {
+        Ok((entry, content)) => (
+            proto::ContentBatchHeader {
+                entry: Some(entry_info(&entry)),
+                error: None,
+            },
+            content,
+        ),
+        Err(err) => (
+            proto::ContentBatchHeader {
+                entry: None,
+                error: Some(err.into_detail()),
+            },
+            Vec::new(),
+        ),
+    };
+    let header = serde_json::to_vec(&header).unwrap_or_default();
+    let size: usize = content.iter().map(Bytes::len).sum();
+    let mut record = Vec::with_capacity(4 + header.len() + size);
+    record.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    record.extend_from_slice(&header);
+    for block in &content {
+        record.extend_from_slice(block);
+    }
+    Bytes::from(record)
+}
+
+/// A file's entry and blocks, all read and verified, if it fits what is left of the
+/// batch's `budget` (which it then takes).
+async fn whole_small_file(
+    state: &AppState,
+    auth: &AuthUser,
+    path: &str,
+    budget: &mut u64,
+) -> ApiResult<(Entry, Vec<Bytes>)> {
+    let path = ServerPath::parse(path)?;
+    let entry = stat_existing(state, auth, &path).await?;
+    let rev = file_rev(&entry)?;
+    let size = entry.size.max(0) as u64;
+    if size > proto::MAX_CONTENT_BATCH_FILE {
+        return Err(ApiError::bad_request(
+            "too_large_for_batch",
+            format!(
+                "{path} is {size} bytes, more than a batch carries ({}); download it with GET /files/content",
+                proto::MAX_CONTENT_BATCH_FILE
+            ),
+        ));
+    }
+    if size > *budget {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_full",
+            format!("this response is full before {path}; ask for it in another batch"),
+        ));
+    }
+    let blocks = state.meta.version_blocks(rev).await?;
+    let mut content = Vec::with_capacity(blocks.len());
+    for block in &blocks {
+        let data = state
+            .blocks
+            .get_required(block.hash)
+            .await
+            .map_err(|err| ApiError::from_required_block(err, Some(&path)))?;
+        content.push(data);
+    }
+    let sent: u64 = content.iter().map(|d| d.len() as u64).sum();
+    if sent != size {
+        return Err(ApiError::internal(format!(
+            "{path} is {size} bytes but its blocks hold {sent}"
+        )));
+    }
+    *budget -= size;
+    metrics::counter!(BLOCK_BYTES_SENT).increment(size);
+    Ok((entry, content))
 }
 
 async fn versions(

@@ -37,6 +37,8 @@ use crate::state::AppState;
         proto::CommitBatchRequest,
         proto::CommitBatchResult,
         proto::CommitBatchResponse,
+        proto::ContentBatchRequest,
+        proto::ContentBatchHeader,
         proto::BlockCheckRequest,
         proto::BlockCheckResponse,
         proto::BlockUploadResponse,
@@ -163,6 +165,13 @@ const ENDPOINTS: &[Endpoint] = &[
         "Up to 1000 commits and mkdirs in one transaction; a result per item",
         Some("CommitBatchRequest"),
         Some("CommitBatchResponse"),
+    ),
+    (
+        "post",
+        "/api/v1/files/content_batch",
+        "Up to 1000 small files' contents in one framed response (see ContentBatchRequest)",
+        Some("ContentBatchRequest"),
+        None,
     ),
     (
         "get",

@@ -1227,3 +1227,96 @@ on_each_backend!(delete_and_move_with_a_stale_base_rev_are_conflicts, |s| {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 });
+
+/// Splits a `content_batch` response into (header, content) records.
+fn content_records(body: &[u8]) -> Vec<(serde_json::Value, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let len = u32::from_be_bytes(body[at..at + 4].try_into().unwrap()) as usize;
+        let header: serde_json::Value =
+            serde_json::from_slice(&body[at + 4..at + 4 + len]).unwrap();
+        at += 4 + len;
+        let size = header["entry"]["size"].as_u64().unwrap_or(0) as usize;
+        out.push((header, body[at..at + size].to_vec()));
+        at += size;
+    }
+    out
+}
+
+on_each_backend!(content_batch_returns_each_file_or_its_error, |s| {
+    put_file_as(&s, &s.token, "/cb/a", b"alpha").await;
+    put_file_as(&s, &s.token, "/cb/b", b"bravo, a little longer").await;
+    // Larger than a batch carries; the server chunks it into several blocks.
+    let big: Vec<u8> = (0..(5u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let resp = s
+        .http
+        .put(s.url("/api/v1/files/content?path=/cb/big"))
+        .bearer_auth(&s.token)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let paths = [
+        "/cb/a",
+        "/cb/missing",
+        "/cb",
+        "/cb/big",
+        "no-slash",
+        "/cb/b",
+        "/cb/a",
+    ];
+    let resp = s
+        .http
+        .post(s.url("/api/v1/files/content_batch"))
+        .bearer_auth(&s.token)
+        .json(&json!({ "paths": paths }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let records = content_records(&resp.bytes().await.unwrap());
+    assert_eq!(records.len(), paths.len());
+    let code = |i: usize| {
+        records[i].0["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(records[0].0["entry"]["path"], "/cb/a");
+    assert_eq!(records[0].1, b"alpha");
+    assert_eq!(code(1), "not_found");
+    assert_eq!(code(2), "is_a_folder");
+    assert_eq!(code(3), "too_large_for_batch");
+    assert_eq!(code(4), "invalid_path");
+    assert_eq!(records[5].1, b"bravo, a little longer");
+    assert_eq!(records[5].0["entry"]["size"], 22);
+    assert_eq!(records[6].1, b"alpha");
+    for (header, content) in &records[1..=4] {
+        assert!(header["entry"].is_null() && content.is_empty());
+    }
+
+    // Too many paths, and no token: refused whole.
+    let many: Vec<String> = (0..1001).map(|i| format!("/f{i}")).collect();
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/content_batch",
+            Some(json!({ "paths": many })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_items");
+    let resp = s
+        .http
+        .post(s.url("/api/v1/files/content_batch"))
+        .json(&json!({ "paths": ["/cb/a"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+});

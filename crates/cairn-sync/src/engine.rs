@@ -16,22 +16,25 @@ use std::collections::{BTreeMap, HashSet};
 use cairn_core::ServerPath;
 use futures::StreamExt;
 
-use crate::env::{Env, EnvError, RemoteChange, UploadItem};
+use crate::env::{DownloadItem, Env, EnvError, RemoteChange, UploadItem};
 use crate::ignore::Ignore;
 use crate::planner::{plan_sync, Operation, PlanContext, Trees};
 use crate::state::{Persist, State, StateChange, Which};
-use crate::tree::{Kind, LocalNode, SyncedNode};
+use crate::tree::{Kind, LocalNode, RemoteNode, SyncedNode};
 
 /// Rounds after which a reconciliation gives up: far more than any real tree needs (one
 /// per folder level, plus a few per conflict), so reaching it means a bug, which is
 /// reported rather than looped on forever.
 const MAX_ROUNDS: usize = 10_000;
 
-/// Files up to this size are uploaded in batches: one request carries many of them, so
-/// a tree of small files costs a few round trips rather than three per file.
+/// Files up to this size are uploaded and downloaded in batches: one request carries
+/// many of them, so a tree of small files costs a few round trips rather than two or
+/// three per file.
 const SMALL_FILE: u64 = 1 << 20;
 /// The most files in one batch.
-const UPLOAD_BATCH: usize = 500;
+const TRANSFER_BATCH: usize = 500;
+/// The most bytes of content in one batch (a batch is held in memory whole).
+const TRANSFER_BATCH_BYTES: u64 = 16 << 20;
 
 /// Why a reconciliation stopped before the two sides agreed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -413,29 +416,38 @@ impl<E: Env, P: Persist> Engine<E, P> {
     async fn execute(&self, ops: &[Operation]) -> Vec<Outcome> {
         let state = &self.state;
         let env = &self.env;
-        // Small uploads travel together (`Env::upload_many`); everything else alone.
-        let mut jobs: Vec<Vec<usize>> = Vec::new();
-        let mut batch: Vec<usize> = Vec::new();
+        // Small transfers travel together (`Env::upload_many`, `Env::download_many`);
+        // everything else alone.
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut uploads = Batcher::default();
+        let mut downloads = Batcher::default();
         for (i, op) in ops.iter().enumerate() {
-            let small_upload = matches!(op, Operation::Upload { path, .. }
-                if state.local.get(path).is_some_and(|l| l.size <= SMALL_FILE));
-            if small_upload {
-                batch.push(i);
-                if batch.len() == UPLOAD_BATCH {
-                    jobs.push(std::mem::take(&mut batch));
+            let job = match op {
+                Operation::Upload { path, .. } => match state.local.get(path) {
+                    Some(local) if local.size <= SMALL_FILE => {
+                        uploads.add(i, local.size).map(Job::Uploads)
+                    }
+                    _ => Some(Job::One(i)),
+                },
+                Operation::Download { remote, .. } if remote.size <= SMALL_FILE => {
+                    downloads.add(i, remote.size).map(Job::Downloads)
                 }
-            } else {
-                jobs.push(vec![i]);
-            }
+                _ => Some(Job::One(i)),
+            };
+            jobs.extend(job);
         }
-        if !batch.is_empty() {
-            jobs.push(batch);
+        if let Some(rest) = uploads.finish() {
+            jobs.push(Job::Uploads(rest));
+        }
+        if let Some(rest) = downloads.finish() {
+            jobs.push(Job::Downloads(rest));
         }
         let done: Vec<Vec<(usize, Outcome)>> = futures::stream::iter(jobs)
             .map(|job| async move {
-                match job.as_slice() {
-                    [one] => vec![(*one, run(env, state, &ops[*one]).await)],
-                    many => upload_batch(env, state, ops, many).await,
+                match job {
+                    Job::One(i) => vec![(i, run(env, state, &ops[i]).await)],
+                    Job::Uploads(batch) => upload_batch(env, state, ops, &batch).await,
+                    Job::Downloads(batch) => download_batch(env, ops, &batch).await,
                 }
             })
             .buffered(self.parallelism)
@@ -445,6 +457,37 @@ impl<E: Env, P: Persist> Engine<E, P> {
         outcomes.sort_by_key(|(i, _)| *i);
         outcomes.into_iter().map(|(_, outcome)| outcome).collect()
     }
+}
+
+/// Gathers small transfers into batches of at most [`TRANSFER_BATCH`] files and
+/// [`TRANSFER_BATCH_BYTES`] bytes, which bounds the memory a batch in flight holds.
+#[derive(Default)]
+struct Batcher {
+    items: Vec<usize>,
+    bytes: u64,
+}
+
+impl Batcher {
+    /// Adds operation `i` of `size` bytes; returns the batch once it is full.
+    fn add(&mut self, i: usize, size: u64) -> Option<Vec<usize>> {
+        self.items.push(i);
+        self.bytes += size;
+        (self.items.len() >= TRANSFER_BATCH || self.bytes >= TRANSFER_BATCH_BYTES).then(|| {
+            self.bytes = 0;
+            std::mem::take(&mut self.items)
+        })
+    }
+
+    fn finish(self) -> Option<Vec<usize>> {
+        (!self.items.is_empty()).then_some(self.items)
+    }
+}
+
+/// A unit of work of [`Engine::execute`]: indices into the round's operations.
+enum Job {
+    One(usize),
+    Uploads(Vec<usize>),
+    Downloads(Vec<usize>),
 }
 
 fn unavailable(err: EnvError) -> SyncError {
@@ -506,6 +549,54 @@ async fn upload_batch<E: Env>(
         out.push((i, outcome));
     }
     out
+}
+
+/// Runs the small downloads `batch` (indices into `ops`) as one `Env::download_many`.
+async fn download_batch<E: Env>(
+    env: &E,
+    ops: &[Operation],
+    batch: &[usize],
+) -> Vec<(usize, Outcome)> {
+    let items: Vec<DownloadItem> = batch
+        .iter()
+        .map(|&i| {
+            let Operation::Download {
+                path,
+                remote,
+                expect_local,
+            } = &ops[i]
+            else {
+                unreachable!("only downloads are batched here");
+            };
+            DownloadItem {
+                path: path.clone(),
+                remote: remote.clone(),
+                expect_local: expect_local.clone(),
+            }
+        })
+        .collect();
+    let results = env.download_many(&items).await;
+    batch
+        .iter()
+        .zip(items)
+        .zip(results)
+        .map(|((&i, item), result)| {
+            let outcome = match result {
+                Ok(local) => Outcome::Done(downloaded(&item.path, local, &item.remote)),
+                Err(err) => Outcome::Failed(err),
+            };
+            (i, outcome)
+        })
+        .collect()
+}
+
+/// How the state changes once `path` was downloaded as `local`.
+fn downloaded(path: &ServerPath, local: LocalNode, remote: &RemoteNode) -> Vec<StateChange> {
+    let synced = SyncedNode::of(&local, remote);
+    vec![
+        StateChange::Local(path.clone(), Some(local)),
+        StateChange::Synced(path.clone(), Some(synced)),
+    ]
 }
 
 /// Runs one operation against the environment and says how the state changes.
@@ -580,13 +671,7 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
         } => env
             .download(path, remote, expect_local.as_ref())
             .await
-            .map(|local| {
-                let synced = SyncedNode::of(&local, remote);
-                vec![
-                    C::Local(path.clone(), Some(local)),
-                    C::Synced(path.clone(), Some(synced)),
-                ]
-            }),
+            .map(|local| downloaded(path, local, remote)),
         Operation::DeleteRemote {
             path,
             kind: _,

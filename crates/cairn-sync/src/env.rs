@@ -64,6 +64,16 @@ pub struct UploadItem {
     pub base_rev: Option<String>,
 }
 
+/// One file of an [`Env::download_many`].
+#[derive(Debug, Clone)]
+pub struct DownloadItem {
+    pub path: ServerPath,
+    /// The server's file as the remote tree has it.
+    pub remote: RemoteNode,
+    /// What the disk must still hold at `path` for the download to replace it.
+    pub expect_local: Option<LocalNode>,
+}
+
 /// The disk and the server, as the engine sees them. Paths are inside the sync folder.
 #[async_trait]
 pub trait Env: Send + Sync {
@@ -125,6 +135,19 @@ pub trait Env: Send + Sync {
         remote: &RemoteNode,
         expect_local: Option<&LocalNode>,
     ) -> Result<LocalNode, EnvError>;
+
+    /// Downloads several small files, each as [`Env::download`] would, returning a result
+    /// per item in order. The real environment fetches them in a few batched requests.
+    async fn download_many(&self, items: &[DownloadItem]) -> Vec<Result<LocalNode, EnvError>> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(
+                self.download(&item.path, &item.remote, item.expect_local.as_ref())
+                    .await,
+            );
+        }
+        out
+    }
 
     /// Creates a folder on the server; `RemoteChanged` if something is in the way.
     async fn mkdir_remote(&self, path: &ServerPath) -> Result<RemoteNode, EnvError>;

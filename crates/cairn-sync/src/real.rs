@@ -20,12 +20,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use cairn_client::proto::{Change, ChangeKind, EntryInfo, EntryKind};
-use cairn_client::{Client, ClientError, DownloadOptions, SmallFile, SmallSource, UploadOptions};
+use cairn_client::{
+    Client, ClientError, DownloadOptions, SmallDownload, SmallFile, SmallSource, UploadOptions,
+};
 use cairn_core::chunk::chunk_and_hash;
 use cairn_core::conflict::format_stamp;
 use cairn_core::{ChunkerConfig, ContentHash, ServerPath};
 
-use crate::env::{Env, EnvError, RemoteChange, RemoteDelta, UploadItem};
+use crate::env::{DownloadItem, Env, EnvError, RemoteChange, RemoteDelta, UploadItem};
 use crate::tree::{Kind, LocalNode, RemoteNode};
 
 /// Changes per delta page.
@@ -180,6 +182,14 @@ fn local_node(meta: &fs::Metadata) -> LocalNode {
         mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
         hash: None,
     }
+}
+
+/// The local node of a file just downloaded as `entry`, hashed as the server said.
+fn downloaded_node(local: &Path, entry: &EntryInfo) -> Result<LocalNode, EnvError> {
+    let meta = fs::symlink_metadata(local).map_err(|err| local_error(local, err))?;
+    let mut node = local_node(&meta);
+    node.hash = RealEnv::remote_node(entry)?.hash;
+    Ok(node)
 }
 
 /// Whether what is at `path` on disk is `expect` (`None`: nothing is there).
@@ -529,10 +539,63 @@ impl Env for RealEnv {
             .download_file(&self.remote_path(path), &local, options)
             .await
             .map_err(remote_error)?;
-        let meta = fs::symlink_metadata(&local).map_err(|err| local_error(&local, err))?;
-        let mut node = local_node(&meta);
-        node.hash = Self::remote_node(&outcome.entry)?.hash;
-        Ok(node)
+        downloaded_node(&local, &outcome.entry)
+    }
+
+    async fn download_many(&self, items: &[DownloadItem]) -> Vec<Result<LocalNode, EnvError>> {
+        let mut out: Vec<Option<Result<LocalNode, EnvError>>> =
+            items.iter().map(|_| None).collect();
+        let mut files = Vec::with_capacity(items.len());
+        let mut sent = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let local = self.local_path(&item.path);
+            if let Err(err) = self.check_inside(&local) {
+                out[i] = Some(Err(err));
+                continue;
+            }
+            if !disk_matches(&local, item.expect_local.as_ref()) {
+                out[i] = Some(Err(EnvError::LocalChanged(format!(
+                    "{} changed",
+                    local.display()
+                ))));
+                continue;
+            }
+            let expect = item.expect_local.clone();
+            files.push(SmallDownload {
+                remote: self.remote_path(&item.path),
+                local,
+                may_replace: Some(Arc::new(move |target: &Path| {
+                    disk_matches(target, expect.as_ref())
+                })),
+            });
+            sent.push(i);
+        }
+        let locals: Vec<PathBuf> = files.iter().map(|f| f.local.clone()).collect();
+        match self.client.download_small_files(files).await {
+            Ok(results) => {
+                for ((i, local), result) in sent.into_iter().zip(locals).zip(results) {
+                    out[i] = Some(match result {
+                        Ok(outcome) => downloaded_node(&local, &outcome.entry),
+                        // The file grew past what a batch carries since the remote tree
+                        // was read: the delta has the news, and the next round fetches
+                        // it alone.
+                        Err(err) if err.code() == Some("too_large_for_batch") => {
+                            Err(EnvError::RemoteChanged(err.to_string()))
+                        }
+                        Err(err) => Err(remote_error(err)),
+                    });
+                }
+            }
+            Err(err) => {
+                let err = remote_error(err);
+                for i in sent {
+                    out[i] = Some(Err(err.clone()));
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(EnvError::Unavailable("a download was lost".into()))))
+            .collect()
     }
 
     async fn mkdir_remote(&self, path: &ServerPath) -> Result<RemoteNode, EnvError> {

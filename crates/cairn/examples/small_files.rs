@@ -40,6 +40,9 @@ async fn main() -> Result<()> {
     if folders == 0 {
         bail!("at least one folder");
     }
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let base = std::env::var_os("CAIRN_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
