@@ -24,7 +24,7 @@ use crate::download::{create_temp_beside, parent_dir, ReplaceCheck};
 use crate::error::ClientError;
 use crate::small::{item_error, read_and_chunk, SmallSource};
 use crate::upload::chunker_config;
-use crate::{fsx, Client, DownloadOutcome, DownloadStats, MAX_BATCH_ITEMS};
+use crate::{fsx, Client, DownloadOptions, DownloadOutcome, DownloadStats, MAX_BATCH_ITEMS};
 
 /// Threads fsyncing a group's files at once: they wait on the disk, not the CPU.
 const SYNC_THREADS: usize = 16;
@@ -65,10 +65,11 @@ type Outcome = Result<DownloadOutcome, ClientError>;
 impl Client {
     /// Downloads many small files with few requests, each as [`Client::download_file`]
     /// would: verified against its content hash, written to a temp file, made durable,
-    /// then renamed into place. Returns a result per file, in order; a file refused by
-    /// the server (gone, a folder, too large for a batch: `too_large_for_batch`) or whose
-    /// destination changed gets its own error. An error of the whole call (the server
-    /// unreachable) may leave earlier groups written.
+    /// then renamed into place. A file too large for a batch (it grew since the caller
+    /// looked) is downloaded alone. Returns a result per file, in order; a file refused
+    /// by the server (gone, a folder) or whose destination changed gets its own error.
+    /// An error of the whole call (the server unreachable) may leave earlier groups
+    /// written.
     pub async fn download_small_files(
         &self,
         files: Vec<SmallDownload>,
@@ -76,6 +77,9 @@ impl Client {
         let config = chunker_config(&self.server_info().await?)?;
         let mut results: Vec<Option<Outcome>> = files.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..files.len()).collect();
+        // Files that grew past what a batch carries since the caller looked: fetched
+        // the usual way, at the end.
+        let mut alone = Vec::new();
         while !pending.is_empty() {
             let take = pending.len().min(MAX_BATCH_ITEMS);
             let group: Vec<usize> = pending.drain(..take).collect();
@@ -89,6 +93,7 @@ impl Client {
             for (&index, (header, content)) in group.iter().zip(records) {
                 match (header.entry, header.error) {
                     (_, Some(error)) if error.code == "batch_full" => again.push(index),
+                    (_, Some(error)) if error.code == "too_large_for_batch" => alone.push(index),
                     (_, Some(error)) => results[index] = Some(Err(item_error(error))),
                     (Some(entry), None) => arrived.push(Arrived {
                         index,
@@ -116,6 +121,14 @@ impl Client {
             for (index, outcome) in placed {
                 results[index] = Some(outcome);
             }
+        }
+        for index in alone {
+            let file = &files[index];
+            let options = DownloadOptions {
+                may_replace: file.may_replace.clone(),
+                ..DownloadOptions::default()
+            };
+            results[index] = Some(self.download_file(&file.remote, &file.local, options).await);
         }
         results
             .into_iter()
@@ -249,9 +262,6 @@ fn write_temp(
     file: &Arrived,
     config: &ChunkerConfig,
 ) -> Result<(tempfile::NamedTempFile, File, u64), ClientError> {
-    let mismatch = || ClientError::ContentMismatch {
-        path: file.entry.path.clone(),
-    };
     if file.entry.kind != EntryKind::File {
         return Err(ClientError::NotAFile {
             path: file.entry.path.clone(),
@@ -266,7 +276,9 @@ fn write_temp(
         .is_some_and(|h| h != actual)
         || file.content.len() as u64 != file.entry.size
     {
-        return Err(mismatch());
+        return Err(ClientError::ContentMismatch {
+            path: file.entry.path.clone(),
+        });
     }
     let mut temp = create_temp_beside(&file.local)?;
     temp.write_all(&file.content)

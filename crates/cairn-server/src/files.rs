@@ -23,8 +23,8 @@ use crate::extract::{Json, Query};
 use crate::metrics::{BLOCK_BYTES_SENT, COMMITS};
 use crate::state::AppState;
 
-/// Most items one `commit_batch` may carry.
-pub const MAX_COMMIT_BATCH_ITEMS: usize = 1000;
+/// Most items one batch request (`commit_batch`, `content_batch`) may carry.
+pub const MAX_BATCH_ITEMS: usize = 1000;
 /// Largest `commit_batch` body: a thousand items naming a few blocks each fit easily.
 const MAX_COMMIT_BATCH_BODY: usize = 16 << 20;
 
@@ -343,11 +343,11 @@ async fn commit_batch(
     auth: AuthUser,
     Json(req): Json<proto::CommitBatchRequest>,
 ) -> ApiResult<Json<proto::CommitBatchResponse>> {
-    if req.items.len() > MAX_COMMIT_BATCH_ITEMS {
+    if req.items.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::bad_request(
             "too_many_items",
             format!(
-                "a batch holds at most {MAX_COMMIT_BATCH_ITEMS} items, this one {}; split it",
+                "a batch holds at most {MAX_BATCH_ITEMS} items, this one {}; split it",
                 req.items.len()
             ),
         ));
@@ -478,11 +478,11 @@ async fn content_batch(
     auth: AuthUser,
     Json(req): Json<proto::ContentBatchRequest>,
 ) -> ApiResult<Response> {
-    if req.paths.len() > MAX_COMMIT_BATCH_ITEMS {
+    if req.paths.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::bad_request(
             "too_many_items",
             format!(
-                "a batch holds at most {MAX_COMMIT_BATCH_ITEMS} paths, this one {}; split it",
+                "a batch holds at most {MAX_BATCH_ITEMS} paths, this one {}; split it",
                 req.paths.len()
             ),
         ));

@@ -1320,3 +1320,64 @@ on_each_backend!(content_batch_returns_each_file_or_its_error, |s| {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 });
+
+on_each_backend!(download_small_files_writes_each_file_or_says_why_not, |s| {
+    use cairn_client::{Client, ClientError, SmallDownload};
+    use std::sync::Arc;
+
+    put_file_as(&s, &s.token, "/dl/a", b"alpha").await;
+    put_file_as(&s, &s.token, "/dl/b", b"bravo").await;
+    // Too large for a batch: downloaded alone.
+    let big: Vec<u8> = (0..(5u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let resp = s
+        .http
+        .put(s.url("/api/v1/files/content?path=/dl/big"))
+        .bearer_auth(&s.token)
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("b");
+    std::fs::write(&kept, b"mine").unwrap();
+    let file = |remote: &str, name: &str| SmallDownload {
+        remote: remote.to_owned(),
+        local: dir.path().join(name),
+        may_replace: None,
+    };
+    let files = vec![
+        file("/dl/a", "a"),
+        // The destination changed meanwhile: the download must leave it alone.
+        SmallDownload {
+            may_replace: Some(Arc::new(|_: &std::path::Path| false)),
+            ..file("/dl/b", "b")
+        },
+        file("/dl/missing", "missing"),
+        file("/dl/big", "big"),
+    ];
+    let client = Client::new(&s.url(""), Some(s.token.clone())).unwrap();
+    let results = client.download_small_files(files).await.unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_ref().unwrap().entry.path, "/dl/a");
+    assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"alpha");
+    assert!(matches!(
+        results[1],
+        Err(ClientError::DestinationChanged { .. })
+    ));
+    assert_eq!(std::fs::read(&kept).unwrap(), b"mine");
+    assert_eq!(results[2].as_ref().unwrap_err().status(), Some(404));
+    assert!(!dir.path().join("missing").exists());
+    assert_eq!(results[3].as_ref().unwrap().entry.size, 5 << 20);
+    assert!(std::fs::read(dir.path().join("big")).unwrap() == big);
+    // No temp file is left behind.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "big"]);
+});

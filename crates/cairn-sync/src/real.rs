@@ -21,7 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use cairn_client::proto::{Change, ChangeKind, EntryInfo, EntryKind};
 use cairn_client::{
-    Client, ClientError, DownloadOptions, SmallDownload, SmallFile, SmallSource, UploadOptions,
+    Client, ClientError, DownloadOptions, ReplaceCheck, SmallDownload, SmallFile, SmallSource,
+    UploadOptions,
 };
 use cairn_core::chunk::chunk_and_hash;
 use cairn_core::conflict::format_stamp;
@@ -94,6 +95,28 @@ impl RealEnv {
     fn sync_path(&self, server: &str) -> Option<ServerPath> {
         let server = ServerPath::parse(server).ok()?;
         server.rebase(&self.remote_root, &ServerPath::root())
+    }
+
+    /// Where a download of `path` lands, once checked to be inside the sync folder and
+    /// still holding `expect` (`None`: nothing), and the check that must still hold just
+    /// before the downloaded file replaces it.
+    fn prepare_download(
+        &self,
+        path: &ServerPath,
+        expect: Option<&LocalNode>,
+    ) -> Result<(PathBuf, ReplaceCheck), EnvError> {
+        let local = self.local_path(path);
+        self.check_inside(&local)?;
+        if !disk_matches(&local, expect) {
+            return Err(EnvError::LocalChanged(format!(
+                "{} changed",
+                local.display()
+            )));
+        }
+        let expect = expect.cloned();
+        let check: ReplaceCheck =
+            Arc::new(move |target: &Path| disk_matches(target, expect.as_ref()));
+        Ok((local, check))
     }
 
     /// Refuses to write into `target`'s folder unless it resolves to a place inside the
@@ -519,19 +542,9 @@ impl Env for RealEnv {
         _remote: &RemoteNode,
         expect_local: Option<&LocalNode>,
     ) -> Result<LocalNode, EnvError> {
-        let local = self.local_path(path);
-        self.check_inside(&local)?;
-        if !disk_matches(&local, expect_local) {
-            return Err(EnvError::LocalChanged(format!(
-                "{} changed",
-                local.display()
-            )));
-        }
-        let expect = expect_local.cloned();
+        let (local, may_replace) = self.prepare_download(path, expect_local)?;
         let options = DownloadOptions {
-            may_replace: Some(Arc::new(move |target: &Path| {
-                disk_matches(target, expect.as_ref())
-            })),
+            may_replace: Some(may_replace),
             ..DownloadOptions::default()
         };
         let outcome = self
@@ -543,59 +556,41 @@ impl Env for RealEnv {
     }
 
     async fn download_many(&self, items: &[DownloadItem]) -> Vec<Result<LocalNode, EnvError>> {
-        let mut out: Vec<Option<Result<LocalNode, EnvError>>> =
-            items.iter().map(|_| None).collect();
+        let mut out: Vec<Result<LocalNode, EnvError>> = Vec::with_capacity(items.len());
         let mut files = Vec::with_capacity(items.len());
-        let mut sent = Vec::with_capacity(items.len());
+        // Which items went into the batch, and where each lands.
+        let mut sent: Vec<(usize, PathBuf)> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let local = self.local_path(&item.path);
-            if let Err(err) = self.check_inside(&local) {
-                out[i] = Some(Err(err));
-                continue;
+            match self.prepare_download(&item.path, item.expect_local.as_ref()) {
+                Ok((local, may_replace)) => {
+                    sent.push((i, local.clone()));
+                    files.push(SmallDownload {
+                        remote: self.remote_path(&item.path),
+                        local,
+                        may_replace: Some(may_replace),
+                    });
+                    // Replaced below by the batch's result for this item.
+                    out.push(Err(EnvError::Unavailable("not downloaded".into())));
+                }
+                Err(err) => out.push(Err(err)),
             }
-            if !disk_matches(&local, item.expect_local.as_ref()) {
-                out[i] = Some(Err(EnvError::LocalChanged(format!(
-                    "{} changed",
-                    local.display()
-                ))));
-                continue;
-            }
-            let expect = item.expect_local.clone();
-            files.push(SmallDownload {
-                remote: self.remote_path(&item.path),
-                local,
-                may_replace: Some(Arc::new(move |target: &Path| {
-                    disk_matches(target, expect.as_ref())
-                })),
-            });
-            sent.push(i);
         }
-        let locals: Vec<PathBuf> = files.iter().map(|f| f.local.clone()).collect();
         match self.client.download_small_files(files).await {
             Ok(results) => {
-                for ((i, local), result) in sent.into_iter().zip(locals).zip(results) {
-                    out[i] = Some(match result {
-                        Ok(outcome) => downloaded_node(&local, &outcome.entry),
-                        // The file grew past what a batch carries since the remote tree
-                        // was read: the delta has the news, and the next round fetches
-                        // it alone.
-                        Err(err) if err.code() == Some("too_large_for_batch") => {
-                            Err(EnvError::RemoteChanged(err.to_string()))
-                        }
-                        Err(err) => Err(remote_error(err)),
-                    });
+                for ((i, local), result) in sent.into_iter().zip(results) {
+                    out[i] = result
+                        .map_err(remote_error)
+                        .and_then(|outcome| downloaded_node(&local, &outcome.entry));
                 }
             }
             Err(err) => {
                 let err = remote_error(err);
-                for i in sent {
-                    out[i] = Some(Err(err.clone()));
+                for (i, _) in sent {
+                    out[i] = Err(err.clone());
                 }
             }
         }
-        out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(EnvError::Unavailable("a download was lost".into()))))
-            .collect()
+        out
     }
 
     async fn mkdir_remote(&self, path: &ServerPath) -> Result<RemoteNode, EnvError> {
