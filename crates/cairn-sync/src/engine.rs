@@ -27,6 +27,11 @@ use crate::tree::{Kind, LocalNode, RemoteNode, SyncedNode};
 /// reported rather than looped on forever.
 const MAX_ROUNDS: usize = 10_000;
 
+/// Operations of a round run and saved together: enough for every transfer batch in
+/// flight to be full, few enough that a round of a 100,000-file first sync does not hold
+/// all its outcomes and unsaved changes at once.
+const ROUND_CHUNK: usize = 4_000;
+
 /// Files up to this size are uploaded and downloaded in batches: one request carries
 /// many of them, so a tree of small files costs a few round trips rather than two or
 /// three per file.
@@ -76,6 +81,7 @@ pub struct Engine<E, P> {
     device: String,
     ignore: Ignore,
     parallelism: usize,
+    chunk_size: usize,
 }
 
 impl<E, P> std::fmt::Debug for Engine<E, P> {
@@ -108,7 +114,15 @@ impl<E: Env, P: Persist> Engine<E, P> {
             device,
             ignore,
             parallelism: 8,
+            chunk_size: ROUND_CHUNK,
         }
+    }
+
+    /// Operations of a round run, applied and saved together before the next ones
+    /// start (at least 1).
+    pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size.max(1);
+        self
     }
 
     /// Operations in flight at once (at least 1).
@@ -213,36 +227,23 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 return Ok(report);
             }
             report.rounds += 1;
-            let outcomes = self.execute(&ops).await;
+            // In chunks, each applied and saved before the next starts, so that what a
+            // round holds in memory (outcomes, unsaved changes) stays bounded however
+            // many operations a first sync of a large tree plans.
             let mut local_changed = false;
-            let mut unavailable = None;
-            for (op, outcome) in ops.iter().zip(outcomes) {
-                let err = match outcome {
-                    Outcome::Done(changes) => {
-                        count(&mut report, op);
-                        changes.into_iter().for_each(|c| self.change(c));
-                        continue;
-                    }
-                    Outcome::Partial(changes, err) => {
-                        changes.into_iter().for_each(|c| self.change(c));
-                        err
-                    }
-                    Outcome::Failed(err) => err,
-                };
-                tracing::debug!(?op, %err, "operation did not happen");
-                match err {
-                    EnvError::LocalChanged(_) => local_changed = true,
-                    EnvError::RemoteChanged(_) | EnvError::CursorReset => {}
-                    EnvError::Unavailable(msg) => unavailable = Some(msg),
-                    EnvError::Refused(msg) => {
-                        refused.insert(op.path().clone());
-                        report.problems.insert(op.path().clone(), msg);
-                    }
+            for chunk in ops.chunks(self.chunk_size) {
+                let outcomes = self.execute(chunk).await;
+                let unavailable = self.apply(
+                    chunk,
+                    outcomes,
+                    &mut report,
+                    &mut refused,
+                    &mut local_changed,
+                );
+                self.save().await?;
+                if let Some(msg) = unavailable {
+                    return Err(SyncError::Unavailable(msg));
                 }
-            }
-            self.save().await?;
-            if let Some(msg) = unavailable {
-                return Err(SyncError::Unavailable(msg));
             }
             if local_changed {
                 self.refresh_local().await?;
@@ -252,6 +253,44 @@ impl<E: Env, P: Persist> Engine<E, P> {
             self.refresh_remote().await?;
         }
         Err(SyncError::NotSettled)
+    }
+
+    /// Applies what `ops` did (`outcomes`, in the same order) to the trees and the
+    /// report. Returns why the server could not be reached, if an operation found that.
+    fn apply(
+        &mut self,
+        ops: &[Operation],
+        outcomes: Vec<Outcome>,
+        report: &mut Report,
+        refused: &mut HashSet<ServerPath>,
+        local_changed: &mut bool,
+    ) -> Option<String> {
+        let mut unavailable = None;
+        for (op, outcome) in ops.iter().zip(outcomes) {
+            let err = match outcome {
+                Outcome::Done(changes) => {
+                    count(report, op);
+                    changes.into_iter().for_each(|c| self.change(c));
+                    continue;
+                }
+                Outcome::Partial(changes, err) => {
+                    changes.into_iter().for_each(|c| self.change(c));
+                    err
+                }
+                Outcome::Failed(err) => err,
+            };
+            tracing::debug!(?op, %err, "operation did not happen");
+            match err {
+                EnvError::LocalChanged(_) => *local_changed = true,
+                EnvError::RemoteChanged(_) | EnvError::CursorReset => {}
+                EnvError::Unavailable(msg) => unavailable = Some(msg),
+                EnvError::Refused(msg) => {
+                    refused.insert(op.path().clone());
+                    report.problems.insert(op.path().clone(), msg);
+                }
+            }
+        }
+        unavailable
     }
 
     /// Scans the disk and updates the local tree, hashing files that are new or whose

@@ -2,6 +2,7 @@
 //! library crate that does the work, and errors are printed once, here.
 
 mod client_cmd;
+mod malloc;
 mod server_cmd;
 mod sync_cmd;
 
@@ -66,6 +67,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Sync(_)) {
+        malloc::use_one_arena();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

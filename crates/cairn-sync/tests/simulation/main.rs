@@ -93,6 +93,7 @@ struct Sim {
     world: Arc<Mutex<World>>,
     engines: Vec<SimEngine>,
     parallelism: usize,
+    chunk_size: usize,
     totals: Totals,
 }
 
@@ -100,10 +101,12 @@ impl Sim {
     fn new(seed: u64, verbose: bool, record: bool) -> Sim {
         let mut world = World::new(seed, verbose, record);
         let parallelism = world.rng.gen_range(1..=4);
+        // Small chunks, so that rounds run in several of them.
+        let chunk_size = world.rng.gen_range(1..=6);
         let devices = world.disks.len();
         world.log(|| {
             format!(
-                "seed {seed}: {devices} devices, parallelism {parallelism}, {:?}",
+                "seed {seed}: {devices} devices, parallelism {parallelism}, chunks of {chunk_size}, {:?}",
                 world.faults
             )
         });
@@ -112,6 +115,7 @@ impl Sim {
             world,
             engines: Vec::new(),
             parallelism,
+            chunk_size,
             totals: Totals::default(),
         };
         sim.engines = (0..devices).map(|dev| sim.start(dev)).collect();
@@ -139,6 +143,7 @@ impl Sim {
             Ignore::default(),
         )
         .with_parallelism(self.parallelism)
+        .with_chunk_size(self.chunk_size)
     }
 
     fn restart(&mut self, dev: usize) {
