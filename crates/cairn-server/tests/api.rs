@@ -1244,22 +1244,29 @@ fn content_records(body: &[u8]) -> Vec<(serde_json::Value, Vec<u8>)> {
     out
 }
 
-on_each_backend!(content_batch_returns_each_file_or_its_error, |s| {
-    put_file_as(&s, &s.token, "/cb/a", b"alpha").await;
-    put_file_as(&s, &s.token, "/cb/b", b"bravo, a little longer").await;
-    // Larger than a batch carries; the server chunks it into several blocks.
+/// Puts 5 MiB of varied bytes at `path` as a whole-file upload (the server chunks it):
+/// more than a content batch carries. Returns the bytes.
+async fn put_larger_than_a_batch(s: &TestServer, path: &str) -> Vec<u8> {
     let big: Vec<u8> = (0..(5u32 << 20))
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let resp = s
         .http
-        .put(s.url("/api/v1/files/content?path=/cb/big"))
+        .put(s.url(&format!("/api/v1/files/content?path={path}")))
         .bearer_auth(&s.token)
-        .body(big)
+        .body(big.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    big
+}
+
+on_each_backend!(content_batch_returns_each_file_or_its_error, |s| {
+    put_file_as(&s, &s.token, "/cb/a", b"alpha").await;
+    put_file_as(&s, &s.token, "/cb/b", b"bravo, a little longer").await;
+    // Larger than a batch carries; the server chunks it into several blocks.
+    put_larger_than_a_batch(&s, "/cb/big").await;
 
     let paths = [
         "/cb/a",
@@ -1328,18 +1335,7 @@ on_each_backend!(download_small_files_writes_each_file_or_says_why_not, |s| {
     put_file_as(&s, &s.token, "/dl/a", b"alpha").await;
     put_file_as(&s, &s.token, "/dl/b", b"bravo").await;
     // Too large for a batch: downloaded alone.
-    let big: Vec<u8> = (0..(5u32 << 20))
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    let resp = s
-        .http
-        .put(s.url("/api/v1/files/content?path=/dl/big"))
-        .bearer_auth(&s.token)
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let big = put_larger_than_a_batch(&s, "/dl/big").await;
 
     let dir = tempfile::tempdir().unwrap();
     let kept = dir.path().join("b");
