@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use cairn_core::{BlockHash, ServerPath};
-use cairn_meta::{Actor, BlockRef, CommitFile, MetaStore};
+use cairn_meta::{Actor, BatchItem, BlockRef, CommitFile, FileCommit, MetaStore, UploadedBlock};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -87,8 +87,67 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.copy_entry(ns, &from, &to, &actor).await?;
     report("copy_entry", t, 1);
 
+    small_file_batches(&store, &name, &actor, ns).await?;
+
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// What a sync client's first upload of 10,000 small files costs the metadata store:
+/// the block records, then ten `commit_batch` calls of a thousand new files in 100
+/// folders (each folder's mkdir first, as the client sends it).
+async fn small_file_batches(
+    store: &MetaStore,
+    name: &str,
+    actor: &Actor,
+    ns: cairn_core::NamespaceId,
+) -> Result<(), Box<dyn std::error::Error>> {
+    const FILES: usize = 10_000;
+    const PER_BATCH: usize = 1_000;
+    let blocks: Vec<UploadedBlock> = (0..FILES)
+        .map(|i| UploadedBlock {
+            hash: BlockHash::of(format!("{name} small {i}").as_bytes()),
+            size: 4096,
+            stored_size: 4096,
+        })
+        .collect();
+    let t = Instant::now();
+    for chunk in blocks.chunks(PER_BATCH) {
+        store
+            .record_block_uploads_checked(
+                actor.user_id,
+                chunk.to_vec(),
+                Box::new(|| Box::pin(async { Ok(()) })),
+            )
+            .await?;
+    }
+    report("record_block_uploads_checked (1000)", t, FILES / PER_BATCH);
+
+    let t = Instant::now();
+    for (batch_no, chunk) in blocks.chunks(PER_BATCH).enumerate() {
+        let mut items = Vec::with_capacity(PER_BATCH + 10);
+        for (i, block) in chunk.iter().enumerate() {
+            let n = batch_no * PER_BATCH + i;
+            let folder = format!("/small/d{:03}", n / 100);
+            if n.is_multiple_of(100) {
+                items.push(BatchItem::Mkdir(ServerPath::parse(&folder)?));
+            }
+            items.push(BatchItem::File(FileCommit {
+                path: ServerPath::parse(&format!("{folder}/f{n:05}.txt"))?,
+                blocks: vec![BlockRef {
+                    hash: block.hash,
+                    size: block.size,
+                }],
+                mtime: Some(1),
+                base_rev: None,
+                autorename: true,
+            }));
+        }
+        let results = store.commit_batch(ns, actor, items).await?;
+        assert!(results.iter().all(Result::is_ok));
+    }
+    report("commit_batch (1000 new small files)", t, FILES / PER_BATCH);
     Ok(())
 }
 

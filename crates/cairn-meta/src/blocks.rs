@@ -7,7 +7,9 @@ use cairn_core::{BlockHash, UserId};
 use sqlx::AnyConnection;
 use sqlx::Row;
 
-use crate::db::{corrupt, now_ms, placeholders, row_placeholders, WriteTx, CHUNK};
+use crate::db::{
+    corrupt, now_ms, placeholders, row_placeholders, rows_per_statement, WriteTx, CHUNK,
+};
 use crate::{BlockInfo, MetaError, MetaStore};
 
 impl MetaStore {
@@ -311,32 +313,65 @@ pub(crate) async fn owned_block_sizes(
     Ok(out)
 }
 
-/// Adds `count` references to each block, in hash order, and returns the blocks that
-/// do not exist (a garbage collection may have removed an unreferenced block since it
-/// was checked) or that a garbage collection has claimed. A claimed block must never
-/// gain a reference: its file is about to be deleted.
+/// Adds `count` references to each block and returns the blocks that do not exist (a
+/// garbage collection may have removed an unreferenced block since it was checked) or
+/// that a garbage collection has claimed. A claimed block must never gain a reference:
+/// its file is about to be deleted.
 ///
-/// The fixed order matters on PostgreSQL: two transactions that lock the same block
-/// rows in different orders could deadlock, and one of them would fail.
+/// A few statements per [`CHUNK`] blocks, not one per block: a batch of a thousand
+/// small files names a thousand blocks. On PostgreSQL the rows are first locked in hash
+/// order: two transactions that lock the same block rows in different orders could
+/// deadlock, and one of them would fail, and a multi-row UPDATE locks in whatever order
+/// its plan visits the rows. (SQLite has one writer at a time.)
 pub(crate) async fn add_references(
     conn: &mut AnyConnection,
     counts: &BTreeMap<BlockHash, i64>,
 ) -> Result<Vec<BlockHash>, MetaError> {
-    let mut missing = Vec::new();
-    for (hash, count) in counts {
-        let done = sqlx::query(
-            "UPDATE blocks SET refcount = refcount + $1, zero_since = NULL \
-             WHERE hash = $2 AND gc_started IS NULL",
-        )
-        .bind(*count)
-        .bind(hash.0.to_vec())
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() == 0 {
-            missing.push(*hash);
+    let hashes: Vec<&BlockHash> = counts.keys().collect();
+    if conn.backend_name() == "PostgreSQL" {
+        for chunk in hashes.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT hash FROM blocks WHERE hash IN ({}) ORDER BY hash FOR UPDATE",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for h in chunk {
+                q = q.bind(h.0.to_vec());
+            }
+            q.execute(&mut *conn).await?;
         }
     }
-    Ok(missing)
+    // Nearly every block is named once; group the blocks by how many references they
+    // gain, so each group is one UPDATE per chunk.
+    let mut by_count: BTreeMap<i64, Vec<&BlockHash>> = BTreeMap::new();
+    for (hash, count) in counts {
+        by_count.entry(*count).or_default().push(hash);
+    }
+    let mut updated = HashSet::with_capacity(counts.len());
+    for (count, group) in by_count {
+        for chunk in group.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE blocks SET refcount = refcount + $1, zero_since = NULL \
+                 WHERE gc_started IS NULL AND hash IN ({}) RETURNING hash",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(count);
+            for h in chunk {
+                q = q.bind(h.0.to_vec());
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let hash: Vec<u8> = row.try_get("hash")?;
+                updated.insert(
+                    BlockHash::from_slice(&hash).ok_or_else(|| corrupt("block hash length"))?,
+                );
+            }
+        }
+    }
+    Ok(counts
+        .keys()
+        .filter(|h| !updated.contains(*h))
+        .copied()
+        .collect())
 }
 
 /// Removes `count` references from each block, in hash order (see [`add_references`]).
@@ -376,7 +411,7 @@ pub(crate) async fn grant_blocks(
     hashes: &[BlockHash],
     now: i64,
 ) -> Result<(), MetaError> {
-    for chunk in hashes.chunks(CHUNK) {
+    for chunk in hashes.chunks(rows_per_statement(3)) {
         let sql = format!(
             "INSERT INTO user_blocks (user_id, block_hash, created_at) VALUES {} \
              ON CONFLICT (user_id, block_hash) DO NOTHING",

@@ -4,11 +4,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cairn_core::conflict::{conflict_name, format_stamp, split_extension};
 use cairn_core::path::MAX_NAME_BYTES;
-use cairn_core::{content_hash, BlockHash, EntryId, NamespaceId, ServerPath, VersionId};
+use cairn_core::{
+    content_hash, BlockHash, ContentHash, EntryId, NamespaceId, ServerPath, VersionId,
+};
 use sqlx::Row;
 
 use crate::blocks::{add_references, owned_block_sizes};
-use crate::db::{corrupt, find_live, row_placeholders, NsWrite, CHUNK};
+use crate::db::{corrupt, find_live, row_placeholders, rows_per_statement, NsWrite};
 use crate::tree::{ensure_parents, insert_entry, insert_folder, name_of};
 use crate::{
     Actor, BatchItem, BlockRef, CommitFile, CommitOutcome, Entry, EntryKind, FileCommit, MetaError,
@@ -19,7 +21,9 @@ use crate::{
 const MAX_CONFLICT_COPIES: u32 = 1000;
 
 /// Where a commit's content goes.
-enum Target {
+pub(crate) enum Target {
+    /// Nowhere: the file already has this content (and mtime), so nothing is written.
+    Unchanged(Entry),
     /// A new version of this existing file.
     Update(Entry),
     /// A new file at the requested path.
@@ -107,37 +111,40 @@ impl MetaStore {
             BatchItem::File(file) => Some(file),
             BatchItem::Mkdir(_) => None,
         }));
-        let mut w = NsWrite::begin(self, ns, actor).await?;
-        let owned = owned_block_sizes(w.conn(), actor.user_id, &distinct).await?;
-        let (quota, used) = load_quota(w.conn(), ns).await?;
-        let mut budget = Quota::Budget { quota, used };
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let journaled = w.pending_len();
-            w.savepoint().await?;
-            let result = match item {
-                BatchItem::File(file) if file.path.is_root() => {
-                    Err(MetaError::IsAFolder(file.path))
+        let (mut w, owned, budget) = self.begin_batch(ns, actor, &distinct).await?;
+        // Most batches (a first sync, a folder of edits) refuse nothing and need no
+        // conflict copy: those are written a table at a time. Any other batch goes
+        // item by item, with a savepoint each, which gives every refusal its error.
+        if let Some(plan) = crate::bulk::plan(&mut w, &items, &owned, budget.clone()).await? {
+            match crate::bulk::apply(&mut w, actor, plan).await? {
+                Some(outcomes) => {
+                    w.commit().await?;
+                    return Ok(outcomes.into_iter().map(Ok).collect());
                 }
-                BatchItem::File(file) => commit_in(&mut w, actor, file, &owned, &mut budget)
-                    .await
-                    .map(|(outcome, _)| outcome),
-                BatchItem::Mkdir(path) => mkdir_in(&mut w, &path).await,
-            };
-            match result {
-                Ok(outcome) => {
-                    w.release_savepoint().await?;
-                    results.push(Ok(outcome));
+                None => {
+                    // A block was collected since the possession check. Start over
+                    // (the drop rolls back), so the item naming it is refused alone.
+                    drop(w);
+                    let (w, owned, budget) = self.begin_batch(ns, actor, &distinct).await?;
+                    return commit_items(w, actor, items, &owned, budget).await;
                 }
-                Err(err) if err.is_callers() => {
-                    w.rollback_to_savepoint(journaled).await?;
-                    results.push(Err(err));
-                }
-                Err(err) => return Err(err),
             }
         }
-        w.commit().await?;
-        Ok(results)
+        commit_items(w, actor, items, &owned, budget).await
+    }
+
+    /// Begins a batch's transaction and reads what every item is checked against: the
+    /// sizes of the named blocks the actor possesses, and the owner's quota budget.
+    async fn begin_batch(
+        &self,
+        ns: NamespaceId,
+        actor: &Actor,
+        blocks: &[BlockHash],
+    ) -> Result<(NsWrite, HashMap<BlockHash, i64>, Budget), MetaError> {
+        let mut w = NsWrite::begin(self, ns, actor).await?;
+        let owned = owned_block_sizes(w.conn(), actor.user_id, blocks).await?;
+        let (quota, used) = load_quota(w.conn(), ns).await?;
+        Ok((w, owned, Budget { quota, used }))
     }
 
     /// A version's blocks, in file order.
@@ -172,37 +179,77 @@ impl MetaStore {
     }
 }
 
+/// Applies a batch item by item, each behind a savepoint (see
+/// [`MetaStore::commit_batch`]), and commits.
+async fn commit_items(
+    mut w: NsWrite,
+    actor: &Actor,
+    items: Vec<BatchItem>,
+    owned: &HashMap<BlockHash, i64>,
+    budget: Budget,
+) -> Result<Vec<Result<CommitOutcome, MetaError>>, MetaError> {
+    let mut quota = Quota::Budget(budget);
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let journaled = w.pending_len();
+        w.savepoint().await?;
+        let result = match item {
+            BatchItem::File(file) if file.path.is_root() => Err(MetaError::IsAFolder(file.path)),
+            BatchItem::File(file) => commit_in(&mut w, actor, file, owned, &mut quota)
+                .await
+                .map(|(outcome, _)| outcome),
+            BatchItem::Mkdir(path) => mkdir_in(&mut w, &path).await,
+        };
+        match result {
+            Ok(outcome) => {
+                w.release_savepoint().await?;
+                results.push(Ok(outcome));
+            }
+            Err(err) if err.is_callers() => {
+                w.rollback_to_savepoint(journaled).await?;
+                results.push(Err(err));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    w.commit().await?;
+    Ok(results)
+}
+
 /// How a commit checks the quota.
 enum Quota {
     /// Ask the database each time (a single commit).
     Query,
-    /// A batch's running account: the quota and the usage so far in this transaction.
-    Budget { quota: Option<i64>, used: i64 },
+    /// A batch's running account.
+    Budget(Budget),
 }
 
-impl Quota {
-    /// Fails with [`MetaError::QuotaExceeded`] if `growth` more bytes do not fit, and
-    /// counts them otherwise.
-    async fn take(&mut self, w: &mut NsWrite, growth: i64) -> Result<(), MetaError> {
-        match self {
-            Quota::Query => {
-                let ns = w.ns;
-                check_quota(w.conn(), ns, growth).await
-            }
-            Quota::Budget { quota, used } => {
-                if let Some(quota) = *quota {
-                    if used.saturating_add(growth) > quota {
-                        return Err(MetaError::QuotaExceeded {
-                            quota,
-                            used: *used,
-                            needed: growth,
-                        });
-                    }
-                }
-                *used += growth;
-                Ok(())
+/// A batch's running account of the quota: the owner's quota and the usage so far in
+/// this transaction.
+#[derive(Clone, Debug)]
+pub(crate) struct Budget {
+    quota: Option<i64>,
+    used: i64,
+}
+
+impl Budget {
+    /// Counts a file of `replaced` bytes becoming `size` bytes, or fails with
+    /// [`MetaError::QuotaExceeded`] if the growth does not fit. A change that does not
+    /// grow the usage (replacing a file by a smaller one) is always allowed, so a user
+    /// over quota can still make room.
+    pub(crate) fn charge(&mut self, replaced: i64, size: i64) -> Result<(), MetaError> {
+        let growth = size - replaced;
+        if let Some(quota) = self.quota {
+            if growth > 0 && self.used.saturating_add(growth) > quota {
+                return Err(MetaError::QuotaExceeded {
+                    quota,
+                    used: self.used,
+                    needed: growth,
+                });
             }
         }
+        self.used += growth;
+        Ok(())
     }
 }
 
@@ -215,6 +262,71 @@ fn distinct_blocks<'a>(files: impl IntoIterator<Item = &'a FileCommit>) -> Vec<B
     all.sort_unstable();
     all.dedup();
     all
+}
+
+/// Fails unless every block `req` names is one the actor possesses (`owned`), with the
+/// size it was uploaded with.
+pub(crate) fn check_blocks(
+    req: &FileCommit,
+    owned: &HashMap<BlockHash, i64>,
+) -> Result<(), MetaError> {
+    let mut reported = HashSet::new();
+    let missing: Vec<BlockHash> = req
+        .blocks
+        .iter()
+        .map(|b| b.hash)
+        .filter(|h| !owned.contains_key(h) && reported.insert(*h))
+        .collect();
+    if !missing.is_empty() {
+        return Err(MetaError::MissingBlocks(missing));
+    }
+    for b in &req.blocks {
+        let stored = owned[&b.hash];
+        if stored != i64::from(b.size) {
+            return Err(MetaError::BlockSizeMismatch {
+                hash: b.hash,
+                claimed: b.size,
+                stored,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where a commit of `content` goes, given the live entry at its path now (the rules
+/// of [`MetaStore::commit_file`]), or why it is refused.
+pub(crate) fn choose_target(
+    current: Option<Entry>,
+    req: &FileCommit,
+    content: ContentHash,
+) -> Result<Target, MetaError> {
+    Ok(match current {
+        Some(e)
+            if e.kind == EntryKind::File
+                && e.content_hash == Some(content)
+                && req.mtime.is_none_or(|m| m == e.mtime) =>
+        {
+            Target::Unchanged(e)
+        }
+        Some(e) if e.kind == EntryKind::File && req.base_rev.is_some() && req.base_rev == e.rev => {
+            Target::Update(e)
+        }
+        Some(_) if req.autorename => Target::ConflictCopy,
+        Some(e) if e.kind == EntryKind::Folder => return Err(MetaError::IsAFolder(e.path)),
+        Some(e) => {
+            return Err(MetaError::RevConflict {
+                path: req.path.clone(),
+                current: Some(e),
+            })
+        }
+        None if req.base_rev.is_some() && !req.autorename => {
+            return Err(MetaError::RevConflict {
+                path: req.path.clone(),
+                current: None,
+            })
+        }
+        None => Target::Create,
+    })
 }
 
 /// A folder creation inside a batch: like `mkdir -p`, an existing folder is fine.
@@ -265,59 +377,18 @@ async fn commit_in(
         *references.entry(b.hash).or_insert(0) += 1;
     }
 
-    let mut reported = HashSet::new();
-    let missing: Vec<BlockHash> = req
-        .blocks
-        .iter()
-        .map(|b| b.hash)
-        .filter(|h| !owned.contains_key(h) && reported.insert(*h))
-        .collect();
-    if !missing.is_empty() {
-        return Err(MetaError::MissingBlocks(missing));
-    }
-    for b in &req.blocks {
-        let stored = owned[&b.hash];
-        if stored != i64::from(b.size) {
-            return Err(MetaError::BlockSizeMismatch {
-                hash: b.hash,
-                claimed: b.size,
-                stored,
-            });
-        }
-    }
-
+    check_blocks(&req, owned)?;
     let ns = w.ns;
     let current = find_live(w.conn(), ns, &req.path.key()).await?;
-    let target = match current {
-        Some(e)
-            if e.kind == EntryKind::File
-                && e.content_hash == Some(content)
-                && req.mtime.is_none_or(|m| m == e.mtime) =>
-        {
+    let target = match choose_target(current, &req, content)? {
+        Target::Unchanged(entry) => {
             let outcome = CommitOutcome {
-                entry: e,
+                entry,
                 renamed: false,
             };
             return Ok((outcome, false));
         }
-        Some(e) if e.kind == EntryKind::File && req.base_rev.is_some() && req.base_rev == e.rev => {
-            Target::Update(e)
-        }
-        Some(_) if req.autorename => Target::ConflictCopy,
-        Some(e) if e.kind == EntryKind::Folder => return Err(MetaError::IsAFolder(e.path)),
-        Some(e) => {
-            return Err(MetaError::RevConflict {
-                path: req.path,
-                current: Some(e),
-            })
-        }
-        None if req.base_rev.is_some() && !req.autorename => {
-            return Err(MetaError::RevConflict {
-                path: req.path,
-                current: None,
-            })
-        }
-        None => Target::Create,
+        target => target,
     };
 
     // The quota is checked in the transaction that would exceed it, so two commits
@@ -328,16 +399,17 @@ async fn commit_in(
         Target::Update(e) => e.size,
         _ => 0,
     };
-    if size > replaced {
-        quota.take(w, size - replaced).await?;
-    } else if let Quota::Budget { used, .. } = quota {
-        *used += size - replaced;
+    match quota {
+        Quota::Query if size > replaced => check_quota(w.conn(), ns, size - replaced).await?,
+        Quota::Query => {}
+        Quota::Budget(budget) => budget.charge(replaced, size)?,
     }
 
     let now = w.now;
     let mtime = req.mtime.unwrap_or(now);
     let name = req.path.name().ok_or(MetaError::RootFolder)?;
     let (entry_id, path, renamed) = match target {
+        Target::Unchanged(_) => unreachable!("returned above"),
         Target::Update(e) => (e.id, e.path, false),
         Target::Create => {
             let parent = ensure_parents(w, &req.path).await?;
@@ -429,7 +501,8 @@ async fn insert_version(
     .bind(actor.device_id.map(|d| d.0))
     .fetch_one(w.conn())
     .await?;
-    for (chunk_no, chunk) in blocks.chunks(CHUNK).enumerate() {
+    let rows = rows_per_statement(4);
+    for (chunk_no, chunk) in blocks.chunks(rows).enumerate() {
         let sql = format!(
             "INSERT INTO version_blocks (version_id, idx, block_hash, size) VALUES {}",
             row_placeholders(1, chunk.len(), 4)
@@ -438,7 +511,7 @@ async fn insert_version(
         for (i, b) in chunk.iter().enumerate() {
             q = q
                 .bind(version)
-                .bind((chunk_no * CHUNK + i) as i64)
+                .bind((chunk_no * rows + i) as i64)
                 .bind(b.hash.0.to_vec())
                 .bind(i64::from(b.size));
         }

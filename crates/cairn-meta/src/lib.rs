@@ -24,6 +24,7 @@
 #![allow(clippy::result_large_err)]
 
 mod blocks;
+mod bulk;
 mod check;
 mod commit;
 mod db;

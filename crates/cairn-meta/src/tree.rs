@@ -425,7 +425,7 @@ pub(crate) async fn descendants(
 }
 
 /// The live entries with these keys, by key.
-async fn live_by_keys(
+pub(crate) async fn live_by_keys(
     conn: &mut AnyConnection,
     ns: NamespaceId,
     keys: &[String],

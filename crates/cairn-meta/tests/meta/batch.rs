@@ -135,3 +135,136 @@ backend_tests! {
         assert_eq!((moved.size, moved.content_hash), (Some(5), e.content_hash));
     }
 }
+
+/// What a batch item's result says, without ids and times (two namespaces are
+/// compared): the path, kind, size, content, file mtime and whether it was renamed, or
+/// the kind of error.
+fn summary(result: &Result<cairn_meta::CommitOutcome, MetaError>) -> String {
+    match result {
+        Ok(o) => {
+            let e = &o.entry;
+            let mtime = (e.kind == EntryKind::File).then_some(e.mtime);
+            format!(
+                "{} {:?} {} {:?} {:?} renamed={}",
+                e.path, e.kind, e.size, e.content_hash, mtime, o.renamed
+            )
+        }
+        Err(err) => {
+            let debug = format!("{err:?}");
+            let kind = debug.split([' ', '(', '{']).next().unwrap_or_default();
+            format!("error {kind}")
+        }
+    }
+}
+
+backend_tests! {
+    /// A batch is written in bulk when nothing in it is refused, item by item
+    /// otherwise; either way it must do exactly what its items would do as separate
+    /// commits and mkdirs. Random batches over a few clashing paths (case variants, a
+    /// name that is a file in one folder and a folder in another, stale revisions) go
+    /// to one user as batches and to another one item at a time.
+    async fn a_batch_does_what_its_items_do_one_at_a_time(store) {
+        use cairn_meta::{CommitFile, CommitOutcome};
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+
+        let (batched, batched_actor) = user(&store, "batched").await;
+        let (single, single_actor) = user(&store, "single").await;
+        let contents: Vec<String> = (0..6).map(|i| format!("content {i}")).collect();
+        let contents: Vec<&str> = contents.iter().map(String::as_str).collect();
+        let blocks = upload(&store, &batched, &contents).await;
+        upload(&store, &single, &contents).await;
+        let folders = ["/a", "/A/b", "/a/B/c", "/d", "/D/x"];
+        let names = ["x", "X", "y.txt", "b"];
+        let mut rng = StdRng::seed_from_u64(20261205);
+        for round in 0..40 {
+            let heads = (
+                store.journal_head(batched.home_ns).await.unwrap(),
+                store.journal_head(single.home_ns).await.unwrap(),
+            );
+            // Each namespace has its own revision numbers: an item says which to use
+            // (none, a stale one, the current one), and each side looks it up.
+            // Every other round is calm: names that clash with no folder, no stale
+            // revision, each file once; those batches go in bulk.
+            let calm = round % 2 == 0;
+            let names: &[&str] = if calm { &["f", "g.txt", "H"] } else { &names };
+            let mut plan = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..rng.gen_range(1..12) {
+                let folder = folders[rng.gen_range(0..folders.len())];
+                if rng.gen_bool(0.2) {
+                    plan.push((p(folder), None));
+                    continue;
+                }
+                let path = p(&format!("{folder}/{}", names[rng.gen_range(0..names.len())]));
+                if calm && !seen.insert(path.key()) {
+                    continue;
+                }
+                let stale = !calm && rng.gen_range(0..10) == 0;
+                let content: Vec<_> = (0..rng.gen_range(0..3))
+                    .map(|_| blocks[rng.gen_range(0..blocks.len())])
+                    .collect();
+                plan.push((path, Some((stale, content))));
+            }
+            let mut sides = Vec::new();
+            for ns in [batched.home_ns, single.home_ns] {
+                let mut items = Vec::new();
+                for (path, commit) in &plan {
+                    items.push(match commit {
+                        None => BatchItem::Mkdir(path.clone()),
+                        Some((stale, content)) => {
+                            let base_rev = if *stale {
+                                Some(VersionId(999_999))
+                            } else {
+                                store.stat(ns, path).await.unwrap().and_then(|e| e.rev)
+                            };
+                            file(path.as_str(), content.clone(), base_rev)
+                        }
+                    });
+                }
+                sides.push(items);
+            }
+            let items = sides.pop().unwrap();
+            let batch = sides.pop().unwrap();
+
+            let in_batch = store
+                .commit_batch(batched.home_ns, &batched_actor, batch)
+                .await
+                .unwrap();
+            let mut one_by_one = Vec::new();
+            for item in items {
+                let ns = single.home_ns;
+                let result = match item {
+                    BatchItem::File(f) => {
+                        store
+                            .commit_file(CommitFile {
+                                ns,
+                                path: f.path,
+                                blocks: f.blocks,
+                                mtime: f.mtime,
+                                base_rev: f.base_rev,
+                                autorename: f.autorename,
+                                actor: single_actor.clone(),
+                            })
+                            .await
+                    }
+                    BatchItem::Mkdir(path) => match store.stat(ns, &path).await.unwrap() {
+                        Some(e) if e.kind == EntryKind::Folder => Ok(e),
+                        Some(e) => Err(MetaError::AlreadyExists(e.path)),
+                        None => store.mkdir(ns, &path, &single_actor).await,
+                    }
+                    .map(|entry| CommitOutcome { entry, renamed: false }),
+                };
+                one_by_one.push(result);
+            }
+            let in_batch: Vec<String> = in_batch.iter().map(summary).collect();
+            let one_by_one: Vec<String> = one_by_one.iter().map(summary).collect();
+            assert_eq!(in_batch, one_by_one, "round {round}");
+            assert_eq!(
+                changes(&store, batched.home_ns, heads.0).await,
+                changes(&store, single.home_ns, heads.1).await,
+                "round {round}"
+            );
+        }
+        assert_eq!(tree(&store, batched.home_ns, "/").await, tree(&store, single.home_ns, "/").await);
+    }
+}
