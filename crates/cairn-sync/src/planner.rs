@@ -14,8 +14,10 @@
 //!    node to different places, the server's move wins (nothing is lost; the file is
 //!    just where the other device put it). When moves block each other — A into B here,
 //!    B into A there — a local move is undone so the server's can proceed. A move that
-//!    can never be carried over falls through to rule 2 as a delete and a create.
-//! 2. **Path by path**, comparing each side with Synced. A change on one side is
+//!    can never be carried over falls through to rule 3 as a delete and a create.
+//! 2. **Case clashes.** A new local item whose name differs only in case from another
+//!    item's is renamed to a conflict copy (see [`case`]): the server would refuse it.
+//! 3. **Path by path**, comparing each side with Synced. A change on one side is
 //!    carried to the other. Changes on both sides:
 //!    - the same content (or two folders) → simply recorded as synced;
 //!    - different content → the local file is renamed to a conflict copy, which is
@@ -139,6 +141,10 @@ pub fn plan_sync(trees: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
     if !moves.is_empty() {
         return moves;
     }
+    let renames = case::plan_case_clashes(trees, ctx);
+    if !renames.is_empty() {
+        return renames;
+    }
     plan_paths(trees, ctx)
 }
 
@@ -211,10 +217,14 @@ fn plan_moves(t: Trees<'_>) -> Vec<Operation> {
     let local_can_move = |from: &ServerPath, to: &ServerPath| {
         t.local.get(to).is_none() && !to.starts_with(from) && parent_is_folder(to, local_is_folder)
     };
+    // The server holds one name per key: `/a` cannot move to `/D/x` beside `/D/X`,
+    // though it may move to `/A`.
+    let remote_keys = case::KeyIndex::of(t.remote);
     let remote_can_move = |from: &ServerPath, to: &ServerPath| {
         t.remote.get(to).is_none()
             && !to.starts_with(from)
             && parent_is_folder(to, remote_is_folder)
+            && !remote_keys.taken(t.remote, to, from)
     };
 
     let mut ops = Vec::new();
@@ -578,5 +588,6 @@ fn conflict_local(t: Trees<'_>, ctx: &PlanContext, path: &ServerPath) -> Operati
     }
 }
 
+mod case;
 #[cfg(test)]
 mod tests;

@@ -457,3 +457,101 @@ fn unchanged_content_at_a_new_revision_is_deleted_or_updated_at_that_revision() 
         }]
     );
 }
+
+fn conflict(path: &str, to: &str) -> Operation {
+    Operation::ConflictLocal {
+        path: p(path),
+        to: p(to),
+    }
+}
+
+#[test]
+fn a_new_local_name_that_clashes_by_case_is_renamed() {
+    // `Notes.txt` beside a synced `notes.txt`: the server would refuse it forever.
+    let w = World::default()
+        .both("/notes.txt", 1, Some('a'))
+        .local("/Notes.txt", 2, Some('b'));
+    assert_eq!(
+        w.plan(),
+        [conflict(
+            "/Notes.txt",
+            "/Notes (conflicted copy from laptop 2026-12-01 120000).txt"
+        )]
+    );
+    // Also when the clashing name is only on the server so far: a case-insensitive
+    // disk would take the download for the local file.
+    let w = World::default()
+        .remote("/Photos", 7, None)
+        .local("/photos", 3, None)
+        .local("/photos/x.jpg", 4, Some('x'));
+    assert_eq!(
+        w.plan(),
+        [conflict(
+            "/photos",
+            "/photos (conflicted copy from laptop 2026-12-01 120000)"
+        )],
+        "the folder moves aside with what it holds, and nothing below it is renamed"
+    );
+}
+
+#[test]
+fn new_local_names_that_clash_with_each_other_keep_the_first() {
+    let w = World::default()
+        .local("/d", 1, None)
+        .local("/D", 2, None)
+        .local("/dD", 3, Some('x'));
+    assert_eq!(
+        w.plan(),
+        [conflict(
+            "/d",
+            "/d (conflicted copy from laptop 2026-12-01 120000)"
+        )]
+    );
+}
+
+#[test]
+fn a_case_rename_is_not_a_clash() {
+    // Renamed on disk (same inode): one server move.
+    let w = World::default()
+        .remote("/a.txt", 1, Some('a'))
+        .synced("/a.txt", 1, 1, Some('a'))
+        .local("/A.txt", 1, Some('a'));
+    assert_eq!(
+        w.plan(),
+        [Operation::MoveRemote {
+            from: p("/a.txt"),
+            to: p("/A.txt"),
+            base_rev: Some("ra".into())
+        }]
+    );
+    // Saved under the new name as a new file (a new inode): the old name is deleted on
+    // the server, and the new one waits for that rather than being renamed.
+    let w = World::default()
+        .remote("/a.txt", 1, Some('a'))
+        .synced("/a.txt", 1, 1, Some('a'))
+        .local("/A.txt", 2, Some('b'));
+    let plan = w.plan();
+    assert!(
+        plan.iter()
+            .all(|op| !matches!(op, Operation::ConflictLocal { .. })),
+        "{plan:?}"
+    );
+    assert!(plan.contains(&Operation::DeleteRemote {
+        path: p("/a.txt"),
+        kind: Kind::File,
+        base_rev: Some("ra".into())
+    }));
+    // Renamed on the server: one local rename.
+    let w = World::default()
+        .remote("/Report", 5, None)
+        .synced("/report", 5, 5, None)
+        .local("/report", 5, None);
+    assert_eq!(
+        w.plan(),
+        [Operation::MoveLocal {
+            from: p("/report"),
+            to: p("/Report"),
+            synced_from: Some(p("/report")),
+        }]
+    );
+}

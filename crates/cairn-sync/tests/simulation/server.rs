@@ -70,15 +70,33 @@ pub struct Server {
 }
 
 impl Server {
-    fn parent_is_folder(&self, path: &ServerPath) -> bool {
-        match path.parent() {
-            None => false,
-            Some(parent) if parent.is_root() => true,
-            Some(parent) => self
-                .live
-                .get(&parent)
-                .is_some_and(|e| e.kind == Kind::Folder),
+    /// The live entry whose path matches `path` whatever its case, with its stored
+    /// path: like the real server, this one holds one entry per name regardless of case.
+    /// (A linear scan: simulated trees are small.)
+    fn find(&self, path: &ServerPath) -> Option<(&ServerPath, &Entry)> {
+        if let Some(found) = self.live.get_key_value(path) {
+            return Some(found);
         }
+        let key = path.key();
+        self.live.iter().find(|(p, _)| p.key() == key)
+    }
+
+    /// The stored path of the folder `path` would go in, if that is a folder.
+    fn parent_folder(&self, path: &ServerPath) -> Option<ServerPath> {
+        match path.parent() {
+            None => None,
+            Some(parent) if parent.is_root() => Some(parent),
+            Some(parent) => self
+                .find(&parent)
+                .filter(|(_, e)| e.kind == Kind::Folder)
+                .map(|(stored, _)| stored.clone()),
+        }
+    }
+
+    /// Where a new entry asked for at `path` is stored: in its parent's stored case.
+    fn new_path(&self, path: &ServerPath) -> Option<ServerPath> {
+        let parent = self.parent_folder(path)?;
+        parent.join(path.name()?).ok()
     }
 
     fn new_id(&mut self) -> i64 {
@@ -100,7 +118,15 @@ impl Server {
         content: Content,
         base_rev: Option<&str>,
     ) -> Result<RemoteNode, EnvError> {
-        let entry = match self.live.get(path) {
+        let found = self.find(path).map(|(p, e)| (p.clone(), e.clone()));
+        let stored = match &found {
+            Some((stored, _)) => stored.clone(),
+            None => match self.new_path(path) {
+                Some(stored) => stored,
+                None => return Err(changed(format!("{path}: no parent folder"))),
+            },
+        };
+        let entry = match found.map(|(_, e)| e) {
             Some(e) if e.kind == Kind::File && e.content == Some(content) => {
                 return Ok(e.node());
             }
@@ -126,9 +152,6 @@ impl Server {
             None if base_rev.is_some() => {
                 return Err(changed(format!("{path}: gone, base {base_rev:?}")))
             }
-            None if !self.parent_is_folder(path) => {
-                return Err(changed(format!("{path}: no parent folder")))
-            }
             None => Entry {
                 id: self.new_id(),
                 kind: Kind::File,
@@ -138,9 +161,9 @@ impl Server {
         };
         self.committed.insert(content);
         let node = entry.node();
-        self.live.insert(path.clone(), entry);
+        self.live.insert(stored.clone(), entry);
         self.journal.push(RemoteChange::Upsert {
-            path: path.clone(),
+            path: stored,
             node: node.clone(),
         });
         Ok(node)
@@ -148,14 +171,14 @@ impl Server {
 
     /// Creates a folder; an existing folder is fine.
     pub fn mkdir(&mut self, path: &ServerPath) -> Result<RemoteNode, EnvError> {
-        match self.live.get(path) {
-            Some(e) if e.kind == Kind::Folder => return Ok(e.node()),
+        match self.find(path) {
+            Some((_, e)) if e.kind == Kind::Folder => return Ok(e.node()),
             Some(_) => return Err(changed(format!("{path}: a file is there"))),
-            None if !self.parent_is_folder(path) => {
-                return Err(changed(format!("{path}: no parent folder")))
-            }
             None => {}
         }
+        let Some(stored) = self.new_path(path) else {
+            return Err(changed(format!("{path}: no parent folder")));
+        };
         let entry = Entry {
             id: self.new_id(),
             kind: Kind::Folder,
@@ -163,16 +186,22 @@ impl Server {
             content: None,
         };
         let node = entry.node();
-        self.live.insert(path.clone(), entry);
+        self.live.insert(stored.clone(), entry);
         self.journal.push(RemoteChange::Upsert {
-            path: path.clone(),
+            path: stored,
             node: node.clone(),
         });
         Ok(node)
     }
 
-    fn check_base(&self, path: &ServerPath, base_rev: Option<&str>) -> Result<&Entry, EnvError> {
-        let Some(e) = self.live.get(path) else {
+    /// The entry at `path` (whatever its case) with its stored path, if `base_rev`
+    /// (for a file) is its current revision.
+    fn check_base(
+        &self,
+        path: &ServerPath,
+        base_rev: Option<&str>,
+    ) -> Result<(ServerPath, &Entry), EnvError> {
+        let Some((stored, e)) = self.find(path) else {
             return Err(changed(format!("{path}: gone")));
         };
         if e.kind == Kind::File && base_rev.is_some() && base_rev != e.rev.map(rev_text).as_deref()
@@ -182,7 +211,7 @@ impl Server {
                 e.rev
             )));
         }
-        Ok(e)
+        Ok((stored.clone(), e))
     }
 
     fn subtree(&self, path: &ServerPath) -> Vec<ServerPath> {
@@ -201,15 +230,22 @@ impl Server {
         to: &ServerPath,
         base_rev: Option<&str>,
     ) -> Result<RemoteNode, EnvError> {
-        self.check_base(from, base_rev)?;
-        if to.starts_with(from) {
+        let (from, _) = self.check_base(from, base_rev)?;
+        let from = &from;
+        // By key: `/a` into `/A/b` is a move into itself too. A move to the same name in
+        // another case (`/a` to `/A`) is a rename like any other.
+        if to.key() != from.key() && to.key().starts_with(&format!("{}/", from.key())) {
             return Err(changed(format!("{from} -> {to}: into itself")));
         }
-        if self.live.contains_key(to) {
+        if to.key() != from.key() && self.find(to).is_some() {
             return Err(changed(format!("{to}: taken")));
         }
-        if !self.parent_is_folder(to) {
+        let Some(to) = self.new_path(to) else {
             return Err(changed(format!("{to}: no parent folder")));
+        };
+        let to = &to;
+        if to == from {
+            return Ok(self.live[to].node());
         }
         for old in self.subtree(from) {
             let entry = self.live.remove(&old).expect("listed");
@@ -227,14 +263,12 @@ impl Server {
     /// Deletes an entry with everything below it (to the trash: its contents stay in
     /// `committed`).
     pub fn delete(&mut self, path: &ServerPath, base_rev: Option<&str>) -> Result<(), EnvError> {
-        let id = self.check_base(path, base_rev)?.id;
-        for p in self.subtree(path) {
+        let (path, e) = self.check_base(path, base_rev)?;
+        let id = e.id;
+        for p in self.subtree(&path) {
             self.live.remove(&p);
         }
-        self.journal.push(RemoteChange::Delete {
-            path: path.clone(),
-            id,
-        });
+        self.journal.push(RemoteChange::Delete { path, id });
         Ok(())
     }
 

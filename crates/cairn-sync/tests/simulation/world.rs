@@ -98,7 +98,7 @@ pub struct World {
 }
 
 /// Names for everything, few enough that paths collide across devices.
-const NAMES: &[&str] = &["a", "b", "c.txt", "D", "E"];
+const NAMES: &[&str] = &["a", "b", "c.txt", "D", "E", "d"];
 /// Names the engine must never touch (built-in ignore rules).
 const IGNORED: &[&str] = &[".DS_Store", "x.swp", ".cairn-part-7"];
 

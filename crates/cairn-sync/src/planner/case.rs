@@ -1,0 +1,146 @@
+//! Names that differ only in letter case. The server holds one entry per name whatever
+//! its case (as Dropbox, macOS and Windows do), but a Linux disk can hold `Report.txt`
+//! beside `report.txt`. Left alone, the second could never be uploaded (the server
+//! refuses it every round), and on a case-insensitive disk a download of one would land
+//! on the other. So before anything else is carried over, a local item whose name
+//! clashes with another item's is renamed to a conflict copy, which then syncs like
+//! any new file; the rename is reported as a conflict.
+//!
+//! Which item keeps its name: the one on the server, else the one last synced, else
+//! (all of them new on this disk) the first in path order. A new local item is not
+//! renamed while the item it clashes with is gone from the disk but still synced: that
+//! is a delete (or a rename the disk did not show as one, such as an editor saving
+//! `a.txt` as `A.txt`) on its way to the server, after which the new name is free.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cairn_core::ServerPath;
+
+use super::{conflict_local, local_subtree_unchanged, Operation, PlanContext, Trees};
+use crate::tree::Tree;
+
+/// Conflict-copy renames for the local items whose names clash, by case only, with
+/// another item's; empty when there is no such clash.
+pub(super) fn plan_case_clashes(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
+    // Of the paths sharing a key, at most one is its own key (has no upper-case
+    // letter), so only the others are grouped: most trees have few of them.
+    let mut groups: BTreeMap<String, Vec<&ServerPath>> = BTreeMap::new();
+    for path in t
+        .local
+        .paths()
+        .chain(t.remote.paths())
+        .chain(t.synced.paths())
+    {
+        if !is_own_key(path) {
+            groups.entry(path.key()).or_default().push(path);
+        }
+    }
+    let mut ops = Vec::new();
+    let mut renamed: Vec<ServerPath> = Vec::new();
+    for (key, paths) in &groups {
+        let mut members: Vec<&ServerPath> = paths.clone();
+        let lower = ServerPath::parse(key).ok();
+        if let Some(lower) = lower.as_ref().filter(|l| in_any_tree(t, l)) {
+            members.push(lower);
+        }
+        members.sort_unstable();
+        members.dedup();
+        if members.len() < 2 {
+            continue;
+        }
+        // Keys sort parents first; what lies below a renamed folder moved with it.
+        if members
+            .iter()
+            .any(|m| renamed.iter().any(|r| m.starts_with(r)))
+        {
+            continue;
+        }
+        let keeper = members
+            .iter()
+            .find(|m| t.remote.get(m).is_some())
+            .or_else(|| members.iter().find(|m| t.synced.get(m).is_some()))
+            .unwrap_or(&members[0]);
+        if t.synced.get(keeper).is_some() && t.local.get(keeper).is_none() {
+            continue;
+        }
+        for member in &members {
+            // A local item the server lacks at this exact path, which is to go up: new
+            // here, or changed here since the server deleted it. (One the server
+            // deleted and this disk left alone is simply deleted here.)
+            let goes_up = t.local.get(member).is_some()
+                && t.remote.get(member).is_none()
+                && (t.synced.get(member).is_none() || !local_subtree_unchanged(t, member));
+            if member != keeper && goes_up {
+                ops.push(conflict_local(t, ctx, member));
+                renamed.push((*member).clone());
+            }
+        }
+    }
+    ops
+}
+
+/// Finds, in one tree, the paths that share a key with a given path. Only the paths
+/// that are not their own key are indexed (see [`plan_case_clashes`]); the one that is
+/// is looked up directly.
+pub(super) struct KeyIndex<'a> {
+    mixed: HashMap<String, Vec<&'a ServerPath>>,
+}
+
+impl<'a> KeyIndex<'a> {
+    pub(super) fn of<N: Clone>(tree: &'a Tree<N>) -> Self {
+        let mut mixed: HashMap<String, Vec<&'a ServerPath>> = HashMap::new();
+        for path in tree.paths() {
+            if !is_own_key(path) {
+                mixed.entry(path.key()).or_default().push(path);
+            }
+        }
+        KeyIndex { mixed }
+    }
+
+    /// Whether `tree` (the one indexed) holds a path other than `except` with the key
+    /// of `path`.
+    pub(super) fn taken<N: Clone>(
+        &self,
+        tree: &Tree<N>,
+        path: &ServerPath,
+        except: &ServerPath,
+    ) -> bool {
+        let key = path.key();
+        let lower = ServerPath::parse(&key)
+            .ok()
+            .filter(|lower| lower != except && tree.get(lower).is_some());
+        lower.is_some()
+            || self
+                .mixed
+                .get(&key)
+                .is_some_and(|paths| paths.iter().any(|p| *p != except))
+    }
+}
+
+/// Whether the path is its own key: lower-casing changes nothing.
+fn is_own_key(path: &ServerPath) -> bool {
+    let s = path.as_str();
+    if s.is_ascii() {
+        return !s.bytes().any(|b| b.is_ascii_uppercase());
+    }
+    s.chars().all(|c| c.to_lowercase().eq(std::iter::once(c)))
+}
+
+fn in_any_tree(t: Trees<'_>, path: &ServerPath) -> bool {
+    t.local.get(path).is_some() || t.remote.get(path).is_some() || t.synced.get(path).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::p;
+
+    #[test]
+    fn own_keys() {
+        assert!(is_own_key(&p("/a/b.txt")));
+        assert!(!is_own_key(&p("/a/B.txt")));
+        assert!(is_own_key(&p("/straße/ü")));
+        assert!(!is_own_key(&p("/Ü")));
+        assert!(!is_own_key(&p("/ǅ")), "a title-case letter lower-cases too");
+    }
+}
