@@ -18,7 +18,7 @@ use futures::StreamExt;
 
 use crate::env::{DownloadItem, Env, EnvError, RemoteChange, UploadItem};
 use crate::ignore::Ignore;
-use crate::planner::{plan_sync, Operation, PlanContext, Trees};
+use crate::planner::{plan_sync, plan_sync_within, Operation, PlanContext, Trees};
 use crate::state::{Persist, State, StateChange, Which};
 use crate::tree::{Kind, LocalNode, RemoteNode, SyncedNode};
 
@@ -27,9 +27,9 @@ use crate::tree::{Kind, LocalNode, RemoteNode, SyncedNode};
 /// reported rather than looped on forever.
 const MAX_ROUNDS: usize = 10_000;
 
-/// Operations of a round run and saved together: enough for every transfer batch in
-/// flight to be full, few enough that a round of a 100,000-file first sync does not hold
-/// all its outcomes and unsaved changes at once.
+/// The most operations a round plans, runs and saves together: enough for every
+/// transfer batch in flight to be full, few enough that a round of a 100,000-file first
+/// sync does not hold its whole plan, outcomes and unsaved changes at once.
 const ROUND_CHUNK: usize = 4_000;
 
 /// Files up to this size are uploaded and downloaded in batches: one request carries
@@ -118,8 +118,8 @@ impl<E: Env, P: Persist> Engine<E, P> {
         }
     }
 
-    /// Operations of a round run, applied and saved together before the next ones
-    /// start (at least 1).
+    /// The most operations a round plans, runs and saves together before the next
+    /// round is planned (at least 1).
     pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
         self.chunk_size = chunk_size.max(1);
         self
@@ -202,7 +202,9 @@ impl<E: Env, P: Persist> Engine<E, P> {
             .save(&self.pending)
             .await
             .map_err(|err| SyncError::Persist(err.to_string()))?;
-        self.pending.clear();
+        // A fresh vector rather than `clear`: after a first listing of a large tree
+        // the old one had room for 100,000 changes (15 MB), kept for the whole run.
+        self.pending = Vec::new();
         Ok(())
     }
 
@@ -217,33 +219,43 @@ impl<E: Env, P: Persist> Engine<E, P> {
         // locally before crashing.
         self.refresh_remote().await?;
         self.refresh_local().await?;
+        // Paths whose operation failed last round. They sit out one round, so that a
+        // plan cut short at the round's limit cannot fill up with the same failing
+        // operations round after round while the work that would unblock them waits.
+        let mut retry_later: HashSet<ServerPath> = HashSet::new();
         for _ in 0..MAX_ROUNDS {
-            let ops: Vec<Operation> = plan_sync(self.trees(), &self.plan_context())
-                .into_iter()
-                .filter(|op| !refused.contains(op.path()))
-                .collect();
+            // One chunk's worth at a time: a plan for a whole first sync of a large
+            // tree held an operation per file (22 MB for 100,000 files).
+            let ops =
+                plan_sync_within(self.trees(), &self.plan_context(), self.chunk_size, &|op| {
+                    refused.contains(op.path()) || retry_later.contains(op.path())
+                });
+            if ops.is_empty() && !retry_later.is_empty() {
+                retry_later.clear();
+                continue;
+            }
             if ops.is_empty() {
                 self.save().await?;
                 return Ok(report);
             }
+            retry_later.clear();
             report.rounds += 1;
-            // In chunks, each applied and saved before the next starts, so that what a
-            // round holds in memory (outcomes, unsaved changes) stays bounded however
-            // many operations a first sync of a large tree plans.
+            // Each round's operations are applied and saved before the next round is
+            // planned, so what a round holds in memory (outcomes, unsaved changes)
+            // stays bounded however large a first sync is.
             let mut local_changed = false;
-            for chunk in ops.chunks(self.chunk_size) {
-                let outcomes = self.execute(chunk).await;
-                let unavailable = self.apply(
-                    chunk,
-                    outcomes,
-                    &mut report,
-                    &mut refused,
-                    &mut local_changed,
-                );
-                self.save().await?;
-                if let Some(msg) = unavailable {
-                    return Err(SyncError::Unavailable(msg));
-                }
+            let outcomes = self.execute(&ops).await;
+            let unavailable = self.apply(
+                &ops,
+                outcomes,
+                &mut report,
+                &mut refused,
+                &mut retry_later,
+                &mut local_changed,
+            );
+            self.save().await?;
+            if let Some(msg) = unavailable {
+                return Err(SyncError::Unavailable(msg));
             }
             if local_changed {
                 self.refresh_local().await?;
@@ -256,13 +268,16 @@ impl<E: Env, P: Persist> Engine<E, P> {
     }
 
     /// Applies what `ops` did (`outcomes`, in the same order) to the trees and the
-    /// report. Returns why the server could not be reached, if an operation found that.
+    /// report, and adds the paths of those that failed to `refused` (refused for this
+    /// sync) or `failed` (to try again later). Returns why the server could not be
+    /// reached, if an operation found that.
     fn apply(
         &mut self,
         ops: &[Operation],
         outcomes: Vec<Outcome>,
         report: &mut Report,
         refused: &mut HashSet<ServerPath>,
+        failed: &mut HashSet<ServerPath>,
         local_changed: &mut bool,
     ) -> Option<String> {
         let mut unavailable = None;
@@ -281,8 +296,13 @@ impl<E: Env, P: Persist> Engine<E, P> {
             };
             tracing::debug!(?op, %err, "operation did not happen");
             match err {
-                EnvError::LocalChanged(_) => *local_changed = true,
-                EnvError::RemoteChanged(_) | EnvError::CursorReset => {}
+                EnvError::LocalChanged(_) => {
+                    *local_changed = true;
+                    failed.insert(op.path().clone());
+                }
+                EnvError::RemoteChanged(_) | EnvError::CursorReset => {
+                    failed.insert(op.path().clone());
+                }
                 EnvError::Unavailable(msg) => unavailable = Some(msg),
                 EnvError::Refused(msg) => {
                     refused.insert(op.path().clone());

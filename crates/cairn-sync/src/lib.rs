@@ -17,7 +17,7 @@ pub mod tree;
 pub use engine::{Engine, Report, SyncError};
 pub use env::{DownloadItem, Env, EnvError, RemoteChange, RemoteDelta, UploadItem};
 pub use ignore::Ignore;
-pub use planner::{plan_sync, Operation, PlanContext, Trees};
+pub use planner::{plan_sync, plan_sync_within, Operation, PlanContext, Trees};
 pub use real::RealEnv;
 pub use state::{NoPersist, Persist, State, StateChange, Which};
 pub use state_db::StateDb;

@@ -137,15 +137,60 @@ pub struct PlanContext {
 
 /// The operations that bring the two sides closer together; empty when they agree.
 pub fn plan_sync(trees: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
-    let moves = plan_moves(trees);
+    plan_sync_within(trees, ctx, usize::MAX, &|_| false)
+}
+
+/// [`plan_sync`], holding at most `limit` operations and none for which `leave_out`
+/// holds (say, what the server refused earlier in this sync). What is not planned
+/// waits for a later plan, so a first sync of a large tree never holds an operation
+/// per file in memory at once, and work the server refuses never crowds out the rest.
+pub fn plan_sync_within(
+    trees: Trees<'_>,
+    ctx: &PlanContext,
+    limit: usize,
+    leave_out: &dyn Fn(&Operation) -> bool,
+) -> Vec<Operation> {
+    let limit = limit.max(1);
+    let keep = |mut ops: Vec<Operation>| {
+        ops.retain(|op| !leave_out(op));
+        ops.truncate(limit);
+        ops
+    };
+    let moves = keep(plan_moves(trees));
     if !moves.is_empty() {
         return moves;
     }
-    let renames = case::plan_case_clashes(trees, ctx);
+    let clashes = case::plan_case_clashes(trees, ctx);
+    let renames = keep(clashes.renames);
     if !renames.is_empty() {
         return renames;
     }
-    plan_paths(trees, ctx)
+    let mut ops = Ops {
+        ops: Vec::new(),
+        limit,
+        leave_out,
+    };
+    plan_paths(trees, ctx, &clashes.wait, &mut ops);
+    ops.ops
+}
+
+/// A plan being built, up to its limit.
+struct Ops<'a> {
+    ops: Vec<Operation>,
+    limit: usize,
+    leave_out: &'a dyn Fn(&Operation) -> bool,
+}
+
+impl Ops<'_> {
+    fn push(&mut self, op: Operation) {
+        if self.ops.len() < self.limit && !(self.leave_out)(&op) {
+            self.ops.push(op);
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.ops.len() >= self.limit
+    }
 }
 
 /// A node that sits at `from` in Synced and at `to` on one side.
@@ -326,7 +371,8 @@ fn remote_subtree_unchanged(t: Trees<'_>, path: &ServerPath) -> bool {
         && t.synced.descendants(path).all(|(p, _)| same(p))
 }
 
-fn plan_paths(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
+/// Rule 3 for every path except those at or below `wait`.
+fn plan_paths(t: Trees<'_>, ctx: &PlanContext, wait: &[ServerPath], ops: &mut Ops<'_>) {
     let mut paths: Vec<&ServerPath> = t
         .local
         .paths()
@@ -339,10 +385,15 @@ fn plan_paths(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
     let local_is_folder = |p: &ServerPath| t.local.get(p).is_some_and(|n| n.kind == Kind::Folder);
     let remote_is_folder = |p: &ServerPath| t.remote.get(p).is_some_and(|n| n.kind == Kind::Folder);
 
-    let mut ops = Vec::new();
     // A folder deleted whole: what lies below it needs nothing more this round.
     let mut skip_below: Option<&ServerPath> = None;
     for path in paths {
+        if ops.is_full() {
+            break;
+        }
+        if !wait.is_empty() && wait.iter().any(|w| path.starts_with(w)) {
+            continue;
+        }
         if let Some(done) = skip_below {
             if path.starts_with(done) {
                 continue;
@@ -491,7 +542,6 @@ fn plan_paths(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
             },
         }
     }
-    ops
 }
 
 /// The revision to base an operation on, for a path whose server side holds what

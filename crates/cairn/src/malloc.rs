@@ -23,5 +23,10 @@ pub fn use_one_arena() {
         if applied != 1 {
             tracing::debug!("mallopt(M_ARENA_MAX) was refused");
         }
+        // SAFETY: as above; M_MMAP_THRESHOLD is a valid parameter.
+        let applied = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10) };
+        if applied != 1 {
+            tracing::debug!("mallopt(M_MMAP_THRESHOLD) was refused");
+        }
     }
 }

@@ -10,7 +10,10 @@
 //! (all of them new on this disk) the first in path order. A new local item is not
 //! renamed while the item it clashes with is gone from the disk but still synced: that
 //! is a delete (or a rename the disk did not show as one, such as an editor saving
-//! `a.txt` as `A.txt`) on its way to the server, after which the new name is free.
+//! `a.txt` as `A.txt`) on its way to the server, after which the new name is free. It
+//! waits for that instead (were it uploaded meanwhile, the server would refuse it); if
+//! the other item comes back (changed on the server while deleted here), the new one
+//! is renamed then.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,9 +22,19 @@ use cairn_core::ServerPath;
 use super::{conflict_local, local_subtree_unchanged, Operation, PlanContext, Trees};
 use crate::tree::Tree;
 
-/// Conflict-copy renames for the local items whose names clash, by case only, with
-/// another item's; empty when there is no such clash.
-pub(super) fn plan_case_clashes(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operation> {
+/// What the case rule found.
+#[derive(Default)]
+pub(super) struct CaseClashes {
+    /// Conflict-copy renames for the local items whose names clash, by case only, with
+    /// another item's.
+    pub renames: Vec<Operation>,
+    /// New local items that wait, with what is below them, for the item they clash
+    /// with to leave the server: nothing is planned for them until it has.
+    pub wait: Vec<ServerPath>,
+}
+
+/// Finds the clashes by case (see the module's comment).
+pub(super) fn plan_case_clashes(t: Trees<'_>, ctx: &PlanContext) -> CaseClashes {
     // Of the paths sharing a key, at most one is its own key (has no upper-case
     // letter), so only the others are grouped: most trees have few of them.
     let mut groups: BTreeMap<String, Vec<&ServerPath>> = BTreeMap::new();
@@ -35,7 +48,7 @@ pub(super) fn plan_case_clashes(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operatio
             groups.entry(path.key()).or_default().push(path);
         }
     }
-    let mut ops = Vec::new();
+    let mut found = CaseClashes::default();
     let mut renamed: Vec<ServerPath> = Vec::new();
     for (key, paths) in &groups {
         let mut members: Vec<&ServerPath> = paths.clone();
@@ -60,9 +73,7 @@ pub(super) fn plan_case_clashes(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operatio
             .find(|m| t.remote.get(m).is_some())
             .or_else(|| members.iter().find(|m| t.synced.get(m).is_some()))
             .unwrap_or(&members[0]);
-        if t.synced.get(keeper).is_some() && t.local.get(keeper).is_none() {
-            continue;
-        }
+        let keeper_leaving = t.synced.get(keeper).is_some() && t.local.get(keeper).is_none();
         for member in &members {
             // A local item the server lacks at this exact path, which is to go up: new
             // here, or changed here since the server deleted it. (One the server
@@ -70,13 +81,18 @@ pub(super) fn plan_case_clashes(t: Trees<'_>, ctx: &PlanContext) -> Vec<Operatio
             let goes_up = t.local.get(member).is_some()
                 && t.remote.get(member).is_none()
                 && (t.synced.get(member).is_none() || !local_subtree_unchanged(t, member));
-            if member != keeper && goes_up {
-                ops.push(conflict_local(t, ctx, member));
+            if member == keeper || !goes_up {
+                continue;
+            }
+            if keeper_leaving {
+                found.wait.push((*member).clone());
+            } else {
+                found.renames.push(conflict_local(t, ctx, member));
                 renamed.push((*member).clone());
             }
         }
     }
-    ops
+    found
 }
 
 /// Finds, in one tree, the paths that share a key with a given path. Only the paths
