@@ -1,7 +1,9 @@
 //! Project automation. `cargo xtask bench` measures Cairn against its reference figures
 //! side by side in one run (DESIGN.md §6) and prints a Markdown table for the README;
-//! `cargo xtask sync-bench` does the same for two syncing devices, beside Syncthing.
+//! `cargo xtask sync-bench` does the same for two syncing devices, beside Syncthing;
+//! `cargo xtask notify-bench` holds 10,000 idle notification connections on one server.
 
+mod notify_bench;
 mod sync_bench;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,13 +14,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage: cargo xtask bench [--size-mib N] [--dir DIR] [--runs N]
-       cargo xtask sync-bench --help";
+       cargo xtask sync-bench --help
+       cargo xtask notify-bench [--connections N] [--hold-secs S]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
         Some("sync-bench") => sync_bench::main(&args[1..]),
+        Some("notify-bench") => notify_bench::main(&args[1..]),
         _ => bail!("{USAGE}"),
     }
 }

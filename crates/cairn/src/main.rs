@@ -68,7 +68,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Sync(_)) {
-        malloc::use_one_arena();
+        malloc::tune_for_daemon();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,11 +10,17 @@
 //! a 100,000-file tree, and 143 MB with a single arena (`MALLOC_ARENA_MAX=1`), at no
 //! cost in speed that the run could tell from noise. The client is not bound by
 //! allocation, so one arena it is. The server keeps glibc's default.
+//!
+//! glibc also raises its mmap threshold each time a large block is freed (up to 32 MiB),
+//! after which large buffers (a plan, a listing, a response) come from the heap and
+//! their pages stay with the process. A fixed threshold of 256 KiB keeps them mapped,
+//! so freeing one returns it: the idle RSS after a 100,000-file download fell from 148
+//! to 140 MB.
 #![allow(unsafe_code)]
 
-/// Limits glibc's malloc to one arena for the rest of the process. Call it before the
-/// process starts its threads.
-pub fn use_one_arena() {
+/// Limits glibc's malloc to one arena and fixes its mmap threshold, for the rest of the
+/// process. Call it before the process starts its threads.
+pub fn tune_for_daemon() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: `mallopt` only changes allocator settings; M_ARENA_MAX is a valid
