@@ -18,7 +18,7 @@ use sqlx::Row;
 use crate::blocks::add_references;
 use crate::commit::{check_blocks, choose_target, Budget, Target};
 use crate::db::{corrupt, row_placeholders, rows_per_statement, NsWrite};
-use crate::tree::live_by_keys;
+use crate::tree::{folder_entry, live_by_keys};
 use crate::{
     Actor, BatchItem, BlockRef, ChangeKind, CommitOutcome, Entry, EntryKind, FileCommit, MetaError,
 };
@@ -41,14 +41,19 @@ enum Step {
     /// A file's new version, after the missing folders above it (`made`, top down).
     Commit {
         made: Vec<ServerPath>,
-        /// The file to update, or `None` to create one at `path`.
-        existing: Option<Entry>,
-        path: ServerPath,
-        blocks: Vec<BlockRef>,
-        size: i64,
-        content: ContentHash,
-        mtime: i64,
+        file: NewFile,
     },
+}
+
+/// A file's new version, as planned.
+struct NewFile {
+    /// The file to update, or `None` to create one at `path`.
+    existing: Option<Entry>,
+    path: ServerPath,
+    blocks: Vec<BlockRef>,
+    size: i64,
+    content: ContentHash,
+    mtime: i64,
 }
 
 /// What the plan knows about a path key.
@@ -159,12 +164,14 @@ fn plan_commit(
     nodes.insert(key, Node::Written);
     Some(Step::Commit {
         made,
-        existing,
-        path,
-        blocks: file.blocks.clone(),
-        size,
-        content,
-        mtime: file.mtime.unwrap_or(now),
+        file: NewFile {
+            existing,
+            path,
+            blocks: file.blocks.clone(),
+            size,
+            content,
+            mtime: file.mtime.unwrap_or(now),
+        },
     })
 }
 
@@ -203,8 +210,8 @@ pub(crate) async fn apply(
 ) -> Result<Option<Vec<CommitOutcome>>, MetaError> {
     let mut references: BTreeMap<BlockHash, i64> = BTreeMap::new();
     for step in &plan.steps {
-        if let Step::Commit { blocks, .. } = step {
-            for b in blocks {
+        if let Step::Commit { file, .. } = step {
+            for b in &file.blocks {
                 *references.entry(b.hash).or_insert(0) += 1;
             }
         }
@@ -218,23 +225,15 @@ pub(crate) async fn apply(
     for step in &plan.steps {
         match step {
             Step::Mkdir { made } => new_rows.extend(made.iter().map(NewEntry::folder)),
-            Step::Commit {
-                made,
-                existing,
-                path,
-                size,
-                content,
-                mtime,
-                ..
-            } => {
+            Step::Commit { made, file } => {
                 new_rows.extend(made.iter().map(NewEntry::folder));
-                if existing.is_none() {
+                if file.existing.is_none() {
                     new_rows.push(NewEntry {
-                        path: path.clone(),
+                        path: file.path.clone(),
                         kind: EntryKind::File,
-                        size: *size,
-                        content: Some(*content),
-                        mtime: Some(*mtime),
+                        size: file.size,
+                        content: Some(file.content),
+                        mtime: Some(file.mtime),
                     });
                 }
             }
@@ -247,29 +246,20 @@ pub(crate) async fn apply(
             .copied()
             .ok_or_else(|| corrupt(format!("no id returned for the new entry {path}")))
     };
+    let file_id = |file: &NewFile| match &file.existing {
+        Some(e) => Ok(e.id),
+        None => id_of(&file.path),
+    };
 
     let mut files = Vec::new();
     for step in &plan.steps {
-        if let Step::Commit {
-            existing,
-            path,
-            blocks,
-            size,
-            content,
-            mtime,
-            ..
-        } = step
-        {
-            let id = match existing {
-                Some(e) => e.id,
-                None => id_of(path)?,
-            };
+        if let Step::Commit { file, .. } = step {
             files.push(NewVersion {
-                entry_id: id,
-                blocks,
-                size: *size,
-                content: *content,
-                mtime: *mtime,
+                entry_id: file_id(file)?,
+                blocks: &file.blocks,
+                size: file.size,
+                content: file.content,
+                mtime: file.mtime,
             });
         }
     }
@@ -287,17 +277,6 @@ pub(crate) async fn apply(
 
     // Journal and outcomes, in item order.
     let (ns, now) = (w.ns, w.now);
-    let folder_entry = |id: EntryId, path: &ServerPath| Entry {
-        id,
-        ns,
-        path: path.clone(),
-        kind: EntryKind::Folder,
-        size: 0,
-        rev: None,
-        content_hash: None,
-        mtime: now,
-        modified_at: now,
-    };
     let mut folders: HashMap<String, Entry> = HashMap::new();
     let mut outcomes = Vec::with_capacity(plan.steps.len());
     for step in plan.steps {
@@ -306,7 +285,7 @@ pub(crate) async fn apply(
             Step::Folder { .. } | Step::Existing(_) => &[],
         };
         for folder in made {
-            let entry = folder_entry(id_of(folder)?, folder);
+            let entry = folder_entry(ns, id_of(folder)?, folder, now);
             w.record(ChangeKind::Mkdir, EntryKind::Folder, folder, entry.id, None);
             folders.insert(folder.key(), entry);
         }
@@ -325,29 +304,25 @@ pub(crate) async fn apply(
                 .cloned()
                 .ok_or_else(|| corrupt(format!("the new folder {key} has no entry")))?,
             Step::Existing(entry) => entry,
-            Step::Commit {
-                existing,
-                path,
-                size,
-                content,
-                mtime,
-                ..
-            } => {
-                let id = match &existing {
-                    Some(e) => e.id,
-                    None => id_of(&path)?,
-                };
+            Step::Commit { file, .. } => {
+                let id = file_id(&file)?;
                 let rev = version_of(id)?;
-                w.record(ChangeKind::Commit, EntryKind::File, &path, id, Some(rev));
+                w.record(
+                    ChangeKind::Commit,
+                    EntryKind::File,
+                    &file.path,
+                    id,
+                    Some(rev),
+                );
                 Entry {
                     id,
                     ns,
-                    path,
+                    path: file.path,
                     kind: EntryKind::File,
-                    size,
+                    size: file.size,
                     rev: Some(rev),
-                    content_hash: Some(content),
-                    mtime,
+                    content_hash: Some(file.content),
+                    mtime: file.mtime,
                     modified_at: now,
                 }
             }

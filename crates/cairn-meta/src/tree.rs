@@ -519,9 +519,14 @@ pub(crate) async fn insert_entry(
 pub(crate) async fn insert_folder(w: &mut NsWrite, path: &ServerPath) -> Result<Entry, MetaError> {
     let now = w.now;
     let id = insert_entry(w, path, EntryKind::Folder, 0, None, now).await?;
-    Ok(Entry {
+    Ok(folder_entry(w.ns, id, path, now))
+}
+
+/// The entry of a folder made at `now`.
+pub(crate) fn folder_entry(ns: NamespaceId, id: EntryId, path: &ServerPath, now: i64) -> Entry {
+    Entry {
         id,
-        ns: w.ns,
+        ns,
         path: path.clone(),
         kind: EntryKind::Folder,
         size: 0,
@@ -529,7 +534,7 @@ pub(crate) async fn insert_folder(w: &mut NsWrite, path: &ServerPath) -> Result<
         content_hash: None,
         mtime: now,
         modified_at: now,
-    })
+    }
 }
 
 pub(crate) async fn set_path(
