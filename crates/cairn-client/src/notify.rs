@@ -60,6 +60,10 @@ pub struct SubscribeOptions {
     pub idle_timeout: Duration,
     /// How long each long-poll asks the server to wait (the server caps it at 60 s).
     pub poll_timeout: Duration,
+    /// After falling back to a lesser transport, how long to use it before trying the
+    /// better ones again: the proxy that blocked them may be gone (a laptop that left
+    /// the office network, a proxy fixed). Default 10 minutes.
+    pub retry_better_after: Duration,
 }
 
 impl Default for SubscribeOptions {
@@ -70,6 +74,7 @@ impl Default for SubscribeOptions {
             max_backoff: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             poll_timeout: Duration::from_secs(30),
+            retry_better_after: Duration::from_secs(600),
         }
     }
 }
@@ -147,10 +152,13 @@ async fn run(
     tx: Sender,
     transport: watch::Sender<Option<Transport>>,
 ) {
-    let mut usable = options.transports.clone();
-    if usable.is_empty() {
-        usable = SubscribeOptions::default().transports;
+    let mut all = options.transports.clone();
+    if all.is_empty() {
+        all = SubscribeOptions::default().transports;
     }
+    let mut usable = all.clone();
+    // Since when a better transport than `usable[0]` has been skipped.
+    let mut fell_back: Option<Instant> = None;
     let mut failures: u32 = 0;
     loop {
         let current = usable[0];
@@ -158,10 +166,29 @@ async fn run(
         let on_connect = || {
             transport.send_replace(Some(current));
         };
-        let ended = match current {
-            Transport::WebSocket => websocket(&client, &options, &tx, on_connect).await,
-            Transport::Sse => sse(&client, &options, &tx, on_connect).await,
-            Transport::LongPoll => long_poll(&client, &options, &tx, on_connect).await,
+        let connection = async {
+            match current {
+                Transport::WebSocket => websocket(&client, &options, &tx, on_connect).await,
+                Transport::Sse => sse(&client, &options, &tx, on_connect).await,
+                Transport::LongPoll => long_poll(&client, &options, &tx, on_connect).await,
+            }
+        };
+        let ended = match fell_back {
+            None => connection.await,
+            Some(since) => {
+                let left = options.retry_better_after.saturating_sub(since.elapsed());
+                match tokio::time::timeout(left, connection).await {
+                    Ok(ended) => ended,
+                    Err(_) => {
+                        // Time to try the better transports again. Nothing is missed:
+                        // every new connection starts with where each namespace stands.
+                        transport.send_replace(None);
+                        usable = all.clone();
+                        fell_back = None;
+                        continue;
+                    }
+                }
+            }
         };
         transport.send_replace(None);
         match ended {
@@ -172,6 +199,7 @@ async fn run(
             }
             Ended::Unsupported if usable.len() > 1 => {
                 usable.remove(0);
+                fell_back.get_or_insert_with(Instant::now);
                 continue;
             }
             // The last transport left is kept and retried: the refusal may pass.

@@ -688,3 +688,74 @@ async fn a_refused_token_ends_the_subscription_with_the_error() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn a_fallback_tries_websockets_again_later() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use axum::response::sse::{Event, Sse};
+    use cairn_client::proto::Notification;
+    use cairn_client::{SubscribeOptions, Transport};
+
+    let head = serde_json::to_string(&Notification::Head {
+        ns: 1,
+        seq: 7,
+        cursor: "v1.1-7".into(),
+    })
+    .unwrap();
+    // A proxy blocks WebSockets at first, and later no longer does.
+    let ws_passes = Arc::new(AtomicBool::new(false));
+    let (passes, ws_head, sse_head) = (ws_passes.clone(), head.clone(), head);
+    let app = Router::new()
+        .route(
+            "/api/v1/notify/ws",
+            get(move |upgrade: WebSocketUpgrade| async move {
+                if !passes.load(Ordering::SeqCst) {
+                    return (StatusCode::OK, "a proxy page").into_response();
+                }
+                upgrade
+                    .protocols(["cairn.notify.v1"])
+                    .on_upgrade(move |mut socket| async move {
+                        let _ = socket.send(Message::Text(ws_head.into())).await;
+                        while let Some(Ok(_)) = socket.recv().await {}
+                    })
+            }),
+        )
+        .route(
+            "/api/v1/notify/sse",
+            get(move || async move {
+                let first = Ok::<_, std::convert::Infallible>(Event::default().data(sse_head));
+                Sse::new(futures::stream::iter([first]).chain(futures::stream::pending()))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = Client::new(&format!("http://{addr}/"), Some("token".into())).unwrap();
+
+    let mut sub = client.subscribe_with(SubscribeOptions {
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        retry_better_after: Duration::from_millis(500),
+        ..SubscribeOptions::default()
+    });
+    let within = Duration::from_secs(30);
+    let first = tokio::time::timeout(within, sub.next()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap().seq(), 7);
+    assert_eq!(sub.transport(), Some(Transport::Sse));
+
+    ws_passes.store(true, Ordering::SeqCst);
+    // The SSE stream is given up after `retry_better_after`; the WebSocket, passing
+    // now, starts again with where the namespace stands.
+    // (On a slow machine one retry may come before the flag flips, and fall back again.)
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let again = tokio::time::timeout_at(deadline, sub.next()).await.unwrap();
+        assert_eq!(again.unwrap().unwrap().seq(), 7);
+        if sub.transport() == Some(Transport::WebSocket) {
+            break;
+        }
+    }
+}

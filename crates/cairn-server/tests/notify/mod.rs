@@ -520,6 +520,7 @@ async fn the_client_reconnects_after_a_restart_and_hears_the_head_first() {
         max_backoff: Duration::from_millis(500),
         idle_timeout: Duration::from_secs(10),
         poll_timeout: Duration::from_secs(5),
+        ..SubscribeOptions::default()
     };
     let mut subs = vec![
         client.subscribe(),
