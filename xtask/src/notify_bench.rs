@@ -9,7 +9,7 @@
 //! again and the connections still open are counted. Prints a Markdown row for the
 //! README.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -99,7 +99,6 @@ fn measure(
     eprintln!("{still}");
     let per_conn_kib = rss.saturating_sub(base_rss) as f64 / connections as f64;
     let met = mb(rss) <= TARGET_MB && metric_open >= connections as f64;
-    let _ = std::io::stderr().flush();
     Ok(format!(
         "| {connections} idle WebSocket notification connections on one node (held {} s, through a heartbeat): server RSS / peak (VmHWM) | {:.0} / {:.0} MB ({:.1} KiB per connection; {} open at the end, `cairn_notify_connections`) | the same server with no client: {:.0} MB | ≤ {TARGET_MB:.0} MB | {} |",
         hold.as_secs(),

@@ -170,7 +170,7 @@ impl Client {
 
 /// A file's blocks: the whole file when it is no longer than the chunker's minimum
 /// (content-defined chunking never cuts inside it), else the chunker's cuts.
-pub(crate) fn read_and_chunk(
+fn read_and_chunk(
     source: &SmallSource,
     config: &cairn_core::ChunkerConfig,
 ) -> Result<Vec<(BlockHash, Bytes)>, ClientError> {

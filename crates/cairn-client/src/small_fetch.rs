@@ -17,12 +17,13 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use cairn_core::{content_hash, ChunkerConfig};
+use cairn_core::chunk::chunk_and_hash_slice;
+use cairn_core::ChunkerConfig;
 use cairn_proto::{ContentBatchHeader, ContentBatchRequest, EntryInfo, EntryKind};
 
 use crate::download::{create_temp_beside, parent_dir, ReplaceCheck};
 use crate::error::ClientError;
-use crate::small::{item_error, read_and_chunk, SmallSource};
+use crate::small::item_error;
 use crate::upload::chunker_config;
 use crate::{fsx, Client, DownloadOptions, DownloadOutcome, DownloadStats, MAX_BATCH_ITEMS};
 
@@ -267,14 +268,14 @@ fn write_temp(
             path: file.entry.path.clone(),
         });
     }
-    let blocks = read_and_chunk(&SmallSource::Bytes(file.content.clone()), config)?;
-    let actual = content_hash(blocks.iter().map(|(hash, _)| hash)).to_hex();
+    let chunked = chunk_and_hash_slice(&file.content, config);
+    let actual = chunked.content_hash.to_hex();
     if file
         .entry
         .content_hash
         .as_deref()
         .is_some_and(|h| h != actual)
-        || file.content.len() as u64 != file.entry.size
+        || chunked.size != file.entry.size
     {
         return Err(ClientError::ContentMismatch {
             path: file.entry.path.clone(),
@@ -287,5 +288,5 @@ fn write_temp(
         .as_file()
         .try_clone()
         .map_err(|err| ClientError::io(temp.path(), err))?;
-    Ok((temp, handle, blocks.len() as u64))
+    Ok((temp, handle, chunked.blocks.len() as u64))
 }

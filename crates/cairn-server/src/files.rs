@@ -25,6 +25,17 @@ use crate::state::AppState;
 
 /// Most items one batch request (`commit_batch`, `content_batch`) may carry.
 pub const MAX_BATCH_ITEMS: usize = 1000;
+/// Refuses a batch request of more than [`MAX_BATCH_ITEMS`] `what`.
+fn check_batch_len(len: usize, what: &str) -> ApiResult<()> {
+    if len > MAX_BATCH_ITEMS {
+        return Err(ApiError::bad_request(
+            "too_many_items",
+            format!("a batch holds at most {MAX_BATCH_ITEMS} {what}, this one {len}; split it"),
+        ));
+    }
+    Ok(())
+}
+
 /// Largest `commit_batch` body: a thousand items naming a few blocks each fit easily.
 const MAX_COMMIT_BATCH_BODY: usize = 16 << 20;
 
@@ -343,15 +354,7 @@ async fn commit_batch(
     auth: AuthUser,
     Json(req): Json<proto::CommitBatchRequest>,
 ) -> ApiResult<Json<proto::CommitBatchResponse>> {
-    if req.items.len() > MAX_BATCH_ITEMS {
-        return Err(ApiError::bad_request(
-            "too_many_items",
-            format!(
-                "a batch holds at most {MAX_BATCH_ITEMS} items, this one {}; split it",
-                req.items.len()
-            ),
-        ));
-    }
+    check_batch_len(req.items.len(), "items")?;
     let parsed: Vec<ApiResult<cairn_meta::BatchItem>> = req
         .items
         .iter()
@@ -478,15 +481,7 @@ async fn content_batch(
     auth: AuthUser,
     Json(req): Json<proto::ContentBatchRequest>,
 ) -> ApiResult<Response> {
-    if req.paths.len() > MAX_BATCH_ITEMS {
-        return Err(ApiError::bad_request(
-            "too_many_items",
-            format!(
-                "a batch holds at most {MAX_BATCH_ITEMS} paths, this one {}; split it",
-                req.paths.len()
-            ),
-        ));
-    }
+    check_batch_len(req.paths.len(), "paths")?;
     let start = (
         state,
         auth,

@@ -15,7 +15,9 @@
 //! the other item comes back (changed on the server while deleted here), the new one
 //! is renamed then.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use cairn_core::ServerPath;
 
@@ -35,32 +37,13 @@ pub(super) struct CaseClashes {
 
 /// Finds the clashes by case (see the module's comment).
 pub(super) fn plan_case_clashes(t: Trees<'_>, ctx: &PlanContext) -> CaseClashes {
-    // Of the paths sharing a key, at most one is its own key (has no upper-case
-    // letter), so only the others are grouped: most trees have few of them.
-    let mut groups: BTreeMap<String, Vec<&ServerPath>> = BTreeMap::new();
-    for path in t
-        .local
-        .paths()
-        .chain(t.remote.paths())
-        .chain(t.synced.paths())
-    {
-        if !is_own_key(path) {
-            groups.entry(path.key()).or_default().push(path);
-        }
-    }
     let mut found = CaseClashes::default();
+    let groups = clashing_groups(t);
+    if groups.is_empty() {
+        return found;
+    }
     let mut renamed: Vec<ServerPath> = Vec::new();
-    for (key, paths) in &groups {
-        let mut members: Vec<&ServerPath> = paths.clone();
-        let lower = ServerPath::parse(key).ok();
-        if let Some(lower) = lower.as_ref().filter(|l| in_any_tree(t, l)) {
-            members.push(lower);
-        }
-        members.sort_unstable();
-        members.dedup();
-        if members.len() < 2 {
-            continue;
-        }
+    for members in groups.into_values() {
         // Keys sort parents first; what lies below a renamed folder moved with it.
         if members
             .iter()
@@ -95,8 +78,81 @@ pub(super) fn plan_case_clashes(t: Trees<'_>, ctx: &PlanContext) -> CaseClashes 
     found
 }
 
+/// The paths of the three trees that share their key with another path, by key, each
+/// group sorted. This runs every round, over every path, so it allocates only for the
+/// few paths that can clash. Of the paths sharing a key at most one is its own key (has
+/// no upper-case letter), so only keys of the others are collected first; a tree
+/// without capitals costs one pass and nothing else. Keys are then compared by hash,
+/// and built in full only for the groups the hashes put together.
+fn clashing_groups<'t>(t: Trees<'t>) -> BTreeMap<String, Vec<&'t ServerPath>> {
+    let all = || {
+        t.local
+            .paths()
+            .chain(t.remote.paths())
+            .chain(t.synced.paths())
+    };
+    let mixed: HashSet<u64> = all()
+        .filter(|p| !is_own_key(p))
+        .map(|p| hash_of(&p.key()))
+        .collect();
+    if mixed.is_empty() {
+        return BTreeMap::new();
+    }
+    // Per hash of a mixed-case key: the first path seen, or every distinct one once a
+    // second turned up.
+    let mut seen: HashMap<u64, Seen<'t>> = HashMap::new();
+    for path in all() {
+        let hash = if is_own_key(path) {
+            hash_of(path.as_str())
+        } else {
+            hash_of(&path.key())
+        };
+        if !mixed.contains(&hash) {
+            continue;
+        }
+        match seen.entry(hash) {
+            Entry::Vacant(slot) => {
+                slot.insert(Seen::One(path));
+            }
+            Entry::Occupied(mut slot) => match slot.get_mut() {
+                Seen::One(first) if *first == path => {}
+                Seen::One(first) => {
+                    let first = *first;
+                    slot.insert(Seen::Many(vec![first, path]));
+                }
+                Seen::Many(paths) => paths.push(path),
+            },
+        }
+    }
+    let mut groups: BTreeMap<String, Vec<&ServerPath>> = BTreeMap::new();
+    for seen in seen.into_values() {
+        if let Seen::Many(paths) = seen {
+            for path in paths {
+                groups.entry(path.key()).or_default().push(path);
+            }
+        }
+    }
+    groups.retain(|_, members| {
+        members.sort_unstable();
+        members.dedup();
+        members.len() > 1
+    });
+    groups
+}
+
+enum Seen<'t> {
+    One(&'t ServerPath),
+    Many(Vec<&'t ServerPath>),
+}
+
+fn hash_of(key: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Finds, in one tree, the paths that share a key with a given path. Only the paths
-/// that are not their own key are indexed (see [`plan_case_clashes`]); the one that is
+/// that are not their own key are indexed (see [`clashing_groups`]); the one that is
 /// is looked up directly.
 pub(super) struct KeyIndex<'a> {
     mixed: HashMap<String, Vec<&'a ServerPath>>,
@@ -140,10 +196,6 @@ fn is_own_key(path: &ServerPath) -> bool {
         return !s.bytes().any(|b| b.is_ascii_uppercase());
     }
     s.chars().all(|c| c.to_lowercase().eq(std::iter::once(c)))
-}
-
-fn in_any_tree(t: Trees<'_>, path: &ServerPath) -> bool {
-    t.local.get(path).is_some() || t.remote.get(path).is_some() || t.synced.get(path).is_some()
 }
 
 #[cfg(test)]

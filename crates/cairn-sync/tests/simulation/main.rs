@@ -101,12 +101,12 @@ impl Sim {
     fn new(seed: u64, verbose: bool, record: bool) -> Sim {
         let mut world = World::new(seed, verbose, record);
         let parallelism = world.rng.gen_range(1..=4);
-        // Small chunks, so that rounds run in several of them.
+        // A small limit on what a round plans, so that most work takes several rounds.
         let chunk_size = world.rng.gen_range(1..=6);
         let devices = world.disks.len();
         world.log(|| {
             format!(
-                "seed {seed}: {devices} devices, parallelism {parallelism}, chunks of {chunk_size}, {:?}",
+                "seed {seed}: {devices} devices, parallelism {parallelism}, rounds of {chunk_size}, {:?}",
                 world.faults
             )
         });
