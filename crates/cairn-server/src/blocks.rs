@@ -226,10 +226,21 @@ async fn upload_batch(
             })
             .collect(),
     };
+    accept_blocks(&state, &auth.user, blocks).await?;
+    Ok(Json(answer))
+}
+
+/// Stores and records blocks whose hashes the caller has verified, as one batch: one
+/// `put_many`, one recording transaction with the store check inside it.
+pub async fn accept_blocks(
+    state: &AppState,
+    user: &cairn_meta::User,
+    blocks: Vec<(BlockHash, Bytes)>,
+) -> ApiResult<()> {
     if blocks.is_empty() {
-        return Ok(Json(answer));
+        return Ok(());
     }
-    state.meta.check_quota(&auth.user, 1).await?;
+    state.meta.check_quota(user, 1).await?;
     let received: usize = blocks.iter().map(|(_, data)| data.len()).sum();
     metrics::counter!(BLOCK_BYTES_RECEIVED).increment(received as u64);
     let started = std::time::Instant::now();
@@ -265,17 +276,18 @@ async fn upload_batch(
                 .map_err(|err| err.to_string())
         })
     });
+    let count = uploaded.len();
     state
         .meta
-        .record_block_uploads_checked(auth.user.id, uploaded, ensure)
+        .record_block_uploads_checked(user.id, uploaded, ensure)
         .await?;
     tracing::debug!(
-        blocks = answer.blocks.len(),
+        blocks = count,
         store_ms = stored_at.as_secs_f64() * 1e3,
         meta_ms = (started.elapsed() - stored_at).as_secs_f64() * 1e3,
         "block batch accepted"
     );
-    Ok(Json(answer))
+    Ok(())
 }
 
 /// [`ensure_stored`] for a batch: writes again whichever blocks a garbage collection

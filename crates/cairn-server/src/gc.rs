@@ -122,15 +122,17 @@ async fn delete_batch(
         .gc_delete(hashes, |blocks: Vec<DeletedBlock>| {
             let measured = &mut measured;
             async move {
-                for b in blocks {
+                for b in &blocks {
                     // An adopted stray file has no recorded size; measure it.
                     if b.stored_size <= 0 {
                         *measured += store.stored_size(b.hash).await?.unwrap_or(0);
                     }
-                    // One at a time: the transaction stays open meanwhile, but local
-                    // deletes are quick, and a failure stops at the first file.
-                    store.delete(b.hash).await?;
                 }
+                // In one call, so that each pack file holding some of them is rewritten
+                // once. The transaction stays open meanwhile; a batch is small.
+                store
+                    .delete_many(blocks.iter().map(|b| b.hash).collect())
+                    .await?;
                 Ok::<(), StoreError>(())
             }
         })

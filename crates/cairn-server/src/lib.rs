@@ -35,7 +35,7 @@ use cairn_meta::MetaStore;
 use cairn_store::BlockStore;
 use tower_http::trace::TraceLayer;
 
-pub use blocks::accept_block;
+pub use blocks::{accept_block, accept_blocks};
 pub use config::{Config, Maintenance};
 pub use error::ApiError;
 pub use state::AppState;

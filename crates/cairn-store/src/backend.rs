@@ -99,6 +99,17 @@ pub trait BlockBackend: fmt::Debug + Send + Sync + 'static {
         })
     }
 
+    /// [`delete`](Self::delete) for each of `hashes`; backends that store blocks
+    /// together override it to rewrite each container once.
+    fn delete_many(&self, hashes: Vec<BlockHash>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            for hash in hashes {
+                self.delete(hash).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// [`contains`](Self::contains) for each of `hashes`, in order.
     fn contains_many(
         &self,

@@ -18,6 +18,8 @@
 mod backend;
 mod codec;
 mod local;
+mod pack;
+mod packed;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -247,11 +249,19 @@ impl BlockStore {
         self.backend.delete(hash).await
     }
 
-    /// Every stored block, sorted by hash, for fsck and garbage collection. Files that
-    /// are not blocks (temp files, stray names) are left out.
+    /// Deletes blocks, like [`BlockStore::delete`] on each, but in one go where the
+    /// backend can (the local directory rewrites each pack file holding any of them
+    /// once).
+    pub async fn delete_many(&self, hashes: Vec<BlockHash>) -> Result<(), StoreError> {
+        self.backend.delete_many(hashes).await
+    }
+
+    /// Every stored block, sorted by hash and each once, for fsck and garbage
+    /// collection. Files that are not blocks (temp files, stray names) are left out.
     pub async fn list(&self) -> Result<Vec<BlockHash>, StoreError> {
         let mut hashes = self.backend.list().await?;
         hashes.sort_unstable();
+        hashes.dedup();
         Ok(hashes)
     }
 

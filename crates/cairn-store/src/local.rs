@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! <root>/blocks/ab/cd/abcd…(64 hex)   one file per block, fanned out on its first two bytes
+//! <root>/packs/<32 hex>.pack           small blocks that arrived in a batch, many per file
+//!                                      (see `packed.rs`)
 //! <root>/tmp/<hash prefix>-<random>.tmp   writes in progress (same filesystem as blocks/)
 //! <root>/quarantine/abcd…(64 hex)     damaged blocks moved aside by fsck or the scrub
 //! ```
 //!
 //! A block becomes visible only once it is complete and durable: it is written to a temp
 //! file, fsynced, linked into place under its final name, and the directory holding it is
-//! fsynced before `put` returns.
+//! fsynced before `put` returns. A pack is written the same way, once for its whole batch.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::backend::{BlockBackend, BoxFuture, EncodedBlock};
 use crate::codec::{HEADER_LEN, MAX_BLOCK_SIZE};
+use crate::packed::{PackSet, PACK_BLOCK_MAX};
 use crate::{blocking, StoreError};
 
 /// Temp files older than this are taken for leftovers of a crash and removed on open.
@@ -38,7 +42,7 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(10 * 60);
 /// two bytes.
 const LEAF_DIRS: usize = 1 << 16;
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_owned(),
         source,
@@ -47,7 +51,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 
 /// Makes a directory's entries (names created, renamed or removed in it) durable.
 #[cfg(unix)]
-fn sync_dir(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn sync_dir(path: &Path) -> Result<(), StoreError> {
     File::open(path)
         .and_then(|dir| dir.sync_all())
         .map_err(io_err(path))
@@ -56,7 +60,7 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
 /// Windows cannot open a directory as a `File`, and NTFS journals its metadata, so there
 /// is nothing to do. (Cairn's server is only tested on Linux.)
 #[cfg(not(unix))]
-fn sync_dir(_path: &Path) -> Result<(), StoreError> {
+pub(crate) fn sync_dir(_path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
@@ -102,7 +106,7 @@ fn for_each_parallel<T: Sync>(
     })
 }
 
-fn create_dir_if_missing(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_dir_if_missing(path: &Path) -> Result<(), StoreError> {
     match fs::create_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
@@ -110,7 +114,7 @@ fn create_dir_if_missing(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-fn exists(path: &Path) -> Result<bool, StoreError> {
+pub(crate) fn exists(path: &Path) -> Result<bool, StoreError> {
     match fs::symlink_metadata(path) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -153,6 +157,8 @@ struct Local {
     /// Per leaf directory, how many puts are between linking a block into it and
     /// fsyncing it. While non-zero, a block seen there may not be durable yet.
     leaf_linking: Box<[AtomicU32]>,
+    /// Small blocks stored in batches.
+    packs: PackSet,
 }
 
 impl LocalBackend {
@@ -190,7 +196,9 @@ impl LocalBackend {
             }
         }
         remove_stale_temp_files(&tmp, STALE_TEMP_AGE)?;
+        let packs = PackSet::open(&root, &tmp)?;
         let local = Local {
+            packs,
             quarantine: root.join("quarantine"),
             root,
             blocks,
@@ -369,7 +377,10 @@ impl Local {
     /// (A single `syncfs` per phase was tried first: it flushes whatever else is dirty
     /// on the filesystem too, and with another process writing it was slower than
     /// one put at a time.)
-    fn put_many(&self, blocks: &[(BlockHash, EncodedBlock)]) -> Result<Vec<bool>, StoreError> {
+    fn put_many_loose(
+        &self,
+        blocks: &[(BlockHash, &EncodedBlock)],
+    ) -> Result<Vec<bool>, StoreError> {
         /// Removes the batch's temp files however the batch ends. Once a block is
         /// linked into place its temp name is only a second link; removing it is not
         /// made durable, and a leftover goes at a later open.
@@ -411,7 +422,7 @@ impl Local {
             blocks.iter().map(|_| std::sync::Mutex::new(None)).collect();
         let indices: Vec<usize> = (0..blocks.len()).collect();
         let written = for_each_parallel(&indices, |&i| {
-            let tmp = self.write_temp(&hexes[i], &blocks[i].1)?;
+            let tmp = self.write_temp(&hexes[i], blocks[i].1)?;
             *slots[i].lock().expect("temp slot lock") = Some(tmp);
             Ok(())
         });
@@ -528,7 +539,7 @@ impl Local {
         Ok(path)
     }
 
-    fn get(&self, hash: &BlockHash) -> Result<Bytes, StoreError> {
+    fn get_loose(&self, hash: &BlockHash) -> Result<Bytes, StoreError> {
         let path = self.block_path(&hash.to_hex());
         let mut file = match File::open(&path) {
             Ok(file) => file,
@@ -555,7 +566,7 @@ impl Local {
         Ok(Bytes::from(buf))
     }
 
-    fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError> {
+    fn contains_loose(&self, hash: &BlockHash) -> Result<bool, StoreError> {
         let hex = hash.to_hex();
         if !exists(&self.block_path(&hex))? {
             return Ok(false);
@@ -566,7 +577,7 @@ impl Local {
 
     /// Removes a block. The directory is not fsynced: a deletion undone by a crash leaves
     /// an unreferenced block, which the next garbage collection finds again.
-    fn delete(&self, hash: &BlockHash) -> Result<(), StoreError> {
+    fn delete_loose(&self, hash: &BlockHash) -> Result<(), StoreError> {
         let path = self.block_path(&hash.to_hex());
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -579,16 +590,13 @@ impl Local {
     /// that after a crash the block is either still in place (and found damaged again)
     /// or in quarantine, never lost from both. A block quarantined before is replaced:
     /// the newest damaged copy is the one worth looking at.
-    fn quarantine(&self, hash: &BlockHash) -> Result<bool, StoreError> {
+    fn quarantine_loose(&self, hash: &BlockHash) -> Result<bool, StoreError> {
         let hex = hash.to_hex();
         let path = self.block_path(&hex);
         if !exists(&path)? {
             return Ok(false);
         }
-        if !exists(&self.quarantine)? {
-            create_dir_if_missing(&self.quarantine)?;
-            sync_dir(&self.root)?;
-        }
+        self.ensure_quarantine_dir()?;
         let dest = self.quarantine.join(&hex);
         match fs::rename(&path, &dest) {
             Ok(()) => {}
@@ -602,7 +610,7 @@ impl Local {
         Ok(true)
     }
 
-    fn stored_size(&self, hash: &BlockHash) -> Result<Option<u64>, StoreError> {
+    fn stored_size_loose(&self, hash: &BlockHash) -> Result<Option<u64>, StoreError> {
         let path = self.block_path(&hash.to_hex());
         match fs::symlink_metadata(&path) {
             Ok(meta) => Ok(Some(meta.len())),
@@ -616,7 +624,7 @@ impl Local {
     /// Names that are not where their hash says they belong are skipped (and logged): the
     /// store could never find them through `get`, so reporting them as present would
     /// mislead fsck.
-    fn list(&self) -> Result<Vec<BlockHash>, StoreError> {
+    fn list_loose(&self) -> Result<Vec<BlockHash>, StoreError> {
         let mut out = Vec::new();
         for top in read_subdirs(&self.blocks)? {
             for leaf in read_subdirs(&top.path)? {
@@ -632,6 +640,135 @@ impl Local {
             }
         }
         Ok(out)
+    }
+}
+
+/// What the backend does: each operation looks in the packs and among the loose files.
+impl Local {
+    /// Stores a batch: the small blocks in one new pack (see `packed.rs`), larger ones a
+    /// file each ([`Local::put_many_loose`]).
+    ///
+    /// Small blocks already stored go into the pack too, as a further copy: as for a
+    /// lone put (see `BlockStore::put`), a batch of blocks the store holds must cost the
+    /// same durable write as one of new blocks. Such uploads are rare (clients send only
+    /// blocks their account lacks), and a delete removes every copy.
+    fn put_many(&self, blocks: &[(BlockHash, EncodedBlock)]) -> Result<Vec<bool>, StoreError> {
+        let mut created = vec![false; blocks.len()];
+        let mut held_before = vec![false; blocks.len()];
+        let mut seen = HashSet::new();
+        let mut checked = HashSet::new();
+        let (mut packed, mut loose) = (Vec::new(), Vec::new());
+        for (i, (hash, block)) in blocks.iter().enumerate() {
+            if !seen.insert(*hash) {
+                continue; // given twice: the first copy counts
+            }
+            if block.len() > PACK_BLOCK_MAX {
+                loose.push(i);
+            } else {
+                held_before[i] =
+                    self.packs.contains(hash, &mut checked)? || self.contains_loose(hash)?;
+                packed.push(i);
+            }
+        }
+        let refs = |at: &[usize]| -> Vec<(BlockHash, &EncodedBlock)> {
+            at.iter().map(|&i| (blocks[i].0, &blocks[i].1)).collect()
+        };
+        for (&i, first) in packed.iter().zip(self.packs.put(&refs(&packed))?) {
+            created[i] = first && !held_before[i];
+        }
+        if !loose.is_empty() {
+            for (&i, new) in loose.iter().zip(self.put_many_loose(&refs(&loose))?) {
+                created[i] = new;
+            }
+        }
+        Ok(created)
+    }
+
+    fn get(&self, hash: &BlockHash) -> Result<Bytes, StoreError> {
+        if let Some(stored) = self.packs.get(*hash)? {
+            return Ok(stored);
+        }
+        match self.get_loose(hash) {
+            // Another process may have packed it since this one last looked.
+            Err(StoreError::NotFound(_)) if self.packs.reload()? => {
+                self.packs.get(*hash)?.ok_or(StoreError::NotFound(*hash))
+            }
+            other => other,
+        }
+    }
+
+    /// Which of `hashes` are stored. Looks at other processes' new packs at most once.
+    fn contains_many(&self, hashes: &[BlockHash]) -> Result<Vec<bool>, StoreError> {
+        let mut checked = HashSet::new();
+        let mut present = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            present.push(self.packs.contains(hash, &mut checked)? || self.contains_loose(hash)?);
+        }
+        if present.iter().any(|p| !p) && self.packs.reload()? {
+            for (hash, present) in hashes.iter().zip(&mut present) {
+                *present = *present || self.packs.contains(hash, &mut checked)?;
+            }
+        }
+        Ok(present)
+    }
+
+    /// Deletes loose files and rewrites the packs holding any of `hashes`, each once.
+    fn delete_many(&self, hashes: &[BlockHash]) -> Result<(), StoreError> {
+        for hash in hashes {
+            self.delete_loose(hash)?;
+        }
+        // Packs another process wrote since we last looked may hold some of them.
+        self.packs.reload()?;
+        self.packs.delete(hashes)
+    }
+
+    fn stored_size(&self, hash: &BlockHash) -> Result<Option<u64>, StoreError> {
+        match self.packs.stored_size(hash) {
+            Some(size) => Ok(Some(size)),
+            None => self.stored_size_loose(hash),
+        }
+    }
+
+    /// Every stored block; one held both loose and packed appears twice.
+    fn list(&self) -> Result<Vec<BlockHash>, StoreError> {
+        let mut hashes = self.list_loose()?;
+        hashes.extend(self.packs.hashes()?);
+        Ok(hashes)
+    }
+
+    /// Moves a damaged block aside: a loose file is renamed into `quarantine/`, a packed
+    /// block is copied there and its pack rewritten without it.
+    fn quarantine(&self, hash: &BlockHash) -> Result<bool, StoreError> {
+        let mut moved = self.quarantine_loose(hash)?;
+        if let Some(stored) = self.packs.get(*hash)? {
+            self.ensure_quarantine_dir()?;
+            let hex = hash.to_hex();
+            let tmp = self.write_temp(
+                &hex,
+                &EncodedBlock {
+                    header: Bytes::new(),
+                    payload: stored,
+                },
+            )?;
+            let dest = self.quarantine.join(&hex);
+            if let Err(e) = fs::rename(&tmp, &dest) {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_err(&dest)(e));
+            }
+            sync_dir(&self.quarantine)?;
+            self.packs.delete(&[*hash])?;
+            warn!(%hash, path = %dest.display(), "damaged packed block copied to quarantine");
+            moved = true;
+        }
+        Ok(moved)
+    }
+
+    fn ensure_quarantine_dir(&self) -> Result<(), StoreError> {
+        if !exists(&self.quarantine)? {
+            create_dir_if_missing(&self.quarantine)?;
+            sync_dir(&self.root)?;
+        }
+        Ok(())
     }
 }
 
@@ -672,12 +809,12 @@ impl BlockBackend for LocalBackend {
 
     fn contains(&self, hash: BlockHash) -> BoxFuture<'_, Result<bool, StoreError>> {
         let inner = self.inner.clone();
-        Box::pin(blocking(move || inner.contains(&hash)))
+        Box::pin(blocking(move || Ok(inner.contains_many(&[hash])?[0])))
     }
 
     fn delete(&self, hash: BlockHash) -> BoxFuture<'_, Result<(), StoreError>> {
         let inner = self.inner.clone();
-        Box::pin(blocking(move || inner.delete(&hash)))
+        Box::pin(blocking(move || inner.delete_many(&[hash])))
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<BlockHash>, StoreError>> {
@@ -703,13 +840,16 @@ impl BlockBackend for LocalBackend {
         Box::pin(blocking(move || inner.put_many(&blocks)))
     }
 
+    fn delete_many(&self, hashes: Vec<BlockHash>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let inner = self.inner.clone();
+        Box::pin(blocking(move || inner.delete_many(&hashes)))
+    }
+
     fn contains_many(
         &self,
         hashes: Vec<BlockHash>,
     ) -> BoxFuture<'_, Result<Vec<bool>, StoreError>> {
         let inner = self.inner.clone();
-        Box::pin(blocking(move || {
-            hashes.iter().map(|hash| inner.contains(hash)).collect()
-        }))
+        Box::pin(blocking(move || inner.contains_many(&hashes)))
     }
 }

@@ -432,8 +432,11 @@ async fn put_many_stores_each_block_once_and_leaves_no_temp_files() {
     );
     for (hash, data) in &blocks {
         assert_eq!(&store.get(*hash).await.unwrap(), data);
-        assert!(block_file(dir.path(), hash).exists());
     }
+    // Small blocks of a batch go into one pack file; the one stored before stays loose.
+    assert!(block_file(dir.path(), &blocks[0].0).exists());
+    assert!(!block_file(dir.path(), &blocks[1].0).exists());
+    assert_eq!(files_in(&dir.path().join("packs")).len(), 1);
     let present = store
         .contains_many(vec![blocks[3].0, BlockHash::of(b"not stored")])
         .await

@@ -59,6 +59,9 @@ fn now_ms() -> i64 {
 
 struct World {
     state: AppState,
+    /// A second handle on the server's block directory, as `cairn admin gc` opens in
+    /// its own process: it learns of the server's new pack files only from the disk.
+    other_store: BlockStore,
     user: User,
     actor: Actor,
     pool: Vec<Bytes>,
@@ -74,9 +77,23 @@ impl World {
         &self.state.blocks
     }
 
-    /// Uploads through the server's own accept path (store, record, re-store if the
-    /// collector got there in between).
+    /// Uploads through the server's own accept paths (store, record, re-store if the
+    /// collector got there in between): several blocks as one batch, as the sync
+    /// client sends small files (they go into a pack file), one alone as `cairn put`.
     async fn upload(&self, blocks: &[usize]) {
+        let mut distinct = blocks.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() > 1 {
+            let batch = distinct
+                .iter()
+                .map(|&i| (self.hashes[i], self.pool[i].clone()))
+                .collect();
+            cairn_server::accept_blocks(&self.state, &self.user, batch)
+                .await
+                .unwrap_or_else(|e| panic!("batch upload of blocks {distinct:?} failed: {e:?}"));
+            return;
+        }
         for &i in blocks {
             cairn_server::accept_block(
                 &self.state,
@@ -225,13 +242,22 @@ async fn deleter(world: Arc<World>, seed: u64, id: u64) {
     }
 }
 
-async fn collector(world: Arc<World>, others_done: Arc<std::sync::atomic::AtomicBool>) -> u64 {
+async fn collector(
+    world: Arc<World>,
+    others_done: Arc<std::sync::atomic::AtomicBool>,
+    own_handle: bool,
+) -> u64 {
     let mut deleted = 0;
+    let store = if own_handle {
+        &world.other_store
+    } else {
+        world.store()
+    };
     for _ in 0..GC_RUNS {
         if others_done.load(std::sync::atomic::Ordering::SeqCst) {
             break;
         }
-        let report = collect_garbage(world.meta(), world.store(), Duration::ZERO)
+        let report = collect_garbage(world.meta(), store, Duration::ZERO)
             .await
             .unwrap();
         deleted += report.blocks_deleted;
@@ -266,6 +292,7 @@ on_each_backend!(gc_never_deletes_a_referenced_block_under_concurrency, |s| {
     let pool = pool();
     let world = Arc::new(World {
         state: s.state.clone(),
+        other_store: BlockStore::local(s.data.path()).unwrap(),
         actor: Actor {
             user_id: user.id,
             device_id: Some(device.id),
@@ -288,10 +315,11 @@ on_each_backend!(gc_never_deletes_a_referenced_block_under_concurrency, |s| {
             0
         });
     }
-    // Two collectors, as when `cairn admin gc` runs beside the server's own task.
+    // Two collectors, as when `cairn admin gc` runs beside the server's own task: the
+    // second on its own store handle, like the other process.
     let others_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collectors: Vec<_> = (0..COLLECTORS)
-        .map(|_| tokio::spawn(collector(world.clone(), others_done.clone())))
+        .map(|i| tokio::spawn(collector(world.clone(), others_done.clone(), i == 1)))
         .collect();
     while let Some(done) = tasks.join_next().await {
         done.expect("a worker failed");
@@ -374,6 +402,7 @@ on_each_backend!(
         let pool = pool();
         let world = World {
             state: s.state.clone(),
+            other_store: BlockStore::local(s.data.path()).unwrap(),
             actor,
             user,
             hashes: pool.iter().map(|b| BlockHash::of(b)).collect(),
