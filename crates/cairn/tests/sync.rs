@@ -220,6 +220,31 @@ fn two_devices_stay_identical_through_every_kind_of_change() {
     assert!(ok, "the 1 GiB file reached B");
     assert_eq!(server_tree(&server), tree(&a.dir), "the server agrees");
     drop((sync_a, sync_b));
+
+    // The small files went up in batches, so their blocks sit in pack files. Beside the
+    // running server (another process, as an operator would run them), fsck reads every
+    // block back verified and a collection with no grace period keeps what is
+    // referenced: the history and trash of this test's edits, and the live files.
+    let data = server.data.as_ref().unwrap().path();
+    let packs = fs::read_dir(data.join("packs")).map_or(0, |d| d.count());
+    assert!(packs > 0, "the batches were stored in pack files");
+    let fsck = |what: &str| {
+        let out = server.admin(&["fsck", "--json"], "");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("fsck {what} printed no JSON ({e}): {out:?}"));
+        assert!(
+            out.status.success() && report["clean"] == true,
+            "{what}: {report}"
+        );
+    };
+    fsck("after sync");
+    let gc = server.admin(&["gc", "--grace", "0", "--json"], "");
+    assert!(gc.status.success(), "{gc:?}");
+    fsck("after gc");
+    let back = a._dir.path().join("plan.back");
+    a.client
+        .ok(&["get", "/Projects/plan.md", back.to_str().unwrap()]);
+    assert_eq!(fs::read(&back).unwrap(), b"A's plan");
 }
 
 #[test]
