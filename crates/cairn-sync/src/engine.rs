@@ -41,6 +41,36 @@ const TRANSFER_BATCH: usize = 500;
 /// The most bytes of content in one batch (a batch is held in memory whole).
 const TRANSFER_BATCH_BYTES: u64 = 16 << 20;
 
+/// The most small files hashed in one run on one thread during a scan, and the most
+/// bytes such a run reads. Runs are many more than the cores, so the cores stay busy.
+const HASH_RUN: usize = 64;
+const HASH_RUN_BYTES: u64 = 4 << 20;
+
+/// Splits files to hash into runs: small files together, up to [`HASH_RUN`] files or
+/// [`HASH_RUN_BYTES`] bytes, and each larger file alone (so big files still hash in
+/// parallel with each other).
+fn hash_runs(files: Vec<(ServerPath, LocalNode)>) -> Vec<Vec<(ServerPath, LocalNode)>> {
+    let mut runs = Vec::new();
+    let mut run: Vec<(ServerPath, LocalNode)> = Vec::new();
+    let mut bytes = 0;
+    for (path, node) in files {
+        if node.size > SMALL_FILE {
+            runs.push(vec![(path, node)]);
+            continue;
+        }
+        bytes += node.size;
+        run.push((path, node));
+        if run.len() >= HASH_RUN || bytes >= HASH_RUN_BYTES {
+            runs.push(std::mem::take(&mut run));
+            bytes = 0;
+        }
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
 /// Why a reconciliation stopped before the two sides agreed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {
@@ -359,15 +389,18 @@ impl<E: Env, P: Persist> Engine<E, P> {
         }
 
         let env = &self.env;
-        let hashed: Vec<_> = futures::stream::iter(to_hash)
-            .map(|(path, node)| async move {
-                let hash = env.hash_local(&path, &node).await;
-                (path, node, hash)
+        let hashed: Vec<_> = futures::stream::iter(hash_runs(to_hash))
+            .map(|run| async move {
+                let hashes = env.hash_local_many(run.clone()).await;
+                run.into_iter()
+                    .zip(hashes)
+                    .map(|((path, node), hash)| (path, node, hash))
+                    .collect::<Vec<_>>()
             })
             .buffered(self.parallelism)
-            .collect()
+            .collect::<Vec<_>>()
             .await;
-        for (path, mut node, hash) in hashed {
+        for (path, mut node, hash) in hashed.into_iter().flatten() {
             match hash {
                 Ok(Some(hash)) => {
                     node.hash = Some(hash);
@@ -773,5 +806,38 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
     match result {
         Ok(changes) => Outcome::Done(changes),
         Err(err) => Outcome::Failed(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, size: u64) -> (ServerPath, LocalNode) {
+        let node = LocalNode {
+            kind: Kind::File,
+            id: 1,
+            size,
+            mtime_ns: 0,
+            hash: None,
+        };
+        (ServerPath::parse(&format!("/{name}")).unwrap(), node)
+    }
+
+    #[test]
+    fn small_files_hash_in_runs_and_big_ones_alone() {
+        let mut files: Vec<_> = (0..150).map(|i| file(&format!("s{i}"), 4096)).collect();
+        files.insert(70, file("big", SMALL_FILE + 1));
+        for i in 0..5 {
+            files.push(file(&format!("m{i}"), SMALL_FILE));
+        }
+        let runs = hash_runs(files.clone());
+        let sizes: Vec<usize> = runs.iter().map(Vec::len).collect();
+        // 64 small; the big file alone; 64 small (6 before it, 58 after); the last 22
+        // small with four 1 MiB files, cut there at 4 MiB; the fifth.
+        assert_eq!(sizes, vec![64, 1, 64, 26, 1]);
+        assert_eq!(runs[1][0].0, files[70].0);
+        let flat: Vec<_> = runs.into_iter().flatten().collect();
+        assert_eq!(flat.len(), files.len(), "every file is hashed once");
     }
 }

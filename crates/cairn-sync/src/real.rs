@@ -359,6 +359,31 @@ impl Env for RealEnv {
         blocking(move || hash_file(&local, &node, &chunker)).await
     }
 
+    async fn hash_local_many(
+        &self,
+        files: Vec<(ServerPath, LocalNode)>,
+    ) -> Vec<Result<Option<ContentHash>, EnvError>> {
+        let count = files.len();
+        let local: Vec<(PathBuf, LocalNode)> = files
+            .into_iter()
+            .map(|(path, node)| (self.local_path(&path), node))
+            .collect();
+        let chunker = self.chunker;
+        let hashed = blocking(move || {
+            Ok(local
+                .iter()
+                .map(|(path, node)| hash_file(path, node, &chunker))
+                .collect::<Vec<_>>())
+        })
+        .await;
+        match hashed {
+            Ok(hashes) => hashes,
+            Err(err) => (0..count)
+                .map(|_| Err(EnvError::Unavailable(err.to_string())))
+                .collect(),
+        }
+    }
+
     async fn mkdir_local(&self, path: &ServerPath) -> Result<LocalNode, EnvError> {
         let local = self.local_path(path);
         self.check_inside(&local)?;
