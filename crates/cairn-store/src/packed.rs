@@ -170,6 +170,15 @@ fn parse_name(name: &str) -> Option<PackId> {
         .flatten()
 }
 
+/// Opens a pack, or `None` if it is gone (rewritten or deleted by someone else).
+fn open_if_there(path: &Path) -> Result<Option<File>, StoreError> {
+    match File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
 impl PackSet {
     /// Reads the index of every pack under `root/packs`. Does blocking IO.
     pub(crate) fn open(root: &Path, tmp: &Path) -> Result<Self, StoreError> {
@@ -230,10 +239,8 @@ impl PackSet {
     /// A pack's entries, or `None` if it is gone.
     fn load(&self, id: PackId) -> Result<Option<Vec<PackEntry>>, StoreError> {
         let path = self.path(id);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path)(e)),
+        let Some(file) = open_if_there(&path)? else {
+            return Ok(None);
         };
         let (entries, source) = pack::read_index(&file).map_err(io_err(&path))?;
         if let IndexSource::Scan { reason } = source {
@@ -281,10 +288,8 @@ impl PackSet {
     /// Reads one block from `loc`, or `None` if its pack is gone.
     fn read_at(&self, hash: BlockHash, loc: Loc) -> Result<Option<Bytes>, StoreError> {
         let path = self.path(loc.pack);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path)(e)),
+        let Some(file) = open_if_there(&path)? else {
+            return Ok(None);
         };
         match pack::read_block(&file, &loc.entry(hash)) {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
@@ -438,10 +443,8 @@ impl PackSet {
     /// it. Returns `false` if the pack is gone.
     fn rewrite_without(&self, id: PackId, dead: &HashSet<BlockHash>) -> Result<bool, StoreError> {
         let path = self.path(id);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io_err(&path)(e)),
+        let Some(file) = open_if_there(&path)? else {
+            return Ok(false);
         };
         // The file's own index, not ours: it lists everything the pack holds.
         let (entries, _) = pack::read_index(&file).map_err(io_err(&path))?;
@@ -464,24 +467,25 @@ impl PackSet {
             let refs: Vec<(BlockHash, &EncodedBlock)> = kept.iter().map(|(h, b)| (*h, b)).collect();
             Some(self.write_pack(&refs)?)
         };
-        {
-            // The new pack goes in before the old one's entries go out, so that a kept
-            // block whose main copy was in the old pack is promoted to the new one.
-            let mut index = self.write_index();
-            if let Some((new_id, entries)) = &replacement {
-                index.add(*new_id, entries);
-            }
-            index.drop_where(|_, loc| loc.pack == id);
-            index.packs.remove(&id);
-        }
-        // Readers that took the old place before the update find the file gone, look
-        // again and find the new one.
+        // The old file goes before our index changes, so that no reload (ours or
+        // another thread's) can find it again and bring the deleted blocks back.
+        // Readers that took the old place meanwhile find the file gone, read the
+        // folder again and find the new pack.
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&path)(e)),
         }
         sync_dir(&self.dir)?;
+        // The new pack goes in before the old one's entries go out, so that a kept
+        // block whose main copy was in the old pack is promoted to the new one.
+        let mut index = self.write_index();
+        if let Some((new_id, entries)) = &replacement {
+            index.add(*new_id, entries);
+        }
+        index.drop_where(|_, loc| loc.pack == id);
+        index.packs.remove(&id);
+        drop(index);
         debug!(
             pack = %pack_name(id),
             deleted = dead.len(),
