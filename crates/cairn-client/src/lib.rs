@@ -36,7 +36,9 @@ pub use error::ClientError;
 pub use notify::{SubscribeOptions, Subscription, Transport};
 pub use small::{SmallFile, SmallSource};
 pub use small_fetch::SmallDownload;
-pub use upload::{chunker_config, ProgressFn, UploadOptions, UploadOutcome, UploadStats};
+pub use upload::{
+    chunk_file, chunker_config, ProgressFn, UploadOptions, UploadOutcome, UploadStats,
+};
 
 /// Re-exported so that callers need not depend on `cairn-proto` for the common types.
 pub use cairn_proto as proto;

@@ -33,7 +33,8 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use cairn_core::chunk::{
-    chunk_and_hash, chunk_and_hash_parallel_slice, Chunk, ChunkError, ChunkRef, PARALLEL_MIN_CHUNKS,
+    chunk_and_hash, chunk_and_hash_parallel_slice, Chunk, ChunkError, ChunkRef, ChunkedFile,
+    PARALLEL_MIN_CHUNKS,
 };
 use cairn_core::{BlockHash, ChunkerConfig};
 use cairn_proto::{BlockRef, CommitRequest, CommitResponse, ServerInfo};
@@ -130,6 +131,28 @@ fn changed_since(local: &Path, before: &std::fs::Metadata) -> bool {
     }
 }
 
+/// Chunks and hashes an open file the way an upload does (a large file mapped and cut
+/// on both cores), keeping only the block list: for callers that hash files first and
+/// upload some of them later, such as the sync client's scan, which then hands the list
+/// to [`Client::upload_file_with_blocks`] instead of chunking the file a second time.
+pub fn chunk_file(file: &File, config: &ChunkerConfig) -> std::io::Result<ChunkedFile> {
+    let len = file.metadata()?.len();
+    if len >= (PARALLEL_MIN_CHUNKS * config.max_size) as u64 {
+        if let Ok(map) = MappedFile::map(file) {
+            let chunked = chunk_and_hash_parallel_slice(map.bytes(), config, |_| {
+                Ok::<(), std::convert::Infallible>(())
+            });
+            return Ok(chunked.unwrap_or_else(|never| match never {}));
+        }
+    }
+    chunk_and_hash(file, config, |_| Ok::<(), std::convert::Infallible>(())).map_err(
+        |err| match err {
+            ChunkError::Read(err) => err,
+            ChunkError::Sink(never) => match never {},
+        },
+    )
+}
+
 /// A chunk on its way to the server, holding its share of the memory budget.
 struct PendingBlock {
     hash: BlockHash,
@@ -161,11 +184,6 @@ impl Client {
                 path: local.display().to_string(),
             });
         }
-        let mtime = metadata
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         // Large files are mapped and chunked on both cores without copying (see
         // `mapped`); if the map fails, they are read like small ones.
         let source = if metadata.len() >= (PARALLEL_MIN_CHUNKS * config.max_size) as u64 {
@@ -251,10 +269,40 @@ impl Client {
             )));
         }
 
+        let commit = self
+            .commit_blocks(
+                local,
+                remote,
+                &chunked.blocks,
+                &options,
+                &metadata,
+                &mut stats,
+            )
+            .await?;
+        Ok(UploadOutcome { commit, stats })
+    }
+
+    /// Commits `blocks` as the new content of `remote`, with `local`'s modification
+    /// time. If the server lost track of some blocks between our check and the commit
+    /// (a garbage collection raced us, say), sends those again from `local` and commits
+    /// once more.
+    async fn commit_blocks(
+        &self,
+        local: &Path,
+        remote: &str,
+        blocks: &[(BlockHash, u32)],
+        options: &UploadOptions,
+        metadata: &std::fs::Metadata,
+        stats: &mut UploadStats,
+    ) -> Result<CommitResponse, ClientError> {
+        let mtime = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let request = CommitRequest {
             path: remote.to_owned(),
-            blocks: chunked
-                .blocks
+            blocks: blocks
                 .iter()
                 .map(|(hash, size)| BlockRef {
                     hash: hash.to_hex(),
@@ -265,19 +313,63 @@ impl Client {
             autorename: options.autorename,
             mtime,
         };
-        let commit = match self.commit(&request).await {
-            Ok(commit) => commit,
-            // The server lost track of blocks between our check and the commit (a
-            // garbage collection raced us, say): send those again and commit once more.
+        match self.commit(&request).await {
             Err(ClientError::Api { code, missing, .. })
                 if code == "missing_blocks" && !missing.is_empty() =>
             {
-                self.reupload(local, &chunked.blocks, &missing, parallelism, &mut stats)
+                let parallelism = options.parallelism.max(1);
+                self.reupload(local, blocks, &missing, parallelism, stats)
                     .await?;
-                self.commit(&request).await?
+                self.commit(&request).await
             }
-            Err(err) => return Err(err),
+            other => other,
+        }
+    }
+
+    /// Uploads `local` given its block list, as [`chunk_file`] made it from the file's
+    /// current content: asks which blocks the server lacks, reads and sends only those
+    /// (each checked against its hash as it is read), and commits. The file is not read
+    /// in full again, so an edit to a large file costs the changed blocks. Fails with
+    /// [`ClientError::ChangedDuringUpload`] if a block read no longer matches or the
+    /// file's size or modification time changed meanwhile.
+    pub async fn upload_file_with_blocks(
+        &self,
+        local: &Path,
+        remote: &str,
+        blocks: &[(BlockHash, u32)],
+        options: UploadOptions,
+    ) -> Result<UploadOutcome, ClientError> {
+        let metadata = std::fs::metadata(local).map_err(|err| ClientError::io(local, err))?;
+        let size: u64 = blocks.iter().map(|(_, len)| u64::from(*len)).sum();
+        if !metadata.is_file() || metadata.len() != size {
+            return Err(ClientError::ChangedDuringUpload {
+                path: local.to_owned(),
+            });
+        }
+        let mut distinct = HashSet::new();
+        let hashes: Vec<String> = blocks
+            .iter()
+            .filter(|(hash, _)| distinct.insert(*hash))
+            .map(|(hash, _)| hash.to_hex())
+            .collect();
+        let missing = self.check_blocks(&hashes).await?;
+        let mut stats = UploadStats {
+            blocks_total: blocks.len() as u64,
+            ..UploadStats::default()
         };
+        let parallelism = options.parallelism.max(1);
+        if !missing.is_empty() {
+            self.reupload(local, blocks, &missing, parallelism, &mut stats)
+                .await?;
+        }
+        if changed_since(local, &metadata) {
+            return Err(ClientError::ChangedDuringUpload {
+                path: local.to_owned(),
+            });
+        }
+        let commit = self
+            .commit_blocks(local, remote, blocks, &options, &metadata, &mut stats)
+            .await?;
         Ok(UploadOutcome { commit, stats })
     }
 

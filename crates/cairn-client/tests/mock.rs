@@ -419,6 +419,87 @@ async fn upload_then_reupload_sends_only_new_blocks() {
     assert!(leftovers(dir.path()).is_empty());
 }
 
+/// The mock server's chunker settings, as `chunk_file` must use them.
+fn mock_chunker() -> cairn_core::ChunkerConfig {
+    cairn_core::ChunkerConfig {
+        min_size: 1024,
+        avg_size: 4096,
+        max_size: 16384,
+    }
+}
+
+#[tokio::test]
+async fn an_upload_with_known_blocks_sends_only_what_changed_and_checks_the_file() {
+    let (client, mock) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("data.bin");
+    let mut data = pseudo_random(400_000, 11);
+    std::fs::write(&local, &data).unwrap();
+    let chunk = |path: &Path| {
+        cairn_client::chunk_file(&std::fs::File::open(path).unwrap(), &mock_chunker()).unwrap()
+    };
+    let first = chunk(&local);
+    let done = client
+        .upload_file_with_blocks(&local, "/data.bin", &first.blocks, UploadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(done.commit.entry.size, data.len() as u64);
+    assert_eq!(done.stats.blocks_uploaded, first.blocks.len() as u64);
+
+    // One byte inserted in the middle: only the blocks around it go up.
+    data.insert(200_000, b'!');
+    std::fs::write(&local, &data).unwrap();
+    let edited = chunk(&local);
+    let puts_before = mock.put_calls.load(Ordering::SeqCst);
+    let again = client
+        .upload_file_with_blocks(
+            &local,
+            "/data.bin",
+            &edited.blocks,
+            UploadOptions {
+                base_rev: done.commit.entry.rev.clone(),
+                ..UploadOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let sent = mock.put_calls.load(Ordering::SeqCst) - puts_before;
+    assert!(
+        (1..=2).contains(&sent),
+        "{sent} blocks sent for a 1-byte insert"
+    );
+    assert_eq!(again.stats.blocks_uploaded, sent as u64);
+    let back = dir.path().join("back.bin");
+    client
+        .download_file("/data.bin", &back, DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+
+    // A list that does not describe the file is refused and nothing is committed: one
+    // whose sizes do not add up to the file's, and one naming a block the file's bytes
+    // do not hash to (the server lacks it, so it is read back, and the read is checked).
+    let mut wrong_size = edited.blocks.clone();
+    wrong_size.pop();
+    let mut wrong_hash = edited.blocks.clone();
+    wrong_hash[0].0 = BlockHash::of(b"not in the file");
+    for blocks in [wrong_size, wrong_hash] {
+        let err = client
+            .upload_file_with_blocks(&local, "/data.bin", &blocks, UploadOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ClientError::ChangedDuringUpload { .. }),
+            "{err:?}"
+        );
+    }
+    client
+        .download_file("/data.bin", &back, DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+}
+
 #[tokio::test]
 async fn stale_base_rev_is_a_conflict_with_the_current_entry() {
     let (client, _mock) = start().await;

@@ -10,7 +10,7 @@
 //! - downloads land in a temp file beside their destination and replace it only if it
 //!   still is what the planner saw.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -21,11 +21,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use cairn_client::proto::{Change, ChangeKind, EntryInfo, EntryKind};
 use cairn_client::{
-    Client, ClientError, DownloadOptions, ReplaceCheck, SmallDownload, SmallFile, SmallSource,
-    UploadOptions,
+    chunk_file, Client, ClientError, DownloadOptions, ReplaceCheck, SmallDownload, SmallFile,
+    SmallSource, UploadOptions,
 };
-use cairn_core::chunk::chunk_and_hash;
+use cairn_core::chunk::ChunkedFile;
 use cairn_core::conflict::format_stamp;
+use cairn_core::BlockHash;
 use cairn_core::{ChunkerConfig, ContentHash, ServerPath};
 
 use crate::env::{DownloadItem, Env, EnvError, RemoteChange, RemoteDelta, UploadItem};
@@ -34,6 +35,15 @@ use crate::tree::{Kind, LocalNode, RemoteNode};
 /// Changes per delta page.
 const DELTA_PAGE: u32 = 1000;
 
+/// Files larger than this are uploaded one by one (smaller ones in batches, which send
+/// their content whole), so their block lists are worth keeping from the scan.
+const KNOWN_BLOCKS_MIN: u64 = 1 << 20;
+/// The most block lists kept between a scan and the uploads.
+const KNOWN_BLOCKS_FILES: usize = 1024;
+
+/// A file's stat when the scan hashed it, and its block list.
+type KnownBlocks = (LocalNode, Vec<(BlockHash, u32)>);
+
 /// A sync folder on disk joined to a folder on the server.
 #[derive(Debug, Clone)]
 pub struct RealEnv {
@@ -41,6 +51,9 @@ pub struct RealEnv {
     client: Client,
     remote_root: ServerPath,
     chunker: ChunkerConfig,
+    /// Block lists of large files the scan hashed, with the stat they had, so that
+    /// uploading one does not chunk it a second time (see [`RealEnv::remember_blocks`]).
+    known_blocks: Arc<Mutex<HashMap<PathBuf, KnownBlocks>>>,
     /// Local entries skipped by the last scan, with why, for `cairn status`.
     skipped: Arc<Mutex<Vec<(PathBuf, String)>>>,
 }
@@ -59,8 +72,40 @@ impl RealEnv {
             client,
             remote_root,
             chunker,
+            known_blocks: Arc::default(),
             skipped: Arc::default(),
         }
+    }
+
+    /// Keeps a large file's block list for its upload and returns its content hash.
+    /// Only files the engine uploads one by one (over [`KNOWN_BLOCKS_MIN`]) are kept,
+    /// and at most [`KNOWN_BLOCKS_FILES`] of them (a list is a few kilobytes per GiB).
+    fn remember_blocks(
+        &self,
+        path: PathBuf,
+        node: &LocalNode,
+        chunked: ChunkedFile,
+    ) -> ContentHash {
+        if node.size > KNOWN_BLOCKS_MIN {
+            if let Ok(mut known) = self.known_blocks.lock() {
+                if known.len() >= KNOWN_BLOCKS_FILES && !known.contains_key(&path) {
+                    // Lists of files that were hashed but never uploaded (their content
+                    // had not changed) pile up in a long run; forgetting them costs at
+                    // most a second chunking of a file uploaded later.
+                    known.clear();
+                }
+                known.insert(path, (node.clone(), chunked.blocks));
+            }
+        }
+        chunked.content_hash
+    }
+
+    /// The block list the scan made of the file at `path`, if the file still has the
+    /// stat it had then.
+    fn take_known_blocks(&self, path: &Path) -> Option<Vec<(BlockHash, u32)>> {
+        let (node, blocks) = self.known_blocks.lock().ok()?.remove(path)?;
+        let now = fs::symlink_metadata(path).ok()?;
+        local_node(&now).same_stat(&node).then_some(blocks)
     }
 
     pub fn root(&self) -> &Path {
@@ -313,13 +358,13 @@ fn scan(root: &Path) -> ScanResult {
     (Some(out), skipped)
 }
 
-/// The content hash of the file at `path`, if it still has `expect`'s stat before and
-/// after reading.
+/// The content hash and blocks of the file at `path`, if it still has `expect`'s stat
+/// before and after reading.
 fn hash_file(
     path: &Path,
     expect: &LocalNode,
     chunker: &ChunkerConfig,
-) -> Result<Option<ContentHash>, EnvError> {
+) -> Result<Option<ChunkedFile>, EnvError> {
     let file = match fs::File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -329,12 +374,10 @@ fn hash_file(
     if !local_node(&before).same_stat(expect) {
         return Ok(None);
     }
-    let chunked = chunk_and_hash(&file, chunker, |_| Ok::<(), ()>(()))
+    let chunked = chunk_file(&file, chunker)
         .map_err(|_| EnvError::LocalChanged(format!("{} could not be read", path.display())))?;
     let after = fs::metadata(path).map_err(|err| local_error(path, err))?;
-    Ok(local_node(&after)
-        .same_stat(expect)
-        .then_some(chunked.content_hash))
+    Ok(local_node(&after).same_stat(expect).then_some(chunked))
 }
 
 #[async_trait]
@@ -354,9 +397,10 @@ impl Env for RealEnv {
         node: &LocalNode,
     ) -> Result<Option<ContentHash>, EnvError> {
         let local = self.local_path(path);
-        let node = node.clone();
+        let (file, expect) = (local.clone(), node.clone());
         let chunker = self.chunker;
-        blocking(move || hash_file(&local, &node, &chunker)).await
+        let chunked = blocking(move || hash_file(&file, &expect, &chunker)).await?;
+        Ok(chunked.map(|chunked| self.remember_blocks(local, node, chunked)))
     }
 
     async fn hash_local_many(
@@ -370,14 +414,21 @@ impl Env for RealEnv {
             .collect();
         let chunker = self.chunker;
         let hashed = blocking(move || {
-            Ok(local
+            let hashed: Vec<_> = local
                 .iter()
                 .map(|(path, node)| hash_file(path, node, &chunker))
-                .collect::<Vec<_>>())
+                .collect();
+            Ok((local, hashed))
         })
         .await;
         match hashed {
-            Ok(hashes) => hashes,
+            Ok((local, hashes)) => local
+                .into_iter()
+                .zip(hashes)
+                .map(|((path, node), chunked)| {
+                    chunked.map(|c| c.map(|c| self.remember_blocks(path, &node, c)))
+                })
+                .collect(),
             Err(err) => (0..count)
                 .map(|_| Err(EnvError::Unavailable(err.to_string())))
                 .collect(),
@@ -528,11 +579,16 @@ impl Env for RealEnv {
             base_rev: base_rev.map(str::to_owned),
             ..UploadOptions::default()
         };
-        let outcome = self
-            .client
-            .upload_file(&local, &self.remote_path(path), options)
-            .await
-            .map_err(remote_error)?;
+        let remote = self.remote_path(path);
+        let outcome = match self.take_known_blocks(&local) {
+            Some(blocks) => {
+                self.client
+                    .upload_file_with_blocks(&local, &remote, &blocks, options)
+                    .await
+            }
+            None => self.client.upload_file(&local, &remote, options).await,
+        }
+        .map_err(remote_error)?;
         Self::remote_node(&outcome.commit.entry)
     }
 
