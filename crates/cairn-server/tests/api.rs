@@ -289,16 +289,19 @@ on_each_backend!(hostile_input_is_refused_and_leaves_no_trace, |s| {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    // Oversized JSON body.
+    // Oversized JSON body. Sent on a connection of its own: the server answers before
+    // reading the whole body and closes the connection, and a pooled connection in
+    // that state could be picked for the next request, which would then fail with
+    // "incomplete message" (seen once in CI).
     let huge = "x".repeat(17 << 20);
-    let (status, _) = s
-        .call(
-            Method::POST,
-            "/api/v1/files/mkdir",
-            Some(json!({"path": huge})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = reqwest::Client::new()
+        .post(s.url("/api/v1/files/mkdir"))
+        .bearer_auth(&s.token)
+        .json(&json!({"path": huge}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(support::decode(resp).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     // Missing and forged tokens.
     let (status, body) = s
         .call_as(None, Method::GET, "/api/v1/files/list?path=/", None)
