@@ -131,13 +131,18 @@ fn changed_since(local: &Path, before: &std::fs::Metadata) -> bool {
     }
 }
 
+/// Whether a file is large enough to map and chunk on both cores.
+fn worth_mapping(len: u64, config: &ChunkerConfig) -> bool {
+    len >= (PARALLEL_MIN_CHUNKS * config.max_size) as u64
+}
+
 /// Chunks and hashes an open file the way an upload does (a large file mapped and cut
 /// on both cores), keeping only the block list: for callers that hash files first and
 /// upload some of them later, such as the sync client's scan, which then hands the list
 /// to [`Client::upload_file_with_blocks`] instead of chunking the file a second time.
 pub fn chunk_file(file: &File, config: &ChunkerConfig) -> std::io::Result<ChunkedFile> {
     let len = file.metadata()?.len();
-    if len >= (PARALLEL_MIN_CHUNKS * config.max_size) as u64 {
+    if worth_mapping(len, config) {
         if let Ok(map) = MappedFile::map(file) {
             let chunked = chunk_and_hash_parallel_slice(map.bytes(), config, |_| {
                 Ok::<(), std::convert::Infallible>(())
@@ -186,7 +191,7 @@ impl Client {
         }
         // Large files are mapped and chunked on both cores without copying (see
         // `mapped`); if the map fails, they are read like small ones.
-        let source = if metadata.len() >= (PARALLEL_MIN_CHUNKS * config.max_size) as u64 {
+        let source = if worth_mapping(metadata.len(), &config) {
             match MappedFile::map(&file) {
                 Ok(map) => Source::Mapped(map),
                 Err(_) => Source::Read(file),

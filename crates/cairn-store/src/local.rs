@@ -676,10 +676,8 @@ impl Local {
         for (&i, first) in packed.iter().zip(self.packs.put(&refs(&packed))?) {
             created[i] = first && !held_before[i];
         }
-        if !loose.is_empty() {
-            for (&i, new) in loose.iter().zip(self.put_many_loose(&refs(&loose))?) {
-                created[i] = new;
-            }
+        for (&i, new) in loose.iter().zip(self.put_many_loose(&refs(&loose))?) {
+            created[i] = new;
         }
         Ok(created)
     }

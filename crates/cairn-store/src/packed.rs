@@ -41,9 +41,10 @@ use crate::StoreError;
 /// get a file each, where the file's cost is small next to writing the block.
 pub(crate) const PACK_BLOCK_MAX: u64 = 1 << 20;
 
-/// How often a delete looks again after finding a pack gone (rewritten by another
-/// process meanwhile) before giving up; the next collection retries.
-const DELETE_ATTEMPTS: usize = 4;
+/// How often a read or a delete looks again after finding a pack gone (rewritten by
+/// another process meanwhile) before giving up (a delete then fails, and the next
+/// collection retries).
+const LOOK_AGAIN: usize = 4;
 
 pub(crate) type PackId = u128;
 
@@ -108,16 +109,17 @@ impl Index {
             .collect()
     }
 
-    /// Forgets every copy that lives in one of `gone`, promoting a surviving copy where
-    /// a block's main one went.
-    fn drop_where(&mut self, gone: impl Fn(&BlockHash, &Loc) -> bool) {
-        self.copies.retain(|hash, copies| {
-            copies.retain(|loc| !gone(hash, loc));
+    /// Forgets the packs for which `gone` holds and every copy in them, promoting a
+    /// surviving copy where a block's main one went.
+    fn drop_packs(&mut self, gone: impl Fn(PackId) -> bool) {
+        self.packs.retain(|&id| !gone(id));
+        self.copies.retain(|_, copies| {
+            copies.retain(|loc| !gone(loc.pack));
             !copies.is_empty()
         });
         let mut orphaned = Vec::new();
         self.blocks.retain(|hash, loc| {
-            let keep = !gone(hash, loc);
+            let keep = !gone(loc.pack);
             if !keep && self.copies.contains_key(hash) {
                 orphaned.push(*hash);
             }
@@ -191,10 +193,9 @@ impl PackSet {
             rewriting: Mutex::new(()),
         };
         if crate::local::exists(&set.dir)? {
-            // A previous process may have renamed a pack into place and died before the
-            // directory's fsync; its name must be durable before we serve from it.
-            sync_dir(&set.dir)?;
             set.dir_ready.store(true, Ordering::Release);
+            // Fsyncs the folder if it finds packs: a previous process may have renamed
+            // one into place and died before the folder's fsync.
             set.reload()?;
         }
         Ok(set)
@@ -276,8 +277,7 @@ impl PackSet {
         }
         let mut index = self.write_index();
         if !gone.is_empty() {
-            index.drop_where(|_, loc| gone.contains(&loc.pack));
-            index.packs.retain(|id| !gone.contains(id));
+            index.drop_packs(|id| gone.contains(&id));
         }
         for (id, entries) in added {
             index.add(id, &entries);
@@ -306,7 +306,7 @@ impl PackSet {
     /// The stored form of a packed block, or `None` if no pack holds it. Looks at the
     /// directory again if the pack the index names is gone.
     pub(crate) fn get(&self, hash: BlockHash) -> Result<Option<Bytes>, StoreError> {
-        for _ in 0..DELETE_ATTEMPTS {
+        for _ in 0..LOOK_AGAIN {
             let Some(loc) = self.lookup(&hash) else {
                 return Ok(None);
             };
@@ -327,7 +327,7 @@ impl PackSet {
         hash: &BlockHash,
         checked: &mut HashSet<PackId>,
     ) -> Result<bool, StoreError> {
-        for _ in 0..DELETE_ATTEMPTS {
+        for _ in 0..LOOK_AGAIN {
             let Some(loc) = self.lookup(hash) else {
                 return Ok(false);
             };
@@ -407,7 +407,7 @@ impl PackSet {
     /// rewritten without them, or removed if nothing else is in it.
     pub(crate) fn delete(&self, hashes: &[BlockHash]) -> Result<(), StoreError> {
         let _one_at_a_time = self.rewriting.lock().unwrap_or_else(|e| e.into_inner());
-        for _ in 0..DELETE_ATTEMPTS {
+        for _ in 0..LOOK_AGAIN {
             let mut by_pack: HashMap<PackId, HashSet<BlockHash>> = HashMap::new();
             {
                 let index = self.read_index();
@@ -483,8 +483,7 @@ impl PackSet {
         if let Some((new_id, entries)) = &replacement {
             index.add(*new_id, entries);
         }
-        index.drop_where(|_, loc| loc.pack == id);
-        index.packs.remove(&id);
+        index.drop_packs(|pack| pack == id);
         drop(index);
         debug!(
             pack = %pack_name(id),

@@ -396,11 +396,11 @@ impl Env for RealEnv {
         path: &ServerPath,
         node: &LocalNode,
     ) -> Result<Option<ContentHash>, EnvError> {
-        let local = self.local_path(path);
-        let (file, expect) = (local.clone(), node.clone());
-        let chunker = self.chunker;
-        let chunked = blocking(move || hash_file(&file, &expect, &chunker)).await?;
-        Ok(chunked.map(|chunked| self.remember_blocks(local, node, chunked)))
+        let one = vec![(path.clone(), node.clone())];
+        self.hash_local_many(one)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(EnvError::Unavailable("hashing returned nothing".to_owned())))
     }
 
     async fn hash_local_many(
