@@ -78,6 +78,11 @@ pub struct DownloadOutcome {
     pub entry: EntryInfo,
     /// What was transferred.
     pub stats: DownloadStats,
+    /// The file's metadata as placed: read from the temp file once it was durable,
+    /// before the rename. A change made at the destination after the rename (an editor
+    /// saving over the new file) therefore shows as a stat other than this one, where a
+    /// stat taken after the rename could already include it.
+    pub placed: std::fs::Metadata,
 }
 
 /// One distinct block and every offset where the file holds it.
@@ -192,22 +197,29 @@ impl Client {
 
         let local = local.to_owned();
         let may_replace = options.may_replace.clone();
-        tokio::task::spawn_blocking(move || finish(temp, &file, &local, may_replace))
+        let placed = tokio::task::spawn_blocking(move || finish(temp, &file, &local, may_replace))
             .await
             .map_err(|err| ClientError::Protocol(format!("finishing task failed: {err}")))??;
-        Ok(DownloadOutcome { entry, stats })
+        Ok(DownloadOutcome {
+            entry,
+            stats,
+            placed,
+        })
     }
 }
 
 /// Fsyncs the temp file, renames it over `local` (if `may_replace` agrees) and fsyncs
-/// the folder.
+/// the folder. Returns the file's metadata from before the rename.
 fn finish(
     temp: tempfile::NamedTempFile,
     file: &File,
     local: &Path,
     may_replace: Option<ReplaceCheck>,
-) -> Result<(), ClientError> {
+) -> Result<std::fs::Metadata, ClientError> {
     file.sync_all()
+        .map_err(|err| ClientError::io(temp.path(), err))?;
+    let placed = file
+        .metadata()
         .map_err(|err| ClientError::io(temp.path(), err))?;
     if may_replace.is_some_and(|check| !check(local)) {
         return Err(ClientError::DestinationChanged {
@@ -216,7 +228,8 @@ fn finish(
     }
     temp.persist(local)
         .map_err(|err| ClientError::io(local, err.error))?;
-    fsx::sync_dir(parent_dir(local)).map_err(|err| ClientError::io(parent_dir(local), err))
+    fsx::sync_dir(parent_dir(local)).map_err(|err| ClientError::io(parent_dir(local), err))?;
+    Ok(placed)
 }
 
 pub(crate) fn parent_dir(path: &Path) -> &Path {

@@ -68,14 +68,14 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Runs `f` on every item from up to `threads` threads at once (work that waits on the
 /// disk, such as fsyncs, which the disk then serves together), returning each item's
 /// result in order.
-pub(crate) fn for_each_parallel<T: Sync, E: Send>(
+pub(crate) fn for_each_parallel<T: Sync, R: Send, E: Send>(
     items: &[T],
     threads: usize,
-    f: impl Fn(&T) -> Result<(), E> + Sync,
-) -> Vec<Result<(), E>> {
+    f: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Vec<Result<R, E>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
-    let results: Vec<Mutex<Option<Result<(), E>>>> =
+    let results: Vec<Mutex<Option<Result<R, E>>>> =
         items.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {

@@ -188,9 +188,12 @@ fn place_all(arrived: Vec<Arrived>, config: &ChunkerConfig) -> Vec<(usize, Outco
             Err(err) => out.push((file.index, Err(err))),
         }
     }
+    // Each file's metadata is read once it is durable and before its rename (see
+    // `DownloadOutcome::placed`).
     let synced = fsx::for_each_parallel(&written, SYNC_THREADS, |(_, temp, handle, _)| {
         handle
             .sync_all()
+            .and_then(|()| handle.metadata())
             .map_err(|err| (temp.path().to_owned(), err))
     });
     // Renamed files, by folder: their renames are durable once the folder is synced.
@@ -198,7 +201,7 @@ fn place_all(arrived: Vec<Arrived>, config: &ChunkerConfig) -> Vec<(usize, Outco
     for ((file, temp, _, blocks), synced) in written.into_iter().zip(synced) {
         let result = synced
             .map_err(|(path, err)| ClientError::io(&path, err))
-            .and_then(|()| {
+            .and_then(|meta| {
                 if file
                     .may_replace
                     .as_ref()
@@ -209,10 +212,11 @@ fn place_all(arrived: Vec<Arrived>, config: &ChunkerConfig) -> Vec<(usize, Outco
                     });
                 }
                 temp.persist(&file.local)
-                    .map_err(|err| ClientError::io(&file.local, err.error))
+                    .map_err(|err| ClientError::io(&file.local, err.error))?;
+                Ok(meta)
             });
         match result {
-            Ok(_) => {
+            Ok(meta) => {
                 let size = file.content.len() as u64;
                 let outcome = DownloadOutcome {
                     entry: file.entry,
@@ -222,6 +226,7 @@ fn place_all(arrived: Vec<Arrived>, config: &ChunkerConfig) -> Vec<(usize, Outco
                         blocks_downloaded: blocks,
                         blocks_total: blocks,
                     },
+                    placed: meta,
                 };
                 placed.push((file.index, parent_dir(&file.local).to_owned(), outcome));
             }

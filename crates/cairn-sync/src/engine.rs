@@ -11,7 +11,7 @@
 //! An operation refused for good (a name the server will not take, no space left) is
 //! reported and left out of the following rounds of this call.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cairn_core::ServerPath;
 use futures::StreamExt;
@@ -71,6 +71,25 @@ fn hash_runs(files: Vec<(ServerPath, LocalNode)>) -> Vec<Vec<(ServerPath, LocalN
     runs
 }
 
+/// The first few of `failures`, path and error, sorted, for an error message.
+fn describe_failures(failures: &HashMap<ServerPath, String>) -> String {
+    let mut all: Vec<_> = failures.iter().collect();
+    all.sort();
+    let mut out: Vec<String> = all
+        .iter()
+        .take(5)
+        .map(|(path, err)| format!("{path}: {err}"))
+        .collect();
+    if all.len() > 5 {
+        out.push(format!("and {} more", all.len() - 5));
+    }
+    if out.is_empty() {
+        "nothing".to_owned()
+    } else {
+        out.join("; ")
+    }
+}
+
 /// Why a reconciliation stopped before the two sides agreed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {
@@ -82,8 +101,9 @@ pub enum SyncError {
     Unavailable(String),
     #[error("could not save the sync state: {0}")]
     Persist(String),
-    #[error("sync did not settle after {MAX_ROUNDS} rounds; this is a bug, please report it")]
-    NotSettled,
+    /// Names the operations that failed in the last round, with their errors.
+    #[error("sync did not settle after {MAX_ROUNDS} rounds (still failing: {0}); this is a bug, please report it")]
+    NotSettled(String),
 }
 
 /// What a reconciliation did.
@@ -252,15 +272,18 @@ impl<E: Env, P: Persist> Engine<E, P> {
         // Paths whose operation failed last round. They sit out one round, so that a
         // plan cut short at the round's limit cannot fill up with the same failing
         // operations round after round while the work that would unblock them waits.
-        let mut retry_later: HashSet<ServerPath> = HashSet::new();
+        let mut retry_later: HashMap<ServerPath, String> = HashMap::new();
+        // The last round's failures, named if the reconciliation never settles.
+        let mut last_failures = String::new();
         for _ in 0..MAX_ROUNDS {
             // One chunk's worth at a time: a plan for a whole first sync of a large
             // tree held an operation per file (22 MB for 100,000 files).
             let ops =
                 plan_sync_within(self.trees(), &self.plan_context(), self.chunk_size, &|op| {
-                    refused.contains(op.path()) || retry_later.contains(op.path())
+                    refused.contains(op.path()) || retry_later.contains_key(op.path())
                 });
             if ops.is_empty() && !retry_later.is_empty() {
+                last_failures = describe_failures(&retry_later);
                 retry_later.clear();
                 continue;
             }
@@ -294,7 +317,10 @@ impl<E: Env, P: Persist> Engine<E, P> {
             // devices did while this round ran (and what refused an operation).
             self.refresh_remote().await?;
         }
-        Err(SyncError::NotSettled)
+        if !retry_later.is_empty() {
+            last_failures = describe_failures(&retry_later);
+        }
+        Err(SyncError::NotSettled(last_failures))
     }
 
     /// Applies what `ops` did (`outcomes`, in the same order) to the trees and the
@@ -307,7 +333,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
         outcomes: Vec<Outcome>,
         report: &mut Report,
         refused: &mut HashSet<ServerPath>,
-        failed: &mut HashSet<ServerPath>,
+        failed: &mut HashMap<ServerPath, String>,
         local_changed: &mut bool,
     ) -> Option<String> {
         let mut unavailable = None;
@@ -326,12 +352,15 @@ impl<E: Env, P: Persist> Engine<E, P> {
             };
             tracing::debug!(?op, %err, "operation did not happen");
             match err {
-                EnvError::LocalChanged(_) => {
+                EnvError::LocalChanged(msg) => {
                     *local_changed = true;
-                    failed.insert(op.path().clone());
+                    failed.insert(op.path().clone(), msg);
                 }
-                EnvError::RemoteChanged(_) | EnvError::CursorReset => {
-                    failed.insert(op.path().clone());
+                EnvError::RemoteChanged(msg) => {
+                    failed.insert(op.path().clone(), msg);
+                }
+                EnvError::CursorReset => {
+                    failed.insert(op.path().clone(), "the server's cursor was reset".into());
                 }
                 EnvError::Unavailable(msg) => unavailable = Some(msg),
                 EnvError::Refused(msg) => {

@@ -21,8 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use cairn_client::proto::{Change, ChangeKind, EntryInfo, EntryKind};
 use cairn_client::{
-    chunk_file, Client, ClientError, DownloadOptions, ReplaceCheck, SmallDownload, SmallFile,
-    SmallSource, UploadOptions,
+    chunk_file, Client, ClientError, DownloadOptions, DownloadOutcome, ReplaceCheck, SmallDownload,
+    SmallFile, SmallSource, UploadOptions,
 };
 use cairn_core::chunk::ChunkedFile;
 use cairn_core::conflict::format_stamp;
@@ -252,11 +252,13 @@ fn local_node(meta: &fs::Metadata) -> LocalNode {
     }
 }
 
-/// The local node of a file just downloaded as `entry`, hashed as the server said.
-fn downloaded_node(local: &Path, entry: &EntryInfo) -> Result<LocalNode, EnvError> {
-    let meta = fs::symlink_metadata(local).map_err(|err| local_error(local, err))?;
-    let mut node = local_node(&meta);
-    node.hash = RealEnv::remote_node(entry)?.hash;
+/// The local node of a file just downloaded, hashed as the server said. Its stat is
+/// the one the file had before it was renamed into place: a stat read now could include
+/// an edit made since, which would then pass for the downloaded content and never be
+/// uploaded.
+fn downloaded_node(outcome: &DownloadOutcome) -> Result<LocalNode, EnvError> {
+    let mut node = local_node(&outcome.placed);
+    node.hash = RealEnv::remote_node(&outcome.entry)?.hash;
     Ok(node)
 }
 
@@ -633,18 +635,18 @@ impl Env for RealEnv {
             .download_file(&self.remote_path(path), &local, options)
             .await
             .map_err(remote_error)?;
-        downloaded_node(&local, &outcome.entry)
+        downloaded_node(&outcome)
     }
 
     async fn download_many(&self, items: &[DownloadItem]) -> Vec<Result<LocalNode, EnvError>> {
         let mut out: Vec<Result<LocalNode, EnvError>> = Vec::with_capacity(items.len());
         let mut files = Vec::with_capacity(items.len());
-        // Which items went into the batch, and where each lands.
-        let mut sent: Vec<(usize, PathBuf)> = Vec::with_capacity(items.len());
+        // Which items went into the batch.
+        let mut sent: Vec<usize> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match self.prepare_download(&item.path, item.expect_local.as_ref()) {
                 Ok((local, may_replace)) => {
-                    sent.push((i, local.clone()));
+                    sent.push(i);
                     files.push(SmallDownload {
                         remote: self.remote_path(&item.path),
                         local,
@@ -658,15 +660,15 @@ impl Env for RealEnv {
         }
         match self.client.download_small_files(files).await {
             Ok(results) => {
-                for ((i, local), result) in sent.into_iter().zip(results) {
+                for (i, result) in sent.into_iter().zip(results) {
                     out[i] = result
                         .map_err(remote_error)
-                        .and_then(|outcome| downloaded_node(&local, &outcome.entry));
+                        .and_then(|outcome| downloaded_node(&outcome));
                 }
             }
             Err(err) => {
                 let err = remote_error(err);
-                for (i, _) in sent {
+                for i in sent {
                     out[i] = Err(err.clone());
                 }
             }

@@ -256,8 +256,10 @@ impl Sim {
                     w.log(|| format!("web: {did}"));
                 }
                 36..=81 => {
-                    if let Err(SyncError::NotSettled) = self.sync(dev) {
-                        return Err(format!("dev{dev}: sync did not settle"));
+                    if let Err(SyncError::NotSettled(failing)) = self.sync(dev) {
+                        return Err(format!(
+                            "dev{dev}: sync did not settle (still failing: {failing})"
+                        ));
                     }
                 }
                 82..=86 => {
