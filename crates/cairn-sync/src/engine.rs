@@ -20,7 +20,7 @@ use crate::env::{DownloadItem, Env, EnvError, RemoteChange, UploadItem};
 use crate::ignore::Ignore;
 use crate::planner::{plan_sync, plan_sync_within, Operation, PlanContext, Trees};
 use crate::state::{Persist, State, StateChange, Which};
-use crate::tree::{Kind, LocalNode, RemoteNode, SyncedNode};
+use crate::tree::{Kind, LocalNode, RemoteNode, SyncedNode, Tree};
 
 /// Rounds after which a reconciliation gives up: far more than any real tree needs (one
 /// per folder level, plus a few per conflict), so reaching it means a bug, which is
@@ -132,6 +132,14 @@ pub struct Engine<E, P> {
     ignore: Ignore,
     parallelism: usize,
     chunk_size: usize,
+    /// Files whose recorded hash was read while their mtime was too recent to trust
+    /// (`Env::racy_from`): an edit in the same timestamp granule, of the same size,
+    /// would leave their stat as recorded, so the next scan hashes them again whatever
+    /// their stat says. They are saved without their hash, so that after a restart the
+    /// first scan hashes them again too.
+    racy: Tree<()>,
+    /// `Env::racy_from` as read before the current look at the disk or round.
+    racy_from: Option<i64>,
 }
 
 impl<E, P> std::fmt::Debug for Engine<E, P> {
@@ -165,6 +173,8 @@ impl<E: Env, P: Persist> Engine<E, P> {
             ignore,
             parallelism: 8,
             chunk_size: ROUND_CHUNK,
+            racy: Tree::new(),
+            racy_from: None,
         }
     }
 
@@ -240,8 +250,36 @@ impl<E: Env, P: Persist> Engine<E, P> {
     }
 
     fn change(&mut self, change: StateChange) {
+        let racy = self.track_racy(&change);
         self.state.apply(&change);
-        self.pending.push(change);
+        self.pending.push(match change {
+            StateChange::Local(path, Some(node)) if racy => {
+                StateChange::Local(path, Some(LocalNode { hash: None, ..node }))
+            }
+            other => other,
+        });
+    }
+
+    /// Keeps `racy` in step with the local tree; true if `change` records a racy hash.
+    fn track_racy(&mut self, change: &StateChange) -> bool {
+        match change {
+            StateChange::Local(path, Some(node))
+                if node.hash.is_some()
+                    && self.racy_from.is_some_and(|from| node.mtime_ns >= from) =>
+            {
+                self.racy.insert(path.clone(), ());
+                return true;
+            }
+            StateChange::Local(path, _) => {
+                self.racy.remove(path);
+            }
+            StateChange::MoveSubtree(Which::Local, from, to) => self.racy.move_subtree(from, to),
+            StateChange::RemoveSubtree(Which::Local, path) => {
+                self.racy.remove_subtree(path);
+            }
+            _ => {}
+        }
+        false
     }
 
     async fn save(&mut self) -> Result<(), SyncError> {
@@ -297,6 +335,8 @@ impl<E: Env, P: Persist> Engine<E, P> {
             // planned, so what a round holds in memory (outcomes, unsaved changes)
             // stays bounded however large a first sync is.
             let mut local_changed = false;
+            // Downloads record the stat of what they wrote.
+            self.racy_from = self.env.racy_from();
             let outcomes = self.execute(&ops).await;
             let unavailable = self.apply(
                 &ops,
@@ -375,6 +415,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
     /// Scans the disk and updates the local tree, hashing files that are new or whose
     /// stat changed.
     pub async fn refresh_local(&mut self) -> Result<(), SyncError> {
+        self.racy_from = self.env.racy_from();
         let scanned = self.env.scan_local().await.map_err(unavailable)?;
         let Some(scanned) = scanned else {
             return Err(SyncError::RootMissing);
@@ -393,7 +434,11 @@ impl<E: Env, P: Persist> Engine<E, P> {
             seen.insert(path.clone());
             if node.kind == Kind::File {
                 match self.state.local.get(&path) {
-                    Some(old) if old.same_stat(&node) && old.hash.is_some() => {
+                    Some(old)
+                        if old.same_stat(&node)
+                            && old.hash.is_some()
+                            && self.racy.get(&path).is_none() =>
+                    {
                         node.hash = old.hash;
                     }
                     _ => {
@@ -537,6 +582,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
     async fn execute(&self, ops: &[Operation]) -> Vec<Outcome> {
         let state = &self.state;
         let env = &self.env;
+        let racy = &self.racy;
         // Small transfers travel together (`Env::upload_many`, `Env::download_many`);
         // everything else alone.
         let mut jobs: Vec<Job> = Vec::new();
@@ -566,9 +612,9 @@ impl<E: Env, P: Persist> Engine<E, P> {
         let done: Vec<Vec<(usize, Outcome)>> = futures::stream::iter(jobs)
             .map(|job| async move {
                 match job {
-                    Job::One(i) => vec![(i, run(env, state, &ops[i]).await)],
+                    Job::One(i) => vec![(i, run(env, state, racy, &ops[i]).await)],
                     Job::Uploads(batch) => upload_batch(env, state, ops, &batch).await,
-                    Job::Downloads(batch) => download_batch(env, ops, &batch).await,
+                    Job::Downloads(batch) => download_batch(env, racy, ops, &batch).await,
                 }
             })
             .buffered(self.parallelism)
@@ -675,6 +721,7 @@ async fn upload_batch<E: Env>(
 /// Runs the small downloads `batch` (indices into `ops`) as one `Env::download_many`.
 async fn download_batch<E: Env>(
     env: &E,
+    racy: &Tree<()>,
     ops: &[Operation],
     batch: &[usize],
 ) -> Vec<(usize, Outcome)> {
@@ -693,6 +740,7 @@ async fn download_batch<E: Env>(
                 path: path.clone(),
                 remote: remote.clone(),
                 expect_local: expect_local.clone(),
+                check_content: racy.get(path).is_some(),
             }
         })
         .collect();
@@ -727,7 +775,10 @@ fn downloaded(path: &ServerPath, local: LocalNode, remote: &RemoteNode) -> Vec<S
 /// tree ahead of its cursor, and the delta's older changes would then land on the new
 /// layout: a file another device made in a folder this device has just moved would be
 /// put back under the old path, and the one at the new path never seen.
-async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
+///
+/// A file about to be removed or replaced whose recorded hash is racy (in `racy`) has
+/// its content checked too, not only its stat.
+async fn run<E: Env>(env: &E, state: &State, racy: &Tree<()>, op: &Operation) -> Outcome {
     use StateChange as C;
     let result = match op {
         Operation::Record { path, node } => Ok(vec![C::Synced(path.clone(), node.clone())]),
@@ -790,7 +841,12 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
             remote,
             expect_local,
         } => env
-            .download(path, remote, expect_local.as_ref())
+            .download(
+                path,
+                remote,
+                expect_local.as_ref(),
+                racy.get(path).is_some(),
+            )
             .await
             .map(|local| downloaded(path, local, remote)),
         Operation::DeleteRemote {
@@ -805,7 +861,7 @@ async fn run<E: Env>(env: &E, state: &State, op: &Operation) -> Outcome {
             // Deepest first, so each folder is empty when its turn comes.
             let mut changes = Vec::new();
             for (p, node) in expect.iter().rev() {
-                if let Err(err) = env.remove_local(p, node).await {
+                if let Err(err) = env.remove_local(p, node, racy.get(p).is_some()).await {
                     if node.kind == Kind::Folder && matches!(err, EnvError::LocalChanged(_)) {
                         // What it held that the engine knows of is gone, so the folder
                         // holds something new or something never synced (ignored

@@ -72,6 +72,8 @@ pub struct DownloadItem {
     pub remote: RemoteNode,
     /// What the disk must still hold at `path` for the download to replace it.
     pub expect_local: Option<LocalNode>,
+    /// Whether `expect_local`'s content must be checked too (see `Env::remove_local`).
+    pub check_content: bool,
 }
 
 /// The disk and the server, as the engine sees them. Paths are inside the sync folder.
@@ -111,8 +113,16 @@ pub trait Env: Send + Sync {
     /// Renames on disk; refuses when `to` exists.
     async fn move_local(&self, from: &ServerPath, to: &ServerPath) -> Result<(), EnvError>;
 
-    /// Removes a file whose stat still matches `expect`, or an empty folder.
-    async fn remove_local(&self, path: &ServerPath, expect: &LocalNode) -> Result<(), EnvError>;
+    /// Removes a file whose stat still matches `expect`, or an empty folder. With
+    /// `check_content`, the file's content must still hash to `expect`'s hash as well:
+    /// the engine asks for it when that hash was read so soon after the file's last
+    /// write that another write could have left the stat as it was.
+    async fn remove_local(
+        &self,
+        path: &ServerPath,
+        expect: &LocalNode,
+        check_content: bool,
+    ) -> Result<(), EnvError>;
 
     /// The whole tree on the server, with a cursor to read changes after it.
     async fn list_remote(&self) -> Result<(Vec<(ServerPath, RemoteNode)>, String), EnvError>;
@@ -143,13 +153,14 @@ pub trait Env: Send + Sync {
     }
 
     /// Fetches the server's file into a temp file, then renames it into place provided
-    /// the disk still holds `expect_local` there (`None`: nothing). Returns the new
-    /// local node, hashed.
+    /// the disk still holds `expect_local` there (`None`: nothing; `check_content` as
+    /// for [`Env::remove_local`]). Returns the new local node, hashed.
     async fn download(
         &self,
         path: &ServerPath,
         remote: &RemoteNode,
         expect_local: Option<&LocalNode>,
+        check_content: bool,
     ) -> Result<LocalNode, EnvError>;
 
     /// Downloads several small files, each as [`Env::download`] would, returning a result
@@ -158,8 +169,13 @@ pub trait Env: Send + Sync {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             out.push(
-                self.download(&item.path, &item.remote, item.expect_local.as_ref())
-                    .await,
+                self.download(
+                    &item.path,
+                    &item.remote,
+                    item.expect_local.as_ref(),
+                    item.check_content,
+                )
+                .await,
             );
         }
         out
@@ -186,4 +202,12 @@ pub trait Env: Send + Sync {
 
     /// The time as `YYYY-MM-DD HHMMSS`, for conflict copy names.
     fn stamp(&self) -> String;
+
+    /// Modification times at or after this one (in `LocalNode::mtime_ns` units) are too
+    /// recent to trust, read now, before looking at the disk: a file with such an mtime
+    /// may be written again within the same timestamp granule, and with the same size
+    /// its stat would not change. `None`: every write changes the stat.
+    fn racy_from(&self) -> Option<i64> {
+        None
+    }
 }

@@ -149,10 +149,12 @@ impl RealEnv {
         &self,
         path: &ServerPath,
         expect: Option<&LocalNode>,
+        check_content: bool,
     ) -> Result<(PathBuf, ReplaceCheck), EnvError> {
         let local = self.local_path(path);
         self.check_inside(&local)?;
-        if !disk_matches(&local, expect) {
+        let content = check_content.then_some(self.chunker);
+        if !disk_matches(&local, expect, content.as_ref()) {
             return Err(EnvError::LocalChanged(format!(
                 "{} changed",
                 local.display()
@@ -160,7 +162,7 @@ impl RealEnv {
         }
         let expect = expect.cloned();
         let check: ReplaceCheck =
-            Arc::new(move |target: &Path| disk_matches(target, expect.as_ref()));
+            Arc::new(move |target: &Path| disk_matches(target, expect.as_ref(), content.as_ref()));
         Ok((local, check))
     }
 
@@ -262,15 +264,42 @@ fn downloaded_node(outcome: &DownloadOutcome) -> Result<LocalNode, EnvError> {
     Ok(node)
 }
 
-/// Whether what is at `path` on disk is `expect` (`None`: nothing is there).
-fn disk_matches(path: &Path, expect: Option<&LocalNode>) -> bool {
+/// Whether what is at `path` on disk is `expect` (`None`: nothing is there); the
+/// content is compared only if `content` gives the chunker to hash it with.
+fn disk_matches(path: &Path, expect: Option<&LocalNode>, content: Option<&ChunkerConfig>) -> bool {
     match (fs::symlink_metadata(path), expect) {
         (Err(err), None) => err.kind() == io::ErrorKind::NotFound,
         (Ok(meta), Some(expect)) => {
-            !meta.file_type().is_symlink() && local_node(&meta).same_stat(expect)
+            !meta.file_type().is_symlink() && still_holds(path, &meta, expect, content)
         }
         _ => false,
     }
+}
+
+/// Whether the entry at `path`, whose metadata is `meta`, is still what `expect`
+/// recorded: the same stat, and if `content` gives the chunker, the same content hash.
+fn still_holds(
+    path: &Path,
+    meta: &fs::Metadata,
+    expect: &LocalNode,
+    content: Option<&ChunkerConfig>,
+) -> bool {
+    if !local_node(meta).same_stat(expect) {
+        return false;
+    }
+    match content {
+        None => true,
+        Some(chunker) => matches!(hash_file(path, expect, chunker),
+            Ok(Some(chunked)) if Some(chunked.content_hash) == expect.hash),
+    }
+}
+
+/// `Env::racy_from` for this machine's clock.
+fn racy_from_now() -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    now - RACY_WINDOW_NS
 }
 
 /// Maps a server error to what the engine should do about it.
@@ -382,6 +411,11 @@ fn hash_file(
     Ok(local_node(&after).same_stat(expect).then_some(chunked))
 }
 
+/// How far back a modification time counts as too recent to trust (see
+/// `Env::racy_from`): the coarsest timestamps in use, FAT's 2 seconds; on ext4, XFS or
+/// Btrfs a granule is a clock tick of a few milliseconds.
+const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
 #[async_trait]
 impl Env for RealEnv {
     async fn scan_local(&self) -> Result<Option<Vec<(ServerPath, LocalNode)>>, EnvError> {
@@ -474,10 +508,16 @@ impl Env for RealEnv {
         .await
     }
 
-    async fn remove_local(&self, path: &ServerPath, expect: &LocalNode) -> Result<(), EnvError> {
+    async fn remove_local(
+        &self,
+        path: &ServerPath,
+        expect: &LocalNode,
+        check_content: bool,
+    ) -> Result<(), EnvError> {
         let local = self.local_path(path);
         self.check_inside(&local)?;
         let expect = expect.clone();
+        let content = check_content.then_some(self.chunker);
         blocking(move || {
             let meta = match fs::symlink_metadata(&local) {
                 Ok(meta) => meta,
@@ -486,7 +526,9 @@ impl Env for RealEnv {
             };
             let result = match expect.kind {
                 Kind::Folder if meta.is_dir() => fs::remove_dir(&local),
-                Kind::File if meta.is_file() && local_node(&meta).same_stat(&expect) => {
+                Kind::File
+                    if meta.is_file() && still_holds(&local, &meta, &expect, content.as_ref()) =>
+                {
                     fs::remove_file(&local)
                 }
                 _ => {
@@ -624,8 +666,9 @@ impl Env for RealEnv {
         path: &ServerPath,
         _remote: &RemoteNode,
         expect_local: Option<&LocalNode>,
+        check_content: bool,
     ) -> Result<LocalNode, EnvError> {
-        let (local, may_replace) = self.prepare_download(path, expect_local)?;
+        let (local, may_replace) = self.prepare_download(path, expect_local, check_content)?;
         let options = DownloadOptions {
             may_replace: Some(may_replace),
             ..DownloadOptions::default()
@@ -644,7 +687,8 @@ impl Env for RealEnv {
         // Which items went into the batch.
         let mut sent: Vec<usize> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            match self.prepare_download(&item.path, item.expect_local.as_ref()) {
+            match self.prepare_download(&item.path, item.expect_local.as_ref(), item.check_content)
+            {
                 Ok((local, may_replace)) => {
                     sent.push(i);
                     files.push(SmallDownload {
@@ -721,6 +765,10 @@ impl Env for RealEnv {
             Err(err) if err.is_not_found() => Ok(()),
             Err(err) => Err(remote_error(err)),
         }
+    }
+
+    fn racy_from(&self) -> Option<i64> {
+        Some(racy_from_now())
     }
 
     fn stamp(&self) -> String {

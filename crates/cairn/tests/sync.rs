@@ -274,3 +274,37 @@ fn an_emptied_or_missing_folder_stops_sync_instead_of_deleting_on_the_server() {
         "nothing was deleted on the server"
     );
 }
+
+/// A rewrite that leaves a file's size and modification time as they were (two saves
+/// within one timestamp granule) is still seen, also by a sync that starts afresh: a
+/// hash read while the mtime was that recent is not trusted on the stat's word.
+#[test]
+fn an_edit_that_keeps_size_and_mtime_is_still_uploaded() {
+    let server = Server::start();
+    let a = device(&server, "laptop");
+    let dir = a.dir.to_str().unwrap().to_owned();
+    let file = a.dir.join("same.txt");
+    let mtime = std::time::SystemTime::now() + Duration::from_secs(1);
+    let write_at = |text: &str| {
+        write(&file, text);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(mtime))
+            .unwrap();
+    };
+    write_at("aaaa");
+    let inode = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&file).unwrap());
+    let report = a.client.json(&["sync", &dir, "--once", "--json"]);
+    assert_eq!(report["uploaded"], 1);
+
+    write_at("bbbb");
+    let meta = fs::metadata(&file).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), inode);
+    assert_eq!(meta.modified().unwrap(), mtime, "the stat is unchanged");
+    let report = a.client.json(&["sync", &dir, "--once", "--json"]);
+    assert_eq!(report["uploaded"], 1, "the rewrite was uploaded: {report}");
+    let back = a._dir.path().join("same.back");
+    a.client.ok(&["get", "/same.txt", back.to_str().unwrap()]);
+    assert_eq!(fs::read(&back).unwrap(), b"bbbb");
+}

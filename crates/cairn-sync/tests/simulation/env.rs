@@ -249,7 +249,12 @@ impl Env for SimEnv {
         .await
     }
 
-    async fn remove_local(&self, path: &ServerPath, expect: &LocalNode) -> Result<(), EnvError> {
+    async fn remove_local(
+        &self,
+        path: &ServerPath,
+        expect: &LocalNode,
+        check_content: bool,
+    ) -> Result<(), EnvError> {
         self.call(
             || format!("remove_local {path}"),
             false,
@@ -257,7 +262,7 @@ impl Env for SimEnv {
                 check_path(w, dev, "remove_local", path);
                 let disk = &w.disks[dev];
                 match disk.nodes.get(path) {
-                    Some(n) if n.kind == Kind::File && n.matches(expect) => {
+                    Some(n) if n.kind == Kind::File && still_holds(n, expect, check_content) => {
                         let node = n.clone();
                         check_destroy(w, dev, "remove_local", path, &node);
                     }
@@ -328,6 +333,7 @@ impl Env for SimEnv {
         path: &ServerPath,
         remote: &RemoteNode,
         expect_local: Option<&LocalNode>,
+        check_content: bool,
     ) -> Result<LocalNode, EnvError> {
         self.call(
             || format!("download {path} {:?} over {expect_local:?}", remote.rev),
@@ -351,7 +357,9 @@ impl Env for SimEnv {
                 }
                 match (disk.nodes.get(path), expect_local) {
                     (None, None) => {}
-                    (Some(n), Some(expect)) if n.kind == Kind::File && n.matches(expect) => {
+                    (Some(n), Some(expect))
+                        if n.kind == Kind::File && still_holds(n, expect, check_content) =>
+                    {
                         let old = n.clone();
                         check_destroy(w, dev, "download", path, &old);
                     }
@@ -419,10 +427,21 @@ impl Env for SimEnv {
         .await
     }
 
+    fn racy_from(&self) -> Option<i64> {
+        // The next write may get the current tick again.
+        Some(self.lock().clock * 1_000)
+    }
+
     fn stamp(&self) -> String {
         // Coarse on purpose: conflicts made in the same step share a stamp.
         format_stamp(1_800_000_000 + self.lock().step as i64 * 61)
     }
+}
+
+/// Whether the file `n` is still what `expect` recorded, checked as `RealEnv` checks
+/// before it deletes or replaces a file: by stat, and by content if asked.
+fn still_holds(n: &DiskNode, expect: &LocalNode, check_content: bool) -> bool {
+    n.matches(expect) && (!check_content || n.hashed().hash == expect.hash)
 }
 
 /// Keeps what the engine saved in the world, where a restart finds it; a crashed

@@ -37,6 +37,9 @@ pub struct Faults {
     /// The server forgets a cursor (as after journal compaction), so the engine must
     /// list everything again.
     pub cursor_reset: f64,
+    /// A write gets the same modification time as the one before it, as writes within
+    /// one timestamp granule do (a clock tick; 2 seconds on FAT).
+    pub coarse_clock: f64,
 }
 
 impl Faults {
@@ -56,6 +59,7 @@ impl Faults {
             max_delay: 3,
             inode_reuse: level(0.3),
             cursor_reset: level(0.05),
+            coarse_clock: level(0.5),
         }
     }
 }
@@ -152,7 +156,9 @@ impl World {
     }
 
     pub fn tick(&mut self) -> i64 {
-        self.clock += 1;
+        if self.clock == 0 || !self.chance(self.faults.coarse_clock) {
+            self.clock += 1;
+        }
         self.clock * 1_000
     }
 
