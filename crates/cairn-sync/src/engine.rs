@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use cairn_core::ServerPath;
 use futures::StreamExt;
 
-use crate::env::{DownloadItem, Env, EnvError, RemoteChange, UploadItem};
+use crate::env::{DownloadItem, Env, EnvError, RacyFrom, RemoteChange, UploadItem};
 use crate::ignore::Ignore;
 use crate::planner::{plan_sync, plan_sync_within, Operation, PlanContext, Trees};
 use crate::state::{Persist, State, StateChange, Which};
@@ -139,7 +139,7 @@ pub struct Engine<E, P> {
     /// first scan hashes them again too.
     racy: Tree<()>,
     /// `Env::racy_from` as read before the current look at the disk or round.
-    racy_from: Option<i64>,
+    racy_from: Option<RacyFrom>,
 }
 
 impl<E, P> std::fmt::Debug for Engine<E, P> {
@@ -265,7 +265,9 @@ impl<E: Env, P: Persist> Engine<E, P> {
         match change {
             StateChange::Local(path, Some(node))
                 if node.hash.is_some()
-                    && self.racy_from.is_some_and(|from| node.mtime_ns >= from) =>
+                    && self
+                        .racy_from
+                        .is_some_and(|from| from.covers(node.mtime_ns)) =>
             {
                 self.racy.insert(path.clone(), ());
                 return true;

@@ -203,11 +203,36 @@ pub trait Env: Send + Sync {
     /// The time as `YYYY-MM-DD HHMMSS`, for conflict copy names.
     fn stamp(&self) -> String;
 
-    /// Modification times at or after this one (in `LocalNode::mtime_ns` units) are too
-    /// recent to trust, read now, before looking at the disk: a file with such an mtime
-    /// may be written again within the same timestamp granule, and with the same size
-    /// its stat would not change. `None`: every write changes the stat.
-    fn racy_from(&self) -> Option<i64> {
+    /// Which modification times are too recent to trust, read now, before looking at
+    /// the disk: a file with such an mtime may be written again within the same
+    /// timestamp granule, and with the same size its stat would not change. `None`:
+    /// every write changes the stat.
+    fn racy_from(&self) -> Option<RacyFrom> {
         None
+    }
+}
+
+/// From when a modification time is too recent to vouch for a file's content (see
+/// [`Env::racy_from`]), in `LocalNode::mtime_ns` units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RacyFrom {
+    /// For mtimes with a fraction of a second: file systems with fine timestamps,
+    /// whose granule is a clock tick (ext4, XFS, Btrfs, APFS, NTFS).
+    pub fine: i64,
+    /// For mtimes on a whole second: file systems with 1- or 2-second timestamps (FAT,
+    /// HFS+, some network shares).
+    pub whole_seconds: i64,
+}
+
+impl RacyFrom {
+    /// Whether a file last written at `mtime_ns` could be written again without its
+    /// mtime changing.
+    pub fn covers(&self, mtime_ns: i64) -> bool {
+        let from = if mtime_ns % 1_000_000_000 == 0 {
+            self.whole_seconds
+        } else {
+            self.fine
+        };
+        mtime_ns >= from
     }
 }

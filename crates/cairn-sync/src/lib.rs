@@ -15,7 +15,7 @@ pub mod state_db;
 pub mod tree;
 
 pub use engine::{Engine, Report, SyncError};
-pub use env::{DownloadItem, Env, EnvError, RemoteChange, RemoteDelta, UploadItem};
+pub use env::{DownloadItem, Env, EnvError, RacyFrom, RemoteChange, RemoteDelta, UploadItem};
 pub use ignore::Ignore;
 pub use planner::{plan_sync, plan_sync_within, Operation, PlanContext, Trees};
 pub use real::RealEnv;

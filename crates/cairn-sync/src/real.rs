@@ -29,7 +29,7 @@ use cairn_core::conflict::format_stamp;
 use cairn_core::BlockHash;
 use cairn_core::{ChunkerConfig, ContentHash, ServerPath};
 
-use crate::env::{DownloadItem, Env, EnvError, RemoteChange, RemoteDelta, UploadItem};
+use crate::env::{DownloadItem, Env, EnvError, RacyFrom, RemoteChange, RemoteDelta, UploadItem};
 use crate::tree::{Kind, LocalNode, RemoteNode};
 
 /// Changes per delta page.
@@ -294,14 +294,6 @@ fn still_holds(
     }
 }
 
-/// `Env::racy_from` for this machine's clock.
-fn racy_from_now() -> i64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    now - RACY_WINDOW_NS
-}
-
 /// Maps a server error to what the engine should do about it.
 fn remote_error(err: ClientError) -> EnvError {
     match err.status() {
@@ -412,9 +404,10 @@ fn hash_file(
 }
 
 /// How far back a modification time counts as too recent to trust (see
-/// `Env::racy_from`): the coarsest timestamps in use, FAT's 2 seconds; on ext4, XFS or
-/// Btrfs a granule is a clock tick of a few milliseconds.
-const RACY_WINDOW_NS: i64 = 2_000_000_000;
+/// `Env::racy_from`): for fine timestamps, many clock ticks (a tick is 1 to 10 ms); for
+/// whole-second ones, FAT's 2-second granule.
+const RACY_FINE_NS: i64 = 100_000_000;
+const RACY_WHOLE_SECONDS_NS: i64 = 2_000_000_000;
 
 #[async_trait]
 impl Env for RealEnv {
@@ -767,8 +760,13 @@ impl Env for RealEnv {
         }
     }
 
-    fn racy_from(&self) -> Option<i64> {
-        Some(racy_from_now())
+    fn racy_from(&self) -> Option<RacyFrom> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        let now = now.as_nanos() as i64;
+        Some(RacyFrom {
+            fine: now - RACY_FINE_NS,
+            whole_seconds: now - RACY_WHOLE_SECONDS_NS,
+        })
     }
 
     fn stamp(&self) -> String {

@@ -14,7 +14,9 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use cairn_core::conflict::format_stamp;
 use cairn_core::{ContentHash, ServerPath};
-use cairn_sync::{Env, EnvError, Kind, LocalNode, Persist, RemoteDelta, RemoteNode, StateChange};
+use cairn_sync::{
+    Env, EnvError, Kind, LocalNode, Persist, RacyFrom, RemoteDelta, RemoteNode, StateChange,
+};
 use rand::Rng;
 
 use crate::disk::{local_changed, DiskNode};
@@ -427,9 +429,13 @@ impl Env for SimEnv {
         .await
     }
 
-    fn racy_from(&self) -> Option<i64> {
+    fn racy_from(&self) -> Option<RacyFrom> {
         // The next write may get the current tick again.
-        Some(self.lock().clock * 1_000)
+        let now = self.lock().clock * 1_000;
+        Some(RacyFrom {
+            fine: now,
+            whole_seconds: now,
+        })
     }
 
     fn stamp(&self) -> String {
