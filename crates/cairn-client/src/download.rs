@@ -5,11 +5,16 @@
 //! against the entry's content hash before anything is fetched. Only when every block is
 //! in and the temp file is fsynced is it renamed over the destination, so a reader sees
 //! the old file or the whole new one, never a mix, and a failed download leaves nothing.
+//!
+//! Given an older copy of the file and its block list ([`DownloadOptions::reuse`]), the
+//! blocks the two share are read from that copy, checked against their hash like any
+//! other, rather than fetched: after a small edit to a large file only the changed
+//! blocks cross the network.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_core::{content_hash, BlockHash};
@@ -33,6 +38,17 @@ pub struct DownloadOptions {
     /// changed the destination meanwhile. `false` leaves the destination alone and
     /// fails with [`ClientError::DestinationChanged`].
     pub may_replace: Option<ReplaceCheck>,
+    /// A local copy of an older version of the file, whose blocks are read from it
+    /// rather than fetched wherever the new version has them too.
+    pub reuse: Option<LocalCopy>,
+}
+
+/// A local file and the blocks it was made of, in order. A block read from it is used
+/// only if it still hashes as listed; if not, it is fetched.
+#[derive(Debug, Clone)]
+pub struct LocalCopy {
+    pub path: PathBuf,
+    pub blocks: Vec<(BlockHash, u32)>,
 }
 
 /// See [`DownloadOptions::may_replace`]; called with the destination path.
@@ -44,6 +60,7 @@ impl Default for DownloadOptions {
             parallelism: 4,
             progress: None,
             may_replace: None,
+            reuse: None,
         }
     }
 }
@@ -54,6 +71,7 @@ impl fmt::Debug for DownloadOptions {
             .field("parallelism", &self.parallelism)
             .field("progress", &self.progress.is_some())
             .field("may_replace", &self.may_replace.is_some())
+            .field("reuse", &self.reuse.as_ref().map(|r| &r.path))
             .finish()
     }
 }
@@ -65,7 +83,7 @@ pub struct DownloadStats {
     pub bytes_total: u64,
     /// Block payload bytes received; less than the size when the file repeats blocks.
     pub bytes_received_payload: u64,
-    /// Distinct blocks fetched.
+    /// Distinct blocks fetched from the server (not those read from a local copy).
     pub blocks_downloaded: u64,
     /// Blocks in the file, repeats included.
     pub blocks_total: u64,
@@ -78,6 +96,8 @@ pub struct DownloadOutcome {
     pub entry: EntryInfo,
     /// What was transferred.
     pub stats: DownloadStats,
+    /// The file's blocks, in order.
+    pub blocks: Vec<(BlockHash, u32)>,
     /// The file's metadata as placed: read from the temp file once it was durable,
     /// before the rename. A change made at the destination after the rename (an editor
     /// saving over the new file) therefore shows as a stat other than this one, where a
@@ -110,6 +130,7 @@ impl Client {
         }
 
         let mut hashes = Vec::with_capacity(listing.blocks.len());
+        let mut blocks = Vec::with_capacity(listing.blocks.len());
         let mut placements: Vec<BlockPlacement> = Vec::new();
         let mut index: HashMap<BlockHash, usize> = HashMap::new();
         let mut offset = 0u64;
@@ -117,6 +138,7 @@ impl Client {
             let hash = BlockHash::from_hex(&block.hash)
                 .map_err(|err| ClientError::Protocol(format!("the server sent {err}")))?;
             hashes.push(hash);
+            blocks.push((hash, block.size));
             let slot = *index.entry(hash).or_insert_with(|| {
                 placements.push(BlockPlacement {
                     hash,
@@ -159,13 +181,21 @@ impl Client {
             ..DownloadStats::default()
         };
         let temp_path = temp.path().to_owned();
+        let old = options.reuse.as_ref().and_then(OldCopy::open).map(Arc::new);
         let mut done = 0u64;
         let mut writes = futures::stream::iter(placements)
             .map(|placement| {
                 let file = Arc::clone(&file);
                 let temp_path = temp_path.clone();
+                let old = old.clone();
                 async move {
-                    let data = self.get_block(&placement.hash).await?;
+                    let (data, fetched) = match old {
+                        Some(old) => match old.read(placement.hash).await {
+                            Some(data) => (data, false),
+                            None => (self.get_block(&placement.hash).await?, true),
+                        },
+                        None => (self.get_block(&placement.hash).await?, true),
+                    };
                     if data.len() != placement.size as usize {
                         return Err(ClientError::Corrupt {
                             hash: placement.hash.to_hex(),
@@ -180,14 +210,18 @@ impl Client {
                     .await
                     .map_err(|err| ClientError::Protocol(format!("write task failed: {err}")))?
                     .map_err(|err| ClientError::io(&temp_path, err))?;
-                    Ok::<_, ClientError>((u64::from(placement.size), written))
+                    // Payload bytes that crossed the network, if any did.
+                    let received = fetched.then_some(u64::from(placement.size));
+                    Ok::<_, ClientError>((received, written))
                 }
             })
             .buffer_unordered(options.parallelism.max(1));
         // Dropping `temp` on an early return below removes the temp file.
         while let Some((received, written)) = writes.try_next().await? {
-            stats.blocks_downloaded += 1;
-            stats.bytes_received_payload += received;
+            if let Some(bytes) = received {
+                stats.blocks_downloaded += 1;
+                stats.bytes_received_payload += bytes;
+            }
             done += written;
             if let Some(progress) = &options.progress {
                 progress(done);
@@ -203,8 +237,47 @@ impl Client {
         Ok(DownloadOutcome {
             entry,
             stats,
+            blocks,
             placed,
         })
+    }
+}
+
+/// An older copy of the file being downloaded, open, with where each of its blocks is.
+struct OldCopy {
+    file: Arc<File>,
+    at: HashMap<BlockHash, (u64, u32)>,
+}
+
+impl OldCopy {
+    /// `None` if the copy cannot be opened: the download then fetches everything.
+    fn open(copy: &LocalCopy) -> Option<OldCopy> {
+        let file = File::open(&copy.path).ok()?;
+        let mut at = HashMap::with_capacity(copy.blocks.len());
+        let mut offset = 0u64;
+        for &(hash, size) in &copy.blocks {
+            at.entry(hash).or_insert((offset, size));
+            offset += u64::from(size);
+        }
+        Some(OldCopy {
+            file: Arc::new(file),
+            at,
+        })
+    }
+
+    /// The block `hash` read from the copy, if the copy has it and it still hashes as
+    /// listed (the file may have changed since its list was made).
+    async fn read(&self, hash: BlockHash) -> Option<bytes::Bytes> {
+        let &(offset, size) = self.at.get(&hash)?;
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || {
+            let mut data = vec![0u8; size as usize];
+            fsx::read_exact_at(&file, &mut data, offset).ok()?;
+            (BlockHash::of(&data) == hash).then(|| bytes::Bytes::from(data))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }
 

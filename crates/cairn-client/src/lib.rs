@@ -31,7 +31,7 @@ mod small_fetch;
 mod upload;
 
 pub use client::{Client, MAX_BATCH_BYTES, MAX_BATCH_ITEMS, MAX_CHECK_HASHES};
-pub use download::{DownloadOptions, DownloadOutcome, DownloadStats, ReplaceCheck};
+pub use download::{DownloadOptions, DownloadOutcome, DownloadStats, LocalCopy, ReplaceCheck};
 pub use error::ClientError;
 pub use notify::{SubscribeOptions, Subscription, Transport};
 pub use small::{SmallFile, SmallSource};

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use cairn_core::chunk::chunk_and_hash_slice;
-use cairn_core::ChunkerConfig;
+use cairn_core::{BlockHash, ChunkerConfig};
 use cairn_proto::{ContentBatchHeader, ContentBatchRequest, EntryInfo, EntryKind};
 
 use crate::download::{create_temp_beside, parent_dir, ReplaceCheck};
@@ -223,9 +223,10 @@ fn place_all(arrived: Vec<Arrived>, config: &ChunkerConfig) -> Vec<(usize, Outco
                     stats: DownloadStats {
                         bytes_total: size,
                         bytes_received_payload: size,
-                        blocks_downloaded: blocks,
-                        blocks_total: blocks,
+                        blocks_downloaded: blocks.len() as u64,
+                        blocks_total: blocks.len() as u64,
                     },
+                    blocks,
                     placed: meta,
                 };
                 placed.push((file.index, parent_dir(&file.local).to_owned(), outcome));
@@ -262,12 +263,15 @@ fn place_all(arrived: Vec<Arrived>, config: &ChunkerConfig) -> Vec<(usize, Outco
     out
 }
 
+/// A file written to its temp file: the temp file, a handle to sync it by, its blocks.
+type Written = (tempfile::NamedTempFile, File, Vec<(BlockHash, u32)>);
+
 /// Checks a file's content against its entry and writes it to a temp file beside its
-/// target. Returns the temp file, a handle to sync it by, and its block count.
+/// target.
 fn write_temp(
     file: &Arrived,
     config: &ChunkerConfig,
-) -> Result<(tempfile::NamedTempFile, File, u64), ClientError> {
+) -> Result<Written, ClientError> {
     if file.entry.kind != EntryKind::File {
         return Err(ClientError::NotAFile {
             path: file.entry.path.clone(),
@@ -293,5 +297,5 @@ fn write_temp(
         .as_file()
         .try_clone()
         .map_err(|err| ClientError::io(temp.path(), err))?;
-    Ok((temp, handle, chunked.blocks.len() as u64))
+    Ok((temp, handle, chunked.blocks))
 }

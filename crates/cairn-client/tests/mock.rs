@@ -19,7 +19,7 @@ use cairn_client::proto::{
     FileBlocksResponse, ServerInfo, TrashItem, TrashListResponse, TrashRestoreRequest,
     TrashRestoreResponse,
 };
-use cairn_client::{Client, ClientError, DownloadOptions, UploadOptions};
+use cairn_client::{Client, ClientError, DownloadOptions, LocalCopy, UploadOptions};
 use cairn_core::{content_hash, BlockHash};
 use futures::StreamExt;
 
@@ -498,6 +498,71 @@ async fn an_upload_with_known_blocks_sends_only_what_changed_and_checks_the_file
         .await
         .unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), data);
+}
+
+#[tokio::test]
+async fn a_download_over_an_older_copy_fetches_only_the_blocks_it_lacks() {
+    let (client, _mock) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let chunk = |path: &Path| {
+        cairn_client::chunk_file(&std::fs::File::open(path).unwrap(), &mock_chunker()).unwrap()
+    };
+    let local = dir.path().join("data.bin");
+    let mut data = pseudo_random(400_000, 12);
+    std::fs::write(&local, &data).unwrap();
+    let old = chunk(&local);
+    let first = client
+        .upload_file_with_blocks(&local, "/data.bin", &old.blocks, UploadOptions::default())
+        .await
+        .unwrap();
+    // Another device inserts a byte in the middle.
+    data.insert(200_000, b'!');
+    let elsewhere = dir.path().join("elsewhere.bin");
+    std::fs::write(&elsewhere, &data).unwrap();
+    let edited = chunk(&elsewhere);
+    client
+        .upload_file_with_blocks(
+            &elsewhere,
+            "/data.bin",
+            &edited.blocks,
+            UploadOptions {
+                base_rev: first.commit.entry.rev.clone(),
+                ..UploadOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    let reuse = |path: &Path| DownloadOptions {
+        reuse: Some(LocalCopy {
+            path: path.to_owned(),
+            blocks: old.blocks.clone(),
+        }),
+        ..DownloadOptions::default()
+    };
+    let done = client
+        .download_file("/data.bin", &local, reuse(&local))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&local).unwrap(), data);
+    assert_eq!(done.blocks, edited.blocks);
+    assert!(
+        (1..=2).contains(&done.stats.blocks_downloaded),
+        "{:?}",
+        done.stats
+    );
+
+    // A copy changed since its list was made: its blocks no longer hash as listed, so
+    // every block is fetched, and the result is still right.
+    let stale = dir.path().join("stale.bin");
+    std::fs::write(&stale, pseudo_random(400_000, 40)).unwrap();
+    let back = dir.path().join("back.bin");
+    let done = client
+        .download_file("/data.bin", &back, reuse(&stale))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    assert_eq!(done.stats.blocks_downloaded, done.stats.blocks_total);
 }
 
 #[tokio::test]

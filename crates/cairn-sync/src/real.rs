@@ -21,8 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use cairn_client::proto::{Change, ChangeKind, EntryInfo, EntryKind};
 use cairn_client::{
-    chunk_file, Client, ClientError, DownloadOptions, DownloadOutcome, ReplaceCheck, SmallDownload,
-    SmallFile, SmallSource, UploadOptions,
+    chunk_file, Client, ClientError, DownloadOptions, DownloadOutcome, LocalCopy, ReplaceCheck,
+    SmallDownload, SmallFile, SmallSource, UploadOptions,
 };
 use cairn_core::chunk::ChunkedFile;
 use cairn_core::conflict::format_stamp;
@@ -35,13 +35,13 @@ use crate::tree::{Kind, LocalNode, RemoteNode};
 /// Changes per delta page.
 const DELTA_PAGE: u32 = 1000;
 
-/// Files larger than this are uploaded one by one (smaller ones in batches, which send
-/// their content whole), so their block lists are worth keeping from the scan.
+/// Files larger than this are transferred one by one (smaller ones in batches, which
+/// send their content whole), so their block lists are worth keeping.
 const KNOWN_BLOCKS_MIN: u64 = 1 << 20;
-/// The most block lists kept between a scan and the uploads.
+/// The most block lists kept.
 const KNOWN_BLOCKS_FILES: usize = 1024;
 
-/// A file's stat when the scan hashed it, and its block list.
+/// A file's stat when it was hashed or downloaded, and its block list.
 type KnownBlocks = (LocalNode, Vec<(BlockHash, u32)>);
 
 /// A sync folder on disk joined to a folder on the server.
@@ -51,8 +51,8 @@ pub struct RealEnv {
     client: Client,
     remote_root: ServerPath,
     chunker: ChunkerConfig,
-    /// Block lists of large files the scan hashed, with the stat they had, so that
-    /// uploading one does not chunk it a second time (see [`RealEnv::remember_blocks`]).
+    /// Block lists of large files hashed or downloaded, with the stat they had (see
+    /// [`RealEnv::remember_blocks`]).
     known_blocks: Arc<Mutex<HashMap<PathBuf, KnownBlocks>>>,
     /// Local entries skipped by the last scan, with why, for `cairn status`.
     skipped: Arc<Mutex<Vec<(PathBuf, String)>>>,
@@ -77,33 +77,30 @@ impl RealEnv {
         }
     }
 
-    /// Keeps a large file's block list for its upload and returns its content hash.
-    /// Only files the engine uploads one by one (over [`KNOWN_BLOCKS_MIN`]) are kept,
-    /// and at most [`KNOWN_BLOCKS_FILES`] of them (a list is a few kilobytes per GiB).
-    fn remember_blocks(
-        &self,
-        path: PathBuf,
-        node: &LocalNode,
-        chunked: ChunkedFile,
-    ) -> ContentHash {
-        if node.size > KNOWN_BLOCKS_MIN {
-            if let Ok(mut known) = self.known_blocks.lock() {
-                if known.len() >= KNOWN_BLOCKS_FILES && !known.contains_key(&path) {
-                    // Lists of files that were hashed but never uploaded (their content
-                    // had not changed) pile up in a long run; forgetting them costs at
-                    // most a second chunking of a file uploaded later.
-                    known.clear();
-                }
-                known.insert(path, (node.clone(), chunked.blocks));
-            }
+    /// Keeps the block list of a large file (over [`KNOWN_BLOCKS_MIN`]) with the stat it
+    /// was made for: the scan's, for the upload, so the file is not chunked a second
+    /// time; a download's, so the next download of the file reads the blocks the two
+    /// versions share from it. At most [`KNOWN_BLOCKS_FILES`] lists (a few kilobytes
+    /// per GiB each).
+    fn remember_blocks(&self, path: PathBuf, node: &LocalNode, blocks: Vec<(BlockHash, u32)>) {
+        if node.size <= KNOWN_BLOCKS_MIN {
+            return;
         }
-        chunked.content_hash
+        if let Ok(mut known) = self.known_blocks.lock() {
+            if known.len() >= KNOWN_BLOCKS_FILES && !known.contains_key(&path) {
+                // Lists of files never uploaded or downloaded again pile up in a long
+                // run; forgetting them costs at most a second chunking, or a download
+                // that fetches every block.
+                known.clear();
+            }
+            known.insert(path, (node.clone(), blocks));
+        }
     }
 
-    /// The block list the scan made of the file at `path`, if the file still has the
-    /// stat it had then.
-    fn take_known_blocks(&self, path: &Path) -> Option<Vec<(BlockHash, u32)>> {
-        let (node, blocks) = self.known_blocks.lock().ok()?.remove(path)?;
+    /// The block list kept for the file at `path`, if the file still has the stat it
+    /// had then.
+    fn known_blocks(&self, path: &Path) -> Option<Vec<(BlockHash, u32)>> {
+        let (node, blocks) = self.known_blocks.lock().ok()?.get(path)?.clone();
         let now = fs::symlink_metadata(path).ok()?;
         local_node(&now).same_stat(&node).then_some(blocks)
     }
@@ -455,7 +452,12 @@ impl Env for RealEnv {
                 .into_iter()
                 .zip(hashes)
                 .map(|((path, node), chunked)| {
-                    chunked.map(|c| c.map(|c| self.remember_blocks(path, &node, c)))
+                    chunked.map(|c| {
+                        c.map(|c| {
+                            self.remember_blocks(path, &node, c.blocks);
+                            c.content_hash
+                        })
+                    })
                 })
                 .collect(),
             Err(err) => (0..count)
@@ -617,7 +619,7 @@ impl Env for RealEnv {
             ..UploadOptions::default()
         };
         let remote = self.remote_path(path);
-        let outcome = match self.take_known_blocks(&local) {
+        let outcome = match self.known_blocks(&local) {
             Some(blocks) => {
                 self.client
                     .upload_file_with_blocks(&local, &remote, &blocks, options)
@@ -662,8 +664,17 @@ impl Env for RealEnv {
         check_content: bool,
     ) -> Result<LocalNode, EnvError> {
         let (local, may_replace) = self.prepare_download(path, expect_local, check_content)?;
+        // The version being replaced: the blocks it shares with the new one are read
+        // from it rather than fetched.
+        let reuse = expect_local
+            .and_then(|_| self.known_blocks(&local))
+            .map(|blocks| LocalCopy {
+                path: local.clone(),
+                blocks,
+            });
         let options = DownloadOptions {
             may_replace: Some(may_replace),
+            reuse,
             ..DownloadOptions::default()
         };
         let outcome = self
@@ -671,7 +682,9 @@ impl Env for RealEnv {
             .download_file(&self.remote_path(path), &local, options)
             .await
             .map_err(remote_error)?;
-        downloaded_node(&outcome)
+        let node = downloaded_node(&outcome)?;
+        self.remember_blocks(local, &node, outcome.blocks);
+        Ok(node)
     }
 
     async fn download_many(&self, items: &[DownloadItem]) -> Vec<Result<LocalNode, EnvError>> {

@@ -218,6 +218,35 @@ fn two_devices_stay_identical_through_every_kind_of_change() {
         Duration::from_secs(600),
     );
     assert!(ok, "the 1 GiB file reached B");
+
+    // One byte inserted in its middle on A, saved as editors do (a new file renamed
+    // over the old): B builds the new version from its old copy, so only the changed
+    // blocks leave the server.
+    let sent_before = server.metric("cairn_block_bytes_sent_total");
+    let edited = a._dir.path().join("big.new");
+    {
+        use std::io::{Read, Write};
+        let mut from = fs::File::open(&big).unwrap();
+        let mut to = std::io::BufWriter::new(fs::File::create(&edited).unwrap());
+        std::io::copy(&mut (&mut from).take(1 << 29), &mut to).unwrap();
+        to.write_all(b"!").unwrap();
+        std::io::copy(&mut from, &mut to).unwrap();
+        to.flush().unwrap();
+    }
+    fs::rename(&edited, &big).unwrap();
+    let ok = wait_until(
+        || {
+            fs::metadata(&there).is_ok_and(|m| m.len() == (1 << 30) + 1)
+                && support::same_content(&big, &there)
+        },
+        Duration::from_secs(600),
+    );
+    assert!(ok, "the edit reached B");
+    let sent = server.metric("cairn_block_bytes_sent_total") - sent_before;
+    assert!(
+        sent < (64 << 20) as f64,
+        "{sent} block bytes were sent for a 1-byte edit"
+    );
     assert_eq!(server_tree(&server), tree(&a.dir), "the server agrees");
     drop((sync_a, sync_b));
 
