@@ -268,10 +268,7 @@ type Written = (tempfile::NamedTempFile, File, Vec<(BlockHash, u32)>);
 
 /// Checks a file's content against its entry and writes it to a temp file beside its
 /// target.
-fn write_temp(
-    file: &Arrived,
-    config: &ChunkerConfig,
-) -> Result<Written, ClientError> {
+fn write_temp(file: &Arrived, config: &ChunkerConfig) -> Result<Written, ClientError> {
     if file.entry.kind != EntryKind::File {
         return Err(ClientError::NotAFile {
             path: file.entry.path.clone(),

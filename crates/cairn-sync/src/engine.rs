@@ -45,6 +45,9 @@ const TRANSFER_BATCH_BYTES: u64 = 16 << 20;
 /// bytes such a run reads. Runs are many more than the cores, so the cores stay busy.
 const HASH_RUN: usize = 64;
 const HASH_RUN_BYTES: u64 = 4 << 20;
+/// Runs hashed before their results are applied and, past a round's worth of changes,
+/// saved.
+const HASH_GROUP: usize = 64;
 
 /// Splits files to hash into runs: small files together, up to [`HASH_RUN`] files or
 /// [`HASH_RUN_BYTES`] bytes, and each larger file alone (so big files still hash in
@@ -436,12 +439,13 @@ impl<E: Env, P: Persist> Engine<E, P> {
             seen.insert(path.clone());
             if node.kind == Kind::File {
                 match self.state.local.get(&path) {
-                    Some(old)
-                        if old.same_stat(&node)
-                            && old.hash.is_some()
-                            && self.racy.get(&path).is_none() =>
-                    {
+                    Some(old) if old.same_stat(&node) && old.hash.is_some() => {
                         node.hash = old.hash;
+                        if self.racy.get(&path).is_some() {
+                            // Its stat cannot vouch for its hash: hashed again below,
+                            // and kept as it is unless that finds otherwise.
+                            to_hash.push((path.clone(), node.clone()));
+                        }
                     }
                     _ => {
                         node.hash = None;
@@ -464,29 +468,48 @@ impl<E: Env, P: Persist> Engine<E, P> {
             self.change(StateChange::Local(path, None));
         }
 
-        let env = &self.env;
-        let hashed: Vec<_> = futures::stream::iter(hash_runs(to_hash))
-            .map(|run| async move {
-                let hashes = env.hash_local_many(run.clone()).await;
-                run.into_iter()
-                    .zip(hashes)
-                    .map(|((path, node), hash)| (path, node, hash))
-                    .collect::<Vec<_>>()
-            })
-            .buffered(self.parallelism)
-            .collect::<Vec<_>>()
-            .await;
-        for (path, mut node, hash) in hashed.into_iter().flatten() {
-            match hash {
-                Ok(Some(hash)) => {
-                    node.hash = Some(hash);
-                    self.change(StateChange::Local(path, Some(node)));
+        // A group of runs at a time, saved as it goes, so that hashing a whole tree
+        // again (after a first sync's downloads, all racy) never holds every result and
+        // change at once.
+        let mut runs = hash_runs(to_hash).into_iter().peekable();
+        while runs.peek().is_some() {
+            let group: Vec<_> = runs.by_ref().take(HASH_GROUP).collect();
+            let env = &self.env;
+            let hashed: Vec<_> = futures::stream::iter(group)
+                .map(|run| async move {
+                    let hashes = env.hash_local_many(run.clone()).await;
+                    run.into_iter()
+                        .zip(hashes)
+                        .map(|((path, node), hash)| (path, node, hash))
+                        .collect::<Vec<_>>()
+                })
+                .buffered(self.parallelism)
+                .collect()
+                .await;
+            for (path, mut node, hash) in hashed.into_iter().flatten() {
+                match hash {
+                    Ok(Some(hash)) => {
+                        node.hash = Some(hash);
+                        let still_racy = self
+                            .racy_from
+                            .is_some_and(|from| from.covers(node.mtime_ns));
+                        // A racy file found as recorded and still racy: nothing to note.
+                        if self.state.local.get(&path) != Some(&node)
+                            || (self.racy.get(&path).is_some() && !still_racy)
+                        {
+                            self.change(StateChange::Local(path, Some(node)));
+                        }
+                    }
+                    // Changed while being read: a new file stays unhashed, and the
+                    // planner leaves it alone until a later scan sees it settle; a racy
+                    // one keeps its record, which the next scan finds stale by its stat.
+                    Ok(None) => {}
+                    Err(EnvError::Unavailable(msg)) => return Err(SyncError::Unavailable(msg)),
+                    Err(err) => tracing::debug!(%path, %err, "could not hash"),
                 }
-                // Changed while being read: it stays unhashed, and the planner leaves it
-                // alone until a later scan sees it settle.
-                Ok(None) => {}
-                Err(EnvError::Unavailable(msg)) => return Err(SyncError::Unavailable(msg)),
-                Err(err) => tracing::debug!(%path, %err, "could not hash"),
+            }
+            if self.pending.len() >= self.chunk_size {
+                self.save().await?;
             }
         }
         Ok(())
