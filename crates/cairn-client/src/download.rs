@@ -129,7 +129,6 @@ impl Client {
             });
         }
 
-        let mut hashes = Vec::with_capacity(listing.blocks.len());
         let mut blocks = Vec::with_capacity(listing.blocks.len());
         let mut placements: Vec<BlockPlacement> = Vec::new();
         let mut index: HashMap<BlockHash, usize> = HashMap::new();
@@ -137,7 +136,6 @@ impl Client {
         for block in &listing.blocks {
             let hash = BlockHash::from_hex(&block.hash)
                 .map_err(|err| ClientError::Protocol(format!("the server sent {err}")))?;
-            hashes.push(hash);
             blocks.push((hash, block.size));
             let slot = *index.entry(hash).or_insert_with(|| {
                 placements.push(BlockPlacement {
@@ -156,10 +154,9 @@ impl Client {
             offset += u64::from(block.size);
         }
         let total = offset;
-        let hash_matches = entry
-            .content_hash
-            .as_deref()
-            .is_none_or(|expected| content_hash(&hashes).to_hex() == expected);
+        let hash_matches = entry.content_hash.as_deref().is_none_or(|expected| {
+            content_hash(blocks.iter().map(|(hash, _)| hash)).to_hex() == expected
+        });
         if total != entry.size || !hash_matches {
             return Err(ClientError::ContentMismatch {
                 path: entry.path.clone(),
@@ -189,11 +186,12 @@ impl Client {
                 let temp_path = temp_path.clone();
                 let old = old.clone();
                 async move {
-                    let (data, fetched) = match old {
-                        Some(old) => match old.read(placement.hash).await {
-                            Some(data) => (data, false),
-                            None => (self.get_block(&placement.hash).await?, true),
-                        },
+                    let from_old = match &old {
+                        Some(old) => old.read(placement.hash).await,
+                        None => None,
+                    };
+                    let (data, fetched) = match from_old {
+                        Some(data) => (data, false),
                         None => (self.get_block(&placement.hash).await?, true),
                     };
                     if data.len() != placement.size as usize {

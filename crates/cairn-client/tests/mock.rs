@@ -428,6 +428,11 @@ fn mock_chunker() -> cairn_core::ChunkerConfig {
     }
 }
 
+/// The file's block list as the sync client's scan makes it, with the mock's chunker.
+fn chunk(path: &Path) -> cairn_core::chunk::ChunkedFile {
+    cairn_client::chunk_file(&std::fs::File::open(path).unwrap(), &mock_chunker()).unwrap()
+}
+
 #[tokio::test]
 async fn an_upload_with_known_blocks_sends_only_what_changed_and_checks_the_file() {
     let (client, mock) = start().await;
@@ -435,9 +440,6 @@ async fn an_upload_with_known_blocks_sends_only_what_changed_and_checks_the_file
     let local = dir.path().join("data.bin");
     let mut data = pseudo_random(400_000, 11);
     std::fs::write(&local, &data).unwrap();
-    let chunk = |path: &Path| {
-        cairn_client::chunk_file(&std::fs::File::open(path).unwrap(), &mock_chunker()).unwrap()
-    };
     let first = chunk(&local);
     let done = client
         .upload_file_with_blocks(&local, "/data.bin", &first.blocks, UploadOptions::default())
@@ -504,9 +506,6 @@ async fn an_upload_with_known_blocks_sends_only_what_changed_and_checks_the_file
 async fn a_download_over_an_older_copy_fetches_only_the_blocks_it_lacks() {
     let (client, _mock) = start().await;
     let dir = tempfile::tempdir().unwrap();
-    let chunk = |path: &Path| {
-        cairn_client::chunk_file(&std::fs::File::open(path).unwrap(), &mock_chunker()).unwrap()
-    };
     let local = dir.path().join("data.bin");
     let mut data = pseudo_random(400_000, 12);
     std::fs::write(&local, &data).unwrap();

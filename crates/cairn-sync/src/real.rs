@@ -150,14 +150,16 @@ impl RealEnv {
     ) -> Result<(PathBuf, ReplaceCheck), EnvError> {
         let local = self.local_path(path);
         self.check_inside(&local)?;
-        let content = check_content.then_some(self.chunker);
-        if !disk_matches(&local, expect, content.as_ref()) {
+        // The stat alone here, to refuse early; the content, if asked, only in the check
+        // just before the rename, which is the one that counts.
+        if !disk_matches(&local, expect, None) {
             return Err(EnvError::LocalChanged(format!(
                 "{} changed",
                 local.display()
             )));
         }
         let expect = expect.cloned();
+        let content = check_content.then_some(self.chunker);
         let check: ReplaceCheck =
             Arc::new(move |target: &Path| disk_matches(target, expect.as_ref(), content.as_ref()));
         Ok((local, check))
