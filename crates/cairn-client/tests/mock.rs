@@ -64,6 +64,7 @@ fn entry(path: &str, size: u64, rev: u64, blocks: &[BlockRef]) -> EntryInfo {
         content_hash: Some(content_hash(&hashes).to_hex()),
         mtime: 0,
         modified_at: 0,
+        shared: None,
     }
 }
 

@@ -13,8 +13,9 @@ use crate::db::{
 use crate::{BlockInfo, MetaError, MetaStore};
 
 impl MetaStore {
-    /// Which of `hashes` the account possesses (uploaded, or referenced by one of its
-    /// versions). Only these may be reported to the client as already present.
+    /// Which of `hashes` the account possesses (uploaded, referenced by one of its
+    /// versions, or by a version in a shared folder it reads). Only these may be
+    /// reported to the client as already present, or sent to it.
     pub async fn blocks_owned_by(
         &self,
         user: UserId,
@@ -295,9 +296,19 @@ pub(crate) async fn owned_block_sizes(
         // means the block exists too. A block garbage collection has claimed counts as
         // absent: its file may be deleted any moment, so the client must upload it
         // again (which revives it).
+        //
+        // An account also possesses every block of every version in a shared folder it
+        // reads: it may download them anyway, so nothing leaks, and a member's edit of
+        // a large shared file uploads only the blocks that changed.
         let sql = format!(
-            "SELECT b.hash, b.size FROM user_blocks ub JOIN blocks b ON b.hash = ub.block_hash \
-             WHERE ub.user_id = $1 AND b.gc_started IS NULL AND ub.block_hash IN ({})",
+            "SELECT b.hash, b.size FROM blocks b \
+             WHERE b.gc_started IS NULL AND b.hash IN ({}) AND ( \
+               EXISTS (SELECT 1 FROM user_blocks ub \
+                       WHERE ub.user_id = $1 AND ub.block_hash = b.hash) \
+               OR EXISTS (SELECT 1 FROM version_blocks vb \
+                          JOIN versions v ON v.id = vb.version_id \
+                          JOIN memberships m ON m.ns_id = v.ns_id \
+                          WHERE vb.block_hash = b.hash AND m.user_id = $1))",
             placeholders(2, chunk.len())
         );
         let mut q = sqlx::query(&sql).bind(user.0);

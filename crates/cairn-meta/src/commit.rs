@@ -617,9 +617,12 @@ async fn load_quota(
     if quota.is_none() {
         return Ok((None, 0));
     }
+    // Every namespace of the owner counts: the home and the folders it shares.
     let used: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM entries \
-         WHERE ns_id = $1 AND kind = 'file' AND deleted_at IS NULL",
+        "SELECT CAST(COALESCE(SUM(e.size), 0) AS BIGINT) FROM entries e \
+         JOIN namespaces n ON n.id = e.ns_id \
+         WHERE n.owner_user_id = (SELECT owner_user_id FROM namespaces WHERE id = $1) \
+         AND e.kind = 'file' AND e.deleted_at IS NULL",
     )
     .bind(ns.0)
     .fetch_one(&mut *conn)

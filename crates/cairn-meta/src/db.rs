@@ -219,6 +219,9 @@ pub(crate) struct NsWrite {
     pub(crate) now: i64,
     head: i64,
     pending: Vec<PendingChange>,
+    /// Other namespaces this transaction locked and journals into (making a folder a
+    /// shared namespace writes two), with their heads and queued rows.
+    others: Vec<(NamespaceId, i64, Vec<PendingChange>)>,
 }
 
 impl NsWrite {
@@ -246,7 +249,49 @@ impl NsWrite {
             now: now_ms(),
             head,
             pending: Vec::new(),
+            others: Vec::new(),
         })
+    }
+
+    /// Locks a second namespace for this transaction, so [`NsWrite::record_in`] can
+    /// journal into it. Locks are taken in the order of the calls; callers lock the
+    /// namespace they begin with first and a newly created one second, which no other
+    /// transaction can hold.
+    pub(crate) async fn lock_other(&mut self, ns: NamespaceId) -> Result<(), MetaError> {
+        let head: Option<i64> = sqlx::query_scalar(
+            "UPDATE namespaces SET journal_seq = journal_seq WHERE id = $1 RETURNING journal_seq",
+        )
+        .bind(ns.0)
+        .fetch_optional(self.tx.conn())
+        .await?;
+        let head = head.ok_or(MetaError::NoSuchNamespace(ns))?;
+        self.others.push((ns, head, Vec::new()));
+        Ok(())
+    }
+
+    /// Queues one journal row in a namespace locked with [`NsWrite::lock_other`].
+    pub(crate) fn record_in(
+        &mut self,
+        ns: NamespaceId,
+        kind: ChangeKind,
+        entry_kind: EntryKind,
+        path: &ServerPath,
+        entry_id: EntryId,
+        version_id: Option<VersionId>,
+    ) -> Result<(), MetaError> {
+        let (_, _, pending) = self
+            .others
+            .iter_mut()
+            .find(|(n, _, _)| *n == ns)
+            .ok_or_else(|| corrupt(format!("namespace {ns} journaled without its lock")))?;
+        pending.push(PendingChange {
+            kind,
+            entry_kind,
+            path: path.clone(),
+            entry_id,
+            version_id,
+        });
+        Ok(())
     }
 
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
@@ -313,10 +358,36 @@ impl NsWrite {
     /// store's commit hook (never before: a listener must find the rows it is told of).
     pub(crate) async fn commit(mut self) -> Result<JournalSeq, MetaError> {
         let pending = std::mem::take(&mut self.pending);
-        let first = self.head + 1;
+        let others = std::mem::take(&mut self.others);
+        let mut advanced = Vec::new();
+        let head = self.append(self.ns, self.head, &pending).await?;
+        if !pending.is_empty() {
+            advanced.push((self.ns, head));
+        }
+        for (ns, other_head, rows) in &others {
+            let new_head = self.append(*ns, *other_head, rows).await?;
+            if !rows.is_empty() {
+                advanced.push((*ns, new_head));
+            }
+        }
+        self.tx.commit().await?;
+        for (ns, head) in advanced {
+            self.store.committed(ns, head);
+        }
+        Ok(head)
+    }
+
+    /// Writes `rows` to `ns`'s journal after `head` and moves the namespace's head past
+    /// them; returns the new head.
+    async fn append(
+        &mut self,
+        ns: NamespaceId,
+        head: i64,
+        rows: &[PendingChange],
+    ) -> Result<JournalSeq, MetaError> {
         const COLS: usize = 11;
-        let rows = rows_per_statement(COLS);
-        for (chunk_no, chunk) in pending.chunks(rows).enumerate() {
+        let per_statement = rows_per_statement(COLS);
+        for (chunk_no, chunk) in rows.chunks(per_statement).enumerate() {
             let sql = format!(
                 "INSERT INTO journal (ns_id, seq, kind, entry_kind, path, from_path, entry_id, \
                  version_id, user_id, device_id, created_at) VALUES {}",
@@ -324,9 +395,9 @@ impl NsWrite {
             );
             let mut q = sqlx::query(&sql);
             for (i, c) in chunk.iter().enumerate() {
-                let seq = first + (chunk_no * rows + i) as i64;
+                let seq = head + 1 + (chunk_no * per_statement + i) as i64;
                 q = q
-                    .bind(self.ns.0)
+                    .bind(ns.0)
                     .bind(seq)
                     .bind(c.kind.as_str())
                     .bind(c.entry_kind.as_db())
@@ -340,19 +411,15 @@ impl NsWrite {
             }
             q.execute(self.tx.conn()).await?;
         }
-        let head = self.head + pending.len() as i64;
-        if !pending.is_empty() {
+        let new_head = head + rows.len() as i64;
+        if !rows.is_empty() {
             sqlx::query("UPDATE namespaces SET journal_seq = $1 WHERE id = $2")
-                .bind(head)
-                .bind(self.ns.0)
+                .bind(new_head)
+                .bind(ns.0)
                 .execute(self.tx.conn())
                 .await?;
         }
-        self.tx.commit().await?;
-        if !pending.is_empty() {
-            self.store.committed(self.ns, JournalSeq(head));
-        }
-        Ok(JournalSeq(head))
+        Ok(JournalSeq(new_head))
     }
 }
 

@@ -56,6 +56,10 @@ pub enum MetaError {
     /// The root folder cannot be deleted.
     #[error("the root folder '/' cannot be deleted")]
     RootFolder,
+    /// A sharing request that cannot be done as asked (a nested folder, a file, the
+    /// owner as a member, …); the message says why and what to do instead.
+    #[error("{0}")]
+    NotShareable(String),
     /// A user of that name exists.
     #[error("a user named {0:?} already exists")]
     UserExists(String),
@@ -116,6 +120,7 @@ impl MetaError {
             | MetaError::RootFolder
             | MetaError::InvalidPath(_)
             | MetaError::QuotaExceeded { .. }
+            | MetaError::NotShareable(_)
             | MetaError::NoSuchVersion(_) => true,
             MetaError::Batch(inner) => inner.is_callers(),
             _ => false,

@@ -33,6 +33,7 @@ pub mod gc;
 mod integrity;
 mod journal;
 mod retention;
+mod sharing;
 mod trash;
 mod tree;
 mod types;
@@ -49,6 +50,7 @@ pub use check::Inconsistency;
 pub use error::MetaError;
 pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
+pub use sharing::{Membership, Role};
 pub use types::{
     Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,
     EntryKind, FileCommit, JournalEntry, MetaStats, TrashItem, User, VersionInfo,

@@ -140,6 +140,15 @@ impl MetaStore {
             EntryKind::File => Vec::new(),
         };
         set_path(w.conn(), src.id, &new_path).await?;
+        // A shared folder's mount moves with its folder.
+        sqlx::query(
+            "UPDATE memberships SET mount_path = $1, mount_key = $2 WHERE mount_entry_id = $3",
+        )
+        .bind(new_path.as_str().to_owned())
+        .bind(new_path.key())
+        .bind(src.id.0)
+        .execute(w.conn())
+        .await?;
         w.record(
             ChangeKind::Move {
                 from: src.path.clone(),

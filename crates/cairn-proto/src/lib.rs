@@ -135,6 +135,18 @@ pub struct EntryInfo {
     pub mtime: i64,
     /// When the server last changed this entry, Unix milliseconds.
     pub modified_at: i64,
+    /// Set on a shared folder's top (its mount in the caller's tree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedInfo>,
+}
+
+/// How a shared folder is shared with the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SharedInfo {
+    /// The account that owns it (its content counts against that account's quota).
+    pub owner: String,
+    /// The caller's role: `owner`, `editor` or `viewer`.
+    pub role: String,
 }
 
 /// `GET /api/v1/files/list`: one page of a folder's children, ordered by name.

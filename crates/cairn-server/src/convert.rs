@@ -17,6 +17,7 @@ pub fn entry_info(entry: &Entry) -> proto::EntryInfo {
         content_hash: entry.content_hash.map(|h| h.to_hex()),
         mtime: entry.mtime,
         modified_at: entry.modified_at,
+        shared: None,
     }
 }
 

@@ -137,6 +137,7 @@ impl From<MetaError> for ApiError {
             MetaError::NoSuchVersion(_) => Self::not_found(message),
             MetaError::NoSuchTrashItem(_) => Self::not_found(message),
             MetaError::QuotaExceeded { .. } => Self::new(S::FORBIDDEN, "quota_exceeded", message),
+            MetaError::NotShareable(_) => Self::new(S::CONFLICT, "not_shareable", message),
             MetaError::UserExists(_) => Self::new(S::CONFLICT, "user_exists", message),
             MetaError::RevConflict { current, .. } => {
                 let mut e = Self::new(S::CONFLICT, "conflict", message);

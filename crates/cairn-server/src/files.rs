@@ -8,14 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use cairn_core::chunk::{chunk_and_hash, ChunkError};
-use cairn_core::{BlockHash, ServerPath, VersionId};
+use cairn_core::{BlockHash, NamespaceId, ServerPath, VersionId};
 use cairn_meta::{Actor, BlockRef, CommitFile, CommitOutcome, Entry, EntryKind};
 use cairn_proto as proto;
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use crate::auth::AuthUser;
+use crate::access::{Access, Need, Target};
 use crate::blocks::accept_block;
 use crate::convert::entry_info;
 use crate::error::{ApiError, ApiResult};
@@ -86,16 +86,17 @@ fn root_path() -> String {
     "/".to_owned()
 }
 
-fn actor(auth: &AuthUser, device_name: String) -> Actor {
+fn actor(access: &Access, device_name: String) -> Actor {
     Actor {
-        user_id: auth.user.id,
-        device_id: auth.device,
+        user_id: access.auth.user.id,
+        device_id: access.auth.device,
         device_name,
     }
 }
 
 /// The device name that conflict copies carry; only looked up when one may be made.
-async fn device_name(state: &AppState, auth: &AuthUser) -> ApiResult<String> {
+async fn device_name(state: &AppState, access: &Access) -> ApiResult<String> {
+    let auth = &access.auth;
     Ok(match auth.device {
         Some(id) => state
             .meta
@@ -116,68 +117,125 @@ fn parse_rev(rev: &str) -> ApiResult<VersionId> {
     })
 }
 
-async fn stat_existing(state: &AppState, auth: &AuthUser, path: &ServerPath) -> ApiResult<Entry> {
-    state
+/// The entry at `path` of the caller's tree (a mount folder is the home's folder
+/// entry), as the caller sees it.
+async fn stat_existing(
+    state: &AppState,
+    access: &Access,
+    path: &ServerPath,
+) -> ApiResult<(Target, Entry)> {
+    let target = access.resolve(path, Need::Read)?;
+    let (ns, inner) = match target.is_mount_point() {
+        true => (access.home(), path),
+        false => (target.ns, &target.path),
+    };
+    let entry = state
         .meta
-        .stat(auth.user.home_ns, path)
+        .stat(ns, inner)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("{path} does not exist")))
+        .ok_or_else(|| ApiError::not_found(format!("{path} does not exist")))?;
+    let entry = match target.is_mount_point() {
+        true => entry,
+        false => access.outer_entry(entry),
+    };
+    Ok((target, entry))
 }
 
 async fn list(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<proto::ListResponse>> {
     let path = ServerPath::parse(&q.path)?;
+    let target = access.resolve(&path, Need::Read)?;
     let limit = q
         .limit
         .unwrap_or(DEFAULT_LIST_LIMIT)
         .clamp(1, MAX_LIST_LIMIT);
+    // The page cursor is the key of the last entry sent, in the caller's view; inside
+    // a shared folder the store pages by keys inside its namespace.
+    let after = q.after.as_deref().map(|key| match &target.mount {
+        Some(m) => key
+            .strip_prefix(&m.mount_path.key())
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(key)
+            .to_owned(),
+        None => key.to_owned(),
+    });
     let entries = state
         .meta
-        .list_folder(auth.user.home_ns, &path, q.after.as_deref(), limit)
-        .await?;
+        .list_folder(target.ns, &target.path, after.as_deref(), limit)
+        .await
+        .map_err(|e| access.outer_error(target.ns, e))?;
     let cursor = if entries.len() as u32 == limit {
-        entries.last().map(|e| e.path.key())
+        entries
+            .last()
+            .map(|e| access.outer_path(e.ns, &e.path).key())
     } else {
         None
     };
     Ok(Json(proto::ListResponse {
-        entries: entries.iter().map(entry_info).collect(),
+        entries: entries
+            .into_iter()
+            .map(|e| entry_view(&access, access.outer_entry(e)))
+            .collect(),
         cursor,
     }))
 }
 
+/// An entry for the wire, marked as a shared folder when it is a mount folder.
+fn entry_view(access: &Access, entry: Entry) -> proto::EntryInfo {
+    let mut info = entry_info(&entry);
+    if entry.ns == access.home() {
+        info.shared = access
+            .mounts()
+            .iter()
+            .find(|m| m.mount_entry == entry.id)
+            .map(shared_info);
+    }
+    info
+}
+
+fn shared_info(m: &cairn_meta::Membership) -> proto::SharedInfo {
+    proto::SharedInfo {
+        owner: m.owner_name.clone(),
+        role: m.role.as_str().to_owned(),
+    }
+}
+
 async fn stat(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<proto::EntryInfo>> {
     let path = ServerPath::parse(&q.path)?;
-    Ok(Json(entry_info(
-        &stat_existing(&state, &auth, &path).await?,
-    )))
+    let (_, entry) = stat_existing(&state, &access, &path).await?;
+    Ok(Json(entry_view(&access, entry)))
 }
 
 async fn mkdir(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::PathRequest>,
 ) -> ApiResult<(StatusCode, Json<proto::EntryInfo>)> {
     let path = ServerPath::parse(&req.path)?;
-    if path.is_root() {
+    let target = access.resolve(&path, Need::Write)?;
+    if target.path.is_root() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "already_exists",
-            "the root folder always exists",
+            format!("{path} already exists"),
         ));
     }
     let entry = state
         .meta
-        .mkdir(auth.user.home_ns, &path, &actor(&auth, String::new()))
-        .await?;
-    Ok((StatusCode::CREATED, Json(entry_info(&entry))))
+        .mkdir(target.ns, &target.path, &actor(&access, String::new()))
+        .await
+        .map_err(|e| access.outer_error(target.ns, e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(entry_view(&access, access.outer_entry(entry))),
+    ))
 }
 
 fn move_paths(req: &proto::MoveRequest) -> ApiResult<(ServerPath, ServerPath)> {
@@ -192,29 +250,71 @@ fn move_paths(req: &proto::MoveRequest) -> ApiResult<(ServerPath, ServerPath)> {
     Ok((from, to))
 }
 
+/// 400 for a move or copy between a shared folder and the rest of the tree (or
+/// another shared folder).
+fn across_namespaces(from: &ServerPath, to: &ServerPath) -> ApiError {
+    ApiError::bad_request(
+        "across_shared_folders",
+        format!(
+            "{from} and {to} are in different shared folders (or one is shared and the \
+             other is not); copy the content with `cairn get` and `cairn put` instead"
+        ),
+    )
+}
+
 async fn move_entry(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::MoveRequest>,
 ) -> ApiResult<Json<proto::EntryInfo>> {
     let (from, to) = move_paths(&req)?;
     let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
+    let source = access.resolve(&from, Need::Read)?;
+    if source.is_mount_point() {
+        // Renaming a shared folder renames the caller's own mount folder, in its home;
+        // it stays at the top of the tree, where mounts live.
+        let target = access.resolve(&to, Need::Read)?;
+        let same_mount = target.is_mount_point() && target.ns == source.ns;
+        if to.parent().is_some_and(|p| !p.is_root()) || (target.mount.is_some() && !same_mount) {
+            return Err(ApiError::bad_request(
+                "invalid_move",
+                format!("{from} is a shared folder; it can be renamed but stays at the top of your files"),
+            ));
+        }
+        let entry = state
+            .meta
+            .move_entry_at(
+                access.home(),
+                &from,
+                &to,
+                None,
+                &actor(&access, String::new()),
+            )
+            .await?;
+        return Ok(Json(entry_view(&access, entry)));
+    }
+    let source = access.resolve(&from, Need::Write)?;
+    let target = access.resolve(&to, Need::Write)?;
+    if source.ns != target.ns {
+        return Err(across_namespaces(&from, &to));
+    }
     let entry = state
         .meta
         .move_entry_at(
-            auth.user.home_ns,
-            &from,
-            &to,
+            source.ns,
+            &source.path,
+            &target.path,
             base_rev,
-            &actor(&auth, String::new()),
+            &actor(&access, String::new()),
         )
-        .await?;
-    Ok(Json(entry_info(&entry)))
+        .await
+        .map_err(|e| access.outer_error(source.ns, e))?;
+    Ok(Json(entry_view(&access, access.outer_entry(entry))))
 }
 
 async fn copy_entry(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::MoveRequest>,
 ) -> ApiResult<(StatusCode, Json<proto::EntryInfo>)> {
     let (from, to) = move_paths(&req)?;
@@ -224,16 +324,30 @@ async fn copy_entry(
             "base_rev is a precondition for move and delete; a copy changes nothing at its source",
         ));
     }
+    let source = access.resolve(&from, Need::Read)?;
+    let target = access.resolve(&to, Need::Write)?;
+    if source.ns != target.ns || source.is_mount_point() {
+        return Err(across_namespaces(&from, &to));
+    }
     let entry = state
         .meta
-        .copy_entry(auth.user.home_ns, &from, &to, &actor(&auth, String::new()))
-        .await?;
-    Ok((StatusCode::CREATED, Json(entry_info(&entry))))
+        .copy_entry(
+            source.ns,
+            &source.path,
+            &target.path,
+            &actor(&access, String::new()),
+        )
+        .await
+        .map_err(|e| access.outer_error(source.ns, e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(entry_view(&access, access.outer_entry(entry))),
+    ))
 }
 
 async fn delete(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::DeleteRequest>,
 ) -> ApiResult<StatusCode> {
     let path = ServerPath::parse(&req.path)?;
@@ -244,59 +358,87 @@ async fn delete(
         ));
     }
     let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
+    let target = access.resolve(&path, Need::Read)?;
+    if let (true, Some(mount)) = (target.is_mount_point(), &target.mount) {
+        // Deleting a shared folder from one's own tree is leaving it, as on Dropbox;
+        // nothing in it is deleted. Its owner has to remove the members first.
+        if mount.role == cairn_meta::Role::Owner {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "shared_folder",
+                format!(
+                    "{path} is a shared folder you own, and cannot be deleted while it is \
+                     shared; see `cairn share list`"
+                ),
+            ));
+        }
+        state
+            .meta
+            .remove_member(
+                mount.ns,
+                access.auth.user.id,
+                &actor(&access, String::new()),
+            )
+            .await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let target = access.resolve(&path, Need::Write)?;
     state
         .meta
         .delete_entry_at(
-            auth.user.home_ns,
-            &path,
+            target.ns,
+            &target.path,
             base_rev,
-            &actor(&auth, String::new()),
+            &actor(&access, String::new()),
         )
-        .await?;
+        .await
+        .map_err(|e| access.outer_error(target.ns, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Commits a block list and answers with the stored entry; shared by both upload paths.
+#[allow(clippy::too_many_arguments)]
 async fn commit_blocks(
     state: &AppState,
-    auth: &AuthUser,
-    path: ServerPath,
+    access: &Access,
+    target: &Target,
     blocks: Vec<BlockRef>,
     base_rev: Option<VersionId>,
     autorename: bool,
     mtime: Option<i64>,
 ) -> ApiResult<proto::CommitResponse> {
-    if path.is_root() {
+    if target.path.is_root() {
         return Err(ApiError::bad_request(
             "invalid_path",
-            "a file cannot be stored at '/'; name it",
+            "a file cannot be stored at '/' or in place of a shared folder; name it",
         ));
     }
     let name = if autorename {
-        device_name(state, auth).await?
+        device_name(state, access).await?
     } else {
         String::new()
     };
     let outcome = state
         .meta
         .commit_file(CommitFile {
-            ns: auth.user.home_ns,
-            path,
+            ns: target.ns,
+            path: target.path.clone(),
             blocks,
             mtime,
             base_rev,
             autorename,
-            actor: actor(auth, name),
+            actor: actor(access, name),
         })
-        .await?;
-    Ok(committed(&outcome))
+        .await
+        .map_err(|e| access.outer_error(target.ns, e))?;
+    Ok(committed(access, outcome))
 }
 
 /// Counts a successful commit and describes it for the client.
-fn committed(outcome: &CommitOutcome) -> proto::CommitResponse {
+fn committed(access: &Access, outcome: CommitOutcome) -> proto::CommitResponse {
     metrics::counter!(COMMITS).increment(1);
     proto::CommitResponse {
-        entry: entry_info(&outcome.entry),
+        entry: entry_info(&access.outer_entry(outcome.entry)),
         renamed: outcome.renamed,
     }
 }
@@ -326,16 +468,17 @@ fn block_refs(state: &AppState, blocks: &[proto::BlockRef]) -> ApiResult<Vec<Blo
 
 async fn commit(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::CommitRequest>,
 ) -> ApiResult<Json<proto::CommitResponse>> {
     let path = ServerPath::parse(&req.path)?;
+    let target = access.resolve(&path, Need::Write)?;
     let blocks = block_refs(&state, &req.blocks)?;
     let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
     let response = commit_blocks(
         &state,
-        &auth,
-        path,
+        &access,
+        &target,
         blocks,
         base_rev,
         req.autorename,
@@ -345,40 +488,48 @@ async fn commit(
     Ok(Json(response))
 }
 
-/// Many commits and folder creations in one transaction (see
-/// `MetaStore::commit_batch`). An item the server cannot even read (a bad path, hash or
-/// revision) is refused on its own like one the store refuses; only a batch too large
-/// or a body that is not a batch fails the whole request.
+/// Many commits and folder creations, one transaction per namespace they touch (see
+/// `MetaStore::commit_batch`): a sync client's batch may hold files of shared folders
+/// beside its own. An item the server cannot even read (a bad path, hash or revision)
+/// or that the caller may not write is refused on its own like one the store refuses;
+/// only a batch too large or a body that is not a batch fails the whole request.
 async fn commit_batch(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::CommitBatchRequest>,
 ) -> ApiResult<Json<proto::CommitBatchResponse>> {
     check_batch_len(req.items.len(), "items")?;
-    let parsed: Vec<ApiResult<cairn_meta::BatchItem>> = req
+    let parsed: Vec<ApiResult<(NamespaceId, cairn_meta::BatchItem)>> = req
         .items
         .iter()
-        .map(|item| batch_item(&state, item))
+        .map(|item| batch_item(&state, &access, item))
         .collect();
     let autorename = req
         .items
         .iter()
         .any(|item| matches!(item, proto::CommitBatchItem::Commit(c) if c.autorename));
     let name = if autorename {
-        device_name(&state, &auth).await?
+        device_name(&state, &access).await?
     } else {
         String::new()
     };
-    let valid: Vec<cairn_meta::BatchItem> = parsed
-        .iter()
-        .filter_map(|item| item.as_ref().ok().cloned())
-        .collect();
+    // Per namespace, in order of first appearance: its items, in request order.
+    let mut groups: Vec<(NamespaceId, Vec<cairn_meta::BatchItem>)> = Vec::new();
+    for (ns, item) in parsed.iter().filter_map(|item| item.as_ref().ok()) {
+        match groups.iter_mut().find(|(n, _)| n == ns) {
+            Some((_, items)) => items.push(item.clone()),
+            None => groups.push((*ns, vec![item.clone()])),
+        }
+    }
     let started = std::time::Instant::now();
-    let mut outcomes = state
-        .meta
-        .commit_batch(auth.user.home_ns, &actor(&auth, name), valid)
-        .await?
-        .into_iter();
+    let mut outcomes = std::collections::HashMap::new();
+    for (ns, items) in groups {
+        let results = state
+            .meta
+            .commit_batch(ns, &actor(&access, name.clone()), items)
+            .await?;
+        outcomes.insert(ns, results.into_iter());
+    }
     tracing::debug!(
         items = parsed.len(),
         ms = started.elapsed().as_secs_f64() * 1e3,
@@ -386,20 +537,21 @@ async fn commit_batch(
     );
     let mut results = Vec::with_capacity(parsed.len());
     for item in parsed {
-        let is_file = matches!(item, Ok(cairn_meta::BatchItem::File(_)));
+        let is_file = matches!(item, Ok((_, cairn_meta::BatchItem::File(_))));
         let outcome = match item {
-            Ok(_) => outcomes
-                .next()
+            Ok((ns, _)) => outcomes
+                .get_mut(&ns)
+                .and_then(Iterator::next)
                 .ok_or_else(|| ApiError::internal("commit_batch returned too few results"))?
-                .map_err(ApiError::from),
+                .map_err(|e| access.outer_error(ns, e)),
             Err(err) => Err(err),
         };
         results.push(match outcome {
             Ok(outcome) => {
                 let response = match is_file {
-                    true => committed(&outcome),
+                    true => committed(&access, outcome),
                     false => proto::CommitResponse {
-                        entry: entry_info(&outcome.entry),
+                        entry: entry_view(&access, access.outer_entry(outcome.entry)),
                         renamed: false,
                     },
                 };
@@ -419,7 +571,13 @@ async fn commit_batch(
     Ok(Json(proto::CommitBatchResponse { results }))
 }
 
-fn batch_item(state: &AppState, item: &proto::CommitBatchItem) -> ApiResult<cairn_meta::BatchItem> {
+/// One batch item, parsed, checked against the caller's rights, and placed in its
+/// namespace.
+fn batch_item(
+    state: &AppState,
+    access: &Access,
+    item: &proto::CommitBatchItem,
+) -> ApiResult<(NamespaceId, cairn_meta::BatchItem)> {
     Ok(match item {
         proto::CommitBatchItem::Mkdir(req) => {
             let path = ServerPath::parse(&req.path)?;
@@ -430,34 +588,42 @@ fn batch_item(state: &AppState, item: &proto::CommitBatchItem) -> ApiResult<cair
                     "the root folder always exists",
                 ));
             }
-            cairn_meta::BatchItem::Mkdir(path)
+            // A shared folder's mount is a folder of the home: asking for it to exist
+            // is fine, and changes nothing.
+            if access.resolve(&path, Need::Read)?.is_mount_point() {
+                return Ok((access.home(), cairn_meta::BatchItem::Mkdir(path)));
+            }
+            let target = access.resolve(&path, Need::Write)?;
+            (target.ns, cairn_meta::BatchItem::Mkdir(target.path))
         }
         proto::CommitBatchItem::Commit(req) => {
             let path = ServerPath::parse(&req.path)?;
-            if path.is_root() {
+            let target = access.resolve(&path, Need::Write)?;
+            if target.path.is_root() {
                 return Err(ApiError::bad_request(
                     "invalid_path",
-                    "a file cannot be stored at '/'; name it",
+                    format!("a file cannot be stored at {path}; name it"),
                 ));
             }
-            cairn_meta::BatchItem::File(cairn_meta::FileCommit {
-                path,
+            let file = cairn_meta::FileCommit {
+                path: target.path,
                 blocks: block_refs(state, &req.blocks)?,
                 mtime: req.mtime,
                 base_rev: req.base_rev.as_deref().map(parse_rev).transpose()?,
                 autorename: req.autorename,
-            })
+            };
+            (target.ns, cairn_meta::BatchItem::File(file))
         }
     })
 }
 
 async fn file_blocks(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<proto::FileBlocksResponse>> {
     let path = ServerPath::parse(&q.path)?;
-    let entry = stat_existing(&state, &auth, &path).await?;
+    let (_, entry) = stat_existing(&state, &access, &path).await?;
     let rev = file_rev(&entry)?;
     let blocks = state.meta.version_blocks(rev).await?;
     Ok(Json(proto::FileBlocksResponse {
@@ -478,24 +644,25 @@ async fn file_blocks(
 /// the response holds at most one file in memory at a time.
 async fn content_batch(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::ContentBatchRequest>,
 ) -> ApiResult<Response> {
     check_batch_len(req.paths.len(), "paths")?;
     let start = (
         state,
-        auth,
+        access,
         req.paths.into_iter(),
         proto::MAX_CONTENT_BATCH_BYTES,
     );
-    let body = futures::stream::unfold(start, |(state, auth, mut paths, mut budget)| async move {
-        let path = paths.next()?;
-        let record = content_record(&state, &auth, &path, &mut budget).await;
-        Some((
-            Ok::<_, std::io::Error>(record),
-            (state, auth, paths, budget),
-        ))
-    });
+    let body =
+        futures::stream::unfold(start, |(state, access, mut paths, mut budget)| async move {
+            let path = paths.next()?;
+            let record = content_record(&state, &access, &path, &mut budget).await;
+            Some((
+                Ok::<_, std::io::Error>(record),
+                (state, access, paths, budget),
+            ))
+        });
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Body::from_stream(body),
@@ -504,8 +671,8 @@ async fn content_batch(
 }
 
 /// One record of a `content_batch` response: header length, header, content.
-async fn content_record(state: &AppState, auth: &AuthUser, path: &str, budget: &mut u64) -> Bytes {
-    let (header, content) = match whole_small_file(state, auth, path, budget).await {
+async fn content_record(state: &AppState, access: &Access, path: &str, budget: &mut u64) -> Bytes {
+    let (header, content) = match whole_small_file(state, access, path, budget).await {
         Ok((entry, content)) => (
             proto::ContentBatchHeader {
                 entry: Some(entry_info(&entry)),
@@ -536,12 +703,12 @@ async fn content_record(state: &AppState, auth: &AuthUser, path: &str, budget: &
 /// batch's `budget` (which it then takes).
 async fn whole_small_file(
     state: &AppState,
-    auth: &AuthUser,
+    access: &Access,
     path: &str,
     budget: &mut u64,
 ) -> ApiResult<(Entry, Vec<Bytes>)> {
     let path = ServerPath::parse(path)?;
-    let entry = stat_existing(state, auth, &path).await?;
+    let (_, entry) = stat_existing(state, access, &path).await?;
     let rev = file_rev(&entry)?;
     let size = entry.size.max(0) as u64;
     if size > proto::MAX_CONTENT_BATCH_FILE {
@@ -583,11 +750,16 @@ async fn whole_small_file(
 
 async fn versions(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<proto::VersionsResponse>> {
     let path = ServerPath::parse(&q.path)?;
-    let versions = state.meta.list_versions(auth.user.home_ns, &path).await?;
+    let target = access.resolve(&path, Need::Read)?;
+    let versions = state
+        .meta
+        .list_versions(target.ns, &target.path)
+        .await
+        .map_err(|e| access.outer_error(target.ns, e))?;
     Ok(Json(proto::VersionsResponse {
         versions: versions
             .iter()
@@ -606,21 +778,23 @@ async fn versions(
 
 async fn restore(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::RestoreRequest>,
 ) -> ApiResult<Json<proto::CommitResponse>> {
     let path = ServerPath::parse(&req.path)?;
+    let target = access.resolve(&path, Need::Write)?;
     let version = parse_rev(&req.version)?;
     let outcome = state
         .meta
         .restore_version(
-            auth.user.home_ns,
-            &path,
+            target.ns,
+            &target.path,
             version,
-            &actor(&auth, String::new()),
+            &actor(&access, String::new()),
         )
-        .await?;
-    Ok(Json(committed(&outcome)))
+        .await
+        .map_err(|e| access.outer_error(target.ns, e))?;
+    Ok(Json(committed(&access, outcome)))
 }
 
 fn file_rev(entry: &Entry) -> ApiResult<VersionId> {
@@ -647,12 +821,13 @@ pub struct UploadQuery {
 /// chunks in memory however large the file is.
 async fn upload(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<proto::CommitResponse>> {
     let path = ServerPath::parse(&q.path)?;
+    let target = access.resolve(&path, Need::Write)?;
     let base_rev = q.base_rev.as_deref().map(parse_rev).transpose()?;
     // With a declared length, a body that cannot fit is refused before any of it is read.
     let declared = headers
@@ -660,14 +835,14 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok());
     if let Some(length) = declared {
-        let replaced = match state.meta.stat(auth.user.home_ns, &path).await? {
+        let replaced = match state.meta.stat(target.ns, &target.path).await? {
             Some(e) if e.kind == EntryKind::File => e.size,
             _ => 0,
         };
         if length > replaced {
             state
                 .meta
-                .check_quota(&auth.user, length - replaced)
+                .check_quota_of(target.ns, length - replaced)
                 .await?;
         }
     }
@@ -677,7 +852,7 @@ async fn upload(
     let reader = SyncIoBridge::new(StreamReader::new(stream));
     let runtime = tokio::runtime::Handle::current();
     let chunker = state.config.chunker;
-    let (task_state, user) = (state.clone(), auth.user.clone());
+    let (task_state, user) = (state.clone(), access.auth.user.clone());
     let chunked = tokio::task::spawn_blocking(move || {
         chunk_and_hash(reader, &chunker, |chunk| {
             let data = Bytes::from(chunk.data);
@@ -701,8 +876,16 @@ async fn upload(
             size: *size,
         })
         .collect();
-    let response =
-        commit_blocks(&state, &auth, path, blocks, base_rev, q.autorename, q.mtime).await?;
+    let response = commit_blocks(
+        &state,
+        &access,
+        &target,
+        blocks,
+        base_rev,
+        q.autorename,
+        q.mtime,
+    )
+    .await?;
     Ok(Json(response))
 }
 
@@ -758,12 +941,12 @@ fn parse_range(header: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRan
 
 async fn download(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Query(q): Query<PathQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let path = ServerPath::parse(&q.path)?;
-    let entry = stat_existing(&state, &auth, &path).await?;
+    let (_, entry) = stat_existing(&state, &access, &path).await?;
     let rev = file_rev(&entry)?;
     let blocks = state.meta.version_blocks(rev).await?;
     let size: u64 = blocks.iter().map(|b| b.size as u64).sum();

@@ -3,6 +3,7 @@
 //! [`Application::build`] opens the stores, binds the listener (port 0 works, for tests)
 //! and exposes the real address; [`Application::run`] serves until shutdown.
 
+mod access;
 pub mod auth;
 mod blocks;
 pub mod config;

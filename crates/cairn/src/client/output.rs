@@ -225,6 +225,7 @@ mod tests {
             content_hash: None,
             mtime: 0,
             modified_at: 0,
+            shared: None,
         };
         assert_eq!(
             entry_line(&entry),
