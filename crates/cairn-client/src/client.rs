@@ -12,8 +12,9 @@ use cairn_proto::{
     CommitBatchRequest, CommitBatchResponse, CommitRequest, CommitResponse, CursorResponse,
     DeleteRequest, DeltaResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody,
     FileBlocksResponse, ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest,
-    RestoreRequest, ServerInfo, TrashItem, TrashListResponse, TrashPurgeRequest,
-    TrashPurgeResponse, TrashRestoreRequest, TrashRestoreResponse, VersionsResponse,
+    RestoreRequest, ServerInfo, ShareInfo, ShareListResponse, ShareRemoveRequest, ShareRequest,
+    TrashItem, TrashListResponse, TrashPurgeRequest, TrashPurgeResponse, TrashRestoreRequest,
+    TrashRestoreResponse, VersionsResponse,
 };
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -412,6 +413,48 @@ impl Client {
         };
         self.post_json("files/restore", &request, RetryPolicy::ConnectOnly)
             .await
+    }
+
+    // ---- shared folders -------------------------------------------------------------
+
+    /// `POST /api/v1/shares`: shares the top-level folder `path` with `with` as `role`
+    /// (`editor` or `viewer`), or changes that member's role.
+    pub async fn share_add(
+        &self,
+        path: &str,
+        with: &str,
+        role: &str,
+    ) -> Result<ShareInfo, ClientError> {
+        let request = ShareRequest {
+            path: path.to_owned(),
+            with: with.to_owned(),
+            role: role.to_owned(),
+        };
+        self.post_json("shares", &request, RetryPolicy::Idempotent)
+            .await
+    }
+
+    /// `GET /api/v1/shares`: the shared folders in the caller's tree, with their members.
+    pub async fn share_list(&self) -> Result<Vec<ShareInfo>, ClientError> {
+        let list: ShareListResponse = self.get_json("shares", &[]).await?;
+        Ok(list.shares)
+    }
+
+    /// `POST /api/v1/shares/remove`: removes `with` from the shared folder at `path`
+    /// (leaving it, when `with` is the caller).
+    pub async fn share_remove(&self, path: &str, with: &str) -> Result<(), ClientError> {
+        let request = ShareRemoveRequest {
+            path: path.to_owned(),
+            with: with.to_owned(),
+        };
+        let body = to_json_body(&request);
+        self.send(RetryPolicy::ConnectOnly, || {
+            self.request(Method::POST, "shares/remove")
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
+        .map(drop)
     }
 
     // ---- trash ----------------------------------------------------------------------

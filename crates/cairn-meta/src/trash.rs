@@ -39,10 +39,32 @@ impl MetaStore {
         after: Option<TrashId>,
         limit: u32,
     ) -> Result<Vec<TrashItem>, MetaError> {
-        let sql =
-            format!("{ITEM_SELECT} WHERE t.ns_id = $1 AND t.id < $2 ORDER BY t.id DESC LIMIT $3");
-        let rows = sqlx::query(&sql)
-            .bind(ns.0)
+        self.list_trash_of(&[ns], after, limit).await
+    }
+
+    /// [`MetaStore::list_trash`] over several namespaces at once (a user's home and
+    /// the shared folders it reads), newest first.
+    pub async fn list_trash_of(
+        &self,
+        namespaces: &[NamespaceId],
+        after: Option<TrashId>,
+        limit: u32,
+    ) -> Result<Vec<TrashItem>, MetaError> {
+        if namespaces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = namespaces.len();
+        let sql = format!(
+            "{ITEM_SELECT} WHERE t.ns_id IN ({}) AND t.id < ${} ORDER BY t.id DESC LIMIT ${}",
+            crate::db::placeholders(1, n),
+            n + 1,
+            n + 2
+        );
+        let mut q = sqlx::query(&sql);
+        for ns in namespaces {
+            q = q.bind(ns.0);
+        }
+        let rows = q
             .bind(after.map_or(i64::MAX, |a| a.0))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)

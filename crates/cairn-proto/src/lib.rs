@@ -552,3 +552,51 @@ pub struct PollResponse {
     /// The position to poll from next: the cursor given, moved to what was notified.
     pub cursor: String,
 }
+
+/// `POST /api/v1/shares`: share a top-level folder with another account, or change a
+/// member's role.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShareRequest {
+    /// The folder, at the top of the caller's files.
+    pub path: String,
+    /// The account to share it with.
+    pub with: String,
+    /// `editor` (read and write) or `viewer` (read only).
+    pub role: String,
+}
+
+/// `POST /api/v1/shares/remove`: remove a member (the owner removing anyone, or a
+/// member leaving).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShareRemoveRequest {
+    /// The shared folder, as the caller sees it.
+    pub path: String,
+    /// The member to remove.
+    pub with: String,
+}
+
+/// One member of a shared folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ShareMember {
+    pub user: String,
+    /// `owner`, `editor` or `viewer`.
+    pub role: String,
+}
+
+/// A shared folder the caller reads.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShareInfo {
+    /// Where it is in the caller's tree.
+    pub path: String,
+    pub owner: String,
+    /// The caller's role.
+    pub role: String,
+    /// Everyone who reads it, the owner first.
+    pub members: Vec<ShareMember>,
+}
+
+/// `GET /api/v1/shares`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShareListResponse {
+    pub shares: Vec<ShareInfo>,
+}

@@ -1,10 +1,10 @@
 //! Delta endpoints: what changed after a cursor, and the cursor of the newest change.
 //!
-//! A cursor names a position in the journal of every namespace the caller reads: today
-//! only the home namespace, later the shared folders mounted into it too. It is text,
+//! A cursor names a position in the journal of every namespace the caller reads: the
+//! home namespace and the shared folders mounted into it. It is text,
 //! opaque to clients: `v1.` followed by `NS-SEQ` pairs separated by commas. A cursor the
-//! server cannot continue from (a namespace the caller cannot read, or a position past
-//! the journal's end, as after the server's database was replaced) gets 410
+//! server cannot continue from (a position past the journal's end, as after the
+//! server's database was replaced) gets 410
 //! `cursor_reset`: the client must list the tree again and take a new cursor.
 
 use axum::extract::State;
@@ -16,7 +16,7 @@ use cairn_meta::{ChangeKind, EntryKind, JournalEntry};
 use cairn_proto as proto;
 use serde::Deserialize;
 
-use crate::auth::AuthUser;
+use crate::access::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -92,58 +92,105 @@ pub(crate) fn reset(why: &str) -> ApiError {
     )
 }
 
-/// Where to read from in the caller's home namespace: the cursor's position there, or
-/// the journal's start.
-fn start_position(auth: &AuthUser, cursor: Option<&str>) -> Result<Position, ApiError> {
-    let home = auth.user.home_ns;
-    let Some(cursor) = cursor else {
-        return Ok(Position {
-            ns: home,
-            seq: JournalSeq(0),
-        });
+/// Where the caller stands in every namespace it reads, the home first: the cursor's
+/// position, or the journal's start for a namespace the cursor does not name (a folder
+/// shared with the caller since, or no cursor at all). Positions in namespaces the
+/// caller no longer reads are dropped: their mount folder's delete, journaled in the
+/// home, tells the client they went. `readable` starts with the home.
+pub(crate) fn positions(
+    readable: &[NamespaceId],
+    cursor: Option<&str>,
+) -> Result<Vec<Position>, ApiError> {
+    let given = match cursor {
+        Some(cursor) => decode_cursor(cursor)?,
+        None => Vec::new(),
     };
-    let positions = decode_cursor(cursor)?;
-    match positions.as_slice() {
-        [p] if p.ns == home => Ok(*p),
-        _ => Err(reset(
-            "the cursor names folders this account no longer reads",
-        )),
+    // Every cursor of an account names its home: one that does not was handed to
+    // another account.
+    if cursor.is_some() && !given.iter().any(|p| Some(&p.ns) == readable.first()) {
+        return Err(reset("the cursor was not handed out to this account"));
     }
+    Ok(readable
+        .iter()
+        .map(|ns| {
+            given
+                .iter()
+                .find(|p| p.ns == *ns)
+                .copied()
+                .unwrap_or(Position {
+                    ns: *ns,
+                    seq: JournalSeq(0),
+                })
+        })
+        .collect())
 }
 
+/// The namespaces the caller reads, the home first.
+pub(crate) fn readable(access: &Access) -> Vec<NamespaceId> {
+    access.readable().into_iter().map(|(ns, _)| ns).collect()
+}
+
+/// The changes after the cursor in every namespace the caller reads, with paths as the
+/// caller sees them.
+///
+/// The home namespace is read to its head before any shared one. That order matters: a
+/// shared folder's changes are placed under its mount as it is now, and the home's
+/// journal holds the mount folder's creation, renames and removal, so a client must
+/// have applied those first.
 async fn delta(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Query(q): Query<DeltaQuery>,
 ) -> ApiResult<Json<proto::DeltaResponse>> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let start = start_position(&auth, q.cursor.as_deref())?;
-    let head = state.meta.journal_head(start.ns).await?;
-    if start.seq > head {
-        return Err(reset(
-            "the cursor is ahead of this server's journal (was its database replaced?)",
-        ));
+    let mut positions = positions(&readable(&access), q.cursor.as_deref())?;
+    let mut changes = Vec::new();
+    let mut has_more = false;
+    for position in &mut positions {
+        let head = state.meta.journal_head(position.ns).await?;
+        if position.seq > head {
+            return Err(reset(
+                "the cursor is ahead of this server's journal (was its database replaced?)",
+            ));
+        }
+        let room = limit as usize - changes.len();
+        if room == 0 || has_more {
+            has_more |= position.seq < head;
+            continue;
+        }
+        let rows = state
+            .meta
+            .journal_since(position.ns, position.seq, room as u32)
+            .await?;
+        if let Some(last) = rows.last() {
+            position.seq = last.seq;
+        }
+        has_more |= position.seq < head;
+        changes.extend(
+            rows.into_iter()
+                .map(|row| change_info(&access.outer_change(row))),
+        );
     }
-    let rows = state.meta.journal_since(start.ns, start.seq, limit).await?;
-    let last = rows.last().map_or(start.seq, |r| r.seq);
     Ok(Json(proto::DeltaResponse {
-        has_more: last < head,
-        cursor: encode_cursor(&[Position {
-            ns: start.ns,
-            seq: last,
-        }]),
-        changes: rows.iter().map(change_info).collect(),
+        has_more,
+        cursor: encode_cursor(&positions),
+        changes,
     }))
 }
 
 async fn latest(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
 ) -> ApiResult<Json<proto::CursorResponse>> {
-    let ns = auth.user.home_ns;
-    let head = state.meta.journal_head(ns).await?;
+    let mut positions = Vec::new();
+    for ns in readable(&access) {
+        positions.push(Position {
+            ns,
+            seq: state.meta.journal_head(ns).await?,
+        });
+    }
     Ok(Json(proto::CursorResponse {
-        cursor: encode_cursor(&[Position { ns, seq: head }]),
+        cursor: encode_cursor(&positions),
     }))
 }
 

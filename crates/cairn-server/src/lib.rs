@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 mod openapi;
 pub mod scrub;
+mod shares;
 mod state;
 mod trash;
 
@@ -200,6 +201,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(files::router())
         .merge(trash::router())
+        .merge(shares::router())
         .merge(delta::router())
         .merge(notify::router())
         .layer(axum::extract::DefaultBodyLimit::max(max_json))

@@ -1,17 +1,17 @@
 //! Trash endpoints: list the caller's trash, restore an item, purge items for good.
 //!
-//! Items are found in the caller's home namespace only, so another account's item ids
-//! answer 404 like ids that never existed.
+//! Items are found in the namespaces the caller reads (its home and the shared folders
+//! mounted in it), so another account's item ids answer 404 like ids that never existed.
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
-use cairn_core::{ServerPath, TrashId};
+use cairn_core::{NamespaceId, ServerPath, TrashId};
 use cairn_meta::{Actor, EntryKind, TrashItem};
 use cairn_proto as proto;
 use serde::Deserialize;
 
-use crate::auth::AuthUser;
+use crate::access::{read_only, Access, Need};
 use crate::convert::entry_info;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
@@ -34,20 +34,20 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-fn actor(auth: &AuthUser) -> Actor {
+fn actor(access: &Access) -> Actor {
     Actor {
-        user_id: auth.user.id,
-        device_id: auth.device,
+        user_id: access.auth.user.id,
+        device_id: access.auth.device,
         // A restore never makes a conflict copy, so no device name is needed.
         device_name: String::new(),
     }
 }
 
-/// A trash item as the API shows it.
-pub fn trash_info(item: &TrashItem) -> proto::TrashItem {
+/// A trash item as the API shows it, its path in the caller's view.
+pub fn trash_info(access: &Access, item: &TrashItem) -> proto::TrashItem {
     proto::TrashItem {
         id: item.id.0,
-        path: item.path.as_str().to_owned(),
+        path: access.outer_path(item.ns, &item.path).as_str().to_owned(),
         kind: match item.kind {
             EntryKind::File => proto::EntryKind::File,
             EntryKind::Folder => proto::EntryKind::Folder,
@@ -60,18 +60,21 @@ pub fn trash_info(item: &TrashItem) -> proto::TrashItem {
     }
 }
 
+/// The caller's trash: what was deleted from its own files and from the shared
+/// folders it reads.
 async fn list(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<proto::TrashListResponse>> {
     let limit = q
         .limit
         .unwrap_or(DEFAULT_LIST_LIMIT)
         .clamp(1, MAX_LIST_LIMIT);
+    let namespaces: Vec<NamespaceId> = access.readable().into_iter().map(|(ns, _)| ns).collect();
     let items = state
         .meta
-        .list_trash(auth.user.home_ns, q.after.map(TrashId), limit)
+        .list_trash_of(&namespaces, q.after.map(TrashId), limit)
         .await?;
     let next_after = if items.len() as u32 == limit {
         items.last().map(|i| i.id.0)
@@ -79,9 +82,23 @@ async fn list(
         None
     };
     Ok(Json(proto::TrashListResponse {
-        items: items.iter().map(trash_info).collect(),
+        items: items.iter().map(|i| trash_info(&access, i)).collect(),
         next_after,
     }))
+}
+
+/// The namespace whose trash holds item `id`, among those the caller may change; an
+/// item of a folder the caller only views is refused, one it cannot see is not found.
+async fn item_namespace(state: &AppState, access: &Access, id: TrashId) -> ApiResult<NamespaceId> {
+    for (ns, mount) in access.readable() {
+        if state.meta.trash_item(ns, id).await?.is_some() {
+            if let Some(mount) = mount.filter(|m| !m.role.can_write()) {
+                return Err(read_only(mount));
+            }
+            return Ok(ns);
+        }
+    }
+    Err(cairn_meta::MetaError::NoSuchTrashItem(id).into())
 }
 
 /// The trash is the place to look for a path that no longer exists, so the root (which
@@ -106,56 +123,69 @@ fn one_of_id_or_path() -> ApiError {
 
 async fn restore(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::TrashRestoreRequest>,
 ) -> ApiResult<Json<proto::TrashRestoreResponse>> {
-    let ns = auth.user.home_ns;
     let entry = match (req.id, req.path.as_deref()) {
         (Some(id), None) => {
+            let ns = item_namespace(&state, &access, TrashId(id)).await?;
             state
                 .meta
-                .restore_trash(ns, TrashId(id), &actor(&auth))
-                .await?
+                .restore_trash(ns, TrashId(id), &actor(&access))
+                .await
+                .map_err(|e| access.outer_error(ns, e))?
         }
         (None, Some(path)) => {
             let path = item_path(path)?;
+            let target = access.resolve(&path, Need::Write)?;
             state
                 .meta
-                .restore_trash_path(ns, &path, &actor(&auth))
+                .restore_trash_path(target.ns, &target.path, &actor(&access))
                 .await
-                .map_err(|e| not_in_trash(e, &path))?
+                .map_err(|e| not_in_trash(&access, target.ns, e, &path))?
         }
         _ => return Err(one_of_id_or_path()),
     };
     Ok(Json(proto::TrashRestoreResponse {
-        entry: entry_info(&entry),
+        entry: entry_info(&access.outer_entry(entry)),
     }))
 }
 
 async fn purge(
     State(state): State<AppState>,
-    auth: AuthUser,
+    access: Access,
     Json(req): Json<proto::TrashPurgeRequest>,
 ) -> ApiResult<Json<proto::TrashPurgeResponse>> {
-    let ns = auth.user.home_ns;
     let purged = match (req.id, req.path.as_deref(), req.all) {
         (Some(id), None, false) => {
+            let ns = item_namespace(&state, &access, TrashId(id)).await?;
             vec![
                 state
                     .meta
-                    .purge_trash(ns, TrashId(id), &actor(&auth))
+                    .purge_trash(ns, TrashId(id), &actor(&access))
                     .await?,
             ]
         }
         (None, Some(path), false) => {
             let path = item_path(path)?;
+            let target = access.resolve(&path, Need::Write)?;
             state
                 .meta
-                .purge_trash_path(ns, &path, &actor(&auth))
+                .purge_trash_path(target.ns, &target.path, &actor(&access))
                 .await
-                .map_err(|e| not_in_trash(e, &path))?
+                .map_err(|e| not_in_trash(&access, target.ns, e, &path))?
         }
-        (None, None, true) => state.meta.purge_all_trash(ns, &actor(&auth)).await?,
+        // Emptying the trash empties what the caller owns: its home and the folders it
+        // shares. Members purge a shared folder's items one by one.
+        (None, None, true) => {
+            let mut purged = Vec::new();
+            for (ns, mount) in access.readable() {
+                if mount.is_none_or(|m| m.role == cairn_meta::Role::Owner) {
+                    purged.extend(state.meta.purge_all_trash(ns, &actor(&access)).await?);
+                }
+            }
+            purged
+        }
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -164,17 +194,22 @@ async fn purge(
         }
     };
     Ok(Json(proto::TrashPurgeResponse {
-        purged: purged.iter().map(trash_info).collect(),
+        purged: purged.iter().map(|i| trash_info(&access, i)).collect(),
     }))
 }
 
 /// A restore or purge by path that finds nothing says where it looked: the trash, not
 /// the live tree.
-fn not_in_trash(err: cairn_meta::MetaError, path: &ServerPath) -> ApiError {
+fn not_in_trash(
+    access: &Access,
+    ns: NamespaceId,
+    err: cairn_meta::MetaError,
+    path: &ServerPath,
+) -> ApiError {
     match err {
         cairn_meta::MetaError::NotFound(_) => {
             ApiError::not_found(format!("nothing deleted from {path} is in the trash"))
         }
-        other => other.into(),
+        other => access.outer_error(ns, other),
     }
 }

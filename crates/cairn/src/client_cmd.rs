@@ -158,6 +158,11 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Share folders with other accounts, list what is shared, remove members.
+    Share {
+        #[command(subcommand)]
+        command: ShareCommand,
+    },
     /// List, restore or purge what `cairn rm` moved to the trash.
     Trash {
         #[command(subcommand)]
@@ -168,6 +173,49 @@ pub enum ClientCommand {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// `cairn share …`.
+#[derive(Debug, Subcommand)]
+pub enum ShareCommand {
+    /// Share a folder at the top of your files with another account (or change the
+    /// role of someone it is shared with).
+    ///
+    /// The folder appears at the top of their files. An editor can add, change, move,
+    /// delete and restore files in it; a viewer can only read them. What is in it
+    /// counts against your quota.
+    Add {
+        /// The folder, such as /Team.
+        path: String,
+        /// The account to share it with.
+        #[arg(long)]
+        with: String,
+        /// What they may do.
+        #[arg(long, value_parser = ["viewer", "editor"])]
+        role: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List the shared folders in your files and who they are shared with.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Stop sharing a folder with someone: it leaves their files (and their devices
+    /// stop syncing it); nothing in it is deleted. Name yourself to leave a folder
+    /// someone shared with you.
+    Remove {
+        /// The shared folder.
+        path: String,
+        /// The member to remove.
+        #[arg(long)]
+        with: String,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -292,6 +340,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
                 restored.entry.rev.as_deref().unwrap_or("?")
             );
         }
+        ClientCommand::Share { command } => share(command).await?,
         ClientCommand::Trash { command } => trash(command).await?,
         ClientCommand::Status { json, opts } => status(&opts, json).await?,
     }
@@ -502,6 +551,54 @@ async fn versions(session: &Session, path: &str, json: bool) -> anyhow::Result<(
                     .unwrap_or_default(),
                 &v.content_hash[..16],
             );
+        }
+    }
+    Ok(())
+}
+
+// ---- shared folders -----------------------------------------------------------------
+
+async fn share(command: ShareCommand) -> anyhow::Result<()> {
+    match command {
+        ShareCommand::Add {
+            path,
+            with,
+            role,
+            opts,
+        } => {
+            let path = normalize_remote(&path);
+            let share = session(&opts)?
+                .client
+                .share_add(&path, &with, &role)
+                .await
+                .doing(|| format!("cannot share {path} with {with}"))?;
+            eprintln!("shared {} with {with} as {role}", share.path);
+        }
+        ShareCommand::List { json, opts } => {
+            let shares = session(&opts)?
+                .client
+                .share_list()
+                .await
+                .doing(|| "cannot list shared folders".to_owned())?;
+            if json {
+                print_json(&shares)?;
+            } else {
+                let mut out = String::new();
+                for share in &shares {
+                    out.push_str(&output::share_line(share));
+                    out.push('\n');
+                }
+                print!("{out}");
+            }
+        }
+        ShareCommand::Remove { path, with, opts } => {
+            let path = normalize_remote(&path);
+            session(&opts)?
+                .client
+                .share_remove(&path, &with)
+                .await
+                .doing(|| format!("cannot remove {with} from {path}"))?;
+            eprintln!("{path} is no longer shared with {with}");
         }
     }
     Ok(())

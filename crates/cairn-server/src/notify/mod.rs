@@ -101,34 +101,44 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// The namespaces whose advances `user` is told about: those it may read. Today that
-/// is the home namespace; shared folders will add theirs here.
-pub(crate) fn readable_namespaces(user: &User) -> Vec<NamespaceId> {
-    vec![user.home_ns]
+/// The namespaces whose advances `user` is told about: those it reads, the home first.
+pub(crate) async fn readable_namespaces(
+    state: &AppState,
+    user: &User,
+) -> Result<Vec<NamespaceId>, ApiError> {
+    let mut namespaces = vec![user.home_ns];
+    for m in state.meta.memberships_of(user.id).await? {
+        namespaces.push(m.ns);
+    }
+    Ok(namespaces)
 }
 
 /// One connection's stream of notifications.
 struct Feed {
     /// Per namespace: its subscription and the newest number this connection was told.
     watches: Vec<(Subscription, JournalSeq)>,
+    /// Whose feed this is: when the home advances, the shared folders it reads may
+    /// have changed (a mount folder is made or removed in the home), so the feed
+    /// follows them again.
+    user: User,
+    state: AppState,
     shutdown: CancellationToken,
     _guard: ConnectionGuard,
 }
 
 impl Feed {
-    /// Subscribes to `namespaces` and then reads their heads, in that order, so every
-    /// commit is either in the heads or arrives through the subscription.
-    async fn open(
-        state: &AppState,
-        namespaces: &[NamespaceId],
-    ) -> Result<(Feed, Vec<Position>), ApiError> {
+    /// Subscribes to the namespaces `user` reads and then reads their heads, in that
+    /// order, so every commit is either in the heads or arrives through the
+    /// subscription.
+    async fn open(state: &AppState, user: &User) -> Result<(Feed, Vec<Position>), ApiError> {
         let guard = ConnectionGuard::new(&state.notify);
+        let namespaces = readable_namespaces(state, user).await?;
         let subscriptions: Vec<Subscription> = namespaces
             .iter()
             .map(|ns| state.notify.bus.subscribe(*ns))
             .collect();
         let mut heads = Vec::with_capacity(namespaces.len());
-        for ns in namespaces {
+        for ns in &namespaces {
             heads.push(Position {
                 ns: *ns,
                 seq: state.meta.journal_head(*ns).await?,
@@ -141,10 +151,36 @@ impl Feed {
             .collect();
         let feed = Feed {
             watches,
+            user: user.clone(),
+            state: state.clone(),
             shutdown: state.notify.shutdown.clone(),
             _guard: guard,
         };
         Ok((feed, heads))
+    }
+
+    /// Follows the shared folders the user reads now: subscribes to new ones (their
+    /// changes reach the client through the delta the home's advance prompts) and
+    /// drops those it left. A failed lookup keeps the old set; the next advance of the
+    /// home tries again.
+    async fn follow_mounts(&mut self) {
+        let Ok(namespaces) = readable_namespaces(&self.state, &self.user).await else {
+            return;
+        };
+        self.watches
+            .retain(|(sub, _)| namespaces.contains(&sub.ns()));
+        for ns in namespaces {
+            if !self.watches.iter().any(|(sub, _)| sub.ns() == ns) {
+                let sub = self.state.notify.bus.subscribe(ns);
+                let head = self
+                    .state
+                    .meta
+                    .journal_head(ns)
+                    .await
+                    .unwrap_or(JournalSeq(0));
+                self.watches.push((sub, head));
+            }
+        }
     }
 
     /// From now on, tell only of advances past `positions` (a poll's cursor).
@@ -179,7 +215,11 @@ impl Feed {
             // between subscribing and reading the head.
             if seq > *told {
                 *told = seq;
-                return Some(advanced(sub.ns(), seq));
+                let ns = sub.ns();
+                if ns == self.user.home_ns {
+                    self.follow_mounts().await;
+                }
+                return Some(advanced(ns, seq));
             }
         }
     }

@@ -15,7 +15,7 @@ use cairn_core::JournalSeq;
 use cairn_proto as proto;
 use serde::Deserialize;
 
-use super::{advanced, head, readable_namespaces, Feed};
+use super::{advanced, head, Feed};
 use crate::auth::AuthUser;
 use crate::delta::{decode_cursor, encode_cursor, reset, Position};
 use crate::error::ApiResult;
@@ -36,16 +36,15 @@ pub(super) async fn poll(
     auth: AuthUser,
     Query(q): Query<PollQuery>,
 ) -> ApiResult<Json<proto::PollResponse>> {
-    let readable = readable_namespaces(&auth.user);
+    // A cursor naming a folder the caller left is fine: the position is dropped, as
+    // the delta drops it.
     let given = match &q.cursor {
         Some(cursor) => Some(decode_cursor(cursor)?),
         None => None,
     };
     if let Some(given) = &given {
-        if given.iter().any(|p| !readable.contains(&p.ns)) {
-            return Err(reset(
-                "the cursor names folders this account no longer reads",
-            ));
+        if !given.iter().any(|p| p.ns == auth.user.home_ns) {
+            return Err(reset("the cursor was not handed out to this account"));
         }
     }
     let timeout = Duration::from_secs(
@@ -53,7 +52,7 @@ pub(super) async fn poll(
             .unwrap_or(DEFAULT_TIMEOUT_SECS)
             .min(MAX_TIMEOUT_SECS),
     );
-    let (mut feed, heads) = Feed::open(&state, &readable).await?;
+    let (mut feed, heads) = Feed::open(&state, &auth.user).await?;
 
     let Some(given) = given else {
         return Ok(Json(proto::PollResponse {

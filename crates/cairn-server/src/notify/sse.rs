@@ -8,13 +8,13 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
-use super::{head, readable_namespaces, to_json, Feed};
+use super::{head, to_json, Feed};
 use crate::auth::AuthUser;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub(super) async fn stream(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Response> {
-    let (feed, heads) = Feed::open(&state, &readable_namespaces(&auth.user)).await?;
+    let (feed, heads) = Feed::open(&state, &auth.user).await?;
     let first = futures::stream::iter(heads.into_iter().map(head));
     // The feed (and with it the connection's count) lives as long as the body: until
     // the client goes away, hyper drops the body, or the server shuts down.

@@ -18,7 +18,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::{head, readable_namespaces, to_json, Feed};
+use super::{head, to_json, Feed};
 use crate::auth::AuthUser;
 use crate::delta::Position;
 use crate::error::{ApiError, ApiResult};
@@ -79,7 +79,7 @@ pub(super) async fn upgrade(
         )
     })?;
     // Open the feed before upgrading, so a failure is still an HTTP error.
-    let (feed, heads) = Feed::open(&state, &readable_namespaces(&auth.user)).await?;
+    let (feed, heads) = Feed::open(&state, &auth.user).await?;
     let heartbeat = state.notify.heartbeat;
     Ok(upgrade
         .protocols([PROTOCOL])

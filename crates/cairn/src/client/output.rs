@@ -86,8 +86,13 @@ pub fn entry_line(entry: &EntryInfo) -> String {
     } else {
         entry.modified_at
     };
+    let shared = match &entry.shared {
+        Some(s) if s.role == "owner" => "  (shared)".to_owned(),
+        Some(s) => format!("  (shared by {}, {})", s.owner, s.role),
+        None => String::new(),
+    };
     format!(
-        "{marker} {size:>12}  {}  {}{suffix}",
+        "{marker} {size:>12}  {}  {}{suffix}{shared}",
         format_time(when),
         entry.name
     )
@@ -112,6 +117,17 @@ pub fn trash_line(item: &TrashItem) -> String {
 }
 
 /// `cairn stat` for people: one `key: value` per line.
+/// One line of `cairn share list`: the folder, the caller's role, and who else reads
+/// it: `/Team  owner  bob (editor), carol (viewer)`.
+pub fn share_line(share: &cairn_client::proto::ShareInfo) -> String {
+    let others: Vec<String> = share
+        .members
+        .iter()
+        .map(|m| format!("{} ({})", m.user, m.role))
+        .collect();
+    format!("{}  {}  {}", share.path, share.role, others.join(", "))
+}
+
 pub fn entry_details(entry: &EntryInfo) -> String {
     let mut out = String::new();
     let kind = match entry.kind {

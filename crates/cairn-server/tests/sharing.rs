@@ -1,0 +1,387 @@
+//! Shared folders through the HTTP API, on SQLite and on PostgreSQL: what owners,
+//! editors, viewers and strangers may do, and what each of them sees.
+
+#[macro_use]
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::{block_ref, hex_hash, TestServer, PASSWORD};
+
+async fn add_user(s: &TestServer, name: &str) -> String {
+    let hash =
+        cairn_server::hash_password(&cairn_server::Config::for_data_dir("."), PASSWORD.into())
+            .await
+            .unwrap();
+    s.state
+        .meta
+        .create_user(name, &hash, false, None)
+        .await
+        .unwrap();
+    s.login(name).await
+}
+
+async fn put_file(s: &TestServer, token: &str, path: &str, data: &[u8]) -> (StatusCode, Value) {
+    let (status, body) = s.put_block_as(token, data).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    s.commit_as(token, json!({"path": path, "blocks": [block_ref(data)]}))
+        .await
+}
+
+async fn names(s: &TestServer, token: &str, path: &str) -> Vec<String> {
+    let (status, body) = s
+        .call_as(
+            Some(token),
+            Method::GET,
+            &format!("/api/v1/files/list?path={path}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn share(
+    s: &TestServer,
+    token: &str,
+    path: &str,
+    with: &str,
+    role: &str,
+) -> (StatusCode, Value) {
+    s.call_as(
+        Some(token),
+        Method::POST,
+        "/api/v1/shares",
+        Some(json!({"path": path, "with": with, "role": role})),
+    )
+    .await
+}
+
+async fn download(s: &TestServer, token: &str, path: &str) -> (StatusCode, Vec<u8>) {
+    let resp = s
+        .http
+        .get(s.url(&format!("/api/v1/files/content?path={path}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.bytes().await.unwrap().to_vec())
+}
+
+/// Every change the delta holds after `cursor`, as (kind, path) pairs, and the new cursor.
+async fn delta(s: &TestServer, token: &str, cursor: &str) -> (Vec<(String, String)>, String) {
+    let (status, body) = s
+        .call_as(
+            Some(token),
+            Method::GET,
+            &format!("/api/v1/delta?cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let changes = body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap().to_owned(),
+                c["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (changes, body["cursor"].as_str().unwrap().to_owned())
+}
+
+async fn latest(s: &TestServer, token: &str) -> String {
+    let (_, body) = s
+        .call_as(Some(token), Method::GET, "/api/v1/delta/latest", None)
+        .await;
+    body["cursor"].as_str().unwrap().to_owned()
+}
+
+on_each_backend!(owners_editors_viewers_and_strangers, |s| {
+    let alice = s.token.clone();
+    let bob = s.login("bob").await;
+    let carol = add_user(&s, "carol").await;
+    let dave = add_user(&s, "dave").await;
+    put_file(&s, &alice, "/Team/plan.md", b"the plan").await;
+    put_file(&s, &alice, "/Team/sub/notes.txt", b"notes").await;
+    put_file(&s, &alice, "/Team/old.txt", b"old").await;
+    put_file(&s, &alice, "/private.txt", b"mine").await;
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/delete",
+            Some(json!({"path": "/Team/old.txt"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, before) = s
+        .call(Method::GET, "/api/v1/files/stat?path=/Team/plan.md", None)
+        .await;
+    let bob_cursor = latest(&s, &bob).await;
+    // Bob has a /Team of his own: the shared one comes in beside it.
+    let (status, _) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/mkdir",
+            Some(json!({"path": "/Team"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Sharing: only a top-level folder, only by its owner.
+    let (status, body) = share(&s, &alice, "/Team/sub", "bob", "editor").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = share(&s, &alice, "/private.txt", "bob", "editor").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = share(&s, &alice, "/Team", "bob", "owner").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = share(&s, &alice, "/Team", "nobody", "editor").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = share(&s, &alice, "/Team", "bob", "editor").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["path"], "/Team");
+    assert_eq!(body["role"], "owner");
+    let (status, body) = share(&s, &alice, "/Team", "carol", "viewer").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["members"].as_array().unwrap().len(), 3, "{body}");
+    let (status, body) = share(&s, &carol, "/Team", "dave", "viewer").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = share(&s, &bob, "/Team (2)", "dave", "viewer").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // The owner sees the same files, with the same revisions.
+    let (_, after) = s
+        .call(Method::GET, "/api/v1/files/stat?path=/Team/plan.md", None)
+        .await;
+    assert_eq!(before["rev"], after["rev"]);
+    assert_eq!(before["id"], after["id"]);
+    assert_eq!(names(&s, &alice, "/Team").await, ["plan.md", "sub"]);
+
+    // Bob's mount avoids his own /Team; both show in his listing, the shared one marked.
+    let (_, root) = s
+        .call_as(Some(&bob), Method::GET, "/api/v1/files/list?path=/", None)
+        .await;
+    let mount = root["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "Team (2)")
+        .cloned()
+        .unwrap_or_else(|| panic!("no mount in {root}"));
+    assert_eq!(mount["shared"]["owner"], "admin");
+    assert_eq!(mount["shared"]["role"], "editor");
+    assert_eq!(names(&s, &bob, "/Team (2)").await, ["plan.md", "sub"]);
+    assert_eq!(names(&s, &carol, "/Team").await, ["plan.md", "sub"]);
+    let (status, body) = download(&s, &carol, "/Team/sub/notes.txt").await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"notes"[..]));
+
+    // Bob's delta from before he was added: his folder, the mount, then the shared tree.
+    let (changes, bob_cursor) = delta(&s, &bob, &bob_cursor).await;
+    let expected: Vec<(String, String)> = [
+        ("mkdir", "/Team"),
+        ("mkdir", "/Team (2)"),
+        ("commit", "/Team (2)/plan.md"),
+        ("mkdir", "/Team (2)/sub"),
+        ("commit", "/Team (2)/sub/notes.txt"),
+    ]
+    .iter()
+    .map(|(k, p)| (k.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(changes, expected);
+
+    // An editor changes things; the owner sees it, and pays for it.
+    let (status, body) = put_file(&s, &bob, "/Team (2)/from-bob.txt", b"bob was here").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entry"]["path"], "/Team (2)/from-bob.txt");
+    assert!(names(&s, &alice, "/Team")
+        .await
+        .contains(&"from-bob.txt".to_owned()));
+    let (_, account) = s.call(Method::GET, "/api/v1/account", None).await;
+    let expected_usage =
+        (b"the plan".len() + b"notes".len() + b"mine".len() + b"bob was here".len()) as u64;
+    assert_eq!(account["usage_bytes"], expected_usage, "{account}");
+    let (status, body) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/move",
+            Some(json!({"from": "/Team (2)/plan.md", "to": "/Team (2)/sub/plan.md"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["path"], "/Team (2)/sub/plan.md");
+    let (changes, _) = delta(&s, &bob, &bob_cursor).await;
+    assert_eq!(
+        changes,
+        [
+            ("commit".to_owned(), "/Team (2)/from-bob.txt".to_owned()),
+            ("move".to_owned(), "/Team (2)/sub/plan.md".to_owned())
+        ]
+    );
+    // Bob may read the blocks of files he can read, though Alice uploaded them.
+    let resp = s
+        .http
+        .get(s.url(&format!("/api/v1/blocks/{}", hex_hash(b"the plan"))))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Moving between a shared folder and one's own files is refused, clearly.
+    let (status, body) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/move",
+            Some(json!({"from": "/Team (2)/from-bob.txt", "to": "/mine.txt"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The trash of the shared folder is the members' too.
+    let (_, trash) = s
+        .call_as(Some(&bob), Method::GET, "/api/v1/trash", None)
+        .await;
+    assert!(
+        trash["items"].to_string().contains("/Team (2)/old.txt"),
+        "{trash}"
+    );
+    let (status, body) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/trash/restore",
+            Some(json!({"path": "/Team (2)/old.txt"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entry"]["path"], "/Team (2)/old.txt");
+
+    // A viewer reads and changes nothing, and is told why.
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/v1/files/mkdir",
+            json!({"path": "/Team/new"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/files/delete",
+            json!({"path": "/Team/old.txt"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/files/move",
+            json!({"from": "/Team/old.txt", "to": "/Team/o.txt"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/files/copy",
+            json!({"from": "/Team/old.txt", "to": "/Team/o.txt"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/trash/restore",
+            json!({"path": "/Team/old.txt"}),
+        ),
+    ] {
+        let (status, answer) = s.call_as(Some(&carol), method, path, Some(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "read_only", "{answer}");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("viewer"));
+    }
+    let (status, answer) = put_file(&s, &carol, "/Team/plan.md", b"carol's version").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, _) = download(&s, &alice, "/Team/sub/plan.md").await;
+    assert_eq!(status, StatusCode::OK);
+    // She can rename her own mount, though.
+    let (status, body) = s
+        .call_as(
+            Some(&carol),
+            Method::POST,
+            "/api/v1/files/move",
+            Some(json!({"from": "/Team", "to": "/Alice's team"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        names(&s, &carol, "/Alice's team/sub").await,
+        ["notes.txt", "plan.md"]
+    );
+
+    // A stranger sees nothing of it, blocks included.
+    let (status, _) = download(&s, &dave, "/Team/sub/notes.txt").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let resp = s
+        .http
+        .get(s.url(&format!("/api/v1/blocks/{}", hex_hash(b"notes"))))
+        .bearer_auth(&dave)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let (_, shares) = s
+        .call_as(Some(&dave), Method::GET, "/api/v1/shares", None)
+        .await;
+    assert_eq!(shares["shares"], json!([]));
+
+    // Removing Bob takes the folder out of his tree, and nothing out of Alice's.
+    let bob_cursor = latest(&s, &bob).await;
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/shares/remove",
+            Some(json!({"path": "/Team", "with": "bob"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(names(&s, &bob, "/").await, ["Team"]);
+    let (changes, _) = delta(&s, &bob, &bob_cursor).await;
+    assert_eq!(changes, [("delete".to_owned(), "/Team (2)".to_owned())]);
+    assert_eq!(
+        names(&s, &alice, "/Team").await,
+        ["from-bob.txt", "old.txt", "sub"]
+    );
+    let (status, _) = put_file(&s, &bob, "/Team (2)/late.txt", b"too late").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "it is an ordinary path of his own now"
+    );
+    assert!(!names(&s, &alice, "/Team")
+        .await
+        .contains(&"late.txt".to_owned()));
+
+    // Carol leaves by deleting her mount; the owner cannot delete the shared folder.
+    let (status, body) = s
+        .call_as(
+            Some(&carol),
+            Method::POST,
+            "/api/v1/files/delete",
+            Some(json!({"path": "/Alice's team"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(names(&s, &carol, "/").await.is_empty());
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/delete",
+            Some(json!({"path": "/Team"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let problems = s.state.meta.check_consistency().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+});
