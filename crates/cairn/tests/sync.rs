@@ -4,116 +4,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{random_file, wait_until, Client, Server, ADMIN_PASSWORD, BIN};
+use support::{random_file, tree, wait_until, write, Device, Server, SyncProcess};
 
-/// A running `cairn sync DIR`, stopped (by its PID) on drop.
-struct SyncProcess {
-    child: Child,
-}
-
-impl SyncProcess {
-    fn start(client: &Client, dir: &Path) -> SyncProcess {
-        let child = Command::new(BIN)
-            .arg("sync")
-            .arg(dir)
-            .env("CAIRN_CONFIG_DIR", client.config_dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting cairn sync");
-        SyncProcess { child }
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for SyncProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A device: its own login (with a device name) and its own folder.
-struct Device {
-    client: Client,
-    dir: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
+/// One of the admin's devices.
 fn device(server: &Server, name: &str) -> Device {
-    let client = Client {
-        config_dir: tempfile::tempdir().unwrap(),
-    };
-    let out = client.run_with_stdin(
-        &[
-            "login",
-            &server.url,
-            "--user",
-            "admin",
-            "--password-stdin",
-            "--device",
-            name,
-        ],
-        ADMIN_PASSWORD,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = tempfile::tempdir().unwrap();
-    Device {
-        client,
-        dir: dir.path().join("Cairn"),
-        _dir: dir,
-    }
-}
-
-/// What a folder holds: path → content hash (`None` for a folder), leaving out the
-/// sync engine's own temp files.
-fn tree(dir: &Path) -> BTreeMap<String, Option<blake3::Hash>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.contains(".cairn-tmp-") {
-                continue;
-            }
-            let rel = path
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if path.is_dir() {
-                stack.push(path);
-                out.insert(rel, None);
-            } else if let Ok(bytes) = fs::read(&path) {
-                out.insert(rel, Some(blake3::hash(&bytes)));
-            }
-        }
-    }
-    out
-}
-
-fn write(path: &Path, text: &str) {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).unwrap();
-    }
-    fs::write(path, text).unwrap();
+    Device::new(server, "admin", name)
 }
 
 /// Waits until both folders hold the same tree, and that tree satisfies `check`.
@@ -223,7 +120,7 @@ fn two_devices_stay_identical_through_every_kind_of_change() {
     // over the old): B builds the new version from its old copy, so only the changed
     // blocks leave the server.
     let sent_before = server.metric("cairn_block_bytes_sent_total");
-    let edited = a._dir.path().join("big.new");
+    let edited = a.scratch.path().join("big.new");
     {
         use std::io::{Read, Write};
         let mut from = fs::File::open(&big).unwrap();
@@ -270,7 +167,7 @@ fn two_devices_stay_identical_through_every_kind_of_change() {
     let gc = server.admin(&["gc", "--grace", "0", "--json"], "");
     assert!(gc.status.success(), "{gc:?}");
     fsck("after gc");
-    let back = a._dir.path().join("plan.back");
+    let back = a.scratch.path().join("plan.back");
     a.client
         .ok(&["get", "/Projects/plan.md", back.to_str().unwrap()]);
     assert_eq!(fs::read(&back).unwrap(), b"A's plan");
@@ -333,7 +230,7 @@ fn an_edit_that_keeps_size_and_mtime_is_still_uploaded() {
     assert_eq!(meta.modified().unwrap(), mtime, "the stat is unchanged");
     let report = a.client.json(&["sync", &dir, "--once", "--json"]);
     assert_eq!(report["uploaded"], 1, "the rewrite was uploaded: {report}");
-    let back = a._dir.path().join("same.back");
+    let back = a.scratch.path().join("same.back");
     a.client.ok(&["get", "/same.txt", back.to_str().unwrap()]);
     assert_eq!(fs::read(&back).unwrap(), b"bbbb");
 }

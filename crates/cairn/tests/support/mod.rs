@@ -2,9 +2,10 @@
 
 #![allow(dead_code)]
 
-use std::fs::File;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -276,4 +277,124 @@ pub fn wait_until(mut f: impl FnMut() -> bool, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// A running `cairn sync DIR`, stopped (by its PID) on drop.
+pub struct SyncProcess {
+    child: Child,
+}
+
+impl SyncProcess {
+    pub fn start(client: &Client, dir: &Path) -> SyncProcess {
+        Self::spawn(client, dir, Stdio::inherit())
+    }
+
+    /// Starts one whose messages (its reports) go to the file `log`.
+    pub fn start_logged(client: &Client, dir: &Path, log: &Path) -> SyncProcess {
+        Self::spawn(client, dir, File::create(log).unwrap().into())
+    }
+
+    fn spawn(client: &Client, dir: &Path, stderr: Stdio) -> SyncProcess {
+        let child = Command::new(BIN)
+            .arg("sync")
+            .arg(dir)
+            .env("CAIRN_CONFIG_DIR", client.config_dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting cairn sync");
+        SyncProcess { child }
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SyncProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A device: its own login (with a device name) and its own folder.
+pub struct Device {
+    pub client: Client,
+    pub dir: PathBuf,
+    /// The temp folder holding `dir`, for files that must stay outside it.
+    pub scratch: tempfile::TempDir,
+}
+
+impl Device {
+    /// A device of `user` (whose password is the admin's) called `name`.
+    pub fn new(server: &Server, user: &str, name: &str) -> Device {
+        let client = Client {
+            config_dir: tempfile::tempdir().unwrap(),
+        };
+        let out = client.run_with_stdin(
+            &[
+                "login",
+                &server.url,
+                "--user",
+                user,
+                "--password-stdin",
+                "--device",
+                name,
+            ],
+            ADMIN_PASSWORD,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        Device {
+            client,
+            dir: dir.path().join("Cairn"),
+            scratch: dir,
+        }
+    }
+}
+
+/// What a folder holds: path → content hash (`None` for a folder), leaving out the
+/// sync engine's own temp files.
+pub fn tree(dir: &Path) -> BTreeMap<String, Option<blake3::Hash>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains(".cairn-tmp-") {
+                continue;
+            }
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                stack.push(path);
+                out.insert(rel, None);
+            } else if let Ok(bytes) = fs::read(&path) {
+                out.insert(rel, Some(blake3::hash(&bytes)));
+            }
+        }
+    }
+    out
+}
+
+/// Writes a text file, creating the folders above it.
+pub fn write(path: &Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    fs::write(path, text).unwrap();
 }
