@@ -21,6 +21,7 @@ use rand::RngCore;
 use crate::convert::{device_info, user_info};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// Longest accepted user or device name.
@@ -29,11 +30,12 @@ const MAX_NAME_LEN: usize = 64;
 const MAX_PASSWORD_LEN: usize = 1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/account", get(account))
-        .route("/devices", post(register_device))
+    Routes::api()
+        .at("/auth/login", post(login))
+        .at("/auth/logout", post(logout))
+        .at("/account", get(account))
+        .at("/devices", post(register_device))
+        .build()
 }
 
 /// Hashes a password with argon2id. CPU-heavy: call it from a blocking thread.

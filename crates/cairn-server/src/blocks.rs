@@ -19,6 +19,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, PathParam};
 use crate::metrics::{BLOCKS_DEDUPLICATED, BLOCKS_STORED, BLOCK_BYTES_RECEIVED, BLOCK_BYTES_SENT};
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// Most hashes one check request may name.
@@ -31,20 +32,21 @@ pub const MAX_BATCH_BODY: usize = 64 << 20;
 const FRAME_HEADER: usize = 32 + 4;
 
 pub fn router(max_block_size: usize) -> Router<AppState> {
-    Router::new()
-        .route("/blocks/check", post(check))
-        .route(
+    Routes::api()
+        .at("/blocks/check", post(check))
+        .at(
             "/blocks/batch",
             post(upload_batch).layer(DefaultBodyLimit::max(
                 MAX_BATCH_BODY.max(max_block_size + FRAME_HEADER),
             )),
         )
-        .route(
+        .at(
             "/blocks/{hash}",
             put(upload)
                 .get(download)
                 .layer(DefaultBodyLimit::max(max_block_size)),
         )
+        .build()
 }
 
 async fn check(

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::access::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// Default and largest number of changes per answer.
@@ -28,9 +29,10 @@ const MAX_LIMIT: u32 = 10_000;
 const CURSOR_PREFIX: &str = "v1.";
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/delta", get(delta))
-        .route("/delta/latest", get(latest))
+    Routes::api()
+        .at("/delta", get(delta))
+        .at("/delta/latest", get(latest))
+        .build()
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,7 @@ use crate::convert::entry_info;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
 use crate::metrics::{BLOCK_BYTES_SENT, COMMITS};
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// Most items one batch request (`commit_batch`, `content_batch`) may carry.
@@ -44,29 +45,30 @@ const DEFAULT_LIST_LIMIT: u32 = 1000;
 const MAX_LIST_LIMIT: u32 = 10_000;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/files/list", get(list))
-        .route("/files/stat", get(stat))
-        .route("/files/mkdir", post(mkdir))
-        .route("/files/move", post(move_entry))
-        .route("/files/copy", post(copy_entry))
-        .route("/files/delete", post(delete))
-        .route("/files/commit", post(commit))
-        .route(
+    Routes::api()
+        .at("/files/list", get(list))
+        .at("/files/stat", get(stat))
+        .at("/files/mkdir", post(mkdir))
+        .at("/files/move", post(move_entry))
+        .at("/files/copy", post(copy_entry))
+        .at("/files/delete", post(delete))
+        .at("/files/commit", post(commit))
+        .at(
             "/files/commit_batch",
             post(commit_batch).layer(DefaultBodyLimit::max(MAX_COMMIT_BATCH_BODY)),
         )
-        .route("/files/blocks", get(file_blocks))
-        .route("/files/content_batch", post(content_batch))
-        .route("/files/versions", get(versions))
-        .route("/files/restore", post(restore))
-        .route(
+        .at("/files/blocks", get(file_blocks))
+        .at("/files/content_batch", post(content_batch))
+        .at("/files/versions", get(versions))
+        .at("/files/restore", post(restore))
+        .at(
             "/files/content",
             get(download)
                 .put(upload)
                 // The body is chunked as it streams in, so its size needs no cap here.
                 .layer(DefaultBodyLimit::disable()),
         )
+        .build()
 }
 
 #[derive(Debug, Deserialize)]

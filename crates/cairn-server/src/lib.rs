@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod notify;
 mod openapi;
+pub mod routes;
 pub mod scrub;
 mod shares;
 mod state;
@@ -35,11 +36,13 @@ use axum::routing::get;
 use axum::Router;
 use cairn_meta::MetaStore;
 use cairn_store::BlockStore;
+use routes::Routes;
 use tower_http::trace::TraceLayer;
 
 pub use blocks::{accept_block, accept_blocks};
 pub use config::{Config, Maintenance};
 pub use error::ApiError;
+pub use routes::route_paths;
 pub use state::AppState;
 
 /// A built server: stores open, listener bound, not yet serving.
@@ -190,38 +193,36 @@ impl Application {
     }
 }
 
-/// The whole HTTP surface, merged in one place.
+/// The whole HTTP surface, with its middleware and state.
 pub fn router(state: AppState) -> Router {
-    let prometheus = metrics::handle();
-    let max_block = state.config.chunker.max_size;
-    let max_json = state.config.max_json_body;
-    let api = Router::new()
-        .route("/info", get(openapi::server_info))
-        .route("/openapi.json", get(openapi::document))
+    routes(&state.config)
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(metrics::track))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Every route, merged in one place (see [`routes::Routes`]).
+pub(crate) fn routes(config: &Config) -> Router<AppState> {
+    let api = Routes::api()
+        .at("/info", get(openapi::server_info))
+        .at("/openapi.json", get(openapi::document))
+        .build()
         .merge(auth::router())
         .merge(files::router())
         .merge(trash::router())
         .merge(shares::router())
         .merge(delta::router())
         .merge(notify::router())
-        .layer(axum::extract::DefaultBodyLimit::max(max_json))
+        .layer(axum::extract::DefaultBodyLimit::max(config.max_json_body))
         // Block routes set their own limit: a block, not a JSON document.
-        .merge(blocks::router(max_block));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/metrics",
-            get(move || {
-                let prometheus = prometheus.clone();
-                async move { prometheus.render() }
-            }),
-        )
-        .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(metrics::track))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .merge(blocks::router(config.chunker.max_size));
+    Routes::nested_at("")
+        .at("/healthz", get(|| async { "ok" }))
+        .at("/metrics", get(|| async { metrics::handle().render() }))
+        .build()
+        .nest(routes::API, api)
 }
 
 /// Gives every error response the JSON error shape, including the ones axum and tower

@@ -13,12 +13,14 @@ use cairn_proto as proto;
 use crate::access::{Access, Need};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/shares", get(list).post(add))
-        .route("/shares/remove", post(remove))
+    Routes::api()
+        .at("/shares", get(list).post(add))
+        .at("/shares/remove", post(remove))
+        .build()
 }
 
 fn actor(access: &Access) -> Actor {

@@ -15,6 +15,7 @@ use crate::access::{read_only, Access, Need};
 use crate::convert::entry_info;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// Default and largest page of the trash listing.
@@ -22,10 +23,11 @@ const DEFAULT_LIST_LIMIT: u32 = 1000;
 const MAX_LIST_LIMIT: u32 = 10_000;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/trash", get(list))
-        .route("/trash/restore", post(restore))
-        .route("/trash/purge", post(purge))
+    Routes::api()
+        .at("/trash", get(list))
+        .at("/trash/restore", post(restore))
+        .at("/trash/purge", post(purge))
+        .build()
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,13 +30,15 @@ pub use bus::{EventBus, InProcessBus, Subscription};
 use crate::delta::{encode_cursor, Position};
 use crate::error::ApiError;
 use crate::metrics::NOTIFY_CONNECTIONS;
+use crate::routes::Routes;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/notify/ws", get(ws::upgrade))
-        .route("/notify/sse", get(sse::stream))
-        .route("/notify/poll", get(poll::poll))
+    Routes::api()
+        .at("/notify/ws", get(ws::upgrade))
+        .at("/notify/sse", get(sse::stream))
+        .at("/notify/poll", get(poll::poll))
+        .build()
 }
 
 /// The server's side of notifications: the bus, the count of open connections, and the
