@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn paths_are_recorded() {
         let paths = super::route_paths();
-        assert!(paths.contains(&"/api/v1/files/list".to_owned()), "{paths:?}");
+        assert!(
+            paths.contains(&"/api/v1/files/list".to_owned()),
+            "{paths:?}"
+        );
         assert!(paths.contains(&"/healthz".to_owned()), "{paths:?}");
     }
 }

@@ -1,0 +1,908 @@
+//! The authorization matrix: every endpoint the server routes, called by every kind of
+//! caller, against a shared folder, with the expected allow or deny. On SQLite and on
+//! PostgreSQL.
+//!
+//! The endpoints come from the server's route registry (`cairn_server::route_paths`),
+//! probed with every method: an endpoint without a row here fails the test, as does a
+//! row for an endpoint that no longer exists.
+//!
+//! The callers: Alice, who owns `/Team`; Bob, an editor of it; Carol, a viewer; Dave,
+//! another user; and callers without an account: anonymous, and holders of a link with
+//! the right password, a wrong one, an expired link and a revoked link (for the JSON
+//! API a link is no credential at all). Each caller works in `/Team/ROLE/…`, files that
+//! Alice made for it, so one caller's allowed change cannot change what the next one
+//! meets.
+
+#[macro_use]
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::{block_ref, hex_hash, TestServer, PASSWORD};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+enum Role {
+    Owner,
+    Editor,
+    Viewer,
+    Other,
+    Anonymous,
+    LinkRight,
+    LinkWrong,
+    LinkExpired,
+    LinkRevoked,
+}
+
+use Role::*;
+
+const ROLES: [Role; 9] = [
+    Owner,
+    Editor,
+    Viewer,
+    Other,
+    Anonymous,
+    LinkRight,
+    LinkWrong,
+    LinkExpired,
+    LinkRevoked,
+];
+
+/// The accounts: the roles that have one.
+const USERS: [Role; 4] = [Owner, Editor, Viewer, Other];
+
+impl Role {
+    /// The folder under `/Team` this caller works in.
+    fn dir(self) -> &'static str {
+        match self {
+            Owner => "owner",
+            Editor => "editor",
+            Viewer => "viewer",
+            Other => "other",
+            Anonymous => "anonymous",
+            LinkRight => "link-right",
+            LinkWrong => "link-wrong",
+            LinkExpired => "link-expired",
+            LinkRevoked => "link-revoked",
+        }
+    }
+
+    /// The files of callers without an account are Alice's own (made for the owner).
+    fn files(self) -> &'static str {
+        match self {
+            Owner | Anonymous | LinkRight | LinkWrong | LinkExpired | LinkRevoked => "owner",
+            other => other.dir(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expect {
+    /// A 2xx answer.
+    Allow,
+    /// 401, 403, 404 or 429: refused, or nothing there for this caller.
+    Deny,
+    /// Allowed, but it lands in the caller's own tree (Dave writing to a `/Team` of his
+    /// own); checked afterwards not to have reached Alice's.
+    Own,
+}
+
+use Expect::*;
+
+/// For everyone, signed in or not.
+const PUBLIC: [Expect; 9] = [Allow; 9];
+/// For every account, about its own things.
+const ACCOUNTS: [Expect; 9] = [Allow, Allow, Allow, Allow, Deny, Deny, Deny, Deny, Deny];
+/// Reading the shared folder.
+const READ: [Expect; 9] = [Allow, Allow, Allow, Deny, Deny, Deny, Deny, Deny, Deny];
+/// Changing something that exists in the shared folder.
+const WRITE: [Expect; 9] = [Allow, Allow, Deny, Deny, Deny, Deny, Deny, Deny, Deny];
+/// Creating something new at a path in the shared folder.
+const CREATE: [Expect; 9] = [Allow, Allow, Deny, Own, Deny, Deny, Deny, Deny, Deny];
+/// Deciding who reads the shared folder.
+const OWNER: [Expect; 9] = [Allow, Deny, Deny, Deny, Deny, Deny, Deny, Deny, Deny];
+/// Sharing a folder: Dave's `/Team` (made by the rows before) is his own to share.
+const SHARE: [Expect; 9] = [Allow, Deny, Deny, Own, Deny, Deny, Deny, Deny, Deny];
+
+/// What the fixture made, per role.
+struct Fixture {
+    tokens: HashMap<Role, String>,
+    /// A second login per account, for the logout row.
+    spare_tokens: HashMap<Role, String>,
+    /// The first version of `/Team/ROLE/versions.txt`.
+    first_versions: HashMap<Role, String>,
+}
+
+impl Fixture {
+    fn token(&self, role: Role) -> Option<&str> {
+        self.tokens.get(&role).map(String::as_str)
+    }
+}
+
+/// One request as a row builds it.
+struct Call {
+    method: Method,
+    /// Path and query.
+    url: String,
+    token: Option<String>,
+    body: Body,
+}
+
+enum Body {
+    None,
+    Json(Value),
+    Bytes(Vec<u8>),
+}
+
+/// How an answer is judged.
+#[derive(Clone, Copy)]
+enum Judge {
+    /// By the status.
+    Status,
+    /// By the first item of a batch answer (its status is 200 either way).
+    BatchItem,
+    /// By the first record of a `content_batch` answer.
+    ContentRecord,
+    /// By whether a WebSocket handshake succeeds.
+    WebSocket,
+}
+
+struct Row {
+    method: Method,
+    /// The path as the registry spells it.
+    path: &'static str,
+    expect: [Expect; 9],
+    judge: Judge,
+    call: fn(&Fixture, Role) -> Call,
+}
+
+impl fmt::Debug for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+fn content(role: Role, name: &str) -> Vec<u8> {
+    format!("{name} of {}", role.dir()).into_bytes()
+}
+
+fn call(fx: &Fixture, role: Role, method: Method, url: String, body: Body) -> Call {
+    Call {
+        method,
+        url,
+        token: fx.token(role).map(str::to_owned),
+        body,
+    }
+}
+
+fn get(fx: &Fixture, role: Role, url: String) -> Call {
+    call(fx, role, Method::GET, url, Body::None)
+}
+
+fn post(fx: &Fixture, role: Role, url: &str, body: Value) -> Call {
+    call(fx, role, Method::POST, url.to_owned(), Body::Json(body))
+}
+
+fn team(role: Role, name: &str) -> String {
+    format!("/Team/{}/{name}", role.files())
+}
+
+fn rows() -> Vec<Row> {
+    vec![
+        Row {
+            method: Method::GET,
+            path: "/healthz",
+            expect: PUBLIC,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/healthz".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/metrics",
+            expect: PUBLIC,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/metrics".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/info",
+            expect: PUBLIC,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/info".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/openapi.json",
+            expect: PUBLIC,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/openapi.json".into()),
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/auth/login",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            // Accounts with their password; the others guess one for a name of their
+            // own (guessing Alice's would lock her account for the rest of the test).
+            call: |fx, r| {
+                let user = match r {
+                    Owner => "admin".to_owned(),
+                    Editor => "bob".to_owned(),
+                    Viewer => "carol".to_owned(),
+                    Other => "dave".to_owned(),
+                    _ => format!("nobody-{}", r.dir()),
+                };
+                post(
+                    fx,
+                    Anonymous,
+                    "/api/v1/auth/login",
+                    json!({"username": user, "password": PASSWORD}),
+                )
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/auth/logout",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| Call {
+                method: Method::POST,
+                url: "/api/v1/auth/logout".into(),
+                token: fx.spare_tokens.get(&r).cloned(),
+                body: Body::None,
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/account",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/account".into()),
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/devices",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| post(fx, r, "/api/v1/devices", json!({"name": "matrix"})),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/files/list",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                get(
+                    fx,
+                    r,
+                    format!("/api/v1/files/list?path=/Team/{}", r.files()),
+                )
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/files/stat",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                get(
+                    fx,
+                    r,
+                    format!("/api/v1/files/stat?path={}", team(r, "read.txt")),
+                )
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/files/mkdir",
+            expect: CREATE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                post(
+                    fx,
+                    r,
+                    "/api/v1/files/mkdir",
+                    json!({"path": team(r, "made")}),
+                )
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/files/move",
+            expect: WRITE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let body = json!({"from": team(r, "move.txt"), "to": team(r, "moved.txt")});
+                post(fx, r, "/api/v1/files/move", body)
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/files/copy",
+            expect: WRITE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let body = json!({"from": team(r, "read.txt"), "to": team(r, "copied.txt")});
+                post(fx, r, "/api/v1/files/copy", body)
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/files/delete",
+            expect: WRITE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                post(
+                    fx,
+                    r,
+                    "/api/v1/files/delete",
+                    json!({"path": team(r, "delete.txt")}),
+                )
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/files/commit",
+            expect: CREATE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let body = json!({
+                    "path": team(r, "committed.txt"),
+                    "blocks": [block_ref(&content(r, "block"))],
+                });
+                post(fx, r, "/api/v1/files/commit", body)
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/files/commit_batch",
+            expect: CREATE,
+            judge: Judge::BatchItem,
+            call: |fx, r| {
+                let item = json!({
+                    "op": "commit",
+                    "path": team(r, "batched.txt"),
+                    "blocks": [block_ref(&content(r, "block"))],
+                });
+                post(
+                    fx,
+                    r,
+                    "/api/v1/files/commit_batch",
+                    json!({"items": [item]}),
+                )
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/files/blocks",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                get(
+                    fx,
+                    r,
+                    format!("/api/v1/files/blocks?path={}", team(r, "read.txt")),
+                )
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/files/content_batch",
+            expect: READ,
+            judge: Judge::ContentRecord,
+            call: |fx, r| {
+                let body = json!({"paths": [team(r, "read.txt")]});
+                post(fx, r, "/api/v1/files/content_batch", body)
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/files/versions",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                get(
+                    fx,
+                    r,
+                    format!("/api/v1/files/versions?path={}", team(r, "versions.txt")),
+                )
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/files/restore",
+            expect: WRITE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let version = fx.first_versions[&match r {
+                    Editor | Viewer | Other => r,
+                    _ => Owner,
+                }]
+                    .clone();
+                let body = json!({"path": team(r, "versions.txt"), "version": version});
+                post(fx, r, "/api/v1/files/restore", body)
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/files/content",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                get(
+                    fx,
+                    r,
+                    format!("/api/v1/files/content?path={}", team(r, "read.txt")),
+                )
+            },
+        },
+        Row {
+            method: Method::PUT,
+            path: "/api/v1/files/content",
+            expect: CREATE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!("/api/v1/files/content?path={}", team(r, "put.txt"));
+                call(fx, r, Method::PUT, url, Body::Bytes(content(r, "put")))
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/trash",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/trash".into()),
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/trash/restore",
+            expect: WRITE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                post(
+                    fx,
+                    r,
+                    "/api/v1/trash/restore",
+                    json!({"path": team(r, "trashed.txt")}),
+                )
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/trash/purge",
+            expect: WRITE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                post(
+                    fx,
+                    r,
+                    "/api/v1/trash/purge",
+                    json!({"path": team(r, "purged.txt")}),
+                )
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/delta",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/delta".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/delta/latest",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/delta/latest".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/notify/poll",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/notify/poll".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/notify/sse",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/notify/sse".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/notify/ws",
+            expect: ACCOUNTS,
+            judge: Judge::WebSocket,
+            call: |fx, r| get(fx, r, "/api/v1/notify/ws".into()),
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/blocks/check",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let body = json!({"hashes": [hex_hash(&content(r, "read.txt"))]});
+                post(fx, r, "/api/v1/blocks/check", body)
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/blocks/batch",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let data = content(r, "batch block");
+                let mut body = blake3::hash(&data).as_bytes().to_vec();
+                body.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                body.extend_from_slice(&data);
+                call(
+                    fx,
+                    r,
+                    Method::POST,
+                    "/api/v1/blocks/batch".into(),
+                    Body::Bytes(body),
+                )
+            },
+        },
+        Row {
+            method: Method::PUT,
+            path: "/api/v1/blocks/{hash}",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let data = content(r, "put block");
+                let url = format!("/api/v1/blocks/{}", hex_hash(&data));
+                call(fx, r, Method::PUT, url, Body::Bytes(data))
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/blocks/{hash}",
+            expect: READ,
+            judge: Judge::Status,
+            // A block of a file in the shared folder, which only Alice uploaded.
+            call: |fx, r| {
+                let files = match r {
+                    Editor | Viewer | Other => r,
+                    _ => Owner,
+                };
+                let hash = hex_hash(&content(files, "read.txt"));
+                get(fx, r, format!("/api/v1/blocks/{hash}"))
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/shares",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/shares".into()),
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/shares",
+            expect: SHARE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let body =
+                    json!({"path": "/Team", "with": format!("new-{}", r.dir()), "role": "viewer"});
+                post(fx, r, "/api/v1/shares", body)
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/shares/remove",
+            expect: OWNER,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let body = json!({"path": "/Team", "with": format!("spare-{}", r.dir())});
+                post(fx, r, "/api/v1/shares/remove", body)
+            },
+        },
+    ]
+}
+
+/// Every account and file the rows expect.
+async fn fixture(s: &TestServer) -> Fixture {
+    let hash =
+        cairn_server::hash_password(&cairn_server::Config::for_data_dir("."), PASSWORD.into())
+            .await
+            .unwrap();
+    let mut extra = vec!["carol".to_owned(), "dave".to_owned()];
+    for role in ROLES {
+        extra.push(format!("new-{}", role.dir()));
+        extra.push(format!("spare-{}", role.dir()));
+    }
+    for name in &extra {
+        s.state
+            .meta
+            .create_user(name, &hash, false, None)
+            .await
+            .unwrap();
+    }
+    let mut tokens = HashMap::new();
+    let mut spare_tokens = HashMap::new();
+    for (role, name) in [
+        (Owner, "admin"),
+        (Editor, "bob"),
+        (Viewer, "carol"),
+        (Other, "dave"),
+    ] {
+        tokens.insert(role, s.login(name).await);
+        spare_tokens.insert(role, s.login(name).await);
+    }
+    let alice = tokens[&Owner].clone();
+    let mut first_versions = HashMap::new();
+    for role in USERS {
+        let dir = role.dir();
+        for name in [
+            "read.txt",
+            "move.txt",
+            "delete.txt",
+            "trashed.txt",
+            "purged.txt",
+        ] {
+            put(
+                s,
+                &alice,
+                &format!("/Team/{dir}/{name}"),
+                &content(role, name),
+            )
+            .await;
+        }
+        let first = put(s, &alice, &format!("/Team/{dir}/versions.txt"), b"first").await;
+        first_versions.insert(role, first["entry"]["rev"].as_str().unwrap().to_owned());
+        let (status, _) = s.put_block_as(&alice, &content(role, "second")).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, body) = s
+            .commit_as(
+                &alice,
+                json!({
+                    "path": format!("/Team/{dir}/versions.txt"),
+                    "blocks": [block_ref(&content(role, "second"))],
+                    "base_rev": first["entry"]["rev"],
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for name in ["trashed.txt", "purged.txt"] {
+            let (status, body) = s
+                .call_as(
+                    Some(&alice),
+                    Method::POST,
+                    "/api/v1/files/delete",
+                    Some(json!({"path": format!("/Team/{dir}/{name}")})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        }
+        // Each account holds the block its commit rows name.
+        let (status, body) = s
+            .put_block_as(&tokens[&role], &content(role, "block"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let members = [("bob", "editor"), ("carol", "viewer")]
+        .into_iter()
+        .map(|(u, r)| (u.to_owned(), r))
+        .chain(
+            ROLES
+                .iter()
+                .map(|r| (format!("spare-{}", r.dir()), "viewer")),
+        );
+    for (user, role) in members {
+        let (status, body) = s
+            .call_as(
+                Some(&alice),
+                Method::POST,
+                "/api/v1/shares",
+                Some(json!({"path": "/Team", "with": user, "role": role})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    Fixture {
+        tokens,
+        spare_tokens,
+        first_versions,
+    }
+}
+
+async fn put(s: &TestServer, token: &str, path: &str, data: &[u8]) -> Value {
+    let (status, body) = s.put_block_as(token, data).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s
+        .commit_as(token, json!({"path": path, "blocks": [block_ref(data)]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Whether the caller was let through, or `Err` with what came back when the answer
+/// is neither (a request that does not test what its row says).
+async fn outcome(s: &TestServer, row: &Row, call: Call) -> Result<bool, String> {
+    if let Judge::WebSocket = row.judge {
+        return websocket(s, &call).await;
+    }
+    let mut request = s.http.request(call.method.clone(), s.url(&call.url));
+    if let Some(token) = &call.token {
+        request = request.bearer_auth(token);
+    }
+    request = match call.body {
+        Body::None => request,
+        Body::Json(value) => request.json(&value),
+        Body::Bytes(bytes) => request.body(bytes),
+    };
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    if !status.is_success() {
+        return classify(status, "");
+    }
+    if let Judge::Status = row.judge {
+        // Streams (server-sent events) answer 200 before any body; enough.
+        return Ok(true);
+    }
+    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+    let error = match row.judge {
+        Judge::BatchItem => {
+            let body: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            body["results"][0]["error"].clone()
+        }
+        _ => {
+            let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+            let header: Value =
+                serde_json::from_slice(&bytes[4..4 + len]).map_err(|e| e.to_string())?;
+            header["error"].clone()
+        }
+    };
+    if error.is_null() {
+        return Ok(true);
+    }
+    let code = error["code"].as_str().unwrap_or("");
+    match code {
+        "not_found" | "read_only" | "forbidden" => Ok(false),
+        _ => Err(format!("item error {error}")),
+    }
+}
+
+fn classify(status: StatusCode, body: &str) -> Result<bool, String> {
+    match status.as_u16() {
+        200..=299 => Ok(true),
+        401 | 403 | 404 | 429 => Ok(false),
+        _ => Err(format!("{status} {body}")),
+    }
+}
+
+async fn websocket(s: &TestServer, call: &Call) -> Result<bool, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://{}{}", s.addr, call.url);
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    if let Some(token) = &call.token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => Ok(true),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            classify(response.status(), "")
+        }
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Every (method, path) the server answers: each registered path probed with each
+/// method, anything but 405 counting.
+async fn endpoints(s: &TestServer) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for path in cairn_server::route_paths() {
+        let url = path
+            .replace("{hash}", &hex_hash(b"probe"))
+            .replace("{token}", "probe");
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ] {
+            let status = s
+                .http
+                .request(method.clone(), s.url(&url))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status != StatusCode::METHOD_NOT_ALLOWED {
+                out.insert((method.to_string(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+on_each_backend!(every_endpoint_for_every_role, |s| {
+    let rows = rows();
+    let listed: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_owned()))
+        .collect();
+    let routed = endpoints(&s).await;
+    let missing: Vec<_> = routed.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "endpoints without a row in the matrix: {missing:?}"
+    );
+    let stale: Vec<_> = listed.difference(&routed).collect();
+    assert!(
+        stale.is_empty(),
+        "rows for endpoints the server does not have: {stale:?}"
+    );
+
+    let fx = fixture(&s).await;
+    let mut wrong = Vec::new();
+    for row in &rows {
+        for (role, expect) in ROLES.iter().zip(row.expect) {
+            let allowed = match outcome(&s, row, (row.call)(&fx, *role)).await {
+                Ok(allowed) => allowed,
+                Err(answer) => {
+                    wrong.push(format!("{row:?} as {role:?}: unexpected answer {answer}"));
+                    continue;
+                }
+            };
+            let fine = match expect {
+                Allow | Own => allowed,
+                Deny => !allowed,
+            };
+            if !fine {
+                let got = if allowed { "ALLOWED" } else { "denied" };
+                wrong.push(format!("{row:?} as {role:?}: {got}, expected {expect:?}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+
+    // What Dave "created" went to a /Team of his own, none of it into Alice's.
+    let (status, body) = s
+        .call(Method::GET, "/api/v1/files/list?path=/Team/other", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let names: BTreeSet<&str> = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let expected: BTreeSet<&str> = ["read.txt", "move.txt", "delete.txt", "versions.txt"]
+        .into_iter()
+        .collect();
+    assert_eq!(names, expected);
+    let (_, theirs) = s
+        .call_as(
+            Some(&fx.tokens[&Other]),
+            Method::GET,
+            "/api/v1/files/list?path=/Team/other",
+            None,
+        )
+        .await;
+    assert!(theirs.to_string().contains("committed.txt"), "{theirs}");
+    let (_, shares) = s.call(Method::GET, "/api/v1/shares", None).await;
+    let members = shares["shares"][0]["members"].to_string();
+    assert!(
+        members.contains("new-owner") && !members.contains("new-other"),
+        "{members}"
+    );
+    assert!(
+        !members.contains("spare-owner") && members.contains("spare-other"),
+        "{members}"
+    );
+    let problems = s.state.meta.check_consistency().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+});
