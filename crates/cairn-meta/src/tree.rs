@@ -67,6 +67,31 @@ impl MetaStore {
         rows.iter().map(entry_from_row).collect()
     }
 
+    /// The entry at `path` and, for a folder, every live entry below it, parents
+    /// first; empty when nothing lives there.
+    pub async fn subtree(
+        &self,
+        ns: NamespaceId,
+        path: &ServerPath,
+    ) -> Result<Vec<Entry>, MetaError> {
+        let Some(top) = self.stat(ns, path).await? else {
+            return Ok(Vec::new());
+        };
+        let below = match top.kind {
+            EntryKind::Folder => {
+                let mut conn = self.pool.acquire().await?;
+                let key = if path.is_root() {
+                    String::new()
+                } else {
+                    top.path.key()
+                };
+                descendants(&mut conn, ns, &key).await?
+            }
+            EntryKind::File => Vec::new(),
+        };
+        Ok(std::iter::once(top).chain(below).collect())
+    }
+
     /// Creates a folder and any missing folders above it (like `mkdir -p`).
     ///
     /// Fails with [`MetaError::AlreadyExists`] when anything lives at `path`, and with

@@ -252,16 +252,95 @@ fn move_paths(req: &proto::MoveRequest) -> ApiResult<(ServerPath, ServerPath)> {
     Ok((from, to))
 }
 
-/// 400 for a move or copy between a shared folder and the rest of the tree (or
-/// another shared folder).
-fn across_namespaces(from: &ServerPath, to: &ServerPath) -> ApiError {
-    ApiError::bad_request(
-        "across_shared_folders",
-        format!(
-            "{from} and {to} are in different shared folders (or one is shared and the \
-             other is not); copy the content with `cairn get` and `cairn put` instead"
-        ),
-    )
+/// A move or copy between two namespaces (into or out of a shared folder, or between
+/// two of them): the source's content is committed at the target in one transaction,
+/// and, for a move, the source is then deleted (to its trash). The target gets new
+/// entries; version histories stay with the source. Nothing is written when the target
+/// is taken, the source changed since `base_rev`, or any item is refused (the target is
+/// removed again then), so a failure never leaves half a folder behind.
+#[allow(clippy::too_many_arguments)]
+async fn transfer_across(
+    state: &AppState,
+    access: &Access,
+    source: &Target,
+    target: &Target,
+    from: &ServerPath,
+    to: &ServerPath,
+    base_rev: Option<VersionId>,
+    delete_source: bool,
+) -> ApiResult<Entry> {
+    if target.path.is_root() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_exists",
+            format!("{to} already exists"),
+        ));
+    }
+    let entries = state.meta.subtree(source.ns, &source.path).await?;
+    let Some(top) = entries.first() else {
+        return Err(ApiError::not_found(format!("{from} does not exist")));
+    };
+    if let Some(base) = base_rev {
+        if top.rev != Some(base) {
+            return Err(access.outer_error(
+                source.ns,
+                cairn_meta::MetaError::RevConflict {
+                    path: top.path.clone(),
+                    current: Some(top.clone()),
+                },
+            ));
+        }
+    }
+    if state.meta.stat(target.ns, &target.path).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_exists",
+            format!("{to} already exists"),
+        ));
+    }
+    let mut items = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let path = entry
+            .path
+            .rebase(&top.path, &target.path)
+            .ok_or_else(|| ApiError::internal("a subtree entry is outside its top"))?;
+        items.push(match (entry.kind, entry.rev) {
+            (EntryKind::File, Some(rev)) => cairn_meta::BatchItem::File(cairn_meta::FileCommit {
+                path,
+                blocks: state.meta.version_blocks(rev).await?,
+                mtime: Some(entry.mtime),
+                base_rev: None,
+                autorename: false,
+            }),
+            _ => cairn_meta::BatchItem::Mkdir(path),
+        });
+    }
+    let actor = actor(access, String::new());
+    let results = state.meta.commit_batch(target.ns, &actor, items).await?;
+    if let Some(err) = results.into_iter().find_map(Result::err) {
+        // Take back what did go in: the target was free, so all of it is ours.
+        if let Err(undo) = state
+            .meta
+            .delete_entry_at(target.ns, &target.path, None, &actor)
+            .await
+        {
+            tracing::warn!("could not take back a failed transfer to {to}: {undo}");
+        }
+        return Err(access.outer_error(target.ns, err));
+    }
+    if delete_source {
+        state
+            .meta
+            .delete_entry_at(source.ns, &source.path, base_rev, &actor)
+            .await
+            .map_err(|e| access.outer_error(source.ns, e))?;
+    }
+    let entry = state
+        .meta
+        .stat(target.ns, &target.path)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{to} was removed meanwhile")))?;
+    Ok(access.outer_entry(entry))
 }
 
 async fn move_entry(
@@ -298,7 +377,11 @@ async fn move_entry(
     let source = access.resolve(&from, Need::Write)?;
     let target = access.resolve(&to, Need::Write)?;
     if source.ns != target.ns {
-        return Err(across_namespaces(&from, &to));
+        let entry = transfer_across(
+            &state, &access, &source, &target, &from, &to, base_rev, true,
+        )
+        .await?;
+        return Ok(Json(entry_view(&access, entry)));
     }
     let entry = state
         .meta
@@ -328,8 +411,10 @@ async fn copy_entry(
     }
     let source = access.resolve(&from, Need::Read)?;
     let target = access.resolve(&to, Need::Write)?;
-    if source.ns != target.ns || source.is_mount_point() {
-        return Err(across_namespaces(&from, &to));
+    if source.ns != target.ns {
+        let entry =
+            transfer_across(&state, &access, &source, &target, &from, &to, None, false).await?;
+        return Ok((StatusCode::CREATED, Json(entry_view(&access, entry))));
     }
     let entry = state
         .meta

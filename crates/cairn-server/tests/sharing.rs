@@ -236,16 +236,47 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    // Moving between a shared folder and one's own files is refused, clearly.
+    // Files are copied and moved between a shared folder and one's own files.
+    let (status, body) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/copy",
+            Some(json!({"from": "/Team (2)/from-bob.txt", "to": "/mine.txt"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["path"], "/mine.txt");
+    let (status, body) = download(&s, &bob, "/mine.txt").await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, &b"bob was here"[..])
+    );
+    put_file(&s, &bob, "/draft.txt", b"draft").await;
     let (status, body) = s
         .call_as(
             Some(&bob),
             Method::POST,
             "/api/v1/files/move",
-            Some(json!({"from": "/Team (2)/from-bob.txt", "to": "/mine.txt"})),
+            Some(json!({"from": "/draft.txt", "to": "/Team (2)/draft.txt"})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["path"], "/Team (2)/draft.txt");
+    assert!(!names(&s, &bob, "/").await.contains(&"draft.txt".to_owned()));
+    let (status, body) = download(&s, &alice, "/Team/draft.txt").await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"draft"[..]));
+    // A move onto something that exists changes nothing.
+    let (status, body) = s
+        .call_as(
+            Some(&bob),
+            Method::POST,
+            "/api/v1/files/move",
+            Some(json!({"from": "/mine.txt", "to": "/Team (2)/draft.txt"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(names(&s, &bob, "/").await.contains(&"mine.txt".to_owned()));
     // The trash of the shared folder is the members' too.
     let (_, trash) = s
         .call_as(Some(&bob), Method::GET, "/api/v1/trash", None)
@@ -346,12 +377,12 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    assert_eq!(names(&s, &bob, "/").await, ["Team"]);
+    assert_eq!(names(&s, &bob, "/").await, ["mine.txt", "Team"]);
     let (changes, _) = delta(&s, &bob, &bob_cursor).await;
     assert_eq!(changes, [("delete".to_owned(), "/Team (2)".to_owned())]);
     assert_eq!(
         names(&s, &alice, "/Team").await,
-        ["from-bob.txt", "old.txt", "sub"]
+        ["draft.txt", "from-bob.txt", "old.txt", "sub"]
     );
     let (status, _) = put_file(&s, &bob, "/Team (2)/late.txt", b"too late").await;
     assert_eq!(
