@@ -450,8 +450,10 @@ async fn delete(
         // Deleting a shared folder from one's own tree is leaving it, as on Dropbox;
         // nothing in it is deleted. Its owner has to remove the members first.
         if mount.role == cairn_meta::Role::Owner {
+            // 403, not 409: nothing will change by itself, so a sync client must
+            // report it rather than retry.
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
+                StatusCode::FORBIDDEN,
                 "shared_folder",
                 format!(
                     "{path} is a shared folder you own, and cannot be deleted while it is \

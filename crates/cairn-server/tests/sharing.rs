@@ -412,7 +412,8 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
             Some(json!({"path": "/Team"})),
         )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "shared_folder");
     let problems = s.state.meta.check_consistency().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 });
