@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use cairn_core::{JournalSeq, NamespaceId};
+use cairn_core::{JournalSeq, NamespaceId, UserId};
 use cairn_meta::User;
 use cairn_proto as proto;
 use tokio_util::sync::CancellationToken;
@@ -106,10 +106,11 @@ impl Drop for ConnectionGuard {
 /// The namespaces whose advances `user` is told about: those it reads, the home first.
 pub(crate) async fn readable_namespaces(
     state: &AppState,
-    user: &User,
+    user: UserId,
+    home: NamespaceId,
 ) -> Result<Vec<NamespaceId>, ApiError> {
-    let mut namespaces = vec![user.home_ns];
-    for m in state.meta.memberships_of(user.id).await? {
+    let mut namespaces = vec![home];
+    for m in state.meta.memberships_of(user).await? {
         namespaces.push(m.ns);
     }
     Ok(namespaces)
@@ -121,8 +122,10 @@ struct Feed {
     watches: Vec<(Subscription, JournalSeq)>,
     /// Whose feed this is: when the home advances, the shared folders it reads may
     /// have changed (a mount folder is made or removed in the home), so the feed
-    /// follows them again.
-    user: User,
+    /// follows them again. (Ids only: ten thousand idle feeds hold no more than they
+    /// need.)
+    user: UserId,
+    home: NamespaceId,
     state: AppState,
     shutdown: CancellationToken,
     _guard: ConnectionGuard,
@@ -134,7 +137,7 @@ impl Feed {
     /// subscription.
     async fn open(state: &AppState, user: &User) -> Result<(Feed, Vec<Position>), ApiError> {
         let guard = ConnectionGuard::new(&state.notify);
-        let namespaces = readable_namespaces(state, user).await?;
+        let namespaces = readable_namespaces(state, user.id, user.home_ns).await?;
         let subscriptions: Vec<Subscription> = namespaces
             .iter()
             .map(|ns| state.notify.bus.subscribe(*ns))
@@ -153,7 +156,8 @@ impl Feed {
             .collect();
         let feed = Feed {
             watches,
-            user: user.clone(),
+            user: user.id,
+            home: user.home_ns,
             state: state.clone(),
             shutdown: state.notify.shutdown.clone(),
             _guard: guard,
@@ -166,7 +170,7 @@ impl Feed {
     /// drops those it left. A failed lookup keeps the old set; the next advance of the
     /// home tries again.
     async fn follow_mounts(&mut self) {
-        let Ok(namespaces) = readable_namespaces(&self.state, &self.user).await else {
+        let Ok(namespaces) = readable_namespaces(&self.state, self.user, self.home).await else {
             return;
         };
         self.watches
@@ -218,7 +222,7 @@ impl Feed {
             if seq > *told {
                 *told = seq;
                 let ns = sub.ns();
-                if ns == self.user.home_ns {
+                if ns == self.home {
                     self.follow_mounts().await;
                 }
                 return Some(advanced(ns, seq));
