@@ -417,3 +417,27 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
     let problems = s.state.meta.check_consistency().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 });
+
+on_each_backend!(what_members_add_counts_against_the_owners_quota, |s| {
+    let alice = s.token.clone();
+    let bob = s.login("bob").await;
+    put_file(&s, &alice, "/Team/a.txt", b"0123456789").await;
+    let (status, body) = share(&s, &alice, "/Team", "bob", "editor").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(s.state.meta.set_quota("admin", Some(25)).await.unwrap());
+    // Bob's own quota is not what limits him here: Alice's is.
+    let (status, body) = put_file(&s, &bob, "/Team/b.txt", b"0123456789").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = put_file(&s, &bob, "/Team/c.txt", b"0123456789").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    // Bob's own files are his own business.
+    let (status, body) = put_file(&s, &bob, "/mine.txt", b"0123456789").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, account) = s.call(Method::GET, "/api/v1/account", None).await;
+    assert_eq!(account["usage_bytes"], 20);
+    let (_, account) = s
+        .call_as(Some(&bob), Method::GET, "/api/v1/account", None)
+        .await;
+    assert_eq!(account["usage_bytes"], 10);
+});
