@@ -286,11 +286,7 @@ impl MetaStore {
                 .await?;
             tx.commit().await?;
         } else {
-            let home: i64 = sqlx::query_scalar("SELECT home_ns FROM users WHERE id = $1")
-                .bind(user.0)
-                .fetch_one(&self.pool)
-                .await?;
-            let home = NamespaceId(home);
+            let home = home_of(self, user).await?;
             let mut w = NsWrite::begin(self, home, actor).await?;
             let name = name_of(&owner.mount_path).to_owned();
             let mut path = ServerPath::root().join(&name)?;
@@ -337,11 +333,7 @@ impl MetaStore {
                 member.user_name
             )));
         }
-        let home: i64 = sqlx::query_scalar("SELECT home_ns FROM users WHERE id = $1")
-            .bind(user.0)
-            .fetch_one(&self.pool)
-            .await?;
-        let mut w = NsWrite::begin(self, NamespaceId(home), actor).await?;
+        let mut w = NsWrite::begin(self, home_of(self, user).await?, actor).await?;
         let removed = sqlx::query("DELETE FROM memberships WHERE ns_id = $1 AND user_id = $2")
             .bind(ns.0)
             .bind(user.0)
@@ -422,16 +414,20 @@ async fn move_row(
     ns: NamespaceId,
     path: &ServerPath,
 ) -> Result<(), MetaError> {
-    let parent_key = path.parent().map_or_else(|| "/".to_owned(), |p| p.key());
-    sqlx::query(
-        "UPDATE entries SET ns_id = $1, path = $2, path_key = $3, parent_key = $4 WHERE id = $5",
-    )
-    .bind(ns.0)
-    .bind(path.as_str().to_owned())
-    .bind(path.key())
-    .bind(parent_key)
-    .bind(id.0)
-    .execute(conn)
-    .await?;
-    Ok(())
+    sqlx::query("UPDATE entries SET ns_id = $1 WHERE id = $2")
+        .bind(ns.0)
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await?;
+    crate::tree::set_path(conn, id, path).await
+}
+
+/// The home namespace of `user`.
+async fn home_of(store: &MetaStore, user: UserId) -> Result<NamespaceId, MetaError> {
+    let home: Option<i64> = sqlx::query_scalar("SELECT home_ns FROM users WHERE id = $1")
+        .bind(user.0)
+        .fetch_one(&store.pool)
+        .await?;
+    home.map(NamespaceId)
+        .ok_or_else(|| corrupt(format!("user {} has no home namespace", user.0)))
 }

@@ -5,7 +5,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{block_ref, hex_hash, TestServer};
+use support::{block_ref, hex_hash, put_file_as, TestServer};
 
 // After `support`, whose macro it uses.
 mod gc;
@@ -610,17 +610,6 @@ on_each_backend!(quota_is_enforced_before_blocks_are_stored, |s| {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 });
-
-/// Uploads `data` as one block and commits it at `path` (a new file) with `token`.
-async fn put_file_as(s: &TestServer, token: &str, path: &str, data: &[u8]) -> serde_json::Value {
-    let (status, body) = s.put_block_as(token, data).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = s
-        .commit_as(token, json!({"path": path, "blocks": [block_ref(data)]}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
 
 on_each_backend!(trash_list_restore_and_purge, |s| {
     let token = s.token.clone();

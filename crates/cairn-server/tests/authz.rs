@@ -21,7 +21,7 @@ use std::fmt;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{block_ref, hex_hash, TestServer, PASSWORD};
+use support::{block_ref, hex_hash, put_file_as, TestServer, PASSWORD};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 enum Role {
@@ -644,7 +644,7 @@ async fn fixture(s: &TestServer) -> Fixture {
             "trashed.txt",
             "purged.txt",
         ] {
-            put(
+            put_file_as(
                 s,
                 &alice,
                 &format!("/Team/{dir}/{name}"),
@@ -652,7 +652,7 @@ async fn fixture(s: &TestServer) -> Fixture {
             )
             .await;
         }
-        let first = put(s, &alice, &format!("/Team/{dir}/versions.txt"), b"first").await;
+        let first = put_file_as(s, &alice, &format!("/Team/{dir}/versions.txt"), b"first").await;
         first_versions.insert(role, first["entry"]["rev"].as_str().unwrap().to_owned());
         let (status, _) = s.put_block_as(&alice, &content(role, "second")).await;
         assert_eq!(status, StatusCode::CREATED);
@@ -708,16 +708,6 @@ async fn fixture(s: &TestServer) -> Fixture {
         spare_tokens,
         first_versions,
     }
-}
-
-async fn put(s: &TestServer, token: &str, path: &str, data: &[u8]) -> Value {
-    let (status, body) = s.put_block_as(token, data).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = s
-        .commit_as(token, json!({"path": path, "blocks": [block_ref(data)]}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
 }
 
 /// Whether the caller was let through, or `Err` with what came back when the answer

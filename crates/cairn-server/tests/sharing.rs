@@ -6,7 +6,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{block_ref, hex_hash, TestServer, PASSWORD};
+use support::{hex_hash, try_put_file, TestServer, PASSWORD};
 
 async fn add_user(s: &TestServer, name: &str) -> String {
     let hash =
@@ -19,13 +19,6 @@ async fn add_user(s: &TestServer, name: &str) -> String {
         .await
         .unwrap();
     s.login(name).await
-}
-
-async fn put_file(s: &TestServer, token: &str, path: &str, data: &[u8]) -> (StatusCode, Value) {
-    let (status, body) = s.put_block_as(token, data).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    s.commit_as(token, json!({"path": path, "blocks": [block_ref(data)]}))
-        .await
 }
 
 async fn names(s: &TestServer, token: &str, path: &str) -> Vec<String> {
@@ -110,10 +103,10 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
     let bob = s.login("bob").await;
     let carol = add_user(&s, "carol").await;
     let dave = add_user(&s, "dave").await;
-    put_file(&s, &alice, "/Team/plan.md", b"the plan").await;
-    put_file(&s, &alice, "/Team/sub/notes.txt", b"notes").await;
-    put_file(&s, &alice, "/Team/old.txt", b"old").await;
-    put_file(&s, &alice, "/private.txt", b"mine").await;
+    try_put_file(&s, &alice, "/Team/plan.md", b"the plan").await;
+    try_put_file(&s, &alice, "/Team/sub/notes.txt", b"notes").await;
+    try_put_file(&s, &alice, "/Team/old.txt", b"old").await;
+    try_put_file(&s, &alice, "/private.txt", b"mine").await;
     let (status, _) = s
         .call(
             Method::POST,
@@ -199,7 +192,7 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
     assert_eq!(changes, expected);
 
     // An editor changes things; the owner sees it, and pays for it.
-    let (status, body) = put_file(&s, &bob, "/Team (2)/from-bob.txt", b"bob was here").await;
+    let (status, body) = try_put_file(&s, &bob, "/Team (2)/from-bob.txt", b"bob was here").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["entry"]["path"], "/Team (2)/from-bob.txt");
     assert!(names(&s, &alice, "/Team")
@@ -252,7 +245,7 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
         (status, body.as_slice()),
         (StatusCode::OK, &b"bob was here"[..])
     );
-    put_file(&s, &bob, "/draft.txt", b"draft").await;
+    try_put_file(&s, &bob, "/draft.txt", b"draft").await;
     let (status, body) = s
         .call_as(
             Some(&bob),
@@ -332,7 +325,7 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
             .unwrap()
             .contains("viewer"));
     }
-    let (status, answer) = put_file(&s, &carol, "/Team/plan.md", b"carol's version").await;
+    let (status, answer) = try_put_file(&s, &carol, "/Team/plan.md", b"carol's version").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     let (status, _) = download(&s, &alice, "/Team/sub/plan.md").await;
     assert_eq!(status, StatusCode::OK);
@@ -384,7 +377,7 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
         names(&s, &alice, "/Team").await,
         ["draft.txt", "from-bob.txt", "old.txt", "sub"]
     );
-    let (status, _) = put_file(&s, &bob, "/Team (2)/late.txt", b"too late").await;
+    let (status, _) = try_put_file(&s, &bob, "/Team (2)/late.txt", b"too late").await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -421,18 +414,18 @@ on_each_backend!(owners_editors_viewers_and_strangers, |s| {
 on_each_backend!(what_members_add_counts_against_the_owners_quota, |s| {
     let alice = s.token.clone();
     let bob = s.login("bob").await;
-    put_file(&s, &alice, "/Team/a.txt", b"0123456789").await;
+    try_put_file(&s, &alice, "/Team/a.txt", b"0123456789").await;
     let (status, body) = share(&s, &alice, "/Team", "bob", "editor").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(s.state.meta.set_quota("admin", Some(25)).await.unwrap());
     // Bob's own quota is not what limits him here: Alice's is.
-    let (status, body) = put_file(&s, &bob, "/Team/b.txt", b"0123456789").await;
+    let (status, body) = try_put_file(&s, &bob, "/Team/b.txt", b"0123456789").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = put_file(&s, &bob, "/Team/c.txt", b"0123456789").await;
+    let (status, body) = try_put_file(&s, &bob, "/Team/c.txt", b"0123456789").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "quota_exceeded");
     // Bob's own files are his own business.
-    let (status, body) = put_file(&s, &bob, "/mine.txt", b"0123456789").await;
+    let (status, body) = try_put_file(&s, &bob, "/mine.txt", b"0123456789").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, account) = s.call(Method::GET, "/api/v1/account", None).await;
     assert_eq!(account["usage_bytes"], 20);

@@ -304,6 +304,27 @@ pub async fn decode(resp: reqwest::Response) -> (StatusCode, Value) {
     (status, value)
 }
 
+/// Uploads `data` as one block and commits it at `path` (a new file) with `token`:
+/// the status and the answer.
+pub async fn try_put_file(
+    s: &TestServer,
+    token: &str,
+    path: &str,
+    data: &[u8],
+) -> (StatusCode, Value) {
+    let (status, body) = s.put_block_as(token, data).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    s.commit_as(token, json!({"path": path, "blocks": [block_ref(data)]}))
+        .await
+}
+
+/// [`try_put_file`], which must succeed; the commit's answer.
+pub async fn put_file_as(s: &TestServer, token: &str, path: &str, data: &[u8]) -> Value {
+    let (status, body) = try_put_file(s, token, path, data).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
 /// The file holding a stored block (the local backend's layout).
 pub fn block_file(data: &std::path::Path, hex: &str) -> std::path::PathBuf {
     data.join("blocks")
