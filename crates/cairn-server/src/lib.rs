@@ -14,6 +14,7 @@ mod extract;
 mod files;
 pub mod fsck;
 pub mod gc;
+mod links;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;
@@ -129,6 +130,7 @@ impl Application {
             login_limiter: Arc::default(),
             dummy_password_hash,
             notify: notifier,
+            link_key: links::LinkKey::random(),
         };
         let router = router(state.clone());
         Ok(Self {
@@ -202,6 +204,7 @@ pub fn router(state: AppState) -> Router {
         .merge(trash::router())
         .merge(delta::router())
         .merge(notify::router())
+        .merge(links::router())
         .layer(axum::extract::DefaultBodyLimit::max(max_json))
         // Block routes set their own limit: a block, not a JSON document.
         .merge(blocks::router(max_block));
@@ -217,6 +220,8 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
         .layer(middleware::from_fn(json_errors))
+        // Public link pages answer in HTML, errors included: outside `json_errors`.
+        .merge(links::public_router())
         .layer(middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
