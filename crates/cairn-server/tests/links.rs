@@ -619,6 +619,20 @@ on_each_backend!(
             .contains("share.zip"));
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
         let mut files = std::collections::BTreeMap::new();
+        // Every entry, folders included, ends with its data descriptor (16 bytes) right
+        // before the next one begins: Info-ZIP's unzip refuses "overlapped components".
+        let mut spans = Vec::new();
+        for i in 0..archive.len() {
+            let file = archive.by_index(i).unwrap();
+            spans.push((
+                file.header_start(),
+                file.data_start() + file.compressed_size(),
+            ));
+        }
+        spans.sort();
+        for pair in spans.windows(2) {
+            assert_eq!(pair[0].1 + 16, pair[1].0, "{spans:?}");
+        }
         for i in 0..archive.len() {
             let mut file = archive.by_index(i).unwrap();
             let mut data = Vec::new();

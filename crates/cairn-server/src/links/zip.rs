@@ -63,8 +63,7 @@ fn write_zip(
 ) -> io::Result<()> {
     let mut zip = ZipWriter::new_stream(&mut *out);
     let options = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
-    zip.add_directory(format!("{top}/"), options)
-        .map_err(io::Error::other)?;
+    add_folder(&mut zip, format!("{top}/"), options)?;
     // Folders still to list: inside the namespace, their name in the zip, and where
     // their listing stopped. A folder with more than a page of children goes back on
     // the stack to be continued, so only a page per folder level is held.
@@ -83,8 +82,7 @@ fn write_zip(
             let options = options.last_modified_time(zip_time(child.mtime));
             match (child.kind, child.rev) {
                 (EntryKind::Folder, _) => {
-                    zip.add_directory(format!("{child_name}/"), options)
-                        .map_err(io::Error::other)?;
+                    add_folder(&mut zip, format!("{child_name}/"), options)?;
                     pending.push((child.path, child_name, None));
                 }
                 (EntryKind::File, Some(rev)) => {
@@ -109,6 +107,19 @@ fn write_zip(
     }
     zip.finish().map_err(io::Error::other)?;
     out.send()
+}
+
+/// A folder entry. Not `ZipWriter::add_directory`: on a stream, it sets the entry's
+/// data-descriptor flag but writes no descriptor, and Info-ZIP's `unzip` then refuses the
+/// whole archive ("overlapped components"). An empty file whose name ends in '/', with a
+/// folder's mode, is a folder to every reader, and gets its descriptor.
+fn add_folder<W: Write>(
+    zip: &mut ZipWriter<zip::write::StreamWriter<W>>,
+    name: String,
+    options: SimpleFileOptions,
+) -> io::Result<()> {
+    zip.start_file(name, options.unix_permissions(0o40755))
+        .map_err(io::Error::other)
 }
 
 /// A zip timestamp (local time without a zone; here UTC) from Unix ms, or the format's
