@@ -24,6 +24,7 @@ mod client;
 mod download;
 mod error;
 mod fsx;
+mod links;
 mod mapped;
 mod notify;
 mod small;

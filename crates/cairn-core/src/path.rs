@@ -159,7 +159,10 @@ impl ServerPath {
         if !self.starts_with(from) {
             return None;
         }
-        let rest = if from.is_root() {
+        let rest = if self.is_root() {
+            // Only when `from` is the root too: the root itself moves to `to`.
+            ""
+        } else if from.is_root() {
             &self.0[..]
         } else {
             &self.0[from.0.len()..]
@@ -313,6 +316,12 @@ mod tests {
             .rebase(&ServerPath::parse("/a").unwrap(), &ServerPath::root())
             .unwrap();
         assert_eq!(to_root.as_str(), "/b/c");
+        // The root below a folder is that folder (a shared folder's top at its mount).
+        let x = ServerPath::parse("/x").unwrap();
+        let root = ServerPath::root();
+        assert_eq!(root.rebase(&root, &x), Some(x.clone()));
+        assert_eq!(root.rebase(&root, &root), Some(root.clone()));
+        assert_eq!(p.rebase(&root, &x).unwrap().as_str(), "/x/a/b/c");
         assert_eq!(ServerPath::root().join("x").unwrap().as_str(), "/x");
         assert!(ServerPath::root().join("..").is_err());
         assert!(ServerPath::root().join("a/b").is_err());

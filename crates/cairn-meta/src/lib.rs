@@ -32,6 +32,7 @@ mod error;
 pub mod gc;
 mod integrity;
 mod journal;
+mod links;
 mod retention;
 mod sharing;
 mod trash;
@@ -50,6 +51,7 @@ pub use check::Inconsistency;
 pub use error::MetaError;
 pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
+pub use links::{Link, LinkId, NewLink};
 pub use sharing::{Membership, Role};
 pub use types::{
     Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,

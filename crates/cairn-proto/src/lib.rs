@@ -600,3 +600,66 @@ pub struct ShareInfo {
 pub struct ShareListResponse {
     pub shares: Vec<ShareInfo>,
 }
+
+/// `POST /api/v1/links`: make a public link to a file or folder of the caller's tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct LinkCreateRequest {
+    /// The file or folder, as the caller sees it.
+    pub path: String,
+    /// Visitors must give this password first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// When the link stops working, Unix ms; must be in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// How many downloads (of a file, or of a zip of a folder) it allows in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_downloads: Option<u64>,
+    /// A file drop: visitors can upload into the folder and see nothing in it.
+    #[serde(default)]
+    pub upload_only: bool,
+}
+
+/// One public link, as its creator sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LinkInfo {
+    /// Names the link to `POST /api/v1/links/revoke`.
+    pub id: i64,
+    /// The page anyone holding it can open: `BASE/s/TOKEN`.
+    pub url: String,
+    /// The secret part of the URL.
+    pub token: String,
+    /// Where the target is now in the creator's tree (it follows moves and renames);
+    /// `None` when it was deleted or the creator can no longer reach it.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// File or folder; `None` when the target is gone.
+    #[serde(default)]
+    pub kind: Option<EntryKind>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub max_downloads: Option<u64>,
+    pub downloads: u64,
+    pub upload_only: bool,
+    pub has_password: bool,
+    pub created_at: i64,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+    /// `active`, or why the link no longer works: `revoked`, `expired`, `exhausted`
+    /// (download limit reached) or `gone` (target deleted, or out of the creator's
+    /// reach). A link that does not work answers its visitors 404.
+    pub status: String,
+}
+
+/// `GET /api/v1/links`: the caller's links, newest first, revoked ones included.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LinkListResponse {
+    pub links: Vec<LinkInfo>,
+}
+
+/// `POST /api/v1/links/revoke`: the caller's link to revoke.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LinkRevokeRequest {
+    pub id: i64,
+}

@@ -51,7 +51,8 @@ pub fn hash_password(password: &str, memory_kib: u32, iterations: u32) -> anyhow
 }
 
 /// Checks a password against a stored PHC string; the parameters come from the string.
-fn verify_password(password: &str, stored: &str) -> bool {
+/// CPU-heavy: call it from a blocking thread.
+pub(crate) fn verify_password(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -108,6 +109,16 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 impl AuthUser {
+    /// `user` acting through something other than a token of its own: a public link it
+    /// made, which reads and writes with its creator's rights.
+    pub(crate) fn acting_as(user: User) -> Self {
+        AuthUser {
+            user,
+            device: None,
+            token_hash: [0; 32],
+        }
+    }
+
     /// The owner of a bearer token that came some other way than the Authorization
     /// header (the WebSocket subprotocol, for browsers).
     pub(crate) async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
@@ -135,7 +146,9 @@ pub struct LoginLimiter {
 }
 
 impl LoginLimiter {
-    fn recent(&self, key: &str, window: Duration) -> usize {
+    /// How many failures `key` had within `window`. Keys are namespaced by their users
+    /// (`user:`, `addr:` for logins; `link:`, `linkaddr:` for link passwords).
+    pub(crate) fn recent(&self, key: &str, window: Duration) -> usize {
         let mut map = self.failures.lock().expect("limiter lock");
         let now = Instant::now();
         match map.get_mut(key) {
@@ -147,7 +160,8 @@ impl LoginLimiter {
         }
     }
 
-    fn record(&self, key: String) {
+    /// Counts one failure for `key`, now.
+    pub(crate) fn record(&self, key: String) {
         let mut map = self.failures.lock().expect("limiter lock");
         // Bound the table: a flood of distinct names must not grow memory forever.
         if map.len() > 100_000 {

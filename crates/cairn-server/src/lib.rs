@@ -14,6 +14,7 @@ mod extract;
 mod files;
 pub mod fsck;
 pub mod gc;
+mod links;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;
@@ -133,6 +134,7 @@ impl Application {
             login_limiter: Arc::default(),
             dummy_password_hash,
             notify: notifier,
+            link_key: links::LinkKey::random(),
         };
         let router = router(state.clone());
         Ok(Self {
@@ -198,6 +200,8 @@ pub fn router(state: AppState) -> Router {
     routes(&state.config)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
         .layer(middleware::from_fn(json_errors))
+        // Public link pages answer in HTML, errors included: outside `json_errors`.
+        .merge(links::public_router())
         .layer(middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -215,6 +219,7 @@ pub(crate) fn routes(config: &Config) -> Router<AppState> {
         .merge(shares::router())
         .merge(delta::router())
         .merge(notify::router())
+        .merge(links::router())
         .layer(axum::extract::DefaultBodyLimit::max(config.max_json_body))
         // Block routes set their own limit: a block, not a JSON document.
         .merge(blocks::router(config.chunker.max_size));

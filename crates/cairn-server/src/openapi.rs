@@ -61,6 +61,10 @@ use crate::state::AppState;
         proto::CursorResponse,
         proto::Notification,
         proto::PollResponse,
+        proto::LinkCreateRequest,
+        proto::LinkInfo,
+        proto::LinkListResponse,
+        proto::LinkRevokeRequest,
     ))
 )]
 struct ApiDoc;
@@ -294,6 +298,27 @@ const ENDPOINTS: &[Endpoint] = &[
         "/api/v1/blocks/{hash}",
         "Download one block the caller holds",
         None,
+        None,
+    ),
+    (
+        "post",
+        "/api/v1/links",
+        "Make a public link to a file or folder (the page is at /s/TOKEN)",
+        Some("LinkCreateRequest"),
+        Some("LinkInfo"),
+    ),
+    (
+        "get",
+        "/api/v1/links",
+        "The caller's public links, newest first",
+        None,
+        Some("LinkListResponse"),
+    ),
+    (
+        "post",
+        "/api/v1/links/revoke",
+        "Revoke one of the caller's links",
+        Some("LinkRevokeRequest"),
         None,
     ),
 ];

@@ -58,6 +58,7 @@ impl Routes {
 /// authorization matrix test.
 pub fn route_paths() -> Vec<String> {
     drop(crate::routes(&crate::Config::for_data_dir(".")));
+    drop(crate::links::public_router());
     PATHS
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -20,4 +20,6 @@ pub struct AppState {
     pub dummy_password_hash: String,
     /// The event bus and the open notification connections.
     pub notify: Notifier,
+    /// Signs the cookies that prove a visitor gave a public link's password.
+    pub link_key: crate::links::LinkKey,
 }

@@ -103,6 +103,9 @@ const WRITE: [Expect; 9] = [Allow, Allow, Deny, Deny, Deny, Deny, Deny, Deny, De
 const CREATE: [Expect; 9] = [Allow, Allow, Deny, Own, Deny, Deny, Deny, Deny, Deny];
 /// Deciding who reads the shared folder.
 const OWNER: [Expect; 9] = [Allow, Deny, Deny, Deny, Deny, Deny, Deny, Deny, Deny];
+/// Using a public link: only with the link's password (a bearer token is no
+/// substitute), and never an expired or revoked one.
+const LINK: [Expect; 9] = [Deny, Deny, Deny, Deny, Deny, Allow, Deny, Deny, Deny];
 /// Sharing a folder: Dave's `/Team` (made by the rows before) is his own to share.
 const SHARE: [Expect; 9] = [Allow, Deny, Deny, Own, Deny, Deny, Deny, Deny, Deny];
 
@@ -113,6 +116,37 @@ struct Fixture {
     spare_tokens: HashMap<Role, String>,
     /// The first version of `/Team/ROLE/versions.txt`.
     first_versions: HashMap<Role, String>,
+    /// Alice's link to `/Team/ROLE/read.txt`, per role, for the revoke row.
+    links_to_revoke: HashMap<Role, i64>,
+    /// Tokens of Alice's links to `/Team/owner`: (read, file drop) × (password,
+    /// expired, revoked).
+    public: HashMap<(bool, Role), String>,
+}
+
+/// The password of the fixture's password-protected links.
+const LINK_PASSWORD: &str = "open sesame";
+
+/// A public link request: the link the role holds (a file drop for `drop`), with the
+/// password it knows, and the bearer token it has.
+fn public(fx: &Fixture, role: Role, drop: bool, method: Method, rest: &str, body: Body) -> Call {
+    let kind = match role {
+        LinkExpired | LinkRevoked => role,
+        _ => LinkRight,
+    };
+    let token = &fx.public[&(drop, kind)];
+    let mut headers = Vec::new();
+    match role {
+        LinkRight => headers.push(("x-cairn-link-password", LINK_PASSWORD.to_owned())),
+        LinkWrong => headers.push(("x-cairn-link-password", "not it".to_owned())),
+        _ => {}
+    }
+    Call {
+        method,
+        url: format!("/s/{token}{rest}"),
+        token: fx.token(role).map(str::to_owned),
+        body,
+        headers,
+    }
 }
 
 impl Fixture {
@@ -128,6 +162,7 @@ struct Call {
     url: String,
     token: Option<String>,
     body: Body,
+    headers: Vec<(&'static str, String)>,
 }
 
 enum Body {
@@ -174,6 +209,7 @@ fn call(fx: &Fixture, role: Role, method: Method, url: String, body: Body) -> Ca
         url,
         token: fx.token(role).map(str::to_owned),
         body,
+        headers: Vec::new(),
     }
 }
 
@@ -252,6 +288,7 @@ fn rows() -> Vec<Row> {
                 url: "/api/v1/auth/logout".into(),
                 token: fx.spare_tokens.get(&r).cloned(),
                 body: Body::None,
+                headers: Vec::new(),
             },
         },
         Row {
@@ -601,6 +638,137 @@ fn rows() -> Vec<Row> {
                 post(fx, r, "/api/v1/shares/remove", body)
             },
         },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/links",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| post(fx, r, "/api/v1/links", json!({"path": team(r, "read.txt")})),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/links",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/links".into()),
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/links/revoke",
+            expect: OWNER,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let id = fx.links_to_revoke[&match r {
+                    Editor | Viewer | Other => r,
+                    _ => Owner,
+                }];
+                post(fx, r, "/api/v1/links/revoke", json!({"id": id}))
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/s/{token}",
+            expect: LINK,
+            judge: Judge::Status,
+            call: |fx, r| public(fx, r, false, Method::GET, "", Body::None),
+        },
+        Row {
+            method: Method::POST,
+            path: "/s/{token}",
+            expect: LINK,
+            judge: Judge::Status,
+            call: |fx, r| {
+                // Only link holders send the form; the others just ask (an empty
+                // password would count as a wrong guess, and the guesses are limited).
+                let password = match r {
+                    LinkRight => LINK_PASSWORD,
+                    LinkWrong => "not it",
+                    _ => return public(fx, r, false, Method::POST, "", Body::None),
+                };
+                let form = format!("password={}", password.replace(' ', "+"));
+                let mut call = public(
+                    fx,
+                    r,
+                    false,
+                    Method::POST,
+                    "",
+                    Body::Bytes(form.into_bytes()),
+                );
+                call.headers = vec![(
+                    "content-type",
+                    "application/x-www-form-urlencoded".to_owned(),
+                )];
+                call
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/s/{token}/download",
+            expect: LINK,
+            judge: Judge::Status,
+            call: |fx, r| {
+                public(
+                    fx,
+                    r,
+                    false,
+                    Method::GET,
+                    "/download?path=/read.txt",
+                    Body::None,
+                )
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/s/{token}/zip",
+            expect: LINK,
+            judge: Judge::Status,
+            call: |fx, r| public(fx, r, false, Method::GET, "/zip", Body::None),
+        },
+        Row {
+            method: Method::POST,
+            path: "/s/{token}/upload",
+            expect: LINK,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let boundary = "matrix-boundary";
+                let body = format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                     filename=\"dropped-{}.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+                     --{boundary}--\r\n",
+                    r.dir()
+                );
+                let mut call = public(
+                    fx,
+                    r,
+                    true,
+                    Method::POST,
+                    "/upload",
+                    Body::Bytes(body.into_bytes()),
+                );
+                call.headers.push((
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                ));
+                call
+            },
+        },
+        Row {
+            method: Method::PUT,
+            path: "/s/{token}/upload",
+            expect: LINK,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let rest = format!("/upload?name=put-{}.txt", r.dir());
+                public(
+                    fx,
+                    r,
+                    true,
+                    Method::PUT,
+                    &rest,
+                    Body::Bytes(b"hello".to_vec()),
+                )
+            },
+        },
     ]
 }
 
@@ -703,11 +871,68 @@ async fn fixture(s: &TestServer) -> Fixture {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
+    let mut links_to_revoke = HashMap::new();
+    for role in USERS {
+        let body = json!({"path": format!("/Team/{}/read.txt", role.dir())});
+        let link = make_link(s, &alice, body).await;
+        links_to_revoke.insert(role, link["id"].as_i64().unwrap());
+    }
+    let mut public = HashMap::new();
+    for drop in [false, true] {
+        let base = json!({"path": "/Team/owner", "upload_only": drop});
+        let mut with_password = base.clone();
+        with_password["password"] = json!(LINK_PASSWORD);
+        let link = make_link(s, &alice, with_password).await;
+        public.insert(
+            (drop, LinkRight),
+            link["token"].as_str().unwrap().to_owned(),
+        );
+        let mut expiring = base.clone();
+        expiring["expires_at"] = json!(now_ms() + 1000);
+        let link = make_link(s, &alice, expiring).await;
+        public.insert(
+            (drop, LinkExpired),
+            link["token"].as_str().unwrap().to_owned(),
+        );
+        let link = make_link(s, &alice, base).await;
+        public.insert(
+            (drop, LinkRevoked),
+            link["token"].as_str().unwrap().to_owned(),
+        );
+        let (status, body) = s
+            .call_as(
+                Some(&alice),
+                Method::POST,
+                "/api/v1/links/revoke",
+                Some(json!({"id": link["id"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    // Let the expiring links expire.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     Fixture {
         tokens,
         spare_tokens,
         first_versions,
+        links_to_revoke,
+        public,
     }
+}
+
+async fn make_link(s: &TestServer, token: &str, body: Value) -> Value {
+    let (status, link) = s
+        .call_as(Some(token), Method::POST, "/api/v1/links", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    link
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// Whether the caller was let through, or `Err` with what came back when the answer
@@ -716,9 +941,17 @@ async fn outcome(s: &TestServer, row: &Row, call: Call) -> Result<bool, String> 
     if let Judge::WebSocket = row.judge {
         return websocket(s, &call).await;
     }
-    let mut request = s.http.request(call.method.clone(), s.url(&call.url));
+    // Redirects are answers too (a password accepted is a 303 to the page).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = http.request(call.method.clone(), s.url(&call.url));
     if let Some(token) = &call.token {
         request = request.bearer_auth(token);
+    }
+    for (name, value) in &call.headers {
+        request = request.header(*name, value);
     }
     request = match call.body {
         Body::None => request,
@@ -759,7 +992,7 @@ async fn outcome(s: &TestServer, row: &Row, call: Call) -> Result<bool, String> 
 
 fn classify(status: StatusCode, body: &str) -> Result<bool, String> {
     match status.as_u16() {
-        200..=299 => Ok(true),
+        200..=299 | 303 => Ok(true),
         401 | 403 | 404 | 429 => Ok(false),
         _ => Err(format!("{status} {body}")),
     }

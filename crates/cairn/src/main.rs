@@ -2,6 +2,7 @@
 //! library crate that does the work, and errors are printed once, here.
 
 mod client_cmd;
+mod link_cmd;
 mod malloc;
 mod server_cmd;
 mod sync_cmd;
@@ -63,6 +64,11 @@ enum Command {
     Sync(sync_cmd::SyncArgs),
     #[command(flatten)]
     Client(client_cmd::ClientCommand),
+    /// Make, list and revoke public links to files and folders.
+    Link {
+        #[command(subcommand)]
+        command: link_cmd::LinkCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +92,7 @@ fn main() -> ExitCode {
             Command::Admin { server, command } => server_cmd::admin(&server, command).await,
             Command::Sync(args) => sync_cmd::run(args).await,
             Command::Client(command) => client_cmd::run(command).await,
+            Command::Link { command } => link_cmd::run(command).await,
         }
     });
     match result {

@@ -16,6 +16,7 @@ mod concurrency;
 mod gc;
 mod integrity;
 mod journal;
+mod links;
 mod send;
 mod trash;
 mod tree;
