@@ -938,10 +938,34 @@ async fn upload(
     let stream = body
         .into_data_stream()
         .map_err(|err| std::io::Error::other(err.to_string()));
-    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    let blocks = store_stream(&state, &access.auth.user, stream).await?;
+    let response = commit_blocks(
+        &state,
+        &access,
+        &target,
+        blocks,
+        base_rev,
+        q.autorename,
+        q.mtime,
+    )
+    .await?;
+    Ok(Json(response))
+}
+
+/// Chunks a streamed body on the server and stores its blocks for `user`, holding only
+/// a few chunks in memory however large the body is; returns the block list to commit.
+pub(crate) async fn store_stream<S>(
+    state: &AppState,
+    user: &cairn_meta::User,
+    stream: S,
+) -> ApiResult<Vec<BlockRef>>
+where
+    S: futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+{
+    let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
     let runtime = tokio::runtime::Handle::current();
     let chunker = state.config.chunker;
-    let (task_state, user) = (state.clone(), access.auth.user.clone());
+    let (task_state, user) = (state.clone(), user.clone());
     let chunked = tokio::task::spawn_blocking(move || {
         chunk_and_hash(reader, &chunker, |chunk| {
             let data = Bytes::from(chunk.data);
@@ -957,25 +981,14 @@ async fn upload(
         ),
         ChunkError::Sink(err) => err,
     })?;
-    let blocks = chunked
+    Ok(chunked
         .blocks
         .iter()
         .map(|(hash, size)| BlockRef {
             hash: *hash,
             size: *size,
         })
-        .collect();
-    let response = commit_blocks(
-        &state,
-        &access,
-        &target,
-        blocks,
-        base_rev,
-        q.autorename,
-        q.mtime,
-    )
-    .await?;
-    Ok(Json(response))
+        .collect())
 }
 
 /// A parsed `Range` header: the first and last byte wanted, inclusive.

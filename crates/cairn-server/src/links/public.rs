@@ -23,17 +23,14 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Form;
-use cairn_core::chunk::{chunk_and_hash, ChunkError};
 use cairn_core::ServerPath;
 use cairn_meta::{Actor, BlockRef, CommitFile, Entry, EntryKind, Link, User};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::html::{self, Page};
 use super::{below, is_token, now_ms, reach_as_creator, Reached};
 use crate::access::Need;
-use crate::blocks::accept_block;
 use crate::error::ApiError;
 use crate::extract::Query;
 use crate::metrics::{BLOCK_BYTES_SENT, COMMITS};
@@ -555,45 +552,6 @@ async fn check_room(state: &AppState, found: &Found, headers: &HeaderMap) -> Res
     Ok(())
 }
 
-/// Chunks a streamed upload on a blocking thread, storing each block as the link's
-/// creator's; a few chunks in memory at a time.
-async fn store_stream<S>(
-    state: &AppState,
-    user: &User,
-    stream: S,
-) -> Result<Vec<BlockRef>, ApiError>
-where
-    S: Stream<Item = io::Result<Bytes>> + Send + 'static,
-{
-    let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
-    let runtime = tokio::runtime::Handle::current();
-    let chunker = state.config.chunker;
-    let (task_state, user) = (state.clone(), user.clone());
-    let chunked = tokio::task::spawn_blocking(move || {
-        chunk_and_hash(reader, &chunker, |chunk| {
-            let data = Bytes::from(chunk.data);
-            runtime.block_on(accept_block(&task_state, &user, chunk.hash, data))
-        })
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|err| match err {
-        ChunkError::Read(err) => ApiError::bad_request(
-            "upload_interrupted",
-            format!("reading the upload failed: {err}"),
-        ),
-        ChunkError::Sink(err) => err,
-    })?;
-    Ok(chunked
-        .blocks
-        .iter()
-        .map(|(hash, size)| BlockRef {
-            hash: *hash,
-            size: *size,
-        })
-        .collect())
-}
-
 /// Commits an upload into the drop's folder as the link's creator, beside (never over)
 /// what is there. Returns the size stored.
 async fn commit_drop(
@@ -684,7 +642,10 @@ async fn upload_files(
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        let (_, stored) = tokio::join!(pump, store_stream(state, &found.creator, stream));
+        let (_, stored) = tokio::join!(
+            pump,
+            crate::files::store_stream(state, &found.creator, stream)
+        );
         let blocks = stored.map_err(upload_refused)?;
         let size = commit_drop(state, &found, &name, blocks)
             .await
@@ -743,7 +704,7 @@ async fn upload_body(
     let stream = body
         .into_data_stream()
         .map_err(|err| io::Error::other(err.to_string()));
-    let blocks = store_stream(state, &found.creator, stream)
+    let blocks = crate::files::store_stream(state, &found.creator, stream)
         .await
         .map_err(upload_refused)?;
     let size = commit_drop(state, &found, &name, blocks)
