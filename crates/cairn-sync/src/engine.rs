@@ -52,17 +52,20 @@ const HASH_GROUP: usize = 64;
 /// Splits files to hash into runs: small files together, up to [`HASH_RUN`] files or
 /// [`HASH_RUN_BYTES`] bytes, and each larger file alone (so big files still hash in
 /// parallel with each other).
-fn hash_runs(files: Vec<(ServerPath, LocalNode)>) -> Vec<Vec<(ServerPath, LocalNode)>> {
+/// `picked` indexes `files`; the runs are of indexes too, so a rescan that hashes a
+/// whole tree again holds no second copy of its paths.
+fn hash_runs(files: &[(ServerPath, LocalNode)], picked: &[usize]) -> Vec<Vec<usize>> {
     let mut runs = Vec::new();
-    let mut run: Vec<(ServerPath, LocalNode)> = Vec::new();
+    let mut run: Vec<usize> = Vec::new();
     let mut bytes = 0;
-    for (path, node) in files {
-        if node.size > SMALL_FILE {
-            runs.push(vec![(path, node)]);
+    for &i in picked {
+        let size = files[i].1.size;
+        if size > SMALL_FILE {
+            runs.push(vec![i]);
             continue;
         }
-        bytes += node.size;
-        run.push((path, node));
+        bytes += size;
+        run.push(i);
         if run.len() >= HASH_RUN || bytes >= HASH_RUN_BYTES {
             runs.push(std::mem::take(&mut run));
             bytes = 0;
@@ -425,7 +428,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
         let Some(scanned) = scanned else {
             return Err(SyncError::RootMissing);
         };
-        let scanned: Vec<(ServerPath, LocalNode)> = scanned
+        let mut scanned: Vec<(ServerPath, LocalNode)> = scanned
             .into_iter()
             .filter(|(path, _)| !self.ignore.is_ignored(path))
             .collect();
@@ -433,37 +436,40 @@ impl<E: Env, P: Persist> Engine<E, P> {
             return Err(SyncError::RootEmptied(self.state.synced.len()));
         }
 
-        let mut seen: HashSet<ServerPath> = HashSet::with_capacity(scanned.len());
-        let mut to_hash: Vec<(ServerPath, LocalNode)> = Vec::new();
-        for (path, mut node) in scanned {
-            seen.insert(path.clone());
+        // Indexes into `scanned` rather than copies: after a first sync's downloads every
+        // file is racy and hashed again, and a copy of each path and node for that (and
+        // another for the set of paths seen) raised the daemon's peak.
+        let mut to_hash: Vec<usize> = Vec::new();
+        for (i, (path, node)) in scanned.iter_mut().enumerate() {
             if node.kind == Kind::File {
-                match self.state.local.get(&path) {
-                    Some(old) if old.same_stat(&node) && old.hash.is_some() => {
+                match self.state.local.get(path) {
+                    Some(old) if old.same_stat(node) && old.hash.is_some() => {
                         node.hash = old.hash;
-                        if self.racy.get(&path).is_some() {
+                        if self.racy.get(path).is_some() {
                             // Its stat cannot vouch for its hash: hashed again below,
                             // and kept as it is unless that finds otherwise.
-                            to_hash.push((path.clone(), node.clone()));
+                            to_hash.push(i);
                         }
                     }
                     _ => {
                         node.hash = None;
-                        to_hash.push((path.clone(), node.clone()));
+                        to_hash.push(i);
                     }
                 }
             }
-            if self.state.local.get(&path) != Some(&node) {
-                self.change(StateChange::Local(path, Some(node)));
+            if self.state.local.get(path) != Some(&*node) {
+                self.change(StateChange::Local(path.clone(), Some(node.clone())));
             }
         }
-        let gone: Vec<ServerPath> = self
-            .state
-            .local
-            .paths()
-            .filter(|p| !seen.contains(*p))
-            .cloned()
-            .collect();
+        let gone: Vec<ServerPath> = {
+            let seen: HashSet<&ServerPath> = scanned.iter().map(|(path, _)| path).collect();
+            self.state
+                .local
+                .paths()
+                .filter(|p| !seen.contains(*p))
+                .cloned()
+                .collect()
+        };
         for path in gone {
             self.change(StateChange::Local(path, None));
         }
@@ -471,9 +477,14 @@ impl<E: Env, P: Persist> Engine<E, P> {
         // A group of runs at a time, saved as it goes, so that hashing a whole tree
         // again (after a first sync's downloads, all racy) never holds every result and
         // change at once.
-        let mut runs = hash_runs(to_hash).into_iter().peekable();
+        let mut runs = hash_runs(&scanned, &to_hash).into_iter().peekable();
+        drop(to_hash);
         while runs.peek().is_some() {
-            let group: Vec<_> = runs.by_ref().take(HASH_GROUP).collect();
+            let group: Vec<Vec<(ServerPath, LocalNode)>> = runs
+                .by_ref()
+                .take(HASH_GROUP)
+                .map(|run| run.into_iter().map(|i| scanned[i].clone()).collect())
+                .collect();
             let env = &self.env;
             let hashed: Vec<_> = futures::stream::iter(group)
                 .map(|run| async move {
@@ -941,12 +952,13 @@ mod tests {
         for i in 0..5 {
             files.push(file(&format!("m{i}"), SMALL_FILE));
         }
-        let runs = hash_runs(files.clone());
+        let all: Vec<usize> = (0..files.len()).collect();
+        let runs = hash_runs(&files, &all);
         let sizes: Vec<usize> = runs.iter().map(Vec::len).collect();
         // 64 small; the big file alone; 64 small (6 before it, 58 after); the last 22
         // small with four 1 MiB files, cut there at 4 MiB; the fifth.
         assert_eq!(sizes, vec![64, 1, 64, 26, 1]);
-        assert_eq!(runs[1][0].0, files[70].0);
+        assert_eq!(runs[1][0], 70);
         let flat: Vec<_> = runs.into_iter().flatten().collect();
         assert_eq!(flat.len(), files.len(), "every file is hashed once");
     }
