@@ -1,6 +1,8 @@
 //! Names for conflict copies, as a user of Dropbox knows them:
 //! `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`.
 
+use crate::display::civil_from_days;
+
 /// The name a conflicting write is stored under. `stamp` is the UTC time as
 /// `YYYY-MM-DD HHMMSS`; the caller formats it, so this stays free of clocks.
 pub fn conflict_name(name: &str, device: &str, stamp: &str) -> String {
@@ -54,20 +56,6 @@ pub fn format_stamp(unix_seconds: i64) -> String {
         (secs / 60) % 60,
         secs % 60
     )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

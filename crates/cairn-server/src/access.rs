@@ -79,6 +79,11 @@ impl Access {
         &self.mounts
     }
 
+    /// Every namespace the caller reads, the home first.
+    pub fn namespaces(&self) -> Vec<NamespaceId> {
+        self.readable().into_iter().map(|(ns, _)| ns).collect()
+    }
+
     /// Every namespace the caller reads, the home first, with its mount (none for the
     /// home).
     pub fn readable(&self) -> Vec<(NamespaceId, Option<&Membership>)> {

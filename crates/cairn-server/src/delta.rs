@@ -127,11 +127,6 @@ pub(crate) fn positions(
         .collect())
 }
 
-/// The namespaces the caller reads, the home first.
-pub(crate) fn readable(access: &Access) -> Vec<NamespaceId> {
-    access.readable().into_iter().map(|(ns, _)| ns).collect()
-}
-
 /// The changes after the cursor in every namespace the caller reads, with paths as the
 /// caller sees them.
 ///
@@ -145,7 +140,7 @@ async fn delta(
     Query(q): Query<DeltaQuery>,
 ) -> ApiResult<Json<proto::DeltaResponse>> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let mut positions = positions(&readable(&access), q.cursor.as_deref())?;
+    let mut positions = positions(&access.namespaces(), q.cursor.as_deref())?;
     let mut changes = Vec::new();
     let mut has_more = false;
     for position in &mut positions {
@@ -185,7 +180,7 @@ async fn latest(
     access: Access,
 ) -> ApiResult<Json<proto::CursorResponse>> {
     let mut positions = Vec::new();
-    for ns in readable(&access) {
+    for ns in access.namespaces() {
         positions.push(Position {
             ns,
             seq: state.meta.journal_head(ns).await?,

@@ -991,6 +991,47 @@ where
         .collect())
 }
 
+/// The body of a download: `(block, from, to)` slices of the file's blocks, in order.
+///
+/// The first block is read before answering, so a damaged file whose first block is bad
+/// gets a clean error status. Later blocks are fetched one ahead of the one being sent;
+/// one that fails verification ends the stream with an error, so the client sees a
+/// short body, never wrong bytes.
+pub(crate) async fn block_body(
+    state: &AppState,
+    file: &ServerPath,
+    pieces: Vec<(BlockHash, usize, usize)>,
+) -> ApiResult<Body> {
+    let mut pieces = pieces.into_iter();
+    let head = match pieces.next() {
+        Some((hash, from, to)) => {
+            let data = state
+                .blocks
+                .get_required(hash)
+                .await
+                .map_err(|err| ApiError::from_required_block(err, Some(file)))?;
+            metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);
+            Some(Ok::<_, std::io::Error>(data.slice(from..to)))
+        }
+        None => None,
+    };
+    let store = state.blocks.clone();
+    let rest = futures::stream::iter(pieces)
+        .map(move |(hash, from, to)| {
+            let store = store.clone();
+            async move {
+                let data = store.get_required(hash).await.map_err(|err| {
+                    tracing::error!("download of block {hash} failed, response cut short: {err}");
+                    std::io::Error::other(err.to_string())
+                })?;
+                metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);
+                Ok::<_, std::io::Error>(data.slice(from..to))
+            }
+        })
+        .buffered(2);
+    Ok(Body::from_stream(futures::stream::iter(head).chain(rest)))
+}
+
 /// A parsed `Range` header: the first and last byte wanted, inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ByteRange {
@@ -1089,40 +1130,9 @@ async fn download(
         pieces.push((block.hash, from, to));
     }
 
-    // The first block is read before answering, so a damaged file whose first block is
-    // bad gets a clean error status. Later blocks are fetched one ahead of the one being
-    // sent; one that fails verification ends the stream with an error, so the client
-    // sees a short body, never wrong bytes.
-    let mut pieces = pieces.into_iter();
-    let head = match pieces.next() {
-        Some((hash, from, to)) => {
-            let data = state
-                .blocks
-                .get_required(hash)
-                .await
-                .map_err(|err| ApiError::from_required_block(err, Some(&path)))?;
-            metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);
-            Some(Ok::<_, std::io::Error>(data.slice(from..to)))
-        }
-        None => None,
-    };
-    let store = state.blocks.clone();
-    let rest = futures::stream::iter(pieces)
-        .map(move |(hash, from, to)| {
-            let store = store.clone();
-            async move {
-                let data = store.get_required(hash).await.map_err(|err| {
-                    tracing::error!("download of block {hash} failed, response cut short: {err}");
-                    std::io::Error::other(err.to_string())
-                })?;
-                metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);
-                Ok::<_, std::io::Error>(data.slice(from..to))
-            }
-        })
-        .buffered(2);
-    let body = futures::stream::iter(head).chain(rest);
+    let body = block_body(&state, &path, pieces).await?;
 
-    let mut response = Response::new(Body::from_stream(body));
+    let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

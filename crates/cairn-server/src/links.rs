@@ -25,6 +25,7 @@ use crate::access::{Access, Need};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
+use crate::gc::now_ms;
 use crate::routes::Routes;
 use crate::state::AppState;
 
@@ -84,13 +85,6 @@ fn is_token(token: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Where a link's target is now, reached with its creator's rights.
 #[derive(Debug)]
 struct Reached {
@@ -108,7 +102,7 @@ async fn reach(
     link: &Link,
     need: Need,
 ) -> ApiResult<Option<Reached>> {
-    if !access.readable().iter().any(|(ns, _)| *ns == link.ns) {
+    if !access.namespaces().contains(&link.ns) {
         return Ok(None);
     }
     let entry = match link.entry {

@@ -73,7 +73,7 @@ async fn list(
         .limit
         .unwrap_or(DEFAULT_LIST_LIMIT)
         .clamp(1, MAX_LIST_LIMIT);
-    let namespaces: Vec<NamespaceId> = access.readable().into_iter().map(|(ns, _)| ns).collect();
+    let namespaces = access.namespaces();
     let items = state
         .meta
         .list_trash_of(&namespaces, q.after.map(TrashId), limit)

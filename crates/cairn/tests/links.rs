@@ -3,38 +3,9 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use support::{Server, ADMIN_PASSWORD};
-
-/// A plain HTTP/1.1 GET with extra header lines: the status and the body.
-fn fetch(url: &str, headers: &[&str]) -> (u16, Vec<u8>) {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, response[split + 4..].to_vec())
-}
+use support::{http_fetch, Server, ADMIN_PASSWORD};
 
 #[test]
 fn links_are_made_listed_and_revoked_from_the_command_line() {
@@ -50,7 +21,7 @@ fn links_are_made_listed_and_revoked_from_the_command_line() {
     let url = url.trim();
     assert!(url.starts_with(&format!("{}/s/", server.url)), "{url}");
     assert_eq!(url.lines().count(), 1);
-    let (status, body) = fetch(&format!("{url}/download"), &[]);
+    let (status, body) = http_fetch(&format!("{url}/download"), &[]);
     assert_eq!((status, body.as_slice()), (200, &b"quarterly numbers"[..]));
 
     // With a password, an expiry and a limit.
@@ -85,9 +56,9 @@ fn links_are_made_listed_and_revoked_from_the_command_line() {
     let week = 7 * 86_400_000;
     assert!((expires - now - week).abs() < 60_000, "{expires} vs {now}");
     let guarded_url = guarded["url"].as_str().unwrap();
-    let (status, _) = fetch(&format!("{guarded_url}/download"), &[]);
+    let (status, _) = http_fetch(&format!("{guarded_url}/download"), &[]);
     assert_eq!(status, 401);
-    let (status, body) = fetch(
+    let (status, body) = http_fetch(
         &format!("{guarded_url}/download"),
         &["X-Cairn-Link-Password: s3cret"],
     );
@@ -119,7 +90,7 @@ fn links_are_made_listed_and_revoked_from_the_command_line() {
     );
 
     admin.ok(&["link", "revoke", &id]);
-    let (status, _) = fetch(
+    let (status, _) = http_fetch(
         &format!("{guarded_url}/download"),
         &["X-Cairn-Link-Password: s3cret"],
     );

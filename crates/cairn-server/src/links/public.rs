@@ -25,7 +25,7 @@ use axum::routing::get;
 use axum::Form;
 use cairn_core::ServerPath;
 use cairn_meta::{Actor, BlockRef, CommitFile, Entry, EntryKind, Link, User};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use serde::Deserialize;
 
 use super::html::{self, Page};
@@ -33,7 +33,7 @@ use super::{below, is_token, now_ms, reach_as_creator, Reached};
 use crate::access::Need;
 use crate::error::ApiError;
 use crate::extract::Query;
-use crate::metrics::{BLOCK_BYTES_SENT, COMMITS};
+use crate::metrics::COMMITS;
 use crate::routes::Routes;
 use crate::state::AppState;
 
@@ -130,6 +130,19 @@ async fn find(state: &AppState, token: &str, what: Use) -> Result<Found, Page> {
         }),
         None => Err(html::not_found()),
     }
+}
+
+/// [`find`], for a visitor who must have given the link's password (see [`prove`]).
+async fn open(
+    state: &AppState,
+    token: &str,
+    what: Use,
+    headers: &HeaderMap,
+    addr: SocketAddr,
+) -> Result<Found, Page> {
+    let found = find(state, token, what).await?;
+    prove(state, &found.link, headers, addr).await?;
+    Ok(found)
 }
 
 /// Checks that the visitor gave the link's password (a cookie from the form, or the
@@ -273,8 +286,7 @@ async fn show_page(
     query: Result<Query<SubQuery>, ApiError>,
 ) -> Result<Response, Page> {
     let sub = sub_path(query)?;
-    let found = find(state, token, Use::View).await?;
-    prove(state, &found.link, headers, addr).await?;
+    let found = open(state, token, Use::View, headers, addr).await?;
     if found.link.upload_only {
         if !sub.is_root() {
             return Err(html::not_found());
@@ -402,8 +414,7 @@ async fn download_file(
     query: Result<Query<SubQuery>, ApiError>,
 ) -> Result<Response, Page> {
     let sub = sub_path(query)?;
-    let found = find(state, token, Use::Read).await?;
-    prove(state, &found.link, headers, addr).await?;
+    let found = open(state, token, Use::Read, headers, addr).await?;
     let entry = entry_below(state, &found, &sub, EntryKind::File).await?;
     let Some(rev) = entry.rev else {
         return Err(html::not_found());
@@ -416,36 +427,13 @@ async fn download_file(
     let size: u64 = blocks.iter().map(|b| u64::from(b.size)).sum();
     count(state, &found.link, method).await?;
 
-    // The first block is read before answering, so a damaged file gets an error page;
-    // a later one that fails verification cuts the body short, never sends wrong bytes.
-    let mut hashes = blocks.into_iter().map(|b| b.hash);
-    let head = match hashes.next() {
-        Some(hash) => {
-            let data = state
-                .blocks
-                .get_required(hash)
-                .await
-                .map_err(|e| failed(ApiError::from_required_block(e, Some(&entry.path))))?;
-            metrics::counter!(BLOCK_BYTES_SENT).increment(data.len() as u64);
-            Some(Ok::<_, io::Error>(data))
-        }
-        None => None,
-    };
-    let store = state.blocks.clone();
-    let rest = futures::stream::iter(hashes)
-        .map(move |hash| {
-            let store = store.clone();
-            async move {
-                let data = store.get_required(hash).await.map_err(|err| {
-                    tracing::error!("link download of block {hash} failed, cut short: {err}");
-                    io::Error::other(err.to_string())
-                })?;
-                metrics::counter!(BLOCK_BYTES_SENT).increment(data.len() as u64);
-                Ok::<_, io::Error>(data)
-            }
-        })
-        .buffered(2);
-    let body = Body::from_stream(futures::stream::iter(head).chain(rest));
+    let pieces = blocks
+        .iter()
+        .map(|b| (b.hash, 0, b.size as usize))
+        .collect();
+    let body = crate::files::block_body(state, &entry.path, pieces)
+        .await
+        .map_err(failed)?;
     let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(
@@ -481,8 +469,7 @@ async fn zip_response(
     query: Result<Query<SubQuery>, ApiError>,
 ) -> Result<Response, Page> {
     let sub = sub_path(query)?;
-    let found = find(state, token, Use::Read).await?;
-    prove(state, &found.link, headers, addr).await?;
+    let found = open(state, token, Use::Read, headers, addr).await?;
     let folder = entry_below(state, &found, &sub, EntryKind::Folder).await?;
     count(state, &found.link, method).await?;
     let top = match sub.name() {
@@ -599,8 +586,7 @@ async fn upload_files(
     headers: &HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, Page> {
-    let found = find(state, token, Use::Drop).await?;
-    prove(state, &found.link, headers, addr).await?;
+    let found = open(state, token, Use::Drop, headers, addr).await?;
     check_room(state, &found, headers).await?;
     let Ok(mut multipart) = multipart else {
         return Err(html::error(
@@ -687,8 +673,7 @@ async fn upload_body(
     query: Result<Query<NameQuery>, ApiError>,
     body: Body,
 ) -> Result<Response, Page> {
-    let found = find(state, token, Use::Drop).await?;
-    prove(state, &found.link, headers, addr).await?;
+    let found = open(state, token, Use::Drop, headers, addr).await?;
     let Some(name) = query
         .ok()
         .and_then(|Query(q)| q.name)

@@ -11,6 +11,7 @@ use std::io::{self, Write};
 
 use axum::body::Body;
 use bytes::Bytes;
+use cairn_core::display::civil_from_days;
 use cairn_core::{NamespaceId, ServerPath};
 use cairn_meta::EntryKind;
 use tokio::runtime::Handle;
@@ -141,19 +142,6 @@ fn zip_time(ms: i64) -> DateTime {
         .ok()
     });
     stamp.unwrap_or_default()
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Collects written bytes into chunks of [`CHUNK`] and hands each to the response

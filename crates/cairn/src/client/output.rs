@@ -2,6 +2,9 @@
 
 use cairn_proto::{EntryInfo, EntryKind, TrashItem};
 
+use cairn_core::display::civil_from_days;
+pub use cairn_core::display::human_size;
+
 /// Normalizes a remote path the way a user means it: a leading '/' is added when
 /// missing and one trailing '/' is dropped, so `docs/` means `/docs`. Everything else
 /// (`..`, empty segments, over-long names) is left for the server to judge.
@@ -31,21 +34,6 @@ pub fn remote_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or("")
 }
 
-/// Bytes in binary units, for people: `512 B`, `1.5 KiB`, `3.2 GiB`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 /// A Unix time in milliseconds as `YYYY-MM-DD HH:MM` in UTC.
 pub fn format_time(millis: i64) -> String {
     let secs = millis.div_euclid(1000);
@@ -57,21 +45,6 @@ pub fn format_time(millis: i64) -> String {
         of_day / 3600,
         of_day % 3600 / 60
     )
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day) in
-/// the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// One line of `cairn ls`: kind, size, modification time (UTC), name.

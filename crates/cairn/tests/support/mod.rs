@@ -247,6 +247,11 @@ pub fn same_content(a: &Path, b: &Path) -> bool {
 
 /// A plain HTTP/1.1 GET over loopback, enough for `/metrics` without a client crate.
 pub fn http_get(url: &str) -> String {
+    String::from_utf8_lossy(&http_fetch(url, &[]).1).into_owned()
+}
+
+/// A plain HTTP/1.1 GET with extra header lines (`Name: value`): the status and body.
+pub fn http_fetch(url: &str, headers: &[&str]) -> (u16, Vec<u8>) {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest
         .split_once('/')
@@ -256,16 +261,21 @@ pub fn http_get(url: &str) -> String {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, response[split + 4..].to_vec())
 }
 
 pub fn wait_until(mut f: impl FnMut() -> bool, timeout: Duration) -> bool {
