@@ -32,8 +32,11 @@ pub(crate) const LOGIN_HINT: &str = "run `cairn login URL --user NAME` first";
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Log in to a server and remember the login in the config folder.
+    ///
+    /// Without a scheme (`files.example.org`, `127.0.0.1:8080`), https:// is assumed;
+    /// give http:// explicitly for a server without TLS.
     Login {
-        /// The server's URL, such as http://127.0.0.1:8080.
+        /// The server's URL, such as https://files.example.org or http://127.0.0.1:8080.
         url: String,
         /// The user name.
         #[arg(long)]
@@ -54,8 +57,8 @@ pub enum ClientCommand {
     },
     /// List a folder.
     ///
-    /// One line per entry: 'd' for a folder or '-' for a file, size in bytes,
-    /// modification time (UTC), name.
+    /// A table with a line per entry: size (exact bytes with --json), modification
+    /// time (UTC), name (a folder's ends in '/').
     Ls {
         /// The folder on the server.
         #[arg(default_value = "/")]
@@ -404,7 +407,24 @@ async fn login(
     device: Option<String>,
 ) -> anyhow::Result<()> {
     let dir = config::config_dir(opts.config_dir.as_deref())?;
-    let client = Client::new(url, None).context("cannot log in")?;
+    let (full_url, assumed_https) = with_scheme(url)?;
+    let client = Client::new(&full_url, None).context("cannot log in")?;
+    // Reach the server before asking for a password, so that a wrong address is said
+    // at once; and when https:// was only assumed, say so.
+    if let Err(err) = client.server_info().await {
+        if assumed_https && matches!(err, ClientError::Http(_)) {
+            bail!(
+                "cannot log in to {}: {err}; {url:?} has no scheme, so https:// was assumed: \
+                 for a server without TLS, give http://{} instead",
+                client.base_url(),
+                url.trim()
+            );
+        }
+        return Err(explain(
+            err,
+            &format!("cannot log in to {}", client.base_url()),
+        ));
+    }
     let password = read_password(password_stdin, user, client.base_url())?;
     let device = device.unwrap_or_else(default_device_name);
     let request = LoginRequest {
@@ -431,6 +451,21 @@ async fn login(
         path.display()
     );
     Ok(())
+}
+
+/// The server's URL with a scheme: as given if it has one, else with `https://` in front
+/// (and `true`, so a failure can say so). A host name alone is what people type, and
+/// sending a password in clear by guessing `http://` is not a guess to make for them.
+fn with_scheme(input: &str) -> anyhow::Result<(String, bool)> {
+    let input = input.trim();
+    if input.is_empty() {
+        bail!("no server URL given, such as https://files.example.org");
+    }
+    if input.contains("://") {
+        Ok((input.to_owned(), false))
+    } else {
+        Ok((format!("https://{input}"), true))
+    }
 }
 
 /// The password from standard input (`--password-stdin`, or when it is not a terminal),
@@ -503,12 +538,7 @@ async fn ls(session: &Session, path: &str, json: bool) -> anyhow::Result<()> {
     if json {
         print_json(&entries)?;
     } else {
-        let mut out = String::new();
-        for entry in &entries {
-            out.push_str(&output::entry_line(entry));
-            out.push('\n');
-        }
-        print!("{out}");
+        print!("{}", output::entries_table(&entries));
     }
     Ok(())
 }
@@ -538,20 +568,7 @@ async fn versions(session: &Session, path: &str, json: bool) -> anyhow::Result<(
     if json {
         print_json(&list.versions)?;
     } else {
-        for v in &list.versions {
-            println!(
-                "{:>8}  {}  {:>10}  {}{}  {}",
-                v.id,
-                output::format_time(v.created_at),
-                output::human_size(v.size),
-                v.user,
-                v.device
-                    .as_deref()
-                    .map(|d| format!(" on {d}"))
-                    .unwrap_or_default(),
-                &v.content_hash[..16],
-            );
-        }
+        print!("{}", output::versions_table(&list.versions));
     }
     Ok(())
 }
@@ -583,12 +600,7 @@ async fn share(command: ShareCommand) -> anyhow::Result<()> {
             if json {
                 print_json(&shares)?;
             } else {
-                let mut out = String::new();
-                for share in &shares {
-                    out.push_str(&output::share_line(share));
-                    out.push('\n');
-                }
-                print!("{out}");
+                print!("{}", output::shares_table(&shares));
             }
         }
         ShareCommand::Remove { path, with, opts } => {
@@ -617,12 +629,7 @@ async fn trash(command: TrashCommand) -> anyhow::Result<()> {
             if json {
                 print_json(&items)?;
             } else {
-                let mut out = String::new();
-                for item in &items {
-                    out.push_str(&output::trash_line(item));
-                    out.push('\n');
-                }
-                print!("{out}");
+                print!("{}", output::trash_table(&items));
             }
         }
         TrashCommand::Restore {
@@ -692,10 +699,9 @@ async fn trash(command: TrashCommand) -> anyhow::Result<()> {
                 print_json(&purged)?;
             } else {
                 let bytes: u64 = purged.iter().map(|i| i.size).sum();
-                let s = if purged.len() == 1 { "" } else { "s" };
                 println!(
-                    "purged {} item{s} ({}) from the trash",
-                    purged.len(),
+                    "purged {} ({}) from the trash",
+                    output::count(purged.len() as u64, "item"),
                     output::human_size(bytes)
                 );
             }
