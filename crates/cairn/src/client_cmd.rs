@@ -4,8 +4,14 @@
 
 #[path = "client/config.rs"]
 mod config;
+#[path = "client/local.rs"]
+mod local;
 #[path = "client/output.rs"]
 pub(crate) mod output;
+#[path = "client/stdio.rs"]
+mod stdio;
+#[path = "client/tree.rs"]
+mod tree;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -86,31 +92,56 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Upload a file.
+    /// Upload a file, standard input, or (with -r) a folder.
     ///
     /// REMOTE may be a folder (or end with '/') to upload into it. An existing file there
     /// is replaced, unless it changes on the server during the upload.
+    ///
+    /// With LOCAL '-', standard input is uploaded as it arrives; REMOTE must then name
+    /// the file (a stream has no name to put in a folder). Write ./- for a file named '-'.
+    ///
+    /// With -r, LOCAL's whole tree, as cp -r copies it: REMOTE becomes the folder, or,
+    /// when REMOTE is an existing folder or ends with '/', the folder goes inside it.
+    /// Files already there are replaced; symbolic links inside LOCAL are skipped, never
+    /// followed; a file the server refuses is reported and the rest go on (the command
+    /// then fails, listing them).
     Put {
-        /// The local file.
+        /// The local file or folder, or '-' for standard input.
         local: PathBuf,
         /// Where on the server.
         remote: String,
-        /// Print the server's answer (the new entry) as JSON.
+        /// Upload a folder and everything in it.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Print the server's answer (the new entry; with -r, a summary) as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Download a file.
+    /// Download a file, to a file or standard output, or (with -r) a folder.
     ///
     /// LOCAL may be an existing folder to download into it. The file is written under a
-    /// temporary name and renamed into place once complete and verified.
+    /// temporary name and renamed into place once complete and verified. Only a regular
+    /// file is replaced: a symbolic link, pipe or device at LOCAL is refused.
+    ///
+    /// With LOCAL '-', the file goes to standard output, each block verified before it
+    /// is written; if one cannot be had intact, the command fails and says the output
+    /// is incomplete. Write ./- for a file named '-'.
+    ///
+    /// With -r, REMOTE's whole tree, as cp -r copies it: LOCAL becomes the folder, or,
+    /// when LOCAL is an existing folder or ends with '/', the folder goes inside it.
+    /// Nothing is written outside it: a name that cannot exist here is reported, as is
+    /// anything but a regular file in the way.
     Get {
-        /// The file on the server.
+        /// The file or folder on the server.
         remote: String,
-        /// Where on this machine.
+        /// Where on this machine, or '-' for standard output.
         local: PathBuf,
-        /// Print the downloaded entry as JSON.
+        /// Download a folder and everything in it.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Print the downloaded entry (with -r, a summary) as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -300,15 +331,44 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Put {
             local,
             remote,
+            recursive,
             json,
             opts,
-        } => put(&session(&opts)?, &local, &remote, json).await?,
+        } => {
+            let session = session(&opts)?;
+            if local.as_os_str() == "-" {
+                if recursive {
+                    bail!("-r cannot go with '-': standard input is one file");
+                }
+                stdio::put_from_stdin(&session, &remote, json).await?
+            } else if recursive && local.is_dir() {
+                tree::put_tree(&session, &local, &remote, json).await?
+            } else {
+                put(&session, &local, &remote, json).await?
+            }
+        }
         ClientCommand::Get {
             remote,
             local,
+            recursive,
             json,
             opts,
-        } => get(&session(&opts)?, &remote, &local, json).await?,
+        } => {
+            let session = session(&opts)?;
+            if local.as_os_str() == "-" {
+                if json {
+                    bail!("--json cannot go with '-': standard output carries the file");
+                }
+                if recursive {
+                    bail!("-r cannot go with '-': standard output takes one file");
+                }
+                stdio::get_to_stdout(&session, &remote).await?
+            } else if recursive {
+                tree::get_tree(&session, &remote, &local, json).await?
+            } else {
+                get(&session, &remote, &local, json).await?
+            }
+        }
         ClientCommand::Mv { from, to, opts } => {
             move_or_copy(&session(&opts)?, &from, &to, Transfer::Move).await?
         }
@@ -785,7 +845,7 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
         std::fs::metadata(local).with_context(|| format!("cannot upload {}", local.display()))?;
     if metadata.is_dir() {
         bail!(
-            "{} is a folder: `cairn put` uploads one file (use `cairn sync` for folders)",
+            "{} is a folder: upload it with `cairn put -r` (or keep it in sync with `cairn sync`)",
             local.display()
         );
     }
@@ -867,26 +927,26 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
             )
         }
     })?;
-    report_upload(&outcome.commit, outcome.stats, local);
+    report_upload(&outcome.commit, outcome.stats, &local.display().to_string());
     if json {
         print_json(&outcome.commit)?;
     }
     Ok(())
 }
 
-fn report_upload(commit: &CommitResponse, stats: cairn_client::UploadStats, local: &Path) {
+/// The line on stderr after an upload of `from` (a local path, or standard input).
+fn report_upload(commit: &CommitResponse, stats: cairn_client::UploadStats, from: &str) {
     let renamed = if commit.renamed {
         " (stored under a conflict name)"
     } else {
         ""
     };
     eprintln!(
-        "uploaded {} to {}{renamed}: {}, {} of {} blocks sent ({})",
-        local.display(),
+        "uploaded {from} to {}{renamed}: {}, {} of {} sent ({})",
         commit.entry.path,
         output::human_size(stats.bytes_total),
         stats.blocks_uploaded,
-        stats.blocks_total,
+        output::count(stats.blocks_total, "block"),
         output::human_size(stats.bytes_sent_payload),
     );
 }
@@ -900,7 +960,7 @@ async fn get(session: &Session, remote: &str, local: &Path, json: bool) -> anyho
         .doing(|| format!("cannot download {remote}"))?;
     if entry.kind == EntryKind::Folder {
         bail!(
-            "{remote} is a folder: `cairn get` downloads one file (use `cairn sync` for folders)"
+            "{remote} is a folder: download it with `cairn get -r` (or keep it in sync with `cairn sync`)"
         );
     }
     let target = if local.is_dir() {
@@ -917,14 +977,32 @@ async fn get(session: &Session, remote: &str, local: &Path, json: bool) -> anyho
     } else {
         local.to_owned()
     };
+    // Renaming a temp file over a link, a pipe or a device would replace it (as
+    // `/dev/stdout` was once replaced by a file): refuse, before and at the rename.
+    match local::check_destination(&target) {
+        Ok(Ok(())) => {}
+        Ok(Err(in_the_way)) => bail!(
+            "cannot download {remote} to {}: {in_the_way}",
+            target.display()
+        ),
+        Err(err) => bail!("cannot download {remote} to {}: {err}", target.display()),
+    }
 
     let bar = progress_bar(entry.size);
     let options = DownloadOptions {
         progress: Some(progress_fn(&bar)),
+        may_replace: Some(local::replace_only_files()),
         ..DownloadOptions::default()
     };
     let result = client.download_file(&remote, &target, options).await;
     bar.finish_and_clear();
+    if let Err(ClientError::DestinationChanged { path }) = &result {
+        bail!(
+            "cannot download {remote} to {}: something other than a regular file appeared \
+             there during the download; it was left alone",
+            path.display()
+        );
+    }
     if result.as_ref().is_err_and(ClientError::is_block_damaged) {
         // The download wrote nothing (its temp file is gone); say what to do.
         bail!(
@@ -1009,7 +1087,45 @@ pub(crate) fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
+/// A spinner counting bytes of unknown total on stderr, hidden when stderr is not a
+/// terminal.
+fn progress_spinner() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{spinner} {bytes} {bytes_per_sec}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar
+}
+
 fn progress_fn(bar: &ProgressBar) -> ProgressFn {
     let bar = bar.clone();
     Arc::new(move |done| bar.set_position(done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_without_a_scheme_gets_https() {
+        let check = |input: &str, want: &str, assumed: bool| {
+            assert_eq!(
+                with_scheme(input).unwrap(),
+                (want.to_owned(), assumed),
+                "{input:?}"
+            );
+        };
+        check("files.example.org", "https://files.example.org", true);
+        check(" 127.0.0.1:8080 ", "https://127.0.0.1:8080", true);
+        check("http://127.0.0.1:8080", "http://127.0.0.1:8080", false);
+        check(
+            "https://example.org/cairn",
+            "https://example.org/cairn",
+            false,
+        );
+        assert!(with_scheme("  ").is_err());
+    }
 }
