@@ -642,6 +642,8 @@ fn put_r_and_get_r_round_trip_a_thousand_file_tree_in_batches() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["files"], 1001, "{report}");
+    // back itself and the 111 folders below it.
+    assert_eq!(report["folders"], 112, "{report}");
     assert_eq!(report["failed"], serde_json::json!([]), "{report}");
     let lists = requests(&server, "files/list") - lists;
     let content_batches = requests(&server, "files/content_batch") - content_batches;

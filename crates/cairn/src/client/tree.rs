@@ -482,9 +482,9 @@ pub(super) async fn get_tree(
     // The folder named on the command line may be a link to a folder; below it, and
     // for a folder created inside it, nothing but real folders.
     let named = top == local;
-    match fs::symlink_metadata(&top) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) if named && top.is_dir() => {}
+    let made_top = match fs::symlink_metadata(&top) {
+        Ok(meta) if meta.is_dir() => false,
+        Ok(_) if named && top.is_dir() => false,
         Ok(meta) => bail!(
             "cannot download {remote} to {}: it is {}",
             top.display(),
@@ -496,13 +496,15 @@ pub(super) async fn get_tree(
                     .with_context(|| format!("cannot create {}", local.display()))?;
             }
             fs::create_dir(&top).with_context(|| format!("cannot create {}", top.display()))?;
+            true
         }
         Err(err) => bail!("cannot download {remote} to {}: {err}", top.display()),
-    }
+    };
 
     let mut report = TreeReport {
         local: top.display().to_string(),
         remote: remote.clone(),
+        folders: u64::from(made_top),
         ..TreeReport::default()
     };
     let entries = client
