@@ -849,6 +849,14 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
             local.display()
         );
     }
+    if !metadata.is_file() {
+        // A pipe or a device (/dev/stdin) can be read once, as a stream.
+        bail!(
+            "{} is {}: `cairn put` reads a regular file; give '-' to upload standard input",
+            local.display(),
+            local::describe(metadata.file_type())
+        );
+    }
     let name = local.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
         anyhow!(
             "{} has no usable file name (it must be UTF-8)",

@@ -543,6 +543,13 @@ fn put_reads_standard_input_as_it_comes() {
     );
     assert_eq!(client.json(&["stat", "/in/empty", "--json"])["size"], 0);
 
+    // A device is not a file to upload; '-' is the way to send a stream.
+    #[cfg(unix)]
+    client.fails(
+        &["put", "/dev/null", "/null"],
+        "give '-' to upload standard input",
+    );
+
     // A stream has no name to put in a folder.
     for folder in ["/in", "/in/", "/"] {
         let out = client.run_with_stdin_bytes(&["put", "-", folder], b"x");
