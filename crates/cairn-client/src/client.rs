@@ -735,6 +735,13 @@ fn normalize_base_url(input: &str) -> Result<String, ClientError> {
         reason: reason.to_owned(),
     };
     let trimmed = input.trim();
+    // Without "://", "host:8080" would parse as the scheme "host" and "127.0.0.1:8080"
+    // not at all ("relative URL without a base"): say what is missing instead.
+    if !trimmed.contains("://") {
+        return Err(invalid(
+            "it has no scheme: start it with https:// (or http:// for a server without TLS)",
+        ));
+    }
     let url = reqwest::Url::parse(trimmed).map_err(|err| invalid(&err.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("it must start with http:// or https://"));
@@ -775,6 +782,10 @@ mod tests {
             "not a url",
         ] {
             assert!(normalize_base_url(bad).is_err(), "{bad:?} accepted");
+        }
+        for no_scheme in ["127.0.0.1:8080", "example.com", "localhost:8080"] {
+            let err = normalize_base_url(no_scheme).unwrap_err().to_string();
+            assert!(err.contains("no scheme"), "{no_scheme:?}: {err}");
         }
     }
 

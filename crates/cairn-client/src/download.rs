@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_core::{content_hash, BlockHash};
-use cairn_proto::{EntryInfo, EntryKind};
+use cairn_proto::{EntryInfo, EntryKind, FileBlocksResponse};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::ClientError;
@@ -122,46 +122,23 @@ impl Client {
         options: DownloadOptions,
     ) -> Result<DownloadOutcome, ClientError> {
         let listing = self.file_blocks(remote).await?;
-        let entry = listing.entry;
-        if entry.kind != EntryKind::File {
-            return Err(ClientError::NotAFile {
-                path: entry.path.clone(),
-            });
-        }
-
-        let mut blocks = Vec::with_capacity(listing.blocks.len());
+        let (entry, blocks) = verified_block_list(listing)?;
         let mut placements: Vec<BlockPlacement> = Vec::new();
         let mut index: HashMap<BlockHash, usize> = HashMap::new();
         let mut offset = 0u64;
-        for block in &listing.blocks {
-            let hash = BlockHash::from_hex(&block.hash)
-                .map_err(|err| ClientError::Protocol(format!("the server sent {err}")))?;
-            blocks.push((hash, block.size));
+        for &(hash, size) in &blocks {
             let slot = *index.entry(hash).or_insert_with(|| {
                 placements.push(BlockPlacement {
                     hash,
-                    size: block.size,
+                    size,
                     offsets: Vec::new(),
                 });
                 placements.len() - 1
             });
-            if placements[slot].size != block.size {
-                return Err(ClientError::ContentMismatch {
-                    path: entry.path.clone(),
-                });
-            }
             placements[slot].offsets.push(offset);
-            offset += u64::from(block.size);
+            offset += u64::from(size);
         }
         let total = offset;
-        let hash_matches = entry.content_hash.as_deref().is_none_or(|expected| {
-            content_hash(blocks.iter().map(|(hash, _)| hash)).to_hex() == expected
-        });
-        if total != entry.size || !hash_matches {
-            return Err(ClientError::ContentMismatch {
-                path: entry.path.clone(),
-            });
-        }
 
         let temp = create_temp_beside(local)?;
         let file = Arc::new(
@@ -174,7 +151,7 @@ impl Client {
 
         let mut stats = DownloadStats {
             bytes_total: total,
-            blocks_total: listing.blocks.len() as u64,
+            blocks_total: blocks.len() as u64,
             ..DownloadStats::default()
         };
         let temp_path = temp.path().to_owned();
@@ -239,6 +216,93 @@ impl Client {
             placed,
         })
     }
+}
+
+/// A file's content as a stream of verified blocks, in order: see
+/// [`Client::content_stream`].
+pub struct ContentStream<'a> {
+    /// The entry as it was when its block list was read.
+    pub entry: EntryInfo,
+    /// The file's blocks, in order; an error ends the content early.
+    pub blocks: futures::stream::BoxStream<'a, Result<bytes::Bytes, ClientError>>,
+}
+
+impl fmt::Debug for ContentStream<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContentStream")
+            .field("entry", &self.entry.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Streams the remote file `remote` block by block, in order, for a caller that
+    /// writes it somewhere it cannot rename into (standard output). Each block is
+    /// checked against its hash before it is yielded (and the block list against the
+    /// entry's content hash before anything is fetched), so what the caller writes is
+    /// always a correct prefix of the file; a block that cannot be fetched intact ends
+    /// the stream with its error. Up to `parallelism` blocks are fetched ahead, which
+    /// bounds memory by that many blocks.
+    pub async fn content_stream(
+        &self,
+        remote: &str,
+        parallelism: usize,
+    ) -> Result<ContentStream<'_>, ClientError> {
+        let listing = self.file_blocks(remote).await?;
+        let (entry, blocks) = verified_block_list(listing)?;
+        let stream = futures::stream::iter(blocks)
+            .map(move |(hash, size)| async move {
+                let data = self.get_block(&hash).await?;
+                if data.len() != size as usize {
+                    return Err(ClientError::Corrupt {
+                        hash: hash.to_hex(),
+                    });
+                }
+                Ok(data)
+            })
+            .buffered(parallelism.max(1));
+        Ok(ContentStream {
+            entry,
+            blocks: stream.boxed(),
+        })
+    }
+}
+
+/// A file's entry and block list as the server sent them, checked to add up to its
+/// size and content hash before anything is fetched.
+fn verified_block_list(
+    listing: FileBlocksResponse,
+) -> Result<(EntryInfo, Vec<(BlockHash, u32)>), ClientError> {
+    let entry = listing.entry;
+    if entry.kind != EntryKind::File {
+        return Err(ClientError::NotAFile {
+            path: entry.path.clone(),
+        });
+    }
+    let mut blocks = Vec::with_capacity(listing.blocks.len());
+    let mut sizes: HashMap<BlockHash, u32> = HashMap::new();
+    let mut total = 0u64;
+    for block in &listing.blocks {
+        let hash = BlockHash::from_hex(&block.hash)
+            .map_err(|err| ClientError::Protocol(format!("the server sent {err}")))?;
+        // The same block twice must be the same size twice.
+        if *sizes.entry(hash).or_insert(block.size) != block.size {
+            return Err(ClientError::ContentMismatch {
+                path: entry.path.clone(),
+            });
+        }
+        blocks.push((hash, block.size));
+        total += u64::from(block.size);
+    }
+    let hash_matches = entry.content_hash.as_deref().is_none_or(|expected| {
+        content_hash(blocks.iter().map(|(hash, _)| hash)).to_hex() == expected
+    });
+    if total != entry.size || !hash_matches {
+        return Err(ClientError::ContentMismatch {
+            path: entry.path.clone(),
+        });
+    }
+    Ok((entry, blocks))
 }
 
 /// An older copy of the file being downloaded, open, with where each of its blocks is.

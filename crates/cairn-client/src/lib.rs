@@ -1,7 +1,7 @@
 //! A typed HTTP client for a Cairn server's API (`/api/v1`).
 //!
 //! [`Client`] has one method per endpoint, taking and returning the wire types of
-//! `cairn-proto`, plus the two transfers that do real work:
+//! `cairn-proto`, plus the transfers that do real work:
 //!
 //! - [`Client::upload_file`] chunks and hashes a local file with the server's chunker,
 //!   asks in batches which blocks the server lacks, uploads only those in parallel, and
@@ -9,7 +9,11 @@
 //!   whatever the file's size.
 //! - [`Client::download_file`] fetches a file's blocks in parallel, verifies each against
 //!   its hash and the list against the content hash, and renames a fsynced temp file into
-//!   place.
+//!   place; [`Client::content_stream`] yields the same verified blocks in order, for a
+//!   destination that cannot be renamed into (standard output).
+//! - [`Client::upload_reader`] uploads a stream (standard input) chunked as it arrives.
+//! - [`Client::upload_small_files`] and [`Client::download_small_files`] move trees of
+//!   small files in batches; [`Client::list_tree`] lists a folder's whole tree.
 //!
 //! [`Client::subscribe`] keeps a push-notification connection open (WebSocket, else
 //! server-sent events, else long-poll), reconnecting with backoff, and yields
@@ -29,10 +33,13 @@ mod mapped;
 mod notify;
 mod small;
 mod small_fetch;
+mod tree;
 mod upload;
 
 pub use client::{Client, MAX_BATCH_BYTES, MAX_BATCH_ITEMS, MAX_CHECK_HASHES};
-pub use download::{DownloadOptions, DownloadOutcome, DownloadStats, LocalCopy, ReplaceCheck};
+pub use download::{
+    ContentStream, DownloadOptions, DownloadOutcome, DownloadStats, LocalCopy, ReplaceCheck,
+};
 pub use error::ClientError;
 pub use notify::{SubscribeOptions, Subscription, Transport};
 pub use small::{SmallFile, SmallSource};

@@ -27,6 +27,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -116,8 +117,8 @@ pub struct UploadOutcome {
 
 /// Where the chunker takes a file's bytes from.
 enum Source {
-    /// Reading it, for small files (and if mapping fails).
-    Read(File),
+    /// Reading it: small files (and large ones if mapping fails), and streams.
+    Read(Box<dyn Read + Send>),
     /// Its map, for large files.
     Mapped(MappedFile),
 }
@@ -194,12 +195,91 @@ impl Client {
         let source = if worth_mapping(metadata.len(), &config) {
             match MappedFile::map(&file) {
                 Ok(map) => Source::Mapped(map),
-                Err(_) => Source::Read(file),
+                Err(_) => Source::Read(Box::new(file)),
             }
         } else {
-            Source::Read(file)
+            Source::Read(Box::new(file))
         };
+        let (chunked, mut stats) = self
+            .send_chunks(
+                source,
+                local,
+                &config,
+                parallelism,
+                options.progress.as_ref(),
+            )
+            .await?;
+        if changed_since(local, &metadata) {
+            return Err(ClientError::ChangedDuringUpload {
+                path: local.to_owned(),
+            });
+        }
+        let commit = self
+            .commit_blocks(
+                local,
+                remote,
+                &chunked.blocks,
+                &options,
+                &metadata,
+                &mut stats,
+            )
+            .await?;
+        Ok(UploadOutcome { commit, stats })
+    }
 
+    /// Uploads whatever `reader` yields (standard input, a pipe) to the remote path
+    /// `remote` and commits it, chunking it as it arrives: memory stays bounded by the
+    /// same budget as [`Client::upload_file`], however long the stream. `source_name`
+    /// names the stream in errors, such as `standard input`. A stream cannot be read
+    /// twice, so if the server lost a block between its check and the commit (a
+    /// garbage collection raced the upload), the upload fails and must be run again.
+    /// The file's modification time is the time of the commit.
+    pub async fn upload_reader<R: Read + Send + 'static>(
+        &self,
+        reader: R,
+        source_name: &Path,
+        remote: &str,
+        options: UploadOptions,
+    ) -> Result<UploadOutcome, ClientError> {
+        let config = chunker_config(&self.server_info().await?)?;
+        let parallelism = options.parallelism.max(1);
+        let (chunked, stats) = self
+            .send_chunks(
+                Source::Read(Box::new(reader)),
+                source_name,
+                &config,
+                parallelism,
+                options.progress.as_ref(),
+            )
+            .await?;
+        let mtime = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let request = commit_request(remote, &chunked.blocks, &options, mtime);
+        let commit = self.commit(&request).await.map_err(|err| match err {
+            ClientError::Api { code, .. } if code == "missing_blocks" => ClientError::Protocol(
+                "the server lost blocks of the upload before its commit (a garbage \
+                 collection raced it); send it again"
+                    .to_owned(),
+            ),
+            other => other,
+        })?;
+        Ok(UploadOutcome { commit, stats })
+    }
+
+    /// The pipeline of the module's comment: chunks and hashes `source` on a blocking
+    /// thread, checks the chunks in batches and uploads the missing ones, within the
+    /// memory budget. Returns the block list and what was sent; commits nothing.
+    async fn send_chunks(
+        &self,
+        source: Source,
+        source_name: &Path,
+        config: &ChunkerConfig,
+        parallelism: usize,
+        progress: Option<&ProgressFn>,
+    ) -> Result<(ChunkedFile, UploadStats), ClientError> {
+        let config = *config;
         let budget_bytes = memory_budget(&config, parallelism);
         let budget = Arc::new(Semaphore::new(budget_bytes as usize));
         let (tx, rx) = mpsc::channel::<PendingBlock>(64);
@@ -223,7 +303,7 @@ impl Client {
                     tx.blocking_send(block).map_err(|_| Stopped)
                 };
                 match source {
-                    Source::Read(file) => chunk_and_hash(file, &config, |chunk: Chunk| {
+                    Source::Read(reader) => chunk_and_hash(reader, &config, |chunk: Chunk| {
                         hand_over(chunk.hash, Bytes::from(chunk.data))
                     }),
                     Source::Mapped(map) => {
@@ -242,14 +322,14 @@ impl Client {
             budget_bytes,
             max_chunk: config.max_size,
         };
-        let pumped = pump(self, rx, parallelism, options.progress.as_ref(), memory).await;
+        let pumped = pump(self, rx, parallelism, progress, memory).await;
         // Wake the chunker if it waits for memory, so it stops instead of reading on.
         budget.close();
         let chunked = chunker.await;
-        let mut stats = pumped?;
+        let stats = pumped?;
         let chunked = match chunked {
             Ok(Ok(chunked)) => chunked,
-            Ok(Err(ChunkError::Read(err))) => return Err(ClientError::io(local, err)),
+            Ok(Err(ChunkError::Read(err))) => return Err(ClientError::io(source_name, err)),
             Ok(Err(ChunkError::Sink(Stopped))) => {
                 return Err(ClientError::Protocol(
                     "the upload pipeline stopped unexpectedly".to_owned(),
@@ -261,11 +341,6 @@ impl Client {
                 )))
             }
         };
-        if changed_since(local, &metadata) {
-            return Err(ClientError::ChangedDuringUpload {
-                path: local.to_owned(),
-            });
-        }
         if chunked.blocks.len() as u64 != stats.blocks_total {
             return Err(ClientError::Protocol(format!(
                 "the chunker listed {} blocks but handed over {}",
@@ -273,18 +348,7 @@ impl Client {
                 stats.blocks_total
             )));
         }
-
-        let commit = self
-            .commit_blocks(
-                local,
-                remote,
-                &chunked.blocks,
-                &options,
-                &metadata,
-                &mut stats,
-            )
-            .await?;
-        Ok(UploadOutcome { commit, stats })
+        Ok((chunked, stats))
     }
 
     /// Commits `blocks` as the new content of `remote`, with `local`'s modification
@@ -305,19 +369,7 @@ impl Client {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let request = CommitRequest {
-            path: remote.to_owned(),
-            blocks: blocks
-                .iter()
-                .map(|(hash, size)| BlockRef {
-                    hash: hash.to_hex(),
-                    size: *size,
-                })
-                .collect(),
-            base_rev: options.base_rev.clone(),
-            autorename: options.autorename,
-            mtime,
-        };
+        let request = commit_request(remote, blocks, options, mtime);
         match self.commit(&request).await {
             Err(ClientError::Api { code, missing, .. })
                 if code == "missing_blocks" && !missing.is_empty() =>
@@ -432,6 +484,28 @@ impl Client {
         stats.blocks_uploaded += sent.len() as u64;
         stats.bytes_sent_payload += sent.iter().sum::<u64>();
         Ok(())
+    }
+}
+
+/// The commit of `blocks` at `remote` as `options` ask.
+fn commit_request(
+    remote: &str,
+    blocks: &[(BlockHash, u32)],
+    options: &UploadOptions,
+    mtime: Option<i64>,
+) -> CommitRequest {
+    CommitRequest {
+        path: remote.to_owned(),
+        blocks: blocks
+            .iter()
+            .map(|(hash, size)| BlockRef {
+                hash: hash.to_hex(),
+                size: *size,
+            })
+            .collect(),
+        base_rev: options.base_rev.clone(),
+        autorename: options.autorename,
+        mtime,
     }
 }
 

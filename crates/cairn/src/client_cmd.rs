@@ -4,8 +4,14 @@
 
 #[path = "client/config.rs"]
 mod config;
+#[path = "client/local.rs"]
+mod local;
 #[path = "client/output.rs"]
 pub(crate) mod output;
+#[path = "client/stdio.rs"]
+mod stdio;
+#[path = "client/tree.rs"]
+mod tree;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -32,8 +38,11 @@ pub(crate) const LOGIN_HINT: &str = "run `cairn login URL --user NAME` first";
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Log in to a server and remember the login in the config folder.
+    ///
+    /// Without a scheme (`files.example.org`, `127.0.0.1:8080`), https:// is assumed;
+    /// give http:// explicitly for a server without TLS.
     Login {
-        /// The server's URL, such as http://127.0.0.1:8080.
+        /// The server's URL, such as https://files.example.org or http://127.0.0.1:8080.
         url: String,
         /// The user name.
         #[arg(long)]
@@ -54,8 +63,8 @@ pub enum ClientCommand {
     },
     /// List a folder.
     ///
-    /// One line per entry: 'd' for a folder or '-' for a file, size in bytes,
-    /// modification time (UTC), name.
+    /// A table with a line per entry: size (exact bytes with --json), modification
+    /// time (UTC), name (a folder's ends in '/').
     Ls {
         /// The folder on the server.
         #[arg(default_value = "/")]
@@ -83,31 +92,56 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Upload a file.
+    /// Upload a file, standard input, or (with -r) a folder.
     ///
     /// REMOTE may be a folder (or end with '/') to upload into it. An existing file there
     /// is replaced, unless it changes on the server during the upload.
+    ///
+    /// With LOCAL '-', standard input is uploaded as it arrives; REMOTE must then name
+    /// the file (a stream has no name to put in a folder). Write ./- for a file named '-'.
+    ///
+    /// With -r, LOCAL's whole tree, as cp -r copies it: REMOTE becomes the folder, or,
+    /// when REMOTE is an existing folder or ends with '/', the folder goes inside it.
+    /// Files already there are replaced; symbolic links inside LOCAL are skipped, never
+    /// followed; a file the server refuses is reported and the rest go on (the command
+    /// then fails, listing them).
     Put {
-        /// The local file.
+        /// The local file or folder, or '-' for standard input.
         local: PathBuf,
         /// Where on the server.
         remote: String,
-        /// Print the server's answer (the new entry) as JSON.
+        /// Upload a folder and everything in it.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Print the server's answer (the new entry; with -r, a summary) as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Download a file.
+    /// Download a file, to a file or standard output, or (with -r) a folder.
     ///
     /// LOCAL may be an existing folder to download into it. The file is written under a
-    /// temporary name and renamed into place once complete and verified.
+    /// temporary name and renamed into place once complete and verified. Only a regular
+    /// file is replaced: a symbolic link, pipe or device at LOCAL is refused.
+    ///
+    /// With LOCAL '-', the file goes to standard output, each block verified before it
+    /// is written; if one cannot be had intact, the command fails and says the output
+    /// is incomplete. Write ./- for a file named '-'.
+    ///
+    /// With -r, REMOTE's whole tree, as cp -r copies it: LOCAL becomes the folder, or,
+    /// when LOCAL is an existing folder or ends with '/', the folder goes inside it.
+    /// Nothing is written outside it: a name that cannot exist here is reported, as is
+    /// anything but a regular file in the way.
     Get {
-        /// The file on the server.
+        /// The file or folder on the server.
         remote: String,
-        /// Where on this machine.
+        /// Where on this machine, or '-' for standard output.
         local: PathBuf,
-        /// Print the downloaded entry as JSON.
+        /// Download a folder and everything in it.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Print the downloaded entry (with -r, a summary) as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -297,15 +331,44 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Put {
             local,
             remote,
+            recursive,
             json,
             opts,
-        } => put(&session(&opts)?, &local, &remote, json).await?,
+        } => {
+            let session = session(&opts)?;
+            if local.as_os_str() == "-" {
+                if recursive {
+                    bail!("-r cannot go with '-': standard input is one file");
+                }
+                stdio::put_from_stdin(&session, &remote, json).await?
+            } else if recursive && local.is_dir() {
+                tree::put_tree(&session, &local, &remote, json).await?
+            } else {
+                put(&session, &local, &remote, json).await?
+            }
+        }
         ClientCommand::Get {
             remote,
             local,
+            recursive,
             json,
             opts,
-        } => get(&session(&opts)?, &remote, &local, json).await?,
+        } => {
+            let session = session(&opts)?;
+            if local.as_os_str() == "-" {
+                if json {
+                    bail!("--json cannot go with '-': standard output carries the file");
+                }
+                if recursive {
+                    bail!("-r cannot go with '-': standard output takes one file");
+                }
+                stdio::get_to_stdout(&session, &remote).await?
+            } else if recursive {
+                tree::get_tree(&session, &remote, &local, json).await?
+            } else {
+                get(&session, &remote, &local, json).await?
+            }
+        }
         ClientCommand::Mv { from, to, opts } => {
             move_or_copy(&session(&opts)?, &from, &to, Transfer::Move).await?
         }
@@ -404,7 +467,24 @@ async fn login(
     device: Option<String>,
 ) -> anyhow::Result<()> {
     let dir = config::config_dir(opts.config_dir.as_deref())?;
-    let client = Client::new(url, None).context("cannot log in")?;
+    let (full_url, assumed_https) = with_scheme(url)?;
+    let client = Client::new(&full_url, None).context("cannot log in")?;
+    // Reach the server before asking for a password, so that a wrong address is said
+    // at once; and when https:// was only assumed, say so.
+    if let Err(err) = client.server_info().await {
+        if assumed_https && matches!(err, ClientError::Http(_)) {
+            bail!(
+                "cannot log in to {}: {err}; {url:?} has no scheme, so https:// was assumed: \
+                 for a server without TLS, give http://{} instead",
+                client.base_url(),
+                url.trim()
+            );
+        }
+        return Err(explain(
+            err,
+            &format!("cannot log in to {}", client.base_url()),
+        ));
+    }
     let password = read_password(password_stdin, user, client.base_url())?;
     let device = device.unwrap_or_else(default_device_name);
     let request = LoginRequest {
@@ -431,6 +511,21 @@ async fn login(
         path.display()
     );
     Ok(())
+}
+
+/// The server's URL with a scheme: as given if it has one, else with `https://` in front
+/// (and `true`, so a failure can say so). A host name alone is what people type, and
+/// sending a password in clear by guessing `http://` is not a guess to make for them.
+fn with_scheme(input: &str) -> anyhow::Result<(String, bool)> {
+    let input = input.trim();
+    if input.is_empty() {
+        bail!("no server URL given, such as https://files.example.org");
+    }
+    if input.contains("://") {
+        Ok((input.to_owned(), false))
+    } else {
+        Ok((format!("https://{input}"), true))
+    }
 }
 
 /// The password from standard input (`--password-stdin`, or when it is not a terminal),
@@ -503,12 +598,7 @@ async fn ls(session: &Session, path: &str, json: bool) -> anyhow::Result<()> {
     if json {
         print_json(&entries)?;
     } else {
-        let mut out = String::new();
-        for entry in &entries {
-            out.push_str(&output::entry_line(entry));
-            out.push('\n');
-        }
-        print!("{out}");
+        print!("{}", output::entries_table(&entries));
     }
     Ok(())
 }
@@ -538,20 +628,7 @@ async fn versions(session: &Session, path: &str, json: bool) -> anyhow::Result<(
     if json {
         print_json(&list.versions)?;
     } else {
-        for v in &list.versions {
-            println!(
-                "{:>8}  {}  {:>10}  {}{}  {}",
-                v.id,
-                output::format_time(v.created_at),
-                output::human_size(v.size),
-                v.user,
-                v.device
-                    .as_deref()
-                    .map(|d| format!(" on {d}"))
-                    .unwrap_or_default(),
-                &v.content_hash[..16],
-            );
-        }
+        print!("{}", output::versions_table(&list.versions));
     }
     Ok(())
 }
@@ -583,12 +660,7 @@ async fn share(command: ShareCommand) -> anyhow::Result<()> {
             if json {
                 print_json(&shares)?;
             } else {
-                let mut out = String::new();
-                for share in &shares {
-                    out.push_str(&output::share_line(share));
-                    out.push('\n');
-                }
-                print!("{out}");
+                print!("{}", output::shares_table(&shares));
             }
         }
         ShareCommand::Remove { path, with, opts } => {
@@ -617,12 +689,7 @@ async fn trash(command: TrashCommand) -> anyhow::Result<()> {
             if json {
                 print_json(&items)?;
             } else {
-                let mut out = String::new();
-                for item in &items {
-                    out.push_str(&output::trash_line(item));
-                    out.push('\n');
-                }
-                print!("{out}");
+                print!("{}", output::trash_table(&items));
             }
         }
         TrashCommand::Restore {
@@ -692,10 +759,9 @@ async fn trash(command: TrashCommand) -> anyhow::Result<()> {
                 print_json(&purged)?;
             } else {
                 let bytes: u64 = purged.iter().map(|i| i.size).sum();
-                let s = if purged.len() == 1 { "" } else { "s" };
                 println!(
-                    "purged {} item{s} ({}) from the trash",
-                    purged.len(),
+                    "purged {} ({}) from the trash",
+                    output::count(purged.len() as u64, "item"),
                     output::human_size(bytes)
                 );
             }
@@ -779,8 +845,16 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
         std::fs::metadata(local).with_context(|| format!("cannot upload {}", local.display()))?;
     if metadata.is_dir() {
         bail!(
-            "{} is a folder: `cairn put` uploads one file (use `cairn sync` for folders)",
+            "{} is a folder: upload it with `cairn put -r` (or keep it in sync with `cairn sync`)",
             local.display()
+        );
+    }
+    if !metadata.is_file() {
+        // A pipe or a device (/dev/stdin) can be read once, as a stream.
+        bail!(
+            "{} is {}: `cairn put` reads a regular file; give '-' to upload standard input",
+            local.display(),
+            local::describe(metadata.file_type())
         );
     }
     let name = local.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
@@ -861,26 +935,26 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
             )
         }
     })?;
-    report_upload(&outcome.commit, outcome.stats, local);
+    report_upload(&outcome.commit, outcome.stats, &local.display().to_string());
     if json {
         print_json(&outcome.commit)?;
     }
     Ok(())
 }
 
-fn report_upload(commit: &CommitResponse, stats: cairn_client::UploadStats, local: &Path) {
+/// The line on stderr after an upload of `from` (a local path, or standard input).
+fn report_upload(commit: &CommitResponse, stats: cairn_client::UploadStats, from: &str) {
     let renamed = if commit.renamed {
         " (stored under a conflict name)"
     } else {
         ""
     };
     eprintln!(
-        "uploaded {} to {}{renamed}: {}, {} of {} blocks sent ({})",
-        local.display(),
+        "uploaded {from} to {}{renamed}: {}, {} of {} sent ({})",
         commit.entry.path,
         output::human_size(stats.bytes_total),
         stats.blocks_uploaded,
-        stats.blocks_total,
+        output::count(stats.blocks_total, "block"),
         output::human_size(stats.bytes_sent_payload),
     );
 }
@@ -894,7 +968,7 @@ async fn get(session: &Session, remote: &str, local: &Path, json: bool) -> anyho
         .doing(|| format!("cannot download {remote}"))?;
     if entry.kind == EntryKind::Folder {
         bail!(
-            "{remote} is a folder: `cairn get` downloads one file (use `cairn sync` for folders)"
+            "{remote} is a folder: download it with `cairn get -r` (or keep it in sync with `cairn sync`)"
         );
     }
     let target = if local.is_dir() {
@@ -911,14 +985,32 @@ async fn get(session: &Session, remote: &str, local: &Path, json: bool) -> anyho
     } else {
         local.to_owned()
     };
+    // Renaming a temp file over a link, a pipe or a device would replace it (as
+    // `/dev/stdout` was once replaced by a file): refuse, before and at the rename.
+    match local::check_destination(&target) {
+        Ok(Ok(())) => {}
+        Ok(Err(in_the_way)) => bail!(
+            "cannot download {remote} to {}: {in_the_way}",
+            target.display()
+        ),
+        Err(err) => bail!("cannot download {remote} to {}: {err}", target.display()),
+    }
 
     let bar = progress_bar(entry.size);
     let options = DownloadOptions {
         progress: Some(progress_fn(&bar)),
+        may_replace: Some(local::replace_only_files()),
         ..DownloadOptions::default()
     };
     let result = client.download_file(&remote, &target, options).await;
     bar.finish_and_clear();
+    if let Err(ClientError::DestinationChanged { path }) = &result {
+        bail!(
+            "cannot download {remote} to {}: something other than a regular file appeared \
+             there during the download; it was left alone",
+            path.display()
+        );
+    }
     if result.as_ref().is_err_and(ClientError::is_block_damaged) {
         // The download wrote nothing (its temp file is gone); say what to do.
         bail!(
@@ -1003,7 +1095,45 @@ pub(crate) fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
+/// A spinner counting bytes of unknown total on stderr, hidden when stderr is not a
+/// terminal.
+fn progress_spinner() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{spinner} {bytes} {bytes_per_sec}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar
+}
+
 fn progress_fn(bar: &ProgressBar) -> ProgressFn {
     let bar = bar.clone();
     Arc::new(move |done| bar.set_position(done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_without_a_scheme_gets_https() {
+        let check = |input: &str, want: &str, assumed: bool| {
+            assert_eq!(
+                with_scheme(input).unwrap(),
+                (want.to_owned(), assumed),
+                "{input:?}"
+            );
+        };
+        check("files.example.org", "https://files.example.org", true);
+        check(" 127.0.0.1:8080 ", "https://127.0.0.1:8080", true);
+        check("http://127.0.0.1:8080", "http://127.0.0.1:8080", false);
+        check(
+            "https://example.org/cairn",
+            "https://example.org/cairn",
+            false,
+        );
+        assert!(with_scheme("  ").is_err());
+    }
 }

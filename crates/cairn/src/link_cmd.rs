@@ -9,7 +9,7 @@ use cairn_client::proto::{LinkCreateRequest, LinkInfo};
 use cairn_client::ClientError;
 use clap::Subcommand;
 
-use crate::client_cmd::output::{format_time, normalize_remote};
+use crate::client_cmd::output::{format_time, normalize_remote, Align, Table};
 use crate::client_cmd::{session, LOGIN_HINT};
 use crate::ClientOpts;
 
@@ -43,8 +43,9 @@ pub enum LinkCommand {
     },
     /// List your links, newest first.
     ///
-    /// One line per link: its id, its status (active, revoked, expired, exhausted or
-    /// gone), what it points at, its URL, and its limits.
+    /// A table with a line per link: its id (for `cairn link revoke`), its status
+    /// (active, revoked, expired, exhausted or gone), what it points at, its URL, and
+    /// its limits.
     List {
         /// Print a JSON array of links.
         #[arg(long)]
@@ -107,28 +108,48 @@ pub async fn run(command: LinkCommand) -> anyhow::Result<std::process::ExitCode>
             if json {
                 print_json(&links)?;
             } else {
-                let mut out = String::new();
-                for link in &links {
-                    out.push_str(&link_line(link));
-                    out.push('\n');
-                }
-                print!("{out}");
+                print!("{}", links_table(&links));
             }
         }
         LinkCommand::Revoke { id, opts } => {
-            session(&opts)?
-                .client
-                .revoke_link(id)
-                .await
-                .map_err(|e| explain(e, &format!("cannot revoke link {id}")))?;
+            session(&opts)?.client.revoke_link(id).await.map_err(|e| {
+                if e.is_not_found() {
+                    // Someone else's link is "not found" too: the server tells no
+                    // one which ids exist.
+                    anyhow!("cannot revoke link {id}: no link with id {id} (see `cairn link list`)")
+                } else {
+                    explain(e, &format!("cannot revoke link {id}"))
+                }
+            })?;
             eprintln!("revoked link {id}");
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// One line of `cairn link list`.
-fn link_line(link: &LinkInfo) -> String {
+/// `cairn link list` as a table.
+fn links_table(links: &[LinkInfo]) -> String {
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("STATUS", Align::Left),
+        ("PATH", Align::Left),
+        ("URL", Align::Left),
+        ("LIMITS", Align::Left),
+    ]);
+    for link in links {
+        table.row(vec![
+            link.id.to_string(),
+            link.status.clone(),
+            link.path.as_deref().unwrap_or("(deleted)").to_owned(),
+            link.url.clone(),
+            link_limits(link),
+        ]);
+    }
+    table.render()
+}
+
+/// What limits a link: upload-only, a password, an expiry, downloads.
+fn link_limits(link: &LinkInfo) -> String {
     let mut notes = Vec::new();
     if link.upload_only {
         notes.push("upload-only".to_owned());
@@ -144,14 +165,7 @@ fn link_line(link: &LinkInfo) -> String {
         None if !link.upload_only => notes.push(format!("downloads {}", link.downloads)),
         None => {}
     }
-    format!(
-        "{}\t{}\t{}\t{}\t{}",
-        link.id,
-        link.status,
-        link.path.as_deref().unwrap_or("(deleted)"),
-        link.url,
-        notes.join(", ")
-    )
+    notes.join(", ")
 }
 
 /// A duration such as `90s`, `30m`, `12h`, `7d` or `2w`.

@@ -401,3 +401,500 @@ fn admin_gc_frees_blocks_nothing_references_and_keeps_the_rest() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--grace"), "{stderr}");
 }
+
+/// The sum of `cairn_http_requests_total` for one route, whatever the status.
+fn requests(server: &Server, route: &str) -> f64 {
+    server.metric(&format!(
+        "cairn_http_requests_total{{route=\"/api/v1/{route}\""
+    ))
+}
+
+#[cfg(unix)]
+#[test]
+fn get_writes_only_to_files_or_standard_output() {
+    use std::os::unix::fs::FileTypeExt;
+
+    let server = Server::start();
+    let client = server.login("admin");
+    let work = tempfile::tempdir().unwrap();
+    let original = work.path().join("original.bin");
+    random_file(&original, (10 << 20) + 123, 5);
+    client.ok(&["put", original.to_str().unwrap(), "/x.bin"]);
+
+    // A symbolic link (as /dev/stdout is) stays a link, and what it points at is
+    // untouched.
+    let pointee = work.path().join("pointee.txt");
+    fs::write(&pointee, "keep me").unwrap();
+    let link = work.path().join("link");
+    std::os::unix::fs::symlink(&pointee, &link).unwrap();
+    client.fails(
+        &["get", "/x.bin", link.to_str().unwrap()],
+        "it is a symbolic link (to ",
+    );
+    let out = client.run(&["get", "/x.bin", link.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("use `-` to write to standard output"),
+        "{stderr}"
+    );
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read_to_string(&pointee).unwrap(), "keep me");
+
+    // A named pipe is refused without being opened (opening it would block).
+    let fifo = work.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    client.fails(
+        &["get", "/x.bin", fifo.to_str().unwrap()],
+        "it is a named pipe (FIFO)",
+    );
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    // So is a device.
+    client.fails(&["get", "/x.bin", "/dev/null"], "it is a character device");
+    assert!(fs::symlink_metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    // No temp file was left beside any of them.
+    let names: Vec<String> = fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("cairn-tmp")), "{names:?}");
+
+    // '-' is standard output: the file's bytes and nothing else, even with a file
+    // named '-' in the current folder.
+    let out = client.run(&["get", "/x.bin", "-"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == fs::read(&original).unwrap(), "stdout differs");
+    assert!(!Path::new("-").exists());
+    client.fails(&["get", "/x.bin", "-", "--json"], "standard output");
+    client.ok(&["mkdir", "/folder"]);
+    client.fails(&["get", "/folder", "-"], "is a folder");
+    // A regular file is still replaced, as before.
+    let plain = work.path().join("plain.bin");
+    fs::write(&plain, "old").unwrap();
+    client.ok(&["get", "/x.bin", plain.to_str().unwrap()]);
+    assert!(same_content(&original, &plain));
+}
+
+#[test]
+fn put_reads_standard_input_as_it_comes() {
+    let server = Server::start();
+    let client = server.login("admin");
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source.bin");
+    random_file(&source, (20 << 20) + 7, 9);
+    let bytes = fs::read(&source).unwrap();
+
+    let out = client.run_with_stdin_bytes(&["put", "-", "/in/stream.bin", "--json"], &bytes);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(commit["entry"]["size"], bytes.len() as u64);
+    assert_eq!(commit["entry"]["path"], "/in/stream.bin");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("uploaded standard input to /in/stream.bin"),
+        "{stderr}"
+    );
+    // The same bytes a file upload of the same content makes: the same content hash.
+    client.ok(&["put", source.to_str().unwrap(), "/in/file.bin"]);
+    let from_file = client.json(&["stat", "/in/file.bin", "--json"]);
+    assert_eq!(commit["entry"]["content_hash"], from_file["content_hash"]);
+    let back = client.run(&["get", "/in/stream.bin", "-"]);
+    assert!(back.status.success());
+    assert!(back.stdout == bytes, "the round trip differs");
+
+    // Again onto the same path: a new version, based on the current one.
+    let out = client.run_with_stdin_bytes(&["put", "-", "/in/stream.bin"], b"short now");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        client
+            .json(&["versions", "/in/stream.bin", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Empty input is an empty file.
+    let out = client.run_with_stdin_bytes(&["put", "-", "/in/empty"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(client.json(&["stat", "/in/empty", "--json"])["size"], 0);
+
+    // A device is not a file to upload; '-' is the way to send a stream.
+    #[cfg(unix)]
+    client.fails(
+        &["put", "/dev/null", "/null"],
+        "give '-' to upload standard input",
+    );
+
+    // A stream has no name to put in a folder.
+    for folder in ["/in", "/in/", "/"] {
+        let out = client.run_with_stdin_bytes(&["put", "-", folder], b"x");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("name the file to create"), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn put_r_and_get_r_round_trip_a_thousand_file_tree_in_batches() {
+    let server = Server::start();
+    let client = server.login("admin");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    // 1,000 small files in 10 × 10 nested folders, an empty folder, a large file that
+    // goes alone, and a link that must not be followed.
+    for a in 0..10 {
+        for b in 0..10 {
+            let dir = src.join(format!("d{a}")).join(format!("e{b}"));
+            fs::create_dir_all(&dir).unwrap();
+            for c in 0..10 {
+                let n = a * 100 + b * 10 + c;
+                fs::write(
+                    dir.join(format!("f{c}.txt")),
+                    format!("file {n}\n").repeat(n + 1),
+                )
+                .unwrap();
+            }
+        }
+    }
+    fs::create_dir_all(src.join("empty")).unwrap();
+    random_file(&src.join("large.bin"), 5 << 20, 77);
+    std::os::unix::fs::symlink("/etc", src.join("escape")).unwrap();
+
+    // The server records request metrics once /metrics has been read.
+    let _ = requests(&server, "files/commit");
+    let before = |route: &str| requests(&server, route);
+    let (commits, batches, mkdirs) = (
+        before("files/commit"),
+        before("files/commit_batch"),
+        before("files/mkdir"),
+    );
+    let started = std::time::Instant::now();
+    let out = client.run(&["put", "-r", src.to_str().unwrap(), "/", "--json"]);
+    let put_time = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["remote"], "/src", "{report}");
+    assert_eq!(report["files"], 1001, "{report}");
+    // /src, 10 + 100 nested folders, and the empty one.
+    assert_eq!(report["folders"], 112, "{report}");
+    assert_eq!(report["failed"], serde_json::json!([]), "{report}");
+    let skipped = report["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{report}");
+    assert!(skipped[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("symbolic link"));
+    let commits = requests(&server, "files/commit") - commits;
+    let batches = requests(&server, "files/commit_batch") - batches;
+    let mkdirs = requests(&server, "files/mkdir") - mkdirs;
+    eprintln!(
+        "put -r of 1,001 files: {put_time:?}, {commits} commits, {batches} commit batches, {mkdirs} mkdirs"
+    );
+    assert_eq!(commits, 1.0, "only the large file is committed alone");
+    assert!((1.0..=4.0).contains(&batches), "{batches} commit batches");
+    assert_eq!(mkdirs, 0.0);
+    assert_eq!(
+        client.json(&["stat", "/src/empty", "--json"])["kind"],
+        "folder"
+    );
+    assert!(
+        !client.ok(&["ls", "/src"]).contains("escape"),
+        "the link was not uploaded"
+    );
+
+    let (lists, content_batches, block_gets) = (
+        before("files/list"),
+        before("files/content_batch"),
+        before("blocks/{hash}"),
+    );
+    let back = work.path().join("back");
+    let started = std::time::Instant::now();
+    let out = client.run(&["get", "-r", "/src", back.to_str().unwrap(), "--json"]);
+    let get_time = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["files"], 1001, "{report}");
+    // back itself and the 111 folders below it.
+    assert_eq!(report["folders"], 112, "{report}");
+    assert_eq!(report["failed"], serde_json::json!([]), "{report}");
+    let lists = requests(&server, "files/list") - lists;
+    let content_batches = requests(&server, "files/content_batch") - content_batches;
+    let block_gets = requests(&server, "blocks/{hash}") - block_gets;
+    eprintln!(
+        "get -r of 1,001 files: {get_time:?}, {lists} listings, {content_batches} content batches, {block_gets} block downloads"
+    );
+    assert!((1.0..=4.0).contains(&content_batches), "{content_batches}");
+    // Only the large file's blocks (5 MiB: at most five 1 MiB chunks) come one by one.
+    assert!(block_gets <= 5.0, "{block_gets} blocks fetched one by one");
+    // One listing per folder.
+    assert_eq!(lists, 112.0);
+
+    fs::remove_file(src.join("escape")).unwrap();
+    assert_eq!(
+        support::tree(&src),
+        support::tree(&back),
+        "the round trip differs"
+    );
+    assert!(same_content(
+        &src.join("large.bin"),
+        &back.join("large.bin")
+    ));
+
+    // Into an existing folder, a second time: the tree goes inside it, and a changed
+    // file replaces its old version while unchanged ones stay as they are.
+    fs::write(src.join("d3/e4/f5.txt"), "changed").unwrap();
+    client.ok(&["put", "-r", src.to_str().unwrap(), "/"]);
+    let versions = client.json(&["versions", "/src/d3/e4/f5.txt", "--json"]);
+    assert_eq!(versions.as_array().unwrap().len(), 2, "{versions}");
+    let versions = client.json(&["versions", "/src/d3/e4/f6.txt", "--json"]);
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    client.ok(&["get", "-r", "/src/d3", back.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(back.join("d3/e4/f5.txt")).unwrap(),
+        "changed"
+    );
+    // The human summary, with counts in words.
+    let out = client.run(&["get", "-r", "/src/empty", back.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("downloaded 0 files (0 B) and created 0 folders from /src/empty"),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn tree_transfers_report_what_they_cannot_move_and_move_the_rest() {
+    let server = Server::start();
+    let client = server.login("admin");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("mixed");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("good.txt"), "good").unwrap();
+    fs::write(src.join("sub/also good.txt"), "also").unwrap();
+    // Fine on Linux, refused by the server: a control character in a name.
+    fs::write(src.join("bad\u{1}name.txt"), "bad").unwrap();
+    let out = client.run(&["put", "-r", src.to_str().unwrap(), "/up"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad\u{1}name.txt"), "{stderr}");
+    assert!(stderr.contains("1 item not uploaded"), "{stderr}");
+    client.ok(&["stat", "/up/good.txt"]);
+    client.ok(&["stat", "/up/sub/also good.txt"]);
+
+    // Downloading: a link at a file's place and a link at a folder's place are left
+    // alone and reported; nothing is written through them.
+    // DEST exists, so the tree goes into DEST/up, as with cp -r.
+    let dest = work.path().join("dest");
+    fs::create_dir_all(dest.join("up")).unwrap();
+    let outside = work.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("good.txt"), "outside").unwrap();
+    std::os::unix::fs::symlink(outside.join("good.txt"), dest.join("up/good.txt")).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("up/sub")).unwrap();
+    let out = client.run(&["get", "-r", "/up", dest.to_str().unwrap(), "--json"]);
+    assert!(!out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["files"], 0, "{report}");
+    assert_eq!(report["failed"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(
+        fs::read_to_string(outside.join("good.txt")).unwrap(),
+        "outside"
+    );
+    assert!(!outside.join("also good.txt").exists());
+    assert!(fs::symlink_metadata(dest.join("up/good.txt"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // LOCAL named on the command line and not there yet becomes the folder.
+    let fresh = work.path().join("fresh");
+    client.ok(&["get", "-r", "/up", fresh.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(fresh.join("sub/also good.txt")).unwrap(),
+        "also"
+    );
+    // Without -r, a folder is refused with the way to do it.
+    client.fails(&["get", "/up", fresh.to_str().unwrap()], "cairn get -r");
+    client.fails(&["put", src.to_str().unwrap(), "/up2"], "cairn put -r");
+}
+
+#[test]
+fn login_without_a_scheme_says_what_it_assumed() {
+    let server = Server::start();
+    let client = support::Client {
+        config_dir: tempfile::tempdir().unwrap(),
+    };
+    // The test server speaks plain HTTP, so the assumed https:// fails, and says so.
+    let host = server.url.strip_prefix("http://").unwrap();
+    let out = client.run_with_stdin(
+        &["login", host, "--user", "admin", "--password-stdin"],
+        support::ADMIN_PASSWORD,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("so https:// was assumed"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("give http://{host} instead")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("relative URL"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    // Given in full, it works.
+    let out = client.run_with_stdin(
+        &["login", &server.url, "--user", "admin", "--password-stdin"],
+        support::ADMIN_PASSWORD,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("without a scheme: {stderr}");
+    for (bad, needle) in [
+        ("", "no server URL given"),
+        ("ftp://host", "http:// or https://"),
+    ] {
+        let out = client.run_with_stdin(&["login", bad, "--user", "admin"], "pw\n");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{bad:?}: {stderr}");
+        assert!(!stderr.contains("relative URL"), "{stderr}");
+    }
+}
+
+#[test]
+fn listings_have_headers_and_sizes_for_people() {
+    let server = Server::start();
+    let client = server.login("admin");
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("doc.txt");
+    for content in ["first draft", "second draft, longer"] {
+        fs::write(&local, content).unwrap();
+        client.ok(&["put", local.to_str().unwrap(), "/doc.txt"]);
+    }
+    random_file(&work.path().join("big"), 3 << 20, 3);
+    client.ok(&["put", work.path().join("big").to_str().unwrap(), "/big"]);
+
+    let text = client.ok(&["versions", "/doc.txt"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["VERSION", "CREATED", "(UTC)", "SIZE", "BY", "CONTENT"],
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("20 B") && lines[2].contains("11 B"),
+        "{text}"
+    );
+    // Each column starts under its heading.
+    let at = lines[0].find("BY").unwrap();
+    assert!(lines[1][at..].starts_with("admin"), "{text}");
+
+    let text = client.ok(&["ls", "/"]);
+    assert!(text.starts_with("   SIZE  MODIFIED (UTC)"), "{text}");
+    assert!(text.contains("3.0 MiB"), "sizes for people: {text}");
+    // Exact bytes stay in --json.
+    let listing = client.json(&["ls", "/", "--json"]);
+    assert_eq!(listing[0]["size"], 3u64 << 20);
+
+    let url = client.ok(&["link", "create", "/doc.txt"]);
+    let text = client.ok(&["link", "list"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("ID  STATUS  PATH"), "{text}");
+    assert!(lines[1].contains(url.trim()), "{text}");
+
+    client.ok(&["rm", "/big"]);
+    let text = client.ok(&["trash", "list"]);
+    assert!(text.starts_with("ID  DELETED (UTC)"), "{text}");
+    let out = client.ok(&["trash", "purge"]);
+    assert!(out.contains("purged 1 item (3.0 MiB)"), "{out}");
+
+    // An unknown link id is said plainly, with where to look.
+    client.fails(
+        &["link", "revoke", "99"],
+        "no link with id 99 (see `cairn link list`)",
+    );
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_they_are_not_a_terminal() {
+    let data = tempfile::tempdir().unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("server.log");
+    let mut child = std::process::Command::new(support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("CAIRN_ADMIN_PASSWORD", support::ADMIN_PASSWORD)
+        .env("CAIRN_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let listening = support::wait_until(
+        || {
+            fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("cairn listening on")
+        },
+        std::time::Duration::from_secs(60),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = fs::read(&log).unwrap();
+    assert!(listening, "{}", String::from_utf8_lossy(&text));
+    assert!(
+        !text.contains(&0x1b),
+        "escape codes in a piped log: {:?}",
+        String::from_utf8_lossy(&text)
+    );
+
+    // The client's messages neither.
+    let client = support::Client {
+        config_dir: tempfile::tempdir().unwrap(),
+    };
+    let out = client.run(&["ls"]);
+    assert!(!out.status.success());
+    assert!(!out.stderr.contains(&0x1b), "{:?}", out.stderr);
+    let out = client.run(&["no-such-command"]);
+    assert!(!out.status.success());
+    assert!(!out.stderr.contains(&0x1b), "{:?}", out.stderr);
+}

@@ -138,3 +138,54 @@ fn a_flipped_byte_is_reported_contained_and_repaired_by_a_reupload() {
     assert_eq!(json["clean"], true, "{json}");
     assert!(json["blocks_checked"].as_u64().unwrap() >= 4);
 }
+
+#[test]
+fn a_damaged_block_stops_a_download_to_standard_output_and_says_it_is_incomplete() {
+    let server = Server::start();
+    let client = server.login("admin");
+    let work = tempfile::tempdir().unwrap();
+    let big = work.path().join("big");
+    random_file(&big, 24 << 20, 31);
+    let data = server.data.as_ref().unwrap().path().to_owned();
+    let before = block_files(&data);
+    client.ok(&["put", big.to_str().unwrap(), "/big.bin"]);
+    let blocks: Vec<PathBuf> = block_files(&data).difference(&before).cloned().collect();
+    assert!(blocks.len() >= 3, "a 24 MiB file has several blocks");
+    let original = std::fs::read(&big).unwrap();
+
+    // Damage every block but the file's first, which is found as the one whose bytes
+    // (stored uncompressed: random data does not compress) begin the file.
+    let first = blocks
+        .iter()
+        .find(|b| {
+            let stored = std::fs::read(b).unwrap();
+            stored.windows(64).any(|w| w == &original[..64])
+        })
+        .cloned()
+        .expect("the file's first block is stored as it is");
+    for block in &blocks {
+        if *block == first {
+            continue;
+        }
+        let mut bytes = std::fs::read(block).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(block, bytes).unwrap();
+    }
+
+    let out = client.run(&["get", "/big.bin", "-"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the output is incomplete"), "{stderr}");
+    assert!(stderr.contains("damaged on the server"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    // What was written is the file's beginning, never a damaged byte.
+    assert!(out.stdout.len() < original.len());
+    assert!(
+        original.starts_with(&out.stdout),
+        "{} bytes written are not the file's beginning",
+        out.stdout.len()
+    );
+    // The untouched first block made it out.
+    assert!(!out.stdout.is_empty());
+}

@@ -47,60 +47,218 @@ pub fn format_time(millis: i64) -> String {
     )
 }
 
-/// One line of `cairn ls`: kind, size, modification time (UTC), name.
-pub fn entry_line(entry: &EntryInfo) -> String {
-    let (marker, size, suffix) = match entry.kind {
-        EntryKind::Folder => ('d', "-".to_owned(), "/"),
-        EntryKind::File => ('-', entry.size.to_string(), ""),
-    };
-    // A folder's client mtime is usually unset; the server's time is what changed it.
-    let when = if entry.mtime > 0 {
-        entry.mtime
-    } else {
-        entry.modified_at
-    };
-    let shared = match &entry.shared {
-        Some(s) if s.role == "owner" => "  (shared)".to_owned(),
-        Some(s) => format!("  (shared by {}, {})", s.owner, s.role),
-        None => String::new(),
-    };
-    format!(
-        "{marker} {size:>12}  {}  {}{suffix}{shared}",
-        format_time(when),
-        entry.name
-    )
+/// A table for people: a header, then rows, each column aligned under its heading,
+/// columns two spaces apart. Widths count characters, which is right for the text we
+/// print (paths may hold wide characters, whose columns then drift a little; nothing
+/// breaks). The last column is never padded, so no line ends in spaces.
+pub(crate) struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
 }
 
-/// One line of `cairn trash list`: the item's id (for `--id`), when it was deleted
-/// (UTC), its size, its original path (a folder with a trailing '/' and its file count).
-pub fn trash_line(item: &TrashItem) -> String {
-    let what = match item.kind {
-        EntryKind::Folder => {
-            let s = if item.file_count == 1 { "" } else { "s" };
-            format!("{}/  ({} file{s})", item.path, item.file_count)
+/// How a column's cells line up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Align {
+    Left,
+    /// Numbers and sizes.
+    Right,
+}
+
+impl Table {
+    /// A table with these headings.
+    pub(crate) fn new(columns: &[(&'static str, Align)]) -> Table {
+        Table {
+            columns: columns.to_vec(),
+            rows: Vec::new(),
         }
-        EntryKind::File => item.path.clone(),
-    };
-    format!(
-        "{:>8}  {}  {:>10}  {what}",
-        item.id,
-        format_time(item.deleted_at),
-        human_size(item.size)
-    )
+    }
+
+    /// Adds a row: one cell per column (missing cells are empty).
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The header and the rows, one line each; nothing at all without rows.
+    pub(crate) fn render(&self) -> String {
+        if self.rows.is_empty() {
+            return String::new();
+        }
+        let mut widths: Vec<usize> = self
+            .columns
+            .iter()
+            .map(|(h, _)| h.chars().count())
+            .collect();
+        for row in &self.rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let header: Vec<String> = self.columns.iter().map(|(h, _)| (*h).to_owned()).collect();
+        let mut out = String::new();
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, ((_, align), width)) in self.columns.iter().zip(&widths).enumerate() {
+                let cell = row.get(i).map(String::as_str).unwrap_or("");
+                let pad = width.saturating_sub(cell.chars().count());
+                let last = i + 1 == self.columns.len();
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                match align {
+                    Align::Right => {
+                        line.extend(std::iter::repeat_n(' ', pad));
+                        line.push_str(cell);
+                    }
+                    Align::Left => {
+                        line.push_str(cell);
+                        if !last {
+                            line.extend(std::iter::repeat_n(' ', pad));
+                        }
+                    }
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `n` and a noun, the noun in the plural unless `n` is 1: `1 file`, `0 files`,
+/// `2 entries`, `3 copies`. The noun is a regular English one, in the singular.
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        return format!("1 {noun}");
+    }
+    format!("{n} {}", plural(noun))
+}
+
+/// The plural of a regular English noun: `file` → `files`, `entry` → `entries`,
+/// `day` → `days`, `box` → `boxes`.
+fn plural(noun: &str) -> String {
+    let vowel_before = |stem: &str| stem.ends_with(['a', 'e', 'i', 'o', 'u']);
+    if let Some(stem) = noun.strip_suffix('y') {
+        if !stem.is_empty() && !vowel_before(stem) {
+            return format!("{stem}ies");
+        }
+    }
+    if noun.ends_with(['s', 'x', 'z']) || noun.ends_with("ch") || noun.ends_with("sh") {
+        return format!("{noun}es");
+    }
+    format!("{noun}s")
+}
+
+/// `cairn ls` as a table: name (a folder with a trailing '/', a shared folder with
+/// who shares it), size for people, modification time (UTC).
+pub fn entries_table(entries: &[EntryInfo]) -> String {
+    let mut table = Table::new(&[
+        ("SIZE", Align::Right),
+        ("MODIFIED (UTC)", Align::Left),
+        ("NAME", Align::Left),
+    ]);
+    for entry in entries {
+        let (size, suffix) = match entry.kind {
+            EntryKind::Folder => ("-".to_owned(), "/"),
+            EntryKind::File => (human_size(entry.size), ""),
+        };
+        // A folder's client mtime is usually unset; the server's time is what changed it.
+        let when = if entry.mtime > 0 {
+            entry.mtime
+        } else {
+            entry.modified_at
+        };
+        let shared = match &entry.shared {
+            Some(s) if s.role == "owner" => "  (shared)".to_owned(),
+            Some(s) => format!("  (shared by {}, {})", s.owner, s.role),
+            None => String::new(),
+        };
+        table.row(vec![
+            size,
+            format_time(when),
+            format!("{}{suffix}{shared}", entry.name),
+        ]);
+    }
+    table.render()
+}
+
+/// `cairn trash list` as a table: each item's id (for `--id`), when it was deleted
+/// (UTC), its size, its original path (a folder with a trailing '/' and its file count).
+pub fn trash_table(items: &[TrashItem]) -> String {
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("DELETED (UTC)", Align::Left),
+        ("SIZE", Align::Right),
+        ("PATH", Align::Left),
+    ]);
+    for item in items {
+        let what = match item.kind {
+            EntryKind::Folder => {
+                format!("{}/  ({})", item.path, count(item.file_count, "file"))
+            }
+            EntryKind::File => item.path.clone(),
+        };
+        table.row(vec![
+            item.id.to_string(),
+            format_time(item.deleted_at),
+            human_size(item.size),
+            what,
+        ]);
+    }
+    table.render()
+}
+
+/// `cairn share list` as a table: the folder, the caller's role, and who else reads
+/// it: `bob (editor), carol (viewer)`.
+pub fn shares_table(shares: &[cairn_client::proto::ShareInfo]) -> String {
+    let mut table = Table::new(&[
+        ("FOLDER", Align::Left),
+        ("YOUR ROLE", Align::Left),
+        ("MEMBERS", Align::Left),
+    ]);
+    for share in shares {
+        let others: Vec<String> = share
+            .members
+            .iter()
+            .map(|m| format!("{} ({})", m.user, m.role))
+            .collect();
+        table.row(vec![
+            share.path.clone(),
+            share.role.clone(),
+            others.join(", "),
+        ]);
+    }
+    table.render()
+}
+
+/// `cairn versions` as a table, newest first: the version's id (for `cairn restore
+/// --version`), when it was made (UTC), its size, who made it and on which device, and
+/// the start of its content hash.
+pub fn versions_table(versions: &[cairn_client::proto::VersionInfo]) -> String {
+    let mut table = Table::new(&[
+        ("VERSION", Align::Right),
+        ("CREATED (UTC)", Align::Left),
+        ("SIZE", Align::Right),
+        ("BY", Align::Left),
+        ("CONTENT", Align::Left),
+    ]);
+    for v in versions {
+        let by = match &v.device {
+            Some(device) => format!("{} on {device}", v.user),
+            None => v.user.clone(),
+        };
+        let hash: String = v.content_hash.chars().take(16).collect();
+        table.row(vec![
+            v.id.clone(),
+            format_time(v.created_at),
+            human_size(v.size),
+            by,
+            hash,
+        ]);
+    }
+    table.render()
 }
 
 /// `cairn stat` for people: one `key: value` per line.
-/// One line of `cairn share list`: the folder, the caller's role, and who else reads
-/// it: `/Team  owner  bob (editor), carol (viewer)`.
-pub fn share_line(share: &cairn_client::proto::ShareInfo) -> String {
-    let others: Vec<String> = share
-        .members
-        .iter()
-        .map(|m| format!("{} ({})", m.user, m.role))
-        .collect();
-    format!("{}  {}  {}", share.path, share.role, others.join(", "))
-}
-
 pub fn entry_details(entry: &EntryInfo) -> String {
     let mut out = String::new();
     let kind = match entry.kind {
@@ -177,9 +335,47 @@ mod tests {
         assert_eq!(format_time(-60_000), "1969-12-31 23:59");
     }
 
+    /// Lines as a table renders them, each ending in a newline.
+    fn lines(lines: &[&str]) -> String {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
     #[test]
-    fn trash_lines() {
-        let mut item = TrashItem {
+    fn tables_align_under_their_headers() {
+        let mut table = Table::new(&[
+            ("ID", Align::Right),
+            ("NAME", Align::Left),
+            ("NOTE", Align::Left),
+        ]);
+        assert_eq!(table.render(), "", "no rows, no header");
+        table.row(vec!["7".into(), "a.txt".into(), "".into()]);
+        table.row(vec!["1234".into(), "a longer name".into(), "x".into()]);
+        assert_eq!(
+            table.render(),
+            lines(&[
+                "  ID  NAME           NOTE",
+                "   7  a.txt",
+                "1234  a longer name  x",
+            ])
+        );
+    }
+
+    #[test]
+    fn counts_and_plurals() {
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(2, "conflict"), "2 conflicts");
+        assert_eq!(count(1, "entry"), "1 entry");
+        assert_eq!(count(3, "entry"), "3 entries");
+        assert_eq!(count(2, "day"), "2 days");
+        assert_eq!(count(2, "box"), "2 boxes");
+        assert_eq!(count(2, "inconsistency"), "2 inconsistencies");
+        assert_eq!(count(1000, "block"), "1000 blocks");
+    }
+
+    #[test]
+    fn trash_tables() {
+        let folder = TrashItem {
             id: 7,
             path: "/docs".into(),
             kind: EntryKind::Folder,
@@ -189,22 +385,33 @@ mod tests {
             deleted_by: "me".into(),
             device: None,
         };
+        let file = TrashItem {
+            id: 12,
+            kind: EntryKind::File,
+            path: "/a.txt".into(),
+            size: 5,
+            file_count: 1,
+            ..folder.clone()
+        };
+        let one = TrashItem {
+            file_count: 1,
+            path: "/one".into(),
+            ..folder.clone()
+        };
         assert_eq!(
-            trash_line(&item),
-            "       7  1970-01-01 00:01     1.5 KiB  /docs/  (3 files)"
-        );
-        item.kind = EntryKind::File;
-        item.path = "/a.txt".into();
-        item.size = 5;
-        assert_eq!(
-            trash_line(&item),
-            "       7  1970-01-01 00:01         5 B  /a.txt"
+            trash_table(&[folder, file, one]),
+            lines(&[
+                "ID  DELETED (UTC)        SIZE  PATH",
+                " 7  1970-01-01 00:01  1.5 KiB  /docs/  (3 files)",
+                "12  1970-01-01 00:01      5 B  /a.txt",
+                " 7  1970-01-01 00:01  1.5 KiB  /one/  (1 file)",
+            ])
         );
     }
 
     #[test]
-    fn listing_lines() {
-        let entry = EntryInfo {
+    fn listing_tables() {
+        let folder = EntryInfo {
             id: 1,
             path: "/docs".into(),
             name: "docs".into(),
@@ -216,18 +423,21 @@ mod tests {
             modified_at: 0,
             shared: None,
         };
-        assert_eq!(
-            entry_line(&entry),
-            "d            -  1970-01-01 00:00  docs/"
-        );
         let file = EntryInfo {
             path: "/a.txt".into(),
             name: "a.txt".into(),
             kind: EntryKind::File,
-            size: 42,
+            size: 3 << 20,
             mtime: 60_000,
-            ..entry
+            ..folder.clone()
         };
-        assert_eq!(entry_line(&file), "-           42  1970-01-01 00:01  a.txt");
+        assert_eq!(
+            entries_table(&[folder, file]),
+            lines(&[
+                "   SIZE  MODIFIED (UTC)    NAME",
+                "      -  1970-01-01 00:00  docs/",
+                "3.0 MiB  1970-01-01 00:01  a.txt",
+            ])
+        );
     }
 }

@@ -143,20 +143,28 @@ pub struct Client {
     pub config_dir: tempfile::TempDir,
 }
 
-fn run(mut cmd: Command, stdin: &str) -> Output {
+fn run(cmd: Command, stdin: &str) -> Output {
+    run_bytes(cmd, stdin.as_bytes())
+}
+
+/// Runs `cmd` with `stdin` on its standard input, fed from a thread so that a child
+/// writing much output while it reads cannot deadlock with us.
+fn run_bytes(mut cmd: Command, stdin: &[u8]) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("running cairn");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        // A child that stops reading early (it failed) closes the pipe: not our error.
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
 }
 
 impl Client {
@@ -165,6 +173,14 @@ impl Client {
         cmd.args(args)
             .env("CAIRN_CONFIG_DIR", self.config_dir.path());
         run(cmd, stdin)
+    }
+
+    /// Runs a command with raw bytes on its standard input.
+    pub fn run_with_stdin_bytes(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("CAIRN_CONFIG_DIR", self.config_dir.path());
+        run_bytes(cmd, stdin)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
