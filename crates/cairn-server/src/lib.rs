@@ -4,6 +4,7 @@
 //! and exposes the real address; [`Application::run`] serves until shutdown.
 
 mod access;
+pub mod admin;
 pub mod auth;
 mod blocks;
 pub mod config;
@@ -214,6 +215,7 @@ pub(crate) fn routes(config: &Config) -> Router<AppState> {
         .at("/openapi.json", get(openapi::document))
         .build()
         .merge(auth::router())
+        .merge(admin::router())
         .merge(files::router())
         .merge(trash::router())
         .merge(shares::router())

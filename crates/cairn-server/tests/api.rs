@@ -8,6 +8,7 @@ use serde_json::json;
 use support::{block_ref, hex_hash, put_file_as, TestServer};
 
 // After `support`, whose macro it uses.
+mod accounts;
 mod gc;
 mod notify;
 
