@@ -15,6 +15,7 @@ mod extract;
 mod files;
 pub mod fsck;
 pub mod gc;
+mod limits;
 mod links;
 pub mod maintenance;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod notify;
 mod openapi;
 pub mod routes;
 pub mod scrub;
+mod serve;
 mod shares;
 mod state;
 mod trash;
@@ -116,6 +118,9 @@ impl Application {
         meta: MetaStore,
         blocks: BlockStore,
     ) -> anyhow::Result<Self> {
+        // Install the metrics recorder before anything can count: metrics recorded
+        // before it exists are lost (once per process; later calls reuse it).
+        metrics::handle();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -183,16 +188,11 @@ impl Application {
             shutdown.await;
             notifier.shut_down();
         };
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed");
+        let header_read_timeout =
+            std::time::Duration::from_secs(self.state.config.header_read_timeout_secs.max(1));
+        serve::serve(self.listener, self.router, header_read_timeout, shutdown).await;
         scrub.abort();
-        served
+        Ok(())
     }
 }
 
@@ -203,6 +203,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(json_errors))
         // Public link pages answer in HTML, errors included: outside `json_errors`.
         .merge(links::public_router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::guard_body,
+        ))
         .layer(middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
