@@ -140,6 +140,22 @@ impl Client {
         self.get_json("account", &[]).await
     }
 
+    /// `POST /api/v1/account/password`: changes the caller's password, given the old
+    /// one. This client's token keeps working; the account's other sessions are signed
+    /// out. Not retried: a wrong old password counts against the login limit.
+    pub async fn change_password(
+        &self,
+        old_password: &str,
+        new_password: &str,
+    ) -> Result<cairn_proto::PasswordChangeResponse, ClientError> {
+        let request = cairn_proto::PasswordChangeRequest {
+            old_password: old_password.to_owned(),
+            new_password: new_password.to_owned(),
+        };
+        self.post_json("account/password", &request, RetryPolicy::ConnectOnly)
+            .await
+    }
+
     /// `POST /api/v1/devices`: registers a device.
     pub async fn register_device(&self, name: &str) -> Result<DeviceInfo, ClientError> {
         let request = DeviceRequest {

@@ -135,6 +135,17 @@ impl Config {
         }
     }
 
+    /// The database file when the metadata is in a SQLite file (`sqlite://PATH?…` or
+    /// `sqlite:PATH`); `None` for PostgreSQL or an in-memory database.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+    }
+
     /// Reads the optional config file, then applies `CAIRN_DATABASE_URL` and
     /// `CAIRN_BLOCKS_URL` from the environment.
     pub fn load(data_dir: &Path, file: Option<&Path>) -> Result<Self, ConfigError> {

@@ -82,6 +82,87 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<(MetaStore, BlockSto
     Ok((meta, blocks))
 }
 
+/// Refuses a data directory that a server has not made, so that `cairn admin`, run in
+/// the wrong folder, does not quietly start a new, empty server there (whose users
+/// could never log in to the running one). The data directory must exist; with the
+/// metadata in SQLite its database file must too; with it elsewhere (PostgreSQL) the
+/// block store must, since the data directory is still where the blocks live.
+pub fn check_existing_data_dir(config: &Config) -> anyhow::Result<()> {
+    const HINT: &str = "pass --data-dir or set CAIRN_DATA_DIR to the server's; \
+                        `cairn serve` creates one";
+    let dir = &config.data_dir;
+    if !dir.is_dir() {
+        anyhow::bail!("no Cairn data directory at {}; {HINT}", dir.display());
+    }
+    match config.sqlite_path() {
+        Some(db) if !db.is_file() => anyhow::bail!(
+            "{} holds no Cairn database ({} is missing); {HINT}",
+            dir.display(),
+            db.display()
+        ),
+        Some(_) => {}
+        None if !BlockStore::local_exists(&config.blocks_dir) => anyhow::bail!(
+            "{} holds no Cairn block store (the metadata is in {}, the blocks here); {HINT}",
+            config.blocks_dir.display(),
+            redact_url(&config.database_url)
+        ),
+        None => {}
+    }
+    Ok(())
+}
+
+/// A database URL without its query and without its password, for messages.
+fn redact_url(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or(url);
+    if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) {
+        if let Some((user, _password)) = url[scheme + 3..at].split_once(':') {
+            return format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]);
+        }
+    }
+    url.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_lose_their_passwords_in_messages() {
+        use super::redact_url as r;
+        assert_eq!(
+            r("postgres://cairn:s3cret@db:5432/cairn?sslmode=require"),
+            "postgres://cairn:***@db:5432/cairn"
+        );
+        assert_eq!(
+            r("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(r("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn the_sqlite_file_of_a_database_url() {
+        use std::path::PathBuf;
+        let with = |url: &str| {
+            let mut c = crate::Config::for_data_dir("data");
+            c.database_url = url.to_owned();
+            c.sqlite_path()
+        };
+        assert_eq!(
+            with("sqlite:///srv/cairn/cairn.db?mode=rwc"),
+            Some(PathBuf::from("/srv/cairn/cairn.db"))
+        );
+        assert_eq!(
+            with("sqlite:relative.db"),
+            Some(PathBuf::from("relative.db"))
+        );
+        assert_eq!(with("sqlite::memory:"), None);
+        assert_eq!(with("postgres://postgres@127.0.0.1/test"), None);
+        assert_eq!(
+            crate::Config::for_data_dir("data").sqlite_path(),
+            Some(PathBuf::from("data/cairn.db"))
+        );
+    }
+}
+
 /// Hashes a password with the configured cost, off the async threads.
 pub async fn hash_password(config: &Config, password: String) -> anyhow::Result<String> {
     let (m, t) = (config.argon2_memory_kib, config.argon2_iterations);
