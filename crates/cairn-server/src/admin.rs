@@ -101,6 +101,7 @@ async fn set_password(
         .await
         .map_err(ApiError::internal)?;
     let revoked = state.meta.set_password_hash(user.id, &hash, None).await?;
+    state.notify.sign_out(user.id, None);
     tracing::info!(admin = %admin.name(), user = %name, revoked, "set a user's password");
     Ok(Json(proto::PasswordChangeResponse {
         sessions_revoked: revoked,
@@ -130,6 +131,9 @@ async fn set_disabled(
     disabled: bool,
 ) -> ApiResult<Json<proto::AdminUserInfo>> {
     let user = state.meta.set_user_disabled(name, disabled).await?;
+    if disabled {
+        state.notify.sign_out(user.id, None);
+    }
     tracing::info!(admin = %admin.name(), user = %name, disabled, "changed an account");
     let usage = state.meta.usage_bytes(user.id).await?;
     Ok(Json(admin_user_info(&user, usage)))
@@ -141,6 +145,7 @@ async fn remove(
     PathParam(name): PathParam<String>,
 ) -> ApiResult<Json<proto::UserDeleteResponse>> {
     let report = state.meta.delete_user(&name).await?;
+    state.notify.sign_out(report.id, None);
     tracing::info!(admin = %admin.name(), user = %name, "deleted an account");
     Ok(Json(user_delete_response(&name, &report)))
 }

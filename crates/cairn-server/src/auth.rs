@@ -129,6 +129,12 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 impl AuthUser {
+    /// The hash of the token the caller authenticated with (zeros when it acts through
+    /// something else, a link).
+    pub(crate) fn token_hash(&self) -> [u8; 32] {
+        self.token_hash
+    }
+
     /// `user` acting through something other than a token of its own: a public link it
     /// made, which reads and writes with its creator's rights.
     pub(crate) fn acting_as(user: User) -> Self {
@@ -340,6 +346,7 @@ async fn change_password(
         .meta
         .set_password_hash(auth.user.id, &hash, Some(&auth.token_hash))
         .await?;
+    state.notify.sign_out(auth.user.id, Some(auth.token_hash));
     Ok(Json(proto::PasswordChangeResponse {
         sessions_revoked: revoked,
     }))

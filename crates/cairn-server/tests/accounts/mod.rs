@@ -332,3 +332,65 @@ on_each_backend!(
         assert!(problems.is_empty(), "{problems:?}");
     }
 );
+
+/// Reads a notification WebSocket until the server closes it; the close code.
+async fn ws_closed(ws: &mut crate::notify::Ws) -> Option<u16> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(crate::notify::PATIENCE, ws.next())
+            .await
+            .expect("the server closes the socket in time");
+        match message {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+on_each_backend!(
+    signing_out_ends_the_accounts_notification_connections,
+    |s| {
+        let _gauge = crate::notify::GAUGE.lock().await;
+        let here = s.login("bob").await;
+        let elsewhere = s.login("bob").await;
+        let mut here_ws = crate::notify::open_ws(&s, &here).await;
+        let mut elsewhere_ws = crate::notify::open_ws(&s, &elsewhere).await;
+        let mut admin_ws = crate::notify::open_ws(&s, &s.token).await;
+        for ws in [&mut here_ws, &mut elsewhere_ws, &mut admin_ws] {
+            crate::notify::ws_next(ws).await; // the head
+        }
+
+        // Bob changes his password here: the other session's connection ends.
+        let (status, body) = s
+            .call_as(
+                Some(&here),
+                Method::POST,
+                "/api/v1/account/password",
+                Some(json!({"old_password": PASSWORD, "new_password": "a new password"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(ws_closed(&mut elsewhere_ws).await, Some(1008));
+        // This session's connection goes on.
+        put_file_as(&s, &here, "/mine.txt", b"bob's").await;
+        let told = crate::notify::ws_next(&mut here_ws).await;
+        assert!(
+            matches!(told, cairn_proto::Notification::Advanced { .. }),
+            "{told:?}"
+        );
+
+        // Disabled: every connection of his ends; the administrator's goes on.
+        let (status, body) = admin_post(&s, "bob/disable", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(ws_closed(&mut here_ws).await, Some(1008));
+        put_file_as(&s, &s.token, "/still.txt", b"listening").await;
+        let told = crate::notify::ws_next(&mut admin_ws).await;
+        assert!(
+            matches!(told, cairn_proto::Notification::Advanced { .. }),
+            "{told:?}"
+        );
+        drop(admin_ws);
+    }
+);
