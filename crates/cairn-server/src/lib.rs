@@ -122,47 +122,6 @@ fn redact_url(url: &str) -> String {
     url.to_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_urls_lose_their_passwords_in_messages() {
-        use super::redact_url as r;
-        assert_eq!(
-            r("postgres://cairn:s3cret@db:5432/cairn?sslmode=require"),
-            "postgres://cairn:***@db:5432/cairn"
-        );
-        assert_eq!(
-            r("postgres://postgres@127.0.0.1/test"),
-            "postgres://postgres@127.0.0.1/test"
-        );
-        assert_eq!(r("sqlite::memory:"), "sqlite::memory:");
-    }
-
-    #[test]
-    fn the_sqlite_file_of_a_database_url() {
-        use std::path::PathBuf;
-        let with = |url: &str| {
-            let mut c = crate::Config::for_data_dir("data");
-            c.database_url = url.to_owned();
-            c.sqlite_path()
-        };
-        assert_eq!(
-            with("sqlite:///srv/cairn/cairn.db?mode=rwc"),
-            Some(PathBuf::from("/srv/cairn/cairn.db"))
-        );
-        assert_eq!(
-            with("sqlite:relative.db"),
-            Some(PathBuf::from("relative.db"))
-        );
-        assert_eq!(with("sqlite::memory:"), None);
-        assert_eq!(with("postgres://postgres@127.0.0.1/test"), None);
-        assert_eq!(
-            crate::Config::for_data_dir("data").sqlite_path(),
-            Some(PathBuf::from("data/cairn.db"))
-        );
-    }
-}
-
 /// Hashes a password with the configured cost, off the async threads.
 pub async fn hash_password(config: &Config, password: String) -> anyhow::Result<String> {
     let (m, t) = (config.argon2_memory_kib, config.argon2_iterations);
@@ -355,4 +314,45 @@ async fn json_errors(request: Request, next: Next) -> Response {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_lose_their_passwords_in_messages() {
+        use super::redact_url as r;
+        assert_eq!(
+            r("postgres://cairn:s3cret@db:5432/cairn?sslmode=require"),
+            "postgres://cairn:***@db:5432/cairn"
+        );
+        assert_eq!(
+            r("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(r("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn the_sqlite_file_of_a_database_url() {
+        use std::path::PathBuf;
+        let with = |url: &str| {
+            let mut c = crate::Config::for_data_dir("data");
+            c.database_url = url.to_owned();
+            c.sqlite_path()
+        };
+        assert_eq!(
+            with("sqlite:///srv/cairn/cairn.db?mode=rwc"),
+            Some(PathBuf::from("/srv/cairn/cairn.db"))
+        );
+        assert_eq!(
+            with("sqlite:relative.db"),
+            Some(PathBuf::from("relative.db"))
+        );
+        assert_eq!(with("sqlite::memory:"), None);
+        assert_eq!(with("postgres://postgres@127.0.0.1/test"), None);
+        assert_eq!(
+            crate::Config::for_data_dir("data").sqlite_path(),
+            Some(PathBuf::from("data/cairn.db"))
+        );
+    }
 }
