@@ -74,7 +74,10 @@ impl Client {
             .read_timeout(Duration::from_secs(120))
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // The server closes a connection idle for its header read timeout (30 s by
+            // default); dropping ours first keeps a request from being sent into a
+            // connection the server is closing at that moment.
+            .pool_idle_timeout(Duration::from_secs(20))
             .build()
             .map_err(ClientError::Http)?;
         Ok(Client {

@@ -33,8 +33,9 @@ pub struct Config {
     /// often, so proxies keep them open and dead peers are noticed.
     pub notify_heartbeat_secs: u64,
     /// A connection must send a request's whole header within this many seconds of
-    /// starting it (or, idle between requests, of the previous response), or it is
-    /// closed: a few clients that trickle headers cannot hold the server's connections.
+    /// being opened (or, kept alive, of the previous response), or it is closed: a few
+    /// clients that trickle headers cannot hold the server's connections. It is also
+    /// how long an idle kept-alive connection stays open.
     pub header_read_timeout_secs: u64,
     /// A request body that sends nothing for this many seconds while the server waits
     /// for it is cut off with 408. Notification streams are not request bodies, so

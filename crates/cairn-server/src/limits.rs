@@ -55,14 +55,13 @@ pub(crate) async fn guard_body(
         .and_then(|v| v.parse::<u64>().ok());
     if let (Some(limit), Some(declared)) = (limit, declared) {
         if declared > limit {
-            return ApiError::new(
+            return closing(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!(
                     "the request body is {declared} bytes; this endpoint takes at most {limit}"
                 ),
-            )
-            .into_response();
+            ));
         }
     }
     let idle = Duration::from_secs(state.config.body_idle_timeout_secs.max(1));
@@ -80,16 +79,27 @@ pub(crate) async fn guard_body(
     if stalled.load(Ordering::Relaxed) {
         // Whatever the handler made of the failed read (a 400, an interrupted upload),
         // the client is told what happened.
-        return ApiError::new(
+        return closing(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
             format!(
                 "the request body stopped: nothing arrived for {} seconds",
                 idle.as_secs()
             ),
-        )
-        .into_response();
+        ));
     }
+    response
+}
+
+/// An error answered before the request's body was read: the connection closes after
+/// it (the rest of the body is still on its way), and says so, so that no client puts
+/// it back in its pool and sends its next request into a closed socket.
+fn closing(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
     response
 }
 

@@ -3,9 +3,9 @@
 //! `axum::serve` takes no settings, and hyper's header read timeout needs a timer that
 //! it does not set, so a client that sent half a request header held its connection
 //! for as long as it liked. Here each connection gets one: the whole header of a
-//! request must arrive within `header_read_timeout_secs` of its first byte (or, on an
-//! idle keep-alive connection, of the previous response), or the connection is
-//! closed. It does not apply while a response streams (server-sent events, a long
+//! request must arrive within `header_read_timeout_secs` of the connection's opening
+//! (or, on a kept-alive connection, of the previous response: this is also how long an
+//! idle connection is kept), or the connection is closed. It does not apply while a response streams (server-sent events, a long
 //! download) or after an upgrade (WebSocket), which have heartbeats of their own. The
 //! body's idle timeout is the `limits` middleware's.
 

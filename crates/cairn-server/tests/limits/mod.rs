@@ -137,6 +137,15 @@ async fn a_body_announced_too_large_is_refused_before_it_is_sent() {
                     "body_too_large",
                     "{method} {path}"
                 );
+                // The rest of the body is on its way: the connection is not kept.
+                assert!(
+                    answer
+                        .text
+                        .to_ascii_lowercase()
+                        .contains("connection: close"),
+                    "{method} {path}: {}",
+                    answer.text
+                );
                 checked += 1;
             }
             // One byte over the route's own limit is refused too.
