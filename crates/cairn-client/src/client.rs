@@ -74,7 +74,10 @@ impl Client {
             .read_timeout(Duration::from_secs(120))
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // The server closes a connection idle for its header read timeout (30 s by
+            // default); dropping ours first keeps a request from being sent into a
+            // connection the server is closing at that moment.
+            .pool_idle_timeout(Duration::from_secs(20))
             .build()
             .map_err(ClientError::Http)?;
         Ok(Client {
@@ -138,6 +141,22 @@ impl Client {
     /// `GET /api/v1/account`: the caller's account and usage.
     pub async fn account(&self) -> Result<AccountInfo, ClientError> {
         self.get_json("account", &[]).await
+    }
+
+    /// `POST /api/v1/account/password`: changes the caller's password, given the old
+    /// one. This client's token keeps working; the account's other sessions are signed
+    /// out. Not retried: a wrong old password counts against the login limit.
+    pub async fn change_password(
+        &self,
+        old_password: &str,
+        new_password: &str,
+    ) -> Result<cairn_proto::PasswordChangeResponse, ClientError> {
+        let request = cairn_proto::PasswordChangeRequest {
+            old_password: old_password.to_owned(),
+            new_password: new_password.to_owned(),
+        };
+        self.post_json("account/password", &request, RetryPolicy::ConnectOnly)
+            .await
     }
 
     /// `POST /api/v1/devices`: registers a device.

@@ -316,7 +316,7 @@ impl MetaStore {
     pub async fn stats(&self) -> Result<MetaStats, MetaError> {
         let row = sqlx::query(
             "SELECT \
-               (SELECT COUNT(*) FROM users) AS users, \
+               (SELECT COUNT(*) FROM users WHERE deleted_at IS NULL) AS users, \
                (SELECT COUNT(*) FROM entries WHERE deleted_at IS NULL AND kind = 'file') AS files, \
                (SELECT COUNT(*) FROM entries WHERE deleted_at IS NULL AND kind = 'dir') AS folders, \
                (SELECT COUNT(*) FROM versions) AS versions, \

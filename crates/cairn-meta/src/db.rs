@@ -269,6 +269,11 @@ impl NsWrite {
         Ok(())
     }
 
+    /// Whether this transaction holds `ns`'s lock (it began with it or locked it since).
+    pub(crate) fn has_locked(&self, ns: NamespaceId) -> bool {
+        self.ns == ns || self.others.iter().any(|(n, _, _)| *n == ns)
+    }
+
     /// Queues one journal row in a namespace locked with [`NsWrite::lock_other`].
     pub(crate) fn record_in(
         &mut self,
@@ -464,8 +469,10 @@ pub(crate) fn entry_from_row(row: &AnyRow) -> Result<Entry, MetaError> {
     })
 }
 
+/// The columns [`user_from_row`] reads. Queries that return users also say
+/// `deleted_at IS NULL`: a deleted account is a tombstone, never a [`User`].
 pub(crate) const USER_COLUMNS: &str =
-    "id, name, password_hash, is_admin, quota_bytes, home_ns, created_at";
+    "id, name, password_hash, is_admin, quota_bytes, home_ns, created_at, disabled_at";
 
 pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, MetaError> {
     let home_ns: Option<i64> = row.try_get("home_ns")?;
@@ -477,6 +484,7 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, MetaError> {
         quota_bytes: row.try_get("quota_bytes")?,
         home_ns: NamespaceId(home_ns.ok_or_else(|| corrupt("user without home namespace"))?),
         created_at: row.try_get("created_at")?,
+        disabled_at: row.try_get("disabled_at")?,
     })
 }
 

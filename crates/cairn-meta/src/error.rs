@@ -63,6 +63,15 @@ pub enum MetaError {
     /// A user of that name exists.
     #[error("a user named {0:?} already exists")]
     UserExists(String),
+    /// No (live) account has this name.
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    /// The change would leave the server without an enabled administrator.
+    #[error("{0:?} is the last enabled administrator; make another user an administrator first")]
+    LastAdmin(String),
+    /// A user name the store cannot take; the message says what a name may hold.
+    #[error("{0}")]
+    InvalidUserName(String),
     /// A path built by the store (a conflict-copy name) is not valid, usually too long.
     #[error(transparent)]
     InvalidPath(#[from] PathError),

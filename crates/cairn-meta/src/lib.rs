@@ -23,6 +23,7 @@
 // caller that reads `current` unbox it; the size is not worth that.
 #![allow(clippy::result_large_err)]
 
+mod accounts;
 mod blocks;
 mod bulk;
 mod check;
@@ -46,6 +47,7 @@ use std::sync::Arc;
 use cairn_core::{JournalSeq, NamespaceId};
 use sqlx::AnyPool;
 
+pub use accounts::{DeletedUser, TransferredShare};
 pub use blocks::{EnsureStored, UploadedBlock};
 pub use check::Inconsistency;
 pub use error::MetaError;
@@ -57,6 +59,7 @@ pub use types::{
     Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,
     EntryKind, FileCommit, JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
+pub use users::{check_user_name, MAX_USER_NAME_LEN};
 
 /// Called after every namespace write that advanced the journal has committed, with
 /// the namespace and its new head. It runs on the writer's task, so it must return at

@@ -23,6 +23,17 @@ pub struct User {
     pub home_ns: NamespaceId,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
+    /// When an administrator disabled the account (Unix ms); `None` while it is
+    /// enabled. A disabled account cannot log in, its tokens are refused and its links
+    /// do not work.
+    pub disabled_at: Option<i64>,
+}
+
+impl User {
+    /// Whether the account may act: log in, use its tokens, serve its links.
+    pub fn is_enabled(&self) -> bool {
+        self.disabled_at.is_none()
+    }
 }
 
 /// A registered device: one login from one machine or program.

@@ -13,7 +13,8 @@ const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
 impl MetaStore {
     /// Creates a user and its home namespace. Fails with [`MetaError::UserExists`] when
-    /// the name is taken.
+    /// the name is taken, and [`MetaError::InvalidUserName`] for a name that
+    /// [`check_user_name`] refuses.
     pub async fn create_user(
         &self,
         name: &str,
@@ -21,6 +22,7 @@ impl MetaStore {
         is_admin: bool,
         quota_bytes: Option<i64>,
     ) -> Result<User, MetaError> {
+        check_user_name(name)?;
         let now = now_ms();
         let mut tx = WriteTx::begin(self).await?;
         // users.home_ns and namespaces.owner_user_id point at each other, so the user
@@ -63,19 +65,24 @@ impl MetaStore {
             quota_bytes,
             home_ns: NamespaceId(ns),
             created_at: now,
+            disabled_at: None,
         })
     }
 
-    /// How many accounts exist (the server creates `admin` when there are none).
+    /// How many accounts exist, deleted ones aside (the server creates `admin` when
+    /// there are none).
     pub async fn user_count(&self) -> Result<i64, MetaError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE deleted_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
-    /// The user with this exact name.
+    /// The user with this exact name (never a deleted account).
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>, MetaError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1");
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1 AND deleted_at IS NULL");
         let row = sqlx::query(&sql)
             .bind(name.to_owned())
             .fetch_optional(&self.pool)
@@ -83,9 +90,9 @@ impl MetaStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    /// The user with this id.
+    /// The user with this id (never a deleted account).
     pub async fn user_by_id(&self, id: UserId) -> Result<Option<User>, MetaError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL");
         let row = sqlx::query(&sql)
             .bind(id.0)
             .fetch_optional(&self.pool)
@@ -93,9 +100,9 @@ impl MetaStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    /// Every user, oldest first.
+    /// Every user, oldest first (deleted accounts are gone from the list).
     pub async fn list_users(&self) -> Result<Vec<User>, MetaError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE deleted_at IS NULL ORDER BY id");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
         rows.iter().map(user_from_row).collect()
     }
@@ -119,12 +126,13 @@ impl MetaStore {
     /// when there is no such user.
     pub async fn set_quota(&self, name: &str, quota_bytes: Option<i64>) -> Result<bool, MetaError> {
         let mut tx = crate::db::WriteTx::begin(self).await?;
-        let changed = sqlx::query("UPDATE users SET quota_bytes = $1 WHERE name = $2")
-            .bind(quota_bytes)
-            .bind(name.to_owned())
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
+        let changed =
+            sqlx::query("UPDATE users SET quota_bytes = $1 WHERE name = $2 AND deleted_at IS NULL")
+                .bind(quota_bytes)
+                .bind(name.to_owned())
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
         tx.commit().await?;
         Ok(changed > 0)
     }
@@ -211,7 +219,8 @@ impl MetaStore {
     ) -> Result<Option<(User, Option<DeviceId>)>, MetaError> {
         let sql = format!(
             "SELECT t.id AS token_id, t.device_id, t.last_used_at, {} \
-             FROM auth_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+             FROM auth_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND u.deleted_at IS NULL",
             USER_COLUMNS
                 .split(", ")
                 .map(|c| format!("u.{c}"))
@@ -271,4 +280,24 @@ impl MetaStore {
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// Longest user name, in bytes.
+pub const MAX_USER_NAME_LEN: usize = 64;
+
+/// Refuses a user name that is empty, longer than [`MAX_USER_NAME_LEN`] bytes, or holds
+/// `/`, `:` or a control character. `:` is kept out so that HTTP basic auth
+/// (`NAME:PASSWORD`) can carry every name, and so that the tombstone names of deleted
+/// accounts (`NAME:deleted:ID`) can never be a live account's.
+pub fn check_user_name(name: &str) -> Result<(), MetaError> {
+    if name.is_empty()
+        || name.len() > MAX_USER_NAME_LEN
+        || name.chars().any(|c| c.is_control() || c == '/' || c == ':')
+    {
+        return Err(MetaError::InvalidUserName(format!(
+            "a user name must be 1 to {MAX_USER_NAME_LEN} bytes without '/', ':' or control \
+             characters"
+        )));
+    }
+    Ok(())
 }

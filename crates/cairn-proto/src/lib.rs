@@ -663,3 +663,78 @@ pub struct LinkListResponse {
 pub struct LinkRevokeRequest {
     pub id: i64,
 }
+
+/// `POST /api/v1/account/password`: change the caller's own password. The old one is
+/// required, and wrong guesses are limited like failed logins.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PasswordChangeRequest {
+    pub old_password: String,
+    pub new_password: String,
+}
+
+/// A password was changed: every other session of the account was signed out (the
+/// token of a user's own change keeps working; an administrator's change signs out
+/// all of them).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PasswordChangeResponse {
+    /// How many tokens (signed-in devices and sessions) were revoked.
+    pub sessions_revoked: u64,
+}
+
+/// `POST /api/v1/admin/users/{name}/password`: an administrator sets a user's password.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdminSetPasswordRequest {
+    pub password: String,
+}
+
+/// An account as an administrator sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdminUserInfo {
+    pub id: i64,
+    pub name: String,
+    pub is_admin: bool,
+    #[serde(default)]
+    pub quota_bytes: Option<i64>,
+    /// Bytes charged to the quota: the current versions of the live files in the
+    /// folders the user owns.
+    pub usage_bytes: i64,
+    /// Disabled accounts cannot log in, and their tokens and links are refused.
+    pub disabled: bool,
+    /// When it was disabled, Unix ms.
+    #[serde(default)]
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// `GET /api/v1/admin/users`: every account, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdminUserListResponse {
+    pub users: Vec<AdminUserInfo>,
+}
+
+/// A shared folder whose owner was deleted and that another member owns now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TransferredShare {
+    /// The folder's name in the deleted owner's files.
+    pub folder: String,
+    /// Its new owner: the editor who was added to it first.
+    pub new_owner: String,
+}
+
+/// `DELETE /api/v1/admin/users/{name}`: what went with the account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserDeleteResponse {
+    pub name: String,
+    /// Files deleted (live and in the trash) from its home and the shared folders that
+    /// went with it; their blocks are freed by garbage collection.
+    pub files_deleted: i64,
+    pub bytes_deleted: i64,
+    /// Shared folders it owned that passed to their first editor.
+    pub shares_transferred: Vec<TransferredShare>,
+    /// Shared folders it owned without an editor: deleted, for their viewers too.
+    pub shares_deleted: Vec<String>,
+    /// Shared folders of others it left.
+    pub memberships_removed: u64,
+    pub links_revoked: u64,
+    pub sessions_revoked: u64,
+}

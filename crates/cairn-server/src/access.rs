@@ -8,7 +8,7 @@
 //! the same [`Access`]. Nothing else in the server compares users to namespaces.
 
 use cairn_core::{NamespaceId, ServerPath};
-use cairn_meta::{Entry, JournalEntry, Membership, MetaError, Role};
+use cairn_meta::{Entry, JournalEntry, Membership, MetaError, Role, User};
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
@@ -67,6 +67,18 @@ impl Access {
     pub async fn load(state: &AppState, auth: AuthUser) -> ApiResult<Self> {
         let mounts = state.meta.memberships_of(auth.user.id).await?;
         Ok(Self { auth, mounts })
+    }
+
+    /// The access of a public link's creator, with which the link reads or writes;
+    /// `None` while the creator's account is disabled, so its links stop working with
+    /// its tokens (and work again when it is enabled).
+    pub async fn for_link_creator(state: &AppState, creator: User) -> ApiResult<Option<Self>> {
+        if !creator.is_enabled() {
+            return Ok(None);
+        }
+        Self::load(state, AuthUser::acting_as(creator))
+            .await
+            .map(Some)
     }
 
     /// The caller's home namespace.
@@ -195,6 +207,37 @@ impl Access {
             other => other,
         };
         err.into()
+    }
+}
+
+/// The caller of an administrators' endpoint: an account with the admin flag (401
+/// without a token, 403 for any other account).
+#[derive(Debug, Clone)]
+pub struct Admin(pub AuthUser);
+
+impl axum::extract::FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let auth = AuthUser::from_request_parts(parts, state).await?;
+        if !auth.user.is_admin {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "admin_only",
+                "only an administrator may do this",
+            ));
+        }
+        Ok(Admin(auth))
+    }
+}
+
+impl Admin {
+    /// The administrator's name, for the log.
+    pub fn name(&self) -> &str {
+        &self.0.user.name
     }
 }
 

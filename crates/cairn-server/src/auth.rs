@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .at("/auth/login", post(login))
         .at("/auth/logout", post(logout))
         .at("/account", get(account))
+        .at("/account/password", post(change_password))
         .at("/devices", post(register_device))
         .build()
 }
@@ -59,6 +60,25 @@ pub(crate) fn verify_password(password: &str, stored: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// Shortest password a user or an administrator may set (generated ones are longer).
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// Whether `password` may be set as an account's new password: from
+/// [`MIN_PASSWORD_LEN`] characters to 1024 bytes. The message says what is wrong.
+pub fn check_new_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(format!(
+            "the new password is too short: use at least {MIN_PASSWORD_LEN} characters"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(format!(
+            "the new password is too long: at most {MAX_PASSWORD_LEN} bytes"
+        ));
+    }
+    Ok(())
 }
 
 /// A fresh random password for generated accounts: 128 bits, URL-safe.
@@ -109,6 +129,12 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 impl AuthUser {
+    /// The hash of the token the caller authenticated with (zeros when it acts through
+    /// something else, a link).
+    pub(crate) fn token_hash(&self) -> [u8; 32] {
+        self.token_hash
+    }
+
     /// `user` acting through something other than a token of its own: a public link it
     /// made, which reads and writes with its creator's rights.
     pub(crate) fn acting_as(user: User) -> Self {
@@ -124,6 +150,9 @@ impl AuthUser {
     pub(crate) async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let hash = token_hash(token);
         match state.meta.token_owner(&hash).await? {
+            // The account is read with the token on every request, so disabling it
+            // refuses the very next one.
+            Some((user, _)) if !user.is_enabled() => Err(account_disabled()),
             Some((user, device)) => Ok(AuthUser {
                 user,
                 device,
@@ -134,6 +163,15 @@ impl AuthUser {
             )),
         }
     }
+}
+
+/// The answer to a disabled account's token, and to its login with the right password.
+fn account_disabled() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "account_disabled",
+        "this account is disabled; ask the server's administrator to enable it",
+    )
 }
 
 /// Counts failed logins in a sliding window, per account and per client address.
@@ -186,22 +224,9 @@ async fn login(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Json(req): Json<proto::LoginRequest>,
 ) -> ApiResult<Json<proto::LoginResponse>> {
-    let window = Duration::from_secs(state.config.login_window_secs);
-    let account_key = format!("user:{}", req.username.to_lowercase());
-    let address_key = format!("addr:{}", addr.ip());
+    let (account_key, address_key) = password_keys(&req.username, addr);
+    refuse_if_throttled(&state, &account_key, &address_key)?;
     let limiter = &state.login_limiter;
-    if limiter.recent(&account_key, window) >= state.config.login_failures_per_account as usize
-        || limiter.recent(&address_key, window) >= state.config.login_failures_per_address as usize
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many failed logins; wait {} seconds and try again",
-                window.as_secs()
-            ),
-        ));
-    }
     if req.password.len() > MAX_PASSWORD_LEN {
         return Err(ApiError::bad_request(
             "invalid_password",
@@ -231,6 +256,11 @@ async fn login(
             return Err(ApiError::unauthorized("wrong user name or password"));
         }
     };
+    // Said only to whoever knows the password, so it tells a guesser nothing about
+    // which accounts exist or are disabled.
+    if !user.is_enabled() {
+        return Err(account_disabled());
+    }
 
     let device = match &req.device_name {
         Some(name) => Some(state.meta.create_device(user.id, name).await?),
@@ -245,6 +275,80 @@ async fn login(
         token,
         user: user_info(&user),
         device: device.as_ref().map(device_info),
+    }))
+}
+
+/// The limiter's keys for password guesses about `username` from `addr`. Logins and
+/// password changes share them, so a guesser gains nothing by switching between the two.
+fn password_keys(username: &str, addr: SocketAddr) -> (String, String) {
+    (
+        format!("user:{}", username.to_lowercase()),
+        format!("addr:{}", addr.ip()),
+    )
+}
+
+/// 429 when the account or the address has had too many wrong passwords lately.
+fn refuse_if_throttled(state: &AppState, account_key: &str, address_key: &str) -> ApiResult<()> {
+    let window = Duration::from_secs(state.config.login_window_secs);
+    let limiter = &state.login_limiter;
+    if limiter.recent(account_key, window) >= state.config.login_failures_per_account as usize
+        || limiter.recent(address_key, window) >= state.config.login_failures_per_address as usize
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many wrong passwords; wait {} seconds and try again",
+                window.as_secs()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /account/password`: the caller changes its own password, giving the old one.
+/// The token it calls with keeps working; every other session of the account is
+/// signed out, as Google and Dropbox do, since a password is changed when it may have
+/// leaked.
+async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    auth: AuthUser,
+    Json(req): Json<proto::PasswordChangeRequest>,
+) -> ApiResult<Json<proto::PasswordChangeResponse>> {
+    let (account_key, address_key) = password_keys(&auth.user.name, addr);
+    refuse_if_throttled(&state, &account_key, &address_key)?;
+    if req.old_password.len() > MAX_PASSWORD_LEN {
+        return Err(ApiError::bad_request(
+            "invalid_password",
+            "password is too long",
+        ));
+    }
+    check_new_password(&req.new_password)
+        .map_err(|message| ApiError::bad_request("invalid_password", message))?;
+    let (old, stored) = (req.old_password, auth.user.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || verify_password(&old, &stored))
+        .await
+        .map_err(ApiError::internal)?;
+    if !ok {
+        state.login_limiter.record(account_key);
+        state.login_limiter.record(address_key);
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "the current password is wrong",
+        ));
+    }
+    let hash = crate::hash_password(&state.config, req.new_password)
+        .await
+        .map_err(ApiError::internal)?;
+    let revoked = state
+        .meta
+        .set_password_hash(auth.user.id, &hash, Some(&auth.token_hash))
+        .await?;
+    state.notify.sign_out(auth.user.id, Some(auth.token_hash));
+    Ok(Json(proto::PasswordChangeResponse {
+        sessions_revoked: revoked,
     }))
 }
 

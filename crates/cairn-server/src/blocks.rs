@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
@@ -19,7 +19,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, PathParam};
 use crate::metrics::{BLOCKS_DEDUPLICATED, BLOCKS_STORED, BLOCK_BYTES_RECEIVED, BLOCK_BYTES_SENT};
-use crate::routes::Routes;
+use crate::routes::{BodyLimit, Routes};
 use crate::state::AppState;
 
 /// Most hashes one check request may name.
@@ -34,17 +34,15 @@ const FRAME_HEADER: usize = 32 + 4;
 pub fn router(max_block_size: usize) -> Router<AppState> {
     Routes::api()
         .at("/blocks/check", post(check))
-        .at(
+        .at_limited(
             "/blocks/batch",
-            post(upload_batch).layer(DefaultBodyLimit::max(
-                MAX_BATCH_BODY.max(max_block_size + FRAME_HEADER),
-            )),
+            BodyLimit::Bytes(MAX_BATCH_BODY.max(max_block_size + FRAME_HEADER)),
+            post(upload_batch),
         )
-        .at(
+        .at_limited(
             "/blocks/{hash}",
-            put(upload)
-                .get(download)
-                .layer(DefaultBodyLimit::max(max_block_size)),
+            BodyLimit::Bytes(max_block_size),
+            put(upload).get(download),
         )
         .build()
 }

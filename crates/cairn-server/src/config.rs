@@ -32,6 +32,15 @@ pub struct Config {
     /// Notification connections are pinged (WebSocket) or sent a comment (SSE) this
     /// often, so proxies keep them open and dead peers are noticed.
     pub notify_heartbeat_secs: u64,
+    /// A connection must send a request's whole header within this many seconds of
+    /// being opened (or, kept alive, of the previous response), or it is closed: a few
+    /// clients that trickle headers cannot hold the server's connections. It is also
+    /// how long an idle kept-alive connection stays open.
+    pub header_read_timeout_secs: u64,
+    /// A request body that sends nothing for this many seconds while the server waits
+    /// for it is cut off with 408. Notification streams are not request bodies, so
+    /// this never ends them.
+    pub body_idle_timeout_secs: u64,
 }
 
 /// What the background tasks keep, for how long, and how often they run.
@@ -86,6 +95,8 @@ struct FileConfig {
     maintenance_interval_secs: Option<u64>,
     scrub_bytes_per_sec: Option<u64>,
     notify_heartbeat_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    body_idle_timeout_secs: Option<u64>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -120,7 +131,20 @@ impl Config {
             argon2_iterations: 2,
             maintenance: Maintenance::default(),
             notify_heartbeat_secs: 30,
+            header_read_timeout_secs: 30,
+            body_idle_timeout_secs: 60,
         }
+    }
+
+    /// The database file when the metadata is in a SQLite file (`sqlite://PATH?…` or
+    /// `sqlite:PATH`); `None` for PostgreSQL or an in-memory database.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
     }
 
     /// Reads the optional config file, then applies `CAIRN_DATABASE_URL` and
@@ -186,6 +210,25 @@ impl Config {
                 ));
             }
             self.notify_heartbeat_secs = v;
+        }
+        for (name, value, field) in [
+            (
+                "header_read_timeout_secs",
+                file.header_read_timeout_secs,
+                &mut self.header_read_timeout_secs,
+            ),
+            (
+                "body_idle_timeout_secs",
+                file.body_idle_timeout_secs,
+                &mut self.body_idle_timeout_secs,
+            ),
+        ] {
+            if let Some(v) = value {
+                if v == 0 {
+                    return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+                }
+                *field = v;
+            }
         }
         let m = &mut self.maintenance;
         if let Some(v) = file.version_retention_days {

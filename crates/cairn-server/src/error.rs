@@ -139,6 +139,9 @@ impl From<MetaError> for ApiError {
             MetaError::QuotaExceeded { .. } => Self::new(S::FORBIDDEN, "quota_exceeded", message),
             MetaError::NotShareable(_) => Self::new(S::CONFLICT, "not_shareable", message),
             MetaError::UserExists(_) => Self::new(S::CONFLICT, "user_exists", message),
+            MetaError::NoSuchUser(_) => Self::new(S::NOT_FOUND, "no_such_user", message),
+            MetaError::LastAdmin(_) => Self::new(S::CONFLICT, "last_admin", message),
+            MetaError::InvalidUserName(_) => Self::bad_request("invalid_name", message),
             MetaError::RevConflict { current, .. } => {
                 let mut e = Self::new(S::CONFLICT, "conflict", message);
                 e.current = current.as_ref().map(|c| Box::new(entry_info(c)));

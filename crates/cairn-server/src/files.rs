@@ -2,7 +2,7 @@
 //! file upload and download.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +21,7 @@ use crate::convert::entry_info;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
 use crate::metrics::{BLOCK_BYTES_SENT, COMMITS};
-use crate::routes::Routes;
+use crate::routes::{BodyLimit, Routes};
 use crate::state::AppState;
 
 /// Most items one batch request (`commit_batch`, `content_batch`) may carry.
@@ -53,20 +53,20 @@ pub fn router() -> Router<AppState> {
         .at("/files/copy", post(copy_entry))
         .at("/files/delete", post(delete))
         .at("/files/commit", post(commit))
-        .at(
+        .at_limited(
             "/files/commit_batch",
-            post(commit_batch).layer(DefaultBodyLimit::max(MAX_COMMIT_BATCH_BODY)),
+            BodyLimit::Bytes(MAX_COMMIT_BATCH_BODY),
+            post(commit_batch),
         )
         .at("/files/blocks", get(file_blocks))
         .at("/files/content_batch", post(content_batch))
         .at("/files/versions", get(versions))
         .at("/files/restore", post(restore))
-        .at(
+        // The body is chunked as it streams in, so its size needs no cap here.
+        .at_limited(
             "/files/content",
-            get(download)
-                .put(upload)
-                // The body is chunked as it streams in, so its size needs no cap here.
-                .layer(DefaultBodyLimit::disable()),
+            BodyLimit::Streamed,
+            get(download).put(upload),
         )
         .build()
 }

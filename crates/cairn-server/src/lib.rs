@@ -4,6 +4,7 @@
 //! and exposes the real address; [`Application::run`] serves until shutdown.
 
 mod access;
+pub mod admin;
 pub mod auth;
 mod blocks;
 pub mod config;
@@ -14,6 +15,7 @@ mod extract;
 mod files;
 pub mod fsck;
 pub mod gc;
+mod limits;
 mod links;
 pub mod maintenance;
 pub mod metrics;
@@ -21,6 +23,7 @@ pub mod notify;
 mod openapi;
 pub mod routes;
 pub mod scrub;
+mod serve;
 mod shares;
 mod state;
 mod trash;
@@ -79,6 +82,46 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<(MetaStore, BlockSto
     Ok((meta, blocks))
 }
 
+/// Refuses a data directory that a server has not made, so that `cairn admin`, run in
+/// the wrong folder, does not quietly start a new, empty server there (whose users
+/// could never log in to the running one). The data directory must exist; with the
+/// metadata in SQLite its database file must too; with it elsewhere (PostgreSQL) the
+/// block store must, since the data directory is still where the blocks live.
+pub fn check_existing_data_dir(config: &Config) -> anyhow::Result<()> {
+    const HINT: &str = "pass --data-dir or set CAIRN_DATA_DIR to the server's; \
+                        `cairn serve` creates one";
+    let dir = &config.data_dir;
+    if !dir.is_dir() {
+        anyhow::bail!("no Cairn data directory at {}; {HINT}", dir.display());
+    }
+    match config.sqlite_path() {
+        Some(db) if !db.is_file() => anyhow::bail!(
+            "{} holds no Cairn database ({} is missing); {HINT}",
+            dir.display(),
+            db.display()
+        ),
+        Some(_) => {}
+        None if !BlockStore::local_exists(&config.blocks_dir) => anyhow::bail!(
+            "{} holds no Cairn block store (the metadata is in {}, the blocks here); {HINT}",
+            config.blocks_dir.display(),
+            redact_url(&config.database_url)
+        ),
+        None => {}
+    }
+    Ok(())
+}
+
+/// A database URL without its query and without its password, for messages.
+fn redact_url(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or(url);
+    if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) {
+        if let Some((user, _password)) = url[scheme + 3..at].split_once(':') {
+            return format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]);
+        }
+    }
+    url.to_owned()
+}
+
 /// Hashes a password with the configured cost, off the async threads.
 pub async fn hash_password(config: &Config, password: String) -> anyhow::Result<String> {
     let (m, t) = (config.argon2_memory_kib, config.argon2_iterations);
@@ -115,6 +158,9 @@ impl Application {
         meta: MetaStore,
         blocks: BlockStore,
     ) -> anyhow::Result<Self> {
+        // Install the metrics recorder before anything can count: metrics recorded
+        // before it exists are lost (once per process; later calls reuse it).
+        metrics::handle();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -182,16 +228,11 @@ impl Application {
             shutdown.await;
             notifier.shut_down();
         };
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed");
+        let header_read_timeout =
+            std::time::Duration::from_secs(self.state.config.header_read_timeout_secs.max(1));
+        serve::serve(self.listener, self.router, header_read_timeout, shutdown).await;
         scrub.abort();
-        served
+        Ok(())
     }
 }
 
@@ -202,6 +243,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(json_errors))
         // Public link pages answer in HTML, errors included: outside `json_errors`.
         .merge(links::public_router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::guard_body,
+        ))
         .layer(middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -214,6 +259,7 @@ pub(crate) fn routes(config: &Config) -> Router<AppState> {
         .at("/openapi.json", get(openapi::document))
         .build()
         .merge(auth::router())
+        .merge(admin::router())
         .merge(files::router())
         .merge(trash::router())
         .merge(shares::router())
@@ -268,4 +314,45 @@ async fn json_errors(request: Request, next: Next) -> Response {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_lose_their_passwords_in_messages() {
+        use super::redact_url as r;
+        assert_eq!(
+            r("postgres://cairn:s3cret@db:5432/cairn?sslmode=require"),
+            "postgres://cairn:***@db:5432/cairn"
+        );
+        assert_eq!(
+            r("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(r("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn the_sqlite_file_of_a_database_url() {
+        use std::path::PathBuf;
+        let with = |url: &str| {
+            let mut c = crate::Config::for_data_dir("data");
+            c.database_url = url.to_owned();
+            c.sqlite_path()
+        };
+        assert_eq!(
+            with("sqlite:///srv/cairn/cairn.db?mode=rwc"),
+            Some(PathBuf::from("/srv/cairn/cairn.db"))
+        );
+        assert_eq!(
+            with("sqlite:relative.db"),
+            Some(PathBuf::from("relative.db"))
+        );
+        assert_eq!(with("sqlite::memory:"), None);
+        assert_eq!(with("postgres://postgres@127.0.0.1/test"), None);
+        assert_eq!(
+            crate::Config::for_data_dir("data").sqlite_path(),
+            Some(PathBuf::from("data/cairn.db"))
+        );
+    }
 }

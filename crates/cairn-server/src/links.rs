@@ -22,7 +22,6 @@ use cairn_proto as proto;
 use rand::RngCore;
 
 use crate::access::{Access, Need};
-use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::gc::now_ms;
@@ -134,7 +133,9 @@ async fn reach_as_creator(
     let Some(creator) = state.meta.user_by_id(link.creator).await? else {
         return Ok(None);
     };
-    let access = Access::load(state, AuthUser::acting_as(creator.clone())).await?;
+    let Some(access) = Access::for_link_creator(state, creator.clone()).await? else {
+        return Ok(None);
+    };
     Ok(reach(state, &access, link, need)
         .await?
         .map(|reached| (creator, reached)))

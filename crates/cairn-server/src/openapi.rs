@@ -65,6 +65,13 @@ use crate::state::AppState;
         proto::LinkInfo,
         proto::LinkListResponse,
         proto::LinkRevokeRequest,
+        proto::PasswordChangeRequest,
+        proto::PasswordChangeResponse,
+        proto::AdminSetPasswordRequest,
+        proto::AdminUserInfo,
+        proto::AdminUserListResponse,
+        proto::TransferredShare,
+        proto::UserDeleteResponse,
     ))
 )]
 struct ApiDoc;
@@ -106,6 +113,14 @@ const ENDPOINTS: &[Endpoint] = &[
         "The caller's account and usage",
         None,
         Some("AccountInfo"),
+    ),
+    (
+        "post",
+        "/api/v1/account/password",
+        "Change the caller's password (the old one is required; wrong guesses are \
+         limited like logins); every other session is signed out",
+        Some("PasswordChangeRequest"),
+        Some("PasswordChangeResponse"),
     ),
     (
         "post",
@@ -320,6 +335,44 @@ const ENDPOINTS: &[Endpoint] = &[
         "Revoke one of the caller's links",
         Some("LinkRevokeRequest"),
         None,
+    ),
+    (
+        "get",
+        "/api/v1/admin/users",
+        "Administrators: every account with its usage, oldest first",
+        None,
+        Some("AdminUserListResponse"),
+    ),
+    (
+        "post",
+        "/api/v1/admin/users/{name}/password",
+        "Administrators: set a user's password; signs out all of its sessions",
+        Some("AdminSetPasswordRequest"),
+        Some("PasswordChangeResponse"),
+    ),
+    (
+        "post",
+        "/api/v1/admin/users/{name}/disable",
+        "Administrators: disable an account (no login; its tokens and links are refused \
+         at once); never the last enabled administrator",
+        None,
+        Some("AdminUserInfo"),
+    ),
+    (
+        "post",
+        "/api/v1/admin/users/{name}/enable",
+        "Administrators: enable a disabled account again, as it was",
+        None,
+        Some("AdminUserInfo"),
+    ),
+    (
+        "delete",
+        "/api/v1/admin/users/{name}",
+        "Administrators: delete an account and its files; its shared folders pass to \
+         their first editor (or are deleted when they have none); never the last \
+         enabled administrator",
+        None,
+        Some("UserDeleteResponse"),
     ),
 ];
 

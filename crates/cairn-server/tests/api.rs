@@ -8,7 +8,9 @@ use serde_json::json;
 use support::{block_ref, hex_hash, put_file_as, TestServer};
 
 // After `support`, whose macro it uses.
+mod accounts;
 mod gc;
+mod limits;
 mod notify;
 
 on_each_backend!(commit_download_and_range, |s| {

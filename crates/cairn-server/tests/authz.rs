@@ -108,6 +108,8 @@ const OWNER: [Expect; 9] = [Allow, Deny, Deny, Deny, Deny, Deny, Deny, Deny, Den
 const LINK: [Expect; 9] = [Deny, Deny, Deny, Deny, Deny, Allow, Deny, Deny, Deny];
 /// Sharing a folder: Dave's `/Team` (made by the rows before) is his own to share.
 const SHARE: [Expect; 9] = [Allow, Deny, Deny, Own, Deny, Deny, Deny, Deny, Deny];
+/// Administering accounts: Alice is the administrator.
+const ADMIN: [Expect; 9] = [Allow, Deny, Deny, Deny, Deny, Deny, Deny, Deny, Deny];
 
 /// What the fixture made, per role.
 struct Fixture {
@@ -297,6 +299,55 @@ fn rows() -> Vec<Row> {
             expect: ACCOUNTS,
             judge: Judge::Status,
             call: |fx, r| get(fx, r, "/api/v1/account".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/admin/users",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/admin/users".into()),
+        },
+        // Each caller aims at an account of its own (`target-ROLE`), so what the
+        // administrator is allowed to do cannot change what the next caller meets.
+        Row {
+            method: Method::POST,
+            path: "/api/v1/admin/users/{name}/password",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!("/api/v1/admin/users/target-{}/password", r.dir());
+                post(fx, r, &url, json!({"password": "a brand new password"}))
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/admin/users/{name}/disable",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!("/api/v1/admin/users/target-{}/disable", r.dir());
+                post(fx, r, &url, json!({}))
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/admin/users/{name}/enable",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!("/api/v1/admin/users/target-{}/enable", r.dir());
+                post(fx, r, &url, json!({}))
+            },
+        },
+        Row {
+            method: Method::DELETE,
+            path: "/api/v1/admin/users/{name}",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!("/api/v1/admin/users/target-{}", r.dir());
+                call(fx, r, Method::DELETE, url, Body::None)
+            },
         },
         Row {
             method: Method::POST,
@@ -769,6 +820,18 @@ fn rows() -> Vec<Row> {
                 )
             },
         },
+        // Last: a password change signs out the account's other sessions (its spare
+        // token, the logout row's). The password stays the same, for the login row.
+        Row {
+            method: Method::POST,
+            path: "/api/v1/account/password",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let body = json!({"old_password": PASSWORD, "new_password": PASSWORD});
+                post(fx, r, "/api/v1/account/password", body)
+            },
+        },
     ]
 }
 
@@ -782,6 +845,7 @@ async fn fixture(s: &TestServer) -> Fixture {
     for role in ROLES {
         extra.push(format!("new-{}", role.dir()));
         extra.push(format!("spare-{}", role.dir()));
+        extra.push(format!("target-{}", role.dir()));
     }
     for name in &extra {
         s.state
@@ -1023,7 +1087,8 @@ async fn endpoints(s: &TestServer) -> BTreeSet<(String, String)> {
     for path in cairn_server::route_paths() {
         let url = path
             .replace("{hash}", &hex_hash(b"probe"))
-            .replace("{token}", "probe");
+            .replace("{token}", "probe")
+            .replace("{name}", "probe");
         for method in [
             Method::GET,
             Method::POST,
@@ -1092,9 +1157,16 @@ on_each_backend!(every_endpoint_for_every_role, |s| {
         wrong.join("\n")
     );
 
-    // What Dave "created" went to a /Team of his own, none of it into Alice's.
+    // What Dave "created" went to a /Team of his own, none of it into Alice's. (With
+    // the token Alice changed her password with: her other sessions were signed out.)
+    let alice = Some(fx.tokens[&Owner].as_str());
     let (status, body) = s
-        .call(Method::GET, "/api/v1/files/list?path=/Team/other", None)
+        .call_as(
+            alice,
+            Method::GET,
+            "/api/v1/files/list?path=/Team/other",
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let names: BTreeSet<&str> = body["entries"]
@@ -1116,7 +1188,7 @@ on_each_backend!(every_endpoint_for_every_role, |s| {
         )
         .await;
     assert!(theirs.to_string().contains("committed.txt"), "{theirs}");
-    let (_, shares) = s.call(Method::GET, "/api/v1/shares", None).await;
+    let (_, shares) = s.call_as(alice, Method::GET, "/api/v1/shares", None).await;
     let members = shares["shares"][0]["members"].to_string();
     assert!(
         members.contains("new-owner") && !members.contains("new-other"),
@@ -1126,6 +1198,19 @@ on_each_backend!(every_endpoint_for_every_role, |s| {
         !members.contains("spare-owner") && members.contains("spare-other"),
         "{members}"
     );
+    // The administrator's rows reached only their own targets: target-owner is gone,
+    // the others untouched.
+    let (_, users) = s
+        .call_as(alice, Method::GET, "/api/v1/admin/users", None)
+        .await;
+    let names = users["users"].to_string();
+    assert!(!names.contains("\"target-owner\""), "{names}");
+    for role in &ROLES[1..] {
+        let name = format!("target-{}", role.dir());
+        let user = s.state.meta.user_by_name(&name).await.unwrap().unwrap();
+        assert!(user.is_enabled(), "{name}");
+        assert!(names.contains(&format!("\"{name}\"")), "{names}");
+    }
     let problems = s.state.meta.check_consistency().await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
 });

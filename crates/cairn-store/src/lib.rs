@@ -108,6 +108,13 @@ impl BlockStore {
         Ok(Self::from_backend(Arc::new(backend)))
     }
 
+    /// Whether `root` holds a local-directory store already (its `blocks` folder),
+    /// without creating anything: tools that must not start a new, empty store in the
+    /// wrong folder check this first.
+    pub fn local_exists(root: &std::path::Path) -> bool {
+        root.join("blocks").is_dir()
+    }
+
     /// Wraps any backend, for example a test double that fails on purpose.
     pub fn from_backend(backend: Arc<dyn BlockBackend>) -> Self {
         Self { backend }

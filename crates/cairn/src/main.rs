@@ -1,6 +1,7 @@
 //! `cairn`: the one binary. Glue only: each command parses its arguments and calls the
 //! library crate that does the work, and errors are printed once, here.
 
+mod account_cmd;
 mod client_cmd;
 mod link_cmd;
 mod malloc;
@@ -69,6 +70,9 @@ enum Command {
         #[command(subcommand)]
         command: link_cmd::LinkCommand,
     },
+    /// Change your password on the server (the current one is asked for). This login
+    /// stays signed in; every other device and session of the account is signed out.
+    Passwd(account_cmd::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
             Command::Sync(args) => sync_cmd::run(args).await,
             Command::Client(command) => client_cmd::run(command).await,
             Command::Link { command } => link_cmd::run(command).await,
+            Command::Passwd(args) => account_cmd::run(args).await,
         }
     });
     match result {

@@ -1,6 +1,6 @@
 //! Server-side commands: `serve` and `admin …`, which work on a data directory.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -68,8 +68,37 @@ pub enum UserCommand {
         #[arg(long)]
         quota: Option<i64>,
     },
-    /// List users.
+    /// List users: name, role, quota, usage, status and creation date (--json: exact
+    /// numbers).
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password. Without --password-stdin a password is generated and
+    /// printed once. Every session of the user is signed out.
+    SetPassword {
+        name: String,
+        /// Read the new password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: logins are refused, and its tokens and public links stop working
+    /// at once (a running server sees it on the next request). Everything else stays;
+    /// `enable` brings it all back. The last enabled administrator cannot be disabled.
+    Disable { name: String },
+    /// Enable a disabled user again, as it was (devices signed in before work again).
+    Enable { name: String },
+    /// Delete a user for good. Its files and folders are deleted (their blocks are freed
+    /// by the next garbage collection, `cairn admin gc`); each shared folder it owns
+    /// passes to the editor added to it first, who becomes its owner (it then counts
+    /// against their quota), and one without an editor is deleted for its viewers too;
+    /// it leaves the shared folders of others; its public links are revoked and every
+    /// device signed out. The name can then be given to a new user, who inherits
+    /// nothing. The last enabled administrator cannot be deleted.
+    Delete {
+        name: String,
         #[arg(long)]
         json: bool,
     },
@@ -85,7 +114,8 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Colour codes only for a person at a terminal, never into a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -129,6 +159,9 @@ async fn shutdown_signal() {
 
 pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<ExitCode> {
     let config = load_config(opts)?;
+    // Only `serve` makes a data directory: run elsewhere, these commands would make an
+    // empty one and change nothing the running server sees.
+    cairn_server::check_existing_data_dir(&config)?;
     let (meta, blocks) = open_stores(&config).await?;
     match command {
         AdminCommand::Fsck {
@@ -173,28 +206,11 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
                 admin,
                 json,
             } => {
-                if name.is_empty()
-                    || name.len() > 64
-                    || name.chars().any(|c| c.is_control() || c == '/' || c == ':')
-                {
-                    bail!("user name must be 1 to 64 characters without '/', ':' or control characters");
-                }
+                cairn_meta::check_user_name(&name)?;
                 if quota.is_some_and(|q| q < 0) {
                     bail!("--quota must be a number of bytes, 0 or more");
                 }
-                let (password, generated) = if password_stdin {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut line)
-                        .context("reading the password from standard input")?;
-                    let password = line.lines().next().unwrap_or("").to_owned();
-                    if password.is_empty() {
-                        bail!("the password on standard input is empty");
-                    }
-                    (password, false)
-                } else {
-                    (cairn_server::auth::generate_password(), true)
-                };
+                let (password, generated) = new_password(password_stdin)?;
                 let hash = cairn_server::hash_password(&config, password.clone()).await?;
                 let user = meta.create_user(&name, &hash, admin, quota).await?;
                 if json {
@@ -226,31 +242,198 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
             }
             UserCommand::List { json } => {
                 let users = meta.list_users().await?;
+                let usage = meta.usage_by_user().await?;
+                let infos: Vec<_> = users
+                    .iter()
+                    .map(|u| {
+                        let used = usage.get(&u.id).copied().unwrap_or(0);
+                        cairn_server::admin::admin_user_info(u, used)
+                    })
+                    .collect();
                 if json {
-                    let list: Vec<_> = users
-                        .iter()
-                        .map(|u| {
-                            serde_json::json!({
-                                "id": u.id.0, "name": u.name, "is_admin": u.is_admin,
-                                "quota_bytes": u.quota_bytes, "created_at": u.created_at,
-                            })
-                        })
-                        .collect();
-                    println!("{}", serde_json::Value::Array(list));
+                    println!("{}", serde_json::to_string(&infos)?);
                 } else {
-                    for u in users {
-                        let quota = u
-                            .quota_bytes
-                            .map(|q| format!("quota {q} B"))
-                            .unwrap_or_else(|| "no quota".to_owned());
-                        let role = if u.is_admin { "admin" } else { "user" };
-                        println!("{}\t{role}\t{quota}", u.name);
+                    print!("{}", user_table(&infos));
+                }
+            }
+            UserCommand::SetPassword {
+                name,
+                password_stdin,
+                json,
+            } => {
+                let user = meta
+                    .user_by_name(&name)
+                    .await?
+                    .ok_or_else(|| no_such_user(&name))?;
+                let (password, generated) = new_password(password_stdin)?;
+                if !generated {
+                    cairn_server::auth::check_new_password(&password)
+                        .map_err(anyhow::Error::msg)?;
+                }
+                let hash = cairn_server::hash_password(&config, password.clone()).await?;
+                let revoked = meta.set_password_hash(user.id, &hash, None).await?;
+                if json {
+                    let mut out = serde_json::json!({
+                        "name": user.name, "sessions_revoked": revoked,
+                    });
+                    if generated {
+                        out["password"] = password.into();
+                    }
+                    println!("{out}");
+                } else {
+                    let password = if generated {
+                        format!(" to: {password}")
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "Password of '{}' set{password}\n{} signed out",
+                        user.name,
+                        sessions(revoked)
+                    );
+                }
+            }
+            UserCommand::Disable { name } => {
+                let user = meta
+                    .set_user_disabled(&name, true)
+                    .await
+                    .map_err(|e| user_error(e, &name))?;
+                println!(
+                    "Disabled '{}': it cannot log in, and its devices and links are refused \
+                     until `cairn admin user enable {}`",
+                    user.name, user.name
+                );
+            }
+            UserCommand::Enable { name } => {
+                let user = meta
+                    .set_user_disabled(&name, false)
+                    .await
+                    .map_err(|e| user_error(e, &name))?;
+                println!("Enabled '{}'", user.name);
+            }
+            UserCommand::Delete { name, json } => {
+                let report = meta
+                    .delete_user(&name)
+                    .await
+                    .map_err(|e| user_error(e, &name))?;
+                let out = cairn_server::admin::user_delete_response(&name, &report);
+                if json {
+                    println!("{}", serde_json::to_string(&out)?);
+                } else {
+                    println!(
+                        "Deleted '{name}': {} files ({}) deleted, their blocks freed by the \
+                         next `cairn admin gc`; {} signed out; {} links revoked",
+                        out.files_deleted,
+                        crate::client_cmd::output::human_size(out.bytes_deleted.max(0) as u64),
+                        sessions(out.sessions_revoked),
+                        out.links_revoked,
+                    );
+                    for t in &out.shares_transferred {
+                        println!(
+                            "shared folder '{}' now belongs to '{}'",
+                            t.folder, t.new_owner
+                        );
+                    }
+                    for folder in &out.shares_deleted {
+                        println!("shared folder '{folder}' had no editor and was deleted");
                     }
                 }
             }
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The password a user command sets: one line of standard input with
+/// `--password-stdin`, else a generated one (to be printed once). The flag says which.
+fn new_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if !from_stdin {
+        return Ok((cairn_server::auth::generate_password(), true));
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_to_string(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        bail!("the password on standard input is empty");
+    }
+    Ok((password, false))
+}
+
+fn no_such_user(name: &str) -> anyhow::Error {
+    anyhow::anyhow!("no user named {name:?}; `cairn admin user list` shows them")
+}
+
+/// A store error about the user `name`, with a hint when the name is unknown.
+fn user_error(err: cairn_meta::MetaError, name: &str) -> anyhow::Error {
+    match err {
+        cairn_meta::MetaError::NoSuchUser(_) => no_such_user(name),
+        other => other.into(),
+    }
+}
+
+/// "1 session", "3 sessions".
+fn sessions(n: u64) -> String {
+    if n == 1 {
+        "1 session".to_owned()
+    } else {
+        format!("{n} sessions")
+    }
+}
+
+/// `cairn admin user list` for people: a header and aligned columns, sizes in human
+/// units. (Plain here; it can move to the client's shared table printer.)
+fn user_table(users: &[cairn_proto::AdminUserInfo]) -> String {
+    let header = ["NAME", "ADMIN", "QUOTA", "USAGE", "STATUS", "CREATED"];
+    let rows: Vec<[String; 6]> = users
+        .iter()
+        .map(|u| {
+            [
+                u.name.clone(),
+                if u.is_admin { "yes" } else { "no" }.to_owned(),
+                u.quota_bytes
+                    .map(|q| crate::client_cmd::output::human_size(q.max(0) as u64))
+                    .unwrap_or_else(|| "-".to_owned()),
+                crate::client_cmd::output::human_size(u.usage_bytes.max(0) as u64),
+                if u.disabled { "disabled" } else { "active" }.to_owned(),
+                crate::client_cmd::output::format_time(u.created_at),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut out = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                // Sizes read best right-aligned; words left.
+                let right = matches!(i, 2 | 3);
+                let pad = width.saturating_sub(cell.chars().count());
+                if right {
+                    out.push_str(&" ".repeat(pad));
+                    out.push_str(cell);
+                } else {
+                    out.push_str(cell);
+                    out.push_str(&" ".repeat(pad));
+                }
+                out.push_str("  ");
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(&header);
+    for row in &rows {
+        out.push_str(&line(&row.each_ref().map(String::as_str)));
+    }
+    out
 }
 
 /// `cairn admin fsck`: runs the check, prints the report, exits 1 when something is

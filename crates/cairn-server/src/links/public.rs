@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{ConnectInfo, Multipart, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -34,7 +34,7 @@ use crate::access::Need;
 use crate::error::ApiError;
 use crate::extract::Query;
 use crate::metrics::COMMITS;
-use crate::routes::Routes;
+use crate::routes::{BodyLimit, Routes};
 use crate::state::AppState;
 
 /// Wrong passwords allowed per link, and per client address, in [`PASSWORD_WINDOW`];
@@ -57,12 +57,11 @@ pub fn router() -> axum::Router<AppState> {
         .at("/s/{token}", get(show).post(give_password))
         .at("/s/{token}/download", get(download))
         .at("/s/{token}/zip", get(zip_folder))
-        .at(
+        // Uploads are chunked as they stream in, so their size needs no cap here.
+        .at_limited(
             "/s/{token}/upload",
-            axum::routing::post(upload_form)
-                .put(upload_raw)
-                // Uploads are chunked as they stream in, so their size needs no cap here.
-                .layer(DefaultBodyLimit::disable()),
+            BodyLimit::Streamed,
+            axum::routing::post(upload_form).put(upload_raw),
         )
         .build()
 }

@@ -21,12 +21,12 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use cairn_core::{JournalSeq, NamespaceId, UserId};
-use cairn_meta::User;
 use cairn_proto as proto;
 use tokio_util::sync::CancellationToken;
 
 pub use bus::{EventBus, InProcessBus, Subscription};
 
+use crate::auth::AuthUser;
 use crate::delta::{encode_cursor, Position};
 use crate::error::ApiError;
 use crate::metrics::NOTIFY_CONNECTIONS;
@@ -42,13 +42,24 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The server's side of notifications: the bus, the count of open connections, and the
-/// signal that ends them all when the server shuts down. Cheap to clone.
+/// signals that end them: all of them when the server shuts down, an account's when it
+/// is signed out. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     bus: Arc<dyn EventBus>,
     connections: Arc<AtomicI64>,
     shutdown: CancellationToken,
     heartbeat: Duration,
+    sign_outs: tokio::sync::broadcast::Sender<SignOut>,
+}
+
+/// An account whose sessions were signed out (its password changed, or it was disabled
+/// or deleted): its open notification connections end, but that of `except`.
+#[derive(Debug, Clone, Copy)]
+struct SignOut {
+    user: UserId,
+    /// The hash of the token that stays signed in, if one does.
+    except: Option<[u8; 32]>,
 }
 
 impl Notifier {
@@ -59,7 +70,19 @@ impl Notifier {
             connections: Arc::default(),
             shutdown: CancellationToken::new(),
             heartbeat,
+            // Sign-outs are rare; a feed that falls this far behind checks its token.
+            sign_outs: tokio::sync::broadcast::channel(64).0,
         }
+    }
+
+    /// Ends the open notification connections of `user` on this server, except the one
+    /// opened with the token whose hash is `except`. The account's tokens were revoked
+    /// or refused already; this makes its connections notice at once rather than at
+    /// their next request. (Connections to other servers, and changes made by `cairn
+    /// admin` on the data directory, are noticed at the next request instead.)
+    pub(crate) fn sign_out(&self, user: UserId, except: Option<[u8; 32]>) {
+        // No receiver means no open connection: nothing to end.
+        let _ = self.sign_outs.send(SignOut { user, except });
     }
 
     /// The bus commits are published to.
@@ -126,6 +149,12 @@ struct Feed {
     /// need.)
     user: UserId,
     home: NamespaceId,
+    /// The token the connection was opened with, by hash, to tell whether a sign-out
+    /// spares it.
+    token_hash: [u8; 32],
+    sign_outs: tokio::sync::broadcast::Receiver<SignOut>,
+    /// Set once the account was signed out: the feed has ended for good.
+    signed_out: bool,
     state: AppState,
     shutdown: CancellationToken,
     _guard: ConnectionGuard,
@@ -135,8 +164,10 @@ impl Feed {
     /// Subscribes to the namespaces `user` reads and then reads their heads, in that
     /// order, so every commit is either in the heads or arrives through the
     /// subscription.
-    async fn open(state: &AppState, user: &User) -> Result<(Feed, Vec<Position>), ApiError> {
+    async fn open(state: &AppState, auth: &AuthUser) -> Result<(Feed, Vec<Position>), ApiError> {
+        let user = &auth.user;
         let guard = ConnectionGuard::new(&state.notify);
+        let sign_outs = state.notify.sign_outs.subscribe();
         let namespaces = readable_namespaces(state, user.id, user.home_ns).await?;
         let subscriptions: Vec<Subscription> = namespaces
             .iter()
@@ -158,6 +189,9 @@ impl Feed {
             watches,
             user: user.id,
             home: user.home_ns,
+            token_hash: auth.token_hash(),
+            sign_outs,
+            signed_out: false,
             state: state.clone(),
             shutdown: state.notify.shutdown.clone(),
             _guard: guard,
@@ -189,6 +223,22 @@ impl Feed {
         }
     }
 
+    /// Whether the feed ended because its account was signed out (not because the
+    /// server is shutting down).
+    fn signed_out(&self) -> bool {
+        self.signed_out
+    }
+
+    /// Whether the connection's token still opens the account (a failed lookup counts
+    /// as yes: the next request will tell).
+    async fn token_works(&self) -> bool {
+        match self.state.meta.token_owner(&self.token_hash).await {
+            Ok(Some((user, _))) => user.is_enabled(),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
     /// From now on, tell only of advances past `positions` (a poll's cursor).
     fn told(&mut self, positions: &[Position]) {
         for (sub, told) in &mut self.watches {
@@ -199,22 +249,51 @@ impl Feed {
     }
 
     /// Waits for a namespace to advance past what this connection was told, and says
-    /// so. `None` when the server is shutting down (or the bus is gone).
+    /// so. `None` when the server is shutting down (or the bus is gone), or when the
+    /// account was signed out ([`Feed::signed_out`]).
     async fn next(&mut self) -> Option<proto::Notification> {
         loop {
-            if self.watches.is_empty() {
-                self.shutdown.cancelled().await;
+            if self.signed_out {
                 return None;
             }
-            let changed = futures::future::select_all(
-                self.watches
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(i, (sub, _))| Box::pin(async move { (i, sub.changed().await) })),
-            );
-            let (i, seq) = tokio::select! {
-                ((i, seq), _, _) = changed => (i, seq?),
-                () = self.shutdown.cancelled() => return None,
+            let (user, token) = (self.user, self.token_hash);
+            let sign_outs = &mut self.sign_outs;
+            let signed_out = async move {
+                loop {
+                    match sign_outs.recv().await {
+                        Ok(s) if s.user == user && s.except != Some(token) => return true,
+                        Ok(_) => {}
+                        // Missed some: the token itself says whether it still works.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return false,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                }
+            };
+            let woke =
+                if self.watches.is_empty() {
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return None,
+                        out = signed_out => Err(out),
+                    }
+                } else {
+                    let changed =
+                        futures::future::select_all(self.watches.iter_mut().enumerate().map(
+                            |(i, (sub, _))| Box::pin(async move { (i, sub.changed().await) }),
+                        ));
+                    tokio::select! {
+                        ((i, seq), _, _) = changed => Ok((i, seq?)),
+                        () = self.shutdown.cancelled() => return None,
+                        out = signed_out => Err(out),
+                    }
+                };
+            let (i, seq) = match woke {
+                Ok(advance) => advance,
+                Err(signed_out) => {
+                    self.signed_out = signed_out || !self.token_works().await;
+                    continue;
+                }
             };
             let (sub, told) = &mut self.watches[i];
             // The bus may repeat what the heads already said: a commit that finished

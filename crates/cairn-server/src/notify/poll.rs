@@ -52,7 +52,7 @@ pub(super) async fn poll(
             .unwrap_or(DEFAULT_TIMEOUT_SECS)
             .min(MAX_TIMEOUT_SECS),
     );
-    let (mut feed, heads) = Feed::open(&state, &auth.user).await?;
+    let (mut feed, heads) = Feed::open(&state, &auth).await?;
 
     let Some(given) = given else {
         return Ok(Json(proto::PollResponse {

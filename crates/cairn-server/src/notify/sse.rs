@@ -14,7 +14,7 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub(super) async fn stream(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Response> {
-    let (feed, heads) = Feed::open(&state, &auth.user).await?;
+    let (feed, heads) = Feed::open(&state, &auth).await?;
     let first = futures::stream::iter(heads.into_iter().map(head));
     // The feed (and with it the connection's count) lives as long as the body: until
     // the client goes away, hyper drops the body, or the server shuts down.

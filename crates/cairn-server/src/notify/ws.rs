@@ -79,7 +79,7 @@ pub(super) async fn upgrade(
         )
     })?;
     // Open the feed before upgrading, so a failure is still an HTTP error.
-    let (feed, heads) = Feed::open(&state, &auth.user).await?;
+    let (feed, heads) = Feed::open(&state, &auth).await?;
     let heartbeat = state.notify.heartbeat;
     Ok(upgrade
         .protocols([PROTOCOL])
@@ -116,7 +116,13 @@ async fn serve(mut socket: WebSocket, mut feed: Feed, heads: Vec<Position>, hear
         tokio::select! {
             notification = feed.next() => {
                 let Some(n) = notification else {
-                    let close = CloseFrame { code: 1001, reason: "server shutting down".into() };
+                    let close = if feed.signed_out() {
+                        // 1008, policy violation: the account's credentials no longer
+                        // hold; reconnecting gets the reason as an HTTP error.
+                        CloseFrame { code: 1008, reason: "signed out; log in again".into() }
+                    } else {
+                        CloseFrame { code: 1001, reason: "server shutting down".into() }
+                    };
                     let _ = send(&mut socket, Message::Close(Some(close)), heartbeat).await;
                     return;
                 };

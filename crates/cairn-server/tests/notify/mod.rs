@@ -17,16 +17,16 @@ use tokio_tungstenite::tungstenite::{self, http::HeaderValue};
 use crate::support::{block_ref, metric, TestServer};
 
 /// Long enough for any loaded machine; a pass never waits this long.
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Tests in this module open notification connections; the gauge is process-wide, so
 /// the one that reads it must not see the others'.
-static GAUGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static GAUGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn open_ws(s: &TestServer, token: &str) -> Ws {
+pub(crate) async fn open_ws(s: &TestServer, token: &str) -> Ws {
     let mut request = format!("ws://{}/api/v1/notify/ws", s.addr)
         .into_client_request()
         .unwrap();
@@ -39,7 +39,7 @@ async fn open_ws(s: &TestServer, token: &str) -> Ws {
 }
 
 /// The next notification on a WebSocket (pings are skipped).
-async fn ws_next(ws: &mut Ws) -> Notification {
+pub(crate) async fn ws_next(ws: &mut Ws) -> Notification {
     loop {
         let message = tokio::time::timeout(PATIENCE, ws.next())
             .await
@@ -65,13 +65,13 @@ async fn ws_until(ws: &mut Ws, seq: i64) -> Notification {
 }
 
 /// An SSE stream's reader: the next `data:` payload as a notification.
-struct Sse {
+pub(crate) struct Sse {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
 }
 
 impl Sse {
-    async fn open(s: &TestServer, token: &str) -> Sse {
+    pub(crate) async fn open(s: &TestServer, token: &str) -> Sse {
         let resp = s
             .http
             .get(s.url("/api/v1/notify/sse"))
@@ -90,7 +90,7 @@ impl Sse {
         }
     }
 
-    async fn next(&mut self) -> Notification {
+    pub(crate) async fn next(&mut self) -> Notification {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let event: String = self.buffer.drain(..end + 2).collect();

@@ -1,0 +1,151 @@
+//! The administrators' API: list accounts, set a password, disable, enable and delete
+//! an account. `cairn admin user …` does the same on the data directory directly; these
+//! endpoints let an administrator's bearer token do it over HTTP.
+//!
+//! What each does to an account is decided in `cairn-meta` (`accounts.rs`): a disabled
+//! account keeps everything and is refused until enabled; a deleted one loses its
+//! files, hands its shared folders to their first editor, and frees its name.
+
+use axum::extract::State;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use cairn_meta::{DeletedUser, User};
+use cairn_proto as proto;
+
+use crate::access::Admin;
+use crate::auth::check_new_password;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, PathParam};
+use crate::routes::Routes;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Routes::api()
+        .at("/admin/users", get(list))
+        .at("/admin/users/{name}", delete(remove))
+        .at("/admin/users/{name}/password", post(set_password))
+        .at("/admin/users/{name}/disable", post(disable))
+        .at("/admin/users/{name}/enable", post(enable))
+        .build()
+}
+
+/// An account as an administrator sees it, with its usage.
+pub fn admin_user_info(user: &User, usage_bytes: i64) -> proto::AdminUserInfo {
+    proto::AdminUserInfo {
+        id: user.id.0,
+        name: user.name.clone(),
+        is_admin: user.is_admin,
+        quota_bytes: user.quota_bytes,
+        usage_bytes,
+        disabled: !user.is_enabled(),
+        disabled_at: user.disabled_at,
+        created_at: user.created_at,
+    }
+}
+
+/// What went with a deleted account, on the wire.
+pub fn user_delete_response(name: &str, report: &DeletedUser) -> proto::UserDeleteResponse {
+    proto::UserDeleteResponse {
+        name: name.to_owned(),
+        files_deleted: report.files_deleted,
+        bytes_deleted: report.bytes_deleted,
+        shares_transferred: report
+            .shares_transferred
+            .iter()
+            .map(|t| proto::TransferredShare {
+                folder: t.folder.clone(),
+                new_owner: t.new_owner.clone(),
+            })
+            .collect(),
+        shares_deleted: report.shares_deleted.clone(),
+        memberships_removed: report.memberships_removed,
+        links_revoked: report.links_revoked,
+        sessions_revoked: report.tokens_revoked,
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> ApiResult<Json<proto::AdminUserListResponse>> {
+    let users = state.meta.list_users().await?;
+    let usage = state.meta.usage_by_user().await?;
+    Ok(Json(proto::AdminUserListResponse {
+        users: users
+            .iter()
+            .map(|u| admin_user_info(u, usage.get(&u.id).copied().unwrap_or(0)))
+            .collect(),
+    }))
+}
+
+async fn user_named(state: &AppState, name: &str) -> ApiResult<User> {
+    state
+        .meta
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| cairn_meta::MetaError::NoSuchUser(name.to_owned()).into())
+}
+
+/// Sets the password and signs out every session of the account (the administrator
+/// sets one because the old is lost or leaked, so no old session should outlive it).
+async fn set_password(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParam(name): PathParam<String>,
+    Json(req): Json<proto::AdminSetPasswordRequest>,
+) -> ApiResult<Json<proto::PasswordChangeResponse>> {
+    check_new_password(&req.password)
+        .map_err(|message| ApiError::bad_request("invalid_password", message))?;
+    let user = user_named(&state, &name).await?;
+    let hash = crate::hash_password(&state.config, req.password)
+        .await
+        .map_err(ApiError::internal)?;
+    let revoked = state.meta.set_password_hash(user.id, &hash, None).await?;
+    state.notify.sign_out(user.id, None);
+    tracing::info!(admin = %admin.name(), user = %name, revoked, "set a user's password");
+    Ok(Json(proto::PasswordChangeResponse {
+        sessions_revoked: revoked,
+    }))
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<proto::AdminUserInfo>> {
+    set_disabled(&state, &admin, &name, true).await
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<proto::AdminUserInfo>> {
+    set_disabled(&state, &admin, &name, false).await
+}
+
+async fn set_disabled(
+    state: &AppState,
+    admin: &Admin,
+    name: &str,
+    disabled: bool,
+) -> ApiResult<Json<proto::AdminUserInfo>> {
+    let user = state.meta.set_user_disabled(name, disabled).await?;
+    if disabled {
+        state.notify.sign_out(user.id, None);
+    }
+    tracing::info!(admin = %admin.name(), user = %name, disabled, "changed an account");
+    let usage = state.meta.usage_bytes(user.id).await?;
+    Ok(Json(admin_user_info(&user, usage)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParam(name): PathParam<String>,
+) -> ApiResult<Json<proto::UserDeleteResponse>> {
+    let report = state.meta.delete_user(&name).await?;
+    state.notify.sign_out(report.id, None);
+    tracing::info!(admin = %admin.name(), user = %name, "deleted an account");
+    Ok(Json(user_delete_response(&name, &report)))
+}
