@@ -202,6 +202,12 @@ impl ClientError {
         self.status() == Some(401)
     }
 
+    /// True when the account is disabled by an administrator: logging in again does
+    /// not help until it is enabled.
+    pub fn is_account_disabled(&self) -> bool {
+        self.code() == Some("account_disabled")
+    }
+
     /// On a conflict, the entry as it is now on the server.
     pub fn conflict_current(&self) -> Option<&EntryInfo> {
         match self {

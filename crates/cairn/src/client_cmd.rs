@@ -447,7 +447,11 @@ impl<T> Doing<T> for Result<T, ClientError> {
 }
 
 fn explain(err: ClientError, what: &str) -> anyhow::Error {
-    let hint = if err.is_unauthorized() {
+    // A disabled account's message already says to ask the administrator; logging
+    // in again would not help.
+    let hint = if err.is_account_disabled() {
+        ""
+    } else if err.is_unauthorized() {
         "; run `cairn login URL --user NAME` again"
     } else if matches!(&err, ClientError::Http(e) if e.is_connect()) {
         "; is the server running?"

@@ -11,6 +11,7 @@ use cairn_server::{bootstrap_admin, open_stores, Application, Bootstrap, Config}
 use cairn_store::BlockStore;
 use clap::Subcommand;
 
+use crate::client_cmd::output::{count, format_time, human_size, Align, Table};
 use crate::ServerOpts;
 
 #[derive(Debug, Subcommand)]
@@ -190,11 +191,11 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
                 println!("{out}");
             } else {
                 println!(
-                    "expired {} trash items; pruned {} old versions; deleted {} blocks, freed {}",
-                    report.trash_expired,
-                    report.versions_pruned,
-                    report.gc.blocks_deleted,
-                    crate::client_cmd::output::human_size(report.gc.bytes_freed)
+                    "expired {}; pruned {}; deleted {}, freed {}",
+                    count(report.trash_expired as u64, "trash item"),
+                    count(report.versions_pruned as u64, "old version"),
+                    count(report.gc.blocks_deleted as u64, "block"),
+                    human_size(report.gc.bytes_freed)
                 );
             }
         }
@@ -236,7 +237,10 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
                     bail!("no user named {name:?}; `cairn admin user list` shows them");
                 }
                 match quota {
-                    Some(q) => println!("Quota of '{name}' set to {q} bytes"),
+                    Some(q) => println!(
+                        "Quota of '{name}' set to {} ({q} bytes)",
+                        human_size(q.max(0) as u64)
+                    ),
                     None => println!("Quota of '{name}' removed"),
                 }
             }
@@ -324,7 +328,7 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
                         "Deleted '{name}': {} files ({}) deleted, their blocks freed by the \
                          next `cairn admin gc`; {} signed out; {} links revoked",
                         out.files_deleted,
-                        crate::client_cmd::output::human_size(out.bytes_deleted.max(0) as u64),
+                        human_size(out.bytes_deleted.max(0) as u64),
                         sessions(out.sessions_revoked),
                         out.links_revoked,
                     );
@@ -385,55 +389,27 @@ fn sessions(n: u64) -> String {
 /// `cairn admin user list` for people: a header and aligned columns, sizes in human
 /// units. (Plain here; it can move to the client's shared table printer.)
 fn user_table(users: &[cairn_proto::AdminUserInfo]) -> String {
-    let header = ["NAME", "ADMIN", "QUOTA", "USAGE", "STATUS", "CREATED"];
-    let rows: Vec<[String; 6]> = users
-        .iter()
-        .map(|u| {
-            [
-                u.name.clone(),
-                if u.is_admin { "yes" } else { "no" }.to_owned(),
-                u.quota_bytes
-                    .map(|q| crate::client_cmd::output::human_size(q.max(0) as u64))
-                    .unwrap_or_else(|| "-".to_owned()),
-                crate::client_cmd::output::human_size(u.usage_bytes.max(0) as u64),
-                if u.disabled { "disabled" } else { "active" }.to_owned(),
-                crate::client_cmd::output::format_time(u.created_at),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
+    let mut table = Table::new(&[
+        ("NAME", Align::Left),
+        ("ADMIN", Align::Left),
+        ("QUOTA", Align::Right),
+        ("USAGE", Align::Right),
+        ("STATUS", Align::Left),
+        ("CREATED", Align::Left),
+    ]);
+    for u in users {
+        table.row(vec![
+            u.name.clone(),
+            if u.is_admin { "yes" } else { "no" }.to_owned(),
+            u.quota_bytes
+                .map(|q| human_size(q.max(0) as u64))
+                .unwrap_or_else(|| "-".to_owned()),
+            human_size(u.usage_bytes.max(0) as u64),
+            if u.disabled { "disabled" } else { "active" }.to_owned(),
+            format_time(u.created_at),
+        ]);
     }
-    let line = |cells: &[&str]| {
-        let mut out = String::new();
-        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                // Sizes read best right-aligned; words left.
-                let right = matches!(i, 2 | 3);
-                let pad = width.saturating_sub(cell.chars().count());
-                if right {
-                    out.push_str(&" ".repeat(pad));
-                    out.push_str(cell);
-                } else {
-                    out.push_str(cell);
-                    out.push_str(&" ".repeat(pad));
-                }
-                out.push_str("  ");
-            }
-        }
-        out.push('\n');
-        out
-    };
-    let mut out = line(&header);
-    for row in &rows {
-        out.push_str(&line(&row.each_ref().map(String::as_str)));
-    }
-    out
+    table.render()
 }
 
 /// `cairn admin fsck`: runs the check, prints the report, exits 1 when something is
@@ -476,15 +452,17 @@ async fn fsck(
             );
         }
         println!(
-            "checked {} blocks ({} bytes verified): {} missing, {} corrupt ({} quarantined), \
-             {} metadata inconsistencies, {} damaged file versions",
-            report.blocks_checked,
-            report.bytes_verified,
+            "checked {} ({} verified): {} missing, {} corrupt ({} quarantined), {}, {}",
+            count(report.blocks_checked as u64, "block"),
+            human_size(report.bytes_verified as u64),
             report.missing.len(),
             report.corrupt.len(),
             report.quarantined.len(),
-            report.inconsistencies.len() + report.size_mismatches.len(),
-            report.damaged_files.len(),
+            count(
+                (report.inconsistencies.len() + report.size_mismatches.len()) as u64,
+                "metadata inconsistency"
+            ),
+            count(report.damaged_files.len() as u64, "damaged file version"),
         );
         if !report.damaged_files.is_empty() && quarantine {
             println!(
