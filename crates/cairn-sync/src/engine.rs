@@ -9,12 +9,24 @@
 //!    until the plan is empty.
 //!
 //! An operation refused for good (a name the server will not take, no space left) is
-//! reported and left out of the following rounds of this call.
+//! reported and left out of the following rounds of this call; the engine remembers it,
+//! and [`Engine::sync_local`] does not try the very same operation again (the next
+//! [`Engine::sync_once`] does).
+//!
+//! A reconciliation can be stopped ([`Engine::with_cancel`]): it stops at the next safe
+//! point (between two reads of the server, between two groups of files hashed, or in
+//! the middle of a round's transfers, which are dropped: a download's temp file goes
+//! with it), records what the operations that finished did, saves the state and
+//! returns [`SyncError::Cancelled`].
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 
 use cairn_core::ServerPath;
+use futures::future::Either;
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::env::{DownloadItem, Env, EnvError, RacyFrom, RemoteChange, UploadItem};
 use crate::ignore::Ignore;
@@ -105,6 +117,14 @@ pub enum SyncError {
     RootEmptied(usize),
     #[error("cannot reach the server: {0}")]
     Unavailable(String),
+    /// The server refused this device's login (revoked, expired, or the account
+    /// disabled): retrying will not help; the user must log in again.
+    #[error("the server no longer accepts this device's login: {0}")]
+    Unauthorized(String),
+    /// Stopped at a safe point because [`Engine::with_cancel`]'s token was cancelled;
+    /// what was done until then is saved.
+    #[error("sync was stopped")]
+    Cancelled,
     #[error("could not save the sync state: {0}")]
     Persist(String),
     /// Names the operations that failed in the last round, with their errors.
@@ -146,6 +166,13 @@ pub struct Engine<E, P> {
     racy: Tree<()>,
     /// `Env::racy_from` as read before the current look at the disk or round.
     racy_from: Option<RacyFrom>,
+    /// Operations refused for good (see [`EnvError::Refused`]), with why, by path.
+    /// [`Engine::sync_local`] does not run an operation identical to the one refused
+    /// (nothing it depends on changed, so it would be refused again);
+    /// [`Engine::sync_once`] tries them all again.
+    refused: BTreeMap<ServerPath, (Operation, String)>,
+    /// Stops a reconciliation at its next safe point.
+    cancel: CancellationToken,
 }
 
 impl<E, P> std::fmt::Debug for Engine<E, P> {
@@ -181,7 +208,25 @@ impl<E: Env, P: Persist> Engine<E, P> {
             chunk_size: ROUND_CHUNK,
             racy: Tree::new(),
             racy_from: None,
+            refused: BTreeMap::new(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Stops reconciling, at the next safe point, once `cancel` is cancelled.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// What cannot be synced as things stand (operations refused for good), with why,
+    /// by path. Kept until the operation changes, is no longer needed, or a
+    /// [`Engine::sync_once`] finds it accepted.
+    pub fn refused(&self) -> BTreeMap<ServerPath, String> {
+        self.refused
+            .iter()
+            .map(|(path, (_, why))| (path.clone(), why.clone()))
+            .collect()
     }
 
     /// The most operations a round plans, runs and saves together before the next
@@ -305,16 +350,97 @@ impl<E: Env, P: Persist> Engine<E, P> {
     }
 
     /// One full reconciliation: returns once both sides agree (apart from what was
-    /// refused, listed in the report).
+    /// refused, listed in the report). Reads the server and the disk, and tries again
+    /// operations refused before.
     pub async fn sync_once(&mut self) -> Result<Report, SyncError> {
-        let mut report = Report::default();
-        let mut refused: HashSet<ServerPath> = HashSet::new();
+        self.refused.clear();
+        let result = self.sync_once_inner().await;
+        self.finish(result).await
+    }
+
+    async fn sync_once_inner(&mut self) -> Result<Report, SyncError> {
         // The server first: the emptied-folder guard in `refresh_local` asks whether
         // what vanished from the disk is still on the server, and after a crash the
         // saved remote tree can predate the very remote delete the engine carried out
         // locally before crashing.
         self.refresh_remote().await?;
         self.refresh_local().await?;
+        self.reconcile().await
+    }
+
+    /// A reconciliation for a change on disk: looks at the disk, and goes on to the
+    /// server only if that found something to do. When the disk holds what was last
+    /// seen (the watcher reported the engine's own reads and writes, or a file saved
+    /// unchanged), it makes no request at all and returns an empty report; the server's
+    /// changes are the notifications' business. An operation refused before is not
+    /// tried again unless it changed.
+    pub async fn sync_local(&mut self) -> Result<Report, SyncError> {
+        let result = self.sync_local_inner().await;
+        self.finish(result).await
+    }
+
+    async fn sync_local_inner(&mut self) -> Result<Report, SyncError> {
+        match self.refresh_local().await {
+            // The folder looks emptied as measured against the remote tree last read;
+            // a delete made on the server since may explain it, so read the server and
+            // judge again, as a full reconciliation would.
+            Err(SyncError::RootEmptied(_)) => {
+                self.refresh_remote().await?;
+                self.refresh_local().await?;
+            }
+            other => other?,
+        }
+        if self.settled_but_refused() {
+            self.save().await?;
+            return Ok(Report {
+                problems: self.refused(),
+                ..Report::default()
+            });
+        }
+        self.refresh_remote().await?;
+        self.reconcile().await
+    }
+
+    /// Whether the plan holds nothing but operations refused before, exactly as they
+    /// were; forgets the refusals of operations no longer planned.
+    fn settled_but_refused(&mut self) -> bool {
+        let still: RefCell<HashSet<ServerPath>> = RefCell::default();
+        let ops = plan_sync_within(self.trees(), &self.plan_context(), 1, &|op| {
+            let same = self.refused_before(op);
+            if same {
+                still.borrow_mut().insert(op.path().clone());
+            }
+            same
+        });
+        if !ops.is_empty() {
+            return false;
+        }
+        let still = still.into_inner();
+        self.refused.retain(|path, _| still.contains(path));
+        true
+    }
+
+    /// Whether `op` is exactly an operation refused before.
+    fn refused_before(&self, op: &Operation) -> bool {
+        self.refused
+            .get(op.path())
+            .is_some_and(|(refused, _)| refused == op)
+    }
+
+    /// Saves what a stopped reconciliation did before it returns.
+    async fn finish(&mut self, result: Result<Report, SyncError>) -> Result<Report, SyncError> {
+        if matches!(result, Err(SyncError::Cancelled)) {
+            self.save().await?;
+        }
+        result
+    }
+
+    /// Plans and runs rounds until the plan is empty, from trees just refreshed.
+    async fn reconcile(&mut self) -> Result<Report, SyncError> {
+        let mut report = Report::default();
+        // Paths refused in this reconciliation: left out of its following rounds
+        // whatever their operation, so a refusal can never make it loop.
+        let mut refused_now: HashSet<ServerPath> = HashSet::new();
         // Paths whose operation failed last round. They sit out one round, so that a
         // plan cut short at the round's limit cannot fill up with the same failing
         // operations round after round while the work that would unblock them waits.
@@ -322,11 +448,20 @@ impl<E: Env, P: Persist> Engine<E, P> {
         // The last round's failures, named if the reconciliation never settles.
         let mut last_failures = String::new();
         for _ in 0..MAX_ROUNDS {
+            stopped(&self.cancel)?;
             // One chunk's worth at a time: a plan for a whole first sync of a large
             // tree held an operation per file (22 MB for 100,000 files).
+            let still_refused: RefCell<HashSet<ServerPath>> = RefCell::default();
             let ops =
                 plan_sync_within(self.trees(), &self.plan_context(), self.chunk_size, &|op| {
-                    refused.contains(op.path()) || retry_later.contains_key(op.path())
+                    if refused_now.contains(op.path()) || retry_later.contains_key(op.path()) {
+                        return true;
+                    }
+                    let same = self.refused_before(op);
+                    if same {
+                        still_refused.borrow_mut().insert(op.path().clone());
+                    }
+                    same
                 });
             if ops.is_empty() && !retry_later.is_empty() {
                 last_failures = describe_failures(&retry_later);
@@ -334,6 +469,12 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 continue;
             }
             if ops.is_empty() {
+                // What was refused and is still wanted stays known; the rest is
+                // forgotten (a file reverted, a folder the user deleted).
+                let still = still_refused.into_inner();
+                self.refused
+                    .retain(|path, _| refused_now.contains(path) || still.contains(path));
+                report.problems = self.refused();
                 self.save().await?;
                 return Ok(report);
             }
@@ -346,18 +487,19 @@ impl<E: Env, P: Persist> Engine<E, P> {
             // Downloads record the stat of what they wrote.
             self.racy_from = self.env.racy_from();
             let outcomes = self.execute(&ops).await;
-            let unavailable = self.apply(
+            let stop = self.apply(
                 &ops,
                 outcomes,
                 &mut report,
-                &mut refused,
+                &mut refused_now,
                 &mut retry_later,
                 &mut local_changed,
             );
             self.save().await?;
-            if let Some(msg) = unavailable {
-                return Err(SyncError::Unavailable(msg));
+            if let Some(err) = stop {
+                return Err(err);
             }
+            stopped(&self.cancel)?;
             if local_changed {
                 self.refresh_local().await?;
             }
@@ -371,32 +513,35 @@ impl<E: Env, P: Persist> Engine<E, P> {
         Err(SyncError::NotSettled(last_failures))
     }
 
-    /// Applies what `ops` did (`outcomes`, in the same order) to the trees and the
-    /// report, and adds the paths of those that failed to `refused` (refused for this
-    /// sync) or `failed` (to try again later). Returns why the server could not be
-    /// reached, if an operation found that.
+    /// Applies what `ops` did (`outcomes`, in the same order; `None` for one not run
+    /// because the reconciliation was stopped) to the trees and the report, and adds
+    /// the paths of those that failed to `refused` (refused for this reconciliation,
+    /// and remembered in `self.refused`) or `failed` (to try again later). Returns why
+    /// the reconciliation cannot go on (the server cannot be reached, or refuses the
+    /// login), if an operation found that.
     fn apply(
         &mut self,
         ops: &[Operation],
-        outcomes: Vec<Outcome>,
+        outcomes: Vec<Option<Outcome>>,
         report: &mut Report,
         refused: &mut HashSet<ServerPath>,
         failed: &mut HashMap<ServerPath, String>,
         local_changed: &mut bool,
-    ) -> Option<String> {
-        let mut unavailable = None;
+    ) -> Option<SyncError> {
+        let mut stop = None;
         for (op, outcome) in ops.iter().zip(outcomes) {
             let err = match outcome {
-                Outcome::Done(changes) => {
+                None => continue,
+                Some(Outcome::Done(changes)) => {
                     count(report, op);
                     changes.into_iter().for_each(|c| self.change(c));
                     continue;
                 }
-                Outcome::Partial(changes, err) => {
+                Some(Outcome::Partial(changes, err)) => {
                     changes.into_iter().for_each(|c| self.change(c));
                     err
                 }
-                Outcome::Failed(err) => err,
+                Some(Outcome::Failed(err)) => err,
             };
             tracing::debug!(?op, %err, "operation did not happen");
             match err {
@@ -410,21 +555,27 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 EnvError::CursorReset => {
                     failed.insert(op.path().clone(), "the server's cursor was reset".into());
                 }
-                EnvError::Unavailable(msg) => unavailable = Some(msg),
+                EnvError::Unavailable(msg) => {
+                    stop.get_or_insert(SyncError::Unavailable(msg));
+                }
+                // Worse than unavailable: the whole reconciliation is over.
+                EnvError::Unauthorized(msg) => stop = Some(SyncError::Unauthorized(msg)),
                 EnvError::Refused(msg) => {
                     refused.insert(op.path().clone());
-                    report.problems.insert(op.path().clone(), msg);
+                    self.refused.insert(op.path().clone(), (op.clone(), msg));
                 }
             }
         }
-        unavailable
+        stop
     }
 
     /// Scans the disk and updates the local tree, hashing files that are new or whose
     /// stat changed.
     pub async fn refresh_local(&mut self) -> Result<(), SyncError> {
         self.racy_from = self.env.racy_from();
-        let scanned = self.env.scan_local().await.map_err(unavailable)?;
+        let scanned = until_stopped(&self.cancel, self.env.scan_local())
+            .await?
+            .map_err(server_error)?;
         let Some(scanned) = scanned else {
             return Err(SyncError::RootMissing);
         };
@@ -486,7 +637,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 .map(|run| run.into_iter().map(|i| scanned[i].clone()).collect())
                 .collect();
             let env = &self.env;
-            let hashed: Vec<_> = futures::stream::iter(group)
+            let hashing = futures::stream::iter(group)
                 .map(|run| async move {
                     let hashes = env.hash_local_many(run.clone()).await;
                     run.into_iter()
@@ -495,8 +646,10 @@ impl<E: Env, P: Persist> Engine<E, P> {
                         .collect::<Vec<_>>()
                 })
                 .buffered(self.parallelism)
-                .collect()
-                .await;
+                .collect::<Vec<_>>();
+            // Stopped: what this look found so far is kept (files not hashed yet are
+            // recorded without a hash, so the next look hashes them).
+            let hashed = until_stopped(&self.cancel, hashing).await?;
             for (path, mut node, hash) in hashed.into_iter().flatten() {
                 match hash {
                     Ok(Some(hash)) => {
@@ -550,7 +703,9 @@ impl<E: Env, P: Persist> Engine<E, P> {
     pub async fn refresh_remote(&mut self) -> Result<(), SyncError> {
         loop {
             let Some(cursor) = self.state.cursor.clone() else {
-                let (nodes, cursor) = self.env.list_remote().await.map_err(unavailable)?;
+                let (nodes, cursor) = until_stopped(&self.cancel, self.env.list_remote())
+                    .await?
+                    .map_err(server_error)?;
                 self.change(StateChange::ClearRemote);
                 for (path, node) in nodes {
                     if !self.ignore.is_ignored(&path) {
@@ -560,13 +715,13 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 self.change(StateChange::Cursor(Some(cursor)));
                 return Ok(());
             };
-            let delta = match self.env.remote_delta(&cursor).await {
+            let delta = match until_stopped(&self.cancel, self.env.remote_delta(&cursor)).await? {
                 Ok(delta) => delta,
                 Err(EnvError::CursorReset) => {
                     self.change(StateChange::Cursor(None));
                     continue;
                 }
-                Err(err) => return Err(unavailable(err)),
+                Err(err) => return Err(server_error(err)),
             };
             let mut relist = false;
             for change in delta.changes {
@@ -614,8 +769,10 @@ impl<E: Env, P: Persist> Engine<E, P> {
     }
 
     /// Runs the operations, up to `parallelism` at a time, returning their outcomes in
-    /// the operations' order (so that applying them is deterministic).
-    async fn execute(&self, ops: &[Operation]) -> Vec<Outcome> {
+    /// the operations' order (so that applying them is deterministic). If the
+    /// reconciliation is stopped meanwhile, the operations still running are dropped
+    /// (a download takes its temp file with it) and their outcome is `None`.
+    async fn execute(&self, ops: &[Operation]) -> Vec<Option<Outcome>> {
         let state = &self.state;
         let env = &self.env;
         let racy = &self.racy;
@@ -645,7 +802,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
         if let Some(rest) = downloads.finish() {
             jobs.push(Job::Downloads(rest));
         }
-        let done: Vec<Vec<(usize, Outcome)>> = futures::stream::iter(jobs)
+        let mut running = futures::stream::iter(jobs)
             .map(|job| async move {
                 match job {
                     Job::One(i) => vec![(i, run(env, state, racy, &ops[i]).await)],
@@ -653,12 +810,14 @@ impl<E: Env, P: Persist> Engine<E, P> {
                     Job::Downloads(batch) => download_batch(env, racy, ops, &batch).await,
                 }
             })
-            .buffered(self.parallelism)
-            .collect()
-            .await;
-        let mut outcomes: Vec<(usize, Outcome)> = done.into_iter().flatten().collect();
-        outcomes.sort_by_key(|(i, _)| *i);
-        outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+            .buffer_unordered(self.parallelism);
+        let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
+        while let Ok(Some(done)) = until_stopped(&self.cancel, running.next()).await {
+            for (i, outcome) in done {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        outcomes
     }
 }
 
@@ -693,8 +852,37 @@ enum Job {
     Downloads(Vec<usize>),
 }
 
-fn unavailable(err: EnvError) -> SyncError {
-    SyncError::Unavailable(err.to_string())
+/// What a failed read of the server (or a failed scan) means for the reconciliation.
+fn server_error(err: EnvError) -> SyncError {
+    match err {
+        EnvError::Unauthorized(msg) => SyncError::Unauthorized(msg),
+        other => SyncError::Unavailable(other.to_string()),
+    }
+}
+
+/// `Err(Cancelled)` once `cancel` is cancelled: a safe point.
+fn stopped(cancel: &CancellationToken) -> Result<(), SyncError> {
+    if cancel.is_cancelled() {
+        Err(SyncError::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs `work` unless `cancel` is cancelled first, in which case `work` is dropped
+/// where it stands. Only for work that leaves nothing half done when dropped: reads,
+/// and transfers whose temp files go with them.
+async fn until_stopped<T>(
+    cancel: &CancellationToken,
+    work: impl Future<Output = T>,
+) -> Result<T, SyncError> {
+    stopped(cancel)?;
+    let work = std::pin::pin!(work);
+    let cancelled = std::pin::pin!(cancel.cancelled());
+    match futures::future::select(work, cancelled).await {
+        Either::Left((out, _)) => Ok(out),
+        Either::Right(_) => Err(SyncError::Cancelled),
+    }
 }
 
 fn count(report: &mut Report, op: &Operation) {
