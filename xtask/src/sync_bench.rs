@@ -546,7 +546,12 @@ fn requests_by_route(server: &Server) -> Result<Vec<(String, f64)>> {
         let Some((route, tail)) = rest.split_once('"') else {
             continue;
         };
-        let n: f64 = tail.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0.0);
+        let n: f64 = tail
+            .rsplit(' ')
+            .next()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0.0);
         match out.iter_mut().find(|(r, _)| r == route) {
             Some((_, total)) => *total += n,
             None => out.push((route.to_owned(), n)),
@@ -593,8 +598,14 @@ fn cairn_idle(opts: &Options, server: &Server, a: &mut Device, b: &mut Device) -
     // Let the first passes, and the notifications of their own writes, go by.
     std::thread::sleep(Duration::from_secs(5));
     let pids = vec![
-        ("cairn sync A".to_owned(), a.sync.as_ref().context("A runs")?.pid()),
-        ("cairn sync B".to_owned(), b.sync.as_ref().context("B runs")?.pid()),
+        (
+            "cairn sync A".to_owned(),
+            a.sync.as_ref().context("A runs")?.pid(),
+        ),
+        (
+            "cairn sync B".to_owned(),
+            b.sync.as_ref().context("B runs")?.pid(),
+        ),
         ("cairn serve".to_owned(), server.child.id()),
     ];
     eprintln!(
@@ -1159,7 +1170,11 @@ fn syncthing_idle(opts: &Options, harness: &Path, work: &Path) -> Result<IdleRun
         .env("WATCH_DELAY", "1")
         .stdout(Stdio::null()))?;
     let env = read_env(&dir.join("bench.env"))?;
-    let get = |k: &str| env.get(k).cloned().with_context(|| format!("{k} in bench.env"));
+    let get = |k: &str| {
+        env.get(k)
+            .cloned()
+            .with_context(|| format!("{k} in bench.env"))
+    };
     let st = get("ST")?;
     let start = |home: &str| -> Result<Proc> {
         let log = fs::File::create(Path::new(home).join("stdout.log"))?;
@@ -1189,9 +1204,12 @@ fn syncthing_idle(opts: &Options, harness: &Path, work: &Path) -> Result<IdleRun
     for monitor in &monitors {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let child = command_output(
-                Command::new("ps").args(["-o", "pid=", "--ppid", &monitor.to_string()]),
-            );
+            let child = command_output(Command::new("ps").args([
+                "-o",
+                "pid=",
+                "--ppid",
+                &monitor.to_string(),
+            ]));
             if let Some(pid) = child.lines().next().and_then(|l| l.trim().parse().ok()) {
                 pair.workers.push(pid);
                 break;
@@ -1227,7 +1245,10 @@ fn syncthing_idle(opts: &Options, harness: &Path, work: &Path) -> Result<IdleRun
         pids.push((format!("syncthing {name} (monitor)"), *monitor));
         pids.push((format!("syncthing {name}"), worker));
     }
-    eprintln!("idling {} s: CPU of both Syncthing instances…", opts.idle_secs);
+    eprintln!(
+        "idling {} s: CPU of both Syncthing instances…",
+        opts.idle_secs
+    );
     let (seconds, per_process) = idle_cpu(&pids, opts.idle_secs, || {
         for p in &mut pair.monitors {
             if p.exited() {

@@ -469,15 +469,18 @@ fn not_synced(report: &Report, engine: &SyncEngine) -> Vec<Problem> {
 /// Whether a watcher event may mean the folder changed. Opening, reading and closing
 /// without writing change nothing, and the daemon's own scans do exactly that: taken
 /// for changes, each scan's opening of the folder set off the next pass, about 55 a
-/// second. A download's temp file is the daemon's own too; its rename into place is
-/// still reported, under the destination's name.
+/// second. Closing a file written to still counts: it is when a long write ends. A
+/// download's temp file is the daemon's own; its rename into place is still reported,
+/// under the destination's name.
 fn is_change(event: &notify::Event) -> bool {
-    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, EventKind};
     if event.need_rescan() {
         return true;
     }
-    if matches!(event.kind, EventKind::Access(_)) {
-        return false;
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
+        EventKind::Access(_) => return false,
+        _ => {}
     }
     !event.paths.iter().all(|path| {
         path.file_name()
@@ -681,5 +684,75 @@ pub fn print_folder_status(folder: &FolderStatus) {
         if folder.pending.len() > 20 {
             println!("           … and {} more", folder.pending.len() - 20);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
+    };
+
+    #[test]
+    fn only_events_that_may_change_the_folder_trigger_a_pass() {
+        let check = |kind: EventKind, paths: &[&str], expect: bool| {
+            let mut event = notify::Event::new(kind);
+            for p in paths {
+                event = event.add_path(PathBuf::from(p));
+            }
+            assert_eq!(is_change(&event), expect, "{event:?}");
+        };
+        // The daemon's own scans and hashing: nothing changed.
+        check(
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            &["/s"],
+            false,
+        );
+        check(EventKind::Access(AccessKind::Read), &["/s/a"], false);
+        check(
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            &["/s/a"],
+            false,
+        );
+        // Changes, and the end of a write.
+        check(EventKind::Create(CreateKind::File), &["/s/a"], true);
+        check(EventKind::Modify(ModifyKind::Any), &["/s/a"], true);
+        check(EventKind::Remove(RemoveKind::Any), &["/s/a"], true);
+        check(
+            EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)),
+            &["/s/a"],
+            true,
+        );
+        check(
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            &["/s/a"],
+            true,
+        );
+        // A download's temp file is the daemon's own; its rename into place is not.
+        check(
+            EventKind::Create(CreateKind::File),
+            &["/s/.a.cairn-tmp-x1"],
+            false,
+        );
+        check(
+            EventKind::Modify(ModifyKind::Any),
+            &["/s/.a.cairn-tmp-x1"],
+            false,
+        );
+        check(
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            &["/s/.a.cairn-tmp-x1", "/s/a"],
+            true,
+        );
+        check(
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            &["/s/a"],
+            true,
+        );
+        // Something the watcher could not tell.
+        check(EventKind::Any, &[], true);
+        let rescan = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert!(is_change(&rescan));
     }
 }

@@ -335,7 +335,10 @@ fn an_idle_daemon_makes_no_request_and_runs_no_pass() {
         Duration::from_secs(30),
     );
     assert!(up, "the change after the rest never reached the server");
-    eprintln!("a change after 30 s at rest reached the server in {:?}", start.elapsed());
+    eprintln!(
+        "a change after 30 s at rest reached the server in {:?}",
+        start.elapsed()
+    );
     std::thread::sleep(Duration::from_secs(2));
     let later = requests_by_route(&server);
     let delta_reads = delta(&later) - delta(&after);
@@ -376,8 +379,7 @@ fn sigint_stops_a_daemon_in_the_middle_of_a_download() {
     assert!(read_log(&log).contains("stopped"), "{}", read_log(&log));
     assert_eq!(temp_files(&a.dir), Vec::<String>::new(), "temp files left");
     assert!(
-        !a.dir.join("big.bin").exists()
-            || support::same_content(&big, &a.dir.join("big.bin")),
+        !a.dir.join("big.bin").exists() || support::same_content(&big, &a.dir.join("big.bin")),
         "a partial file was left in place"
     );
     // The state was saved and says the pass was cut short.
@@ -385,12 +387,15 @@ fn sigint_stops_a_daemon_in_the_middle_of_a_download() {
     let error = status["sync"][0]["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("stopped"), "{status}");
 
-    a.client
-        .ok(&["sync", a.dir.to_str().unwrap(), "--once"]);
+    a.client.ok(&["sync", a.dir.to_str().unwrap(), "--once"]);
     assert!(support::same_content(&big, &a.dir.join("big.bin")));
     assert_eq!(temp_files(&a.dir), Vec::<String>::new());
     let status = a.client.json(&["status", "--json"]);
-    assert_eq!(status["sync"][0]["pending"], serde_json::json!([]), "{status}");
+    assert_eq!(
+        status["sync"][0]["pending"],
+        serde_json::json!([]),
+        "{status}"
+    );
 
     // SIGTERM stops an idle daemon the same way.
     let before = last_pass_at(&a);
@@ -412,7 +417,10 @@ fn a_second_daemon_on_the_same_folder_is_refused() {
     let dir = a.dir.to_str().unwrap().to_owned();
     let log = a.scratch.path().join("sync.log");
     let first = SyncProcess::start_logged(&a.client, &a.dir, &log);
-    let running = wait_until(|| read_log(&log).contains("syncing "), Duration::from_secs(30));
+    let running = wait_until(
+        || read_log(&log).contains("syncing "),
+        Duration::from_secs(30),
+    );
     assert!(running, "{}", read_log(&log));
 
     let expected = format!(
@@ -474,7 +482,9 @@ fn a_viewers_refused_edits_fail_sync_once_and_are_listed_by_status() {
         .map(|p| p["path"].as_str().unwrap())
         .collect();
     assert_eq!(listed, ["/Team/notes.txt", "/Team/plan.md"], "{status}");
-    let reason = status["sync"][0]["not_synced"][0]["reason"].as_str().unwrap();
+    let reason = status["sync"][0]["not_synced"][0]["reason"]
+        .as_str()
+        .unwrap();
     assert!(reason.contains("viewer"), "{reason}");
     let text = carol.client.ok(&["status"]);
     assert!(
@@ -488,7 +498,11 @@ fn a_viewers_refused_edits_fail_sync_once_and_are_listed_by_status() {
     write(&carol.dir.join("Team/plan.md"), "v1 by alice");
     carol.client.ok(&["sync", &dir, "--once"]);
     let status = carol.client.json(&["status", "--json"]);
-    assert_eq!(status["sync"][0]["not_synced"], serde_json::json!([]), "{status}");
+    assert_eq!(
+        status["sync"][0]["not_synced"],
+        serde_json::json!([]),
+        "{status}"
+    );
 }
 
 /// Issue 13: a revoked login made the daemon retry forever. It stops, saying to log
@@ -501,7 +515,10 @@ fn a_revoked_login_stops_the_daemon_with_a_hint_to_log_in_again() {
     let dir = a.dir.to_str().unwrap().to_owned();
     let log = a.scratch.path().join("sync.log");
     let mut sync = SyncProcess::start_logged(&a.client, &a.dir, &log);
-    let synced = wait_until(|| read_log(&log).contains("synced "), Duration::from_secs(60));
+    let synced = wait_until(
+        || read_log(&log).contains("synced "),
+        Duration::from_secs(60),
+    );
     assert!(synced, "{}", read_log(&log));
 
     // The same login, logged out from a copy of the config folder.
