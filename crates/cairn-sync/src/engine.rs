@@ -1121,6 +1121,318 @@ async fn run<E: Env>(env: &E, state: &State, racy: &Tree<()>, op: &Operation) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use cairn_core::{content_hash, BlockHash, ContentHash};
+
+    use crate::env::RemoteDelta;
+    use crate::state::Persist;
+
+    fn path(p: &str) -> ServerPath {
+        ServerPath::parse(p).unwrap()
+    }
+
+    fn hash_of(text: &str) -> ContentHash {
+        content_hash([&BlockHash::of(text.as_bytes())])
+    }
+
+    /// Files larger than a batch's, so each transfer is a job of its own.
+    const BIG: u64 = SMALL_FILE + 1;
+
+    /// A disk and a server in memory that count the requests made to the server. A
+    /// download of `/hang` stops the reconciliation (cancels `cancel`) and never ends;
+    /// an upload of `/refused` is refused.
+    #[derive(Default, Clone)]
+    struct StubEnv {
+        disk: Arc<Mutex<BTreeMap<ServerPath, (u64, ContentHash)>>>,
+        server: Arc<Mutex<BTreeMap<ServerPath, ContentHash>>>,
+        /// Uploads, as the delta reports them; a cursor is `v1.1-N` after N of them.
+        journal: Arc<Mutex<Vec<RemoteChange>>>,
+        requests: Arc<AtomicUsize>,
+        uploads: Arc<AtomicUsize>,
+        cancel: CancellationToken,
+    }
+
+    impl StubEnv {
+        fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+
+        fn local_node(id: u64, hash: Option<ContentHash>) -> LocalNode {
+            LocalNode {
+                kind: Kind::File,
+                id,
+                size: BIG,
+                mtime_ns: id as i64,
+                hash,
+            }
+        }
+
+        fn remote_node(id: i64, hash: ContentHash) -> RemoteNode {
+            RemoteNode {
+                kind: Kind::File,
+                id,
+                rev: Some(format!("r{id}")),
+                hash: Some(hash),
+                size: BIG,
+            }
+        }
+
+        fn write(&self, p: &str, text: &str) {
+            let mut disk = self.disk.lock().unwrap();
+            let id = disk.len() as u64 + 100;
+            disk.insert(path(p), (id, hash_of(text)));
+        }
+    }
+
+    #[async_trait]
+    impl Env for StubEnv {
+        async fn scan_local(&self) -> Result<Option<Vec<(ServerPath, LocalNode)>>, EnvError> {
+            let disk = self.disk.lock().unwrap();
+            Ok(Some(
+                disk.iter()
+                    .map(|(p, (id, _))| (p.clone(), Self::local_node(*id, None)))
+                    .collect(),
+            ))
+        }
+
+        async fn hash_local(
+            &self,
+            path: &ServerPath,
+            _node: &LocalNode,
+        ) -> Result<Option<ContentHash>, EnvError> {
+            Ok(self.disk.lock().unwrap().get(path).map(|(_, hash)| *hash))
+        }
+
+        async fn mkdir_local(&self, _path: &ServerPath) -> Result<LocalNode, EnvError> {
+            unreachable!("no folders here")
+        }
+
+        async fn move_local(&self, _from: &ServerPath, _to: &ServerPath) -> Result<(), EnvError> {
+            unreachable!("no moves here")
+        }
+
+        async fn remove_local(
+            &self,
+            _path: &ServerPath,
+            _expect: &LocalNode,
+            _check_content: bool,
+        ) -> Result<(), EnvError> {
+            unreachable!("no deletes here")
+        }
+
+        async fn list_remote(&self) -> Result<(Vec<(ServerPath, RemoteNode)>, String), EnvError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            let server = self.server.lock().unwrap();
+            let nodes = server
+                .iter()
+                .enumerate()
+                .map(|(i, (p, hash))| (p.clone(), Self::remote_node(i as i64 + 1, *hash)))
+                .collect();
+            let seen = self.journal.lock().unwrap().len();
+            Ok((nodes, format!("v1.1-{seen}")))
+        }
+
+        async fn remote_delta(&self, cursor: &str) -> Result<RemoteDelta, EnvError> {
+            // The engine's own uploads reach its remote tree through the delta, as in
+            // the real world; nobody else writes to this server.
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            let from: usize = cursor.trim_start_matches("v1.1-").parse().unwrap();
+            let journal = self.journal.lock().unwrap();
+            Ok(RemoteDelta {
+                changes: journal[from..].to_vec(),
+                cursor: format!("v1.1-{}", journal.len()),
+                has_more: false,
+            })
+        }
+
+        async fn upload(
+            &self,
+            path: &ServerPath,
+            local: &LocalNode,
+            _base_rev: Option<&str>,
+        ) -> Result<RemoteNode, EnvError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            self.uploads.fetch_add(1, Ordering::SeqCst);
+            if path.as_str() == "/refused" {
+                return Err(EnvError::Refused("you are a viewer here".to_owned()));
+            }
+            let hash = local.hash.expect("uploads are hashed");
+            self.server.lock().unwrap().insert(path.clone(), hash);
+            let mut journal = self.journal.lock().unwrap();
+            let node = Self::remote_node(50 + journal.len() as i64, hash);
+            journal.push(RemoteChange::Upsert {
+                path: path.clone(),
+                node: node.clone(),
+            });
+            Ok(node)
+        }
+
+        async fn download(
+            &self,
+            path: &ServerPath,
+            remote: &RemoteNode,
+            _expect_local: Option<&LocalNode>,
+            _check_content: bool,
+        ) -> Result<LocalNode, EnvError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            if path.as_str() == "/hang" {
+                self.cancel.cancel();
+                futures::future::pending::<()>().await;
+            }
+            let hash = remote.hash.expect("files have a hash");
+            let mut disk = self.disk.lock().unwrap();
+            let id = disk.len() as u64 + 100;
+            disk.insert(path.clone(), (id, hash));
+            Ok(Self::local_node(id, Some(hash)))
+        }
+
+        async fn mkdir_remote(&self, _path: &ServerPath) -> Result<RemoteNode, EnvError> {
+            unreachable!("no folders here")
+        }
+
+        async fn move_remote(
+            &self,
+            _from: &ServerPath,
+            _to: &ServerPath,
+            _base_rev: Option<&str>,
+        ) -> Result<RemoteNode, EnvError> {
+            unreachable!("no moves here")
+        }
+
+        async fn delete_remote(
+            &self,
+            _path: &ServerPath,
+            _base_rev: Option<&str>,
+        ) -> Result<(), EnvError> {
+            unreachable!("no deletes here")
+        }
+
+        fn stamp(&self) -> String {
+            "2026-01-01 000000".to_owned()
+        }
+    }
+
+    /// Keeps what was saved, to start another engine from.
+    #[derive(Default, Clone)]
+    struct Saved(Arc<Mutex<State>>);
+
+    #[async_trait]
+    impl Persist for Saved {
+        async fn save(&self, changes: &[StateChange]) -> Result<(), EnvError> {
+            let mut state = self.0.lock().unwrap();
+            changes.iter().for_each(|c| state.apply(c));
+            Ok(())
+        }
+    }
+
+    fn engine(env: &StubEnv, saved: &Saved) -> Engine<StubEnv, Saved> {
+        let state = saved.0.lock().unwrap().clone();
+        Engine::new(
+            env.clone(),
+            saved.clone(),
+            state,
+            "test".to_owned(),
+            Ignore::default(),
+        )
+        .with_cancel(env.cancel.clone())
+    }
+
+    #[test]
+    fn a_look_at_an_unchanged_disk_makes_no_request() {
+        let env = StubEnv::default();
+        let saved = Saved::default();
+        env.write("/a", "a");
+        let mut engine = engine(&env, &saved);
+        let report = futures::executor::block_on(engine.sync_once()).unwrap();
+        assert_eq!(report.uploaded, 1);
+        let after_first = env.requests();
+
+        // Nothing changed: the disk is looked at, the server is not.
+        let report = futures::executor::block_on(engine.sync_local()).unwrap();
+        assert_eq!((report.rounds, env.requests()), (0, after_first));
+
+        // A change: the server is read, the file goes up.
+        env.write("/b", "b");
+        let report = futures::executor::block_on(engine.sync_local()).unwrap();
+        assert_eq!(report.uploaded, 1);
+        assert!(env.requests() > after_first);
+    }
+
+    #[test]
+    fn a_refused_operation_is_not_tried_again_until_a_full_pass() {
+        let env = StubEnv::default();
+        let saved = Saved::default();
+        env.write("/refused", "mine");
+        let mut engine = engine(&env, &saved);
+        let report = futures::executor::block_on(engine.sync_once()).unwrap();
+        assert_eq!(
+            report
+                .problems
+                .keys()
+                .map(ServerPath::as_str)
+                .collect::<Vec<_>>(),
+            ["/refused"]
+        );
+        assert_eq!(env.uploads.load(Ordering::SeqCst), 1);
+        let requests = env.requests();
+
+        let report = futures::executor::block_on(engine.sync_local()).unwrap();
+        assert_eq!(report.problems.len(), 1, "still listed");
+        assert_eq!(env.requests(), requests, "not tried again, no request");
+
+        let report = futures::executor::block_on(engine.sync_once()).unwrap();
+        assert_eq!(report.problems.len(), 1);
+        assert_eq!(
+            env.uploads.load(Ordering::SeqCst),
+            2,
+            "a full pass tries again"
+        );
+    }
+
+    #[test]
+    fn a_stopped_reconciliation_keeps_what_finished_and_the_next_one_does_the_rest() {
+        let env = StubEnv::default();
+        let saved = Saved::default();
+        env.server
+            .lock()
+            .unwrap()
+            .insert(path("/done"), hash_of("done"));
+        env.server
+            .lock()
+            .unwrap()
+            .insert(path("/hang"), hash_of("hang"));
+        let mut first = engine(&env, &saved);
+        let result = futures::executor::block_on(first.sync_once());
+        assert_eq!(result, Err(SyncError::Cancelled));
+        // The download that finished is saved as synced; the other is not.
+        {
+            let state = saved.0.lock().unwrap();
+            assert!(state.synced.get(&path("/done")).is_some());
+            assert!(state.synced.get(&path("/hang")).is_none());
+            assert_eq!(state.cursor.as_deref(), Some("v1.1-0"));
+        }
+
+        // The next run, from what was saved, finishes the job (no longer hanging).
+        let env2 = StubEnv {
+            disk: Arc::new(Mutex::new(env.disk.lock().unwrap().clone())),
+            ..StubEnv::default()
+        };
+        *env2.server.lock().unwrap() = env.server.lock().unwrap().clone();
+        env2.server.lock().unwrap().remove(&path("/hang"));
+        env2.server
+            .lock()
+            .unwrap()
+            .insert(path("/later"), hash_of("later"));
+        let mut second = engine(&env2, &saved);
+        // Files put on the stub server directly are not in its delta: list afresh.
+        second.change(StateChange::Cursor(None));
+        let report = futures::executor::block_on(second.sync_once()).unwrap();
+        assert_eq!(report.downloaded, 1, "only /later: /done was kept");
+        assert!(saved.0.lock().unwrap().synced.get(&path("/done")).is_some());
+    }
 
     fn file(name: &str, size: u64) -> (ServerPath, LocalNode) {
         let node = LocalNode {
