@@ -630,7 +630,8 @@ fn cairn_idle(opts: &Options, server: &Server, a: &mut Device, b: &mut Device) -
         })
         .filter(|(_, n)| *n > 0.0)
         .collect();
-    let total: f64 = routes.iter().map(|(_, n)| n).sum();
+    // `+ 0.0`: an empty sum of floats is -0.0, which prints as "-0.00".
+    let total: f64 = routes.iter().map(|(_, n)| n).sum::<f64>() + 0.0;
     let run = IdleRun {
         seconds,
         cpu_per_min,
@@ -1505,8 +1506,9 @@ fn table(opts: &Options, ours: Option<&CairnResults>, theirs: Option<&SyncthingR
         });
         let _ = writeln!(
             t,
-            "| idle daemon, one file, nothing changing ({} s; CPU from /proc/PID/stat, requests from /metrics) | {ours_text} | {} | no request but the notification heartbeat (a WebSocket ping), < 0.1 s CPU/min | {verdict} |",
+            "| idle daemon, one file, nothing changing ({} s; CPU from /proc/PID/stat in {:.0} ms ticks, requests from /metrics) | {ours_text} | {} | no request but the notification heartbeat (a WebSocket ping), < 0.1 s CPU/min | {verdict} |",
             our_idle.or(st_idle).map_or(opts.idle_secs as f64, |r| r.seconds).round(),
+            1000.0 / clock_ticks(),
             st_idle.map_or(none.clone(), |r| format!("CPU s/min: {} (monitor + worker each)", cpu(r, "syncthing"))),
         );
     }

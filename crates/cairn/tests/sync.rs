@@ -538,7 +538,8 @@ fn a_revoked_login_stops_the_daemon_with_a_hint_to_log_in_again() {
         .unwrap_or_else(|| panic!("still running with a revoked login: {}", read_log(&log)));
     let text = read_log(&log);
     assert!(!status.success(), "{text}");
-    assert!(text.contains("log in again"), "{text}");
+    let hint = format!("log in again: `cairn login {} --user admin`", server.url);
+    assert!(text.contains(&hint), "{text}");
     assert!(!text.contains("trying again"), "{text}");
-    a.client.fails(&["sync", &dir, "--once"], "log in again");
+    a.client.fails(&["sync", &dir, "--once"], &hint);
 }
