@@ -606,8 +606,15 @@ pub async fn folder_statuses(config_dir: &Path) -> anyhow::Result<Vec<FolderStat
             device: "this device".to_owned(),
             stamp: "now".to_owned(),
         };
+        let not_synced: Vec<Problem> = db
+            .setting(NOT_SYNCED)
+            .await?
+            .and_then(|listed| serde_json::from_str(&listed).ok())
+            .unwrap_or_default();
+        // What was refused is listed as not synced, not as about to happen.
         let pending = cairn_sync::plan_sync(trees, &ctx)
             .iter()
+            .filter(|op| !not_synced.iter().any(|p| p.path == op.path().as_str()))
             .filter_map(|op| {
                 let name = operation_name(op)?;
                 Some(PendingOperation {
@@ -624,11 +631,7 @@ pub async fn folder_statuses(config_dir: &Path) -> anyhow::Result<Vec<FolderStat
                 .and_then(|v| v.parse().ok()),
             last_error: db.setting("last_error").await?.filter(|e| !e.is_empty()),
             pending,
-            not_synced: db
-                .setting(NOT_SYNCED)
-                .await?
-                .and_then(|listed| serde_json::from_str(&listed).ok())
-                .unwrap_or_default(),
+            not_synced,
         });
     }
     Ok(out)

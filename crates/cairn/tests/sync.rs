@@ -482,6 +482,10 @@ fn a_viewers_refused_edits_fail_sync_once_and_are_listed_by_status() {
         .map(|p| p["path"].as_str().unwrap())
         .collect();
     assert_eq!(listed, ["/Team/notes.txt", "/Team/plan.md"], "{status}");
+    assert!(
+        !status["sync"][0]["pending"].to_string().contains("/Team/"),
+        "refused, so not pending: {status}"
+    );
     let reason = status["sync"][0]["not_synced"][0]["reason"]
         .as_str()
         .unwrap();
