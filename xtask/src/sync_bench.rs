@@ -1,6 +1,8 @@
 //! `cargo xtask sync-bench`: the sync benchmarks of issue 4 (DESIGN.md §6), two real
 //! `cairn sync` daemons against a real `cairn serve` on loopback, and the same work done
-//! by two Syncthing instances (`shared/peers/syncthing/run.sh`) in the same invocation.
+//! by two Syncthing instances (`shared/peers/syncthing/run.sh`) in the same invocation;
+//! and issue 13's idle test (`--only idle`): the requests and CPU of daemons left alone,
+//! beside the CPU of the harness's two Syncthing instances left alone as long.
 //!
 //! Every process it starts is held by a [`Proc`], which stops it by its PID when
 //! dropped, so every exit path (an error, a panic, the end) stops them all. Every wait
@@ -19,9 +21,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::{median, run, run_with_stdin, settle, workspace_root, write_random, Server};
 
-const USAGE: &str = "usage: cargo xtask sync-bench [--only latency,small,edit,memory] \
+const USAGE: &str = "usage: cargo xtask sync-bench [--only latency,small,edit,memory,idle] \
 [--skip-syncthing] [--skip-cairn] [--no-build] [--lat-n N] [--edit-runs N] [--big-mib N] \
-[--small-files DIRSxFILES] [--mem-files DIRSxFILES] [--dir TMPDIR] [--out FILE] [--keep]";
+[--small-files DIRSxFILES] [--mem-files DIRSxFILES] [--idle-secs N] [--dir TMPDIR] [--out FILE] \
+[--keep]";
 
 /// The password `Server::start` gives the admin.
 const PASSWORD: &str = "bench-password";
@@ -32,6 +35,7 @@ enum Test {
     Small,
     Edit,
     Memory,
+    Idle,
 }
 
 impl Test {
@@ -41,7 +45,8 @@ impl Test {
             "small" | "smallfiles" => Test::Small,
             "edit" => Test::Edit,
             "memory" | "mem" => Test::Memory,
-            _ => bail!("unknown test {s:?} (latency, small, edit, memory)"),
+            "idle" => Test::Idle,
+            _ => bail!("unknown test {s:?} (latency, small, edit, memory, idle)"),
         })
     }
 }
@@ -57,6 +62,7 @@ struct Options {
     small: (usize, usize),
     small_size: usize,
     mem: (usize, usize),
+    idle_secs: u64,
     tmp: PathBuf,
     out: PathBuf,
     keep: bool,
@@ -71,7 +77,14 @@ fn dims(s: &str) -> Result<(usize, usize)> {
 
 fn parse(args: &[String], root: &Path) -> Result<Options> {
     let mut o = Options {
-        only: [Test::Latency, Test::Small, Test::Edit, Test::Memory].into(),
+        only: [
+            Test::Latency,
+            Test::Small,
+            Test::Edit,
+            Test::Memory,
+            Test::Idle,
+        ]
+        .into(),
         syncthing: true,
         cairn: true,
         build: true,
@@ -81,6 +94,7 @@ fn parse(args: &[String], root: &Path) -> Result<Options> {
         small: (100, 100),
         small_size: 4096,
         mem: (1000, 100),
+        idle_secs: 60,
         tmp: std::env::temp_dir(),
         out: root.join("target/sync-bench.json"),
         keep: false,
@@ -107,6 +121,7 @@ fn parse(args: &[String], root: &Path) -> Result<Options> {
             "--big-mib" => o.big_bytes = value()?.parse::<u64>()? << 20,
             "--small-files" => o.small = dims(value()?)?,
             "--mem-files" => o.mem = dims(value()?)?,
+            "--idle-secs" => o.idle_secs = value()?.parse::<u64>()?.max(1),
             "--dir" => o.tmp = PathBuf::from(value()?),
             "--out" => o.out = PathBuf::from(value()?),
             "-h" | "--help" => {
@@ -381,6 +396,7 @@ struct CairnResults {
     big: Option<Throughput>,
     edits: Vec<Edit>,
     memory: Option<MemoryRun>,
+    idle: Option<IdleRun>,
 }
 
 struct Latency {
@@ -443,6 +459,10 @@ fn cairn_bench(opts: &Options, cairn: &Path, work: &Path) -> Result<CairnResults
             &mut [&mut a, &mut b],
             || fs::read(&there).is_ok_and(|c| c == b"ready"),
         )?;
+        // First, while each folder holds one file, as in issue 13's report.
+        if opts.only.contains(&Test::Idle) {
+            results.idle = Some(cairn_idle(opts, &server, &mut a, &mut b)?);
+        }
         if opts.only.contains(&Test::Latency) {
             results.latency = Some(cairn_latency(opts, &mut a, &mut b)?);
         }
@@ -462,6 +482,169 @@ fn cairn_bench(opts: &Options, cairn: &Path, work: &Path) -> Result<CairnResults
         results.memory = Some(cairn_memory(opts, cairn, &server, work)?);
     }
     Ok(results)
+}
+
+/// What an idle run measured: the CPU each process used and the requests the
+/// daemons made, over `seconds` with nothing changing.
+struct IdleRun {
+    seconds: f64,
+    /// CPU seconds per minute of each process measured, by name.
+    cpu_per_min: Vec<(String, f64)>,
+    /// Requests the two daemons made in all (everything but `/metrics`), per minute
+    /// and per daemon; `None` for Syncthing, whose requests are not HTTP.
+    requests_per_min: Option<f64>,
+    /// The requests by route, for the record.
+    routes: Vec<(String, f64)>,
+}
+
+impl IdleRun {
+    /// The highest CPU per minute among the processes whose name starts with `prefix`.
+    fn worst_cpu(&self, prefix: &str) -> f64 {
+        self.cpu_per_min
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, cpu)| *cpu)
+            .fold(0.0, f64::max)
+    }
+}
+
+/// Clock ticks per second, the unit of /proc/PID/stat's times.
+fn clock_ticks() -> f64 {
+    command_output(Command::new("getconf").arg("CLK_TCK"))
+        .parse()
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds (user + system) the process `pid` has used so far.
+fn cpu_seconds(pid: u32, ticks: f64) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14,
+    // stime 15.
+    let rest = &stat[stat.rfind(')').context("a /proc stat line")? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11).context("utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("stime")?.parse()?;
+    Ok((utime + stime) / ticks)
+}
+
+/// Requests by route from the server's `/metrics`, summed over statuses.
+fn requests_by_route(server: &Server) -> Result<Vec<(String, f64)>> {
+    let host = server.url.strip_prefix("http://").context("an http URL")?;
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("cairn_http_requests_total{route=\"") else {
+            continue;
+        };
+        let Some((route, tail)) = rest.split_once('"') else {
+            continue;
+        };
+        let n: f64 = tail
+            .rsplit(' ')
+            .next()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0.0);
+        match out.iter_mut().find(|(r, _)| r == route) {
+            Some((_, total)) => *total += n,
+            None => out.push((route.to_owned(), n)),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Measures `pids` (named) over `seconds` of nothing happening: CPU seconds per minute
+/// each, from /proc/PID/stat before and after. `during` is polled every second, so a
+/// process that exits fails the run.
+fn idle_cpu(
+    pids: &[(String, u32)],
+    seconds: u64,
+    mut during: impl FnMut() -> Result<()>,
+) -> Result<(f64, Vec<(String, f64)>)> {
+    let ticks = clock_ticks();
+    let before: Vec<f64> = pids
+        .iter()
+        .map(|(_, pid)| cpu_seconds(*pid, ticks))
+        .collect::<Result<_>>()?;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(seconds) {
+        std::thread::sleep(Duration::from_secs(1));
+        during()?;
+    }
+    let after: Vec<f64> = pids
+        .iter()
+        .map(|(_, pid)| cpu_seconds(*pid, ticks))
+        .collect::<Result<_>>()?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let per_min = pids
+        .iter()
+        .zip(before.iter().zip(after))
+        .map(|((name, _), (b, a))| (name.clone(), (a - b) * 60.0 / elapsed))
+        .collect();
+    Ok((elapsed, per_min))
+}
+
+/// Issue 13: two `cairn sync` daemons (and the server) left alone with one file each
+/// and nothing changing: the requests the daemons make and the CPU they use.
+fn cairn_idle(opts: &Options, server: &Server, a: &mut Device, b: &mut Device) -> Result<IdleRun> {
+    // Let the first passes, and the notifications of their own writes, go by.
+    std::thread::sleep(Duration::from_secs(5));
+    let pids = vec![
+        (
+            "cairn sync A".to_owned(),
+            a.sync.as_ref().context("A runs")?.pid(),
+        ),
+        (
+            "cairn sync B".to_owned(),
+            b.sync.as_ref().context("B runs")?.pid(),
+        ),
+        ("cairn serve".to_owned(), server.child.id()),
+    ];
+    eprintln!(
+        "idling {} s: CPU of both daemons and the server, requests from /metrics…",
+        opts.idle_secs
+    );
+    let before = requests_by_route(server)?;
+    let (seconds, cpu_per_min) = idle_cpu(&pids, opts.idle_secs, || {
+        a.check()?;
+        b.check()
+    })?;
+    let after = requests_by_route(server)?;
+    let routes: Vec<(String, f64)> = after
+        .iter()
+        .filter(|(route, _)| route != "/metrics")
+        .map(|(route, n)| {
+            let was = before
+                .iter()
+                .find(|(r, _)| r == route)
+                .map_or(0.0, |(_, n)| *n);
+            (route.clone(), n - was)
+        })
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    // `+ 0.0`: an empty sum of floats is -0.0, which prints as "-0.00".
+    let total: f64 = routes.iter().map(|(_, n)| n).sum::<f64>() + 0.0;
+    let run = IdleRun {
+        seconds,
+        cpu_per_min,
+        requests_per_min: Some(total / 2.0 * 60.0 / seconds),
+        routes,
+    };
+    eprintln!(
+        "idle: {:.2} requests/min per daemon ({:?}); CPU s/min {:?}",
+        run.requests_per_min.unwrap_or(0.0),
+        run.routes,
+        run.cpu_per_min
+    );
+    Ok(run)
 }
 
 fn cairn_latency(opts: &Options, a: &mut Device, b: &mut Device) -> Result<Latency> {
@@ -822,6 +1005,7 @@ struct SyncthingResults {
     big: Option<Throughput>,
     edit_seconds: Option<f64>,
     edit_wire_bytes: Option<f64>,
+    idle: Option<IdleRun>,
 }
 
 fn syncthing_bench(opts: &Options, harness: &Path, work: &Path) -> Result<SyncthingResults> {
@@ -836,9 +1020,17 @@ fn syncthing_bench(opts: &Options, harness: &Path, work: &Path) -> Result<Syncth
         tests.push("smallfiles");
     }
     let version = command_output(Command::new("syncthing").arg("--version"));
+    // The harness has no idle test: its setup and its way of starting the two
+    // instances are used here, and the instances measured while they idle.
+    let idle = if opts.only.contains(&Test::Idle) {
+        Some(syncthing_idle(opts, harness, work)?)
+    } else {
+        None
+    };
     if tests.is_empty() {
         return Ok(SyncthingResults {
             version,
+            idle,
             ..SyncthingResults::default()
         });
     }
@@ -891,6 +1083,7 @@ fn syncthing_bench(opts: &Options, harness: &Path, work: &Path) -> Result<Syncth
     eprintln!("{summary}");
     let mut r = SyncthingResults {
         version,
+        idle,
         ..SyncthingResults::default()
     };
     for line in text.lines() {
@@ -924,6 +1117,168 @@ fn syncthing_bench(opts: &Options, harness: &Path, work: &Path) -> Result<Syncth
         }
     }
     Ok(r)
+}
+
+/// Two Syncthing instances of the harness, stopped on drop: SIGTERM to the workers
+/// the monitors forked, then to the monitors (as `run.sh` stops them).
+struct SyncthingPair {
+    monitors: Vec<Proc>,
+    workers: Vec<u32>,
+}
+
+impl Drop for SyncthingPair {
+    fn drop(&mut self) {
+        for pid in &self.workers {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && self
+                .workers
+                .iter()
+                .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.monitors.clear();
+    }
+}
+
+/// `KEY='value'` lines of the harness's `bench.env`.
+fn read_env(path: &Path) -> Result<std::collections::HashMap<String, String>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('\'').to_owned()))
+        .collect())
+}
+
+/// Syncthing's idle CPU for reference: the harness's two instances (its `setup.sh`:
+/// loopback only, fsWatcherDelayS=1, the default hourly rescan), started as `run.sh`
+/// starts them, connected and in sync with one file, then left alone as long as the
+/// daemons. Each instance is a monitor process and the worker it forks; both count.
+fn syncthing_idle(opts: &Options, harness: &Path, work: &Path) -> Result<IdleRun> {
+    let here = harness.parent().context("the harness's folder")?;
+    let dir = work.join("stidle");
+    eprintln!("setting up two Syncthing instances for the idle test…");
+    run(Command::new("bash")
+        .arg(here.join("setup.sh"))
+        .arg(&dir)
+        .env("WATCH_DELAY", "1")
+        .stdout(Stdio::null()))?;
+    let env = read_env(&dir.join("bench.env"))?;
+    let get = |k: &str| {
+        env.get(k)
+            .cloned()
+            .with_context(|| format!("{k} in bench.env"))
+    };
+    let st = get("ST")?;
+    let start = |home: &str| -> Result<Proc> {
+        let log = fs::File::create(Path::new(home).join("stdout.log"))?;
+        let child = Command::new(&st)
+            .args(["serve", "--home", home, "--no-browser", "--no-restart"])
+            .arg("--no-upgrade")
+            .arg(format!("--logfile={home}/syncthing.log"))
+            .arg("--logflags=7")
+            .env("STNORESTART", "1")
+            .env("STNOUPGRADE", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting syncthing")?;
+        Ok(Proc {
+            child,
+            graceful: true,
+        })
+    };
+    let mut pair = SyncthingPair {
+        monitors: vec![start(&get("HOME_A")?)?, start(&get("HOME_B")?)?],
+        workers: Vec::new(),
+    };
+    // Syncthing 1.19 runs a monitor that forks the real worker.
+    let monitors: Vec<u32> = pair.monitors.iter().map(Proc::pid).collect();
+    for monitor in &monitors {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let child = command_output(Command::new("ps").args([
+                "-o",
+                "pid=",
+                "--ppid",
+                &monitor.to_string(),
+            ]));
+            if let Some(pid) = child.lines().next().and_then(|l| l.trim().parse().ok()) {
+                pair.workers.push(pid);
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("syncthing {monitor} forked no worker within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let (data_a, data_b) = (PathBuf::from(get("DATA_A")?), PathBuf::from(get("DATA_B")?));
+    fs::write(data_a.join("ready.txt"), b"ready")?;
+    run(Command::new("python3")
+        .arg(here.join("stbench.py"))
+        .arg("--env")
+        .arg(dir.join("bench.env"))
+        .args(["--timeout", "300", "wait-connected"])
+        .stderr(Stdio::null()))?;
+    let there = data_b.join("ready.txt");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !fs::read(&there).is_ok_and(|c| c == b"ready") {
+        if Instant::now() > deadline {
+            bail!("the first file never reached Syncthing B");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let mut pids = Vec::new();
+    for (name, (monitor, worker)) in ["A", "B"]
+        .iter()
+        .zip(monitors.iter().zip(pair.workers.clone()))
+    {
+        pids.push((format!("syncthing {name} (monitor)"), *monitor));
+        pids.push((format!("syncthing {name}"), worker));
+    }
+    eprintln!(
+        "idling {} s: CPU of both Syncthing instances…",
+        opts.idle_secs
+    );
+    let (seconds, per_process) = idle_cpu(&pids, opts.idle_secs, || {
+        for p in &mut pair.monitors {
+            if p.exited() {
+                bail!("a syncthing monitor exited; see {}", dir.display());
+            }
+        }
+        Ok(())
+    })?;
+    // Per instance: its monitor and its worker together.
+    let cpu_per_min = ["A", "B"]
+        .iter()
+        .map(|name| {
+            let total = per_process
+                .iter()
+                .filter(|(n, _)| n.starts_with(&format!("syncthing {name}")))
+                .map(|(_, cpu)| cpu)
+                .sum();
+            (format!("syncthing {name}"), total)
+        })
+        .collect();
+    drop(pair);
+    let run = IdleRun {
+        seconds,
+        cpu_per_min,
+        requests_per_min: None,
+        routes: Vec::new(),
+    };
+    eprintln!("Syncthing idle: CPU s/min {:?}", run.cpu_per_min);
+    Ok(run)
 }
 
 /// The number after `"key": ` in a line of Python's `json.dumps` output.
@@ -1117,6 +1472,46 @@ fn table(opts: &Options, ours: Option<&CairnResults>, theirs: Option<&SyncthingR
             if edits.is_empty() { none.clone() } else { yes(all_met).to_owned() },
         );
     }
+    let our_idle = ours.and_then(|o| o.idle.as_ref());
+    let st_idle = theirs.and_then(|s| s.idle.as_ref());
+    if our_idle.is_some() || st_idle.is_some() {
+        let cpu = |r: &IdleRun, prefix: &str| {
+            r.cpu_per_min
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(n, c)| format!("{n} {c:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let ours_text = our_idle.map_or(none.clone(), |r| {
+            let routes: Vec<String> = r
+                .routes
+                .iter()
+                .map(|(route, n)| format!("{n:.0} {route}"))
+                .collect();
+            format!(
+                "{:.2} requests/min per daemon{}; CPU s/min: {} (server: {})",
+                r.requests_per_min.unwrap_or(0.0),
+                if routes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", routes.join(", "))
+                },
+                cpu(r, "cairn sync"),
+                cpu(r, "cairn serve"),
+            )
+        });
+        let verdict = our_idle.map_or(none.clone(), |r| {
+            yes(r.requests_per_min == Some(0.0) && r.worst_cpu("cairn sync") < 0.1).to_owned()
+        });
+        let _ = writeln!(
+            t,
+            "| idle daemon, one file, nothing changing ({} s; CPU from /proc/PID/stat in {:.0} ms ticks, requests from /metrics) | {ours_text} | {} | no request but the notification heartbeat (a WebSocket ping), < 0.1 s CPU/min | {verdict} |",
+            our_idle.or(st_idle).map_or(opts.idle_secs as f64, |r| r.seconds).round(),
+            1000.0 / clock_ticks(),
+            st_idle.map_or(none.clone(), |r| format!("CPU s/min: {} (monitor + worker each)", cpu(r, "syncthing"))),
+        );
+    }
     if let Some(m) = ours.and_then(|o| o.memory.as_ref()) {
         let mb = |k: u64| k as f64 * 1024.0 / 1e6;
         let _ = writeln!(
@@ -1172,6 +1567,25 @@ fn json_throughput(t: Option<&Throughput>) -> String {
     }
 }
 
+fn json_idle(r: Option<&IdleRun>) -> String {
+    let Some(r) = r else {
+        return "null".to_owned();
+    };
+    let pairs = |v: &[(String, f64)]| {
+        v.iter()
+            .map(|(k, x)| format!("\"{k}\": {x:.4}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{{\"seconds\": {:.1}, \"requests_per_min_per_daemon\": {}, \"requests\": {{{}}}, \"cpu_s_per_min\": {{{}}}}}",
+        r.seconds,
+        json_opt(r.requests_per_min),
+        pairs(&r.routes),
+        pairs(&r.cpu_per_min)
+    )
+}
+
 fn json_opt(x: Option<f64>) -> String {
     x.map_or("null".to_owned(), |x| format!("{x:.3}"))
 }
@@ -1209,25 +1623,27 @@ fn to_json(
                 )
             });
             format!(
-                "{{\"latency\": {}, \"small_files\": {}, \"big_file\": {}, \"edits\": [{}], \"memory\": {}}}",
+                "{{\"latency\": {}, \"small_files\": {}, \"big_file\": {}, \"edits\": [{}], \"memory\": {}, \"idle\": {}}}",
                 json_latency(o.latency.as_ref()),
                 json_throughput(o.small.as_ref()),
                 json_throughput(o.big.as_ref()),
                 edits.join(", "),
-                memory
+                memory,
+                json_idle(o.idle.as_ref())
             )
         }
     };
     let syncthing = match theirs {
         None => "null".to_owned(),
         Some(s) => format!(
-            "{{\"version\": \"{}\", \"fsWatcherDelayS\": 1, \"latency\": {}, \"small_files\": {}, \"big_file\": {}, \"edit_1byte_overwrite_seconds\": {}, \"edit_wire_bytes_a_to_b\": {}}}",
+            "{{\"version\": \"{}\", \"fsWatcherDelayS\": 1, \"latency\": {}, \"small_files\": {}, \"big_file\": {}, \"edit_1byte_overwrite_seconds\": {}, \"edit_wire_bytes_a_to_b\": {}, \"idle\": {}}}",
             s.version.replace('"', "'"),
             json_latency(s.latency.as_ref()),
             json_throughput(s.small.as_ref()),
             json_throughput(s.big.as_ref()),
             json_opt(s.edit_seconds),
-            json_opt(s.edit_wire_bytes)
+            json_opt(s.edit_wire_bytes),
+            json_idle(s.idle.as_ref())
         ),
     };
     format!(

@@ -538,6 +538,23 @@ impl Notification {
             Notification::Head { cursor, .. } | Notification::Advanced { cursor, .. } => cursor,
         }
     }
+
+    /// Whether a client whose delta `cursor` is this has already read what this
+    /// notification announces: the cursor stands at or past [`Notification::seq`] in
+    /// the namespace. A cursor is `v1.` and `NS-SEQ` pairs separated by commas (one
+    /// per namespace the account reads); text not of that form never counts as read,
+    /// so a client that cannot tell reads the delta.
+    pub fn is_read_by(&self, cursor: &str) -> bool {
+        let Some(pairs) = cursor.strip_prefix("v1.") else {
+            return false;
+        };
+        pairs.split(',').any(|pair| {
+            let Some((ns, seq)) = pair.split_once('-') else {
+                return false;
+            };
+            ns.parse::<i64>() == Ok(self.ns()) && seq.parse::<i64>().is_ok_and(|s| s >= self.seq())
+        })
+    }
 }
 
 /// `GET /api/v1/notify/poll`: what advanced past the cursor while the request waited.
@@ -737,4 +754,36 @@ pub struct UserDeleteResponse {
     pub memberships_removed: u64,
     pub links_revoked: u64,
     pub sessions_revoked: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Notification;
+
+    fn advanced(ns: i64, seq: i64) -> Notification {
+        Notification::Advanced {
+            ns,
+            seq,
+            cursor: format!("v1.{ns}-{seq}"),
+        }
+    }
+
+    #[test]
+    fn a_notification_is_read_by_a_cursor_at_or_past_its_position() {
+        let check = |n: Notification, cursor: &str, expect: bool| {
+            assert_eq!(n.is_read_by(cursor), expect, "{n:?} read by {cursor:?}");
+        };
+        check(advanced(7, 42), "v1.7-42", true);
+        check(advanced(7, 42), "v1.7-43", true);
+        check(advanced(7, 42), "v1.7-41", false);
+        // Several namespaces: the home and shared folders.
+        check(advanced(9, 3), "v1.7-42,9-3", true);
+        check(advanced(9, 4), "v1.7-42,9-3", false);
+        // A namespace the cursor does not name yet (a folder shared since).
+        check(advanced(11, 1), "v1.7-42,9-3", false);
+        // Text this client cannot read: read the delta rather than guess.
+        check(advanced(7, 42), "v2.7-42", false);
+        check(advanced(7, 42), "", false);
+        check(advanced(7, 42), "v1.7-x", false);
+    }
 }

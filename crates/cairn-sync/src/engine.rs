@@ -9,12 +9,24 @@
 //!    until the plan is empty.
 //!
 //! An operation refused for good (a name the server will not take, no space left) is
-//! reported and left out of the following rounds of this call.
+//! reported and left out of the following rounds of this call; the engine remembers it,
+//! and [`Engine::sync_local`] does not try the very same operation again (the next
+//! [`Engine::sync_once`] does).
+//!
+//! A reconciliation can be stopped ([`Engine::with_cancel`]): it stops at the next safe
+//! point (between two reads of the server, between two groups of files hashed, or in
+//! the middle of a round's transfers, which are dropped: a download's temp file goes
+//! with it), records what the operations that finished did, saves the state and
+//! returns [`SyncError::Cancelled`].
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 
 use cairn_core::ServerPath;
+use futures::future::Either;
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::env::{DownloadItem, Env, EnvError, RacyFrom, RemoteChange, UploadItem};
 use crate::ignore::Ignore;
@@ -105,6 +117,14 @@ pub enum SyncError {
     RootEmptied(usize),
     #[error("cannot reach the server: {0}")]
     Unavailable(String),
+    /// The server refused this device's login (revoked, expired, or the account
+    /// disabled): retrying will not help; the user must log in again.
+    #[error("the server no longer accepts this device's login: {0}")]
+    Unauthorized(String),
+    /// Stopped at a safe point because [`Engine::with_cancel`]'s token was cancelled;
+    /// what was done until then is saved.
+    #[error("sync was stopped")]
+    Cancelled,
     #[error("could not save the sync state: {0}")]
     Persist(String),
     /// Names the operations that failed in the last round, with their errors.
@@ -146,6 +166,13 @@ pub struct Engine<E, P> {
     racy: Tree<()>,
     /// `Env::racy_from` as read before the current look at the disk or round.
     racy_from: Option<RacyFrom>,
+    /// Operations refused for good (see [`EnvError::Refused`]), with why, by path.
+    /// [`Engine::sync_local`] does not run an operation identical to the one refused
+    /// (nothing it depends on changed, so it would be refused again);
+    /// [`Engine::sync_once`] tries them all again.
+    refused: BTreeMap<ServerPath, (Operation, String)>,
+    /// Stops a reconciliation at its next safe point.
+    cancel: CancellationToken,
 }
 
 impl<E, P> std::fmt::Debug for Engine<E, P> {
@@ -181,7 +208,25 @@ impl<E: Env, P: Persist> Engine<E, P> {
             chunk_size: ROUND_CHUNK,
             racy: Tree::new(),
             racy_from: None,
+            refused: BTreeMap::new(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Stops reconciling, at the next safe point, once `cancel` is cancelled.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// What cannot be synced as things stand (operations refused for good), with why,
+    /// by path. Kept until the operation changes, is no longer needed, or a
+    /// [`Engine::sync_once`] finds it accepted.
+    pub fn refused(&self) -> BTreeMap<ServerPath, String> {
+        self.refused
+            .iter()
+            .map(|(path, (_, why))| (path.clone(), why.clone()))
+            .collect()
     }
 
     /// The most operations a round plans, runs and saves together before the next
@@ -305,16 +350,97 @@ impl<E: Env, P: Persist> Engine<E, P> {
     }
 
     /// One full reconciliation: returns once both sides agree (apart from what was
-    /// refused, listed in the report).
+    /// refused, listed in the report). Reads the server and the disk, and tries again
+    /// operations refused before.
     pub async fn sync_once(&mut self) -> Result<Report, SyncError> {
-        let mut report = Report::default();
-        let mut refused: HashSet<ServerPath> = HashSet::new();
+        self.refused.clear();
+        let result = self.sync_once_inner().await;
+        self.finish(result).await
+    }
+
+    async fn sync_once_inner(&mut self) -> Result<Report, SyncError> {
         // The server first: the emptied-folder guard in `refresh_local` asks whether
         // what vanished from the disk is still on the server, and after a crash the
         // saved remote tree can predate the very remote delete the engine carried out
         // locally before crashing.
         self.refresh_remote().await?;
         self.refresh_local().await?;
+        self.reconcile().await
+    }
+
+    /// A reconciliation for a change on disk: looks at the disk, and goes on to the
+    /// server only if that found something to do. When the disk holds what was last
+    /// seen (the watcher reported the engine's own reads and writes, or a file saved
+    /// unchanged), it makes no request at all and returns an empty report; the server's
+    /// changes are the notifications' business. An operation refused before is not
+    /// tried again unless it changed.
+    pub async fn sync_local(&mut self) -> Result<Report, SyncError> {
+        let result = self.sync_local_inner().await;
+        self.finish(result).await
+    }
+
+    async fn sync_local_inner(&mut self) -> Result<Report, SyncError> {
+        match self.refresh_local().await {
+            // The folder looks emptied as measured against the remote tree last read;
+            // a delete made on the server since may explain it, so read the server and
+            // judge again, as a full reconciliation would.
+            Err(SyncError::RootEmptied(_)) => {
+                self.refresh_remote().await?;
+                self.refresh_local().await?;
+            }
+            other => other?,
+        }
+        if self.settled_but_refused() {
+            self.save().await?;
+            return Ok(Report {
+                problems: self.refused(),
+                ..Report::default()
+            });
+        }
+        self.refresh_remote().await?;
+        self.reconcile().await
+    }
+
+    /// Whether the plan holds nothing but operations refused before, exactly as they
+    /// were; forgets the refusals of operations no longer planned.
+    fn settled_but_refused(&mut self) -> bool {
+        let still: RefCell<HashSet<ServerPath>> = RefCell::default();
+        let ops = plan_sync_within(self.trees(), &self.plan_context(), 1, &|op| {
+            let same = self.refused_before(op);
+            if same {
+                still.borrow_mut().insert(op.path().clone());
+            }
+            same
+        });
+        if !ops.is_empty() {
+            return false;
+        }
+        let still = still.into_inner();
+        self.refused.retain(|path, _| still.contains(path));
+        true
+    }
+
+    /// Whether `op` is exactly an operation refused before.
+    fn refused_before(&self, op: &Operation) -> bool {
+        self.refused
+            .get(op.path())
+            .is_some_and(|(refused, _)| refused == op)
+    }
+
+    /// Saves what a stopped reconciliation did before it returns.
+    async fn finish(&mut self, result: Result<Report, SyncError>) -> Result<Report, SyncError> {
+        if matches!(result, Err(SyncError::Cancelled)) {
+            self.save().await?;
+        }
+        result
+    }
+
+    /// Plans and runs rounds until the plan is empty, from trees just refreshed.
+    async fn reconcile(&mut self) -> Result<Report, SyncError> {
+        let mut report = Report::default();
+        // Paths refused in this reconciliation: left out of its following rounds
+        // whatever their operation, so a refusal can never make it loop.
+        let mut refused_now: HashSet<ServerPath> = HashSet::new();
         // Paths whose operation failed last round. They sit out one round, so that a
         // plan cut short at the round's limit cannot fill up with the same failing
         // operations round after round while the work that would unblock them waits.
@@ -322,11 +448,20 @@ impl<E: Env, P: Persist> Engine<E, P> {
         // The last round's failures, named if the reconciliation never settles.
         let mut last_failures = String::new();
         for _ in 0..MAX_ROUNDS {
+            stopped(&self.cancel)?;
             // One chunk's worth at a time: a plan for a whole first sync of a large
             // tree held an operation per file (22 MB for 100,000 files).
+            let still_refused: RefCell<HashSet<ServerPath>> = RefCell::default();
             let ops =
                 plan_sync_within(self.trees(), &self.plan_context(), self.chunk_size, &|op| {
-                    refused.contains(op.path()) || retry_later.contains_key(op.path())
+                    if refused_now.contains(op.path()) || retry_later.contains_key(op.path()) {
+                        return true;
+                    }
+                    let same = self.refused_before(op);
+                    if same {
+                        still_refused.borrow_mut().insert(op.path().clone());
+                    }
+                    same
                 });
             if ops.is_empty() && !retry_later.is_empty() {
                 last_failures = describe_failures(&retry_later);
@@ -334,6 +469,12 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 continue;
             }
             if ops.is_empty() {
+                // What was refused and is still wanted stays known; the rest is
+                // forgotten (a file reverted, a folder the user deleted).
+                let still = still_refused.into_inner();
+                self.refused
+                    .retain(|path, _| refused_now.contains(path) || still.contains(path));
+                report.problems = self.refused();
                 self.save().await?;
                 return Ok(report);
             }
@@ -346,18 +487,19 @@ impl<E: Env, P: Persist> Engine<E, P> {
             // Downloads record the stat of what they wrote.
             self.racy_from = self.env.racy_from();
             let outcomes = self.execute(&ops).await;
-            let unavailable = self.apply(
+            let stop = self.apply(
                 &ops,
                 outcomes,
                 &mut report,
-                &mut refused,
+                &mut refused_now,
                 &mut retry_later,
                 &mut local_changed,
             );
             self.save().await?;
-            if let Some(msg) = unavailable {
-                return Err(SyncError::Unavailable(msg));
+            if let Some(err) = stop {
+                return Err(err);
             }
+            stopped(&self.cancel)?;
             if local_changed {
                 self.refresh_local().await?;
             }
@@ -371,32 +513,35 @@ impl<E: Env, P: Persist> Engine<E, P> {
         Err(SyncError::NotSettled(last_failures))
     }
 
-    /// Applies what `ops` did (`outcomes`, in the same order) to the trees and the
-    /// report, and adds the paths of those that failed to `refused` (refused for this
-    /// sync) or `failed` (to try again later). Returns why the server could not be
-    /// reached, if an operation found that.
+    /// Applies what `ops` did (`outcomes`, in the same order; `None` for one not run
+    /// because the reconciliation was stopped) to the trees and the report, and adds
+    /// the paths of those that failed to `refused` (refused for this reconciliation,
+    /// and remembered in `self.refused`) or `failed` (to try again later). Returns why
+    /// the reconciliation cannot go on (the server cannot be reached, or refuses the
+    /// login), if an operation found that.
     fn apply(
         &mut self,
         ops: &[Operation],
-        outcomes: Vec<Outcome>,
+        outcomes: Vec<Option<Outcome>>,
         report: &mut Report,
         refused: &mut HashSet<ServerPath>,
         failed: &mut HashMap<ServerPath, String>,
         local_changed: &mut bool,
-    ) -> Option<String> {
-        let mut unavailable = None;
+    ) -> Option<SyncError> {
+        let mut stop = None;
         for (op, outcome) in ops.iter().zip(outcomes) {
             let err = match outcome {
-                Outcome::Done(changes) => {
+                None => continue,
+                Some(Outcome::Done(changes)) => {
                     count(report, op);
                     changes.into_iter().for_each(|c| self.change(c));
                     continue;
                 }
-                Outcome::Partial(changes, err) => {
+                Some(Outcome::Partial(changes, err)) => {
                     changes.into_iter().for_each(|c| self.change(c));
                     err
                 }
-                Outcome::Failed(err) => err,
+                Some(Outcome::Failed(err)) => err,
             };
             tracing::debug!(?op, %err, "operation did not happen");
             match err {
@@ -410,21 +555,27 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 EnvError::CursorReset => {
                     failed.insert(op.path().clone(), "the server's cursor was reset".into());
                 }
-                EnvError::Unavailable(msg) => unavailable = Some(msg),
+                EnvError::Unavailable(msg) => {
+                    stop.get_or_insert(SyncError::Unavailable(msg));
+                }
+                // Worse than unavailable: the whole reconciliation is over.
+                EnvError::Unauthorized(msg) => stop = Some(SyncError::Unauthorized(msg)),
                 EnvError::Refused(msg) => {
                     refused.insert(op.path().clone());
-                    report.problems.insert(op.path().clone(), msg);
+                    self.refused.insert(op.path().clone(), (op.clone(), msg));
                 }
             }
         }
-        unavailable
+        stop
     }
 
     /// Scans the disk and updates the local tree, hashing files that are new or whose
     /// stat changed.
     pub async fn refresh_local(&mut self) -> Result<(), SyncError> {
         self.racy_from = self.env.racy_from();
-        let scanned = self.env.scan_local().await.map_err(unavailable)?;
+        let scanned = until_stopped(&self.cancel, self.env.scan_local())
+            .await?
+            .map_err(server_error)?;
         let Some(scanned) = scanned else {
             return Err(SyncError::RootMissing);
         };
@@ -486,7 +637,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 .map(|run| run.into_iter().map(|i| scanned[i].clone()).collect())
                 .collect();
             let env = &self.env;
-            let hashed: Vec<_> = futures::stream::iter(group)
+            let hashing = futures::stream::iter(group)
                 .map(|run| async move {
                     let hashes = env.hash_local_many(run.clone()).await;
                     run.into_iter()
@@ -495,8 +646,10 @@ impl<E: Env, P: Persist> Engine<E, P> {
                         .collect::<Vec<_>>()
                 })
                 .buffered(self.parallelism)
-                .collect()
-                .await;
+                .collect::<Vec<_>>();
+            // Stopped: what this look found so far is kept (files not hashed yet are
+            // recorded without a hash, so the next look hashes them).
+            let hashed = until_stopped(&self.cancel, hashing).await?;
             for (path, mut node, hash) in hashed.into_iter().flatten() {
                 match hash {
                     Ok(Some(hash)) => {
@@ -550,7 +703,9 @@ impl<E: Env, P: Persist> Engine<E, P> {
     pub async fn refresh_remote(&mut self) -> Result<(), SyncError> {
         loop {
             let Some(cursor) = self.state.cursor.clone() else {
-                let (nodes, cursor) = self.env.list_remote().await.map_err(unavailable)?;
+                let (nodes, cursor) = until_stopped(&self.cancel, self.env.list_remote())
+                    .await?
+                    .map_err(server_error)?;
                 self.change(StateChange::ClearRemote);
                 for (path, node) in nodes {
                     if !self.ignore.is_ignored(&path) {
@@ -560,13 +715,13 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 self.change(StateChange::Cursor(Some(cursor)));
                 return Ok(());
             };
-            let delta = match self.env.remote_delta(&cursor).await {
+            let delta = match until_stopped(&self.cancel, self.env.remote_delta(&cursor)).await? {
                 Ok(delta) => delta,
                 Err(EnvError::CursorReset) => {
                     self.change(StateChange::Cursor(None));
                     continue;
                 }
-                Err(err) => return Err(unavailable(err)),
+                Err(err) => return Err(server_error(err)),
             };
             let mut relist = false;
             for change in delta.changes {
@@ -614,8 +769,10 @@ impl<E: Env, P: Persist> Engine<E, P> {
     }
 
     /// Runs the operations, up to `parallelism` at a time, returning their outcomes in
-    /// the operations' order (so that applying them is deterministic).
-    async fn execute(&self, ops: &[Operation]) -> Vec<Outcome> {
+    /// the operations' order (so that applying them is deterministic). If the
+    /// reconciliation is stopped meanwhile, the operations still running are dropped
+    /// (a download takes its temp file with it) and their outcome is `None`.
+    async fn execute(&self, ops: &[Operation]) -> Vec<Option<Outcome>> {
         let state = &self.state;
         let env = &self.env;
         let racy = &self.racy;
@@ -645,7 +802,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
         if let Some(rest) = downloads.finish() {
             jobs.push(Job::Downloads(rest));
         }
-        let done: Vec<Vec<(usize, Outcome)>> = futures::stream::iter(jobs)
+        let mut running = futures::stream::iter(jobs)
             .map(|job| async move {
                 match job {
                     Job::One(i) => vec![(i, run(env, state, racy, &ops[i]).await)],
@@ -653,12 +810,14 @@ impl<E: Env, P: Persist> Engine<E, P> {
                     Job::Downloads(batch) => download_batch(env, racy, ops, &batch).await,
                 }
             })
-            .buffered(self.parallelism)
-            .collect()
-            .await;
-        let mut outcomes: Vec<(usize, Outcome)> = done.into_iter().flatten().collect();
-        outcomes.sort_by_key(|(i, _)| *i);
-        outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+            .buffer_unordered(self.parallelism);
+        let mut outcomes: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
+        while let Ok(Some(done)) = until_stopped(&self.cancel, running.next()).await {
+            for (i, outcome) in done {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        outcomes
     }
 }
 
@@ -693,8 +852,37 @@ enum Job {
     Downloads(Vec<usize>),
 }
 
-fn unavailable(err: EnvError) -> SyncError {
-    SyncError::Unavailable(err.to_string())
+/// What a failed read of the server (or a failed scan) means for the reconciliation.
+fn server_error(err: EnvError) -> SyncError {
+    match err {
+        EnvError::Unauthorized(msg) => SyncError::Unauthorized(msg),
+        other => SyncError::Unavailable(other.to_string()),
+    }
+}
+
+/// `Err(Cancelled)` once `cancel` is cancelled: a safe point.
+fn stopped(cancel: &CancellationToken) -> Result<(), SyncError> {
+    if cancel.is_cancelled() {
+        Err(SyncError::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs `work` unless `cancel` is cancelled first, in which case `work` is dropped
+/// where it stands. Only for work that leaves nothing half done when dropped: reads,
+/// and transfers whose temp files go with them.
+async fn until_stopped<T>(
+    cancel: &CancellationToken,
+    work: impl Future<Output = T>,
+) -> Result<T, SyncError> {
+    stopped(cancel)?;
+    let work = std::pin::pin!(work);
+    let cancelled = std::pin::pin!(cancel.cancelled());
+    match futures::future::select(work, cancelled).await {
+        Either::Left((out, _)) => Ok(out),
+        Either::Right(_) => Err(SyncError::Cancelled),
+    }
 }
 
 fn count(report: &mut Report, op: &Operation) {
@@ -933,6 +1121,318 @@ async fn run<E: Env>(env: &E, state: &State, racy: &Tree<()>, op: &Operation) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use cairn_core::{content_hash, BlockHash, ContentHash};
+
+    use crate::env::RemoteDelta;
+    use crate::state::Persist;
+
+    fn path(p: &str) -> ServerPath {
+        ServerPath::parse(p).unwrap()
+    }
+
+    fn hash_of(text: &str) -> ContentHash {
+        content_hash([&BlockHash::of(text.as_bytes())])
+    }
+
+    /// Files larger than a batch's, so each transfer is a job of its own.
+    const BIG: u64 = SMALL_FILE + 1;
+
+    /// A disk and a server in memory that count the requests made to the server. A
+    /// download of `/hang` stops the reconciliation (cancels `cancel`) and never ends;
+    /// an upload of `/refused` is refused.
+    #[derive(Default, Clone)]
+    struct StubEnv {
+        disk: Arc<Mutex<BTreeMap<ServerPath, (u64, ContentHash)>>>,
+        server: Arc<Mutex<BTreeMap<ServerPath, ContentHash>>>,
+        /// Uploads, as the delta reports them; a cursor is `v1.1-N` after N of them.
+        journal: Arc<Mutex<Vec<RemoteChange>>>,
+        requests: Arc<AtomicUsize>,
+        uploads: Arc<AtomicUsize>,
+        cancel: CancellationToken,
+    }
+
+    impl StubEnv {
+        fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+
+        fn local_node(id: u64, hash: Option<ContentHash>) -> LocalNode {
+            LocalNode {
+                kind: Kind::File,
+                id,
+                size: BIG,
+                mtime_ns: id as i64,
+                hash,
+            }
+        }
+
+        fn remote_node(id: i64, hash: ContentHash) -> RemoteNode {
+            RemoteNode {
+                kind: Kind::File,
+                id,
+                rev: Some(format!("r{id}")),
+                hash: Some(hash),
+                size: BIG,
+            }
+        }
+
+        fn write(&self, p: &str, text: &str) {
+            let mut disk = self.disk.lock().unwrap();
+            let id = disk.len() as u64 + 100;
+            disk.insert(path(p), (id, hash_of(text)));
+        }
+    }
+
+    #[async_trait]
+    impl Env for StubEnv {
+        async fn scan_local(&self) -> Result<Option<Vec<(ServerPath, LocalNode)>>, EnvError> {
+            let disk = self.disk.lock().unwrap();
+            Ok(Some(
+                disk.iter()
+                    .map(|(p, (id, _))| (p.clone(), Self::local_node(*id, None)))
+                    .collect(),
+            ))
+        }
+
+        async fn hash_local(
+            &self,
+            path: &ServerPath,
+            _node: &LocalNode,
+        ) -> Result<Option<ContentHash>, EnvError> {
+            Ok(self.disk.lock().unwrap().get(path).map(|(_, hash)| *hash))
+        }
+
+        async fn mkdir_local(&self, _path: &ServerPath) -> Result<LocalNode, EnvError> {
+            unreachable!("no folders here")
+        }
+
+        async fn move_local(&self, _from: &ServerPath, _to: &ServerPath) -> Result<(), EnvError> {
+            unreachable!("no moves here")
+        }
+
+        async fn remove_local(
+            &self,
+            _path: &ServerPath,
+            _expect: &LocalNode,
+            _check_content: bool,
+        ) -> Result<(), EnvError> {
+            unreachable!("no deletes here")
+        }
+
+        async fn list_remote(&self) -> Result<(Vec<(ServerPath, RemoteNode)>, String), EnvError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            let server = self.server.lock().unwrap();
+            let nodes = server
+                .iter()
+                .enumerate()
+                .map(|(i, (p, hash))| (p.clone(), Self::remote_node(i as i64 + 1, *hash)))
+                .collect();
+            let seen = self.journal.lock().unwrap().len();
+            Ok((nodes, format!("v1.1-{seen}")))
+        }
+
+        async fn remote_delta(&self, cursor: &str) -> Result<RemoteDelta, EnvError> {
+            // The engine's own uploads reach its remote tree through the delta, as in
+            // the real world; nobody else writes to this server.
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            let from: usize = cursor.trim_start_matches("v1.1-").parse().unwrap();
+            let journal = self.journal.lock().unwrap();
+            Ok(RemoteDelta {
+                changes: journal[from..].to_vec(),
+                cursor: format!("v1.1-{}", journal.len()),
+                has_more: false,
+            })
+        }
+
+        async fn upload(
+            &self,
+            path: &ServerPath,
+            local: &LocalNode,
+            _base_rev: Option<&str>,
+        ) -> Result<RemoteNode, EnvError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            self.uploads.fetch_add(1, Ordering::SeqCst);
+            if path.as_str() == "/refused" {
+                return Err(EnvError::Refused("you are a viewer here".to_owned()));
+            }
+            let hash = local.hash.expect("uploads are hashed");
+            self.server.lock().unwrap().insert(path.clone(), hash);
+            let mut journal = self.journal.lock().unwrap();
+            let node = Self::remote_node(50 + journal.len() as i64, hash);
+            journal.push(RemoteChange::Upsert {
+                path: path.clone(),
+                node: node.clone(),
+            });
+            Ok(node)
+        }
+
+        async fn download(
+            &self,
+            path: &ServerPath,
+            remote: &RemoteNode,
+            _expect_local: Option<&LocalNode>,
+            _check_content: bool,
+        ) -> Result<LocalNode, EnvError> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            if path.as_str() == "/hang" {
+                self.cancel.cancel();
+                futures::future::pending::<()>().await;
+            }
+            let hash = remote.hash.expect("files have a hash");
+            let mut disk = self.disk.lock().unwrap();
+            let id = disk.len() as u64 + 100;
+            disk.insert(path.clone(), (id, hash));
+            Ok(Self::local_node(id, Some(hash)))
+        }
+
+        async fn mkdir_remote(&self, _path: &ServerPath) -> Result<RemoteNode, EnvError> {
+            unreachable!("no folders here")
+        }
+
+        async fn move_remote(
+            &self,
+            _from: &ServerPath,
+            _to: &ServerPath,
+            _base_rev: Option<&str>,
+        ) -> Result<RemoteNode, EnvError> {
+            unreachable!("no moves here")
+        }
+
+        async fn delete_remote(
+            &self,
+            _path: &ServerPath,
+            _base_rev: Option<&str>,
+        ) -> Result<(), EnvError> {
+            unreachable!("no deletes here")
+        }
+
+        fn stamp(&self) -> String {
+            "2026-01-01 000000".to_owned()
+        }
+    }
+
+    /// Keeps what was saved, to start another engine from.
+    #[derive(Default, Clone)]
+    struct Saved(Arc<Mutex<State>>);
+
+    #[async_trait]
+    impl Persist for Saved {
+        async fn save(&self, changes: &[StateChange]) -> Result<(), EnvError> {
+            let mut state = self.0.lock().unwrap();
+            changes.iter().for_each(|c| state.apply(c));
+            Ok(())
+        }
+    }
+
+    fn engine(env: &StubEnv, saved: &Saved) -> Engine<StubEnv, Saved> {
+        let state = saved.0.lock().unwrap().clone();
+        Engine::new(
+            env.clone(),
+            saved.clone(),
+            state,
+            "test".to_owned(),
+            Ignore::default(),
+        )
+        .with_cancel(env.cancel.clone())
+    }
+
+    #[test]
+    fn a_look_at_an_unchanged_disk_makes_no_request() {
+        let env = StubEnv::default();
+        let saved = Saved::default();
+        env.write("/a", "a");
+        let mut engine = engine(&env, &saved);
+        let report = futures::executor::block_on(engine.sync_once()).unwrap();
+        assert_eq!(report.uploaded, 1);
+        let after_first = env.requests();
+
+        // Nothing changed: the disk is looked at, the server is not.
+        let report = futures::executor::block_on(engine.sync_local()).unwrap();
+        assert_eq!((report.rounds, env.requests()), (0, after_first));
+
+        // A change: the server is read, the file goes up.
+        env.write("/b", "b");
+        let report = futures::executor::block_on(engine.sync_local()).unwrap();
+        assert_eq!(report.uploaded, 1);
+        assert!(env.requests() > after_first);
+    }
+
+    #[test]
+    fn a_refused_operation_is_not_tried_again_until_a_full_pass() {
+        let env = StubEnv::default();
+        let saved = Saved::default();
+        env.write("/refused", "mine");
+        let mut engine = engine(&env, &saved);
+        let report = futures::executor::block_on(engine.sync_once()).unwrap();
+        assert_eq!(
+            report
+                .problems
+                .keys()
+                .map(ServerPath::as_str)
+                .collect::<Vec<_>>(),
+            ["/refused"]
+        );
+        assert_eq!(env.uploads.load(Ordering::SeqCst), 1);
+        let requests = env.requests();
+
+        let report = futures::executor::block_on(engine.sync_local()).unwrap();
+        assert_eq!(report.problems.len(), 1, "still listed");
+        assert_eq!(env.requests(), requests, "not tried again, no request");
+
+        let report = futures::executor::block_on(engine.sync_once()).unwrap();
+        assert_eq!(report.problems.len(), 1);
+        assert_eq!(
+            env.uploads.load(Ordering::SeqCst),
+            2,
+            "a full pass tries again"
+        );
+    }
+
+    #[test]
+    fn a_stopped_reconciliation_keeps_what_finished_and_the_next_one_does_the_rest() {
+        let env = StubEnv::default();
+        let saved = Saved::default();
+        env.server
+            .lock()
+            .unwrap()
+            .insert(path("/done"), hash_of("done"));
+        env.server
+            .lock()
+            .unwrap()
+            .insert(path("/hang"), hash_of("hang"));
+        let mut first = engine(&env, &saved);
+        let result = futures::executor::block_on(first.sync_once());
+        assert_eq!(result, Err(SyncError::Cancelled));
+        // The download that finished is saved as synced; the other is not.
+        {
+            let state = saved.0.lock().unwrap();
+            assert!(state.synced.get(&path("/done")).is_some());
+            assert!(state.synced.get(&path("/hang")).is_none());
+            assert_eq!(state.cursor.as_deref(), Some("v1.1-0"));
+        }
+
+        // The next run, from what was saved, finishes the job (no longer hanging).
+        let env2 = StubEnv {
+            disk: Arc::new(Mutex::new(env.disk.lock().unwrap().clone())),
+            ..StubEnv::default()
+        };
+        *env2.server.lock().unwrap() = env.server.lock().unwrap().clone();
+        env2.server.lock().unwrap().remove(&path("/hang"));
+        env2.server
+            .lock()
+            .unwrap()
+            .insert(path("/later"), hash_of("later"));
+        let mut second = engine(&env2, &saved);
+        // Files put on the stub server directly are not in its delta: list afresh.
+        second.change(StateChange::Cursor(None));
+        let report = futures::executor::block_on(second.sync_once()).unwrap();
+        assert_eq!(report.downloaded, 1, "only /later: /done was kept");
+        assert!(saved.0.lock().unwrap().synced.get(&path("/done")).is_some());
+    }
 
     fn file(name: &str, size: u64) -> (ServerPath, LocalNode) {
         let node = LocalNode {

@@ -22,6 +22,10 @@ pub enum EnvError {
     /// The server cannot be reached, or failed; try again later.
     #[error("{0}")]
     Unavailable(String),
+    /// The server refused this device's login (401): trying again will not help until
+    /// the user logs in again.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The delta cursor cannot be continued; the whole tree must be listed again.
     #[error("the server asked for a full listing")]
     CursorReset,

@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod env;
 pub mod ignore;
+pub mod lock;
 pub mod planner;
 pub mod real;
 pub mod state;
@@ -17,6 +18,7 @@ pub mod tree;
 pub use engine::{Engine, Report, SyncError};
 pub use env::{DownloadItem, Env, EnvError, RacyFrom, RemoteChange, RemoteDelta, UploadItem};
 pub use ignore::Ignore;
+pub use lock::{FolderLock, LockError};
 pub use planner::{plan_sync, plan_sync_within, Operation, PlanContext, Trees};
 pub use real::RealEnv;
 pub use state::{NoPersist, Persist, State, StateChange, Which};

@@ -296,6 +296,7 @@ fn still_holds(
 /// Maps a server error to what the engine should do about it.
 fn remote_error(err: ClientError) -> EnvError {
     match err.status() {
+        Some(401) => EnvError::Unauthorized(err.to_string()),
         Some(404 | 409 | 412) => EnvError::RemoteChanged(err.to_string()),
         Some(410) => EnvError::CursorReset,
         Some(400 | 403 | 413 | 422) => EnvError::Refused(err.to_string()),
