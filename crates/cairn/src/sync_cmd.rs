@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::client_cmd::output::count;
 use crate::client_cmd::session;
 use crate::ClientOpts;
 
@@ -227,7 +228,7 @@ impl Daemon<'_> {
                 if !problems.is_empty() {
                     bail!(
                         "{} of {} could not be synced (listed above; `cairn status` lists them too)",
-                        count_items(problems.len()),
+                        count(problems.len() as u64, "item"),
                         self.dir.display()
                     );
                 }
@@ -363,6 +364,11 @@ impl Daemon<'_> {
     /// The error that ends the command, with what to do about it.
     fn explain(&self, err: SyncError) -> anyhow::Error {
         match err {
+            // Logging in again does not help a disabled account; the server's message
+            // says whom to ask. (`account_disabled` is the wire error code.)
+            SyncError::Unauthorized(msg) if msg.contains("(account_disabled)") => {
+                anyhow!("cannot sync {}: {msg}", self.dir.display())
+            }
             SyncError::Unauthorized(msg) => anyhow!(
                 "cannot sync {}: the server no longer accepts this device's login ({msg}); {}",
                 self.dir.display(),
@@ -413,29 +419,20 @@ impl Daemon<'_> {
             return Ok(());
         }
         eprintln!(
-            "synced {}: {} up, {} down, {} deleted here, {} deleted on the server, {} moved, {} folders created, {} conflicts",
+            "synced {}: {} up, {} down, {} deleted here, {} deleted on the server, {} moved, {} created, {}",
             self.dir.display(),
             report.uploaded,
             report.downloaded,
             report.deleted_local,
             report.deleted_remote,
             report.moved_local + report.moved_remote,
-            report.folders_created,
-            report.conflicts
+            count(report.folders_created, "folder"),
+            count(report.conflicts, "conflict")
         );
         for p in problems {
             eprintln!("  not synced: {}: {}", p.path, p.reason);
         }
         Ok(())
-    }
-}
-
-/// "1 item", "3 items".
-fn count_items(n: usize) -> String {
-    if n == 1 {
-        "1 item".to_owned()
-    } else {
-        format!("{n} items")
     }
 }
 
@@ -666,7 +663,7 @@ pub fn print_folder_status(folder: &FolderStatus) {
     if !folder.not_synced.is_empty() {
         println!(
             "         {} not synced:",
-            count_items(folder.not_synced.len())
+            count(folder.not_synced.len() as u64, "item")
         );
         for p in folder.not_synced.iter().take(20) {
             println!("           {}: {}", p.path, p.reason);
