@@ -317,8 +317,9 @@ impl Server {
         Ok(Server { child, url })
     }
 
-    pub(crate) fn metric(&self, name: &str) -> Result<f64> {
-        let host = self.url.strip_prefix("http://").unwrap();
+    /// The server's `/metrics` text (with the HTTP answer's head before it).
+    pub(crate) fn metrics_text(&self) -> Result<String> {
+        let host = self.url.strip_prefix("http://").context("an http URL")?;
         let mut stream = std::net::TcpStream::connect(host)?;
         write!(
             stream,
@@ -326,7 +327,12 @@ impl Server {
         )?;
         let mut body = String::new();
         stream.read_to_string(&mut body)?;
-        Ok(body
+        Ok(body)
+    }
+
+    pub(crate) fn metric(&self, name: &str) -> Result<f64> {
+        Ok(self
+            .metrics_text()?
             .lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

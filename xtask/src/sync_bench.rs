@@ -530,14 +530,7 @@ fn cpu_seconds(pid: u32, ticks: f64) -> Result<f64> {
 
 /// Requests by route from the server's `/metrics`, summed over statuses.
 fn requests_by_route(server: &Server) -> Result<Vec<(String, f64)>> {
-    let host = server.url.strip_prefix("http://").context("an http URL")?;
-    let mut stream = std::net::TcpStream::connect(host)?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body)?;
+    let body = server.metrics_text()?;
     let mut out: Vec<(String, f64)> = Vec::new();
     for line in body.lines() {
         let Some(rest) = line.strip_prefix("cairn_http_requests_total{route=\"") else {

@@ -870,32 +870,12 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
 
     // Where exactly, and what it replaces: the file's current revision is the base, so a
     // change made on the server meanwhile is refused rather than overwritten.
-    let lookup = |path: String| async move {
-        let found = client
-            .try_stat(&path)
-            .await
-            .doing(|| format!("cannot upload to {path}"))?;
-        anyhow::Ok((path, found))
-    };
-    let (mut target, mut existing) = if remote.is_empty() || remote.ends_with('/') {
-        lookup(join_remote(&normalize_remote(remote), name)).await?
-    } else {
-        lookup(normalize_remote(remote)).await?
-    };
+    let (target, existing) = upload_target(client, remote, name).await?;
     if existing
         .as_ref()
         .is_some_and(|e| e.kind == EntryKind::Folder)
     {
-        if remote.ends_with('/') {
-            bail!("cannot upload to {target}: a folder of that name is in the way");
-        }
-        (target, existing) = lookup(join_remote(&target, name)).await?;
-        if existing
-            .as_ref()
-            .is_some_and(|e| e.kind == EntryKind::Folder)
-        {
-            bail!("cannot upload to {target}: a folder of that name is in the way");
-        }
+        bail!("cannot upload to {target}: a folder of that name is in the way");
     }
     // Refuse before sending anything when the file cannot fit: the server would refuse
     // the commit anyway, after the blocks had travelled.
@@ -947,6 +927,32 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
 }
 
 /// The line on stderr after an upload of `from` (a local path, or standard input).
+/// Where an upload of something named `name` to REMOTE goes, as `cp` decides: REMOTE
+/// itself, or `REMOTE/name` when REMOTE ends with '/' or is an existing folder; with
+/// what is there now (its revision is the base a replacement names). The caller judges
+/// what it finds: a file replaces a file, a tree goes into a folder.
+pub(crate) async fn upload_target(
+    client: &Client,
+    remote: &str,
+    name: &str,
+) -> anyhow::Result<(String, Option<EntryInfo>)> {
+    let lookup = |path: String| async move {
+        let found = client
+            .try_stat(&path)
+            .await
+            .doing(|| format!("cannot upload to {path}"))?;
+        anyhow::Ok((path, found))
+    };
+    if remote.is_empty() || remote.ends_with('/') {
+        return lookup(join_remote(&normalize_remote(remote), name)).await;
+    }
+    let (target, existing) = lookup(normalize_remote(remote)).await?;
+    match existing {
+        Some(entry) if entry.kind == EntryKind::Folder => lookup(join_remote(&target, name)).await,
+        other => Ok((target, other)),
+    }
+}
+
 fn report_upload(commit: &CommitResponse, stats: cairn_client::UploadStats, from: &str) {
     let renamed = if commit.renamed {
         " (stored under a conflict name)"

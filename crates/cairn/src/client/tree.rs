@@ -25,8 +25,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::local::{self, check_destination, join_checked, replace_only_files};
-use super::output::{self, count, join_remote, normalize_remote};
-use super::{print_json, progress_bar, Doing, Session};
+use super::output::{self, count, normalize_remote};
+use super::{print_json, progress_bar, upload_target, Doing, Session};
 
 /// Files up to this size go in batches; larger ones alone. The same line the sync
 /// client draws: a file of at most the chunker's minimum is one block.
@@ -146,25 +146,7 @@ pub(super) async fn put_tree(
                 local.display()
             )
         })?;
-    let stat = |path: String| async move {
-        let found = client
-            .try_stat(&path)
-            .await
-            .doing(|| format!("cannot upload to {path}"))?;
-        anyhow::Ok((path, found))
-    };
-    let (mut target, mut existing) = if remote.is_empty() || remote.ends_with('/') {
-        stat(join_remote(&normalize_remote(remote), &name)).await?
-    } else {
-        stat(normalize_remote(remote)).await?
-    };
-    if existing
-        .as_ref()
-        .is_some_and(|e| e.kind == EntryKind::Folder)
-        && !remote.ends_with('/')
-    {
-        (target, existing) = stat(join_remote(&target, &name)).await?;
-    }
+    let (target, existing) = upload_target(client, remote, &name).await?;
     if existing.as_ref().is_some_and(|e| e.kind == EntryKind::File) {
         bail!(
             "cannot upload {} to {target}: a file of that name is in the way",
