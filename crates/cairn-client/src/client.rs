@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_core::BlockHash;
+use cairn_proto::block_batch::encode_frame;
 use cairn_proto::{
     AccountInfo, BlockBatchResponse, BlockCheckRequest, BlockCheckResponse, BlockUploadResponse,
     CommitBatchRequest, CommitBatchResponse, CommitRequest, CommitResponse, CursorResponse,
@@ -14,22 +15,14 @@ use cairn_proto::{
     FileBlocksResponse, ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest,
     RestoreRequest, ServerInfo, ShareInfo, ShareListResponse, ShareRemoveRequest, ShareRequest,
     TrashItem, TrashListResponse, TrashPurgeRequest, TrashPurgeResponse, TrashRestoreRequest,
-    TrashRestoreResponse, VersionsResponse,
+    TrashRestoreResponse, VersionsResponse, MAX_BLOCK_BATCH_BODY, MAX_BLOCK_BATCH_FRAMES,
+    MAX_CHECK_HASHES,
 };
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{ClientError, RetryPolicy};
-
-/// The most hashes one `POST /blocks/check` may carry.
-pub const MAX_CHECK_HASHES: usize = 1000;
-
-/// The most items one `POST /files/commit_batch` may carry.
-pub const MAX_BATCH_ITEMS: usize = 1000;
-
-/// The largest body of one `POST /blocks/batch` the server accepts.
-pub const MAX_BATCH_BYTES: usize = 64 << 20;
 
 /// How many times a retryable request is sent in all.
 const MAX_ATTEMPTS: u32 = 4;
@@ -318,21 +311,33 @@ impl Client {
     }
 
     /// `POST /api/v1/blocks/batch`: uploads many blocks in one request, framed as the
-    /// server expects (hash, 4-byte big-endian length, bytes). The server verifies every
-    /// hash and stores nothing if one does not match. Keep the total under
-    /// [`MAX_BATCH_BYTES`].
+    /// server expects ([`cairn_proto::block_batch`]). The server verifies every hash and
+    /// stores nothing if one does not match. At most [`MAX_BLOCK_BATCH_FRAMES`] blocks;
+    /// keep the total under [`MAX_BLOCK_BATCH_BODY`].
     pub async fn put_blocks_batch(
         &self,
         blocks: &[(BlockHash, Bytes)],
     ) -> Result<BlockBatchResponse, ClientError> {
-        let len: usize = blocks.iter().map(|(_, data)| 36 + data.len()).sum();
+        if blocks.len() > MAX_BLOCK_BATCH_FRAMES {
+            return Err(ClientError::Protocol(format!(
+                "a batch of {} blocks; the limit is {MAX_BLOCK_BATCH_FRAMES}",
+                blocks.len()
+            )));
+        }
+        let len: usize = blocks
+            .iter()
+            .map(|(_, data)| cairn_proto::block_batch::frame_len(data.len()))
+            .sum();
+        // One block always fits (the server's limit makes room for a maximal one).
+        if len > MAX_BLOCK_BATCH_BODY && blocks.len() > 1 {
+            return Err(ClientError::Protocol(format!(
+                "a batch of {len} bytes; the limit is {MAX_BLOCK_BATCH_BODY}"
+            )));
+        }
         let mut body = Vec::with_capacity(len);
         for (hash, data) in blocks {
-            body.extend_from_slice(&hash.0);
-            let size = u32::try_from(data.len())
-                .map_err(|_| ClientError::Protocol("a block of over 4 GiB".into()))?;
-            body.extend_from_slice(&size.to_be_bytes());
-            body.extend_from_slice(data);
+            encode_frame(&hash.0, data, &mut body)
+                .map_err(|err| ClientError::Protocol(err.to_string()))?;
         }
         let body = Bytes::from(body);
         let response = self
@@ -345,8 +350,9 @@ impl Client {
         decode_json(response, "POST blocks/batch").await
     }
 
-    /// `POST /api/v1/files/commit_batch`: up to [`MAX_BATCH_ITEMS`] commits and mkdirs
-    /// in one transaction, a result per item. Not retried blindly, like `commit`.
+    /// `POST /api/v1/files/commit_batch`: up to
+    /// [`MAX_BATCH_ITEMS`](cairn_proto::MAX_BATCH_ITEMS) commits and mkdirs in one
+    /// transaction, a result per item. Not retried blindly, like `commit`.
     pub async fn commit_batch(
         &self,
         request: &CommitBatchRequest,

@@ -36,7 +36,8 @@ mod small_fetch;
 mod tree;
 mod upload;
 
-pub use client::{Client, MAX_BATCH_BYTES, MAX_BATCH_ITEMS, MAX_CHECK_HASHES};
+pub use cairn_proto::{MAX_BATCH_ITEMS, MAX_CHECK_HASHES};
+pub use client::Client;
 pub use download::{
     ContentStream, DownloadOptions, DownloadOutcome, DownloadStats, LocalCopy, ReplaceCheck,
 };

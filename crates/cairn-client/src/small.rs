@@ -13,15 +13,22 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use cairn_core::chunk::{chunk_and_hash, Chunk, ChunkError};
 use cairn_core::BlockHash;
-use cairn_proto::{BlockRef, CommitBatchItem, CommitBatchRequest, CommitRequest, CommitResponse};
+use cairn_proto::block_batch::frame_len;
+use cairn_proto::{
+    BlockRef, CommitBatchItem, CommitBatchRequest, CommitRequest, CommitResponse,
+    MAX_BLOCK_BATCH_BODY, MAX_BLOCK_BATCH_FRAMES,
+};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::ClientError;
 use crate::upload::chunker_config;
 use crate::{Client, MAX_BATCH_ITEMS};
 
-/// Block payload per `POST /blocks/batch` request.
+/// Bytes of frames per `POST /blocks/batch` request: well under what the server takes
+/// ([`MAX_BLOCK_BATCH_BODY`]), so a group's blocks go in several requests and the server
+/// verifies and stores one while the next is on the wire.
 const UPLOAD_BATCH_BYTES: usize = 8 << 20;
+const _: () = assert!(UPLOAD_BATCH_BYTES <= MAX_BLOCK_BATCH_BODY);
 /// Groups of files in flight at once.
 const GROUPS_IN_FLIGHT: usize = 2;
 
@@ -107,12 +114,14 @@ impl Client {
             if !missing.contains(&hash.to_hex()) {
                 continue;
             }
-            if batch_bytes + data.len() > UPLOAD_BATCH_BYTES && !batch.is_empty() {
+            let full = batch.len() == MAX_BLOCK_BATCH_FRAMES
+                || batch_bytes + frame_len(data.len()) > UPLOAD_BATCH_BYTES;
+            if full && !batch.is_empty() {
                 self.put_blocks_batch(&batch).await?;
                 batch.clear();
                 batch_bytes = 0;
             }
-            batch_bytes += data.len() + 36;
+            batch_bytes += frame_len(data.len());
             batch.push((hash, data));
         }
         if !batch.is_empty() {

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use cairn_core::chunk::chunk_and_hash_slice;
 use cairn_core::{BlockHash, ChunkerConfig};
+use cairn_proto::content_batch::decode_records;
 use cairn_proto::{ContentBatchHeader, ContentBatchRequest, EntryInfo, EntryKind};
 
 use crate::download::{create_temp_beside, parent_dir, ReplaceCheck};
@@ -138,43 +139,18 @@ impl Client {
     }
 }
 
-/// Splits a `content_batch` body into `expected` records: header and content.
+/// Splits a `content_batch` body into `expected` records: header and content (see
+/// [`cairn_proto::content_batch`], which checks every length against its limit).
 fn parse_records(
     body: &Bytes,
     expected: usize,
 ) -> Result<Vec<(ContentBatchHeader, Bytes)>, ClientError> {
-    let bad = |what: &str| ClientError::Protocol(format!("content_batch: {what}"));
-    let mut records = Vec::with_capacity(expected);
-    let mut at = 0usize;
-    while at < body.len() {
-        let len = body
-            .get(at..at + 4)
-            .ok_or_else(|| bad("a record is cut short"))?;
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let start = at + 4;
-        let json = body
-            .get(start..start + len)
-            .ok_or_else(|| bad("a header is cut short"))?;
-        let header: ContentBatchHeader =
-            serde_json::from_slice(json).map_err(|err| bad(&format!("a bad header: {err}")))?;
-        at = start + len;
-        let size = match &header.entry {
-            Some(entry) => usize::try_from(entry.size).map_err(|_| bad("a size too large"))?,
-            None => 0,
-        };
-        if body.len() - at < size {
-            return Err(bad("a file's content is cut short"));
-        }
-        records.push((header, body.slice(at..at + size)));
-        at += size;
-    }
-    if records.len() != expected {
-        return Err(bad(&format!(
-            "{} records for {expected} paths",
-            records.len()
-        )));
-    }
-    Ok(records)
+    let records = decode_records(body, expected)
+        .map_err(|err| ClientError::Protocol(format!("content_batch: {err}")))?;
+    Ok(records
+        .into_iter()
+        .map(|record| (record.header, body.slice(record.content)))
+        .collect())
 }
 
 /// Verifies and writes each file, fsyncs them together, renames each into place and

@@ -7,6 +7,12 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod block_batch;
+pub mod content_batch;
+mod limits;
+
+pub use limits::*;
+
 /// The API version, the path segment under which every endpoint lives.
 pub const API_VERSION: &str = "v1";
 
@@ -200,8 +206,10 @@ pub struct BlockCheckResponse {
 
 /// The answer to `POST /api/v1/blocks/batch`, whose body is the blocks back to back,
 /// each framed as a 32-byte BLAKE3 hash, a 4-byte big-endian length, then that many
-/// bytes. Every block is checked before any is stored: a block that does not match its
-/// hash fails the whole request (400 `hash_mismatch`) and nothing is stored.
+/// bytes ([`block_batch`] writes and reads them; at most [`MAX_BLOCK_BATCH_FRAMES`] of
+/// them in at most [`MAX_BLOCK_BATCH_BODY`] bytes). Every block is checked before any is
+/// stored: a block that does not match its hash fails the whole request (400
+/// `hash_mismatch`) and nothing is stored.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BlockBatchResponse {
     /// The blocks stored (and now held by the caller's account), in request order.
@@ -279,10 +287,11 @@ pub struct CommitBatchResponse {
 ///
 /// The response body is a record per path, in order: a 4-byte big-endian length, that
 /// many bytes of JSON ([`ContentBatchHeader`]), then — when the header holds an entry —
-/// exactly `entry.size` bytes of the file's content. A file larger than
-/// [`MAX_CONTENT_BATCH_FILE`] is refused with `too_large_for_batch` (fetch it with
-/// `GET /files/content`); once the response holds [`MAX_CONTENT_BATCH_BYTES`], later files
-/// are refused with `batch_full` (ask for them again).
+/// exactly `entry.size` bytes of the file's content ([`content_batch`] writes and reads
+/// them). A file larger than [`MAX_CONTENT_BATCH_FILE`] is refused with
+/// `too_large_for_batch` (fetch it with `GET /files/content`); once the response holds
+/// [`MAX_CONTENT_BATCH_BYTES`], later files are refused with `batch_full` (ask for them
+/// again).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ContentBatchRequest {
     pub paths: Vec<String>,
@@ -297,11 +306,6 @@ pub struct ContentBatchHeader {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
 }
-
-/// The largest file a `content_batch` carries.
-pub const MAX_CONTENT_BATCH_FILE: u64 = 4 << 20;
-/// The content bytes one `content_batch` response carries at most.
-pub const MAX_CONTENT_BATCH_BYTES: u64 = 64 << 20;
 
 /// What a commit or upload made.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

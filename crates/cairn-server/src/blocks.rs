@@ -22,21 +22,12 @@ use crate::metrics::{BLOCKS_DEDUPLICATED, BLOCKS_STORED, BLOCK_BYTES_RECEIVED, B
 use crate::routes::{BodyLimit, Routes};
 use crate::state::AppState;
 
-/// Most hashes one check request may name.
-pub const MAX_CHECK_HASHES: usize = 1000;
-
-/// Largest body of a batch upload (raised to fit one maximal block if that is larger).
-pub const MAX_BATCH_BODY: usize = 64 << 20;
-
-/// The frame header in front of each block of a batch: its hash and its length.
-const FRAME_HEADER: usize = 32 + 4;
-
 pub fn router(max_block_size: usize) -> Router<AppState> {
     Routes::api()
         .at("/blocks/check", post(check))
         .at_limited(
             "/blocks/batch",
-            BodyLimit::Bytes(MAX_BATCH_BODY.max(max_block_size + FRAME_HEADER)),
+            BodyLimit::Bytes(proto::block_batch::body_limit(max_block_size)),
             post(upload_batch),
         )
         .at_limited(
@@ -52,10 +43,13 @@ async fn check(
     auth: AuthUser,
     Json(req): Json<proto::BlockCheckRequest>,
 ) -> ApiResult<Json<proto::BlockCheckResponse>> {
-    if req.hashes.len() > MAX_CHECK_HASHES {
+    if req.hashes.len() > proto::MAX_CHECK_HASHES {
         return Err(ApiError::bad_request(
             "too_many_hashes",
-            format!("at most {MAX_CHECK_HASHES} hashes per check; split the request"),
+            format!(
+                "at most {} hashes per check; split the request",
+                proto::MAX_CHECK_HASHES
+            ),
         ));
     }
     let hashes = req
@@ -157,40 +151,27 @@ async fn ensure_stored(
     Ok(())
 }
 
-/// Splits a batch body into its blocks, without copying them: each frame is a 32-byte
-/// hash, a 4-byte big-endian length, then the block.
+/// Splits a batch body into its blocks, without copying them (see
+/// [`proto::block_batch`]): every frame is checked before any block is handed on.
 fn parse_batch(body: &Bytes, max_block: usize) -> ApiResult<Vec<(BlockHash, Bytes)>> {
-    let mut blocks = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        let Some(header) = body.get(at..at + FRAME_HEADER) else {
-            return Err(ApiError::bad_request(
-                "invalid_batch",
-                format!("the batch is cut short in the frame header at byte {at}"),
-            ));
-        };
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&header[..32]);
-        let hash = BlockHash(hash);
-        let len = u32::from_be_bytes([header[32], header[33], header[34], header[35]]) as usize;
-        if len > max_block {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "block_too_large",
-                format!("block {hash} is {len} bytes; the limit is {max_block}"),
-            ));
+    use proto::block_batch::BatchError;
+    match proto::block_batch::decode_batch(body, max_block) {
+        Ok(frames) => Ok(frames
+            .into_iter()
+            .map(|frame| (BlockHash(frame.hash), body.slice(frame.block)))
+            .collect()),
+        Err(err @ BatchError::BlockTooLarge { .. }) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "block_too_large",
+            err.to_string(),
+        )),
+        Err(err @ BatchError::TooManyFrames { .. }) => {
+            Err(ApiError::bad_request("too_many_items", err.to_string()))
         }
-        let start = at + FRAME_HEADER;
-        if body.len() - start < len {
-            return Err(ApiError::bad_request(
-                "invalid_batch",
-                format!("block {hash} is cut short: {len} bytes announced"),
-            ));
+        Err(err @ (BatchError::HeaderCutShort { .. } | BatchError::BlockCutShort { .. })) => {
+            Err(ApiError::bad_request("invalid_batch", err.to_string()))
         }
-        blocks.push((hash, body.slice(start..start + len)));
-        at = start + len;
     }
-    Ok(blocks)
 }
 
 /// Many blocks in one request, for trees of small files: all are verified before any

@@ -24,21 +24,19 @@ use crate::metrics::{BLOCK_BYTES_SENT, COMMITS};
 use crate::routes::{BodyLimit, Routes};
 use crate::state::AppState;
 
-/// Most items one batch request (`commit_batch`, `content_batch`) may carry.
-pub const MAX_BATCH_ITEMS: usize = 1000;
-/// Refuses a batch request of more than [`MAX_BATCH_ITEMS`] `what`.
+/// Refuses a batch request of more than [`proto::MAX_BATCH_ITEMS`] `what`.
 fn check_batch_len(len: usize, what: &str) -> ApiResult<()> {
-    if len > MAX_BATCH_ITEMS {
+    if len > proto::MAX_BATCH_ITEMS {
         return Err(ApiError::bad_request(
             "too_many_items",
-            format!("a batch holds at most {MAX_BATCH_ITEMS} {what}, this one {len}; split it"),
+            format!(
+                "a batch holds at most {} {what}, this one {len}; split it",
+                proto::MAX_BATCH_ITEMS
+            ),
         ));
     }
     Ok(())
 }
-
-/// Largest `commit_batch` body: a thousand items naming a few blocks each fit easily.
-const MAX_COMMIT_BATCH_BODY: usize = 16 << 20;
 
 /// Default and largest page of a folder listing.
 const DEFAULT_LIST_LIMIT: u32 = 1000;
@@ -55,7 +53,7 @@ pub fn router() -> Router<AppState> {
         .at("/files/commit", post(commit))
         .at_limited(
             "/files/commit_batch",
-            BodyLimit::Bytes(MAX_COMMIT_BATCH_BODY),
+            BodyLimit::Bytes(proto::MAX_COMMIT_BATCH_BODY),
             post(commit_batch),
         )
         .at("/files/blocks", get(file_blocks))
@@ -747,10 +745,7 @@ async fn content_batch(
         futures::stream::unfold(start, |(state, access, mut paths, mut budget)| async move {
             let path = paths.next()?;
             let record = content_record(&state, &access, &path, &mut budget).await;
-            Some((
-                Ok::<_, std::io::Error>(record),
-                (state, access, paths, budget),
-            ))
+            Some((record, (state, access, paths, budget)))
         });
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
@@ -759,8 +754,15 @@ async fn content_batch(
         .into_response())
 }
 
-/// One record of a `content_batch` response: header length, header, content.
-async fn content_record(state: &AppState, access: &Access, path: &str, budget: &mut u64) -> Bytes {
+/// One record of a `content_batch` response (see [`proto::content_batch`]). A record
+/// that cannot be written (never seen: a header over its limit, content not its
+/// entry's size) ends the response with an error, which cuts it short for the client.
+async fn content_record(
+    state: &AppState,
+    access: &Access,
+    path: &str,
+    budget: &mut u64,
+) -> std::io::Result<Bytes> {
     let (header, content) = match whole_small_file(state, access, path, budget).await {
         Ok((entry, content)) => (
             proto::ContentBatchHeader {
@@ -777,15 +779,12 @@ async fn content_record(state: &AppState, access: &Access, path: &str, budget: &
             Vec::new(),
         ),
     };
-    let header = serde_json::to_vec(&header).unwrap_or_default();
-    let size: usize = content.iter().map(Bytes::len).sum();
-    let mut record = Vec::with_capacity(4 + header.len() + size);
-    record.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    record.extend_from_slice(&header);
-    for block in &content {
-        record.extend_from_slice(block);
-    }
-    Bytes::from(record)
+    let mut record = Vec::new();
+    proto::content_batch::encode_record(&header, &content, &mut record).map_err(|err| {
+        tracing::error!(path, %err, "content_batch record not written");
+        std::io::Error::other(err)
+    })?;
+    Ok(Bytes::from(record))
 }
 
 /// A file's entry and blocks, all read and verified, if it fits what is left of the

@@ -1098,6 +1098,15 @@ on_each_backend!(batch_with_a_forged_hash_stores_nothing, |s| {
     let big = vec![1u8; (256 << 10) + 1];
     let (status, body) = post_batch(&s, batch_body(&[(&hex_hash(&big), &big)])).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    // So is a frame past the count limit, even of honest empty blocks.
+    let empty = hex_hash(b"");
+    let frames = vec![(empty.as_str(), &b""[..]); cairn_proto::MAX_BLOCK_BATCH_FRAMES + 1];
+    let (status, body) = post_batch(&s, batch_body(&frames)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("too_many_items")),
+        "{body}"
+    );
     assert_eq!(s.stored_blocks().await, before);
 });
 

@@ -48,6 +48,9 @@ const ROUND_CHUNK: usize = 4_000;
 /// many of them, so a tree of small files costs a few round trips rather than two or
 /// three per file.
 const SMALL_FILE: u64 = 1 << 20;
+// A small file must fit one `content_batch` record, or every download of one would
+// be refused by the batch and fetched again alone.
+const _: () = assert!(SMALL_FILE <= cairn_proto::MAX_CONTENT_BATCH_FILE);
 /// The most files in one batch.
 const TRANSFER_BATCH: usize = 500;
 /// The most bytes of content in one batch (a batch is held in memory whole).

@@ -31,6 +31,9 @@ use super::{print_json, progress_bar, upload_target, Doing, Session};
 /// Files up to this size go in batches; larger ones alone. The same line the sync
 /// client draws: a file of at most the chunker's minimum is one block.
 const SMALL_FILE: u64 = 1 << 20;
+// A small file must fit one `content_batch` record, or every download of one would
+// be refused by the batch and fetched again alone.
+const _: () = assert!(SMALL_FILE <= cairn_proto::MAX_CONTENT_BATCH_FILE);
 /// Content bytes in one batch, which bounds what a batch holds in memory.
 const BATCH_BYTES: u64 = 16 << 20;
 /// Batches in flight at once: the server stores one while the next is read and sent.
