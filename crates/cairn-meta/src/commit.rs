@@ -10,6 +10,7 @@ use sqlx::Row;
 
 use crate::blocks::{add_references, owned_block_sizes};
 use crate::db::{corrupt, find_live, row_placeholders, rows_per_statement, NsWrite};
+use crate::quota::{check_quota, load_quota, Budget, Quota};
 use crate::tree::{ensure_parents, insert_entry, insert_folder, name_of};
 use crate::{
     Actor, BatchItem, BlockRef, CommitFile, CommitOutcome, Entry, EntryKind, FileCommit, MetaError,
@@ -214,43 +215,6 @@ async fn commit_items(
     }
     w.commit().await?;
     Ok(results)
-}
-
-/// How a commit checks the quota.
-enum Quota {
-    /// Ask the database each time (a single commit).
-    Query,
-    /// A batch's running account.
-    Budget(Budget),
-}
-
-/// A batch's running account of the quota: the owner's quota and the usage so far in
-/// this transaction.
-#[derive(Clone, Debug)]
-pub(crate) struct Budget {
-    quota: Option<i64>,
-    used: i64,
-}
-
-impl Budget {
-    /// Counts a file of `replaced` bytes becoming `size` bytes, or fails with
-    /// [`MetaError::QuotaExceeded`] if the growth does not fit. A change that does not
-    /// grow the usage (replacing a file by a smaller one) is always allowed, so a user
-    /// over quota can still make room.
-    pub(crate) fn charge(&mut self, replaced: i64, size: i64) -> Result<(), MetaError> {
-        let growth = size - replaced;
-        if let Some(quota) = self.quota {
-            if growth > 0 && self.used.saturating_add(growth) > quota {
-                return Err(MetaError::QuotaExceeded {
-                    quota,
-                    used: self.used,
-                    needed: growth,
-                });
-            }
-        }
-        self.used += growth;
-        Ok(())
-    }
 }
 
 /// The distinct blocks the files name, sorted.
@@ -543,53 +507,4 @@ async fn free_conflict_path(
         reason,
         1,
     ))?))
-}
-
-/// Fails with [`MetaError::QuotaExceeded`] when adding `growth` bytes to the usage of the
-/// namespace's owner would pass their quota.
-pub(crate) async fn check_quota(
-    conn: &mut sqlx::AnyConnection,
-    ns: NamespaceId,
-    growth: i64,
-) -> Result<(), MetaError> {
-    let (quota, used) = load_quota(conn, ns).await?;
-    match quota {
-        Some(quota) if used.saturating_add(growth) > quota => Err(MetaError::QuotaExceeded {
-            quota,
-            used,
-            needed: growth,
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// The quota of the namespace's owner and the bytes its live files take now. Usage is a
-/// sum over every live file, so it is only computed for an owner who has a quota: the
-/// common unlimited account pays one indexed lookup per commit, not a scan of its tree.
-async fn load_quota(
-    conn: &mut sqlx::AnyConnection,
-    ns: NamespaceId,
-) -> Result<(Option<i64>, i64), MetaError> {
-    let quota: Option<i64> = sqlx::query_scalar(
-        "SELECT u.quota_bytes FROM namespaces n JOIN users u ON u.id = n.owner_user_id \
-         WHERE n.id = $1",
-    )
-    .bind(ns.0)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(MetaError::NoSuchNamespace(ns))?;
-    if quota.is_none() {
-        return Ok((None, 0));
-    }
-    // Every namespace of the owner counts: the home and the folders it shares.
-    let used: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(e.size), 0) AS BIGINT) FROM entries e \
-         JOIN namespaces n ON n.id = e.ns_id \
-         WHERE n.owner_user_id = (SELECT owner_user_id FROM namespaces WHERE id = $1) \
-         AND e.kind = 'file' AND e.deleted_at IS NULL",
-    )
-    .bind(ns.0)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok((quota, used))
 }

@@ -15,8 +15,8 @@ use cairn_core::{DeviceId, EntryId, NamespaceId, ServerPath, TrashId, UserId, Ve
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::commit::check_quota;
 use crate::db::{corrupt, entry_from_row, find_live, parse_path, NsWrite, ENTRY_COLUMNS};
+use crate::quota::check_quota;
 use crate::tree::{ensure_parents, name_of, rebase, set_path};
 use crate::versions::delete_versions;
 use crate::{Actor, ChangeKind, Entry, EntryKind, MetaError, MetaStore, TrashItem};
