@@ -201,6 +201,12 @@ impl Client {
         self.get_json("files/stat", &[("path", path)]).await
     }
 
+    /// `GET /api/v1/files/space`: the room for writing at `path`, in the quota of the
+    /// account a file there is charged to (a shared folder's owner, not the caller).
+    pub async fn space(&self, path: &str) -> Result<cairn_proto::SpaceInfo, ClientError> {
+        self.get_json("files/space", &[("path", path)]).await
+    }
+
     /// Like [`Client::stat`], with "does not exist" as `None` instead of an error.
     pub async fn try_stat(&self, path: &str) -> Result<Option<EntryInfo>, ClientError> {
         match self.stat(path).await {

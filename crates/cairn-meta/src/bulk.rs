@@ -16,8 +16,9 @@ use cairn_core::{content_hash, BlockHash, ContentHash, EntryId, ServerPath, Vers
 use sqlx::Row;
 
 use crate::blocks::add_references;
-use crate::commit::{check_blocks, choose_target, Budget, Target};
+use crate::commit::{check_blocks, choose_target, Target};
 use crate::db::{corrupt, row_placeholders, rows_per_statement, NsWrite};
+use crate::quota::Budget;
 use crate::tree::{folder_entry, live_by_keys};
 use crate::{
     Actor, BatchItem, BlockRef, ChangeKind, CommitOutcome, Entry, EntryKind, FileCommit, MetaError,

@@ -2,8 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use cairn_core::conflict::{conflict_name, format_stamp, split_extension};
-use cairn_core::path::MAX_NAME_BYTES;
+use cairn_core::conflict::{copy_name, format_stamp, CopyReason, NameKind};
 use cairn_core::{
     content_hash, BlockHash, ContentHash, EntryId, NamespaceId, ServerPath, VersionId,
 };
@@ -11,13 +10,14 @@ use sqlx::Row;
 
 use crate::blocks::{add_references, owned_block_sizes};
 use crate::db::{corrupt, find_live, row_placeholders, rows_per_statement, NsWrite};
+use crate::quota::{check_quota, load_quota, Budget, Quota};
 use crate::tree::{ensure_parents, insert_entry, insert_folder, name_of};
 use crate::{
     Actor, BatchItem, BlockRef, CommitFile, CommitOutcome, Entry, EntryKind, FileCommit, MetaError,
     MetaStore,
 };
 
-/// How many numbered conflict copies (" 2", " 3", …) to try before giving up.
+/// How many numbered conflict copies (`… HHMMSS 2).EXT`, `… 3).EXT`, …) to try before giving up.
 const MAX_CONFLICT_COPIES: u32 = 1000;
 
 /// Where a commit's content goes.
@@ -42,7 +42,8 @@ impl MetaStore {
     ///   that the file's current version is `r`. Otherwise [`MetaError::RevConflict`],
     ///   or, with `autorename`, the content is stored as
     ///   `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT` in the same folder
-    ///   (numbered " 2", " 3", … if that is taken) and `renamed` is true.
+    ///   (`… HHMMSS 2).EXT`, `… 3).EXT`, … if that is taken; the one rule is
+    ///   [`cairn_core::conflict::copy_name`]) and `renamed` is true.
     /// * A folder at the path gives [`MetaError::IsAFolder`], or a conflict copy with
     ///   `autorename`.
     /// * With `autorename`, a commit based on a revision of a file that has since been
@@ -216,43 +217,6 @@ async fn commit_items(
     Ok(results)
 }
 
-/// How a commit checks the quota.
-enum Quota {
-    /// Ask the database each time (a single commit).
-    Query,
-    /// A batch's running account.
-    Budget(Budget),
-}
-
-/// A batch's running account of the quota: the owner's quota and the usage so far in
-/// this transaction.
-#[derive(Clone, Debug)]
-pub(crate) struct Budget {
-    quota: Option<i64>,
-    used: i64,
-}
-
-impl Budget {
-    /// Counts a file of `replaced` bytes becoming `size` bytes, or fails with
-    /// [`MetaError::QuotaExceeded`] if the growth does not fit. A change that does not
-    /// grow the usage (replacing a file by a smaller one) is always allowed, so a user
-    /// over quota can still make room.
-    pub(crate) fn charge(&mut self, replaced: i64, size: i64) -> Result<(), MetaError> {
-        let growth = size - replaced;
-        if let Some(quota) = self.quota {
-            if growth > 0 && self.used.saturating_add(growth) > quota {
-                return Err(MetaError::QuotaExceeded {
-                    quota,
-                    used: self.used,
-                    needed: growth,
-                });
-            }
-        }
-        self.used += growth;
-        Ok(())
-    }
-}
-
 /// The distinct blocks the files name, sorted.
 fn distinct_blocks<'a>(files: impl IntoIterator<Item = &'a FileCommit>) -> Vec<BlockHash> {
     let mut all: Vec<BlockHash> = files
@@ -419,9 +383,12 @@ async fn commit_in(
         }
         Target::ConflictCopy => {
             let parent = ensure_parents(w, &req.path).await?;
-            let device = sanitize_device_name(&actor.device_name);
             let stamp = format_stamp(now.div_euclid(1000));
-            let path = free_conflict_path(w, &parent, name, &device, &stamp).await?;
+            let reason = CopyReason::Conflict {
+                device: &actor.device_name,
+                stamp: &stamp,
+            };
+            let path = free_conflict_path(w, &parent, name, reason).await?;
             let id = insert_entry(w, &path, EntryKind::File, size, Some(content), mtime).await?;
             (id, path, true)
         }
@@ -520,140 +487,24 @@ async fn insert_version(
     Ok(VersionId(version))
 }
 
-/// A device name made safe for a file name: no separators, no control characters,
-/// not absurdly long, never empty.
-fn sanitize_device_name(name: &str) -> String {
-    let cleaned: String = name
-        .trim()
-        .chars()
-        .map(|c| match c {
-            '/' | '\\' => '-',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .take(64)
-        .collect();
-    if cleaned.trim().is_empty() {
-        "unknown device".to_owned()
-    } else {
-        cleaned.trim().to_owned()
-    }
-}
-
-/// The `n`th conflict-copy name for `name` (`n` = 1 is the plain one), shortening the
-/// original stem if the result would exceed the name length limit.
-fn conflict_candidate(name: &str, device: &str, stamp: &str, n: u32) -> String {
-    let (stem, ext) = split_extension(name);
-    let mut stem = stem.to_owned();
-    loop {
-        let base = conflict_name(&format!("{stem}{ext}"), device, stamp);
-        let candidate = if n == 1 {
-            base
-        } else {
-            // conflict_name keeps the extension last; number the copy just before it.
-            let before_ext = &base[..base.len() - ext.len()];
-            format!("{before_ext} {n}{ext}")
-        };
-        if candidate.len() <= MAX_NAME_BYTES || stem.is_empty() {
-            return candidate;
-        }
-        stem.pop();
-    }
-}
-
 /// A free path for a conflict copy of `name` in `parent`.
 async fn free_conflict_path(
     w: &mut NsWrite,
     parent: &ServerPath,
     name: &str,
-    device: &str,
-    stamp: &str,
+    reason: CopyReason<'_>,
 ) -> Result<ServerPath, MetaError> {
     let ns = w.ns;
     for n in 1..=MAX_CONFLICT_COPIES {
-        let path = parent.join(&conflict_candidate(name, device, stamp, n))?;
+        let path = parent.join(&copy_name(name, NameKind::File, reason, n))?;
         if find_live(w.conn(), ns, &path.key()).await?.is_none() {
             return Ok(path);
         }
     }
-    Err(MetaError::AlreadyExists(
-        parent.join(&conflict_candidate(name, device, stamp, 1))?,
-    ))
-}
-
-/// Fails with [`MetaError::QuotaExceeded`] when adding `growth` bytes to the usage of the
-/// namespace's owner would pass their quota.
-pub(crate) async fn check_quota(
-    conn: &mut sqlx::AnyConnection,
-    ns: NamespaceId,
-    growth: i64,
-) -> Result<(), MetaError> {
-    let (quota, used) = load_quota(conn, ns).await?;
-    match quota {
-        Some(quota) if used.saturating_add(growth) > quota => Err(MetaError::QuotaExceeded {
-            quota,
-            used,
-            needed: growth,
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// The quota of the namespace's owner and the bytes its live files take now. Usage is a
-/// sum over every live file, so it is only computed for an owner who has a quota: the
-/// common unlimited account pays one indexed lookup per commit, not a scan of its tree.
-async fn load_quota(
-    conn: &mut sqlx::AnyConnection,
-    ns: NamespaceId,
-) -> Result<(Option<i64>, i64), MetaError> {
-    let quota: Option<i64> = sqlx::query_scalar(
-        "SELECT u.quota_bytes FROM namespaces n JOIN users u ON u.id = n.owner_user_id \
-         WHERE n.id = $1",
-    )
-    .bind(ns.0)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(MetaError::NoSuchNamespace(ns))?;
-    if quota.is_none() {
-        return Ok((None, 0));
-    }
-    // Every namespace of the owner counts: the home and the folders it shares.
-    let used: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(e.size), 0) AS BIGINT) FROM entries e \
-         JOIN namespaces n ON n.id = e.ns_id \
-         WHERE n.owner_user_id = (SELECT owner_user_id FROM namespaces WHERE id = $1) \
-         AND e.kind = 'file' AND e.deleted_at IS NULL",
-    )
-    .bind(ns.0)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok((quota, used))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conflict_names() {
-        let stamp = "2024-05-01 120000";
-        assert_eq!(
-            conflict_candidate("report.pdf", "laptop", stamp, 1),
-            "report (conflicted copy from laptop 2024-05-01 120000).pdf"
-        );
-        assert_eq!(
-            conflict_candidate("report.pdf", "host.local", stamp, 3),
-            "report (conflicted copy from host.local 2024-05-01 120000) 3.pdf"
-        );
-        assert_eq!(
-            conflict_candidate("README", "host.local", stamp, 2),
-            "README (conflicted copy from host.local 2024-05-01 120000) 2"
-        );
-        let long = format!("{}.txt", "x".repeat(250));
-        let got = conflict_candidate(&long, "pc", stamp, 12);
-        assert!(got.len() <= MAX_NAME_BYTES, "{} bytes", got.len());
-        assert!(got.ends_with(") 12.txt"), "{got}");
-        assert_eq!(sanitize_device_name(" a/b\n "), "a-b");
-        assert_eq!(sanitize_device_name(""), "unknown device");
-    }
+    Err(MetaError::AlreadyExists(parent.join(&copy_name(
+        name,
+        NameKind::File,
+        reason,
+        1,
+    ))?))
 }

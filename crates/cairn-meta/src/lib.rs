@@ -34,6 +34,7 @@ pub mod gc;
 mod integrity;
 mod journal;
 mod links;
+mod quota;
 mod retention;
 mod sharing;
 mod trash;
@@ -54,6 +55,7 @@ pub use error::MetaError;
 pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
 pub use links::{Link, LinkId, NewLink};
+pub use quota::Space;
 pub use sharing::{Membership, Role};
 pub use types::{
     Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,

@@ -10,13 +10,13 @@
 //! Every operation runs in one namespace write, so it is journaled with the change, and
 //! a bulk purge takes one transaction per item, so none grows without bound.
 
-use cairn_core::conflict::restored_name;
+use cairn_core::conflict::{copy_name, CopyReason, NameKind};
 use cairn_core::{DeviceId, EntryId, NamespaceId, ServerPath, TrashId, UserId, VersionId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::commit::check_quota;
 use crate::db::{corrupt, entry_from_row, find_live, parse_path, NsWrite, ENTRY_COLUMNS};
+use crate::quota::check_quota;
 use crate::tree::{ensure_parents, name_of, rebase, set_path};
 use crate::versions::delete_versions;
 use crate::{Actor, ChangeKind, Entry, EntryKind, MetaError, MetaStore, TrashItem};
@@ -367,16 +367,22 @@ async fn free_restore_path(
     if find_live(w.conn(), ns, &original.key()).await?.is_none() {
         return Ok(original);
     }
-    let is_file = kind == EntryKind::File;
+    let kind = match kind {
+        EntryKind::File => NameKind::File,
+        EntryKind::Folder => NameKind::Folder,
+    };
     for n in 1..=MAX_RESTORED_NAMES {
-        let path = parent.join(&restored_name(name, n, is_file))?;
+        let path = parent.join(&copy_name(name, kind, CopyReason::Restored, n))?;
         if find_live(w.conn(), ns, &path.key()).await?.is_none() {
             return Ok(path);
         }
     }
-    Err(MetaError::AlreadyExists(
-        parent.join(&restored_name(name, 1, is_file))?,
-    ))
+    Err(MetaError::AlreadyExists(parent.join(&copy_name(
+        name,
+        kind,
+        CopyReason::Restored,
+        1,
+    ))?))
 }
 
 async fn purge_item(w: &mut NsWrite, item: &TrashItem) -> Result<(), MetaError> {

@@ -230,7 +230,7 @@ impl MetaStore {
             .map(|e| e.size)
             .sum();
         if growth > 0 {
-            crate::commit::check_quota(w.conn(), ns, growth).await?;
+            crate::quota::check_quota(w.conn(), ns, growth).await?;
         }
         let mut references = BTreeMap::new();
         let copy = copy_one(&mut w, &src, &new_path, actor, &mut references).await?;

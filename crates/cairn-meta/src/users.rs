@@ -107,21 +107,6 @@ impl MetaStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    /// Bytes the user's quota is charged with: the sizes of the current versions of the
-    /// live files in the namespaces the user owns (the home and the folders it shares;
-    /// what others add to those counts too). Old versions and the trash are free, as on
-    /// Dropbox, so expiring them never changes what a user may store.
-    pub async fn usage_bytes(&self, user: UserId) -> Result<i64, MetaError> {
-        Ok(sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(e.size), 0) AS BIGINT) \
-             FROM namespaces n JOIN entries e ON e.ns_id = n.id \
-             WHERE n.owner_user_id = $1 AND e.kind = 'file' AND e.deleted_at IS NULL",
-        )
-        .bind(user.0)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
     /// Sets (or, with `None`, removes) a user's storage quota in bytes. Returns false
     /// when there is no such user.
     pub async fn set_quota(&self, name: &str, quota_bytes: Option<i64>) -> Result<bool, MetaError> {
@@ -135,19 +120,6 @@ impl MetaStore {
                 .rows_affected();
         tx.commit().await?;
         Ok(changed > 0)
-    }
-
-    /// Whether adding `growth` bytes would pass the user's quota; the same rule a commit
-    /// applies, for refusing uploads before their blocks are stored.
-    pub async fn check_quota(&self, user: &User, growth: i64) -> Result<(), MetaError> {
-        self.check_quota_of(user.home_ns, growth).await
-    }
-
-    /// [`MetaStore::check_quota`] for the owner of namespace `ns` (a shared folder's
-    /// content counts against its owner).
-    pub async fn check_quota_of(&self, ns: NamespaceId, growth: i64) -> Result<(), MetaError> {
-        let mut conn = self.pool.acquire().await?;
-        crate::commit::check_quota(&mut conn, ns, growth).await
     }
 
     /// Registers a device for a user.

@@ -97,6 +97,23 @@ pub struct AccountInfo {
     pub device: Option<DeviceInfo>,
 }
 
+/// `GET /api/v1/files/space?path=PATH`: the room for writing at a path, which is the
+/// room of whoever a file there is charged to: the owner of the folder it lands in (a
+/// shared folder's owner, not the member writing into it).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SpaceInfo {
+    /// The account charged for a file at the path.
+    pub charged_to: String,
+    /// Its quota in bytes; absent when it has none.
+    #[serde(default)]
+    pub quota_bytes: Option<i64>,
+    /// What that account is charged with now, in bytes.
+    pub usage_bytes: i64,
+    /// Bytes that may still be added; absent when there is no quota, 0 when over it.
+    #[serde(default)]
+    pub available_bytes: Option<i64>,
+}
+
 /// `POST /api/v1/devices`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceRequest {

@@ -86,9 +86,11 @@ pub async fn accept_block(
             ),
         ));
     }
-    // An account at its quota cannot store a further byte. The exact check, with the
-    // file's whole size, happens at commit; this stops blocks piling up before it.
-    state.meta.check_quota(user, 1).await?;
+    // An account with no room anywhere it may write (its home, the shared folders it
+    // edits, each charged to its owner) cannot store a further byte. The exact check,
+    // with the file's whole size and its folder's owner, happens at commit; this stops
+    // blocks piling up before it.
+    state.meta.check_room_for_blocks(user).await?;
     metrics::counter!(BLOCK_BYTES_RECEIVED).increment(size as u64);
     let started = std::time::Instant::now();
     let outcome = state.blocks.put(hash, data.clone()).await?;
@@ -221,7 +223,7 @@ pub async fn accept_blocks(
     if blocks.is_empty() {
         return Ok(());
     }
-    state.meta.check_quota(user, 1).await?;
+    state.meta.check_room_for_blocks(user).await?;
     let received: usize = blocks.iter().map(|(_, data)| data.len()).sum();
     metrics::counter!(BLOCK_BYTES_RECEIVED).increment(received as u64);
     let started = std::time::Instant::now();

@@ -46,6 +46,7 @@ pub fn router() -> Router<AppState> {
     Routes::api()
         .at("/files/list", get(list))
         .at("/files/stat", get(stat))
+        .at("/files/space", get(space))
         .at("/files/mkdir", post(mkdir))
         .at("/files/move", post(move_entry))
         .at("/files/copy", post(copy_entry))
@@ -211,6 +212,27 @@ async fn stat(
     let path = ServerPath::parse(&q.path)?;
     let (_, entry) = stat_existing(&state, &access, &path).await?;
     Ok(Json(entry_view(&access, entry)))
+}
+
+/// The room for writing at a path: the quota and usage of the account a file there is
+/// charged to (the owner of the namespace it resolves to). Asked before an upload, so a
+/// member's upload into a roomy owner's shared folder is not refused for the member's own
+/// quota, and one that cannot fit is refused before its bytes travel. Needs the right to
+/// write there: the answer is about the owner's account.
+async fn space(
+    State(state): State<AppState>,
+    access: Access,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<proto::SpaceInfo>> {
+    let path = ServerPath::parse(&q.path)?;
+    let target = access.resolve(&path, Need::Write)?;
+    let space = state.meta.space_of(target.ns).await?;
+    Ok(Json(proto::SpaceInfo {
+        available_bytes: space.available_bytes(),
+        charged_to: space.owner_name,
+        quota_bytes: space.quota_bytes,
+        usage_bytes: space.usage_bytes,
+    }))
 }
 
 async fn mkdir(

@@ -28,6 +28,7 @@ use crate::state::AppState;
         proto::DeviceInfo,
         proto::EntryKind,
         proto::EntryInfo,
+        proto::SpaceInfo,
         proto::ListResponse,
         proto::PathRequest,
         proto::DeleteRequest,
@@ -142,6 +143,13 @@ const ENDPOINTS: &[Endpoint] = &[
         "Describe one entry (query: path)",
         None,
         Some("EntryInfo"),
+    ),
+    (
+        "get",
+        "/api/v1/files/space",
+        "The room for writing at a path: quota and usage of the account charged for it, the folder's owner (query: path)",
+        None,
+        Some("SpaceInfo"),
     ),
     (
         "post",

@@ -383,6 +383,21 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            // The room of whoever a new file there is charged to: a question for those
+            // who may create one (Dave asks about a /Team of his own, and is told his).
+            method: Method::GET,
+            path: "/api/v1/files/space",
+            expect: CREATE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                get(
+                    fx,
+                    r,
+                    format!("/api/v1/files/space?path={}", team(r, "new.txt")),
+                )
+            },
+        },
+        Row {
             method: Method::POST,
             path: "/api/v1/files/mkdir",
             expect: CREATE,

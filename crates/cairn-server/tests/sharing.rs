@@ -433,4 +433,36 @@ on_each_backend!(what_members_add_counts_against_the_owners_quota, |s| {
         .call_as(Some(&bob), Method::GET, "/api/v1/account", None)
         .await;
     assert_eq!(account["usage_bytes"], 10);
+
+    // The early answer a client asks before an upload names who pays: Alice for a file
+    // in /Team, Bob for one in his home.
+    let space_at = |path: &'static str| {
+        let (s, bob) = (&s, &bob);
+        async move {
+            let uri = format!("/api/v1/files/space?path={path}");
+            let (status, body) = s.call_as(Some(bob), Method::GET, &uri, None).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    let space = space_at("/Team/new.txt").await;
+    assert_eq!(space["charged_to"], "admin", "{space}");
+    assert_eq!(space["quota_bytes"], 25, "{space}");
+    assert_eq!(space["usage_bytes"], 20, "{space}");
+    assert_eq!(space["available_bytes"], 5, "{space}");
+    let space = space_at("/new.txt").await;
+    assert_eq!(space["charged_to"], "bob", "{space}");
+    assert_eq!(space["usage_bytes"], 10, "{space}");
+    assert!(space["quota_bytes"].is_null() && space["available_bytes"].is_null());
+
+    // Bob's home full does not stop his blocks going up for Alice's roomy folder; it
+    // stops what goes into his home.
+    assert!(s.state.meta.set_quota("bob", Some(10)).await.unwrap());
+    assert!(s.state.meta.set_quota("admin", None).await.unwrap());
+    let (status, body) = try_put_file(&s, &bob, "/Team/d.txt", b"abcdefghij").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = try_put_file(&s, &bob, "/more.txt", b"klmnopqrst").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert_eq!(space_at("/new.txt").await["available_bytes"], 0);
 });

@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use cairn_core::conflict::{conflict_name, split_extension};
+use cairn_core::conflict::{copy_name, CopyReason, NameKind};
 use cairn_core::ServerPath;
 
 use crate::tree::{parent_is_folder, Kind, LocalNode, RemoteNode, SyncedNode, Tree};
@@ -586,46 +586,35 @@ fn delete_local_subtree(t: Trees<'_>, path: &ServerPath, node: &LocalNode) -> Op
     }
 }
 
+/// How many numbered conflict-copy names to try before the stamp-only fallback name.
+const MAX_CONFLICT_COPIES: u32 = 10_000;
+
 /// Moves the local item at `path` aside under a conflict copy name free on both sides.
 fn conflict_local(t: Trees<'_>, ctx: &PlanContext, path: &ServerPath) -> Operation {
     let name = path.name().unwrap_or_default();
     let parent = path.parent().unwrap_or_else(ServerPath::root);
-    let is_file = t.local.get(path).is_some_and(|n| n.kind == Kind::File);
+    let kind = match t.local.get(path).map(|n| n.kind) {
+        Some(Kind::File) => NameKind::File,
+        _ => NameKind::Folder,
+    };
     let taken = |p: &ServerPath| {
         t.local.get(p).is_some() || t.remote.get(p).is_some() || t.synced.get(p).is_some()
     };
-    let (stem, ext) = if is_file {
-        split_extension(name)
-    } else {
-        (name, "")
+    let reason = CopyReason::Conflict {
+        device: &ctx.device,
+        stamp: &ctx.stamp,
     };
-    let mut stem: Vec<char> = stem.chars().collect();
-    let mut n = 1u32;
-    // Bounded: each failed try either counts up (the name is taken) or shortens the
-    // stem (the name is too long); both run out.
-    for _ in 0..10_000 {
-        let device = if n == 1 {
-            ctx.device.clone()
-        } else {
-            format!("{} {n}", ctx.device)
-        };
-        let base: String = stem.iter().collect();
-        let candidate = if is_file {
-            conflict_name(&format!("{base}{ext}"), &device, &ctx.stamp)
-        } else {
-            format!("{base} (conflicted copy from {device} {})", ctx.stamp)
-        };
-        match parent.join(&candidate) {
+    // `copy_name` always fits the name limit, so only a taken name moves on to the next
+    // number; the trees are finite, so a free one comes.
+    for n in 1..=MAX_CONFLICT_COPIES {
+        match parent.join(&copy_name(name, kind, reason, n)) {
             Ok(to) if !taken(&to) => {
                 return Operation::ConflictLocal {
                     path: path.clone(),
                     to,
                 }
             }
-            Ok(_) => n += 1,
-            Err(_) if !stem.is_empty() => {
-                stem.pop();
-            }
+            Ok(_) => {}
             Err(_) => break,
         }
     }

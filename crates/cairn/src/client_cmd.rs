@@ -880,22 +880,7 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
     // Refuse before sending anything when the file cannot fit: the server would refuse
     // the commit anyway, after the blocks had travelled.
     let replaced = existing.as_ref().map_or(0, |e| e.size);
-    let account = client
-        .account()
-        .await
-        .doing(|| format!("cannot upload to {target}"))?;
-    if let Some(quota) = account.user.quota_bytes {
-        let growth = metadata.len().saturating_sub(replaced) as i64;
-        if growth > 0 && account.usage_bytes.saturating_add(growth) > quota {
-            bail!(
-                "cannot upload to {target}: storage quota exceeded ({} of {} used, this file needs {} more); \
-                 delete files or ask the administrator for a larger quota",
-                output::human_size(account.usage_bytes.max(0) as u64),
-                output::human_size(quota.max(0) as u64),
-                output::human_size(growth as u64),
-            );
-        }
-    }
+    check_room(session, &target, metadata.len() as i64 - replaced as i64).await?;
     let base_rev = existing.and_then(|entry| entry.rev);
 
     let bar = progress_bar(metadata.len());
@@ -924,6 +909,43 @@ async fn put(session: &Session, local: &Path, remote: &str, json: bool) -> anyho
         print_json(&outcome.commit)?;
     }
     Ok(())
+}
+
+/// Refuses, before anything is sent, an upload that would grow what is stored at
+/// `target` by `growth` bytes past the quota of the account it is charged to. That is
+/// the owner of the folder it lands in, which the server names (`GET /files/space`): a
+/// shared folder's owner, not the caller, so a member's own small quota never refuses
+/// an upload into a roomy owner's folder. The commit checks again, and is the authority.
+pub(crate) async fn check_room(session: &Session, target: &str, growth: i64) -> anyhow::Result<()> {
+    if growth <= 0 {
+        return Ok(());
+    }
+    let space = session
+        .client
+        .space(target)
+        .await
+        .doing(|| format!("cannot upload to {target}"))?;
+    let Some(quota) = space.quota_bytes else {
+        return Ok(());
+    };
+    if space.usage_bytes.saturating_add(growth) <= quota {
+        return Ok(());
+    }
+    let used = output::human_size(space.usage_bytes.max(0) as u64);
+    let quota = output::human_size(quota.max(0) as u64);
+    let needed = output::human_size(growth as u64);
+    if space.charged_to == session.credentials.user {
+        bail!(
+            "cannot upload to {target}: storage quota exceeded ({used} of {quota} used, \
+             this needs {needed} more); delete files or ask the administrator for a larger quota"
+        )
+    }
+    let owner = &space.charged_to;
+    bail!(
+        "cannot upload to {target}: storage quota exceeded for {owner}, who owns the folder \
+         and is charged for what it holds ({used} of {quota} used, this needs {needed} more); \
+         ask {owner} to make room, or the administrator for a larger quota"
+    )
 }
 
 /// The line on stderr after an upload of `from` (a local path, or standard input).

@@ -320,6 +320,78 @@ fn a_user_at_quota_cannot_upload_and_is_told_why() {
     assert!(!out.status.success());
 }
 
+#[test]
+fn a_member_with_a_small_quota_uploads_into_a_roomy_owners_shared_folder() {
+    // Bob's own quota is 1 KB; admin (Alice here), who has none, shares /Team with him
+    // as an editor. A file there is charged to its owner, so the CLI must not refuse it
+    // for Bob's quota, and a file in Bob's own home must be refused before it is sent.
+    let server = Server::start();
+    let out = server.admin(
+        &["user", "add", "bob", "--password-stdin", "--quota", "1000"],
+        "bob pw\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alice = server.login("admin");
+    let bob = server.login_with("bob", "bob pw");
+    alice.ok(&["mkdir", "/Team"]);
+    alice.ok(&["share", "add", "/Team", "--with", "bob", "--role", "editor"]);
+
+    let work = tempfile::tempdir().unwrap();
+    let big = work.path().join("big.bin");
+    random_file(&big, 100_000, 7);
+    bob.ok(&["put", big.to_str().unwrap(), "/Team/big.bin"]);
+    let tree = work.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    random_file(&tree.join("one.bin"), 100_000, 8);
+    random_file(&tree.join("two.bin"), 1_000, 9);
+    bob.ok(&["put", "-r", tree.to_str().unwrap(), "/Team/"]);
+    let listing = alice.ok(&["ls", "/Team/tree"]);
+    assert!(
+        listing.contains("one.bin") && listing.contains("two.bin"),
+        "{listing}"
+    );
+    let status = bob.json(&["status", "--json"]);
+    assert_eq!(status["usage_bytes"], 0, "the owner pays, not the member");
+    let status = alice.json(&["status", "--json"]);
+    assert_eq!(status["usage_bytes"], 201_000);
+
+    // Into Bob's own home: refused before a block is sent, with whose quota it is.
+    let sent = server.metric("cairn_block_bytes_received_total");
+    bob.fails(
+        &["put", big.to_str().unwrap(), "/big.bin"],
+        "cannot upload to /big.bin: storage quota exceeded (0 B of",
+    );
+    bob.fails(
+        &["put", "-r", tree.to_str().unwrap(), "/"],
+        "cannot upload to /tree: storage quota exceeded (0 B of",
+    );
+    assert_eq!(
+        server.metric("cairn_block_bytes_received_total"),
+        sent,
+        "a refused upload sent blocks"
+    );
+    assert!(
+        !bob.ok(&["ls", "/"]).contains("tree"),
+        "a refused tree made its folder"
+    );
+
+    // Alice's quota lowered below what her folder holds: Bob is told it is hers.
+    let out = server.admin(&["user", "set-quota", "admin", "--quota", "250000"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bob.fails(
+        &["put", big.to_str().unwrap(), "/Team/again.bin"],
+        "storage quota exceeded for admin, who owns the folder",
+    );
+}
+
 /// Runs `cairn admin gc ARGS --json` on the server's data dir and returns its report.
 fn admin_gc(server: &Server, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["gc", "--json"];

@@ -18,6 +18,7 @@ mod gc;
 mod integrity;
 mod journal;
 mod links;
+mod quota;
 mod send;
 mod trash;
 mod tree;

@@ -18,6 +18,8 @@ fn futures_are_send(store: &MetaStore, req: CommitFile, actor: &Actor) {
     assert_send(store.user_by_id(user));
     assert_send(store.list_users());
     assert_send(store.usage_bytes(user));
+    assert_send(store.space_of(ns));
+    assert_send(store.check_quota_of(ns, 1));
     assert_send(store.create_device(user, "d"));
     assert_send(store.device(DeviceId(1)));
     assert_send(store.create_token(user, None, &[0; 32]));

@@ -203,7 +203,7 @@ fn conflict_copy_names_do_not_clash() {
         );
     let conflict = Operation::ConflictLocal {
         path: p("/doc.txt"),
-        to: p("/doc (conflicted copy from laptop 2 2026-12-01 120000).txt"),
+        to: p("/doc (conflicted copy from laptop 2026-12-01 120000 2).txt"),
     };
     assert!(w.plan().contains(&conflict), "{:?}", w.plan());
 }

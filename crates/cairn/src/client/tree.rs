@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::local::{self, check_destination, join_checked, replace_only_files};
 use super::output::{self, count, normalize_remote};
-use super::{print_json, progress_bar, upload_target, Doing, Session};
+use super::{check_room, print_json, progress_bar, upload_target, Doing, Session};
 
 /// Files up to this size go in batches; larger ones alone. The same line the sync
 /// client draws: a file of at most the chunker's minimum is one block.
@@ -178,6 +178,17 @@ pub(super) async fn put_tree(
             .collect(),
         None => HashMap::new(),
     };
+
+    // Refuse before anything is sent (folders included) when the tree cannot fit in the
+    // quota of whoever it is charged to; the commits check again, file by file.
+    let adding: u64 = files.iter().map(|f| f.size).sum();
+    let replacing: u64 = files
+        .iter()
+        .filter_map(|f| there.get(&f.remote.key()))
+        .filter(|e| e.kind == EntryKind::File)
+        .map(|e| e.size)
+        .sum();
+    check_room(session, &target, adding as i64 - replacing as i64).await?;
 
     // Folders first, parents before children, a thousand per request; one that cannot
     // be made takes what would go in it along.
