@@ -948,7 +948,6 @@ pub(crate) async fn check_room(session: &Session, target: &str, growth: i64) -> 
     )
 }
 
-/// The line on stderr after an upload of `from` (a local path, or standard input).
 /// Where an upload of something named `name` to REMOTE goes, as `cp` decides: REMOTE
 /// itself, or `REMOTE/name` when REMOTE ends with '/' or is an existing folder; with
 /// what is there now (its revision is the base a replacement names). The caller judges
@@ -975,6 +974,7 @@ pub(crate) async fn upload_target(
     }
 }
 
+/// The line on stderr after an upload of `from` (a local path, or standard input).
 fn report_upload(commit: &CommitResponse, stats: cairn_client::UploadStats, from: &str) {
     let renamed = if commit.renamed {
         " (stored under a conflict name)"
