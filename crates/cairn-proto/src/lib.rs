@@ -10,6 +10,72 @@ use utoipa::ToSchema;
 /// The API version, the path segment under which every endpoint lives.
 pub const API_VERSION: &str = "v1";
 
+/// What the server accepts as a path (`ServerPath::parse`), as a regular expression: `/`,
+/// or `/`-separated names that are not empty, `.` or `..` and hold no control
+/// characters. (Names are also limited to 255 bytes and paths to 4,096, counted in
+/// UTF-8 after NFC normalization, which a pattern cannot say.)
+pub const PATH_PATTERN: &str = "^(/|(/([^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]*|\\.[^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]*|\\.\\.[^/\\x00-\\x1f\\x7f-\\x9f]+))+)$";
+
+/// What the server accepts as a block or content hash: 64 hex digits (sent lowercase).
+pub const HASH_PATTERN: &str = "^[0-9a-fA-F]{64}$";
+
+/// The schema of a path on the server (see [`PATH_PATTERN`]); fields that carry one
+/// name it with `#[schema(value_type = ApiPath)]`.
+#[derive(Debug)]
+pub struct ApiPath;
+
+impl utoipa::PartialSchema for ApiPath {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A path on the server: `/` or `/`-separated names (not empty, `.` or `..`, \
+                 no control characters, at most 255 bytes each, 4,096 in all)",
+            ))
+            .pattern(Some(PATH_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(4096))
+            .into()
+    }
+}
+
+impl ToSchema for ApiPath {}
+
+/// The schema of a BLAKE3 hash as the API carries it (see [`HASH_PATTERN`]).
+#[derive(Debug)]
+pub struct HashHex;
+
+impl utoipa::PartialSchema for HashHex {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A BLAKE3 hash: 64 hex digits"))
+            .pattern(Some(HASH_PATTERN))
+            .min_length(Some(64))
+            .max_length(Some(64))
+            .into()
+    }
+}
+
+impl ToSchema for HashHex {}
+
+/// The schema of a body of raw bytes (a block, a file, a batch of blocks).
+#[derive(Debug)]
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for Binary {}
+
 /// The body of every 4xx and 5xx response.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -161,12 +227,14 @@ pub struct ListResponse {
 /// A request naming one path (`mkdir`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PathRequest {
+    #[schema(value_type = ApiPath)]
     pub path: String,
 }
 
 /// `POST /api/v1/files/delete`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeleteRequest {
+    #[schema(value_type = ApiPath)]
     pub path: String,
     /// Delete only if the entry is a file at this revision; otherwise 409 `conflict`
     /// with the current entry, and nothing changes.
@@ -177,7 +245,9 @@ pub struct DeleteRequest {
 /// `POST /api/v1/files/move` and `/copy`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MoveRequest {
+    #[schema(value_type = ApiPath)]
     pub from: String,
+    #[schema(value_type = ApiPath)]
     pub to: String,
     /// Move (or copy) only if `from` is a file at this revision; otherwise 409
     /// `conflict` with the current entry, and nothing changes.
@@ -188,6 +258,7 @@ pub struct MoveRequest {
 /// `POST /api/v1/blocks/check`: which of these must I upload?
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BlockCheckRequest {
+    #[schema(value_type = Vec<HashHex>)]
     pub hashes: Vec<String>,
 }
 
@@ -218,6 +289,7 @@ pub struct BlockUploadResponse {
 /// One block of a file, in order.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BlockRef {
+    #[schema(value_type = HashHex)]
     pub hash: String,
     pub size: u32,
 }
@@ -225,6 +297,7 @@ pub struct BlockRef {
 /// `POST /api/v1/files/commit`: make `path` the file made of `blocks`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CommitRequest {
+    #[schema(value_type = ApiPath)]
     pub path: String,
     pub blocks: Vec<BlockRef>,
     /// The revision this content was based on; absent for a new file. A stale base is
@@ -252,6 +325,7 @@ pub enum CommitBatchItem {
 /// transaction (parents before children).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CommitBatchRequest {
+    #[schema(max_items = 1000)]
     pub items: Vec<CommitBatchItem>,
 }
 
@@ -285,6 +359,7 @@ pub struct CommitBatchResponse {
 /// are refused with `batch_full` (ask for them again).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ContentBatchRequest {
+    #[schema(value_type = Vec<ApiPath>, max_items = 1000)]
     pub paths: Vec<String>,
 }
 
@@ -343,6 +418,7 @@ pub struct VersionsResponse {
 /// `POST /api/v1/files/restore`: make an old version current again (as a new version).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RestoreRequest {
+    #[schema(value_type = ApiPath)]
     pub path: String,
     pub version: String,
 }
@@ -385,6 +461,7 @@ pub struct TrashRestoreRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ApiPath>)]
     pub path: Option<String>,
 }
 
@@ -403,6 +480,7 @@ pub struct TrashPurgeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ApiPath>)]
     pub path: Option<String>,
     #[serde(default)]
     pub all: bool,
@@ -575,6 +653,7 @@ pub struct PollResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ShareRequest {
     /// The folder, at the top of the caller's files.
+    #[schema(value_type = ApiPath)]
     pub path: String,
     /// The account to share it with.
     pub with: String,
@@ -587,6 +666,7 @@ pub struct ShareRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ShareRemoveRequest {
     /// The shared folder, as the caller sees it.
+    #[schema(value_type = ApiPath)]
     pub path: String,
     /// The member to remove.
     pub with: String,
@@ -622,6 +702,7 @@ pub struct ShareListResponse {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct LinkCreateRequest {
     /// The file or folder, as the caller sees it.
+    #[schema(value_type = ApiPath)]
     pub path: String,
     /// Visitors must give this password first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
