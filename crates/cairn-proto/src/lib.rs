@@ -12,12 +12,17 @@ pub const API_VERSION: &str = "v1";
 
 /// What the server accepts as a path (`ServerPath::parse`), as a regular expression: `/`,
 /// or `/`-separated names that are not empty, `.` or `..` and hold no control
-/// characters. (Names are also limited to 255 bytes and paths to 4,096, counted in
-/// UTF-8 after NFC normalization, which a pattern cannot say.)
-pub const PATH_PATTERN: &str = "^(/|(/([^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]*|\\.[^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]*|\\.\\.[^/\\x00-\\x1f\\x7f-\\x9f]+))+)$";
+/// characters. The server counts a name's 255 bytes and a path's 4,096 in UTF-8 after
+/// NFC normalization, which a pattern cannot; the schema asks for at most 63 characters
+/// a name and 1,024 a path, which fit whatever the characters.
+pub const PATH_PATTERN: &str = "^(/|(/([^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]{0,62}|\\.[^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]{0,61}|\\.\\.[^/\\x00-\\x1f\\x7f-\\x9f]{1,61}))+)$";
 
-/// What the server accepts as a block or content hash: 64 hex digits (sent lowercase).
-pub const HASH_PATTERN: &str = "^[0-9a-fA-F]{64}$";
+/// What the server accepts as a block or content hash: 64 lowercase hex digits.
+pub const HASH_PATTERN: &str = "^[0-9a-f]{64}$";
+
+/// What the server accepts as a device name: 1 to 64 bytes without control characters
+/// (at most 16 characters here, which fit whatever the characters).
+pub const DEVICE_NAME_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,16}$";
 
 /// The schema of a path on the server (see [`PATH_PATTERN`]); fields that carry one
 /// name it with `#[schema(value_type = ApiPath)]`.
@@ -34,7 +39,7 @@ impl utoipa::PartialSchema for ApiPath {
             ))
             .pattern(Some(PATH_PATTERN))
             .min_length(Some(1))
-            .max_length(Some(4096))
+            .max_length(Some(1024))
             .into()
     }
 }
@@ -58,6 +63,26 @@ impl utoipa::PartialSchema for HashHex {
 }
 
 impl ToSchema for HashHex {}
+
+/// The schema of a device's name (see [`DEVICE_NAME_PATTERN`]).
+#[derive(Debug)]
+pub struct DeviceName;
+
+impl utoipa::PartialSchema for DeviceName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A device's name: 1 to 64 bytes, no control characters",
+            ))
+            .pattern(Some(DEVICE_NAME_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(16))
+            .into()
+    }
+}
+
+impl ToSchema for DeviceName {}
 
 /// The schema of a body of raw bytes (a block, a file, a batch of blocks).
 #[derive(Debug)]
@@ -124,6 +149,7 @@ pub struct LoginRequest {
     pub password: String,
     /// Registers a device with this name and binds the token to it.
     #[serde(default)]
+    #[schema(value_type = Option<DeviceName>)]
     pub device_name: Option<String>,
 }
 
@@ -160,6 +186,7 @@ pub struct AccountInfo {
 /// `POST /api/v1/devices`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceRequest {
+    #[schema(value_type = DeviceName)]
     pub name: String,
 }
 

@@ -198,6 +198,10 @@ async fn the_document_states_what_the_server_enforces() {
         "#/components/schemas/ApiPath"
     );
     assert_eq!(schemas["HashHex"]["pattern"], cairn_proto::HASH_PATTERN);
+    assert_eq!(
+        schemas["DeviceRequest"]["properties"]["name"]["$ref"],
+        "#/components/schemas/DeviceName"
+    );
     let hash_param = &op("get", "/api/v1/blocks/{hash}")["parameters"][0];
     assert_eq!(hash_param["schema"]["$ref"], "#/components/schemas/HashHex");
     // An id is an integer, and a batch body an object with at most 1000 items.
