@@ -16,6 +16,97 @@ pub use limits::*;
 /// The API version, the path segment under which every endpoint lives.
 pub const API_VERSION: &str = "v1";
 
+/// What the server accepts as a path (`ServerPath::parse`), as a regular expression: `/`,
+/// or `/`-separated names that are not empty, `.` or `..` and hold no control
+/// characters. The server counts a name's 255 bytes and a path's 4,096 in UTF-8 after
+/// NFC normalization, which a pattern cannot; the schema asks for at most 63 characters
+/// a name and 1,024 a path, which fit whatever the characters.
+pub const PATH_PATTERN: &str = "^(/|(/([^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]{0,62}|\\.[^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]{0,61}|\\.\\.[^/\\x00-\\x1f\\x7f-\\x9f]{1,61}))+)$";
+
+/// What the server accepts as a block or content hash: 64 lowercase hex digits.
+pub const HASH_PATTERN: &str = "^[0-9a-f]{64}$";
+
+/// What the server accepts as a device name: 1 to 64 bytes without control characters
+/// (at most 16 characters here, which fit whatever the characters).
+pub const DEVICE_NAME_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,16}$";
+
+/// The schema of a path on the server (see [`PATH_PATTERN`]); fields that carry one
+/// name it with `#[schema(value_type = ApiPath)]`.
+#[derive(Debug)]
+pub struct ApiPath;
+
+impl utoipa::PartialSchema for ApiPath {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A path on the server: `/` or `/`-separated names (not empty, `.` or `..`, \
+                 no control characters, at most 255 bytes each, 4,096 in all)",
+            ))
+            .pattern(Some(PATH_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(1024))
+            .into()
+    }
+}
+
+impl ToSchema for ApiPath {}
+
+/// The schema of a BLAKE3 hash as the API carries it (see [`HASH_PATTERN`]).
+#[derive(Debug)]
+pub struct HashHex;
+
+impl utoipa::PartialSchema for HashHex {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A BLAKE3 hash: 64 hex digits"))
+            .pattern(Some(HASH_PATTERN))
+            .min_length(Some(64))
+            .max_length(Some(64))
+            .into()
+    }
+}
+
+impl ToSchema for HashHex {}
+
+/// The schema of a device's name (see [`DEVICE_NAME_PATTERN`]).
+#[derive(Debug)]
+pub struct DeviceName;
+
+impl utoipa::PartialSchema for DeviceName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A device's name: 1 to 64 bytes, no control characters",
+            ))
+            .pattern(Some(DEVICE_NAME_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(16))
+            .into()
+    }
+}
+
+impl ToSchema for DeviceName {}
+
+/// The schema of a body of raw bytes (a block, a file, a batch of blocks).
+#[derive(Debug)]
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for Binary {}
+
 /// The body of every 4xx and 5xx response.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -64,6 +155,7 @@ pub struct LoginRequest {
     pub password: String,
     /// Registers a device with this name and binds the token to it.
     #[serde(default)]
+    #[schema(value_type = Option<DeviceName>)]
     pub device_name: Option<String>,
 }
 
@@ -117,6 +209,7 @@ pub struct SpaceInfo {
 /// `POST /api/v1/devices`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceRequest {
+    #[schema(value_type = DeviceName)]
     pub name: String,
 }
 
@@ -184,12 +277,14 @@ pub struct ListResponse {
 /// A request naming one path (`mkdir`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PathRequest {
+    #[schema(value_type = ApiPath)]
     pub path: String,
 }
 
 /// `POST /api/v1/files/delete`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeleteRequest {
+    #[schema(value_type = ApiPath)]
     pub path: String,
     /// Delete only if the entry is a file at this revision; otherwise 409 `conflict`
     /// with the current entry, and nothing changes.
@@ -200,7 +295,9 @@ pub struct DeleteRequest {
 /// `POST /api/v1/files/move` and `/copy`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MoveRequest {
+    #[schema(value_type = ApiPath)]
     pub from: String,
+    #[schema(value_type = ApiPath)]
     pub to: String,
     /// Move (or copy) only if `from` is a file at this revision; otherwise 409
     /// `conflict` with the current entry, and nothing changes.
@@ -211,6 +308,7 @@ pub struct MoveRequest {
 /// `POST /api/v1/blocks/check`: which of these must I upload?
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BlockCheckRequest {
+    #[schema(value_type = Vec<HashHex>)]
     pub hashes: Vec<String>,
 }
 
@@ -243,6 +341,7 @@ pub struct BlockUploadResponse {
 /// One block of a file, in order.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BlockRef {
+    #[schema(value_type = HashHex)]
     pub hash: String,
     pub size: u32,
 }
@@ -250,6 +349,7 @@ pub struct BlockRef {
 /// `POST /api/v1/files/commit`: make `path` the file made of `blocks`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CommitRequest {
+    #[schema(value_type = ApiPath)]
     pub path: String,
     pub blocks: Vec<BlockRef>,
     /// The revision this content was based on; absent for a new file. A stale base is
@@ -277,6 +377,7 @@ pub enum CommitBatchItem {
 /// transaction (parents before children).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CommitBatchRequest {
+    #[schema(max_items = 1000)]
     pub items: Vec<CommitBatchItem>,
 }
 
@@ -311,6 +412,7 @@ pub struct CommitBatchResponse {
 /// again).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ContentBatchRequest {
+    #[schema(value_type = Vec<ApiPath>, max_items = 1000)]
     pub paths: Vec<String>,
 }
 
@@ -364,6 +466,7 @@ pub struct VersionsResponse {
 /// `POST /api/v1/files/restore`: make an old version current again (as a new version).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RestoreRequest {
+    #[schema(value_type = ApiPath)]
     pub path: String,
     pub version: String,
 }
@@ -406,6 +509,7 @@ pub struct TrashRestoreRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ApiPath>)]
     pub path: Option<String>,
 }
 
@@ -424,6 +528,7 @@ pub struct TrashPurgeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ApiPath>)]
     pub path: Option<String>,
     #[serde(default)]
     pub all: bool,
@@ -596,6 +701,7 @@ pub struct PollResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ShareRequest {
     /// The folder, at the top of the caller's files.
+    #[schema(value_type = ApiPath)]
     pub path: String,
     /// The account to share it with.
     pub with: String,
@@ -608,6 +714,7 @@ pub struct ShareRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ShareRemoveRequest {
     /// The shared folder, as the caller sees it.
+    #[schema(value_type = ApiPath)]
     pub path: String,
     /// The member to remove.
     pub with: String,
@@ -643,6 +750,7 @@ pub struct ShareListResponse {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct LinkCreateRequest {
     /// The file or folder, as the caller sees it.
+    #[schema(value_type = ApiPath)]
     pub path: String,
     /// Visitors must give this password first.
     #[serde(default, skip_serializing_if = "Option::is_none")]

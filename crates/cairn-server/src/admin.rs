@@ -7,7 +7,6 @@
 //! files, hands its shared folders to their first editor, and frees its name.
 
 use axum::extract::State;
-use axum::routing::{delete, get, post};
 use axum::Router;
 use cairn_meta::{DeletedUser, User};
 use cairn_proto as proto;
@@ -16,16 +15,16 @@ use crate::access::Admin;
 use crate::auth::check_new_password;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, PathParam};
-use crate::routes::Routes;
+use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Routes::api()
-        .at("/admin/users", get(list))
-        .at("/admin/users/{name}", delete(remove))
-        .at("/admin/users/{name}/password", post(set_password))
-        .at("/admin/users/{name}/disable", post(disable))
-        .at("/admin/users/{name}/enable", post(enable))
+        .at(endpoint!(list))
+        .at(endpoint!(remove))
+        .at(endpoint!(set_password))
+        .at(endpoint!(disable))
+        .at(endpoint!(enable))
         .build()
 }
 
@@ -64,6 +63,15 @@ pub fn user_delete_response(name: &str, report: &DeletedUser) -> proto::UserDele
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    responses(
+        (status = 200, description = "Every account with its usage, oldest first", body = proto::AdminUserListResponse),
+        (status = 403, description = "The caller is no administrator", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     _admin: Admin,
@@ -88,6 +96,17 @@ async fn user_named(state: &AppState, name: &str) -> ApiResult<User> {
 
 /// Sets the password and signs out every session of the account (the administrator
 /// sets one because the old is lost or leaked, so no old session should outlive it).
+#[utoipa::path(
+    post,
+    path = "/admin/users/{name}/password",
+    params(("name" = String, Path, description = "The account's user name")),
+    request_body = proto::AdminSetPasswordRequest,
+    responses(
+        (status = 200, description = "Set; every session of the account is signed out", body = proto::PasswordChangeResponse),
+        (status = 404, description = "No such account", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn set_password(
     State(state): State<AppState>,
     admin: Admin,
@@ -108,6 +127,17 @@ async fn set_password(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/users/{name}/disable",
+    params(("name" = String, Path, description = "The account's user name")),
+    responses(
+        (status = 200, description = "Disabled: no login, its tokens and links refused at once", body = proto::AdminUserInfo),
+        (status = 404, description = "No such account", body = proto::ErrorBody),
+        (status = 409, description = "The last enabled administrator", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn disable(
     State(state): State<AppState>,
     admin: Admin,
@@ -116,6 +146,16 @@ async fn disable(
     set_disabled(&state, &admin, &name, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/users/{name}/enable",
+    params(("name" = String, Path, description = "The account's user name")),
+    responses(
+        (status = 200, description = "Enabled again, as it was", body = proto::AdminUserInfo),
+        (status = 404, description = "No such account", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn enable(
     State(state): State<AppState>,
     admin: Admin,
@@ -139,6 +179,17 @@ async fn set_disabled(
     Ok(Json(admin_user_info(&user, usage)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/users/{name}",
+    params(("name" = String, Path, description = "The account's user name")),
+    responses(
+        (status = 200, description = "Deleted with its files; its shared folders pass to their first editor, or are deleted when they have none", body = proto::UserDeleteResponse),
+        (status = 404, description = "No such account", body = proto::ErrorBody),
+        (status = 409, description = "The last enabled administrator", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn remove(
     State(state): State<AppState>,
     admin: Admin,

@@ -11,7 +11,6 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use axum::routing::{get, post};
 use axum::Router;
 use cairn_core::DeviceId;
 use cairn_meta::User;
@@ -21,7 +20,7 @@ use rand::RngCore;
 use crate::convert::{device_info, user_info};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::routes::Routes;
+use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 
 /// Longest accepted user or device name.
@@ -31,11 +30,11 @@ const MAX_PASSWORD_LEN: usize = 1024;
 
 pub fn router() -> Router<AppState> {
     Routes::api()
-        .at("/auth/login", post(login))
-        .at("/auth/logout", post(logout))
-        .at("/account", get(account))
-        .at("/account/password", post(change_password))
-        .at("/devices", post(register_device))
+        .at(endpoint!(login))
+        .at(endpoint!(logout))
+        .at(endpoint!(account))
+        .at(endpoint!(change_password))
+        .at(endpoint!(register_device))
         .build()
 }
 
@@ -219,6 +218,16 @@ fn check_name(kind: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    request_body = proto::LoginRequest,
+    responses(
+        (status = 200, description = "A bearer token", body = proto::LoginResponse),
+        (status = 401, description = "Wrong user name or password, or a disabled account", body = proto::ErrorBody),
+        (status = 429, description = "Too many failed logins; try again later", body = proto::ErrorBody)
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -310,6 +319,17 @@ fn refuse_if_throttled(state: &AppState, account_key: &str, address_key: &str) -
 /// The token it calls with keeps working; every other session of the account is
 /// signed out, as Google and Dropbox do, since a password is changed when it may have
 /// leaked.
+#[utoipa::path(
+    post,
+    path = "/account/password",
+    request_body = proto::PasswordChangeRequest,
+    responses(
+        (status = 200, description = "Changed; every other session of the account is signed out", body = proto::PasswordChangeResponse),
+        (status = 403, description = "The old password is wrong", body = proto::ErrorBody),
+        (status = 429, description = "Too many wrong passwords; try again later", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn change_password(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -352,11 +372,27 @@ async fn change_password(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    responses(
+        (status = 204, description = "The calling token is revoked")
+    ),
+    security(("bearer" = []))
+)]
 async fn logout(State(state): State<AppState>, auth: AuthUser) -> ApiResult<StatusCode> {
     state.meta.delete_token(&auth.token_hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/account",
+    responses(
+        (status = 200, description = "The caller's account and usage", body = proto::AccountInfo)
+    ),
+    security(("bearer" = []))
+)]
 async fn account(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -373,6 +409,15 @@ async fn account(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/devices",
+    request_body = proto::DeviceRequest,
+    responses(
+        (status = 201, description = "The device, registered", body = proto::DeviceInfo)
+    ),
+    security(("bearer" = []))
+)]
 async fn register_device(
     State(state): State<AppState>,
     auth: AuthUser,

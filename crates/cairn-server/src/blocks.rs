@@ -10,34 +10,41 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
 use axum::Router;
 use cairn_core::BlockHash;
 use cairn_proto as proto;
+use cairn_proto::HashHex;
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, PathParam};
 use crate::metrics::{BLOCKS_DEDUPLICATED, BLOCKS_STORED, BLOCK_BYTES_RECEIVED, BLOCK_BYTES_SENT};
-use crate::routes::{BodyLimit, Routes};
+use crate::routes::{endpoint, BodyLimit, Routes};
 use crate::state::AppState;
 
 pub fn router(max_block_size: usize) -> Router<AppState> {
     Routes::api()
-        .at("/blocks/check", post(check))
+        .at(endpoint!(check))
         .at_limited(
-            "/blocks/batch",
             BodyLimit::Bytes(proto::block_batch::body_limit(max_block_size)),
-            post(upload_batch),
+            endpoint!(upload_batch),
         )
         .at_limited(
-            "/blocks/{hash}",
             BodyLimit::Bytes(max_block_size),
-            put(upload).get(download),
+            endpoint!(upload, download),
         )
         .build()
 }
 
+#[utoipa::path(
+    post,
+    path = "/blocks/check",
+    request_body = proto::BlockCheckRequest,
+    responses(
+        (status = 200, description = "The blocks the caller must upload", body = proto::BlockCheckResponse)
+    ),
+    security(("bearer" = []))
+)]
 async fn check(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -179,6 +186,15 @@ fn parse_batch(body: &Bytes, max_block: usize) -> ApiResult<Vec<(BlockHash, Byte
 /// Many blocks in one request, for trees of small files: all are verified before any
 /// is stored, written with one batched durable write (`BlockStore::put_many`) and
 /// recorded in one transaction, with the same store check inside it as single uploads.
+#[utoipa::path(
+    post,
+    path = "/blocks/batch",
+    request_body(content = proto::Binary, content_type = "application/octet-stream", description = "Blocks, each framed as [32-byte hash][u32 BE length][bytes]"),
+    responses(
+        (status = 200, description = "Every block verified and stored", body = proto::BlockBatchResponse)
+    ),
+    security(("bearer" = []))
+)]
 async fn upload_batch(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -298,6 +314,17 @@ async fn ensure_all_stored(
     Ok(())
 }
 
+#[utoipa::path(
+    put,
+    path = "/blocks/{hash}",
+    params(("hash" = HashHex, Path, description = "The block's BLAKE3 hash")),
+    request_body(content = proto::Binary, content_type = "application/octet-stream", description = "The block's bytes; they must hash to the path's hash"),
+    responses(
+        (status = 201, description = "Verified and stored", body = proto::BlockUploadResponse),
+        (status = 400, description = "The bytes hash to something else; nothing was stored", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn upload(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -330,6 +357,16 @@ async fn upload(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/blocks/{hash}",
+    params(("hash" = HashHex, Path, description = "The block's BLAKE3 hash")),
+    responses(
+        (status = 200, description = "The block's bytes", body = proto::Binary, content_type = "application/octet-stream"),
+        (status = 404, description = "The caller holds no such block", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn download(
     State(state): State<AppState>,
     auth: AuthUser,

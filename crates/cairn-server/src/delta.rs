@@ -9,17 +9,17 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use axum::Router;
 use cairn_core::{JournalSeq, NamespaceId};
 use cairn_meta::{ChangeKind, EntryKind, JournalEntry};
 use cairn_proto as proto;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::access::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
-use crate::routes::Routes;
+use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 
 /// Default and largest number of changes per answer.
@@ -30,12 +30,13 @@ const CURSOR_PREFIX: &str = "v1.";
 
 pub fn router() -> Router<AppState> {
     Routes::api()
-        .at("/delta", get(delta))
-        .at("/delta/latest", get(latest))
+        .at(endpoint!(delta))
+        .at(endpoint!(latest))
         .build()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeltaQuery {
     /// Without one, the changes from the journal's start.
     cursor: Option<String>,
@@ -134,6 +135,16 @@ pub(crate) fn positions(
 /// shared folder's changes are placed under its mount as it is now, and the home's
 /// journal holds the mount folder's creation, renames and removal, so a client must
 /// have applied those first.
+#[utoipa::path(
+    get,
+    path = "/delta",
+    params(DeltaQuery),
+    responses(
+        (status = 200, description = "Changes after the cursor, oldest first", body = proto::DeltaResponse),
+        (status = 410, description = "cursor_reset: the cursor cannot be continued; list the tree again", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn delta(
     State(state): State<AppState>,
     access: Access,
@@ -175,6 +186,14 @@ async fn delta(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/delta/latest",
+    responses(
+        (status = 200, description = "A cursor at the newest change", body = proto::CursorResponse)
+    ),
+    security(("bearer" = []))
+)]
 async fn latest(
     State(state): State<AppState>,
     access: Access,

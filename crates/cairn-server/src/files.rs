@@ -5,7 +5,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use cairn_core::chunk::{chunk_and_hash, ChunkError};
 use cairn_core::{BlockHash, NamespaceId, ServerPath, VersionId};
@@ -14,6 +13,7 @@ use cairn_proto as proto;
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use utoipa::IntoParams;
 
 use crate::access::{Access, Need, Target};
 use crate::blocks::accept_block;
@@ -21,7 +21,7 @@ use crate::convert::entry_info;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
 use crate::metrics::{BLOCK_BYTES_SENT, COMMITS};
-use crate::routes::{BodyLimit, Routes};
+use crate::routes::{endpoint, BodyLimit, Routes};
 use crate::state::AppState;
 
 /// Refuses a batch request of more than [`proto::MAX_BATCH_ITEMS`] `what`.
@@ -44,42 +44,46 @@ const MAX_LIST_LIMIT: u32 = 10_000;
 
 pub fn router() -> Router<AppState> {
     Routes::api()
-        .at("/files/list", get(list))
-        .at("/files/stat", get(stat))
-        .at("/files/space", get(space))
-        .at("/files/mkdir", post(mkdir))
-        .at("/files/move", post(move_entry))
-        .at("/files/copy", post(copy_entry))
-        .at("/files/delete", post(delete))
-        .at("/files/commit", post(commit))
+        .at(endpoint!(list))
+        .at(endpoint!(stat))
+        .at(endpoint!(space))
+        .at(endpoint!(mkdir))
+        .at(endpoint!(move_entry))
+        .at(endpoint!(copy_entry))
+        .at(endpoint!(delete))
+        .at(endpoint!(commit))
         .at_limited(
-            "/files/commit_batch",
             BodyLimit::Bytes(proto::MAX_COMMIT_BATCH_BODY),
-            post(commit_batch),
+            endpoint!(commit_batch),
         )
-        .at("/files/blocks", get(file_blocks))
-        .at("/files/content_batch", post(content_batch))
-        .at("/files/versions", get(versions))
-        .at("/files/restore", post(restore))
+        .at(endpoint!(file_blocks))
+        .at(endpoint!(content_batch))
+        .at(endpoint!(versions))
+        .at(endpoint!(restore))
         // The body is chunked as it streams in, so its size needs no cap here.
-        .at_limited(
-            "/files/content",
-            BodyLimit::Streamed,
-            get(download).put(upload),
-        )
+        .at_limited(BodyLimit::Streamed, endpoint!(download, upload))
         .build()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PathQuery {
+    /// The entry.
+    #[param(value_type = proto::ApiPath)]
     path: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The folder; `/` when absent.
     #[serde(default = "root_path")]
+    #[param(value_type = Option<proto::ApiPath>)]
     path: String,
+    /// The page after this name (the last of the previous page).
     after: Option<String>,
+    /// Entries per page: 1000 when absent, at most 10,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
@@ -142,6 +146,16 @@ async fn stat_existing(
     Ok((target, entry))
 }
 
+#[utoipa::path(
+    get,
+    path = "/files/list",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of the folder, sorted by name", body = proto::ListResponse),
+        (status = 404, description = "No such folder", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     access: Access,
@@ -204,6 +218,16 @@ fn shared_info(m: &cairn_meta::Membership) -> proto::SharedInfo {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/files/stat",
+    params(PathQuery),
+    responses(
+        (status = 200, description = "The entry", body = proto::EntryInfo),
+        (status = 404, description = "No such entry", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn stat(
     State(state): State<AppState>,
     access: Access,
@@ -219,6 +243,17 @@ async fn stat(
 /// member's upload into a roomy owner's shared folder is not refused for the member's own
 /// quota, and one that cannot fit is refused before its bytes travel. Needs the right to
 /// write there: the answer is about the owner's account.
+#[utoipa::path(
+    get,
+    path = "/files/space",
+    params(PathQuery),
+    responses(
+        (status = 200, description = "The quota and usage of the account a file at this path is charged to", body = proto::SpaceInfo),
+        (status = 403, description = "The caller may not write there", body = proto::ErrorBody),
+        (status = 404, description = "No such folder", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn space(
     State(state): State<AppState>,
     access: Access,
@@ -235,6 +270,16 @@ async fn space(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/files/mkdir",
+    request_body = proto::PathRequest,
+    responses(
+        (status = 201, description = "The folder, made with its missing parents", body = proto::EntryInfo),
+        (status = 409, description = "Something is at that path already", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn mkdir(
     State(state): State<AppState>,
     access: Access,
@@ -363,6 +408,17 @@ async fn transfer_across(
     Ok(access.outer_entry(entry))
 }
 
+#[utoipa::path(
+    post,
+    path = "/files/move",
+    request_body = proto::MoveRequest,
+    responses(
+        (status = 200, description = "The entry at its new path", body = proto::EntryInfo),
+        (status = 404, description = "No such entry", body = proto::ErrorBody),
+        (status = 409, description = "A stale base revision or a name that is taken: the current entry is in the error", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn move_entry(
     State(state): State<AppState>,
     access: Access,
@@ -417,6 +473,17 @@ async fn move_entry(
     Ok(Json(entry_view(&access, access.outer_entry(entry))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/files/copy",
+    request_body = proto::MoveRequest,
+    responses(
+        (status = 201, description = "The copy", body = proto::EntryInfo),
+        (status = 404, description = "No such entry", body = proto::ErrorBody),
+        (status = 409, description = "A stale base revision or a name that is taken: the current entry is in the error", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn copy_entry(
     State(state): State<AppState>,
     access: Access,
@@ -452,6 +519,17 @@ async fn copy_entry(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/files/delete",
+    request_body = proto::DeleteRequest,
+    responses(
+        (status = 204, description = "Moved to the trash"),
+        (status = 404, description = "No such entry", body = proto::ErrorBody),
+        (status = 409, description = "A stale base revision or a name that is taken: the current entry is in the error", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn delete(
     State(state): State<AppState>,
     access: Access,
@@ -575,6 +653,17 @@ fn block_refs(state: &AppState, blocks: &[proto::BlockRef]) -> ApiResult<Vec<Blo
         .collect()
 }
 
+#[utoipa::path(
+    post,
+    path = "/files/commit",
+    request_body = proto::CommitRequest,
+    responses(
+        (status = 200, description = "The file, made of the blocks", body = proto::CommitResponse),
+        (status = 409, description = "A stale base revision or a name that is taken: the current entry is in the error", body = proto::ErrorBody),
+        (status = 422, description = "Blocks the caller has not uploaded: missing_blocks lists them", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn commit(
     State(state): State<AppState>,
     access: Access,
@@ -602,6 +691,15 @@ async fn commit(
 /// beside its own. An item the server cannot even read (a bad path, hash or revision)
 /// or that the caller may not write is refused on its own like one the store refuses;
 /// only a batch too large or a body that is not a batch fails the whole request.
+#[utoipa::path(
+    post,
+    path = "/files/commit_batch",
+    request_body = proto::CommitBatchRequest,
+    responses(
+        (status = 200, description = "One result per item, in order", body = proto::CommitBatchResponse)
+    ),
+    security(("bearer" = []))
+)]
 async fn commit_batch(
     State(state): State<AppState>,
     access: Access,
@@ -726,6 +824,16 @@ fn batch_item(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/files/blocks",
+    params(PathQuery),
+    responses(
+        (status = 200, description = "The file's block list", body = proto::FileBlocksResponse),
+        (status = 404, description = "No such file", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn file_blocks(
     State(state): State<AppState>,
     access: Access,
@@ -751,6 +859,15 @@ async fn file_blocks(
 /// the format). Each file is read whole before its record is sent, so a file with a
 /// damaged block gets an error record like any other refusal, never wrong bytes, and
 /// the response holds at most one file in memory at a time.
+#[utoipa::path(
+    post,
+    path = "/files/content_batch",
+    request_body = proto::ContentBatchRequest,
+    responses(
+        (status = 200, description = "Framed records, one per path: a u32 BE header length, a ContentBatchHeader as JSON, then the content", body = proto::Binary, content_type = "application/octet-stream")
+    ),
+    security(("bearer" = []))
+)]
 async fn content_batch(
     State(state): State<AppState>,
     access: Access,
@@ -858,6 +975,16 @@ async fn whole_small_file(
     Ok((entry, content))
 }
 
+#[utoipa::path(
+    get,
+    path = "/files/versions",
+    params(PathQuery),
+    responses(
+        (status = 200, description = "The file's versions, newest first", body = proto::VersionsResponse),
+        (status = 404, description = "No such file", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn versions(
     State(state): State<AppState>,
     access: Access,
@@ -886,6 +1013,16 @@ async fn versions(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/files/restore",
+    request_body = proto::RestoreRequest,
+    responses(
+        (status = 200, description = "The old content, as a new version", body = proto::CommitResponse),
+        (status = 404, description = "No such file or version", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn restore(
     State(state): State<AppState>,
     access: Access,
@@ -918,17 +1055,36 @@ fn file_rev(entry: &Entry) -> ApiResult<VersionId> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// Where the file goes.
+    #[param(value_type = proto::ApiPath)]
     path: String,
+    /// The revision the content replaces; absent for a new file.
     base_rev: Option<String>,
+    /// On a conflict, store the content as a conflict copy beside the file instead.
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     autorename: bool,
+    /// The file's modification time, Unix milliseconds.
     mtime: Option<i64>,
 }
 
 /// Whole-file upload: the server chunks the streamed body itself, holding only a few
 /// chunks in memory however large the file is.
+#[utoipa::path(
+    put,
+    path = "/files/content",
+    params(UploadQuery),
+    request_body(content = proto::Binary, content_type = "application/octet-stream", description = "The whole file; the server chunks it"),
+    responses(
+        (status = 200, description = "The file", body = proto::CommitResponse),
+        (status = 409, description = "A stale base revision or a name that is taken: the current entry is in the error", body = proto::ErrorBody),
+        (status = 413, description = "Over the quota", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn upload(
     State(state): State<AppState>,
     access: Access,
@@ -1103,6 +1259,18 @@ fn parse_range(header: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRan
     Ok(Some(range))
 }
 
+#[utoipa::path(
+    get,
+    path = "/files/content",
+    params(PathQuery, ("Range" = Option<String>, Header, description = "One byte range, as bytes=START-END")),
+    responses(
+        (status = 200, description = "The file's content", body = proto::Binary, content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range", body = proto::Binary, content_type = "application/octet-stream"),
+        (status = 404, description = "No such file", body = proto::ErrorBody),
+        (status = 416, description = "The range is outside the file", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn download(
     State(state): State<AppState>,
     access: Access,

@@ -254,9 +254,10 @@ pub fn router(state: AppState) -> Router {
 
 /// Every route, merged in one place (see [`routes::Routes`]).
 pub(crate) fn routes(config: &Config) -> Router<AppState> {
+    use openapi::{__path_document, __path_server_info, document, server_info};
     let api = Routes::api()
-        .at("/info", get(openapi::server_info))
-        .at("/openapi.json", get(openapi::document))
+        .at(routes::endpoint!(server_info))
+        .at(routes::endpoint!(document))
         .build()
         .merge(auth::router())
         .merge(admin::router())
@@ -270,8 +271,8 @@ pub(crate) fn routes(config: &Config) -> Router<AppState> {
         // Block routes set their own limit: a block, not a JSON document.
         .merge(blocks::router(config.chunker.max_size));
     Routes::nested_at("")
-        .at("/healthz", get(|| async { "ok" }))
-        .at("/metrics", get(|| async { metrics::handle().render() }))
+        .page("/healthz", get(|| async { "ok" }))
+        .page("/metrics", get(|| async { metrics::handle().render() }))
         .build()
         .nest(routes::API, api)
 }

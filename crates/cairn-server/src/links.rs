@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::routing::post;
 use axum::Router;
 use cairn_core::ServerPath;
 use cairn_meta::{Entry, EntryKind, Link, LinkId, NewLink, User};
@@ -25,7 +24,7 @@ use crate::access::{Access, Need};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::gc::now_ms;
-use crate::routes::Routes;
+use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 
 pub use public::router as public_router;
@@ -35,8 +34,8 @@ const MAX_PASSWORD_LEN: usize = 1024;
 
 pub fn router() -> Router<AppState> {
     Routes::api()
-        .at("/links", post(create).get(list))
-        .at("/links/revoke", post(revoke))
+        .at(endpoint!(create, list))
+        .at(endpoint!(revoke))
         .build()
 }
 
@@ -212,6 +211,16 @@ async fn link_info(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/links",
+    request_body = proto::LinkCreateRequest,
+    responses(
+        (status = 201, description = "The link; its page is at /s/TOKEN", body = proto::LinkInfo),
+        (status = 404, description = "No such file or folder", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn create(
     State(state): State<AppState>,
     access: Access,
@@ -296,6 +305,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/links",
+    responses(
+        (status = 200, description = "The caller's links, newest first", body = proto::LinkListResponse)
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     access: Access,
@@ -310,6 +327,16 @@ async fn list(
     Ok(Json(proto::LinkListResponse { links: out }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/links/revoke",
+    request_body = proto::LinkRevokeRequest,
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "The caller has no such link", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn revoke(
     State(state): State<AppState>,
     access: Access,

@@ -4,7 +4,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::Router;
 use cairn_core::{NamespaceId, ServerPath};
 use cairn_meta::{Actor, Membership, Role};
@@ -13,13 +12,13 @@ use cairn_proto as proto;
 use crate::access::{Access, Need};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::routes::Routes;
+use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Routes::api()
-        .at("/shares", get(list).post(add))
-        .at("/shares/remove", post(remove))
+        .at(endpoint!(list, add))
+        .at(endpoint!(remove))
         .build()
 }
 
@@ -51,6 +50,17 @@ fn shared_at<'a>(access: &'a Access, path: &ServerPath) -> ApiResult<&'a Members
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/shares",
+    request_body = proto::ShareRequest,
+    responses(
+        (status = 201, description = "The shared folder with its members", body = proto::ShareInfo),
+        (status = 404, description = "No such folder or account", body = proto::ErrorBody),
+        (status = 409, description = "Shared with that account already, or the name is taken in its files", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn add(
     State(state): State<AppState>,
     access: Access,
@@ -129,6 +139,14 @@ async fn share_info(state: &AppState, mount: &Membership) -> ApiResult<proto::Sh
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/shares",
+    responses(
+        (status = 200, description = "The shared folders the caller sees", body = proto::ShareListResponse)
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     access: Access,
@@ -140,6 +158,16 @@ async fn list(
     Ok(Json(proto::ShareListResponse { shares }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/shares/remove",
+    request_body = proto::ShareRemoveRequest,
+    responses(
+        (status = 204, description = "The member is removed"),
+        (status = 404, description = "No such shared folder or member", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn remove(
     State(state): State<AppState>,
     access: Access,

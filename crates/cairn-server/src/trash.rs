@@ -4,18 +4,18 @@
 //! mounted in it), so another account's item ids answer 404 like ids that never existed.
 
 use axum::extract::State;
-use axum::routing::{get, post};
 use axum::Router;
 use cairn_core::{NamespaceId, ServerPath, TrashId};
 use cairn_meta::{Actor, EntryKind, TrashItem};
 use cairn_proto as proto;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::access::{read_only, Access, Need};
 use crate::convert::entry_info;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
-use crate::routes::Routes;
+use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 
 /// Default and largest page of the trash listing.
@@ -24,15 +24,19 @@ const MAX_LIST_LIMIT: u32 = 10_000;
 
 pub fn router() -> Router<AppState> {
     Routes::api()
-        .at("/trash", get(list))
-        .at("/trash/restore", post(restore))
-        .at("/trash/purge", post(purge))
+        .at(endpoint!(list))
+        .at(endpoint!(restore))
+        .at(endpoint!(purge))
         .build()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The page after this item id (the last of the previous page).
     after: Option<i64>,
+    /// Items per page.
+    #[param(minimum = 1)]
     limit: Option<u32>,
 }
 
@@ -64,6 +68,15 @@ pub fn trash_info(access: &Access, item: &TrashItem) -> proto::TrashItem {
 
 /// The caller's trash: what was deleted from its own files and from the shared
 /// folders it reads.
+#[utoipa::path(
+    get,
+    path = "/trash",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of the caller's trash, newest first", body = proto::TrashListResponse)
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     access: Access,
@@ -123,6 +136,16 @@ fn one_of_id_or_path() -> ApiError {
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/trash/restore",
+    request_body = proto::TrashRestoreRequest,
+    responses(
+        (status = 200, description = "Brought back, at its path or beside it as NAME (restored)", body = proto::TrashRestoreResponse),
+        (status = 404, description = "No such trash item", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn restore(
     State(state): State<AppState>,
     access: Access,
@@ -153,6 +176,16 @@ async fn restore(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/trash/purge",
+    request_body = proto::TrashPurgeRequest,
+    responses(
+        (status = 200, description = "Removed for good", body = proto::TrashPurgeResponse),
+        (status = 404, description = "No such trash item", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn purge(
     State(state): State<AppState>,
     access: Access,

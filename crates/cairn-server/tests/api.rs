@@ -12,6 +12,7 @@ mod accounts;
 mod gc;
 mod limits;
 mod notify;
+mod openapi;
 
 on_each_backend!(commit_download_and_range, |s| {
     let a = vec![1u8; 1000];

@@ -54,11 +54,11 @@ const DROP_DEVICE: &str = "public link";
 
 pub fn router() -> axum::Router<AppState> {
     Routes::nested_at("")
-        .at("/s/{token}", get(show).post(give_password))
-        .at("/s/{token}/download", get(download))
-        .at("/s/{token}/zip", get(zip_folder))
+        .page("/s/{token}", get(show).post(give_password))
+        .page("/s/{token}/download", get(download))
+        .page("/s/{token}/zip", get(zip_folder))
         // Uploads are chunked as they stream in, so their size needs no cap here.
-        .at_limited(
+        .page_limited(
             "/s/{token}/upload",
             BodyLimit::Streamed,
             axum::routing::post(upload_form).put(upload_raw),

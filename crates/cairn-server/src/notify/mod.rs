@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
 use cairn_core::{JournalSeq, NamespaceId, UserId};
 use cairn_proto as proto;
@@ -30,14 +29,17 @@ use crate::auth::AuthUser;
 use crate::delta::{encode_cursor, Position};
 use crate::error::ApiError;
 use crate::metrics::NOTIFY_CONNECTIONS;
-use crate::routes::Routes;
+use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
+use poll::{__path_poll, poll};
+use sse::{__path_stream, stream};
+use ws::{__path_upgrade, upgrade};
 
 pub fn router() -> Router<AppState> {
     Routes::api()
-        .at("/notify/ws", get(ws::upgrade))
-        .at("/notify/sse", get(sse::stream))
-        .at("/notify/poll", get(poll::poll))
+        .at(endpoint!(upgrade))
+        .at(endpoint!(stream))
+        .at(endpoint!(poll))
         .build()
 }
 

@@ -14,6 +14,7 @@ use axum::extract::State;
 use cairn_core::JournalSeq;
 use cairn_proto as proto;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::{advanced, head, Feed};
 use crate::auth::AuthUser;
@@ -25,12 +26,25 @@ use crate::state::AppState;
 const DEFAULT_TIMEOUT_SECS: u64 = 30;
 const MAX_TIMEOUT_SECS: u64 = 60;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PollQuery {
+    /// What the caller was told last; without one, the heads are answered at once.
     cursor: Option<String>,
+    /// Seconds to wait for an advance: 30 when absent, at most 60.
+    #[param(maximum = 60)]
     timeout: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/notify/poll",
+    params(PollQuery),
+    responses(
+        (status = 200, description = "What advanced past the cursor, or changed=false at the timeout; without a cursor, the heads at once", body = proto::PollResponse)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn poll(
     State(state): State<AppState>,
     auth: AuthUser,

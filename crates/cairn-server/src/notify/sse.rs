@@ -2,6 +2,7 @@
 //! block WebSockets. Each event's `data:` is the same JSON a WebSocket message carries;
 //! a comment line every heartbeat keeps proxies from closing an idle stream.
 
+use cairn_proto as proto;
 use std::convert::Infallible;
 
 use axum::extract::State;
@@ -13,6 +14,14 @@ use crate::auth::AuthUser;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/notify/sse",
+    responses(
+        (status = 200, description = "Server-sent events: one Notification as JSON per data line; heartbeat comments", body = proto::Notification, content_type = "text/event-stream")
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn stream(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Response> {
     let (feed, heads) = Feed::open(&state, &auth).await?;
     let first = futures::stream::iter(heads.into_iter().map(head));

@@ -8,6 +8,7 @@
 //! bearer token there is a leaked session. The subprotocol header is not logged by
 //! default, and the server never echoes it back.
 
+use cairn_proto as proto;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -62,6 +63,14 @@ impl FromRequestParts<AppState> for WsAuth {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/notify/ws",
+    responses(
+        (status = 101, description = "A WebSocket of Notification messages (JSON text): a head per namespace, then each advance; a ping every heartbeat. The token goes in the Authorization header or as the subprotocol cairn.bearer.TOKEN beside cairn.notify.v1", body = proto::Notification)
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn upgrade(
     State(state): State<AppState>,
     WsAuth(auth): WsAuth,
