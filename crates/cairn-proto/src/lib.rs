@@ -671,15 +671,43 @@ impl Notification {
     /// per namespace the account reads); text not of that form never counts as read,
     /// so a client that cannot tell reads the delta.
     pub fn is_read_by(&self, cursor: &str) -> bool {
-        let Some(pairs) = cursor.strip_prefix("v1.") else {
-            return false;
-        };
-        pairs.split(',').any(|pair| {
-            let Some((ns, seq)) = pair.split_once('-') else {
-                return false;
-            };
-            ns.parse::<i64>() == Ok(self.ns()) && seq.parse::<i64>().is_ok_and(|s| s >= self.seq())
+        cursor::decode(cursor).is_some_and(|positions| {
+            positions
+                .iter()
+                .any(|&(ns, seq)| ns == self.ns() && seq >= self.seq())
         })
+    }
+}
+
+/// The delta cursor's text, `v1.` and `NS-SEQ` pairs separated by commas: opaque to
+/// clients, but a client may compare a notification's position with it
+/// ([`Notification::is_read_by`]), so both sides read it through here.
+pub mod cursor {
+    /// The version prefix of every cursor this protocol hands out.
+    pub const PREFIX: &str = "v1.";
+
+    /// The text for these (namespace, journal sequence) positions.
+    pub fn encode(positions: impl IntoIterator<Item = (i64, i64)>) -> String {
+        let pairs: Vec<String> = positions
+            .into_iter()
+            .map(|(ns, seq)| format!("{ns}-{seq}"))
+            .collect();
+        format!("{PREFIX}{}", pairs.join(","))
+    }
+
+    /// The positions a cursor names, or `None` for text no server hands out (another
+    /// version, a pair that is not two numbers, a namespace below 1, a negative
+    /// sequence).
+    pub fn decode(cursor: &str) -> Option<Vec<(i64, i64)>> {
+        cursor
+            .strip_prefix(PREFIX)?
+            .split(',')
+            .map(|pair| {
+                let (ns, seq) = pair.split_once('-')?;
+                let (ns, seq) = (ns.parse::<i64>().ok()?, seq.parse::<i64>().ok()?);
+                (ns >= 1 && seq >= 0).then_some((ns, seq))
+            })
+            .collect()
     }
 }
 

@@ -26,8 +26,6 @@ use crate::state::AppState;
 const DEFAULT_LIMIT: u32 = 1000;
 const MAX_LIMIT: u32 = 10_000;
 
-const CURSOR_PREFIX: &str = "v1.";
-
 pub fn router() -> Router<AppState> {
     Routes::api()
         .at(endpoint!(delta))
@@ -50,40 +48,27 @@ pub(crate) struct Position {
     pub(crate) seq: JournalSeq,
 }
 
-/// The cursor text for these positions.
+/// The cursor text for these positions (the format is `cairn_proto::cursor`'s).
 pub(crate) fn encode_cursor(positions: &[Position]) -> String {
-    let pairs: Vec<String> = positions
-        .iter()
-        .map(|p| format!("{}-{}", p.ns.0, p.seq.0))
-        .collect();
-    format!("{CURSOR_PREFIX}{}", pairs.join(","))
+    proto::cursor::encode(positions.iter().map(|p| (p.ns.0, p.seq.0)))
 }
 
 /// The positions a cursor names; 400 `invalid_cursor` for text this server never
 /// hands out.
 pub(crate) fn decode_cursor(cursor: &str) -> Result<Vec<Position>, ApiError> {
-    let invalid = || {
+    let positions = proto::cursor::decode(cursor).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_cursor",
             "the cursor is not one this server hands out; take one from /api/v1/delta/latest",
         )
-    };
-    let pairs = cursor.strip_prefix(CURSOR_PREFIX).ok_or_else(invalid)?;
-    pairs
-        .split(',')
-        .map(|pair| {
-            let (ns, seq) = pair.split_once('-').ok_or_else(invalid)?;
-            let ns: i64 = ns.parse().map_err(|_| invalid())?;
-            let seq: i64 = seq.parse().map_err(|_| invalid())?;
-            if ns < 1 || seq < 0 {
-                return Err(invalid());
-            }
-            Ok(Position {
-                ns: NamespaceId(ns),
-                seq: JournalSeq(seq),
-            })
+    })?;
+    Ok(positions
+        .into_iter()
+        .map(|(ns, seq)| Position {
+            ns: NamespaceId(ns),
+            seq: JournalSeq(seq),
         })
-        .collect()
+        .collect())
 }
 
 /// 410 `cursor_reset`: the client must list the tree again.
