@@ -15,7 +15,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::db::{now_ms, parse_path, NsWrite, WriteTx};
 use crate::versions::delete_versions;
-use crate::{Actor, ChangeKind, EntryKind, MetaError, MetaStore};
+use crate::{Actor, ChangeKind, EntryKind, MetaError, MetaStore, User};
 
 /// What [`MetaStore::delete_user`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,55 +194,8 @@ impl MetaStore {
             tokens_revoked: 0,
         };
 
-        // The shared folders it owns: each to its first editor, or away.
-        let owned: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM namespaces WHERE owner_user_id = $1 AND id <> $2 ORDER BY id",
-        )
-        .bind(user.id.0)
-        .bind(user.home_ns.0)
-        .fetch_all(w.conn())
-        .await?;
         let mut doomed = vec![user.home_ns];
-        for ns in owned.into_iter().map(NamespaceId) {
-            let folder = owner_mount_name(w.conn(), ns, user.id).await?;
-            let heir = sqlx::query(
-                "SELECT m.user_id, u.name FROM memberships m JOIN users u ON u.id = m.user_id \
-                 WHERE m.ns_id = $1 AND m.role = 'editor' AND u.deleted_at IS NULL \
-                 ORDER BY CASE WHEN u.disabled_at IS NULL THEN 0 ELSE 1 END, \
-                          m.created_at, m.id",
-            )
-            .bind(ns.0)
-            .fetch_optional(w.conn())
-            .await?;
-            match heir {
-                Some(heir) => {
-                    let heir_id: i64 = heir.try_get("user_id")?;
-                    sqlx::query("UPDATE namespaces SET owner_user_id = $1 WHERE id = $2")
-                        .bind(heir_id)
-                        .bind(ns.0)
-                        .execute(w.conn())
-                        .await?;
-                    sqlx::query(
-                        "UPDATE memberships SET role = 'owner' WHERE ns_id = $1 AND user_id = $2",
-                    )
-                    .bind(ns.0)
-                    .bind(heir_id)
-                    .execute(w.conn())
-                    .await?;
-                    report.shares_transferred.push(TransferredShare {
-                        ns,
-                        folder,
-                        new_owner: heir.try_get("name")?,
-                    });
-                }
-                None => {
-                    w.lock_other(ns).await?;
-                    unmount_everyone(&mut w, ns, user.id).await?;
-                    report.shares_deleted.push(folder);
-                    doomed.push(ns);
-                }
-            }
-        }
+        doomed.extend(hand_on_owned_shares(&mut w, &user, &mut report).await?);
 
         // It leaves the folders of others, and its own (those just transferred and
         // those about to go): every mount folder it had is an entry of its home, which
@@ -318,6 +271,65 @@ impl MetaStore {
             .map(|r| Ok((UserId(r.try_get("user_id")?), r.try_get("bytes")?)))
             .collect()
     }
+}
+
+/// Hands on each shared folder `user` owns to its first editor (one still enabled if
+/// any), or, when it has none, unmounts it from everyone; returns the namespaces of
+/// the latter, to be deleted with the account.
+async fn hand_on_owned_shares(
+    w: &mut NsWrite,
+    user: &User,
+    report: &mut DeletedUser,
+) -> Result<Vec<NamespaceId>, MetaError> {
+    let owned: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM namespaces WHERE owner_user_id = $1 AND id <> $2 ORDER BY id",
+    )
+    .bind(user.id.0)
+    .bind(user.home_ns.0)
+    .fetch_all(w.conn())
+    .await?;
+    let mut doomed = Vec::new();
+    for ns in owned.into_iter().map(NamespaceId) {
+        let folder = owner_mount_name(w.conn(), ns, user.id).await?;
+        let heir = sqlx::query(
+            "SELECT m.user_id, u.name FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.ns_id = $1 AND m.role = 'editor' AND u.deleted_at IS NULL \
+             ORDER BY CASE WHEN u.disabled_at IS NULL THEN 0 ELSE 1 END, \
+                      m.created_at, m.id",
+        )
+        .bind(ns.0)
+        .fetch_optional(w.conn())
+        .await?;
+        match heir {
+            Some(heir) => {
+                let heir_id: i64 = heir.try_get("user_id")?;
+                sqlx::query("UPDATE namespaces SET owner_user_id = $1 WHERE id = $2")
+                    .bind(heir_id)
+                    .bind(ns.0)
+                    .execute(w.conn())
+                    .await?;
+                sqlx::query(
+                    "UPDATE memberships SET role = 'owner' WHERE ns_id = $1 AND user_id = $2",
+                )
+                .bind(ns.0)
+                .bind(heir_id)
+                .execute(w.conn())
+                .await?;
+                report.shares_transferred.push(TransferredShare {
+                    ns,
+                    folder,
+                    new_owner: heir.try_get("name")?,
+                });
+            }
+            None => {
+                w.lock_other(ns).await?;
+                unmount_everyone(w, ns, user.id).await?;
+                report.shares_deleted.push(folder);
+                doomed.push(ns);
+            }
+        }
+    }
+    Ok(doomed)
 }
 
 /// Refuses with [`MetaError::LastAdmin`] unless an enabled administrator other than

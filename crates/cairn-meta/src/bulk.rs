@@ -209,7 +209,47 @@ pub(crate) async fn apply(
     actor: &Actor,
     plan: Plan,
 ) -> Result<Option<Vec<CommitOutcome>>, MetaError> {
-    let mut references: BTreeMap<BlockHash, i64> = BTreeMap::new();
+    // References first, as a single commit takes them (see `commit_in`).
+    if !add_references(w.conn(), &references_of(&plan))
+        .await?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let ids = Ids {
+        entries: insert_entries(w, &new_entry_rows(&plan)).await?,
+        versions: HashMap::new(),
+    };
+    let mut files = Vec::new();
+    for step in &plan.steps {
+        if let Step::Commit { file, .. } = step {
+            files.push(NewVersion {
+                entry_id: ids.file(file)?,
+                blocks: &file.blocks,
+                size: file.size,
+                content: file.content,
+                mtime: file.mtime,
+            });
+        }
+    }
+    let ids = Ids {
+        versions: insert_versions(w, actor, &files).await?,
+        ..ids
+    };
+    let version_of = |id| ids.version(id);
+    insert_block_lists(w, &files, &version_of).await?;
+    point_at_versions(w, &files, &version_of).await?;
+    let written = files.len();
+    drop(files);
+
+    let outcomes = record_steps(w, plan, &ids)?;
+    tracing::debug!(ns = %w.ns, items = outcomes.len(), versions = written, "batch written in bulk");
+    Ok(Some(outcomes))
+}
+
+/// How many times the plan's commits name each block.
+fn references_of(plan: &Plan) -> BTreeMap<BlockHash, i64> {
+    let mut references = BTreeMap::new();
     for step in &plan.steps {
         if let Step::Commit { file, .. } = step {
             for b in &file.blocks {
@@ -217,19 +257,19 @@ pub(crate) async fn apply(
             }
         }
     }
-    // References first, as a single commit takes them (see `commit_in`).
-    if !add_references(w.conn(), &references).await?.is_empty() {
-        return Ok(None);
-    }
+    references
+}
 
-    let mut new_rows: Vec<NewEntry> = Vec::new();
+/// The entry rows the plan creates: its new folders and its new files.
+fn new_entry_rows(plan: &Plan) -> Vec<NewEntry> {
+    let mut rows = Vec::new();
     for step in &plan.steps {
         match step {
-            Step::Mkdir { made } => new_rows.extend(made.iter().map(NewEntry::folder)),
+            Step::Mkdir { made } => rows.extend(made.iter().map(NewEntry::folder)),
             Step::Commit { made, file } => {
-                new_rows.extend(made.iter().map(NewEntry::folder));
+                rows.extend(made.iter().map(NewEntry::folder));
                 if file.existing.is_none() {
-                    new_rows.push(NewEntry {
+                    rows.push(NewEntry {
                         path: file.path.clone(),
                         kind: EntryKind::File,
                         size: file.size,
@@ -241,42 +281,42 @@ pub(crate) async fn apply(
             Step::Folder { .. } | Step::Existing(_) => {}
         }
     }
-    let ids = insert_entries(w, &new_rows).await?;
-    let id_of = |path: &ServerPath| {
-        ids.get(&path.key())
+    rows
+}
+
+/// The ids the database gave the plan's new rows.
+struct Ids {
+    /// New entries', by path key.
+    entries: HashMap<String, EntryId>,
+    /// New versions', by entry.
+    versions: HashMap<EntryId, VersionId>,
+}
+
+impl Ids {
+    fn entry(&self, path: &ServerPath) -> Result<EntryId, MetaError> {
+        self.entries
+            .get(&path.key())
             .copied()
             .ok_or_else(|| corrupt(format!("no id returned for the new entry {path}")))
-    };
-    let file_id = |file: &NewFile| match &file.existing {
-        Some(e) => Ok(e.id),
-        None => id_of(&file.path),
-    };
+    }
 
-    let mut files = Vec::new();
-    for step in &plan.steps {
-        if let Step::Commit { file, .. } = step {
-            files.push(NewVersion {
-                entry_id: file_id(file)?,
-                blocks: &file.blocks,
-                size: file.size,
-                content: file.content,
-                mtime: file.mtime,
-            });
+    fn file(&self, file: &NewFile) -> Result<EntryId, MetaError> {
+        match &file.existing {
+            Some(e) => Ok(e.id),
+            None => self.entry(&file.path),
         }
     }
-    let versions = insert_versions(w, actor, &files).await?;
-    let version_of = |id: EntryId| {
-        versions
+
+    fn version(&self, id: EntryId) -> Result<VersionId, MetaError> {
+        self.versions
             .get(&id)
             .copied()
             .ok_or_else(|| corrupt(format!("no version returned for entry {id}")))
-    };
-    insert_block_lists(w, &files, &version_of).await?;
-    point_at_versions(w, &files, &version_of).await?;
-    let written = files.len();
-    drop(files);
+    }
+}
 
-    // Journal and outcomes, in item order.
+/// Journals the plan's changes and describes each item's outcome, in item order.
+fn record_steps(w: &mut NsWrite, plan: Plan, ids: &Ids) -> Result<Vec<CommitOutcome>, MetaError> {
     let (ns, now) = (w.ns, w.now);
     let mut folders: HashMap<String, Entry> = HashMap::new();
     let mut outcomes = Vec::with_capacity(plan.steps.len());
@@ -286,28 +326,28 @@ pub(crate) async fn apply(
             Step::Folder { .. } | Step::Existing(_) => &[],
         };
         for folder in made {
-            let entry = folder_entry(ns, id_of(folder)?, folder, now);
+            let entry = folder_entry(ns, ids.entry(folder)?, folder, now);
             w.record(ChangeKind::Mkdir, EntryKind::Folder, folder, entry.id, None);
             folders.insert(folder.key(), entry);
         }
+        let new_folder = |key: &str| {
+            folders
+                .get(key)
+                .cloned()
+                .ok_or_else(|| corrupt(format!("the new folder {key} has no entry")))
+        };
         let entry = match step {
             Step::Mkdir { made } => {
                 let folder = made
                     .last()
                     .ok_or_else(|| corrupt("a mkdir making nothing"))?;
-                folders
-                    .get(&folder.key())
-                    .cloned()
-                    .ok_or_else(|| corrupt(format!("the new folder {folder} has no entry")))?
+                new_folder(&folder.key())?
             }
-            Step::Folder { key } => folders
-                .get(&key)
-                .cloned()
-                .ok_or_else(|| corrupt(format!("the new folder {key} has no entry")))?,
+            Step::Folder { key } => new_folder(&key)?,
             Step::Existing(entry) => entry,
             Step::Commit { file, .. } => {
-                let id = file_id(&file)?;
-                let rev = version_of(id)?;
+                let id = ids.file(&file)?;
+                let rev = ids.version(id)?;
                 w.record(
                     ChangeKind::Commit,
                     EntryKind::File,
@@ -333,8 +373,7 @@ pub(crate) async fn apply(
             renamed: false,
         });
     }
-    tracing::debug!(%ns, items = outcomes.len(), versions = written, "batch written in bulk");
-    Ok(Some(outcomes))
+    Ok(outcomes)
 }
 
 /// A live entry row to insert.

@@ -151,7 +151,20 @@ impl MetaStore {
     /// change half-seen.
     pub async fn check_consistency(&self) -> Result<Vec<Inconsistency>, MetaError> {
         let mut found = Vec::new();
+        self.check_refcounts(&mut found).await?;
+        self.check_journals(&mut found).await?;
+        self.check_orphans(&mut found).await?;
+        self.check_keys(&mut found).await?;
+        self.check_current_versions(&mut found).await?;
+        self.check_version_blocks(&mut found).await?;
+        self.check_trashed_entries(&mut found).await?;
+        self.check_trash_items(&mut found).await?;
+        Ok(found)
+    }
 
+    /// Every block's reference count is the number of version blocks naming it, and
+    /// `zero_since` is set exactly when it is zero.
+    async fn check_refcounts(&self, found: &mut Vec<Inconsistency>) -> Result<(), MetaError> {
         let rows = sqlx::query(
             "SELECT b.hash, b.refcount, COALESCE(c.n, 0) AS refs, b.zero_since \
              FROM blocks b LEFT JOIN \
@@ -177,7 +190,11 @@ impl MetaStore {
                 found.push(Inconsistency::ZeroSinceMismatch { hash, refcount });
             }
         }
+        Ok(())
+    }
 
+    /// Each namespace's journal is numbered from 1 to its head, without a gap.
+    async fn check_journals(&self, found: &mut Vec<Inconsistency>) -> Result<(), MetaError> {
         let rows = sqlx::query(
             "SELECT n.id, n.journal_seq, COALESCE(j.cnt, 0) AS cnt, COALESCE(j.lo, 0) AS lo, \
                     COALESCE(j.hi, 0) AS hi \
@@ -205,7 +222,11 @@ impl MetaStore {
                 });
             }
         }
+        Ok(())
+    }
 
+    /// Every live entry outside the root has a live folder for a parent.
+    async fn check_orphans(&self, found: &mut Vec<Inconsistency>) -> Result<(), MetaError> {
         let rows = sqlx::query(
             "SELECT e.ns_id, e.path FROM entries e \
              WHERE e.deleted_at IS NULL AND e.parent_key <> '/' AND NOT EXISTS ( \
@@ -222,7 +243,11 @@ impl MetaStore {
                 path: row.try_get("path")?,
             });
         }
+        Ok(())
+    }
 
+    /// Every live entry's path is canonical, with the path and parent keys computed from it.
+    async fn check_keys(&self, found: &mut Vec<Inconsistency>) -> Result<(), MetaError> {
         // Keys are computed in Rust, so they are checked in Rust, one row at a time.
         let mut stream = sqlx::query(
             "SELECT ns_id, path, path_key, parent_key FROM entries WHERE deleted_at IS NULL",
@@ -248,7 +273,15 @@ impl MetaStore {
             }
         }
         drop(stream);
+        Ok(())
+    }
 
+    /// A folder has no version; a file's current version is its own, of its size and
+    /// content hash.
+    async fn check_current_versions(
+        &self,
+        found: &mut Vec<Inconsistency>,
+    ) -> Result<(), MetaError> {
         let rows = sqlx::query(
             "SELECT e.ns_id, e.path FROM entries e \
              LEFT JOIN versions v ON v.id = e.current_version_id \
@@ -265,7 +298,11 @@ impl MetaStore {
                 path: row.try_get("path")?,
             });
         }
+        Ok(())
+    }
 
+    /// Every version's block list is numbered from 0 without a gap and adds up to its size.
+    async fn check_version_blocks(&self, found: &mut Vec<Inconsistency>) -> Result<(), MetaError> {
         let rows = sqlx::query(
             "SELECT v.id FROM versions v LEFT JOIN version_blocks vb ON vb.version_id = v.id \
              GROUP BY v.id, v.block_count, v.size \
@@ -281,7 +318,11 @@ impl MetaStore {
                 version: VersionId(row.try_get("id")?),
             });
         }
+        Ok(())
+    }
 
+    /// An entry is deleted exactly when a trash item of its namespace holds it.
+    async fn check_trashed_entries(&self, found: &mut Vec<Inconsistency>) -> Result<(), MetaError> {
         let rows = sqlx::query(
             "SELECT e.ns_id, e.path FROM entries e LEFT JOIN trash t ON t.id = e.trash_id \
              WHERE (e.deleted_at IS NULL AND e.trash_id IS NOT NULL) \
@@ -295,7 +336,11 @@ impl MetaStore {
                 path: row.try_get("path")?,
             });
         }
+        Ok(())
+    }
 
+    /// Every trash item still holds its entry.
+    async fn check_trash_items(&self, found: &mut Vec<Inconsistency>) -> Result<(), MetaError> {
         let rows = sqlx::query(
             "SELECT t.ns_id, t.id FROM trash t WHERE NOT EXISTS ( \
                SELECT 1 FROM entries e WHERE e.id = t.entry_id AND e.trash_id = t.id)",
@@ -308,8 +353,7 @@ impl MetaStore {
                 id: TrashId(row.try_get("id")?),
             });
         }
-
-        Ok(found)
+        Ok(())
     }
 
     /// Row counts across the whole database.

@@ -175,69 +175,7 @@ impl MetaStore {
         );
         w.lock_other(shared).await?;
 
-        let root = ServerPath::root();
-        let key = folder.path.key();
-        // The live tree, parents first, journaled as the new namespace's start.
-        let below = descendants(w.conn(), owner_home, &key).await?;
-        for entry in &below {
-            let moved = crate::tree::rebase(&entry.path, &folder.path, &root)?;
-            move_row(w.conn(), entry.id, shared, &moved).await?;
-            let kind = match entry.kind {
-                EntryKind::Folder => ChangeKind::Mkdir,
-                EntryKind::File => ChangeKind::Commit,
-            };
-            w.record_in(shared, kind, entry.kind, &moved, entry.id, entry.rev)?;
-        }
-        // Trash items deleted from below the folder go with it, so members can restore
-        // them; the rows of their deleted entries follow their item.
-        let trash = sqlx::query(
-            "SELECT id, path FROM trash WHERE ns_id = $1 AND path_key > $2 AND path_key < $3",
-        )
-        .bind(owner_home.0)
-        .bind(crate::tree::subtree_start(&key))
-        .bind(crate::tree::subtree_end(&key))
-        .fetch_all(w.conn())
-        .await?;
-        for row in &trash {
-            let id: i64 = row.try_get("id")?;
-            let old = parse_path(&row.try_get::<String, _>("path")?)?;
-            let moved = crate::tree::rebase(&old, &folder.path, &root)?;
-            sqlx::query("UPDATE trash SET ns_id = $1, path = $2, path_key = $3 WHERE id = $4")
-                .bind(shared.0)
-                .bind(moved.as_str().to_owned())
-                .bind(moved.key())
-                .bind(id)
-                .execute(w.conn())
-                .await?;
-            let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE trash_id = $1");
-            let deleted = sqlx::query(&sql).bind(id).fetch_all(w.conn()).await?;
-            for entry in deleted.iter().map(entry_from_row) {
-                let entry = entry?;
-                let moved = crate::tree::rebase(&entry.path, &folder.path, &root)?;
-                move_row(w.conn(), entry.id, shared, &moved).await?;
-            }
-        }
-        sqlx::query(
-            "UPDATE versions SET ns_id = $1 \
-             WHERE entry_id IN (SELECT id FROM entries WHERE ns_id = $1)",
-        )
-        .bind(shared.0)
-        .execute(w.conn())
-        .await?;
-        // Links follow their entries; a link to the folder itself now names the shared
-        // namespace's root.
-        sqlx::query(
-            "UPDATE links SET ns_id = $1 \
-             WHERE entry_id IN (SELECT id FROM entries WHERE ns_id = $1)",
-        )
-        .bind(shared.0)
-        .execute(w.conn())
-        .await?;
-        sqlx::query("UPDATE links SET ns_id = $1, entry_id = NULL WHERE entry_id = $2")
-            .bind(shared.0)
-            .bind(folder.id.0)
-            .execute(w.conn())
-            .await?;
+        move_below(&mut w, owner_home, &folder, shared).await?;
         insert_membership(&mut w, shared, UserId(owner), Role::Owner, &folder, actor).await?;
         w.record(
             ChangeKind::Mkdir,
@@ -378,6 +316,82 @@ impl MetaStore {
             .await?;
         row.as_ref().map(entry_from_row).transpose()
     }
+}
+
+/// Moves everything below `folder` (an entry of `home`) into the new namespace
+/// `shared`: the live tree, journaled as the namespace's start, parents first; the
+/// trash items deleted from below it and their rows; their versions; their links, and
+/// those of the folder itself, which now name the namespace's root.
+async fn move_below(
+    w: &mut NsWrite,
+    home: NamespaceId,
+    folder: &Entry,
+    shared: NamespaceId,
+) -> Result<(), MetaError> {
+    let root = ServerPath::root();
+    let key = folder.path.key();
+    // The live tree, parents first, journaled as the new namespace's start.
+    let below = descendants(w.conn(), home, &key).await?;
+    for entry in &below {
+        let moved = crate::tree::rebase(&entry.path, &folder.path, &root)?;
+        move_row(w.conn(), entry.id, shared, &moved).await?;
+        let kind = match entry.kind {
+            EntryKind::Folder => ChangeKind::Mkdir,
+            EntryKind::File => ChangeKind::Commit,
+        };
+        w.record_in(shared, kind, entry.kind, &moved, entry.id, entry.rev)?;
+    }
+    // Trash items deleted from below the folder go with it, so members can restore
+    // them; the rows of their deleted entries follow their item.
+    let trash = sqlx::query(
+        "SELECT id, path FROM trash WHERE ns_id = $1 AND path_key > $2 AND path_key < $3",
+    )
+    .bind(home.0)
+    .bind(crate::tree::subtree_start(&key))
+    .bind(crate::tree::subtree_end(&key))
+    .fetch_all(w.conn())
+    .await?;
+    for row in &trash {
+        let id: i64 = row.try_get("id")?;
+        let old = parse_path(&row.try_get::<String, _>("path")?)?;
+        let moved = crate::tree::rebase(&old, &folder.path, &root)?;
+        sqlx::query("UPDATE trash SET ns_id = $1, path = $2, path_key = $3 WHERE id = $4")
+            .bind(shared.0)
+            .bind(moved.as_str().to_owned())
+            .bind(moved.key())
+            .bind(id)
+            .execute(w.conn())
+            .await?;
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE trash_id = $1");
+        let deleted = sqlx::query(&sql).bind(id).fetch_all(w.conn()).await?;
+        for entry in deleted.iter().map(entry_from_row) {
+            let entry = entry?;
+            let moved = crate::tree::rebase(&entry.path, &folder.path, &root)?;
+            move_row(w.conn(), entry.id, shared, &moved).await?;
+        }
+    }
+    sqlx::query(
+        "UPDATE versions SET ns_id = $1 \
+         WHERE entry_id IN (SELECT id FROM entries WHERE ns_id = $1)",
+    )
+    .bind(shared.0)
+    .execute(w.conn())
+    .await?;
+    // Links follow their entries; a link to the folder itself now names the shared
+    // namespace's root.
+    sqlx::query(
+        "UPDATE links SET ns_id = $1 \
+         WHERE entry_id IN (SELECT id FROM entries WHERE ns_id = $1)",
+    )
+    .bind(shared.0)
+    .execute(w.conn())
+    .await?;
+    sqlx::query("UPDATE links SET ns_id = $1, entry_id = NULL WHERE entry_id = $2")
+        .bind(shared.0)
+        .bind(folder.id.0)
+        .execute(w.conn())
+        .await?;
+    Ok(())
 }
 
 async fn insert_membership(
