@@ -10,8 +10,8 @@ use cairn_core::BlockHash;
 use cairn_proto::block_batch::encode_frame;
 use cairn_proto::{
     AccountInfo, BlockBatchResponse, BlockCheckRequest, BlockCheckResponse, BlockUploadResponse,
-    CommitBatchRequest, CommitBatchResponse, CommitRequest, CommitResponse, CursorResponse,
-    DeleteRequest, DeltaResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody,
+    CommitBatchRequest, CommitBatchResponse, CommitRequest, CommitResponse, CopyRequest,
+    CursorResponse, DeleteRequest, DeltaResponse, DeviceInfo, DeviceRequest, EntryInfo, ErrorBody,
     FileBlocksResponse, ListResponse, LoginRequest, LoginResponse, MoveRequest, PathRequest,
     RestoreRequest, ServerInfo, ShareInfo, ShareListResponse, ShareRemoveRequest, ShareRequest,
     TrashItem, TrashListResponse, TrashPurgeRequest, TrashPurgeResponse, TrashRestoreRequest,
@@ -250,10 +250,9 @@ impl Client {
 
     /// `POST /api/v1/files/copy`: copies a file or folder (no content is transferred).
     pub async fn copy_entry(&self, from: &str, to: &str) -> Result<EntryInfo, ClientError> {
-        let request = MoveRequest {
+        let request = CopyRequest {
             from: from.to_owned(),
             to: to.to_owned(),
-            base_rev: None,
         };
         self.post_json("files/copy", &request, RetryPolicy::ConnectOnly)
             .await

@@ -213,7 +213,7 @@ fn read_and_chunk(
 /// One refused item as the error a single request would have given.
 pub(crate) fn item_error(error: cairn_proto::ErrorDetail) -> ClientError {
     let status = match error.code.as_str() {
-        "conflict" | "already_exists" | "not_a_folder" | "is_a_folder" => 409,
+        "conflict" | "already_exists" | "not_a_folder" | "is_a_folder" | "missing_blocks" => 409,
         "quota_exceeded" => 403,
         "not_found" => 404,
         "internal" => 500,

@@ -16,79 +16,166 @@ pub use limits::*;
 /// The API version, the path segment under which every endpoint lives.
 pub const API_VERSION: &str = "v1";
 
+/// One name of a path, as a regular expression: not empty, `.` or `..`, no `/` and no
+/// control characters, at most 63 characters (see [`PATH_PATTERN`]).
+macro_rules! name_pattern {
+    () => {
+        "([^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]{0,62}|\\.[^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]{0,61}|\\.\\.[^/\\x00-\\x1f\\x7f-\\x9f]{1,61})"
+    };
+}
+
 /// What the server accepts as a path (`ServerPath::parse`), as a regular expression: `/`,
 /// or `/`-separated names that are not empty, `.` or `..` and hold no control
 /// characters. The server counts a name's 255 bytes and a path's 4,096 in UTF-8 after
 /// NFC normalization, which a pattern cannot; the schema asks for at most 63 characters
 /// a name and 1,024 a path, which fit whatever the characters.
-pub const PATH_PATTERN: &str = "^(/|(/([^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]{0,62}|\\.[^/\\x00-\\x1f\\x7f-\\x9f.][^/\\x00-\\x1f\\x7f-\\x9f]{0,61}|\\.\\.[^/\\x00-\\x1f\\x7f-\\x9f]{1,61}))+)$";
+pub const PATH_PATTERN: &str = concat!("^(/|(/", name_pattern!(), ")+)$");
+
+/// A path that names an entry: any path but the root (see [`PATH_PATTERN`]). Endpoints
+/// that create, change or remove one entry refuse the root.
+pub const ENTRY_PATH_PATTERN: &str = concat!("^(/", name_pattern!(), ")+$");
+
+/// A folder at the top of one's files, the only place a shared folder can be.
+pub const TOP_FOLDER_PATTERN: &str = concat!("^/", name_pattern!(), "$");
 
 /// What the server accepts as a block or content hash: 64 lowercase hex digits.
 pub const HASH_PATTERN: &str = "^[0-9a-f]{64}$";
 
-/// What the server accepts as a device name: 1 to 64 bytes without control characters
-/// (at most 16 characters here, which fit whatever the characters).
-pub const DEVICE_NAME_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,16}$";
+/// The longest user or device name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
 
-/// The schema of a path on the server (see [`PATH_PATTERN`]); fields that carry one
-/// name it with `#[schema(value_type = ApiPath)]`.
+/// What the server accepts as a user or device name: 1 to [`MAX_NAME_CHARS`] characters,
+/// none of them a control character ([`DEVICE_NAME_PATTERN`] says the same).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && !name.chars().any(char::is_control)
+}
+
+/// [`is_valid_name`] as a regular expression, for the API document.
+pub const DEVICE_NAME_PATTERN: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$";
+
+/// A string schema: what `pattern` matches, `min` to `max` characters.
+fn string_schema(
+    description: &str,
+    pattern: &str,
+    min: usize,
+    max: usize,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(description))
+        .pattern(Some(pattern))
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .into()
+}
+
+/// Schemas of strings the server parses, each a unit type a field names with
+/// `#[schema(value_type = …)]` (or a parameter with `#[param(value_type = …)]`).
+macro_rules! string_schemas {
+    ($($(#[$doc:meta])* $name:ident: $description:literal, $pattern:expr, $min:literal..=$max:literal;)+) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                string_schema($description, $pattern, $min, $max)
+            }
+        }
+
+        impl ToSchema for $name {}
+    )+};
+}
+
+string_schemas! {
+    /// A path on the server (see [`PATH_PATTERN`]).
+    ApiPath: "A path on the server: `/` or `/`-separated names (not empty, `.` or `..`, \
+              no control characters, at most 255 bytes each, 4,096 in all)",
+        PATH_PATTERN, 1..=1024;
+    /// A path naming an entry, not the root (see [`ENTRY_PATH_PATTERN`]).
+    EntryPath: "A path naming a file or folder: `/`-separated names (not empty, `.` or \
+                `..`, no control characters, at most 255 bytes each, 4,096 in all)",
+        ENTRY_PATH_PATTERN, 2..=1024;
+    /// A folder at the top of one's files (see [`TOP_FOLDER_PATTERN`]).
+    TopFolder: "A folder at the top of your files: `/` and one name",
+        TOP_FOLDER_PATTERN, 2..=64;
+    /// A BLAKE3 hash as the API carries it (see [`HASH_PATTERN`]).
+    HashHex: "A BLAKE3 hash: 64 hex digits", HASH_PATTERN, 64..=64;
+    /// A device's name (see [`DEVICE_NAME_PATTERN`]).
+    DeviceName: "A device's name: 1 to 64 characters, no control characters",
+        DEVICE_NAME_PATTERN, 1..=64;
+    /// A file's revision (see [`revision`]).
+    Revision: "A file's revision, as the server handed it out", revision::PATTERN, 1..=18;
+    /// A delta cursor (see [`cursor`]).
+    DeltaCursor: "A position in the journals, as `/delta` handed it out",
+        cursor::PATTERN, 6..=8192;
+}
+
+/// A schema written as JSON, for what the derive cannot say (an enumeration of strings,
+/// "exactly one of").
+fn json_schema(
+    schema: serde_json::Value,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    serde_json::from_value(schema).expect("a valid schema")
+}
+
+/// The roles a member can be given (`owner` is not given, it is had).
 #[derive(Debug)]
-pub struct ApiPath;
+pub struct ShareRoleName;
 
-impl utoipa::PartialSchema for ApiPath {
+impl utoipa::PartialSchema for ShareRoleName {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some(
-                "A path on the server: `/` or `/`-separated names (not empty, `.` or `..`, \
-                 no control characters, at most 255 bytes each, 4,096 in all)",
-            ))
-            .pattern(Some(PATH_PATTERN))
-            .min_length(Some(1))
-            .max_length(Some(1024))
-            .into()
+        json_schema(serde_json::json!({
+            "type": "string",
+            "description": "`editor` (read and write) or `viewer` (read only)",
+            "enum": ["editor", "viewer"],
+        }))
     }
 }
 
-impl ToSchema for ApiPath {}
+impl ToSchema for ShareRoleName {}
 
-/// The schema of a BLAKE3 hash as the API carries it (see [`HASH_PATTERN`]).
-#[derive(Debug)]
-pub struct HashHex;
+/// A file's revision on the wire: the decimal number of its version, opaque to clients.
+pub mod revision {
+    /// What a revision looks like: a number without sign or leading zero, of at most 18
+    /// digits (so it fits an `i64`).
+    pub const PATTERN: &str = "^(0|[1-9][0-9]{0,17})$";
 
-impl utoipa::PartialSchema for HashHex {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some("A BLAKE3 hash: 64 hex digits"))
-            .pattern(Some(HASH_PATTERN))
-            .min_length(Some(64))
-            .max_length(Some(64))
-            .into()
+    /// The version a revision names, or `None` for text no server hands out.
+    pub fn parse(rev: &str) -> Option<i64> {
+        let digits = rev.bytes().all(|b| b.is_ascii_digit());
+        let canonical = rev == "0" || !rev.starts_with('0');
+        (digits && canonical && (1..=18).contains(&rev.len()))
+            .then(|| rev.parse().ok())
+            .flatten()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::parse;
+
+        #[test]
+        fn only_canonical_numbers_are_revisions() {
+            assert_eq!(parse("0"), Some(0));
+            assert_eq!(parse("42"), Some(42));
+            assert_eq!(parse("999999999999999999"), Some(999_999_999_999_999_999));
+            for bad in [
+                "",
+                "-1",
+                "+1",
+                "007",
+                "1.0",
+                " 1",
+                "1e3",
+                "9999999999999999999",
+            ] {
+                assert_eq!(parse(bad), None, "{bad:?}");
+            }
+        }
     }
 }
-
-impl ToSchema for HashHex {}
-
-/// The schema of a device's name (see [`DEVICE_NAME_PATTERN`]).
-#[derive(Debug)]
-pub struct DeviceName;
-
-impl utoipa::PartialSchema for DeviceName {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some(
-                "A device's name: 1 to 64 bytes, no control characters",
-            ))
-            .pattern(Some(DEVICE_NAME_PATTERN))
-            .min_length(Some(1))
-            .max_length(Some(16))
-            .into()
-    }
-}
-
-impl ToSchema for DeviceName {}
 
 /// The schema of a body of raw bytes (a block, a file, a batch of blocks).
 #[derive(Debug)]
@@ -277,32 +364,45 @@ pub struct ListResponse {
 /// A request naming one path (`mkdir`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PathRequest {
-    #[schema(value_type = ApiPath)]
+    #[schema(value_type = EntryPath)]
     pub path: String,
 }
 
 /// `POST /api/v1/files/delete`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeleteRequest {
-    #[schema(value_type = ApiPath)]
+    #[schema(value_type = EntryPath)]
     pub path: String,
     /// Delete only if the entry is a file at this revision; otherwise 409 `conflict`
     /// with the current entry, and nothing changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Revision>)]
     pub base_rev: Option<String>,
 }
 
-/// `POST /api/v1/files/move` and `/copy`.
+/// `POST /api/v1/files/move`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MoveRequest {
-    #[schema(value_type = ApiPath)]
+    #[schema(value_type = EntryPath)]
     pub from: String,
-    #[schema(value_type = ApiPath)]
+    #[schema(value_type = EntryPath)]
     pub to: String,
-    /// Move (or copy) only if `from` is a file at this revision; otherwise 409
-    /// `conflict` with the current entry, and nothing changes.
+    /// Move only if `from` is a file at this revision; otherwise 409 `conflict` with
+    /// the current entry, and nothing changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Revision>)]
     pub base_rev: Option<String>,
+}
+
+/// `POST /api/v1/files/copy`. A copy changes nothing at its source, so it takes no
+/// base revision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyRequest {
+    #[schema(value_type = EntryPath)]
+    pub from: String,
+    #[schema(value_type = EntryPath)]
+    pub to: String,
 }
 
 /// `POST /api/v1/blocks/check`: which of these must I upload?
@@ -349,12 +449,13 @@ pub struct BlockRef {
 /// `POST /api/v1/files/commit`: make `path` the file made of `blocks`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CommitRequest {
-    #[schema(value_type = ApiPath)]
+    #[schema(value_type = EntryPath)]
     pub path: String,
     pub blocks: Vec<BlockRef>,
     /// The revision this content was based on; absent for a new file. A stale base is
     /// refused with 409 and the current entry, unless `autorename` is set.
     #[serde(default)]
+    #[schema(value_type = Option<Revision>)]
     pub base_rev: Option<String>,
     /// On a conflict, store the content as a conflict copy beside the file instead.
     #[serde(default)]
@@ -466,8 +567,9 @@ pub struct VersionsResponse {
 /// `POST /api/v1/files/restore`: make an old version current again (as a new version).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RestoreRequest {
-    #[schema(value_type = ApiPath)]
+    #[schema(value_type = EntryPath)]
     pub path: String,
+    #[schema(value_type = Revision)]
     pub version: String,
 }
 
@@ -504,13 +606,51 @@ pub struct TrashListResponse {
 
 /// `POST /api/v1/trash/restore`: name the item by `id`, or by `path` (the most recently
 /// deleted item that was deleted from there). Exactly one of the two.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrashRestoreRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<ApiPath>)]
     pub path: Option<String>,
+}
+
+impl utoipa::PartialSchema for TrashRestoreRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        json_schema(serde_json::json!({
+            "description": "The item by `id`, or by `path`: exactly one of the two",
+            "oneOf": [trash_by("id", false), trash_by("path", false)],
+        }))
+    }
+}
+
+impl ToSchema for TrashRestoreRequest {}
+
+/// A trash request naming its item (or items) by `by` alone; in a purge (`purge`),
+/// `all: false` may stand beside it.
+fn trash_by(by: &str, purge: bool) -> serde_json::Value {
+    let mut properties = serde_json::json!({
+        "id": {"type": "integer", "format": "int64"},
+        "path": <EntryPath as utoipa::PartialSchema>::schema(),
+        "all": {"type": "boolean", "enum": [false]},
+    });
+    if by == "all" {
+        properties = serde_json::json!({"all": {"type": "boolean", "enum": [true]}});
+    } else {
+        let other = if by == "id" { "path" } else { "id" };
+        if let Some(p) = properties.as_object_mut() {
+            p.remove(other);
+            if !purge {
+                p.remove("all");
+            }
+        }
+    }
+    serde_json::json!({
+        "type": "object",
+        "properties": properties,
+        "required": [by],
+        "additionalProperties": false,
+    })
 }
 
 /// What a trash restore brought back.
@@ -523,16 +663,27 @@ pub struct TrashRestoreResponse {
 
 /// `POST /api/v1/trash/purge`: remove for good the item `id`, every item deleted from
 /// `path`, or, with `all`, the whole trash. Exactly one of the three.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrashPurgeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<ApiPath>)]
     pub path: Option<String>,
     #[serde(default)]
     pub all: bool,
 }
+
+impl utoipa::PartialSchema for TrashPurgeRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        json_schema(serde_json::json!({
+            "description": "The item `id`, the items deleted from `path`, or `all`: exactly one",
+            "oneOf": [trash_by("id", true), trash_by("path", true), trash_by("all", true)],
+        }))
+    }
+}
+
+impl ToSchema for TrashPurgeRequest {}
 
 /// The items a purge removed. Their blocks are reclaimed by the next garbage collection
 /// once nothing else references them.
@@ -686,6 +837,14 @@ pub mod cursor {
     /// The version prefix of every cursor this protocol hands out.
     pub const PREFIX: &str = "v1.";
 
+    /// The longest cursor read: a query string must stay well under what HTTP servers
+    /// take, even percent-encoded (this is about 400 namespaces of an account).
+    pub const MAX_LEN: usize = 8192;
+
+    /// What a cursor looks like, as a regular expression ([`decode`] reads exactly these).
+    pub const PATTERN: &str =
+        "^v1\\.[1-9][0-9]{0,17}-(0|[1-9][0-9]{0,17})(,[1-9][0-9]{0,17}-(0|[1-9][0-9]{0,17}))*$";
+
     /// The text for these (namespace, journal sequence) positions.
     pub fn encode(positions: impl IntoIterator<Item = (i64, i64)>) -> String {
         let pairs: Vec<String> = positions
@@ -696,16 +855,19 @@ pub mod cursor {
     }
 
     /// The positions a cursor names, or `None` for text no server hands out (another
-    /// version, a pair that is not two numbers, a namespace below 1, a negative
-    /// sequence).
+    /// version, a pair that is not two numbers written as [`crate::revision`]s are, a
+    /// namespace below 1).
     pub fn decode(cursor: &str) -> Option<Vec<(i64, i64)>> {
+        if cursor.len() > MAX_LEN {
+            return None;
+        }
         cursor
             .strip_prefix(PREFIX)?
             .split(',')
             .map(|pair| {
                 let (ns, seq) = pair.split_once('-')?;
-                let (ns, seq) = (ns.parse::<i64>().ok()?, seq.parse::<i64>().ok()?);
-                (ns >= 1 && seq >= 0).then_some((ns, seq))
+                let (ns, seq) = (crate::revision::parse(ns)?, crate::revision::parse(seq)?);
+                (ns >= 1).then_some((ns, seq))
             })
             .collect()
     }
@@ -729,11 +891,12 @@ pub struct PollResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ShareRequest {
     /// The folder, at the top of the caller's files.
-    #[schema(value_type = ApiPath)]
+    #[schema(value_type = TopFolder)]
     pub path: String,
     /// The account to share it with.
     pub with: String,
     /// `editor` (read and write) or `viewer` (read only).
+    #[schema(value_type = ShareRoleName)]
     pub role: String,
 }
 
@@ -742,7 +905,7 @@ pub struct ShareRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ShareRemoveRequest {
     /// The shared folder, as the caller sees it.
-    #[schema(value_type = ApiPath)]
+    #[schema(value_type = TopFolder)]
     pub path: String,
     /// The member to remove.
     pub with: String,
@@ -775,10 +938,10 @@ pub struct ShareListResponse {
 }
 
 /// `POST /api/v1/links`: make a public link to a file or folder of the caller's tree.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LinkCreateRequest {
     /// The file or folder, as the caller sees it.
-    #[schema(value_type = ApiPath)]
     pub path: String,
     /// Visitors must give this password first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -793,6 +956,41 @@ pub struct LinkCreateRequest {
     #[serde(default)]
     pub upload_only: bool,
 }
+
+impl utoipa::PartialSchema for LinkCreateRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        // A file drop serves no downloads, so it takes no download limit: two shapes.
+        let shape = |upload_only: bool| {
+            let max_downloads = if upload_only {
+                serde_json::json!({"type": "null"})
+            } else {
+                serde_json::json!({"type": ["integer", "null"], "format": "int64", "minimum": 1})
+            };
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "path": <EntryPath as utoipa::PartialSchema>::schema(),
+                    "password": {"type": ["string", "null"]},
+                    "expires_at": {
+                        "type": ["integer", "null"],
+                        "format": "int64",
+                        "description": "When the link stops working, Unix ms; must be in the future",
+                    },
+                    "max_downloads": max_downloads,
+                    "upload_only": {"type": "boolean", "enum": [upload_only]},
+                },
+                "required": if upload_only { vec!["path", "upload_only"] } else { vec!["path"] },
+                "additionalProperties": false,
+            })
+        };
+        json_schema(serde_json::json!({
+            "description": "A link to a file or folder, or a file drop into a folder (`upload_only`)",
+            "oneOf": [shape(false), shape(true)],
+        }))
+    }
+}
+
+impl ToSchema for LinkCreateRequest {}
 
 /// One public link, as its creator sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -42,3 +42,11 @@ pub const MAX_CONTENT_BATCH_BYTES: u64 = 64 << 20;
 /// above what the server sends, and lets a client refuse a declared length before it
 /// waits for or reads that many bytes.
 pub const MAX_CONTENT_BATCH_HEADER: usize = 256 << 10;
+
+/// Items in one page of a listing (a folder, the trash, the delta) when the request
+/// does not say.
+pub const DEFAULT_PAGE: u32 = 1000;
+
+/// The most items one page of a listing may ask for; the server answers 400
+/// `invalid_limit` outside 1 to this.
+pub const MAX_PAGE: u32 = 10_000;

@@ -23,8 +23,6 @@ use crate::extract::Json;
 use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 
-/// Longest accepted user or device name.
-const MAX_NAME_LEN: usize = 64;
 /// Longest accepted password; argon2 would take more, but nobody types this much.
 const MAX_PASSWORD_LEN: usize = 1024;
 
@@ -209,10 +207,13 @@ impl LoginLimiter {
 }
 
 fn check_name(kind: &str, name: &str) -> ApiResult<()> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    if !proto::is_valid_name(name) {
         return Err(ApiError::bad_request(
             "invalid_name",
-            format!("{kind} name must be 1 to {MAX_NAME_LEN} bytes without control characters"),
+            format!(
+                "{kind} name must be 1 to {} characters without control characters",
+                proto::MAX_NAME_CHARS
+            ),
         ));
     }
     Ok(())

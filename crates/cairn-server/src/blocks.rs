@@ -189,7 +189,7 @@ fn parse_batch(body: &Bytes, max_block: usize) -> ApiResult<Vec<(BlockHash, Byte
 #[utoipa::path(
     post,
     path = "/blocks/batch",
-    request_body(content = proto::Binary, content_type = "application/octet-stream", description = "Blocks, each framed as [32-byte hash][u32 BE length][bytes]"),
+    request_body(content = Option<proto::Binary>, content_type = "application/octet-stream", description = "Blocks, each framed as [32-byte hash][u32 BE length][bytes]; none is an empty batch"),
     responses(
         (status = 200, description = "Every block verified and stored", body = proto::BlockBatchResponse)
     ),

@@ -18,13 +18,9 @@ use utoipa::IntoParams;
 
 use crate::access::Access;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Query};
+use crate::extract::{page_size, Json, Query};
 use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
-
-/// Default and largest number of changes per answer.
-const DEFAULT_LIMIT: u32 = 1000;
-const MAX_LIMIT: u32 = 10_000;
 
 pub fn router() -> Router<AppState> {
     Routes::api()
@@ -37,7 +33,10 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct DeltaQuery {
     /// Without one, the changes from the journal's start.
+    #[param(value_type = Option<proto::DeltaCursor>)]
     cursor: Option<String>,
+    /// Changes per answer: 1000 when absent, at most 10,000 (`proto::MAX_PAGE`).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
@@ -135,7 +134,7 @@ async fn delta(
     access: Access,
     Query(q): Query<DeltaQuery>,
 ) -> ApiResult<Json<proto::DeltaResponse>> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = page_size(q.limit)?;
     let mut positions = positions(&access.namespaces(), q.cursor.as_deref())?;
     let mut changes = Vec::new();
     let mut has_more = false;

@@ -147,8 +147,9 @@ impl From<MetaError> for ApiError {
                 e.current = current.as_ref().map(|c| Box::new(entry_info(c)));
                 e
             }
+            // The request is fine; the server lacks what it names until it is uploaded.
             MetaError::MissingBlocks(hashes) => {
-                let mut e = Self::bad_request("missing_blocks", message);
+                let mut e = Self::new(S::CONFLICT, "missing_blocks", message);
                 e.missing_blocks = Some(hashes.iter().map(|h| h.to_hex()).collect());
                 e
             }

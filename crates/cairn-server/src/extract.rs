@@ -7,12 +7,103 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
+use cairn_proto as proto;
+
 use crate::error::ApiError;
 
-/// `axum::Json` with a JSON error body on rejection.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` with a JSON error body on rejection, which also takes a whole number
+/// written with a fraction (`74.0`) where an integer is expected: JSON Schema counts it
+/// as an integer, so a client generated from the API document may send one.
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_json",
+                "expected a request body with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
+            })?;
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection @ JsonRejection::JsonDataError(_)) => {
+                // Only on failure, so well-formed requests are parsed once.
+                let error = ApiError::from(rejection);
+                let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                    return Err(error);
+                };
+                if !whole_floats_to_integers(&mut value) {
+                    return Err(error);
+                }
+                serde_json::from_value(value).map(Json).map_err(|_| error)
+            }
+            Err(rejection) => Err(rejection.into()),
+        }
+    }
+}
+
+/// Whether the headers say the body is JSON: `application/json` or `application/*+json`,
+/// as `axum::Json` has it.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        _ => false,
+    }
+}
+
+/// Rewrites every float of `value` that is a whole number a float holds exactly as an
+/// integer; whether it rewrote any.
+fn whole_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // Only where a float holds every integer exactly (|f| < 2^53): beyond, the
+            // number written may not be the one parsed.
+            let integer = (f.fract() == 0.0 && f.abs() < 2f64.powi(53))
+                .then(|| serde_json::Number::from(f as i64));
+            match integer {
+                Some(i) => {
+                    *n = i;
+                    true
+                }
+                None => false,
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| whole_floats_to_integers(v) || any),
+        Value::Object(fields) => fields
+            .values_mut()
+            .fold(false, |any, v| whole_floats_to_integers(v) || any),
+        _ => false,
+    }
+}
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
@@ -70,6 +161,19 @@ fn percent_decodes_to_utf8(query: &str) -> bool {
         }
         std::str::from_utf8(&out).is_ok()
     })
+}
+
+/// The page size a listing's `limit` asks for: [`proto::DEFAULT_PAGE`] when absent, and
+/// refused outside 1 to [`proto::MAX_PAGE`] (the documented bounds of every `limit`).
+pub fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(proto::DEFAULT_PAGE),
+        Some(n) if (1..=proto::MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit {n} is outside 1 to {}", proto::MAX_PAGE),
+        )),
+    }
 }
 
 /// `axum::extract::Path` with a JSON error body on rejection.

@@ -59,14 +59,18 @@ pub(crate) fn build_document() -> utoipa::openapi::OpenApi {
     path = "/openapi.json",
     responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object))
 )]
-pub(crate) async fn document() -> Json<serde_json::Value> {
+pub(crate) async fn document(State(state): State<AppState>) -> Json<serde_json::Value> {
     static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    Json(
-        DOC.get_or_init(|| {
+    let mut doc = DOC
+        .get_or_init(|| {
             serde_json::to_value(build_document()).expect("the OpenAPI document serializes")
         })
-        .clone(),
-    )
+        .clone();
+    // The largest block is this server's setting (`chunker.max_size`).
+    if let Some(size) = doc.pointer_mut("/components/schemas/BlockRef/properties/size") {
+        size["maximum"] = state.config.chunker.max_size.into();
+    }
+    Json(doc)
 }
 
 /// The server's version and chunker sizes.

@@ -127,7 +127,10 @@ impl Endpoint {
             ("ErrorDetail".to_owned(), proto::ErrorDetail::schema()),
             // Parameters refer to these, and parameters' schemas are not collected.
             ("ApiPath".to_owned(), proto::ApiPath::schema()),
+            ("EntryPath".to_owned(), proto::EntryPath::schema()),
             ("HashHex".to_owned(), proto::HashHex::schema()),
+            ("Revision".to_owned(), proto::Revision::schema()),
+            ("DeltaCursor".to_owned(), proto::DeltaCursor::schema()),
         ];
         <P as utoipa::__dev::SchemaReferences>::schemas(&mut schemas);
         self.docs.push(Documented {

@@ -14,14 +14,11 @@ use utoipa::IntoParams;
 use crate::access::{read_only, Access, Need};
 use crate::convert::entry_info;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Query};
+use crate::extract::{page_size, Json, Query};
 use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 
 /// Default and largest page of the trash listing.
-const DEFAULT_LIST_LIMIT: u32 = 1000;
-const MAX_LIST_LIMIT: u32 = 10_000;
-
 pub fn router() -> Router<AppState> {
     Routes::api()
         .at(endpoint!(list))
@@ -35,8 +32,8 @@ pub fn router() -> Router<AppState> {
 pub struct ListQuery {
     /// The page after this item id (the last of the previous page).
     after: Option<i64>,
-    /// Items per page.
-    #[param(minimum = 1)]
+    /// Items per page: 1000 when absent, at most 10,000 (`proto::MAX_PAGE`).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
@@ -82,10 +79,7 @@ async fn list(
     access: Access,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<proto::TrashListResponse>> {
-    let limit = q
-        .limit
-        .unwrap_or(DEFAULT_LIST_LIMIT)
-        .clamp(1, MAX_LIST_LIMIT);
+    let limit = page_size(q.limit)?;
     let namespaces = access.namespaces();
     let items = state
         .meta

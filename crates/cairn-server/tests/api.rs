@@ -268,7 +268,7 @@ on_each_backend!(hostile_input_is_refused_and_leaves_no_trace, |s| {
     let (status, body) = s
         .commit(json!({"path": "/f", "blocks": [block_ref(b"never uploaded")]}))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(
         body["error"]["missing_blocks"][0],
         hex_hash(b"never uploaded")
@@ -380,7 +380,8 @@ on_each_backend!(deduplication_does_not_leak_blocks_between_accounts, |s| {
             json!({"path": "/stolen", "blocks": [block_ref(&secret)]}),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "missing_blocks");
     let (status, _) = s
         .call_as(
             Some(&bob),
@@ -1279,15 +1280,7 @@ on_each_backend!(content_batch_returns_each_file_or_its_error, |s| {
     // Larger than a batch carries; the server chunks it into several blocks.
     put_larger_than_a_batch(&s, "/cb/big").await;
 
-    let paths = [
-        "/cb/a",
-        "/cb/missing",
-        "/cb",
-        "/cb/big",
-        "no-slash",
-        "/cb/b",
-        "/cb/a",
-    ];
+    let paths = ["/cb/a", "/cb/missing", "/cb", "/cb/big", "/cb/b", "/cb/a"];
     let resp = s
         .http
         .post(s.url("/api/v1/files/content_batch"))
@@ -1310,15 +1303,23 @@ on_each_backend!(content_batch_returns_each_file_or_its_error, |s| {
     assert_eq!(code(1), "not_found");
     assert_eq!(code(2), "is_a_folder");
     assert_eq!(code(3), "too_large_for_batch");
-    assert_eq!(code(4), "invalid_path");
-    assert_eq!(records[5].1, b"bravo, a little longer");
-    assert_eq!(records[5].0["entry"]["size"], 22);
-    assert_eq!(records[6].1, b"alpha");
-    for (header, content) in &records[1..=4] {
+    assert_eq!(records[4].1, b"bravo, a little longer");
+    assert_eq!(records[4].0["entry"]["size"], 22);
+    assert_eq!(records[5].1, b"alpha");
+    for (header, content) in &records[1..=3] {
         assert!(header["entry"].is_null() && content.is_empty());
     }
 
-    // Too many paths, and no token: refused whole.
+    // A string that is not a path, too many paths, and no token: refused whole.
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/files/content_batch",
+            Some(json!({ "paths": ["/cb/a", "no-slash"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_path");
     let many: Vec<String> = (0..1001).map(|i| format!("/f{i}")).collect();
     let (status, body) = s
         .call(

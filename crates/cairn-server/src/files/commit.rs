@@ -338,9 +338,10 @@ pub(super) async fn restore(
 #[into_params(parameter_in = Query)]
 pub(super) struct UploadQuery {
     /// Where the file goes.
-    #[param(value_type = proto::ApiPath)]
+    #[param(value_type = proto::EntryPath)]
     path: String,
     /// The revision the content replaces; absent for a new file.
+    #[param(value_type = Option<proto::Revision>)]
     base_rev: Option<String>,
     /// On a conflict, store the content as a conflict copy beside the file instead.
     #[serde(default)]
@@ -356,7 +357,7 @@ pub(super) struct UploadQuery {
     put,
     path = "/files/content",
     params(UploadQuery),
-    request_body(content = proto::Binary, content_type = "application/octet-stream", description = "The whole file; the server chunks it"),
+    request_body(content = Option<proto::Binary>, content_type = "application/octet-stream", description = "The whole file; the server chunks it (none is an empty file)"),
     responses(
         (status = 200, description = "The file", body = proto::CommitResponse),
         (status = 409, description = "A stale base revision or a name that is taken: the current entry is in the error", body = proto::ErrorBody),

@@ -69,10 +69,17 @@ pub(super) async fn content_batch(
     Json(req): Json<proto::ContentBatchRequest>,
 ) -> ApiResult<Response> {
     check_batch_len(req.paths.len(), "paths")?;
+    // A path that is not one is a malformed request, refused whole; what the server
+    // refuses about a file (missing, too large, damaged) is that file's error record.
+    let paths = req
+        .paths
+        .iter()
+        .map(|p| ServerPath::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let start = (
         state,
         access,
-        req.paths.into_iter(),
+        paths.into_iter(),
         proto::MAX_CONTENT_BATCH_BYTES,
     );
     let body =
@@ -94,7 +101,7 @@ pub(super) async fn content_batch(
 async fn content_record(
     state: &AppState,
     access: &Access,
-    path: &str,
+    path: &ServerPath,
     budget: &mut u64,
 ) -> std::io::Result<Bytes> {
     let (header, content) = match whole_small_file(state, access, path, budget).await {
@@ -115,7 +122,7 @@ async fn content_record(
     };
     let mut record = Vec::new();
     proto::content_batch::encode_record(&header, &content, &mut record).map_err(|err| {
-        tracing::error!(path, %err, "content_batch record not written");
+        tracing::error!(%path, %err, "content_batch record not written");
         std::io::Error::other(err)
     })?;
     Ok(Bytes::from(record))
@@ -126,11 +133,10 @@ async fn content_record(
 async fn whole_small_file(
     state: &AppState,
     access: &Access,
-    path: &str,
+    path: &ServerPath,
     budget: &mut u64,
 ) -> ApiResult<(Entry, Vec<Bytes>)> {
-    let path = ServerPath::parse(path)?;
-    let (_, entry) = stat_existing(state, access, &path).await?;
+    let (_, entry) = stat_existing(state, access, path).await?;
     let rev = file_rev(&entry)?;
     let size = entry.size.max(0) as u64;
     if size > proto::MAX_CONTENT_BATCH_FILE {
@@ -156,7 +162,7 @@ async fn whole_small_file(
             .blocks
             .get_required(block.hash)
             .await
-            .map_err(|err| ApiError::from_required_block(err, Some(&path)))?;
+            .map_err(|err| ApiError::from_required_block(err, Some(path)))?;
         content.push(data);
     }
     let sent: u64 = content.iter().map(|d| d.len() as u64).sum();

@@ -105,7 +105,7 @@ async fn device_name(state: &AppState, access: &Access) -> ApiResult<String> {
 }
 
 fn parse_rev(rev: &str) -> ApiResult<VersionId> {
-    rev.parse::<i64>().map(VersionId).map_err(|_| {
+    proto::revision::parse(rev).map(VersionId).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_rev",
             format!("revision {rev:?} is not one this server issued"),

@@ -10,14 +10,10 @@ use utoipa::IntoParams;
 
 use crate::access::{Access, Need, Target};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Query};
+use crate::extract::{page_size, Json, Query};
 use crate::state::AppState;
 
 use super::{actor, entry_view, parse_rev, stat_existing, PathQuery};
-
-/// Default and largest page of a folder listing.
-const DEFAULT_LIST_LIMIT: u32 = 1000;
-const MAX_LIST_LIMIT: u32 = 10_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -28,7 +24,7 @@ pub(super) struct ListQuery {
     path: String,
     /// The page after this name (the last of the previous page).
     after: Option<String>,
-    /// Entries per page: 1000 when absent, at most 10,000.
+    /// Entries per page: 1000 when absent, at most 10,000 (`proto::MAX_PAGE`).
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
@@ -54,10 +50,7 @@ pub(super) async fn list(
 ) -> ApiResult<Json<proto::ListResponse>> {
     let path = ServerPath::parse(&q.path)?;
     let target = access.resolve(&path, Need::Read)?;
-    let limit = q
-        .limit
-        .unwrap_or(DEFAULT_LIST_LIMIT)
-        .clamp(1, MAX_LIST_LIMIT);
+    let limit = page_size(q.limit)?;
     // The page cursor is the key of the last entry sent, in the caller's view; inside
     // a shared folder the store pages by keys inside its namespace.
     let after = q.after.as_deref().map(|key| match &target.mount {
@@ -176,9 +169,9 @@ pub(super) async fn mkdir(
     ))
 }
 
-fn move_paths(req: &proto::MoveRequest) -> ApiResult<(ServerPath, ServerPath)> {
-    let from = ServerPath::parse(&req.from)?;
-    let to = ServerPath::parse(&req.to)?;
+fn move_paths(from: &str, to: &str) -> ApiResult<(ServerPath, ServerPath)> {
+    let from = ServerPath::parse(from)?;
+    let to = ServerPath::parse(to)?;
     if from.is_root() || to.is_root() {
         return Err(ApiError::bad_request(
             "invalid_move",
@@ -295,7 +288,7 @@ pub(super) async fn move_entry(
     access: Access,
     Json(req): Json<proto::MoveRequest>,
 ) -> ApiResult<Json<proto::EntryInfo>> {
-    let (from, to) = move_paths(&req)?;
+    let (from, to) = move_paths(&req.from, &req.to)?;
     let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
     let source = access.resolve(&from, Need::Read)?;
     if source.is_mount_point() {
@@ -347,7 +340,7 @@ pub(super) async fn move_entry(
 #[utoipa::path(
     post,
     path = "/files/copy",
-    request_body = proto::MoveRequest,
+    request_body = proto::CopyRequest,
     responses(
         (status = 201, description = "The copy", body = proto::EntryInfo),
         (status = 404, description = "No such entry", body = proto::ErrorBody),
@@ -358,15 +351,9 @@ pub(super) async fn move_entry(
 pub(super) async fn copy_entry(
     State(state): State<AppState>,
     access: Access,
-    Json(req): Json<proto::MoveRequest>,
+    Json(req): Json<proto::CopyRequest>,
 ) -> ApiResult<(StatusCode, Json<proto::EntryInfo>)> {
-    let (from, to) = move_paths(&req)?;
-    if req.base_rev.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "base_rev is a precondition for move and delete; a copy changes nothing at its source",
-        ));
-    }
+    let (from, to) = move_paths(&req.from, &req.to)?;
     let source = access.resolve(&from, Need::Read)?;
     let target = access.resolve(&to, Need::Write)?;
     if source.ns != target.ns {

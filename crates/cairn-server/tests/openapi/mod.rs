@@ -193,9 +193,23 @@ async fn the_document_states_what_the_server_enforces() {
     let pattern = path["pattern"].as_str().unwrap();
     assert_eq!(pattern, cairn_proto::PATH_PATTERN);
     assert_eq!(path["minLength"], 1);
+    // A request naming one entry takes any path but the root, which it refuses.
     assert_eq!(
         schemas["PathRequest"]["properties"]["path"]["$ref"],
-        "#/components/schemas/ApiPath"
+        "#/components/schemas/EntryPath"
+    );
+    assert_eq!(
+        schemas["EntryPath"]["pattern"],
+        cairn_proto::ENTRY_PATH_PATTERN
+    );
+    // Revisions and cursors are what the server hands out, nothing looser.
+    assert_eq!(
+        schemas["Revision"]["pattern"],
+        cairn_proto::revision::PATTERN
+    );
+    assert_eq!(
+        schemas["DeltaCursor"]["pattern"],
+        cairn_proto::cursor::PATTERN
     );
     assert_eq!(schemas["HashHex"]["pattern"], cairn_proto::HASH_PATTERN);
     assert_eq!(
@@ -218,5 +232,24 @@ async fn the_document_states_what_the_server_enforces() {
         .as_array()
         .unwrap()
         .contains(&Value::from("paths")));
+    // The largest block is this server's setting.
+    let (_, info) = s.call(Method::GET, "/api/v1/info", None).await;
+    assert_eq!(
+        schemas["BlockRef"]["properties"]["size"]["maximum"],
+        info["chunker"]["max_size"]
+    );
+    // JSON Schema counts 7.0 as an integer, so the server takes it as one (no link 7
+    // here), but 7.5 is no id.
+    let revoke = |id: Value| {
+        s.call(
+            Method::POST,
+            "/api/v1/links/revoke",
+            Some(serde_json::json!({ "id": id })),
+        )
+    };
+    let (status, body) = revoke(serde_json::json!(7.0)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = revoke(serde_json::json!(7.5)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     s.finish().await;
 }
