@@ -95,12 +95,15 @@ fn whole_floats_to_integers(value: &mut serde_json::Value) -> bool {
                 None => false,
             }
         }
+        // Every element is rewritten, so no short-circuit here.
         Value::Array(items) => items
             .iter_mut()
-            .fold(false, |any, v| whole_floats_to_integers(v) || any),
+            .map(whole_floats_to_integers)
+            .fold(false, |any, rewrote| any | rewrote),
         Value::Object(fields) => fields
             .values_mut()
-            .fold(false, |any, v| whole_floats_to_integers(v) || any),
+            .map(whole_floats_to_integers)
+            .fold(false, |any, rewrote| any | rewrote),
         _ => false,
     }
 }
