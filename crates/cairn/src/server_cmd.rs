@@ -11,7 +11,7 @@ use cairn_server::{bootstrap_admin, open_stores, Application, Bootstrap, Config}
 use cairn_store::BlockStore;
 use clap::Subcommand;
 
-use crate::client_cmd::output::{count, format_time, human_size, Align, Table};
+use crate::client::output::{count, format_time, human_size, Align, Table};
 use crate::ServerOpts;
 
 #[derive(Debug, Subcommand)]
@@ -424,7 +424,7 @@ async fn fsck(
         .referenced_totals()
         .await
         .context("cannot count the referenced blocks")?;
-    let bar = crate::client_cmd::progress_bar(totals.bytes.max(0) as u64);
+    let bar = crate::client::progress::progress_bar(totals.bytes.max(0) as u64);
     bar.set_prefix("checking blocks ");
     let progress = bar.clone();
     let options = FsckOptions {

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::client_cmd::output::count;
-use crate::client_cmd::session;
+use crate::client::output::count;
+use crate::client::session::session;
 use crate::ClientOpts;
 
 /// How long the watcher waits for more events before a pass starts: editors write a
@@ -101,7 +101,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         session.credentials.server, session.credentials.user
     );
 
-    let config_dir = crate::client_cmd::config_dir(&args.opts)?;
+    let config_dir = crate::client::session::config_dir(&args.opts)?;
     let state_dir = config_dir.join("sync");
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
@@ -654,7 +654,7 @@ fn operation_name(op: &cairn_sync::Operation) -> Option<&'static str> {
 pub fn print_folder_status(folder: &FolderStatus) {
     let when = folder
         .last_pass_at
-        .map(|ms| format!("last pass {}", crate::client_cmd::output::format_time(ms)))
+        .map(|ms| format!("last pass {}", crate::client::output::format_time(ms)))
         .unwrap_or_else(|| "never synced".to_owned());
     println!("sync:    {} ({when})", folder.dir);
     if let Some(err) = &folder.last_error {

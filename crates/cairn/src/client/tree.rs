@@ -25,8 +25,10 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::local::{self, check_destination, join_checked, replace_only_files};
-use super::output::{self, count, normalize_remote};
-use super::{check_room, print_json, progress_bar, upload_target, Doing, Session};
+use super::output::{self, count, normalize_remote, print_json};
+use super::progress::progress_bar;
+use super::session::{Doing, Session};
+use super::transfer::{check_room, upload_target};
 
 /// Files up to this size go in batches; larger ones alone. The same line the sync
 /// client draws: a file of at most the chunker's minimum is one block.
@@ -457,7 +459,7 @@ pub(super) async fn get_tree(
         .doing(|| format!("cannot download {remote}"))?;
     if entry.kind == EntryKind::File {
         // As `cp -r` copies a file: like a plain `get`.
-        return super::get(session, &remote, local, json).await;
+        return super::transfer::get(session, &remote, local, json).await;
     }
     // The server's spelling of the folder, which its listing uses too.
     let remote = entry.path;
