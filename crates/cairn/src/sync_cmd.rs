@@ -1,5 +1,6 @@
-//! `cairn sync DIR [--once]`: glue between the login, the sync engine (`cairn-sync`),
-//! the file-system watcher and the server's notifications.
+//! `cairn sync DIR [--once]`: glue. It builds the sync engine and its daemon
+//! (`cairn-sync`) from the login, the config folder and the arguments, turns SIGINT and
+//! SIGTERM into the engine's stop, and prints and records what the daemon says.
 //!
 //! Without `--once` it runs `cairn_sync::Daemon` until stopped (SIGINT or SIGTERM: the
 //! pass in progress stops at a safe point and saves what it did), printing what each
