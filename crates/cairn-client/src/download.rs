@@ -123,22 +123,7 @@ impl Client {
     ) -> Result<DownloadOutcome, ClientError> {
         let listing = self.file_blocks(remote).await?;
         let (entry, blocks) = verified_block_list(listing)?;
-        let mut placements: Vec<BlockPlacement> = Vec::new();
-        let mut index: HashMap<BlockHash, usize> = HashMap::new();
-        let mut offset = 0u64;
-        for &(hash, size) in &blocks {
-            let slot = *index.entry(hash).or_insert_with(|| {
-                placements.push(BlockPlacement {
-                    hash,
-                    size,
-                    offsets: Vec::new(),
-                });
-                placements.len() - 1
-            });
-            placements[slot].offsets.push(offset);
-            offset += u64::from(size);
-        }
-        let total = offset;
+        let (placements, total) = place_blocks(&blocks);
 
         let temp = create_temp_beside(local)?;
         let file = Arc::new(
@@ -160,35 +145,7 @@ impl Client {
         let mut writes = futures::stream::iter(placements)
             .map(|placement| {
                 let file = Arc::clone(&file);
-                let temp_path = temp_path.clone();
-                let old = old.clone();
-                async move {
-                    let from_old = match &old {
-                        Some(old) => old.read(placement.hash).await,
-                        None => None,
-                    };
-                    let (data, fetched) = match from_old {
-                        Some(data) => (data, false),
-                        None => (self.get_block(&placement.hash).await?, true),
-                    };
-                    if data.len() != placement.size as usize {
-                        return Err(ClientError::Corrupt {
-                            hash: placement.hash.to_hex(),
-                        });
-                    }
-                    let written = tokio::task::spawn_blocking(move || {
-                        for offset in &placement.offsets {
-                            fsx::write_all_at(&file, &data, *offset)?;
-                        }
-                        Ok::<_, std::io::Error>(data.len() as u64 * placement.offsets.len() as u64)
-                    })
-                    .await
-                    .map_err(|err| ClientError::Protocol(format!("write task failed: {err}")))?
-                    .map_err(|err| ClientError::io(&temp_path, err))?;
-                    // Payload bytes that crossed the network, if any did.
-                    let received = fetched.then_some(u64::from(placement.size));
-                    Ok::<_, ClientError>((received, written))
-                }
+                self.write_placement(placement, file, temp_path.clone(), old.clone())
             })
             .buffer_unordered(options.parallelism.max(1));
         // Dropping `temp` on an early return below removes the temp file.
@@ -216,6 +173,64 @@ impl Client {
             placed,
         })
     }
+
+    /// Writes one distinct block at every offset the file holds it, read from the old
+    /// copy when it has the block, else fetched. Returns the payload bytes that crossed
+    /// the network (if any did) and the bytes written.
+    async fn write_placement(
+        &self,
+        placement: BlockPlacement,
+        file: Arc<File>,
+        temp_path: PathBuf,
+        old: Option<Arc<OldCopy>>,
+    ) -> Result<(Option<u64>, u64), ClientError> {
+        let from_old = match &old {
+            Some(old) => old.read(placement.hash).await,
+            None => None,
+        };
+        let (data, fetched) = match from_old {
+            Some(data) => (data, false),
+            None => (self.get_block(&placement.hash).await?, true),
+        };
+        if data.len() != placement.size as usize {
+            return Err(ClientError::Corrupt {
+                hash: placement.hash.to_hex(),
+            });
+        }
+        let written = tokio::task::spawn_blocking(move || {
+            for offset in &placement.offsets {
+                fsx::write_all_at(&file, &data, *offset)?;
+            }
+            Ok::<_, std::io::Error>(data.len() as u64 * placement.offsets.len() as u64)
+        })
+        .await
+        .map_err(|err| ClientError::Protocol(format!("write task failed: {err}")))?
+        .map_err(|err| ClientError::io(&temp_path, err))?;
+        // Payload bytes that crossed the network, if any did.
+        let received = fetched.then_some(u64::from(placement.size));
+        Ok((received, written))
+    }
+}
+
+/// Each distinct block of a file's block list with every offset where the file holds
+/// it, in order of first appearance; and the file's size.
+fn place_blocks(blocks: &[(BlockHash, u32)]) -> (Vec<BlockPlacement>, u64) {
+    let mut placements: Vec<BlockPlacement> = Vec::new();
+    let mut index: HashMap<BlockHash, usize> = HashMap::new();
+    let mut offset = 0u64;
+    for &(hash, size) in blocks {
+        let slot = *index.entry(hash).or_insert_with(|| {
+            placements.push(BlockPlacement {
+                hash,
+                size,
+                offsets: Vec::new(),
+            });
+            placements.len() - 1
+        });
+        placements[slot].offsets.push(offset);
+        offset += u64::from(size);
+    }
+    (placements, offset)
 }
 
 /// A file's content as a stream of verified blocks, in order: see

@@ -371,6 +371,17 @@ fn remote_subtree_unchanged(t: Trees<'_>, path: &ServerPath) -> bool {
         && t.synced.descendants(path).all(|(p, _)| same(p))
 }
 
+/// One path as the three trees hold it, and whether its parent is a folder on each
+/// side (an operation that creates something there waits for its parent until then).
+struct At<'t> {
+    path: &'t ServerPath,
+    l: Option<&'t LocalNode>,
+    r: Option<&'t RemoteNode>,
+    s: Option<&'t SyncedNode>,
+    local_parent: bool,
+    remote_parent: bool,
+}
+
 /// Rule 3 for every path except those at or below `wait`.
 fn plan_paths(t: Trees<'_>, ctx: &PlanContext, wait: &[ServerPath], ops: &mut Ops<'_>) {
     let mut paths: Vec<&ServerPath> = t
@@ -400,148 +411,186 @@ fn plan_paths(t: Trees<'_>, ctx: &PlanContext, wait: &[ServerPath], ops: &mut Op
             }
             skip_below = None;
         }
-        let l = t.local.get(path);
-        let r = t.remote.get(path);
-        let s = t.synced.get(path);
-        if l.is_some_and(|l| l.kind == Kind::File && l.hash.is_none()) {
+        let at = At {
+            path,
+            l: t.local.get(path),
+            r: t.remote.get(path),
+            s: t.synced.get(path),
+            local_parent: parent_is_folder(path, local_is_folder),
+            remote_parent: parent_is_folder(path, remote_is_folder),
+        };
+        if at
+            .l
+            .is_some_and(|l| l.kind == Kind::File && l.hash.is_none())
+        {
             // Not hashed yet; the engine hashes before it plans, so this is a file that
             // changed while being read. It waits for the next scan.
             continue;
         }
-        let lc = local_changed(l, s);
-        let rc = remote_changed(r, s);
-        let local_parent = parent_is_folder(path, local_is_folder);
-        let remote_parent = parent_is_folder(path, remote_is_folder);
-        match (lc, rc) {
+        let done_below = match (local_changed(at.l, at.s), remote_changed(at.r, at.s)) {
             (false, false) => {
-                // Equal content; refresh what identifies it if that moved on.
-                if let (Some(l), Some(r), Some(s)) = (l, r, s) {
-                    let node = SyncedNode::of(l, r);
-                    if node != *s {
-                        ops.push(Operation::Record {
-                            path: path.clone(),
-                            node: Some(node),
-                        });
-                    }
-                }
+                plan_unchanged(&at, ops);
+                false
             }
-            // Unchanged on the server means the same content as Synced, not the same
-            // revision: another device may have written the same bytes again, or deleted
-            // and re-created the file. Operations name the revision the server holds, or
-            // they would be refused every round.
-            (true, false) => match (l, s.map(|s| (s, base_rev_on_server(r, s)))) {
-                (None, Some((s, _))) if s.kind == Kind::Folder => {
-                    if remote_subtree_unchanged(t, path) {
-                        ops.push(Operation::DeleteRemote {
-                            path: path.clone(),
-                            kind: Kind::Folder,
-                            base_rev: None,
-                        });
-                        skip_below = Some(path);
-                    } else if local_parent {
-                        // Something below changed on the server: the folder stays.
-                        ops.push(Operation::MkdirLocal { path: path.clone() });
-                    }
-                }
-                (None, Some((_, base_rev))) => ops.push(Operation::DeleteRemote {
-                    path: path.clone(),
-                    kind: Kind::File,
-                    base_rev,
-                }),
-                (Some(l), None) => {
-                    if remote_parent {
-                        ops.push(create_remote(path, l.kind, None));
-                    }
-                }
-                (Some(l), Some((s, base_rev))) if l.kind == s.kind => ops.push(Operation::Upload {
-                    path: path.clone(),
-                    base_rev,
-                }),
-                (Some(_), Some((s, base_rev))) => {
-                    // Replaced by the other kind: delete the old on the server first;
-                    // the new one is created next round.
-                    if s.kind == Kind::File || remote_subtree_unchanged(t, path) {
-                        ops.push(Operation::DeleteRemote {
-                            path: path.clone(),
-                            kind: s.kind,
-                            base_rev,
-                        });
-                        skip_below = Some(path);
-                    } else {
-                        ops.push(conflict_local(t, ctx, path));
-                    }
-                }
-                (None, None) => {}
-            },
-            (false, true) => match (r, s) {
-                (None, Some(s)) => {
-                    let l = l.expect("unchanged locally, so present like Synced");
-                    if s.kind == Kind::File {
-                        ops.push(Operation::DeleteLocal {
-                            path: path.clone(),
-                            expect: vec![(path.clone(), l.clone())],
-                        });
-                    } else if local_subtree_unchanged(t, path) {
-                        ops.push(delete_local_subtree(t, path, l));
-                        skip_below = Some(path);
-                    } else if remote_parent {
-                        // Something below changed on disk: the folder stays.
-                        ops.push(Operation::MkdirRemote { path: path.clone() });
-                    }
-                }
-                (Some(r), None) => {
-                    if local_parent {
-                        ops.push(create_local(path, r, None));
-                    }
-                }
-                (Some(r), Some(s)) if r.kind == s.kind => ops.push(Operation::Download {
-                    path: path.clone(),
-                    remote: r.clone(),
-                    expect_local: l.cloned(),
-                }),
-                (Some(_), Some(s)) => {
-                    let l = l.expect("unchanged locally, so present like Synced");
-                    if s.kind == Kind::File || local_subtree_unchanged(t, path) {
-                        ops.push(delete_local_subtree(t, path, l));
-                        skip_below = Some(path);
-                    } else {
-                        ops.push(conflict_local(t, ctx, path));
-                    }
-                }
-                (None, None) => {}
-            },
-            (true, true) => match (l, r) {
-                (None, None) => ops.push(Operation::Record {
-                    path: path.clone(),
-                    node: None,
-                }),
-                (None, Some(r)) => {
-                    // Deleted here, changed on the server: the server's version comes back.
-                    if local_parent {
-                        ops.push(create_local(path, r, None));
-                    }
-                }
-                (Some(l), None) => {
-                    // Deleted on the server, changed here: the local version goes up.
-                    if remote_parent {
-                        ops.push(create_remote(path, l.kind, None));
-                    }
-                }
-                (Some(l), Some(r)) => {
-                    let same = l.kind == r.kind && (l.kind == Kind::Folder || l.hash == r.hash);
-                    if same {
-                        ops.push(Operation::Record {
-                            path: path.clone(),
-                            node: Some(SyncedNode::of(l, r)),
-                        });
-                    } else {
-                        ops.push(conflict_local(t, ctx, path));
-                        skip_below = Some(path);
-                    }
-                }
-            },
+            (true, false) => plan_local_change(t, ctx, &at, ops),
+            (false, true) => plan_remote_change(t, ctx, &at, ops),
+            (true, true) => plan_both_changed(t, ctx, &at, ops),
+        };
+        if done_below {
+            skip_below = Some(path);
         }
     }
+}
+
+/// Equal content on both sides: refresh what identifies it in Synced if that moved on.
+fn plan_unchanged(at: &At<'_>, ops: &mut Ops<'_>) {
+    if let (Some(l), Some(r), Some(s)) = (at.l, at.r, at.s) {
+        let node = SyncedNode::of(l, r);
+        if node != *s {
+            ops.push(Operation::Record {
+                path: at.path.clone(),
+                node: Some(node),
+            });
+        }
+    }
+}
+
+/// Changed on disk only: carried to the server. True when what lies below the path
+/// needs nothing more this round.
+///
+/// Unchanged on the server means the same content as Synced, not the same revision:
+/// another device may have written the same bytes again, or deleted and re-created the
+/// file. Operations name the revision the server holds, or they would be refused every
+/// round.
+fn plan_local_change(t: Trees<'_>, ctx: &PlanContext, at: &At<'_>, ops: &mut Ops<'_>) -> bool {
+    let path = at.path;
+    match (at.l, at.s.map(|s| (s, base_rev_on_server(at.r, s)))) {
+        (None, Some((s, _))) if s.kind == Kind::Folder => {
+            if remote_subtree_unchanged(t, path) {
+                ops.push(Operation::DeleteRemote {
+                    path: path.clone(),
+                    kind: Kind::Folder,
+                    base_rev: None,
+                });
+                return true;
+            } else if at.local_parent {
+                // Something below changed on the server: the folder stays.
+                ops.push(Operation::MkdirLocal { path: path.clone() });
+            }
+        }
+        (None, Some((_, base_rev))) => ops.push(Operation::DeleteRemote {
+            path: path.clone(),
+            kind: Kind::File,
+            base_rev,
+        }),
+        (Some(l), None) => {
+            if at.remote_parent {
+                ops.push(create_remote(path, l.kind, None));
+            }
+        }
+        (Some(l), Some((s, base_rev))) if l.kind == s.kind => ops.push(Operation::Upload {
+            path: path.clone(),
+            base_rev,
+        }),
+        (Some(_), Some((s, base_rev))) => {
+            // Replaced by the other kind: delete the old on the server first;
+            // the new one is created next round.
+            if s.kind == Kind::File || remote_subtree_unchanged(t, path) {
+                ops.push(Operation::DeleteRemote {
+                    path: path.clone(),
+                    kind: s.kind,
+                    base_rev,
+                });
+                return true;
+            } else {
+                ops.push(conflict_local(t, ctx, path));
+            }
+        }
+        (None, None) => {}
+    }
+    false
+}
+
+/// Changed on the server only: carried to disk. True when what lies below the path
+/// needs nothing more this round.
+fn plan_remote_change(t: Trees<'_>, ctx: &PlanContext, at: &At<'_>, ops: &mut Ops<'_>) -> bool {
+    let path = at.path;
+    match (at.r, at.s) {
+        (None, Some(s)) => {
+            let l = at.l.expect("unchanged locally, so present like Synced");
+            if s.kind == Kind::File {
+                ops.push(Operation::DeleteLocal {
+                    path: path.clone(),
+                    expect: vec![(path.clone(), l.clone())],
+                });
+            } else if local_subtree_unchanged(t, path) {
+                ops.push(delete_local_subtree(t, path, l));
+                return true;
+            } else if at.remote_parent {
+                // Something below changed on disk: the folder stays.
+                ops.push(Operation::MkdirRemote { path: path.clone() });
+            }
+        }
+        (Some(r), None) => {
+            if at.local_parent {
+                ops.push(create_local(path, r, None));
+            }
+        }
+        (Some(r), Some(s)) if r.kind == s.kind => ops.push(Operation::Download {
+            path: path.clone(),
+            remote: r.clone(),
+            expect_local: at.l.cloned(),
+        }),
+        (Some(_), Some(s)) => {
+            let l = at.l.expect("unchanged locally, so present like Synced");
+            if s.kind == Kind::File || local_subtree_unchanged(t, path) {
+                ops.push(delete_local_subtree(t, path, l));
+                return true;
+            } else {
+                ops.push(conflict_local(t, ctx, path));
+            }
+        }
+        (None, None) => {}
+    }
+    false
+}
+
+/// Changed on both sides: the same change is recorded, a delete racing an edit loses to
+/// the edit, and anything else keeps a conflict copy of the local side. True when what
+/// lies below the path needs nothing more this round.
+fn plan_both_changed(t: Trees<'_>, ctx: &PlanContext, at: &At<'_>, ops: &mut Ops<'_>) -> bool {
+    let path = at.path;
+    match (at.l, at.r) {
+        (None, None) => ops.push(Operation::Record {
+            path: path.clone(),
+            node: None,
+        }),
+        (None, Some(r)) => {
+            // Deleted here, changed on the server: the server's version comes back.
+            if at.local_parent {
+                ops.push(create_local(path, r, None));
+            }
+        }
+        (Some(l), None) => {
+            // Deleted on the server, changed here: the local version goes up.
+            if at.remote_parent {
+                ops.push(create_remote(path, l.kind, None));
+            }
+        }
+        (Some(l), Some(r)) => {
+            let same = l.kind == r.kind && (l.kind == Kind::Folder || l.hash == r.hash);
+            if same {
+                ops.push(Operation::Record {
+                    path: path.clone(),
+                    node: Some(SyncedNode::of(l, r)),
+                });
+            } else {
+                ops.push(conflict_local(t, ctx, path));
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The revision to base an operation on, for a path whose server side holds what

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 
-use crate::client_cmd::session;
+use crate::client::session::session;
 use crate::ClientOpts;
 
 /// `cairn passwd`.

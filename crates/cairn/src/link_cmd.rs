@@ -9,8 +9,8 @@ use cairn_client::proto::{LinkCreateRequest, LinkInfo};
 use cairn_client::ClientError;
 use clap::Subcommand;
 
-use crate::client_cmd::output::{format_time, normalize_remote, Align, Table};
-use crate::client_cmd::{session, LOGIN_HINT};
+use crate::client::output::{format_time, normalize_remote, Align, Table};
+use crate::client::session::{session, LOGIN_HINT};
 use crate::ClientOpts;
 
 /// `cairn link …`.

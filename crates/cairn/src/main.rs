@@ -2,7 +2,7 @@
 //! library crate that does the work, and errors are printed once, here.
 
 mod account_cmd;
-mod client_cmd;
+mod client;
 mod link_cmd;
 mod malloc;
 mod server_cmd;
@@ -64,7 +64,7 @@ enum Command {
     /// Keep a local folder in sync with the server, in real time (or once, with --once).
     Sync(sync_cmd::SyncArgs),
     #[command(flatten)]
-    Client(client_cmd::ClientCommand),
+    Client(client::ClientCommand),
     /// Make, list and revoke public links to files and folders.
     Link {
         #[command(subcommand)]
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             Command::Serve { listen, server } => server_cmd::serve(&server, &listen).await,
             Command::Admin { server, command } => server_cmd::admin(&server, command).await,
             Command::Sync(args) => sync_cmd::run(args).await,
-            Command::Client(command) => client_cmd::run(command).await,
+            Command::Client(command) => client::run(command).await,
             Command::Link { command } => link_cmd::run(command).await,
             Command::Passwd(args) => account_cmd::run(args).await,
         }

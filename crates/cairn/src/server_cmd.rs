@@ -11,7 +11,7 @@ use cairn_server::{bootstrap_admin, open_stores, Application, Bootstrap, Config}
 use cairn_store::BlockStore;
 use clap::Subcommand;
 
-use crate::client_cmd::output::{count, format_time, human_size, Align, Table};
+use crate::client::output::{count, format_time, human_size, Align, Table};
 use crate::ServerOpts;
 
 #[derive(Debug, Subcommand)]
@@ -199,153 +199,184 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
                 );
             }
         }
-        AdminCommand::User { command } => match command {
-            UserCommand::Add {
-                name,
-                password_stdin,
-                quota,
-                admin,
-                json,
-            } => {
-                cairn_meta::check_user_name(&name)?;
-                if quota.is_some_and(|q| q < 0) {
-                    bail!("--quota must be a number of bytes, 0 or more");
-                }
-                let (password, generated) = new_password(password_stdin)?;
-                let hash = cairn_server::hash_password(&config, password.clone()).await?;
-                let user = meta.create_user(&name, &hash, admin, quota).await?;
-                if json {
-                    let mut out = serde_json::json!({
-                        "id": user.id.0, "name": user.name, "is_admin": user.is_admin,
-                        "quota_bytes": user.quota_bytes,
-                    });
-                    if generated {
-                        out["password"] = password.into();
-                    }
-                    println!("{out}");
-                } else if generated {
-                    println!("Created user '{}' with password: {password}", user.name);
-                } else {
-                    println!("Created user '{}'", user.name);
-                }
-            }
-            UserCommand::SetQuota { name, quota } => {
-                if quota.is_some_and(|q| q < 0) {
-                    bail!("--quota must be a number of bytes, 0 or more");
-                }
-                if !meta.set_quota(&name, quota).await? {
-                    bail!("no user named {name:?}; `cairn admin user list` shows them");
-                }
-                match quota {
-                    Some(q) => println!(
-                        "Quota of '{name}' set to {} ({q} bytes)",
-                        human_size(q.max(0) as u64)
-                    ),
-                    None => println!("Quota of '{name}' removed"),
-                }
-            }
-            UserCommand::List { json } => {
-                let users = meta.list_users().await?;
-                let usage = meta.usage_by_user().await?;
-                let infos: Vec<_> = users
-                    .iter()
-                    .map(|u| {
-                        let used = usage.get(&u.id).copied().unwrap_or(0);
-                        cairn_server::admin::admin_user_info(u, used)
-                    })
-                    .collect();
-                if json {
-                    println!("{}", serde_json::to_string(&infos)?);
-                } else {
-                    print!("{}", user_table(&infos));
-                }
-            }
-            UserCommand::SetPassword {
-                name,
-                password_stdin,
-                json,
-            } => {
-                let user = meta
-                    .user_by_name(&name)
-                    .await?
-                    .ok_or_else(|| no_such_user(&name))?;
-                let (password, generated) = new_password(password_stdin)?;
-                if !generated {
-                    cairn_server::auth::check_new_password(&password)
-                        .map_err(anyhow::Error::msg)?;
-                }
-                let hash = cairn_server::hash_password(&config, password.clone()).await?;
-                let revoked = meta.set_password_hash(user.id, &hash, None).await?;
-                if json {
-                    let mut out = serde_json::json!({
-                        "name": user.name, "sessions_revoked": revoked,
-                    });
-                    if generated {
-                        out["password"] = password.into();
-                    }
-                    println!("{out}");
-                } else {
-                    let password = if generated {
-                        format!(" to: {password}")
-                    } else {
-                        String::new()
-                    };
-                    println!(
-                        "Password of '{}' set{password}\n{} signed out",
-                        user.name,
-                        sessions(revoked)
-                    );
-                }
-            }
-            UserCommand::Disable { name } => {
-                let user = meta
-                    .set_user_disabled(&name, true)
-                    .await
-                    .map_err(|e| user_error(e, &name))?;
-                println!(
-                    "Disabled '{}': it cannot log in, and its devices and links are refused \
-                     until `cairn admin user enable {}`",
-                    user.name, user.name
-                );
-            }
-            UserCommand::Enable { name } => {
-                let user = meta
-                    .set_user_disabled(&name, false)
-                    .await
-                    .map_err(|e| user_error(e, &name))?;
-                println!("Enabled '{}'", user.name);
-            }
-            UserCommand::Delete { name, json } => {
-                let report = meta
-                    .delete_user(&name)
-                    .await
-                    .map_err(|e| user_error(e, &name))?;
-                let out = cairn_server::admin::user_delete_response(&name, &report);
-                if json {
-                    println!("{}", serde_json::to_string(&out)?);
-                } else {
-                    println!(
-                        "Deleted '{name}': {} files ({}) deleted, their blocks freed by the \
-                         next `cairn admin gc`; {} signed out; {} links revoked",
-                        out.files_deleted,
-                        human_size(out.bytes_deleted.max(0) as u64),
-                        sessions(out.sessions_revoked),
-                        out.links_revoked,
-                    );
-                    for t in &out.shares_transferred {
-                        println!(
-                            "shared folder '{}' now belongs to '{}'",
-                            t.folder, t.new_owner
-                        );
-                    }
-                    for folder in &out.shares_deleted {
-                        println!("shared folder '{folder}' had no editor and was deleted");
-                    }
-                }
-            }
-        },
+        AdminCommand::User { command } => user(&config, &meta, command).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn admin user …`.
+async fn user(config: &Config, meta: &MetaStore, command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add {
+            name,
+            password_stdin,
+            quota,
+            admin,
+            json,
+        } => user_add(config, meta, &name, password_stdin, quota, admin, json).await?,
+        UserCommand::SetQuota { name, quota } => {
+            if quota.is_some_and(|q| q < 0) {
+                bail!("--quota must be a number of bytes, 0 or more");
+            }
+            if !meta.set_quota(&name, quota).await? {
+                bail!("no user named {name:?}; `cairn admin user list` shows them");
+            }
+            match quota {
+                Some(q) => println!(
+                    "Quota of '{name}' set to {} ({q} bytes)",
+                    human_size(q.max(0) as u64)
+                ),
+                None => println!("Quota of '{name}' removed"),
+            }
+        }
+        UserCommand::List { json } => {
+            let users = meta.list_users().await?;
+            let usage = meta.usage_by_user().await?;
+            let infos: Vec<_> = users
+                .iter()
+                .map(|u| {
+                    let used = usage.get(&u.id).copied().unwrap_or(0);
+                    cairn_server::admin::admin_user_info(u, used)
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string(&infos)?);
+            } else {
+                print!("{}", user_table(&infos));
+            }
+        }
+        UserCommand::SetPassword {
+            name,
+            password_stdin,
+            json,
+        } => user_set_password(config, meta, &name, password_stdin, json).await?,
+        UserCommand::Disable { name } => {
+            let user = meta
+                .set_user_disabled(&name, true)
+                .await
+                .map_err(|e| user_error(e, &name))?;
+            println!(
+                "Disabled '{}': it cannot log in, and its devices and links are refused \
+                 until `cairn admin user enable {}`",
+                user.name, user.name
+            );
+        }
+        UserCommand::Enable { name } => {
+            let user = meta
+                .set_user_disabled(&name, false)
+                .await
+                .map_err(|e| user_error(e, &name))?;
+            println!("Enabled '{}'", user.name);
+        }
+        UserCommand::Delete { name, json } => user_delete(meta, &name, json).await?,
+    }
+    Ok(())
+}
+
+/// `cairn admin user add`: prints the password when it made one up.
+async fn user_add(
+    config: &Config,
+    meta: &MetaStore,
+    name: &str,
+    password_stdin: bool,
+    quota: Option<i64>,
+    admin: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    cairn_meta::check_user_name(name)?;
+    if quota.is_some_and(|q| q < 0) {
+        bail!("--quota must be a number of bytes, 0 or more");
+    }
+    let (password, generated) = new_password(password_stdin)?;
+    let hash = cairn_server::hash_password(config, password.clone()).await?;
+    let user = meta.create_user(name, &hash, admin, quota).await?;
+    if json {
+        let mut out = serde_json::json!({
+            "id": user.id.0, "name": user.name, "is_admin": user.is_admin,
+            "quota_bytes": user.quota_bytes,
+        });
+        if generated {
+            out["password"] = password.into();
+        }
+        println!("{out}");
+    } else if generated {
+        println!("Created user '{}' with password: {password}", user.name);
+    } else {
+        println!("Created user '{}'", user.name);
+    }
+    Ok(())
+}
+
+/// `cairn admin user set-password`: every token of the account is revoked.
+async fn user_set_password(
+    config: &Config,
+    meta: &MetaStore,
+    name: &str,
+    password_stdin: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let user = meta
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| no_such_user(name))?;
+    let (password, generated) = new_password(password_stdin)?;
+    if !generated {
+        cairn_server::auth::check_new_password(&password).map_err(anyhow::Error::msg)?;
+    }
+    let hash = cairn_server::hash_password(config, password.clone()).await?;
+    let revoked = meta.set_password_hash(user.id, &hash, None).await?;
+    if json {
+        let mut out = serde_json::json!({
+            "name": user.name, "sessions_revoked": revoked,
+        });
+        if generated {
+            out["password"] = password.into();
+        }
+        println!("{out}");
+    } else {
+        let password = if generated {
+            format!(" to: {password}")
+        } else {
+            String::new()
+        };
+        println!(
+            "Password of '{}' set{password}\n{} signed out",
+            user.name,
+            sessions(revoked)
+        );
+    }
+    Ok(())
+}
+
+/// `cairn admin user delete`: says what went with the account and what passed on.
+async fn user_delete(meta: &MetaStore, name: &str, json: bool) -> anyhow::Result<()> {
+    let report = meta
+        .delete_user(name)
+        .await
+        .map_err(|e| user_error(e, name))?;
+    let out = cairn_server::admin::user_delete_response(name, &report);
+    if json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!(
+            "Deleted '{name}': {} files ({}) deleted, their blocks freed by the \
+             next `cairn admin gc`; {} signed out; {} links revoked",
+            out.files_deleted,
+            human_size(out.bytes_deleted.max(0) as u64),
+            sessions(out.sessions_revoked),
+            out.links_revoked,
+        );
+        for t in &out.shares_transferred {
+            println!(
+                "shared folder '{}' now belongs to '{}'",
+                t.folder, t.new_owner
+            );
+        }
+        for folder in &out.shares_deleted {
+            println!("shared folder '{folder}' had no editor and was deleted");
+        }
+    }
+    Ok(())
 }
 
 /// The password a user command sets: one line of standard input with
@@ -424,7 +455,7 @@ async fn fsck(
         .referenced_totals()
         .await
         .context("cannot count the referenced blocks")?;
-    let bar = crate::client_cmd::progress_bar(totals.bytes.max(0) as u64);
+    let bar = crate::client::progress::progress_bar(totals.bytes.max(0) as u64);
     bar.set_prefix("checking blocks ");
     let progress = bar.clone();
     let options = FsckOptions {

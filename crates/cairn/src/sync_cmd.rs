@@ -1,42 +1,31 @@
-//! `cairn sync DIR [--once]`: glue between the login, the sync engine (`cairn-sync`),
-//! the file-system watcher and the server's notifications.
+//! `cairn sync DIR [--once]`: glue. It builds the sync engine and its daemon
+//! (`cairn-sync`) from the login, the config folder and the arguments, turns SIGINT and
+//! SIGTERM into the engine's stop, and prints and records what the daemon says.
 //!
-//! Without `--once` it runs until stopped (SIGINT or SIGTERM: the pass in progress stops
-//! at a safe point and saves what it did). A full pass (server and disk) runs at start,
-//! whenever the server announces a position this device has not read, and after a
-//! failure to reach the server (retried with exponential backoff and jitter). A look at
-//! the disk runs when the watcher reports a change in the folder (after a short
-//! debounce) and every `FULL_SCAN_EVERY`, which catches anything the watcher missed;
-//! it goes on to the server only if the disk holds something to carry over. So a daemon
-//! with nothing to do makes no request but its notification connection's heartbeat.
+//! Without `--once` it runs `cairn_sync::Daemon` until stopped (SIGINT or SIGTERM: the
+//! pass in progress stops at a safe point and saves what it did), printing what each
+//! pass did and recording it in the folder's state for `cairn status`.
 //!
 //! One daemon per folder: the folder's state file is locked for the daemon's life.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use cairn_client::proto::Notification;
-use cairn_client::{chunker_config, Client};
+use cairn_client::chunker_config;
 use cairn_core::ServerPath;
-use cairn_sync::{Engine, FolderLock, Ignore, LockError, RealEnv, Report, StateDb, SyncError};
+use cairn_sync::daemon::{load_ignore, not_synced, RealEngine};
+use cairn_sync::{
+    Daemon, Engine, Event, FolderLock, Ignore, LockError, NotSynced, RealEnv, Report, StateDb,
+    SyncError,
+};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::client_cmd::output::count;
-use crate::client_cmd::session;
+use crate::client::output::count;
+use crate::client::session::session;
 use crate::ClientOpts;
 
-/// How long the watcher waits for more events before a pass starts: editors write a
-/// file in several steps, and one pass should see the result.
-const DEBOUNCE: Duration = Duration::from_millis(15);
-/// A look at the whole folder at least this often, whatever the watcher says; and a
-/// full pass as often when the server's notifications cannot be had.
-const FULL_SCAN_EVERY: Duration = Duration::from_secs(60);
-/// The longest wait between retries when the server cannot be reached.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The state setting that lists what the last pass could not sync, as JSON.
 const NOT_SYNCED: &str = "not_synced";
 
@@ -81,8 +70,6 @@ pub struct Problem {
     pub reason: String,
 }
 
-type SyncEngine = Engine<RealEnv, StateDb>;
-
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     // First of all, so that a Ctrl-C at any moment stops the command cleanly.
     let stop = CancellationToken::new();
@@ -101,7 +88,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         session.credentials.server, session.credentials.user
     );
 
-    let config_dir = crate::client_cmd::config_dir(&args.opts)?;
+    let config_dir = crate::client::session::config_dir(&args.opts)?;
     let state_dir = config_dir.join("sync");
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
@@ -148,9 +135,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let chunker = chunker_config(&info)?;
     let state = db.load().await?;
     let env = RealEnv::new(dir.clone(), client.clone(), remote_root, chunker);
-    let mut engine =
-        Engine::new(env, db.clone(), state, device, load_ignore(&dir)).with_cancel(stop.clone());
-    let daemon = Daemon {
+    let ignore = load_ignore(&dir).unwrap_or_else(|err| warn_ignore(&err));
+    let mut engine = Engine::new(env, db.clone(), state, device, ignore).with_cancel(stop.clone());
+    let command = SyncCommand {
         dir: &dir,
         db: &db,
         json: args.json,
@@ -158,9 +145,16 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     };
 
     if args.once {
-        return daemon.once(&mut engine).await;
+        return command.once(&mut engine).await;
     }
-    daemon.run_forever(&mut engine, &client, &stop).await
+    let daemon = Daemon::start(engine, &client, dir.clone(), stop).map_err(anyhow::Error::new)?;
+    command.run_forever(daemon).await
+}
+
+/// Says that `.cairnignore` does not parse; the built-in rules stand in for it.
+fn warn_ignore(err: &cairn_sync::ignore::IgnoreError) -> Ignore {
+    eprintln!("warning: {err}; using the built-in rules only");
+    Ignore::default()
 }
 
 /// Stops `stop` on the first SIGINT or SIGTERM; a second one ends the process at once.
@@ -187,29 +181,9 @@ fn stop_on_signals(stop: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a pass must look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Due {
-    /// The disk (and the server only if the disk holds something to carry over).
-    Disk,
-    /// The server and the disk.
-    Full,
-}
-
-/// Why a pass may be due.
-#[derive(Debug)]
-enum Trigger {
-    /// The watcher saw something change in the folder.
-    Disk,
-    /// The server says where a namespace stands.
-    Server(Notification),
-    /// The notification subscription ended for good: the server refused the login
-    /// (`true`), or something else.
-    NotificationsEnded { unauthorized: bool, why: String },
-}
-
-/// One sync folder's daemon (or `--once` run).
-struct Daemon<'a> {
+/// What `cairn sync` prints and records for one folder, around the daemon (or the
+/// `--once` run).
+struct SyncCommand<'a> {
     dir: &'a Path,
     db: &'a StateDb,
     json: bool,
@@ -217,12 +191,12 @@ struct Daemon<'a> {
     relogin: &'a str,
 }
 
-impl Daemon<'_> {
+impl SyncCommand<'_> {
     /// `--once`: one full reconciliation; exit 1 if something could not be synced.
-    async fn once(&self, engine: &mut SyncEngine) -> anyhow::Result<ExitCode> {
+    async fn once(&self, engine: &mut RealEngine) -> anyhow::Result<ExitCode> {
         match engine.sync_once().await {
             Ok(report) => {
-                let problems = not_synced(&report, engine);
+                let problems = problems(not_synced(&report, engine));
                 self.print_report(&report, &problems)?;
                 self.record_pass(None, &problems).await;
                 if !problems.is_empty() {
@@ -248,116 +222,50 @@ impl Daemon<'_> {
         }
     }
 
-    async fn run_forever(
-        &self,
-        engine: &mut SyncEngine,
-        client: &Client,
-        stop: &CancellationToken,
-    ) -> anyhow::Result<ExitCode> {
-        let (tx, mut triggers) = mpsc::channel::<Trigger>(64);
-        let _watcher = watch(self.dir, tx.clone())?;
-        spawn_remote_listener(client, tx.clone());
-        let mut notifications_alive = true;
-        let mut backoff = Duration::from_millis(500);
-        let mut shown: Vec<Problem> = Vec::new();
-        let mut due = Due::Full;
+    /// Runs the daemon until it is stopped or fails, saying what it does.
+    async fn run_forever(&self, mut daemon: Daemon) -> anyhow::Result<ExitCode> {
         eprintln!("syncing {} (stop with Ctrl-C)", self.dir.display());
         loop {
-            engine.set_ignore(load_ignore(self.dir));
-            let result = match due {
-                Due::Full => engine.sync_once().await,
-                Due::Disk => engine.sync_local().await,
-            };
-            match result {
-                Ok(report) => {
-                    backoff = Duration::from_millis(500);
-                    let problems = not_synced(&report, engine);
-                    if report.rounds > 0 || problems != shown {
+            match daemon.next_event().await {
+                Event::Synced {
+                    report,
+                    not_synced,
+                    news,
+                } => {
+                    let problems = problems(not_synced);
+                    if news {
                         self.print_report(&report, &problems)?;
                     }
                     self.record_pass(None, &problems).await;
-                    shown = problems;
                 }
-                Err(SyncError::Cancelled) => {
+                Event::IgnoreRulesInvalid(err) => {
+                    warn_ignore(&err);
+                }
+                Event::Unavailable { reason, retry_in } => {
+                    self.record_error(&reason).await;
+                    eprintln!(
+                        "cannot reach the server ({reason}); trying again in {:.1} s",
+                        retry_in.as_secs_f64()
+                    );
+                }
+                Event::NotificationsStopped { why } => eprintln!(
+                    "notifications stopped: {why}; changes on the server are picked up every \
+                     minute"
+                ),
+                Event::Stopped { during_pass: true } => {
                     self.record_stopped().await;
                     eprintln!("stopped; what was done is saved");
                     return Ok(ExitCode::SUCCESS);
                 }
-                Err(SyncError::Unavailable(msg)) => {
-                    self.record_error(&msg).await;
-                    let wait = jitter(backoff);
-                    eprintln!(
-                        "cannot reach the server ({msg}); trying again in {:.1} s",
-                        wait.as_secs_f64()
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.cancelled() => {
-                            eprintln!("stopped");
-                            return Ok(ExitCode::SUCCESS);
-                        }
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    due = Due::Full;
-                    continue;
+                Event::Stopped { during_pass: false } => {
+                    eprintln!("stopped");
+                    return Ok(ExitCode::SUCCESS);
                 }
-                Err(err) => {
+                Event::Failed(err) => {
                     self.record_error(&err.to_string()).await;
                     return Err(self.explain(err));
                 }
             }
-            // Wait for a reason to look again: a change on disk, a position on the
-            // server not read yet, or the periodic look at the whole folder.
-            let started = tokio::time::Instant::now();
-            due = loop {
-                let wait = FULL_SCAN_EVERY.saturating_sub(started.elapsed());
-                let first = tokio::select! {
-                    trigger = triggers.recv() => trigger,
-                    _ = tokio::time::sleep(wait) => {
-                        break if notifications_alive { Due::Disk } else { Due::Full };
-                    }
-                    _ = stop.cancelled() => {
-                        eprintln!("stopped");
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                };
-                // The queue cannot close while `tx` lives; a full pass if it ever did.
-                let Some(first) = first else { break Due::Full };
-                tokio::time::sleep(DEBOUNCE).await;
-                let mut pending = vec![first];
-                while let Ok(more) = triggers.try_recv() {
-                    pending.push(more);
-                }
-                let mut needed: Option<Due> = None;
-                for trigger in pending {
-                    let due = match trigger {
-                        Trigger::Disk => Some(Due::Disk),
-                        // Not for a position already read: the engine's own changes
-                        // come back as notifications too.
-                        Trigger::Server(n) => {
-                            let read = engine.state().cursor.as_deref();
-                            (!read.is_some_and(|c| n.is_read_by(c))).then_some(Due::Full)
-                        }
-                        Trigger::NotificationsEnded { unauthorized, why } => {
-                            if unauthorized {
-                                let err = SyncError::Unauthorized(why);
-                                self.record_error(&err.to_string()).await;
-                                return Err(self.explain(err));
-                            }
-                            eprintln!(
-                                "notifications stopped: {why}; changes on the server are \
-                                 picked up every minute"
-                            );
-                            notifications_alive = false;
-                            Some(Due::Full)
-                        }
-                    };
-                    needed = needed.max(due);
-                }
-                if let Some(due) = needed {
-                    break due;
-                }
-            };
         }
     }
 
@@ -443,103 +351,15 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// What cannot be synced as things stand: operations refused for good, and local
-/// entries the scan left out (names the server cannot take, special files).
-fn not_synced(report: &Report, engine: &SyncEngine) -> Vec<Problem> {
-    let mut problems: Vec<Problem> = report
-        .problems
-        .iter()
-        .map(|(path, reason)| Problem {
-            path: path.as_str().to_owned(),
-            reason: reason.clone(),
+/// What cannot be synced, as `--json` and the state list it.
+fn problems(not_synced: Vec<NotSynced>) -> Vec<Problem> {
+    not_synced
+        .into_iter()
+        .map(|p| Problem {
+            path: p.path,
+            reason: p.reason,
         })
-        .collect();
-    for (path, reason) in engine.env().skipped() {
-        problems.push(Problem {
-            path: path.display().to_string(),
-            reason,
-        });
-    }
-    problems
-}
-
-/// Whether a watcher event may mean the folder changed. Opening, reading and closing
-/// without writing change nothing, and the daemon's own scans do exactly that: taken
-/// for changes, each scan's opening of the folder set off the next pass, about 55 a
-/// second. Closing a file written to still counts: it is when a long write ends. A
-/// download's temp file is the daemon's own; its rename into place is still reported,
-/// under the destination's name.
-fn is_change(event: &notify::Event) -> bool {
-    use notify::event::{AccessKind, AccessMode, EventKind};
-    if event.need_rescan() {
-        return true;
-    }
-    match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
-        EventKind::Access(_) => return false,
-        _ => {}
-    }
-    !event.paths.iter().all(|path| {
-        path.file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.contains(".cairn-tmp-"))
-    }) || event.paths.is_empty()
-}
-
-/// Watches the sync folder recursively; every event that may be a change is a trigger.
-fn watch(dir: &Path, tx: mpsc::Sender<Trigger>) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // An error (the watcher lost track of something) is worth a look.
-        if event.as_ref().map_or(true, is_change) {
-            // A full queue already holds triggers enough for one more pass.
-            let _ = tx.try_send(Trigger::Disk);
-        }
-    })
-    .context("cannot start the file-system watcher")?;
-    watcher
-        .watch(dir, notify::RecursiveMode::Recursive)
-        .with_context(|| format!("cannot watch {}", dir.display()))?;
-    Ok(watcher)
-}
-
-/// Listens to the server's notifications (WebSocket, falling back to SSE and long-poll;
-/// the subscription reconnects by itself) and turns each into a trigger, for as long as
-/// the daemon runs; it ends on its own when the trigger queue is gone.
-fn spawn_remote_listener(client: &Client, tx: mpsc::Sender<Trigger>) {
-    let mut subscription = client.subscribe();
-    tokio::spawn(async move {
-        while let Some(notification) = subscription.next().await {
-            let trigger = match notification {
-                Ok(n) => Trigger::Server(n),
-                Err(err) => Trigger::NotificationsEnded {
-                    unauthorized: err.is_unauthorized(),
-                    why: err.to_string(),
-                },
-            };
-            let last = matches!(trigger, Trigger::NotificationsEnded { .. });
-            if tx.send(trigger).await.is_err() || last {
-                return;
-            }
-        }
-    });
-}
-
-/// `wait` give or take a quarter, so that many clients do not retry in step.
-fn jitter(wait: Duration) -> Duration {
-    let spread = wait.as_millis() as u64 / 4;
-    let offset = rand::random::<u64>() % (2 * spread + 1);
-    Duration::from_millis(wait.as_millis() as u64 - spread + offset)
-}
-
-fn load_ignore(dir: &Path) -> Ignore {
-    match std::fs::read_to_string(dir.join(cairn_sync::ignore::IGNORE_FILE)) {
-        Ok(text) => Ignore::parse(&text).unwrap_or_else(|err| {
-            eprintln!("warning: {err}; using the built-in rules only");
-            Ignore::default()
-        }),
-        Err(_) => Ignore::default(),
-    }
+        .collect()
 }
 
 fn absolute(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -654,7 +474,7 @@ fn operation_name(op: &cairn_sync::Operation) -> Option<&'static str> {
 pub fn print_folder_status(folder: &FolderStatus) {
     let when = folder
         .last_pass_at
-        .map(|ms| format!("last pass {}", crate::client_cmd::output::format_time(ms)))
+        .map(|ms| format!("last pass {}", crate::client::output::format_time(ms)))
         .unwrap_or_else(|| "never synced".to_owned());
     println!("sync:    {} ({when})", folder.dir);
     if let Some(err) = &folder.last_error {
@@ -684,75 +504,5 @@ pub fn print_folder_status(folder: &FolderStatus) {
         if folder.pending.len() > 20 {
             println!("           … and {} more", folder.pending.len() - 20);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use notify::event::{
-        AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
-    };
-
-    #[test]
-    fn only_events_that_may_change_the_folder_trigger_a_pass() {
-        let check = |kind: EventKind, paths: &[&str], expect: bool| {
-            let mut event = notify::Event::new(kind);
-            for p in paths {
-                event = event.add_path(PathBuf::from(p));
-            }
-            assert_eq!(is_change(&event), expect, "{event:?}");
-        };
-        // The daemon's own scans and hashing: nothing changed.
-        check(
-            EventKind::Access(AccessKind::Open(AccessMode::Any)),
-            &["/s"],
-            false,
-        );
-        check(EventKind::Access(AccessKind::Read), &["/s/a"], false);
-        check(
-            EventKind::Access(AccessKind::Close(AccessMode::Read)),
-            &["/s/a"],
-            false,
-        );
-        // Changes, and the end of a write.
-        check(EventKind::Create(CreateKind::File), &["/s/a"], true);
-        check(EventKind::Modify(ModifyKind::Any), &["/s/a"], true);
-        check(EventKind::Remove(RemoveKind::Any), &["/s/a"], true);
-        check(
-            EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)),
-            &["/s/a"],
-            true,
-        );
-        check(
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
-            &["/s/a"],
-            true,
-        );
-        // A download's temp file is the daemon's own; its rename into place is not.
-        check(
-            EventKind::Create(CreateKind::File),
-            &["/s/.a.cairn-tmp-x1"],
-            false,
-        );
-        check(
-            EventKind::Modify(ModifyKind::Any),
-            &["/s/.a.cairn-tmp-x1"],
-            false,
-        );
-        check(
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
-            &["/s/.a.cairn-tmp-x1", "/s/a"],
-            true,
-        );
-        check(
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
-            &["/s/a"],
-            true,
-        );
-        // Something the watcher could not tell.
-        check(EventKind::Any, &[], true);
-        let rescan = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
-        assert!(is_change(&rescan));
     }
 }

@@ -1,6 +1,8 @@
 //! How the client commands print: remote path handling, sizes, times, listings.
 
+use anyhow::Context;
 use cairn_proto::{EntryInfo, EntryKind, TrashItem};
+use serde::Serialize;
 
 use cairn_core::display::civil_from_days;
 pub use cairn_core::display::human_size;
@@ -288,6 +290,13 @@ pub fn entry_details(entry: &EntryInfo) -> String {
         line("content:", hash);
     }
     out
+}
+
+/// Prints `value` as pretty JSON on standard output, which `--json` keeps for it alone.
+pub(crate) fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot format JSON")?;
+    println!("{text}");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ use cairn_client::{ClientError, UploadOptions};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::output::{self, normalize_remote};
-use super::{explain, print_json, progress_bar, progress_fn, report_upload, Doing, Session};
+use super::output::{self, normalize_remote, print_json};
+use super::progress::{progress_bar, progress_fn, progress_spinner};
+use super::session::{explain, Doing, Session};
+use super::transfer::report_upload;
 
 /// Blocks fetched ahead of the one being written: memory stays within a few blocks.
 const BLOCKS_AHEAD: usize = 4;
@@ -111,7 +113,7 @@ pub(super) async fn put_from_stdin(
     if stdin.is_terminal() {
         eprintln!("reading standard input until end of file (Ctrl-D)");
     }
-    let bar = super::progress_spinner();
+    let bar = progress_spinner();
     let options = UploadOptions {
         base_rev: existing.and_then(|e| e.rev),
         progress: Some(progress_fn(&bar)),
