@@ -164,7 +164,7 @@ impl From<BlockError> for ApiError {
             BlockError::NotHeld(_) => Self::not_found(message),
             BlockError::Damaged { hash, file } => Self::block_damaged(hash, file.as_ref()),
             BlockError::Interrupted(_) => Self::bad_request("upload_interrupted", message),
-            BlockError::Meta(err) => err.into(),
+            BlockError::Meta(err) => (*err).into(),
             BlockError::Store(err) => err.into(),
             BlockError::Task(err) => Self::internal(err),
         }

@@ -92,9 +92,10 @@ pub enum BlockError {
     /// A streamed body could not be read to its end; nothing was committed.
     #[error("reading the upload failed: {0}; nothing was committed")]
     Interrupted(#[source] std::io::Error),
-    /// The metadata store refused or failed (quota included).
+    /// The metadata store refused or failed (quota included). Boxed: it is by far the
+    /// largest variant, and every result of the upload path carries this type.
     #[error(transparent)]
-    Meta(#[from] MetaError),
+    Meta(Box<MetaError>),
     /// The block store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -109,6 +110,12 @@ fn mismatch_message(claimed: &BlockHash, actual: &BlockHash, alone: bool) -> Str
         false => {
             format!("a block of the batch hashes to {actual}, not {claimed}; nothing was stored")
         }
+    }
+}
+
+impl From<MetaError> for BlockError {
+    fn from(err: MetaError) -> Self {
+        BlockError::Meta(Box::new(err))
     }
 }
 
