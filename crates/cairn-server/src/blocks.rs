@@ -141,7 +141,7 @@ async fn upload(
 ) -> ApiResult<(StatusCode, Json<proto::BlockUploadResponse>)> {
     let hash = BlockHash::from_hex(&hash)?;
     let size = body.len() as u64;
-    state.blocks.accept(&auth.user, vec![(hash, body)]).await?;
+    state.blocks.accept_one(&auth.user, hash, body).await?;
     Ok((
         StatusCode::CREATED,
         Json(proto::BlockUploadResponse {

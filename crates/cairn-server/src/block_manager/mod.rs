@@ -2,8 +2,9 @@
 //! parse a request, check the caller, call it, and answer; `cairn admin gc` and
 //! `cairn admin fsck` call it on a data directory.
 //!
-//! - Accepting blocks ([`BlockManager::accept`]): one path for a batch, a single block
-//!   being a batch of one. Every block is checked (size, hash) before any is stored;
+//! - Accepting blocks ([`BlockManager::accept`], [`BlockManager::accept_one`]): one path
+//!   for a batch, a single block being a batch of one that is written as a file of its
+//!   own rather than packed. Every block is checked (size, hash) before any is stored;
 //!   then *store, then record*: the block files are written durably, and only then is
 //!   the upload recorded in metadata, with a last check inside the recording
 //!   transaction that garbage collection did not remove a file meanwhile
@@ -75,7 +76,7 @@ pub enum BlockError {
         claimed: BlockHash,
         /// The hash of its bytes.
         actual: BlockHash,
-        /// Whether it was sent alone (rather than in a batch of several).
+        /// Whether it was sent alone (rather than in a batch).
         alone: bool,
     },
     /// The account does not hold the block, or it does not exist: the two look the same.
@@ -163,17 +164,36 @@ impl BlockManager {
             .collect())
     }
 
-    /// Checks, stores and records blocks uploaded by `user`, as one batch (a single
-    /// block is a batch of one): every size and hash is checked before anything is
-    /// stored, then the blocks are written with one durable write and recorded with one
-    /// record, the store check inside it.
+    /// Checks, stores and records a batch of blocks uploaded by `user`: every size and
+    /// hash is checked before anything is stored, then the blocks are written with one
+    /// durable write (`BlockStore::put_many`: a batch's small blocks go into one pack
+    /// file) and recorded with one record, the store check inside it.
     pub async fn accept(
         &self,
         user: &User,
         blocks: Vec<(BlockHash, Bytes)>,
     ) -> Result<(), BlockError> {
+        self.accept_as(user, blocks, Write::Together).await
+    }
+
+    /// [`BlockManager::accept`] for one block sent alone: a batch of one, written as a
+    /// file of its own (`BlockStore::put`).
+    pub async fn accept_one(
+        &self,
+        user: &User,
+        hash: BlockHash,
+        data: Bytes,
+    ) -> Result<(), BlockError> {
+        self.accept_as(user, vec![(hash, data)], Write::Alone).await
+    }
+
+    async fn accept_as(
+        &self,
+        user: &User,
+        blocks: Vec<(BlockHash, Bytes)>,
+        write: Write,
+    ) -> Result<(), BlockError> {
         self.check_sizes(&blocks)?;
-        let alone = blocks.len() == 1;
         let checked = blocks.clone();
         let forged = tokio::task::spawn_blocking(move || {
             checked.iter().find_map(|(hash, data)| {
@@ -186,10 +206,10 @@ impl BlockManager {
             return Err(BlockError::HashMismatch {
                 claimed,
                 actual,
-                alone,
+                alone: write == Write::Alone,
             });
         }
-        self.store_and_record(user, blocks).await
+        self.store_and_record(user, blocks, write).await
     }
 
     /// Chunks a streamed body and stores its blocks for `user`, holding only a few
@@ -206,7 +226,7 @@ impl BlockManager {
             chunk_and_hash(reader, &manager.chunker, |chunk| {
                 let block = vec![(chunk.hash, Bytes::from(chunk.data))];
                 manager.check_sizes(&block)?;
-                runtime.block_on(manager.store_and_record(&user, block))
+                runtime.block_on(manager.store_and_record(&user, block, Write::Alone))
             })
         })
         .await?
@@ -240,6 +260,7 @@ impl BlockManager {
         &self,
         user: &User,
         blocks: Vec<(BlockHash, Bytes)>,
+        write: Write,
     ) -> Result<(), BlockError> {
         if blocks.is_empty() {
             return Ok(());
@@ -252,7 +273,7 @@ impl BlockManager {
         let received: usize = blocks.iter().map(|(_, data)| data.len()).sum();
         metrics::counter!(BLOCK_BYTES_RECEIVED).increment(received as u64);
         let started = std::time::Instant::now();
-        let outcomes = put_all(&self.store, blocks.clone()).await?;
+        let outcomes = put_all(&self.store, blocks.clone(), write).await?;
         let stored_at = started.elapsed();
         let mut uploaded = Vec::with_capacity(blocks.len());
         for ((hash, data), outcome) in blocks.iter().zip(&outcomes) {
@@ -278,7 +299,7 @@ impl BlockManager {
         let store = self.store.clone();
         let ensure: cairn_meta::EnsureStored = Box::new(move || {
             Box::pin(async move {
-                ensure_stored(&store, blocks)
+                ensure_stored(&store, blocks, write)
                     .await
                     .map_err(|err| err.to_string())
             })
@@ -376,17 +397,33 @@ fn hash_of(data: &[u8]) -> BlockHash {
     BlockHash(*hasher.finalize().as_bytes())
 }
 
-/// Writes blocks durably: one alone as a file of its own (`BlockStore::put`), several
-/// with one batched write (`BlockStore::put_many`, which packs the small ones).
+/// How an upload's blocks are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// One block sent alone (`PUT /blocks/{hash}`, a chunk of a streamed body): a file
+    /// of its own.
+    Alone,
+    /// A batch (`POST /blocks/batch`, of any length): one batched write, the small
+    /// blocks in one pack file.
+    Together,
+}
+
+/// Writes blocks durably, as `write` says.
 async fn put_all(
     store: &BlockStore,
-    mut blocks: Vec<(BlockHash, Bytes)>,
+    blocks: Vec<(BlockHash, Bytes)>,
+    write: Write,
 ) -> Result<Vec<PutOutcome>, StoreError> {
-    if blocks.len() == 1 {
-        let (hash, data) = blocks.remove(0);
-        return Ok(vec![store.put(hash, data).await?]);
+    match write {
+        Write::Alone => {
+            let mut outcomes = Vec::with_capacity(blocks.len());
+            for (hash, data) in blocks {
+                outcomes.push(store.put(hash, data).await?);
+            }
+            Ok(outcomes)
+        }
+        Write::Together => store.put_many(blocks).await,
     }
-    store.put_many(blocks).await
 }
 
 /// Writes again whichever blocks are no longer in the store. Run it where no garbage
@@ -400,6 +437,7 @@ async fn put_all(
 async fn ensure_stored(
     store: &BlockStore,
     blocks: Vec<(BlockHash, Bytes)>,
+    write: Write,
 ) -> Result<(), StoreError> {
     let present = store
         .contains_many(blocks.iter().map(|(hash, _)| *hash).collect())
@@ -415,7 +453,7 @@ async fn ensure_stored(
             count = gone.len(),
             "blocks collected during their upload; storing them again"
         );
-        put_all(store, gone).await?;
+        put_all(store, gone, write).await?;
     }
     Ok(())
 }

@@ -110,7 +110,7 @@ impl World {
         }
         for &i in blocks {
             self.blocks()
-                .accept(&self.user, vec![(self.hashes[i], self.pool[i].clone())])
+                .accept_one(&self.user, self.hashes[i], self.pool[i].clone())
                 .await
                 .unwrap_or_else(|e| panic!("upload of block {i} failed: {e:?}"));
         }
@@ -581,7 +581,7 @@ on_each_backend!(
         let hash = BlockHash::of(&data);
         state
             .blocks
-            .accept(&user, vec![(hash, data.clone())])
+            .accept_one(&user, hash, data.clone())
             .await
             .unwrap();
         // Unreferenced since "a moment ago", so a collection with no grace takes it.
@@ -593,7 +593,7 @@ on_each_backend!(
         *backend.pause.lock().unwrap() = Some((paused_tx, resume_rx));
         let upload = {
             let (state, user, data) = (state.clone(), user.clone(), data.clone());
-            tokio::spawn(async move { state.blocks.accept(&user, vec![(hash, data)]).await })
+            tokio::spawn(async move { state.blocks.accept_one(&user, hash, data).await })
         };
         paused.await.unwrap();
 
