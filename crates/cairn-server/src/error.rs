@@ -7,6 +7,7 @@ use cairn_meta::MetaError;
 use cairn_proto::{EntryInfo, ErrorBody, ErrorDetail};
 use cairn_store::StoreError;
 
+use crate::block_manager::BlockError;
 use crate::convert::entry_info;
 
 /// An error a handler returns. Client errors carry a message for the user; internal
@@ -68,21 +69,6 @@ impl ApiError {
             "block_damaged",
             format!("{what}; ask the administrator to run `cairn admin fsck`"),
         )
-    }
-
-    /// The error for a failed read of a block metadata references (a download): a
-    /// missing or corrupt block becomes [`ApiError::block_damaged`], any other failure
-    /// an internal error.
-    pub(crate) fn from_required_block(
-        err: StoreError,
-        file: Option<&cairn_core::ServerPath>,
-    ) -> Self {
-        match err {
-            StoreError::NotFound(hash) | StoreError::Corrupt(hash) => {
-                Self::block_damaged(hash, file)
-            }
-            other => Self::internal(other),
-        }
     }
 
     /// Logs the real cause and answers 500 without internals.
@@ -164,6 +150,24 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(hash) => Self::not_found(format!("block {hash} not found")),
             StoreError::Corrupt(hash) => Self::block_damaged(hash, None),
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<BlockError> for ApiError {
+    fn from(err: BlockError) -> Self {
+        let message = err.to_string();
+        match err {
+            BlockError::TooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "block_too_large", message)
+            }
+            BlockError::HashMismatch { .. } => Self::bad_request("hash_mismatch", message),
+            BlockError::NotHeld(_) => Self::not_found(message),
+            BlockError::Damaged { hash, file } => Self::block_damaged(hash, file.as_ref()),
+            BlockError::Interrupted(_) => Self::bad_request("upload_interrupted", message),
+            BlockError::Meta(err) => (*err).into(),
+            BlockError::Store(err) => err.into(),
+            BlockError::Task(err) => Self::internal(err),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod access;
 pub mod admin;
 pub mod auth;
+pub mod block_manager;
 mod blocks;
 pub mod config;
 mod convert;
@@ -13,8 +14,6 @@ mod delta;
 mod error;
 mod extract;
 mod files;
-pub mod fsck;
-pub mod gc;
 mod limits;
 mod links;
 pub mod maintenance;
@@ -22,7 +21,6 @@ pub mod metrics;
 pub mod notify;
 mod openapi;
 pub mod routes;
-pub mod scrub;
 mod serve;
 mod shares;
 mod state;
@@ -43,7 +41,7 @@ use cairn_store::BlockStore;
 use routes::Routes;
 use tower_http::trace::TraceLayer;
 
-pub use blocks::{accept_block, accept_blocks};
+pub use block_manager::BlockManager;
 pub use config::{Config, Maintenance};
 pub use error::ApiError;
 pub use routes::route_paths;
@@ -122,6 +120,14 @@ fn redact_url(url: &str) -> String {
     url.to_owned()
 }
 
+/// The current time in Unix milliseconds, as the metadata store keeps time.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Hashes a password with the configured cost, off the async threads.
 pub async fn hash_password(config: &Config, password: String) -> anyhow::Result<String> {
     let (m, t) = (config.argon2_memory_kib, config.argon2_iterations);
@@ -174,8 +180,8 @@ impl Application {
         );
         meta.on_commit(Arc::new(move |ns, seq| bus.publish(ns, seq)));
         let state = AppState {
+            blocks: BlockManager::new(meta.clone(), blocks, config.chunker),
             meta,
-            blocks,
             config: Arc::new(config),
             login_limiter: Arc::default(),
             dummy_password_hash,
@@ -210,11 +216,12 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let scrub = tokio::spawn(scrub::run(
-            self.state.meta.clone(),
-            self.state.blocks.clone(),
-            self.state.config.maintenance.scrub_bytes_per_sec,
-        ));
+        let scrub = tokio::spawn(
+            self.state
+                .blocks
+                .clone()
+                .scrub(self.state.config.maintenance.scrub_bytes_per_sec),
+        );
         // Stopped when it is dropped, at the end of this function.
         let _maintenance = maintenance::spawn(
             self.state.meta.clone(),

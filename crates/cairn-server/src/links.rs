@@ -23,7 +23,7 @@ use rand::RngCore;
 use crate::access::{Access, Need};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::gc::now_ms;
+use crate::now_ms;
 use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 

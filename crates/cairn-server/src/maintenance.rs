@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use cairn_meta::{MetaError, MetaStore};
-use cairn_store::BlockStore;
 
+use crate::block_manager::{BlockManager, GcError, GcReport};
 use crate::config::Maintenance;
-use crate::gc::{collect_garbage, now_ms, GcError, GcReport};
 use crate::metrics::VERSIONS_PRUNED;
+use crate::now_ms;
 
 /// How long after start the first pass runs (unless the interval is shorter): long
 /// enough to stay out of the way of startup, short enough that a server restarted more
@@ -52,7 +52,7 @@ pub enum MaintenanceError {
 /// choose another).
 pub async fn run_once(
     meta: &MetaStore,
-    store: &BlockStore,
+    blocks: &BlockManager,
     settings: &Maintenance,
     grace: Duration,
 ) -> Result<MaintenanceReport, MaintenanceError> {
@@ -83,7 +83,7 @@ pub async fn run_once(
     if versions_pruned > 0 {
         tracing::info!(versions = versions_pruned, "retention pruned old versions");
     }
-    let gc = collect_garbage(meta, store, grace).await?;
+    let gc = blocks.collect_garbage(grace).await?;
     Ok(MaintenanceReport {
         trash_expired,
         versions_pruned,
@@ -105,7 +105,7 @@ impl Drop for MaintenanceTask {
 
 /// Starts the background task: a pass shortly after start, then one every
 /// `maintenance_interval_secs`.
-pub fn spawn(meta: MetaStore, store: BlockStore, settings: Maintenance) -> MaintenanceTask {
+pub fn spawn(meta: MetaStore, blocks: BlockManager, settings: Maintenance) -> MaintenanceTask {
     let handle = tokio::spawn(async move {
         let interval = Duration::from_secs(settings.maintenance_interval_secs.max(1));
         let grace = Duration::from_secs(settings.gc_grace_secs);
@@ -115,8 +115,8 @@ pub fn spawn(meta: MetaStore, store: BlockStore, settings: Maintenance) -> Maint
             let started = std::time::Instant::now();
             // Its own task, so that even a panic in a pass only costs that pass.
             let pass = {
-                let (meta, store, settings) = (meta.clone(), store.clone(), settings.clone());
-                tokio::spawn(async move { run_once(&meta, &store, &settings, grace).await })
+                let (meta, blocks, settings) = (meta.clone(), blocks.clone(), settings.clone());
+                tokio::spawn(async move { run_once(&meta, &blocks, &settings, grace).await })
             };
             match pass.await {
                 Err(panic) => tracing::error!(

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use cairn_meta::MetaStore;
-use cairn_store::BlockStore;
 
 use crate::auth::LoginLimiter;
+use crate::block_manager::BlockManager;
 use crate::config::Config;
 use crate::notify::Notifier;
 
@@ -13,7 +13,8 @@ use crate::notify::Notifier;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub meta: MetaStore,
-    pub blocks: BlockStore,
+    /// Every use of the block store goes through it.
+    pub blocks: BlockManager,
     pub config: Arc<Config>,
     pub login_limiter: Arc<LoginLimiter>,
     /// Verified against when a login names an unknown user, so both cases cost the same.

@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use cairn_core::BlockHash;
-use cairn_server::fsck::{fsck, FsckOptions};
+use cairn_server::block_manager::FsckOptions;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use support::{block_ref, flip_last_byte, hex_hash, metric, TestServer, BACKENDS};
@@ -82,9 +82,7 @@ on_each_backend!(
             .commit(json!({"path": "/clean.bin", "blocks": [block_ref(&c)]}))
             .await;
         assert_eq!(status, StatusCode::OK);
-        let clean = fsck(&s.state.meta, &s.state.blocks, &FsckOptions::default())
-            .await
-            .unwrap();
+        let clean = s.state.blocks.fsck(&FsckOptions::default()).await.unwrap();
         assert!(clean.is_clean(), "{clean:?}");
         assert_eq!((clean.blocks_checked, clean.bytes_verified), (3, 6000));
 
@@ -147,9 +145,7 @@ on_each_backend!(
             quarantine: false,
             ..FsckOptions::default()
         };
-        let report = fsck(&s.state.meta, &s.state.blocks, &options)
-            .await
-            .unwrap();
+        let report = s.state.blocks.fsck(&options).await.unwrap();
         assert!(!report.is_clean());
         assert!(report.quarantined.is_empty());
         assert_eq!(
@@ -157,9 +153,7 @@ on_each_backend!(
             Vec::<String>::new()
         );
 
-        let report = fsck(&s.state.meta, &s.state.blocks, &FsckOptions::default())
-            .await
-            .unwrap();
+        let report = s.state.blocks.fsck(&FsckOptions::default()).await.unwrap();
         let (ha, hb) = (BlockHash::of(&a), BlockHash::of(&b));
         assert_eq!(report.missing, vec![ha]);
         assert_eq!(report.corrupt, vec![hb]);
@@ -207,9 +201,7 @@ on_each_backend!(
         let resp = content(&s, "/f.bin", None).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.bytes().await.unwrap().to_vec(), [a, b, c].concat());
-        let report = fsck(&s.state.meta, &s.state.blocks, &FsckOptions::default())
-            .await
-            .unwrap();
+        let report = s.state.blocks.fsck(&FsckOptions::default()).await.unwrap();
         assert!(report.is_clean(), "{report:?}");
     }
 );

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use cairn_meta::{DamagedFile, MetaStore};
-use cairn_server::fsck::{FsckOptions, FsckReport};
-use cairn_server::{bootstrap_admin, open_stores, Application, Bootstrap, Config};
-use cairn_store::BlockStore;
+use cairn_server::block_manager::{FsckOptions, FsckReport};
+use cairn_server::{bootstrap_admin, open_stores, Application, BlockManager, Bootstrap, Config};
 use clap::Subcommand;
 
 use crate::client::output::{count, format_time, human_size, Align, Table};
@@ -164,6 +163,7 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
     // empty one and change nothing the running server sees.
     cairn_server::check_existing_data_dir(&config)?;
     let (meta, blocks) = open_stores(&config).await?;
+    let blocks = BlockManager::new(meta.clone(), blocks, config.chunker);
     match command {
         AdminCommand::Fsck {
             json,
@@ -447,7 +447,7 @@ fn user_table(users: &[cairn_proto::AdminUserInfo]) -> String {
 /// wrong.
 async fn fsck(
     meta: &MetaStore,
-    blocks: &BlockStore,
+    blocks: &BlockManager,
     json: bool,
     quarantine: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -463,7 +463,7 @@ async fn fsck(
         progress: Some(Arc::new(move |_blocks, bytes| progress.set_position(bytes))),
         ..FsckOptions::default()
     };
-    let result = cairn_server::fsck::fsck(meta, blocks, &options).await;
+    let result = blocks.fsck(&options).await;
     bar.finish_and_clear();
     let report = result.context("fsck could not finish")?;
 

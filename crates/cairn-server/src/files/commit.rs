@@ -2,20 +2,17 @@
 //! chunked by the server, and a file's versions and their restore (a commit of an old
 //! block list).
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use cairn_core::chunk::{chunk_and_hash, ChunkError};
 use cairn_core::{BlockHash, NamespaceId, ServerPath, VersionId};
 use cairn_meta::{BlockRef, CommitFile, CommitOutcome, EntryKind};
 use cairn_proto as proto;
 use futures::TryStreamExt;
 use serde::Deserialize;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::IntoParams;
 
 use crate::access::{Access, Need, Target};
-use crate::blocks::accept_block;
 use crate::convert::entry_info;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
@@ -395,7 +392,7 @@ pub(super) async fn upload(
     let stream = body
         .into_data_stream()
         .map_err(|err| std::io::Error::other(err.to_string()));
-    let blocks = store_stream(&state, &access.auth.user, stream).await?;
+    let blocks = state.blocks.store_stream(&access.auth.user, stream).await?;
     let response = commit_blocks(
         &state,
         &access,
@@ -407,43 +404,4 @@ pub(super) async fn upload(
     )
     .await?;
     Ok(Json(response))
-}
-
-/// Chunks a streamed body on the server and stores its blocks for `user`, holding only
-/// a few chunks in memory however large the body is; returns the block list to commit.
-pub(crate) async fn store_stream<S>(
-    state: &AppState,
-    user: &cairn_meta::User,
-    stream: S,
-) -> ApiResult<Vec<BlockRef>>
-where
-    S: futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-{
-    let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
-    let runtime = tokio::runtime::Handle::current();
-    let chunker = state.config.chunker;
-    let (task_state, user) = (state.clone(), user.clone());
-    let chunked = tokio::task::spawn_blocking(move || {
-        chunk_and_hash(reader, &chunker, |chunk| {
-            let data = Bytes::from(chunk.data);
-            runtime.block_on(accept_block(&task_state, &user, chunk.hash, data))
-        })
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|err| match err {
-        ChunkError::Read(err) => ApiError::bad_request(
-            "upload_interrupted",
-            format!("reading the upload failed: {err}; nothing was committed"),
-        ),
-        ChunkError::Sink(err) => err,
-    })?;
-    Ok(chunked
-        .blocks
-        .iter()
-        .map(|(hash, size)| BlockRef {
-            hash: *hash,
-            size: *size,
-        })
-        .collect())
 }

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use cairn_core::{BlockHash, ServerPath};
 use cairn_meta::Entry;
 use cairn_proto as proto;
-use futures::StreamExt;
 
 use crate::access::Access;
 use crate::convert::entry_info;
@@ -160,9 +159,9 @@ async fn whole_small_file(
     for block in &blocks {
         let data = state
             .blocks
-            .get_required(block.hash)
+            .read(block.hash)
             .await
-            .map_err(|err| ApiError::from_required_block(err, Some(path)))?;
+            .map_err(|err| err.in_file(path))?;
         content.push(data);
     }
     let sent: u64 = content.iter().map(|d| d.len() as u64).sum();
@@ -176,45 +175,17 @@ async fn whole_small_file(
     Ok((entry, content))
 }
 
-/// The body of a download: `(block, from, to)` slices of the file's blocks, in order.
-///
-/// The first block is read before answering, so a damaged file whose first block is bad
-/// gets a clean error status. Later blocks are fetched one ahead of the one being sent;
-/// one that fails verification ends the stream with an error, so the client sees a
-/// short body, never wrong bytes.
+/// The body of a download: `(block, from, to)` slices of the file's blocks, in order,
+/// read and verified by the block manager ([`crate::block_manager::BlockManager::read_pieces`]):
+/// a damaged first block is an error status, a later one cuts the body short.
 pub(crate) async fn block_body(
     state: &AppState,
     file: &ServerPath,
     pieces: Vec<(BlockHash, usize, usize)>,
 ) -> ApiResult<Body> {
-    let mut pieces = pieces.into_iter();
-    let head = match pieces.next() {
-        Some((hash, from, to)) => {
-            let data = state
-                .blocks
-                .get_required(hash)
-                .await
-                .map_err(|err| ApiError::from_required_block(err, Some(file)))?;
-            metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);
-            Some(Ok::<_, std::io::Error>(data.slice(from..to)))
-        }
-        None => None,
-    };
-    let store = state.blocks.clone();
-    let rest = futures::stream::iter(pieces)
-        .map(move |(hash, from, to)| {
-            let store = store.clone();
-            async move {
-                let data = store.get_required(hash).await.map_err(|err| {
-                    tracing::error!("download of block {hash} failed, response cut short: {err}");
-                    std::io::Error::other(err.to_string())
-                })?;
-                metrics::counter!(BLOCK_BYTES_SENT).increment((to - from) as u64);
-                Ok::<_, std::io::Error>(data.slice(from..to))
-            }
-        })
-        .buffered(2);
-    Ok(Body::from_stream(futures::stream::iter(head).chain(rest)))
+    Ok(Body::from_stream(
+        state.blocks.read_pieces(file, pieces).await?,
+    ))
 }
 
 /// A parsed `Range` header: the first and last byte wanted, inclusive.

@@ -627,11 +627,8 @@ async fn upload_files(
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        let (_, stored) = tokio::join!(
-            pump,
-            crate::files::store_stream(state, &found.creator, stream)
-        );
-        let blocks = stored.map_err(upload_refused)?;
+        let (_, stored) = tokio::join!(pump, state.blocks.store_stream(&found.creator, stream));
+        let blocks = stored.map_err(|err| upload_refused(err.into()))?;
         let size = commit_drop(state, &found, &name, blocks)
             .await
             .map_err(upload_refused)?;
@@ -688,9 +685,11 @@ async fn upload_body(
     let stream = body
         .into_data_stream()
         .map_err(|err| io::Error::other(err.to_string()));
-    let blocks = crate::files::store_stream(state, &found.creator, stream)
+    let blocks = state
+        .blocks
+        .store_stream(&found.creator, stream)
         .await
-        .map_err(upload_refused)?;
+        .map_err(|err| upload_refused(err.into()))?;
     let size = commit_drop(state, &found, &name, blocks)
         .await
         .map_err(upload_refused)?;

@@ -96,7 +96,7 @@ fn write_zip(
                         .map_err(io::Error::other)?;
                     for block in blocks {
                         let data = handle
-                            .block_on(state.blocks.get_required(block.hash))
+                            .block_on(state.blocks.read(block.hash))
                             .map_err(io::Error::other)?;
                         zip.write_all(&data)?;
                         metrics::counter!(BLOCK_BYTES_SENT).increment(data.len() as u64);

@@ -308,10 +308,12 @@ on_each_backend!(
         assert_eq!(status, StatusCode::CREATED, "{body}");
 
         // Garbage collection frees the block only Bob's file held, and keeps the plan's.
-        let report =
-            cairn_server::gc::collect_garbage(&s.state.meta, &s.state.blocks, Duration::ZERO)
-                .await
-                .unwrap();
+        let report = s
+            .state
+            .blocks
+            .collect_garbage(Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(report.blocks_deleted, 1, "{report:?}");
         assert_eq!(s.stored_blocks().await, blocks_before - 1);
 

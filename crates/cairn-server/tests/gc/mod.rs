@@ -12,8 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_core::{BlockHash, ServerPath};
 use cairn_meta::{Actor, BlockRef, CommitFile, MetaError, MetaStore, User};
-use cairn_server::gc::collect_garbage;
-use cairn_server::AppState;
+use cairn_server::{AppState, BlockManager};
 use cairn_store::{BlockStore, StoreError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -57,11 +56,21 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The block manager `cairn admin gc` would make in its own process, on its own
+/// handle of the server's block directory.
+fn other_process(state: &AppState) -> BlockManager {
+    BlockManager::new(
+        state.meta.clone(),
+        BlockStore::local(state.config.blocks_dir.as_path()).unwrap(),
+        state.config.chunker,
+    )
+}
+
 struct World {
     state: AppState,
     /// A second handle on the server's block directory, as `cairn admin gc` opens in
     /// its own process: it learns of the server's new pack files only from the disk.
-    other_store: BlockStore,
+    other: BlockManager,
     user: User,
     actor: Actor,
     pool: Vec<Bytes>,
@@ -73,8 +82,12 @@ impl World {
         &self.state.meta
     }
 
-    fn store(&self) -> &BlockStore {
+    fn blocks(&self) -> &BlockManager {
         &self.state.blocks
+    }
+
+    fn store(&self) -> &BlockStore {
+        self.state.blocks.store()
     }
 
     /// Uploads through the server's own accept paths (store, record, re-store if the
@@ -89,20 +102,17 @@ impl World {
                 .iter()
                 .map(|&i| (self.hashes[i], self.pool[i].clone()))
                 .collect();
-            cairn_server::accept_blocks(&self.state, &self.user, batch)
+            self.blocks()
+                .accept(&self.user, batch)
                 .await
                 .unwrap_or_else(|e| panic!("batch upload of blocks {distinct:?} failed: {e:?}"));
             return;
         }
         for &i in blocks {
-            cairn_server::accept_block(
-                &self.state,
-                &self.user,
-                self.hashes[i],
-                self.pool[i].clone(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("upload of block {i} failed: {e:?}"));
+            self.blocks()
+                .accept_one(&self.user, self.hashes[i], self.pool[i].clone())
+                .await
+                .unwrap_or_else(|e| panic!("upload of block {i} failed: {e:?}"));
         }
     }
 
@@ -248,18 +258,16 @@ async fn collector(
     own_handle: bool,
 ) -> u64 {
     let mut deleted = 0;
-    let store = if own_handle {
-        &world.other_store
+    let blocks = if own_handle {
+        &world.other
     } else {
-        world.store()
+        world.blocks()
     };
     for _ in 0..GC_RUNS {
         if others_done.load(std::sync::atomic::Ordering::SeqCst) {
             break;
         }
-        let report = collect_garbage(world.meta(), store, Duration::ZERO)
-            .await
-            .unwrap();
+        let report = blocks.collect_garbage(Duration::ZERO).await.unwrap();
         deleted += report.blocks_deleted;
         tokio::task::yield_now().await;
     }
@@ -292,7 +300,7 @@ on_each_backend!(gc_never_deletes_a_referenced_block_under_concurrency, |s| {
     let pool = pool();
     let world = Arc::new(World {
         state: s.state.clone(),
-        other_store: BlockStore::local(s.data.path()).unwrap(),
+        other: other_process(&s.state),
         actor: Actor {
             user_id: user.id,
             device_id: Some(device.id),
@@ -368,7 +376,9 @@ on_each_backend!(gc_never_deletes_a_referenced_block_under_concurrency, |s| {
         .unwrap();
     // Grace 0 takes blocks unreferenced since before now: let the clock move on.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    collect_garbage(world.meta(), world.store(), Duration::ZERO)
+    world
+        .blocks()
+        .collect_garbage(Duration::ZERO)
         .await
         .unwrap();
     audit(&world).await;
@@ -402,7 +412,7 @@ on_each_backend!(
         let pool = pool();
         let world = World {
             state: s.state.clone(),
-            other_store: BlockStore::local(s.data.path()).unwrap(),
+            other: other_process(&s.state),
             actor,
             user,
             hashes: pool.iter().map(|b| BlockHash::of(b)).collect(),
@@ -429,7 +439,9 @@ on_each_backend!(
 
         // With the default grace nothing recent goes, except the stray file, which no
         // upload recorded.
-        let report = collect_garbage(world.meta(), world.store(), Duration::from_secs(3600))
+        let report = world
+            .blocks()
+            .collect_garbage(Duration::from_secs(3600))
             .await
             .unwrap();
         assert_eq!((report.blocks_deleted, report.orphans_adopted), (1, 1));
@@ -438,7 +450,9 @@ on_each_backend!(
 
         // Grace 0: the two uploads nobody committed go; history still holds 0 and 1.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let report = collect_garbage(world.meta(), world.store(), Duration::ZERO)
+        let report = world
+            .blocks()
+            .collect_garbage(Duration::ZERO)
             .await
             .unwrap();
         assert_eq!(report.blocks_deleted, 2);
@@ -454,7 +468,9 @@ on_each_backend!(
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let report = collect_garbage(world.meta(), world.store(), Duration::ZERO)
+        let report = world
+            .blocks()
+            .collect_garbage(Duration::ZERO)
             .await
             .unwrap();
         assert_eq!(report.blocks_deleted, 5);
@@ -553,13 +569,19 @@ on_each_backend!(
     |s| {
         let backend = Arc::new(PausingBackend::default());
         let state = AppState {
-            blocks: BlockStore::from_backend(backend.clone()),
+            blocks: BlockManager::new(
+                s.state.meta.clone(),
+                BlockStore::from_backend(backend.clone()),
+                s.state.config.chunker,
+            ),
             ..s.state.clone()
         };
         let user = state.meta.user_by_name("admin").await.unwrap().unwrap();
         let data = pool()[0].clone();
         let hash = BlockHash::of(&data);
-        cairn_server::accept_block(&state, &user, hash, data.clone())
+        state
+            .blocks
+            .accept_one(&user, hash, data.clone())
             .await
             .unwrap();
         // Unreferenced since "a moment ago", so a collection with no grace takes it.
@@ -571,22 +593,20 @@ on_each_backend!(
         *backend.pause.lock().unwrap() = Some((paused_tx, resume_rx));
         let upload = {
             let (state, user, data) = (state.clone(), user.clone(), data.clone());
-            tokio::spawn(async move { cairn_server::accept_block(&state, &user, hash, data).await })
+            tokio::spawn(async move { state.blocks.accept_one(&user, hash, data).await })
         };
         paused.await.unwrap();
 
         // Now the collector claims the block and deletes row and file.
-        let report = collect_garbage(&state.meta, &state.blocks, Duration::ZERO)
-            .await
-            .unwrap();
+        let report = state.blocks.collect_garbage(Duration::ZERO).await.unwrap();
         assert_eq!(report.blocks_deleted, 1);
-        assert!(!state.blocks.contains(hash).await.unwrap());
+        assert!(!state.blocks.store().contains(hash).await.unwrap());
 
         // The upload goes on: it records the block anew and, finding the file gone,
         // stores it again. The client may then commit it.
         resume.send(()).unwrap();
         upload.await.unwrap().unwrap();
-        assert_eq!(state.blocks.get(hash).await.unwrap(), data);
+        assert_eq!(state.blocks.store().get(hash).await.unwrap(), data);
         let actor = Actor {
             user_id: user.id,
             device_id: None,
@@ -609,11 +629,9 @@ on_each_backend!(
             .await
             .unwrap();
         // And a collection now leaves it alone.
-        let report = collect_garbage(&state.meta, &state.blocks, Duration::ZERO)
-            .await
-            .unwrap();
+        let report = state.blocks.collect_garbage(Duration::ZERO).await.unwrap();
         assert_eq!(report.blocks_deleted, 0);
-        assert_eq!(state.blocks.get(hash).await.unwrap(), data);
+        assert_eq!(state.blocks.store().get(hash).await.unwrap(), data);
     }
 );
 
@@ -662,14 +680,14 @@ async fn the_background_task_prunes_and_collects() {
         let hashes: Vec<BlockHash> = pool.iter().map(|b| BlockHash::of(b)).collect();
         let mut left = Vec::new();
         for _ in 0..100 {
-            left = s.state.blocks.list().await.unwrap();
+            left = s.state.blocks.store().list().await.unwrap();
             if left == vec![hashes[1]] {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(left, vec![hashes[1]], "the background task did not collect");
-        assert_eq!(s.state.blocks.get(hashes[1]).await.unwrap(), *two);
+        assert_eq!(s.state.blocks.store().get(hashes[1]).await.unwrap(), *two);
         assert!(metrics("cairn_gc_blocks_deleted_total") >= deleted_before + 2.0);
         assert!(metrics("cairn_versions_pruned_total") >= pruned_before + 1.0);
         let problems = s.state.meta.check_consistency().await.unwrap();

@@ -280,7 +280,7 @@ impl TestServer {
     }
 
     pub async fn stored_blocks(&self) -> usize {
-        self.state.blocks.list().await.unwrap().len()
+        self.state.blocks.store().list().await.unwrap().len()
     }
 }
 

@@ -4,8 +4,8 @@
 //! Damage is also contained, unless the caller asks for a read-only check: a corrupt
 //! block is moved to quarantine (so it is never served and a re-upload writes a fresh
 //! copy), and possession of every damaged block is forgotten (so `blocks/check` tells
-//! every client to upload it again). The background scrub ([`crate::scrub`]) repairs a
-//! damaged block through the same [`contain_damage`].
+//! every client to upload it again). The background scrub (`scrub.rs`) repairs a
+//! damaged block through the same `contain_damage`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,13 +16,15 @@ use cairn_meta::{DamagedFile, Inconsistency, MetaStore, ReferencedBlock};
 use cairn_store::{BlockStore, StoreError};
 use futures::{StreamExt, TryStreamExt};
 
+use super::BlockManager;
+
 /// Blocks read per metadata page.
 const PAGE: u32 = 256;
 
 /// Progress reports: blocks and plaintext bytes checked so far.
 pub type FsckProgress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
-/// How [`fsck`] works.
+/// How [`BlockManager::fsck`] works.
 #[derive(Clone)]
 pub struct FsckOptions {
     /// Contain the damage found: quarantine corrupt blocks and forget possession of
@@ -85,7 +87,7 @@ pub struct SizeMismatch {
     pub actual: u64,
 }
 
-/// What [`fsck`] found.
+/// What [`BlockManager::fsck`] found.
 #[derive(Debug, Clone, Default)]
 pub struct FsckReport {
     /// Referenced blocks read and verified (or found missing).
@@ -129,7 +131,7 @@ pub enum FsckError {
 
 /// The outcome of reading one referenced block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockCheck {
+pub(super) enum BlockCheck {
     /// Present and verified; its plaintext length.
     Intact(u64),
     /// Missing or corrupt.
@@ -139,7 +141,7 @@ pub enum BlockCheck {
 /// Reads and verifies one referenced block. A missing block is asked about again
 /// before it counts as damage: garbage collection may have taken it after its last
 /// reference went, between the caller's page of hashes and this read.
-pub async fn check_block(
+pub(super) async fn check_block(
     meta: &MetaStore,
     store: &BlockStore,
     hash: BlockHash,
@@ -161,7 +163,7 @@ pub async fn check_block(
 ///
 /// Quarantine comes first: were possession forgotten first, an upload racing in
 /// between would find the damaged file's name taken and keep it.
-pub async fn contain_damage(
+pub(super) async fn contain_damage(
     meta: &MetaStore,
     store: &BlockStore,
     hash: BlockHash,
@@ -175,13 +177,19 @@ pub async fn contain_damage(
     Ok(quarantined)
 }
 
-/// Checks the metadata invariants, then every referenced block, `options.parallelism`
-/// at a time and page by page (never the whole list, nor more than a few blocks, in
-/// memory), and lists the files the damaged blocks break.
-///
-/// Safe to run while the server runs: blocks garbage-collected meanwhile are not
-/// reported. The metadata invariants are only reliable with no writes in flight.
-pub async fn fsck(
+impl BlockManager {
+    /// Checks the metadata invariants, then every referenced block,
+    /// `options.parallelism` at a time and page by page (never the whole list, nor more
+    /// than a few blocks, in memory), and lists the files the damaged blocks break.
+    ///
+    /// Safe to run while the server runs: blocks garbage-collected meanwhile are not
+    /// reported. The metadata invariants are only reliable with no writes in flight.
+    pub async fn fsck(&self, options: &FsckOptions) -> Result<FsckReport, FsckError> {
+        fsck(&self.meta, &self.store, options).await
+    }
+}
+
+async fn fsck(
     meta: &MetaStore,
     store: &BlockStore,
     options: &FsckOptions,

@@ -2,7 +2,7 @@
 //! round and round, at most `maintenance.scrub_bytes_per_sec`, so that a block that
 //! rotted on disk is found before a download or a restore needs it.
 //!
-//! A damaged block is contained as `cairn admin fsck` would ([`contain_damage`]): moved
+//! A damaged block is contained as `cairn admin fsck` would (`contain_damage`): moved
 //! to quarantine if corrupt, possession forgotten so the next upload repairs it. The
 //! files it breaks are logged at error level and `cairn_scrub_damaged_blocks_total`
 //! goes up. Errors of the stores are logged and retried later; the scrub never stops
@@ -15,7 +15,8 @@ use cairn_meta::MetaStore;
 use cairn_store::BlockStore;
 use tokio::time::Instant;
 
-use crate::fsck::{check_block, contain_damage, BlockCheck, Damage, FsckError};
+use super::fsck::{check_block, contain_damage, BlockCheck, Damage, FsckError};
+use super::BlockManager;
 use crate::metrics::SCRUB_DAMAGED_BLOCKS;
 
 /// Blocks fetched from metadata per page.
@@ -64,8 +65,15 @@ impl Pacer {
     }
 }
 
-/// Runs the scrub until the task is dropped. `bytes_per_sec` of 0 returns at once.
-pub async fn run(meta: MetaStore, store: BlockStore, bytes_per_sec: u64) {
+impl BlockManager {
+    /// Runs the background scrub until the task is dropped. `bytes_per_sec` of 0
+    /// returns at once.
+    pub async fn scrub(self, bytes_per_sec: u64) {
+        run(self.meta, self.store, bytes_per_sec).await
+    }
+}
+
+async fn run(meta: MetaStore, store: BlockStore, bytes_per_sec: u64) {
     if bytes_per_sec == 0 {
         return;
     }

@@ -12,7 +12,9 @@ use cairn_core::BlockHash;
 use cairn_meta::{DeletedBlock, GcDeleteError, MetaError, MetaStore};
 use cairn_store::{BlockStore, StoreError};
 
+use super::BlockManager;
 use crate::metrics::{GC_BLOCKS_DELETED, GC_BYTES_FREED};
+use crate::now_ms;
 
 /// Blocks claimed and deleted per transaction. A delete transaction holds SQLite's
 /// write lock while it removes the batch's files, so batches stay small.
@@ -53,11 +55,18 @@ impl From<GcDeleteError<StoreError>> for GcError {
     }
 }
 
-/// Deletes every block nothing has referenced for at least `grace`, every block an
-/// earlier collection claimed and did not delete, and every file in the block store
-/// that has no metadata row. `grace` zero collects every unreferenced block now, at the
-/// price of making uploads in flight (blocks sent, commit not yet made) upload again.
-pub async fn collect_garbage(
+impl BlockManager {
+    /// Deletes every block nothing has referenced for at least `grace`, every block an
+    /// earlier collection claimed and did not delete, and every file in the block store
+    /// that has no metadata row. `grace` zero collects every unreferenced block now, at
+    /// the price of making uploads in flight (blocks sent, commit not yet made) upload
+    /// again.
+    pub async fn collect_garbage(&self, grace: Duration) -> Result<GcReport, GcError> {
+        collect_garbage(&self.meta, &self.store, grace).await
+    }
+}
+
+async fn collect_garbage(
     meta: &MetaStore,
     store: &BlockStore,
     grace: Duration,
@@ -147,12 +156,4 @@ async fn delete_batch(
     metrics::counter!(GC_BLOCKS_DELETED).increment(deleted.len() as u64);
     metrics::counter!(GC_BYTES_FREED).increment(freed);
     Ok(())
-}
-
-/// The current time in Unix milliseconds, as the metadata store keeps time.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
