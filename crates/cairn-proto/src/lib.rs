@@ -1040,7 +1040,12 @@ pub struct LinkRevokeRequest {
 /// required, and wrong guesses are limited like failed logins.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PasswordChangeRequest {
+    /// The current password (the server takes up to 1,024 bytes; 256 characters fit
+    /// whatever they are).
+    #[schema(max_length = 256)]
     pub old_password: String,
+    /// At least 8 characters, at most 1,024 bytes (256 characters fit whatever they are).
+    #[schema(min_length = 8, max_length = 256)]
     pub new_password: String,
 }
 
