@@ -629,21 +629,18 @@ impl ToSchema for TrashRestoreRequest {}
 /// A trash request naming its item (or items) by `by` alone; in a purge (`purge`),
 /// `all: false` may stand beside it.
 fn trash_by(by: &str, purge: bool) -> serde_json::Value {
-    let mut properties = serde_json::json!({
-        "id": {"type": "integer", "format": "int64"},
-        "path": <EntryPath as utoipa::PartialSchema>::schema(),
-        "all": {"type": "boolean", "enum": [false]},
-    });
-    if by == "all" {
-        properties = serde_json::json!({"all": {"type": "boolean", "enum": [true]}});
-    } else {
-        let other = if by == "id" { "path" } else { "id" };
-        if let Some(p) = properties.as_object_mut() {
-            p.remove(other);
-            if !purge {
-                p.remove("all");
-            }
-        }
+    let named_by = match by {
+        "id" => serde_json::json!({"type": "integer", "format": "int64"}),
+        "path" => serde_json::to_value(<EntryPath as utoipa::PartialSchema>::schema())
+            .expect("a schema is JSON"),
+        _ => serde_json::json!({"type": "boolean", "enum": [true]}),
+    };
+    let mut properties = serde_json::Map::from_iter([(by.to_owned(), named_by)]);
+    if purge && by != "all" {
+        properties.insert(
+            "all".to_owned(),
+            serde_json::json!({"type": "boolean", "enum": [false]}),
+        );
     }
     serde_json::json!({
         "type": "object",

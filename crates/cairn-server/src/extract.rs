@@ -1,7 +1,9 @@
 //! Extractors whose rejections use the JSON error shape, so malformed input gets the same
 //! kind of answer as every other client error.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{
+    JsonRejection, MissingJsonContentType, PathRejection, QueryRejection,
+};
 use axum::extract::FromRequest;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -25,18 +27,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        // Refusals take the path `axum::Json`'s do (`From<JsonRejection>`), same codes.
         if !json_content_type(req.headers()) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_json",
-                "expected a request body with `Content-Type: application/json`",
-            ));
+            return Err(JsonRejection::from(MissingJsonContentType::default()).into());
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|rejection| {
-                ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
-            })?;
+            .map_err(|rejection| ApiError::from(JsonRejection::from(rejection)))?;
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection @ JsonRejection::JsonDataError(_)) => {
