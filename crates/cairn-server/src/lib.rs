@@ -123,7 +123,7 @@ fn redact_url(url: &str) -> String {
 }
 
 /// The current time in Unix milliseconds, as the metadata store keeps time.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -354,6 +354,40 @@ fn rows() -> Vec<Row> {
             judge: Judge::Status,
             call: |fx, r| get(fx, r, "/api/v1/admin/users".into()),
         },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/admin/users",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let name = format!("added-by-{}", r.dir());
+                let body = json!({"name": name, "password": "a brand new password"});
+                post(fx, r, "/api/v1/admin/users", body)
+            },
+        },
+        Row {
+            method: Method::PUT,
+            path: "/api/v1/admin/users/{name}/quota",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!("/api/v1/admin/users/target-{}/quota", r.dir());
+                call(
+                    fx,
+                    r,
+                    Method::PUT,
+                    url,
+                    Body::Json(json!({"quota_bytes": 1 << 30})),
+                )
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/admin/fsck",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/admin/fsck".into()),
+        },
         // Each caller aims at an account of its own (`target-ROLE`), so what the
         // administrator is allowed to do cannot change what the next caller meets.
         Row {
