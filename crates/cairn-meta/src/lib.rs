@@ -40,6 +40,7 @@ mod sharing;
 mod trash;
 mod tree;
 mod types;
+mod uploads;
 mod users;
 mod versions;
 
@@ -61,6 +62,7 @@ pub use types::{
     Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,
     EntryKind, FileCommit, JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
+pub use uploads::{NewUpload, OnConflict, Upload, UploadProgress};
 pub use users::{check_user_name, MAX_USER_NAME_LEN};
 
 /// Called after every namespace write that advanced the journal has committed, with
