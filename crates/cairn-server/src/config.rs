@@ -41,6 +41,10 @@ pub struct Config {
     /// for it is cut off with 408. Notification streams are not request bodies, so
     /// this never ends them.
     pub body_idle_timeout_secs: u64,
+    /// A resumable (tus) upload that receives nothing for this many seconds expires
+    /// and is removed by the maintenance pass; every request that continues it
+    /// restarts the clock.
+    pub tus_upload_lifetime_secs: u64,
 }
 
 /// What the background tasks keep, for how long, and how often they run.
@@ -97,6 +101,7 @@ struct FileConfig {
     notify_heartbeat_secs: Option<u64>,
     header_read_timeout_secs: Option<u64>,
     body_idle_timeout_secs: Option<u64>,
+    tus_upload_lifetime_secs: Option<u64>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -133,6 +138,7 @@ impl Config {
             notify_heartbeat_secs: 30,
             header_read_timeout_secs: 30,
             body_idle_timeout_secs: 60,
+            tus_upload_lifetime_secs: 24 * 60 * 60,
         }
     }
 
@@ -221,6 +227,11 @@ impl Config {
                 "body_idle_timeout_secs",
                 file.body_idle_timeout_secs,
                 &mut self.body_idle_timeout_secs,
+            ),
+            (
+                "tus_upload_lifetime_secs",
+                file.tus_upload_lifetime_secs,
+                &mut self.tus_upload_lifetime_secs,
             ),
         ] {
             if let Some(v) = value {

@@ -25,6 +25,7 @@ mod serve;
 mod shares;
 mod state;
 mod trash;
+pub mod tus;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -187,6 +188,7 @@ impl Application {
             dummy_password_hash,
             notify: notifier,
             link_key: links::LinkKey::random(),
+            tus_locks: tus::UploadLocks::default(),
         };
         let router = router(state.clone());
         Ok(Self {
@@ -274,6 +276,8 @@ pub(crate) fn routes(config: &Config) -> Router<AppState> {
         .merge(delta::router())
         .merge(notify::router())
         .merge(links::router())
+        // Bodies of any size, bounded by each upload's own Upload-Length.
+        .merge(tus::router())
         .layer(axum::extract::DefaultBodyLimit::max(config.max_json_body))
         // Block routes set their own limit: a block, not a JSON document.
         .merge(blocks::router(config.chunker.max_size));
