@@ -88,7 +88,8 @@ pub struct GcStats {
     pub unreferenced_blocks: i64,
     /// Their stored bytes.
     pub unreferenced_bytes: i64,
-    /// Unreferenced, unclaimed blocks whose grace period ended before the cutoff.
+    /// Unreferenced, unclaimed blocks whose grace period ended before the cutoff, and
+    /// that no unfinished upload holds.
     pub collectable_blocks: i64,
     /// Blocks claimed by a collection that has not deleted them yet.
     pub claimed_blocks: i64,
@@ -316,7 +317,8 @@ impl MetaStore {
                (SELECT CAST(COALESCE(SUM(stored_size), 0) AS BIGINT) FROM blocks \
                 WHERE refcount = 0) AS unreferenced_bytes, \
                (SELECT COUNT(*) FROM blocks WHERE refcount = 0 AND zero_since < $1 \
-                AND gc_started IS NULL) AS collectable, \
+                AND gc_started IS NULL AND NOT EXISTS \
+                (SELECT 1 FROM tus_upload_blocks u WHERE u.hash = blocks.hash)) AS collectable, \
                (SELECT COUNT(*) FROM blocks WHERE gc_started IS NOT NULL) AS claimed",
         )
         .bind(cutoff)

@@ -327,7 +327,7 @@ async fn a_connection_cut_mid_patch_keeps_what_arrived() {
 async fn cut_mid_patch(s: &mut TestServer) {
     let t = s.token.clone();
     let bytes = data(700_000, 4);
-    let url = create(&s, &t, "/cut.bin", bytes.len(), "").await;
+    let url = create(s, &t, "/cut.bin", bytes.len(), "").await;
     upload_rest(s, &t, &url, &bytes[..100_000], 0, 100_000).await;
 
     // Headers and half of the body, then the socket goes.
@@ -349,14 +349,14 @@ async fn cut_mid_patch(s: &mut TestServer) {
     drop(raw);
 
     // Everything that arrived is kept: HEAD waits for the cut request to save it.
-    let at = offset(&s, &t, &url).await.unwrap();
+    let at = offset(s, &t, &url).await.unwrap();
     assert_eq!(at, 100_000 + sent);
     // And it survives a restart.
     s.stop().await;
     s.start_again().await;
-    assert_eq!(offset(&s, &t, &url).await, Ok(at));
-    upload_rest(&s, &t, &url, &bytes, at, 1 << 20).await;
-    assert_eq!(download(&s, &t, "/cut.bin").await.1, bytes);
+    assert_eq!(offset(s, &t, &url).await, Ok(at));
+    upload_rest(s, &t, &url, &bytes, at, 1 << 20).await;
+    assert_eq!(download(s, &t, "/cut.bin").await.1, bytes);
 }
 
 on_each_backend!(
