@@ -36,6 +36,7 @@ mod journal;
 mod links;
 mod quota;
 mod retention;
+mod search;
 mod sharing;
 mod trash;
 mod tree;

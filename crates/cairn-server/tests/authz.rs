@@ -383,6 +383,15 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            // Every account searches its own tree (Dave's finds nothing of Alice's: the
+            // search test checks what each caller sees).
+            method: Method::GET,
+            path: "/api/v1/files/search",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/files/search?q=read".into()),
+        },
+        Row {
             // The room of whoever a new file there is charged to: a question for those
             // who may create one (Dave asks about a /Team of his own, and is told his).
             method: Method::GET,

@@ -20,6 +20,7 @@ use crate::state::AppState;
 
 mod commit;
 mod content;
+mod search;
 mod tree;
 
 use commit::{
@@ -29,6 +30,7 @@ use commit::{
 use content::{
     __path_content_batch, __path_download, __path_file_blocks, content_batch, download, file_blocks,
 };
+use search::{__path_search, search};
 use tree::{
     __path_copy_entry, __path_delete, __path_list, __path_mkdir, __path_move_entry, __path_space,
     __path_stat, copy_entry, delete, list, mkdir, move_entry, space, stat,
@@ -54,6 +56,7 @@ pub fn router() -> Router<AppState> {
     Routes::api()
         .at(endpoint!(list))
         .at(endpoint!(stat))
+        .at(endpoint!(search))
         .at(endpoint!(space))
         .at(endpoint!(mkdir))
         .at(endpoint!(move_entry))

@@ -1,0 +1,8 @@
+//! What the web interface reads besides the tree, through HTTP, on SQLite and on
+//! PostgreSQL: search by name (`search.rs`).
+
+#[path = "../support/mod.rs"]
+#[macro_use]
+mod support;
+
+mod search;
