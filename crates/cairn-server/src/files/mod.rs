@@ -20,6 +20,7 @@ use crate::state::AppState;
 
 mod commit;
 mod content;
+mod disposition;
 mod search;
 mod tree;
 

@@ -1,8 +1,9 @@
 //! What the web interface reads besides the tree, through HTTP, on SQLite and on
-//! PostgreSQL: search by name (`search.rs`).
+//! PostgreSQL: search by name (`search.rs`), downloads and previews (`content.rs`).
 
 #[path = "../support/mod.rs"]
 #[macro_use]
 mod support;
 
+mod content;
 mod search;
