@@ -56,3 +56,6 @@ pub const MAX_PAGE: u32 = 10_000;
 /// 255 bytes. The server answers 400 `invalid_query` above it.
 pub const MAX_SEARCH_QUERY_CHARS: usize = 255;
 
+/// The most paths one `GET /files/zip` may name (each is checked and looked up before
+/// the first byte is sent). The server answers 400 `too_many_items` above it.
+pub const MAX_ZIP_PATHS: usize = 1000;

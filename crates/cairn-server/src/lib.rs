@@ -25,6 +25,7 @@ mod serve;
 mod shares;
 mod state;
 mod trash;
+mod zip_stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

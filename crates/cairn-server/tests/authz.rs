@@ -551,6 +551,20 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            method: Method::GET,
+            path: "/api/v1/files/zip",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!(
+                    "/api/v1/files/zip?path={}&path={}",
+                    team(r, "read.txt"),
+                    team(r, "versions.txt")
+                );
+                get(fx, r, url)
+            },
+        },
+        Row {
             method: Method::PUT,
             path: "/api/v1/files/content",
             expect: CREATE,

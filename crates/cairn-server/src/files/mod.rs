@@ -23,6 +23,7 @@ mod content;
 mod disposition;
 mod search;
 mod tree;
+mod zip;
 
 use commit::{
     __path_commit, __path_commit_batch, __path_restore, __path_upload, __path_versions, commit,
@@ -32,6 +33,7 @@ use content::{
     __path_content_batch, __path_download, __path_file_blocks, content_batch, download, file_blocks,
 };
 use search::{__path_search, search};
+use zip::{__path_zip_download, zip_download};
 use tree::{
     __path_copy_entry, __path_delete, __path_list, __path_mkdir, __path_move_entry, __path_space,
     __path_stat, copy_entry, delete, list, mkdir, move_entry, space, stat,
@@ -70,6 +72,7 @@ pub fn router() -> Router<AppState> {
         )
         .at(endpoint!(file_blocks))
         .at(endpoint!(content_batch))
+        .at(endpoint!(zip_download))
         .at(endpoint!(versions))
         .at(endpoint!(restore))
         // The body is chunked as it streams in, so its size needs no cap here.

@@ -1,5 +1,6 @@
 //! What the web interface reads besides the tree, through HTTP, on SQLite and on
-//! PostgreSQL: search by name (`search.rs`), downloads and previews (`content.rs`).
+//! PostgreSQL: search by name (`search.rs`), downloads and previews (`content.rs`) and
+//! zips of a selection (`zip.rs`).
 
 #[path = "../support/mod.rs"]
 #[macro_use]
@@ -7,3 +8,4 @@ mod support;
 
 mod content;
 mod search;
+mod zip;
