@@ -41,6 +41,9 @@ pub struct Config {
     /// for it is cut off with 408. Notification streams are not request bodies, so
     /// this never ends them.
     pub body_idle_timeout_secs: u64,
+    /// Files larger than this (in bytes) get no thumbnail (`GET /files/thumbnail`
+    /// answers 415): a picture is decoded from memory.
+    pub thumbnail_max_source_bytes: u64,
 }
 
 /// What the background tasks keep, for how long, and how often they run.
@@ -97,6 +100,7 @@ struct FileConfig {
     notify_heartbeat_secs: Option<u64>,
     header_read_timeout_secs: Option<u64>,
     body_idle_timeout_secs: Option<u64>,
+    thumbnail_max_source_bytes: Option<u64>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -133,6 +137,7 @@ impl Config {
             notify_heartbeat_secs: 30,
             header_read_timeout_secs: 30,
             body_idle_timeout_secs: 60,
+            thumbnail_max_source_bytes: 50 << 20,
         }
     }
 
@@ -229,6 +234,9 @@ impl Config {
                 }
                 *field = v;
             }
+        }
+        if let Some(v) = file.thumbnail_max_source_bytes {
+            self.thumbnail_max_source_bytes = v;
         }
         let m = &mut self.maintenance;
         if let Some(v) = file.version_retention_days {

@@ -23,4 +23,6 @@ pub struct AppState {
     pub notify: Notifier,
     /// Signs the cookies that prove a visitor gave a public link's password.
     pub link_key: crate::links::LinkKey,
+    /// Thumbnails of pictures, cached under the data directory.
+    pub thumbnails: crate::thumbnails::Thumbnails,
 }

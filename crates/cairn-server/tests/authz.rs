@@ -565,6 +565,19 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            method: Method::GET,
+            path: "/api/v1/files/thumbnail",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!(
+                    "/api/v1/files/thumbnail?path={}&size=64",
+                    team(r, "pic.png")
+                );
+                get(fx, r, url)
+            },
+        },
+        Row {
             method: Method::PUT,
             path: "/api/v1/files/content",
             expect: CREATE,
@@ -874,6 +887,15 @@ fn rows() -> Vec<Row> {
 }
 
 /// Every account and file the rows expect.
+/// A 2 × 2 PNG, for the thumbnail row.
+fn tiny_png() -> Vec<u8> {
+    let mut out = Vec::new();
+    image::RgbImage::from_pixel(2, 2, image::Rgb([1, 2, 3]))
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
 async fn fixture(s: &TestServer) -> Fixture {
     let hash =
         cairn_server::hash_password(&cairn_server::Config::for_data_dir("."), PASSWORD.into())
@@ -922,6 +944,7 @@ async fn fixture(s: &TestServer) -> Fixture {
             )
             .await;
         }
+        put_file_as(s, &alice, &format!("/Team/{dir}/pic.png"), &tiny_png()).await;
         let first = put_file_as(s, &alice, &format!("/Team/{dir}/versions.txt"), b"first").await;
         first_versions.insert(role, first["entry"]["rev"].as_str().unwrap().to_owned());
         let (status, _) = s.put_block_as(&alice, &content(role, "second")).await;
