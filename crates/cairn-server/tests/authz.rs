@@ -1236,9 +1236,15 @@ on_each_backend!(every_endpoint_for_every_role, |s| {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    let expected: BTreeSet<&str> = ["read.txt", "move.txt", "delete.txt", "versions.txt"]
-        .into_iter()
-        .collect();
+    let expected: BTreeSet<&str> = [
+        "read.txt",
+        "move.txt",
+        "delete.txt",
+        "versions.txt",
+        "pic.png",
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(names, expected);
     let (_, theirs) = s
         .call_as(
