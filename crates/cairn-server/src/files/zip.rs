@@ -34,7 +34,10 @@ pub(super) struct ZipQuery {
 /// The files and folders named, with everything below the folders, as a zip streamed
 /// as it is written (entries stored, not compressed). Every path is looked up, with the
 /// right to read it, before the first byte: one that is missing is a 404 and no zip. A
-/// single folder is named `FOLDER.zip`, anything else `cairn-YYYY-MM-DD.zip`.
+/// single folder is named `FOLDER.zip`, anything else `cairn-YYYY-MM-DD.zip`. The paths
+/// travel in the URL (so that a plain link downloads the zip), and the whole request
+/// header must fit the server's limit: a thousand long paths do not, and are refused
+/// with 431 before the handler runs.
 #[utoipa::path(
     get,
     path = "/files/zip",
@@ -42,7 +45,8 @@ pub(super) struct ZipQuery {
     responses(
         (status = 200, description = "The zip", body = proto::Binary, content_type = "application/zip"),
         (status = 400, description = "No path, too many, the root, or a bad path", body = proto::ErrorBody),
-        (status = 404, description = "A path that does not exist", body = proto::ErrorBody)
+        (status = 404, description = "A path that does not exist", body = proto::ErrorBody),
+        (status = 431, description = "The query is longer than the server takes in a request's header (about 400 KB): zip the folder holding the selection instead")
     ),
     security(("bearer" = []))
 )]
