@@ -1,0 +1,95 @@
+// Live updates: one WebSocket to /api/v1/notify/ws while signed in. Each "advanced"
+// message makes us read /delta from our cursor and tell the listeners which paths
+// changed. Reconnects with backoff; when nothing changes, nothing is sent but the
+// server's heartbeat.
+import { get } from './api.js';
+
+let ws = null;
+let cursor = null;
+let backoff = 500;
+let timer = null;
+let wanted = false;
+let reading = false;
+let again = false;
+const listeners = new Set();
+
+export function onChange(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+export function startNotify() {
+  wanted = true;
+  if (ws) return;
+  connect();
+}
+
+export function stopNotify() {
+  wanted = false;
+  clearTimeout(timer);
+  if (ws) ws.close();
+  ws = null;
+}
+
+function connect() {
+  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/api/v1/notify/ws';
+  let sock;
+  try {
+    sock = new WebSocket(url, ['cairn.notify.v1']);
+  } catch {
+    return retry();
+  }
+  ws = sock;
+  sock.onopen = () => { backoff = 500; };
+  sock.onmessage = (ev) => {
+    let n;
+    try { n = JSON.parse(ev.data); } catch { return; }
+    if (n.type === 'head') {
+      if (!cursor) cursor = n.cursor;
+      else readDelta(); // we may have missed something while disconnected
+    } else if (n.type === 'advanced') {
+      readDelta();
+    }
+  };
+  sock.onclose = () => {
+    if (ws === sock) ws = null;
+    if (wanted) retry();
+  };
+}
+
+function retry() {
+  clearTimeout(timer);
+  timer = setTimeout(() => { if (wanted && !ws) connect(); }, backoff);
+  backoff = Math.min(backoff * 2, 30000);
+}
+
+async function readDelta() {
+  if (reading) { again = true; return; }
+  reading = true;
+  try {
+    const paths = new Set();
+    let all = false;
+    if (!cursor) all = true;
+    else {
+      for (;;) {
+        const d = await get('/delta', { cursor });
+        for (const c of d.changes) {
+          paths.add(c.path);
+          if (c.from_path) paths.add(c.from_path);
+        }
+        cursor = d.cursor;
+        if (!d.has_more) break;
+      }
+    }
+    listeners.forEach((l) => l({ paths, all }));
+  } catch (e) {
+    // A cursor the server cannot continue (or any other failure): start again from
+    // the head and let every view refresh.
+    cursor = null;
+    try { cursor = (await get('/delta/latest')).cursor; } catch {}
+    listeners.forEach((l) => l({ paths: new Set(), all: true }));
+  } finally {
+    reading = false;
+    if (again) { again = false; readDelta(); }
+  }
+}

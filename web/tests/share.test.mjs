@@ -1,0 +1,89 @@
+// Sharing: a password link opened in a fresh browser context, a folder shared with a
+// second user who sees it, and a live update when the CLI uploads into the open folder.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Server, launch, newPage, signIn, row, shot } from './harness.mjs';
+
+let server, browser;
+const PW = 'erin-password-1';
+before(async () => {
+  server = await Server.start();
+  browser = await launch();
+  server.addUser('erin', PW);
+  server.addUser('frank', 'frank-password-1');
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+const put = (user, pw, remote, text) => {
+  const local = join(server.dir, 'put-' + Math.random().toString(36).slice(2));
+  writeFileSync(local, text);
+  server.cli(user, pw, ['put', local, remote]);
+};
+
+test('a password link opened in a fresh browser context', async () => {
+  await server.require('browser sessions');
+  put('erin', PW, '/report.txt', 'the report');
+  const page = await newPage(browser, server);
+  await signIn(page, 'erin', PW);
+  await row(page, 'report.txt').click();
+  await page.getByRole('button', { name: 'Link' }).click();
+  const dialog = page.getByRole('dialog', { name: /Link to/ });
+  await dialog.getByLabel('Password (optional)').fill('link-secret');
+  await dialog.getByRole('button', { name: 'Create link' }).click();
+  const url = await dialog.getByTestId('link-url').inputValue();
+  assert.match(url, /\/s\//);
+  await page.context().close();
+
+  const stranger = await newPage(browser, server);
+  await stranger.goto(url.replace(/^https?:\/\/[^/]+/, server.url));
+  await stranger.locator('input[type=password]').fill('link-secret');
+  await stranger.locator('input[type=password]').press('Enter');
+  await stranger.waitForLoadState();
+  const body = await stranger.locator('body').innerText();
+  assert.match(body, /report\.txt/);
+  await stranger.context().close();
+});
+
+test('a folder shared with a second user, who sees it', async () => {
+  await server.require('browser sessions');
+  server.cli('erin', PW, ['mkdir', '/Team']);
+  put('erin', PW, '/Team/plan.txt', 'plan');
+  const page = await newPage(browser, server);
+  await signIn(page, 'erin', PW);
+  await row(page, 'Team').click();
+  await page.getByRole('button', { name: 'Share' }).click();
+  const dialog = page.getByRole('dialog', { name: /Share/ });
+  await dialog.getByLabel('User name').fill('frank');
+  await dialog.getByLabel('Role').selectOption('editor');
+  await dialog.getByRole('button', { name: 'Share', exact: true }).click();
+  await dialog.getByText('frank').waitFor();
+  await page.context().close();
+
+  const other = await newPage(browser, server);
+  await signIn(other, 'frank', 'frank-password-1');
+  await row(other, 'Team').waitFor();
+  assert.match(await row(other, 'Team').innerText(), /erin/);
+  await row(other, 'Team').dblclick();
+  await row(other, 'plan.txt').waitFor();
+  await other.context().close();
+});
+
+test('a live update appears when the CLI uploads into the open folder', async () => {
+  await server.require('browser sessions');
+  const page = await newPage(browser, server);
+  await signIn(page, 'erin', PW);
+  await row(page, 'report.txt').waitFor();
+  await page.waitForTimeout(500); // the notification socket is open
+  const t0 = Date.now();
+  put('erin', PW, '/live.txt', 'live');
+  await row(page, 'live.txt').waitFor({ timeout: 5000 });
+  const ms = Date.now() - t0;
+  console.log(`live update shown ${ms} ms after the CLI started`);
+  await shot(page, 'live-desktop');
+  await page.context().close();
+});
