@@ -313,7 +313,7 @@ export function SignIn() {
   return (
     <div class="signin-backdrop">
       <form class="signin" onSubmit={submit} role="dialog" aria-modal="true" aria-labelledby="signin-title">
-        <div class="brand-big"><Icon name="home" size={28} /> Cairn</div>
+        <div class="brand-big"><svg width="32" height="32" viewBox="0 0 100 100" aria-hidden="true"><rect width="100" height="100" rx="20" class="logo-bg" /><g class="logo-fg"><ellipse cx="50" cy="74" rx="30" ry="11" /><ellipse cx="50" cy="52" rx="22" ry="9" /><ellipse cx="50" cy="33" rx="14" ry="7.5" /></g></svg> Cairn</div>
         <h1 id="signin-title">Sign in</h1>
         {user === null && <p class="muted">Your session has ended or you are not signed in.</p>}
         <label class="field"><span>User name</span><input ref={first} name="username" autocomplete="username" value={name} onInput={(e) => setName(e.currentTarget.value)} required /></label>

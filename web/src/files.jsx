@@ -4,7 +4,7 @@
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { listAll, post, contentUrl, zipUrl, thumbUrl } from './api.js';
 import { toast, toastError } from './store.js';
-import { onChange } from './notify.js';
+import { localChange, onChange } from './notify.js';
 import { enqueue, filesFromDrop, filesFromInput, onUploaded } from './uploads.js';
 import { filesHref, go } from './router.js';
 import { base, collator, date, fileType, join, parent, segments, size } from './util.js';
@@ -38,7 +38,10 @@ export async function moveInto(paths, dest) {
       n++;
     } catch (e) { toastError(e); }
   }
-  if (n) toast(`Moved ${n === 1 ? '1 item' : n + ' items'} to ${dest === '/' ? 'My files' : base(dest)}.`);
+  if (n) {
+    localChange();
+    toast(`Moved ${n === 1 ? '1 item' : n + ' items'} to ${dest === '/' ? 'My files' : base(dest)}.`);
+  }
 }
 
 export async function trashPaths(paths, after) {
@@ -378,10 +381,11 @@ function useViewport(ref) {
   return vp;
 }
 
-function scrollIntoView(el, top, h) {
+/** Scrolls the row at `top` (below a sticky header `head` pixels tall) into view. */
+function scrollIntoView(el, top, h, head = 0) {
   if (!el) return;
   if (top < el.scrollTop) el.scrollTop = top;
-  else if (top + h > el.scrollTop + el.clientHeight) el.scrollTop = top + h - el.clientHeight;
+  else if (top + head + h > el.scrollTop + el.clientHeight) el.scrollTop = top + head + h - el.clientHeight;
 }
 
 function Shared({ e }) {
@@ -391,8 +395,8 @@ function Shared({ e }) {
 
 function VirtualList({ listRef, sorted, selected, focus, onKey, clickRow, open, dragStart, over, setOver, setSortKey, sortLabel }) {
   const vp = useViewport(listRef);
-  useEffect(() => scrollIntoView(listRef.current, focus * ROW, ROW), [focus]);
-  const first = Math.max(0, Math.floor(vp.top / ROW) - 8);
+  useEffect(() => scrollIntoView(listRef.current, focus * ROW, ROW, ROW), [focus]);
+  const first = Math.max(0, Math.floor((vp.top - ROW) / ROW) - 8);
   const last = Math.min(sorted.length, Math.ceil((vp.top + vp.height) / ROW) + 8);
   const rows = [];
   for (let i = first; i < last; i++) {
@@ -413,7 +417,8 @@ function VirtualList({ listRef, sorted, selected, focus, onKey, clickRow, open, 
     );
   }
   return (
-    <div class="list" role="grid" aria-label="Folder contents" aria-rowcount={sorted.length + 1} aria-multiselectable="true">
+    <div class="list" role="grid" aria-label="Folder contents" aria-rowcount={sorted.length + 1} aria-multiselectable="true"
+      ref={listRef} tabIndex={0} onKeyDown={onKey} aria-activedescendant={sorted.length ? 'row-' + focus : undefined} data-testid="list">
       <div role="rowgroup" class="list-head">
         <div role="row" aria-rowindex={1} class="row head">
           <div role="columnheader" class="c-name" aria-sort={sortLabel('name')}><button type="button" onClick={() => setSortKey('name')}>Name</button></div>
@@ -421,10 +426,7 @@ function VirtualList({ listRef, sorted, selected, focus, onKey, clickRow, open, 
           <div role="columnheader" class="c-date" aria-sort={sortLabel('date')}><button type="button" onClick={() => setSortKey('date')}>Modified</button></div>
         </div>
       </div>
-      <div role="rowgroup" class="list-body" ref={listRef} tabIndex={0} onKeyDown={onKey}
-        aria-activedescendant={sorted.length ? 'row-' + focus : undefined} data-testid="list">
-        <div class="list-inner" style={{ height: `${sorted.length * ROW}px` }}>{rows}</div>
-      </div>
+      <div role="rowgroup" class="list-inner" style={{ height: `${sorted.length * ROW}px` }}>{rows}</div>
     </div>
   );
 }

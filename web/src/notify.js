@@ -93,3 +93,9 @@ async function readDelta() {
     if (again) { again = false; readDelta(); }
   }
 }
+
+/** Tells the views that this page changed something (they refresh at once, without
+ * waiting for the server's notification). */
+export function localChange() {
+  listeners.forEach((l) => l({ paths: new Set(), all: true }));
+}

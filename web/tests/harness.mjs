@@ -157,8 +157,8 @@ export async function signIn(page, user, password) {
   await page.getByLabel('User name').fill(user);
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('navigation', { name: 'Main' }).waitFor();
   await page.locator('.signin').waitFor({ state: 'detached' });
+  await page.locator('main h1, main [data-testid=empty], main [data-testid=list]').first().waitFor();
 }
 
 /** axe-core in the page: returns the serious and critical violations. */
