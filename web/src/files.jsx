@@ -327,7 +327,7 @@ export function FilesView({ path, user }) {
           </button>
         </div>
         <input ref={fileInput} type="file" multiple hidden data-testid="file-input" onChange={(e) => { enqueue(path, filesFromInput(e.currentTarget)); e.currentTarget.value = ''; }} />
-        <input ref={folderInput} type="file" multiple hidden webkitdirectory="" data-testid="folder-input" onChange={(e) => { enqueue(path, filesFromInput(e.currentTarget)); e.currentTarget.value = ''; }} />
+        <input ref={folderInput} type="file" multiple hidden webkitdirectory={true} data-testid="folder-input" onChange={(e) => { enqueue(path, filesFromInput(e.currentTarget)); e.currentTarget.value = ''; }} />
       </div>
       {error && <p class="error banner" role="alert">{error}</p>}
       {entries === null ? <p class="muted pad" role="status">Loading…</p> : sorted.length === 0 && !error ? (

@@ -70,7 +70,8 @@ export class Server {
     // example to try the UI before the server's own session API exists).
     if (process.env.CAIRN_WEB_DEV_PROXY) {
       const port = await freePort();
-      this.proxy = spawn('node', [process.env.CAIRN_WEB_DEV_PROXY, String(this.port), join(webDir, 'dist'), String(port)], { stdio: 'ignore' });
+      this.proxy = spawn('node', [process.env.CAIRN_WEB_DEV_PROXY, String(this.port), join(webDir, 'dist'), String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      this.proxy.stderr.on('data', (d) => { this.log += d; });
       this.url = `http://127.0.0.1:${port}`;
       await waitFor(`${this.url}/healthz`);
     }
@@ -97,7 +98,13 @@ export class Server {
         return r.status !== 404 && r.status !== 405;
       },
     };
-    if (!(await checks[feature]())) {
+    let ok;
+    try {
+      ok = await checks[feature]();
+    } catch (e) {
+      throw new Error(`the server cannot be reached (${e.message}); its log:\n${this.log}`);
+    }
+    if (!ok) {
       throw new Error(`the server at ${BIN} does not offer ${feature} yet (issue 15's server side); this test needs it`);
     }
   }

@@ -96,7 +96,7 @@ test('a name that is taken asks: keep both, replace or skip', async () => {
   assert.equal(get('/one.txt').toString(), 'one\n');
   await dropFiles(page, 'section.files', [{ name: 'one.txt', data: Buffer.from('replaced\n') }]);
   await dialog.getByRole('button', { name: 'Replace' }).click();
-  await page.getByText('1 of 1 uploaded').waitFor();
+  await page.getByText('2 of 2 uploaded').waitFor();
   assert.equal(get('/one.txt').toString(), 'replaced\n');
   await page.context().close();
 });
