@@ -14,6 +14,7 @@ import { ConfirmDialog, FolderPicker, LinkDialog, PreviewDialog, PromptDialog, S
 const ROW = 44;
 const CELL = 188;
 const DRAG_TYPE = 'application/x-cairn-paths';
+const touch = matchMedia('(pointer: coarse)');
 
 export function sortEntries(entries, key, dir) {
   const out = entries.slice();
@@ -201,6 +202,9 @@ export function FilesView({ path, user }) {
       s.has(e.path) ? s.delete(e.path) : s.add(e.path);
       setSelected(s);
       setAnchor(i);
+    } else if (touch.matches && selected.size === 0) {
+      // On a phone a tap opens, as in other file apps; a long press selects.
+      open(e);
     } else {
       setSelected(new Set([e.path]));
       setAnchor(i);
@@ -409,7 +413,7 @@ function VirtualList({ listRef, sorted, selected, focus, onKey, clickRow, open, 
         class={'row' + (isSel ? ' selected' : '') + (i === focus ? ' focused' : '') + (over === e.path ? ' drop-over' : '')}
         style={{ transform: `translateY(${i * ROW}px)` }}
         draggable onDragStart={(ev) => dragStart(i, ev)}
-        onClick={(ev) => clickRow(i, ev)} onDblClick={() => open(e)} data-path={e.path} data-kind={e.kind} {...drop}>
+        onClick={(ev) => clickRow(i, ev)} onDblClick={() => open(e)} onContextMenu={(ev) => { if (touch.matches) { ev.preventDefault(); clickRow(i, { ctrlKey: true }); } }} data-path={e.path} data-kind={e.kind} {...drop}>
         <div role="gridcell" class="c-name"><Icon name={t} /><span class="name">{e.name}</span><Shared e={e} /></div>
         <div role="gridcell" class="c-size">{e.kind === 'file' ? size(e.size) : '—'}</div>
         <div role="gridcell" class="c-date">{date(e.modified_at)}</div>

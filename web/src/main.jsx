@@ -6,7 +6,7 @@ import { loadSession, signOut } from './api.js';
 import { dismiss, store, useStore } from './store.js';
 import { go, useRoute, filesHref } from './router.js';
 import { startNotify, stopNotify } from './notify.js';
-import { cancel, cancelAll, clearFinished, interruptedCount } from './uploads.js';
+import { cancel, cancelAll, clearFinished, forgetInterrupted, interruptedCount } from './uploads.js';
 import { size } from './util.js';
 import { Icon } from './ui.jsx';
 import { ConflictDialog, SignIn } from './dialogs.jsx';
@@ -83,10 +83,15 @@ function App() {
 function Uploads() {
   const { uploads } = useStore();
   const [open, setOpen] = useState(true);
-  const [stale] = useState(() => interruptedCount());
+  const [stale, setStale] = useState(() => interruptedCount());
   if (!uploads.length && !stale) return null;
   if (!uploads.length) {
-    return <div class="uploads note" role="status">{stale} upload{stale > 1 ? 's were' : ' was'} interrupted. Add the same file{stale > 1 ? 's' : ''} to the same folder again to resume.</div>;
+    return (
+      <div class="uploads note" role="status">
+        <p>{stale} upload{stale > 1 ? 's were' : ' was'} interrupted. Add the same file{stale > 1 ? 's' : ''} to the same folder again to resume.</p>
+        <button type="button" onClick={() => { forgetInterrupted(); setStale(0); }}>Forget</button>
+      </div>
+    );
   }
   const active = uploads.filter((u) => u.status === 'uploading' || u.status === 'queued');
   const total = uploads.reduce((a, u) => a + (u.status === 'canceled' || u.status === 'skipped' ? 0 : u.size), 0);

@@ -243,3 +243,12 @@ export async function filesFromDrop(dt) {
 
 export const filesFromInput = (input) =>
   [...input.files].map((f) => ({ file: f, rel: f.webkitRelativePath || f.name }));
+
+/** Forgets the unfinished uploads of earlier pages (their partial uploads expire on the server). */
+export function forgetInterrupted() {
+  try {
+    const keys = [];
+    for (let i = 0; i < localStorage.length; i++) if (localStorage.key(i).startsWith('tus::cairn:')) keys.push(localStorage.key(i));
+    keys.forEach((k) => localStorage.removeItem(k));
+  } catch {}
+}

@@ -100,3 +100,42 @@ test('a name that is taken asks: keep both, replace or skip', async () => {
   assert.equal(get('/one.txt').toString(), 'replaced\n');
   await page.context().close();
 });
+
+test('an upload resumes after a reload of the page, where it stopped', async () => {
+  await server.require('browser sessions');
+  await server.require('tus');
+  const page = await newPage(browser, server);
+  await signIn(page, 'dave', PW);
+  await page.evaluate(() => localStorage.setItem('cairn.tusChunkSize', String(1024 * 1024)));
+  const data = randomBytes(4 * 1024 * 1024 + 77);
+  const local = join(server.dir, 'reload.bin');
+  writeFileSync(local, data);
+  let patches = 0;
+  let held = null;
+  let heldSeen;
+  const seen = new Promise((r) => { heldSeen = r; });
+  const offsets = [];
+  await page.route('**/api/v1/tus/**', async (route) => {
+    const req = route.request();
+    if (req.method() === 'PATCH') {
+      offsets.push(Number(req.headers()['upload-offset']));
+      if (++patches === 3 && !held) {
+        held = route; // never answered: the page is reloaded while it hangs
+        heldSeen();
+        return;
+      }
+    }
+    return route.continue();
+  });
+  await page.getByTestId('file-input').setInputFiles(local);
+  await seen;
+  await page.reload();
+  held.abort().catch(() => {});
+  await page.getByText(/upload was interrupted/).waitFor();
+  offsets.length = 0;
+  await page.getByTestId('file-input').setInputFiles(local);
+  await row(page, 'reload.bin').waitFor({ timeout: 30000 });
+  assert.ok(offsets[0] >= 2 * 1024 * 1024, `after the reload the upload went on from ${offsets[0]}, not from 0`);
+  assert.ok(get('/reload.bin').equals(data), 'the file is bit-identical');
+  await page.context().close();
+});
