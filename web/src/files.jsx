@@ -134,7 +134,20 @@ export function FilesView({ path, user }) {
     }
   }, [path]);
 
-  useEffect(() => { setEntries(null); load(false); }, [path]);
+  // Moving to another folder from the keyboard keeps the focus in the list.
+  const listRef = useRef();
+  const refocus = useRef(false);
+  useEffect(() => {
+    refocus.current = !!(listRef.current && listRef.current.contains(document.activeElement));
+    setEntries(null);
+    load(false);
+  }, [path]);
+  useEffect(() => {
+    if (!entries || !refocus.current) return;
+    refocus.current = false;
+    if (listRef.current) listRef.current.focus();
+    else document.getElementById('main').focus();
+  }, [entries]);
 
   // Live: refresh when a change touches this folder (debounced a little, so a burst of
   // changes costs one listing).
@@ -212,7 +225,6 @@ export function FilesView({ path, user }) {
     setFocus(i);
   };
 
-  const listRef = useRef();
   const cols = useRef(1);
   const onKey = (ev) => {
     if (!sorted.length || dialog) return;

@@ -104,7 +104,7 @@ function Uploads() {
         <strong>{active.length ? `Uploading ${active.length} of ${uploads.length}` : `${uploads.filter((u) => u.status === 'done').length} of ${uploads.length} uploaded`}</strong>
         <span class="muted small" data-testid="total-progress">{pct}%{speed ? ` · ${size(speed)}/s` : ''}</span>
         <button type="button" class="icon-btn" aria-expanded={open ? 'true' : 'false'} aria-label={open ? 'Hide uploads' : 'Show uploads'} onClick={() => setOpen(!open)}><Icon name={open ? 'list' : 'up'} /></button>
-        {active.length ? <button type="button" onClick={cancelAll}>Cancel all</button> : <button type="button" class="icon-btn" aria-label="Close uploads" onClick={clearFinished}><Icon name="close" /></button>}
+        {active.length ? <button type="button" onClick={cancelAll}>Cancel all</button> : <button type="button" class="icon-btn" aria-label="Close uploads" onClick={() => { clearFinished(); setStale(interruptedCount()); }}><Icon name="close" /></button>}
       </div>
       <progress max="100" value={pct} aria-label="Total upload progress" />
       {open && (

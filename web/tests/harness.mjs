@@ -93,6 +93,15 @@ export class Server {
         const r = await fetch(this.url + '/api/v1/tus/', { method: 'OPTIONS' });
         return r.headers.get('tus-resumable') === '1.0.0';
       },
+      zip: async () => {
+        const r = await fetch(this.url + '/api/v1/files/zip?path=/');
+        return r.status !== 404 && r.status !== 405;
+      },
+      thumbnails: async () => {
+        const r = await fetch(this.url + '/api/v1/files/thumbnail?path=/x.png&size=256');
+        // Unauthenticated: 401 when the endpoint exists, 404 when nothing routes it.
+        return r.status !== 404 && r.status !== 405;
+      },
       search: async () => {
         const r = await fetch(this.url + '/api/v1/files/search?q=x');
         return r.status !== 404 && r.status !== 405;

@@ -84,6 +84,15 @@ test('a hostile file name is shown as text and runs nothing', async () => {
 
 test('main views: no serious accessibility violation; screenshots at desktop and phone widths', async () => {
   await server.require('browser sessions');
+  // Something to look at in the screenshots.
+  for (const d of ['Documents', 'Photos', 'Projects']) server.cli('admin', ADMIN_PASSWORD, ['mkdir', '/' + d]);
+  for (const [name, text] of [['Budget 2026.xlsx', 'x'.repeat(48000)], ['notes.md', '# Notes\n'], ['report.pdf', 'x'.repeat(230000)], ['main.rs', 'fn main() {}\n'], ['holiday.jpg', 'x'.repeat(1200000)]]) {
+    const local = join(server.dir, 'shot-' + name);
+    writeFileSync(local, text);
+    server.cli('admin', ADMIN_PASSWORD, ['put', local, '/' + name]);
+  }
+  server.cli('alice', 'alice-password-1', ['mkdir', '/Shared with admin']);
+  server.cli('alice', 'alice-password-1', ['share', 'add', '/Shared with admin', '--with', 'admin', '--role', 'editor']);
   for (const [w, h, suffix] of [[1280, 800, 'desktop'], [390, 844, 'phone']]) {
     for (const scheme of ['light', 'dark']) {
       const page = await newPage(browser, server, { viewport: { width: w, height: h }, colorScheme: scheme });

@@ -40,12 +40,17 @@ test('a password link opened in a fresh browser context', async () => {
   await page.context().close();
 
   const stranger = await newPage(browser, server);
-  await stranger.goto(url.replace(/^https?:\/\/[^/]+/, server.url));
+  const linkUrl = url.replace(/^https?:\/\/[^/]+/, server.url);
+  await stranger.goto(linkUrl);
+  const before = await stranger.context().request.get(linkUrl + '/download');
+  assert.notEqual(before.status(), 200, 'nothing is served before the password');
   await stranger.locator('input[type=password]').fill('link-secret');
   await stranger.locator('input[type=password]').press('Enter');
   await stranger.waitForLoadState();
-  const body = await stranger.locator('body').innerText();
-  assert.match(body, /report\.txt/);
+  assert.match(await stranger.locator('body').innerText(), /report\.txt/);
+  const after = await stranger.context().request.get(linkUrl + '/download');
+  assert.equal(after.status(), 200);
+  assert.equal(await after.text(), 'the report');
   await stranger.context().close();
 });
 
