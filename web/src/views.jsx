@@ -6,6 +6,7 @@ import { filesHref, go } from './router.js';
 import { base, date, fileType, parent, size } from './util.js';
 import { Icon } from './ui.jsx';
 import { ConfirmDialog } from './dialogs.jsx';
+import { Dialog } from './ui.jsx';
 import { onChange } from './notify.js';
 
 export function TrashView() {
@@ -219,16 +220,7 @@ export function AdminView() {
   const toggle = async (u) => {
     try { await post(`/admin/users/${encodeURIComponent(u.name)}/${u.disabled ? 'enable' : 'disable'}`); load(); } catch (e) { toastError(e); }
   };
-  const setQ = async (u) => {
-    const v = prompt(`Quota for ${u.name} in GiB (empty for none)`, u.quota_bytes ? String(u.quota_bytes / 1024 ** 3) : '');
-    if (v === null) return;
-    try {
-      await api('PUT', `/admin/users/${encodeURIComponent(u.name)}/quota`, { quota_bytes: gib(v) });
-      load();
-    } catch (e) {
-      toastError(e.status === 404 || e.status === 405 ? new Error('This server cannot set quotas over the API yet.') : e);
-    }
-  };
+  const [edit, setEdit] = useState(null); // {user, what: 'quota' | 'password'}
   return (
     <section class="page" aria-labelledby="admin-title">
       <h1 id="admin-title">Users</h1>
@@ -244,7 +236,8 @@ export function AdminView() {
                 <td>{u.quota_bytes ? size(u.quota_bytes) : 'none'}</td>
                 <td>{u.disabled ? 'disabled' : 'active'}</td>
                 <td class="row-actions">
-                  <button type="button" onClick={() => setQ(u)} aria-label={`Set quota of ${u.name}`}>Quota</button>
+                  <button type="button" onClick={() => setEdit({ user: u, what: 'quota' })} aria-label={`Set quota of ${u.name}`}>Quota</button>
+                  <button type="button" onClick={() => setEdit({ user: u, what: 'password' })} aria-label={`Set password of ${u.name}`}>Password</button>
                   <button type="button" onClick={() => toggle(u)} aria-label={`${u.disabled ? 'Enable' : 'Disable'} ${u.name}`}>{u.disabled ? 'Enable' : 'Disable'}</button>
                 </td>
               </tr>
@@ -260,8 +253,42 @@ export function AdminView() {
         <label class="check"><input type="checkbox" checked={admin} onChange={(e) => setAdmin(e.currentTarget.checked)} /> Administrator</label>
         <button class="primary" type="submit">Add</button>
       </form>
+      {edit && <UserEdit {...edit} gib={gib} onClose={() => setEdit(null)} onDone={load} />}
       <h2>Storage check</h2>
       <p class="muted">The last <code>cairn admin fsck</code> result is not offered by the server's API yet; run <code>cairn admin fsck</code> on the server.</p>
     </section>
+  );
+}
+
+function UserEdit({ user, what, gib, onClose, onDone }) {
+  const [value, setValue] = useState(what === 'quota' && user.quota_bytes ? String(user.quota_bytes / 1024 ** 3) : '');
+  const [err, setErr] = useState('');
+  const submit = async (e) => {
+    e.preventDefault();
+    setErr('');
+    try {
+      const name = encodeURIComponent(user.name);
+      if (what === 'quota') await api('PUT', `/admin/users/${name}/quota`, { quota_bytes: gib(value) });
+      else await post(`/admin/users/${name}/password`, { password: value });
+      toast(what === 'quota' ? 'Quota set.' : 'Password set.');
+      onDone();
+      onClose();
+    } catch (e2) {
+      setErr(e2.status === 404 || e2.status === 405 ? 'This server cannot set quotas over the API yet: use the cairn admin command on the server.' : e2.message);
+    }
+  };
+  return (
+    <Dialog title={what === 'quota' ? `Quota of ${user.name}` : `New password for ${user.name}`} onClose={onClose}>
+      <form onSubmit={submit}>
+        {what === 'quota'
+          ? <label class="field"><span>Quota in GiB (empty for none)</span><input type="number" min="0" step="any" autofocus value={value} onInput={(e) => setValue(e.currentTarget.value)} /></label>
+          : <label class="field"><span>New password</span><input type="password" autocomplete="new-password" autofocus required value={value} onInput={(e) => setValue(e.currentTarget.value)} /></label>}
+        {err && <p class="error" role="alert">{err}</p>}
+        <div class="dialog-actions">
+          <button type="button" onClick={onClose}>Cancel</button>
+          <button class="primary" type="submit">Save</button>
+        </div>
+      </form>
+    </Dialog>
   );
 }

@@ -102,6 +102,10 @@ export class Server {
         // Unauthenticated: 401 when the endpoint exists, 404 when nothing routes it.
         return r.status !== 404 && r.status !== 405;
       },
+      'adding users over the API': async () => {
+        const r = await fetch(this.url + '/api/v1/admin/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+        return r.status !== 404 && r.status !== 405;
+      },
       search: async () => {
         const r = await fetch(this.url + '/api/v1/files/search?q=x');
         return r.status !== 404 && r.status !== 405;
