@@ -111,6 +111,7 @@ export function VersionsDialog({ entry, onClose, onRestored }) {
   };
   return (
     <Dialog title={`Versions of ${entry.name}`} onClose={onClose} wide>
+      <p class="muted small">Restoring makes an old version the current one again (the current one stays in the list), then it can be downloaded.</p>
       {versions === null ? <p>Loading…</p> : (
         <table class="table">
           <caption class="sr-only">Versions, newest first</caption>
@@ -123,8 +124,8 @@ export function VersionsDialog({ entry, onClose, onRestored }) {
                 <td>{v.user}</td>
                 <td>{v.device || '—'}</td>
                 <td class="row-actions">
-                  <a class="button" href={contentUrl(entry.path, { version: v.id })} download={entry.name}>Download</a>
-                  {i > 0 && <button type="button" onClick={() => restore(v)}>Restore</button>}
+                  {i === 0 && <a class="button" href={contentUrl(entry.path)} download={entry.name}>Download</a>}
+                  {i > 0 && <button type="button" onClick={() => restore(v)} aria-label={`Restore the version of ${date(v.created_at)}`}>Restore</button>}
                 </td>
               </tr>
             ))}

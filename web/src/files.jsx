@@ -105,7 +105,7 @@ function dropTarget(dest, setOver) {
   };
 }
 
-export function FilesView({ path, user }) {
+export function FilesView({ path, select, user }) {
   const [entries, setEntries] = useState(null);
   const [error, setError] = useState('');
   const [sort, setSort] = useState(() => ({ key: localStorage.getItem('cairn.sort') || 'name', dir: localStorage.getItem('cairn.dir') || 'asc' }));
@@ -161,6 +161,16 @@ export function FilesView({ path, user }) {
   }, [path, load]);
 
   const sorted = useMemo(() => (entries ? sortEntries(entries, sort.key, sort.dir) : []), [entries, sort]);
+  // `#/files/DIR?select=NAME` (from a search result) selects that entry once listed.
+  useEffect(() => {
+    if (!select || !entries) return;
+    const i = sorted.findIndex((e) => e.name === select);
+    if (i < 0) return;
+    setSelected(new Set([sorted[i].path]));
+    setFocus(i);
+    setAnchor(i);
+    if (listRef.current) listRef.current.focus();
+  }, [select, entries]);
   const selEntries = useMemo(() => sorted.filter((e) => selected.has(e.path)), [sorted, selected]);
   const canWrite = true;
 

@@ -40,7 +40,7 @@ function App() {
     else if (route.view === 'links') page = <LinksView />;
     else if (route.view === 'account') page = <AccountView user={user} />;
     else if (route.view === 'admin') page = <AdminView />;
-    else page = <FilesView key="files" path={route.path} user={user} />;
+    else page = <FilesView key="files" path={route.path} select={route.params.get('select')} user={user} />;
   }
   const nav = [
     ['files', filesHref('/'), 'My files', 'folder'],

@@ -85,7 +85,7 @@ export function SearchView({ q }) {
   }, [q]);
   const open = (e) => {
     if (e.kind === 'folder') go(filesHref(e.path));
-    else go(filesHref(parent(e.path)));
+    else go(filesHref(parent(e.path)) + '?select=' + encodeURIComponent(e.name));
   };
   return (
     <section class="page" aria-labelledby="search-title">

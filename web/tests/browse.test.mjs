@@ -2,7 +2,7 @@
 // the grid view with thumbnails, search as you type, and a folder downloaded as a zip.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, launch, newPage, signIn, row, webDir } from './harness.mjs';
 
@@ -24,8 +24,8 @@ before(async () => {
   put('/notes.md', '# Title\n\n<script>alert(1)</script> **bold**\n');
   put('/Zeta/inside.txt', 'inside');
   // The app's own icon is a real PNG to make a thumbnail of.
-  const icon = readFileSync(join(webDir, 'src/icon.svg'));
-  put('/logo.svg', icon);
+  const png = readdirSync(join(webDir, 'dist/assets')).find((f) => f.startsWith('icon-192'));
+  put('/logo.png', readFileSync(join(webDir, 'dist/assets', png)));
 });
 after(async () => {
   await browser?.close();
@@ -41,7 +41,7 @@ test('folders first, then files; sort by name, size and date', async () => {
   await page.evaluate(() => { localStorage.removeItem('cairn.sort'); localStorage.removeItem('cairn.dir'); });
   await page.reload();
   await row(page, 'small.txt').waitFor();
-  assert.deepEqual(await order(), ['alpha', 'Zeta', 'big.txt', 'logo.svg', 'notes.md', 'small.txt']);
+  assert.deepEqual(await order(), ['alpha', 'Zeta', 'big.txt', 'logo.png', 'notes.md', 'small.txt']);
   await page.getByRole('columnheader', { name: 'Size' }).getByRole('button').click();
   const bySize = await order();
   assert.deepEqual(bySize.slice(0, 2), ['alpha', 'Zeta']);
@@ -83,6 +83,9 @@ test('search as you type finds files by name', async () => {
   await page.getByTestId('search').fill('insi');
   await page.locator('.results .name', { hasText: 'inside.txt' }).waitFor();
   assert.match(page.url(), /#\/search\?q=insi/);
+  // A result opens its folder with the file selected.
+  await page.locator('.results .result', { hasText: 'inside.txt' }).click();
+  await page.locator('[role=row][aria-selected=true][data-path="/Zeta/inside.txt"]').waitFor();
 });
 
 test('a folder downloads as a zip', async () => {
@@ -98,8 +101,10 @@ test('a folder downloads as a zip', async () => {
 test('the grid view shows thumbnails', async () => {
   await server.require('thumbnails');
   await page.goto(server.url + '/#/files/');
-  await row(page, 'logo.svg').waitFor();
+  await row(page, 'logo.png').waitFor();
   await page.getByRole('button', { name: 'Grid view' }).click();
-  await page.locator('.cell .thumb img').first().waitFor();
+  const img = page.locator('.cell .thumb img').first();
+  await img.waitFor();
+  await page.waitForFunction(() => { const i = document.querySelector('.cell .thumb img'); return i && i.complete && i.naturalWidth > 0; });
   await page.getByRole('button', { name: 'List view' }).click();
 });
