@@ -22,9 +22,9 @@ function App() {
 
   useEffect(() => { loadSession(); }, []);
   useEffect(() => {
-    if (user) startNotify();
-    else if (!needAuth) stopNotify();
-  }, [user]);
+    if (user && !needAuth) startNotify();
+    else if (!user) stopNotify();
+  }, [user, needAuth]);
   useEffect(() => setNavOpen(false), [route.view, route.path]);
 
   const q = route.view === 'search' ? route.params.get('q') || '' : '';

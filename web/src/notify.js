@@ -21,6 +21,9 @@ export function onChange(fn) {
 export function startNotify() {
   wanted = true;
   if (ws) return;
+  // Signed in again after a pause: connect now rather than when the backoff ends.
+  clearTimeout(timer);
+  backoff = 500;
   connect();
 }
 

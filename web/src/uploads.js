@@ -34,7 +34,7 @@ export function enqueue(folder, files) {
   for (const { file, rel } of files) {
     const relPath = rel || file.name;
     const dest = join(folder, relPath);
-    items.push({ id: ++nextId, file, name: relPath, dest, size: file.size, sent: 0, status: 'queued', speed: 0, error: '' });
+    items.push({ id: ++nextId, file, name: relPath, dest, base: folder, size: file.size, sent: 0, status: 'queued', speed: 0, error: '' });
   }
   publish();
   pump();
@@ -85,9 +85,10 @@ function pump() {
   publish();
 }
 
-async function ensureFolder(dir) {
-  if (dir === '/' || madeFolders.has(dir)) return;
-  await ensureFolder(parent(dir));
+/** Makes `dir` and its parents below `base` (the folder the upload was dropped in). */
+async function ensureFolder(dir, base) {
+  if (dir === base || dir === '/' || madeFolders.has(dir)) return;
+  await ensureFolder(parent(dir), base);
   try {
     await post('/files/mkdir', { path: dir });
   } catch (e) {
@@ -105,7 +106,7 @@ function start(it, onconflict) {
   return new Promise((resolve) => {
     const run = async () => {
       try {
-        await ensureFolder(parent(it.dest));
+        await ensureFolder(parent(it.dest), it.base);
       } catch (e) {
         it.status = 'error';
         it.error = e.message;
