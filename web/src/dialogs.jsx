@@ -231,8 +231,11 @@ export function LinkDialog({ entry, onClose }) {
   );
 }
 
-/** A preview: nothing of the file's own can run script here (images and media
- * elements, text as text, PDFs in a sandboxed frame from a CSP-protected URL). */
+/** A preview: nothing of the file's own can run script here. Images and media go in
+ * elements that never run script, text is shown as text, and a PDF in a frame whose
+ * content the server sends with `Content-Security-Policy: default-src 'none'; sandbox`,
+ * nosniff and its own type. The frame itself has no `sandbox` attribute: Chromium
+ * refuses to show a PDF in a sandboxed frame, and the header already sandboxes it. */
 export function PreviewDialog({ entry, onClose, onPrev, onNext }) {
   const t = fileType(entry);
   const inline = contentUrl(entry.path, { inline: 1 });
@@ -258,7 +261,7 @@ export function PreviewDialog({ entry, onClose, onPrev, onNext }) {
         {t === 'image' && <img src={imgSrc} alt={entry.name} onError={() => imgSrc !== inline && setImgSrc(inline)} />}
         {t === 'video' && <video src={inline} controls preload="metadata" />}
         {t === 'audio' && <audio src={inline} controls preload="metadata" />}
-        {t === 'pdf' && <iframe src={inline} sandbox="" title={`PDF: ${entry.name}`} />}
+        {t === 'pdf' && <iframe src={inline} title={`PDF: ${entry.name}`} />}
         {(t === 'text' || t === 'code') && <pre tabIndex={0} class="text-preview">{text === null ? 'Loading…' : text}</pre>}
       </div>
       <div class="dialog-actions">
