@@ -52,8 +52,8 @@ function App() {
 
   return (
     <>
-      <a class="skip" href="#main">Skip to content</a>
-      <header class="top" inert={needAuth ? '' : undefined}>
+      {!needAuth && <a class="skip" href="#main">Skip to content</a>}
+      <header class="top" inert={needAuth}>
         <button type="button" class="icon-btn menu-btn" aria-label="Menu" aria-expanded={navOpen ? 'true' : 'false'} onClick={() => setNavOpen(!navOpen)}><Icon name="menu" /></button>
         <a class="brand" href={filesHref("/")} aria-label="Cairn: my files"><svg width="28" height="28" viewBox="0 0 100 100" aria-hidden="true"><rect width="100" height="100" rx="20" class="logo-bg" /><g class="logo-fg"><ellipse cx="50" cy="74" rx="30" ry="11" /><ellipse cx="50" cy="52" rx="22" ry="9" /><ellipse cx="50" cy="33" rx="14" ry="7.5" /></g></svg><span>Cairn</span></a>
         <form class="search" role="search" onSubmit={(e) => e.preventDefault()}>
@@ -62,7 +62,7 @@ function App() {
         </form>
         {user && <button type="button" class="signout" onClick={() => signOut().then(() => location.reload())}>Sign out</button>}
       </header>
-      <div class="body" inert={needAuth ? '' : undefined}>
+      <div class="body" inert={needAuth}>
         <nav class={'side' + (navOpen ? ' open' : '')} aria-label="Main">
           <ul>
             {nav.map(([v, href, label, icon]) => (
