@@ -8,6 +8,13 @@ let csrf = '';
 let waiting = []; // resolvers of requests parked until the user signs in again
 
 export function setSession(session) {
+  const before = store.get().user;
+  if (session && before && before.id !== session.user.id) {
+    // Someone else signed in over an expired session: nothing of the first account's
+    // may stay on screen or be retried in the second's name.
+    location.reload();
+    return;
+  }
   csrf = session ? session.csrf_token : '';
   store.set({ user: session ? session.user : null, needAuth: !session });
   if (session) {

@@ -139,3 +139,26 @@ test('an upload resumes after a reload of the page, where it stopped', async () 
   assert.ok(get('/reload.bin').equals(data), 'the file is bit-identical');
   await page.context().close();
 });
+
+test('an upload can be cancelled, and nothing is left of it', async () => {
+  await server.require('browser sessions');
+  await server.require('tus');
+  const page = await newPage(browser, server);
+  await signIn(page, 'dave', PW);
+  await page.evaluate(() => localStorage.setItem('cairn.tusChunkSize', String(256 * 1024)));
+  const local = join(server.dir, 'cancel.bin');
+  writeFileSync(local, randomBytes(4 * 1024 * 1024));
+  // Slow the PATCH requests down so there is time to cancel.
+  await page.route('**/api/v1/tus/**', async (route) => {
+    if (route.request().method() === 'PATCH') await new Promise((r) => setTimeout(r, 400));
+    return route.continue().catch(() => {});
+  });
+  await page.getByTestId('file-input').setInputFiles(local);
+  await page.getByRole('button', { name: 'Cancel cancel.bin' }).click();
+  await page.locator('[data-testid=uploads] li[data-status=canceled]').waitFor();
+  await page.waitForTimeout(1000);
+  const listing = JSON.parse(server.cli('dave', PW, ['ls', '/', '--json']));
+  const names = (Array.isArray(listing) ? listing : listing.entries).map((e) => e.name);
+  assert.ok(!names.includes('cancel.bin'), 'the cancelled file is not there');
+  await page.context().close();
+});
