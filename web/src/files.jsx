@@ -8,7 +8,7 @@ import { localChange, onChange } from './notify.js';
 import { enqueue, filesFromDrop, filesFromInput, onUploaded } from './uploads.js';
 import { filesHref, go } from './router.js';
 import { base, collator, date, fileType, join, parent, segments, size } from './util.js';
-import { Icon } from './ui.jsx';
+import { Icon, Menu } from './ui.jsx';
 import { ConfirmDialog, FolderPicker, LinkDialog, PreviewDialog, PromptDialog, ShareDialog, VersionsDialog } from './dialogs.jsx';
 
 const ROW = 44;
@@ -116,6 +116,7 @@ export function FilesView({ path, select, user }) {
   const [dialog, setDialog] = useState(null);
   const [over, setOver] = useState(null);
   const [dragFiles, setDragFiles] = useState(false);
+  const [menu, setMenu] = useState(null); // {x, y}
   const seq = useRef(0);
 
   const load = useCallback(async (keep) => {
@@ -212,6 +213,35 @@ export function FilesView({ path, select, user }) {
     link: (e) => e && setDialog({ type: 'link', entry: e }),
   };
 
+  // The context menu: right click, the Menu key or Shift+F10, on the selection.
+  const openMenu = (i, x, y) => {
+    const e = sorted[i];
+    if (!e) return;
+    let sel = selEntries;
+    if (!selected.has(e.path)) {
+      setSelected(new Set([e.path]));
+      setAnchor(i);
+      sel = [e];
+    }
+    setFocus(i);
+    const one = sel.length === 1 ? sel[0] : null;
+    const items = [];
+    if (one) items.push({ label: 'Open', run: () => open(one) });
+    items.push({ label: sel.length > 1 || (one && one.kind === 'folder') ? 'Download as zip' : 'Download', run: () => act.download(sel) });
+    if (one) items.push({ label: 'Rename', run: () => act.rename(one) });
+    items.push({ label: 'Move to…', run: () => act.move(sel) }, { label: 'Copy to…', run: () => act.copy(sel) });
+    if (one && one.kind === 'folder') items.push({ label: 'Share…', run: () => act.share(one) });
+    if (one) items.push({ label: 'Get link…', run: () => act.link(one) });
+    if (one && one.kind === 'file') items.push({ label: 'Versions', run: () => act.versions(one) });
+    items.push({ label: 'Move to trash', danger: true, run: () => act.trash(sel) });
+    setMenu({ x, y, items });
+  };
+  const menuAtFocus = () => {
+    const el = document.getElementById('row-' + focus);
+    const r = el ? el.getBoundingClientRect() : { left: 100, bottom: 100 };
+    openMenu(focus, r.left + 40, r.bottom);
+  };
+
   // Selection by mouse.
   const clickRow = (i, ev) => {
     const e = sorted[i];
@@ -264,6 +294,8 @@ export function FilesView({ path, select, user }) {
       case 'Delete': ev.preventDefault(); act.trash(selEntries.length ? selEntries : [sorted[focus]]); return;
       case 'F2': ev.preventDefault(); act.rename(selEntries.length === 1 ? selEntries[0] : sorted[focus]); return;
       case 'Escape': setSelected(new Set()); return;
+      case 'ContextMenu': ev.preventDefault(); menuAtFocus(); return;
+      case 'F10': if (ev.shiftKey) { ev.preventDefault(); menuAtFocus(); } return;
       case 'Backspace': if (path !== '/') { ev.preventDefault(); go(filesHref(parent(path))); } return;
       default:
         if ((ev.key === 'a' || ev.key === 'A') && (ev.ctrlKey || ev.metaKey)) {
@@ -365,14 +397,15 @@ export function FilesView({ path, select, user }) {
       ) : mode === 'list' ? (
         <VirtualList
           listRef={listRef} sorted={sorted} selected={selected} focus={focus} onKey={onKey} clickRow={clickRow}
-          open={open} dragStart={dragStart} over={over} setOver={setOver} sort={sort} setSortKey={setSortKey} sortLabel={sortLabel}
+          open={open} openMenu={openMenu} dragStart={dragStart} over={over} setOver={setOver} sort={sort} setSortKey={setSortKey} sortLabel={sortLabel}
         />
       ) : (
         <VirtualGrid
           listRef={listRef} cols={cols} sorted={sorted} selected={selected} focus={focus} onKey={onKey} clickRow={clickRow}
-          open={open} dragStart={dragStart} over={over} setOver={setOver}
+          open={open} openMenu={openMenu} dragStart={dragStart} over={over} setOver={setOver}
         />
       )}
+      {menu && <Menu {...menu} label="Actions" onClose={() => setMenu(null)} />}
       {dialog && dialog.type === 'prompt' && <PromptDialog {...dialog} onClose={() => setDialog(null)} />}
       {dialog && dialog.type === 'picker' && <FolderPicker {...dialog} start={path} onClose={() => setDialog(null)} />}
       {dialog && dialog.type === 'versions' && <VersionsDialog entry={dialog.entry} onClose={() => setDialog(null)} onRestored={reload} />}
@@ -419,7 +452,7 @@ function Shared({ e }) {
   return <span class="badge" title={`Shared by ${e.shared.owner}; you are ${e.shared.role}`}>{e.shared.role === 'owner' ? 'shared' : `${e.shared.owner} · ${e.shared.role}`}</span>;
 }
 
-function VirtualList({ listRef, sorted, selected, focus, onKey, clickRow, open, dragStart, over, setOver, setSortKey, sortLabel }) {
+function VirtualList({ listRef, sorted, selected, focus, onKey, clickRow, open, openMenu, dragStart, over, setOver, setSortKey, sortLabel }) {
   const vp = useViewport(listRef);
   useEffect(() => scrollIntoView(listRef.current, focus * ROW, ROW, ROW), [focus]);
   const first = Math.max(0, Math.floor((vp.top - ROW) / ROW) - 8);
@@ -435,7 +468,7 @@ function VirtualList({ listRef, sorted, selected, focus, onKey, clickRow, open, 
         class={'row' + (isSel ? ' selected' : '') + (i === focus ? ' focused' : '') + (over === e.path ? ' drop-over' : '')}
         style={{ transform: `translateY(${i * ROW}px)` }}
         draggable onDragStart={(ev) => dragStart(i, ev)}
-        onClick={(ev) => clickRow(i, ev)} onDblClick={() => open(e)} onContextMenu={(ev) => { if (touch.matches) { ev.preventDefault(); clickRow(i, { ctrlKey: true }); } }} data-path={e.path} data-kind={e.kind} {...drop}>
+        onClick={(ev) => clickRow(i, ev)} onDblClick={() => open(e)} onContextMenu={(ev) => { ev.preventDefault(); if (touch.matches) clickRow(i, { ctrlKey: true }); else openMenu(i, ev.clientX, ev.clientY); }} data-path={e.path} data-kind={e.kind} {...drop}>
         <div role="gridcell" class="c-name"><Icon name={t} /><span class="name">{e.name}</span><Shared e={e} /></div>
         <div role="gridcell" class="c-size">{e.kind === 'file' ? size(e.size) : '—'}</div>
         <div role="gridcell" class="c-date">{date(e.modified_at)}</div>
@@ -457,7 +490,7 @@ function VirtualList({ listRef, sorted, selected, focus, onKey, clickRow, open, 
   );
 }
 
-function VirtualGrid({ listRef, cols, sorted, selected, focus, onKey, clickRow, open, dragStart, over, setOver }) {
+function VirtualGrid({ listRef, cols, sorted, selected, focus, onKey, clickRow, open, openMenu, dragStart, over, setOver }) {
   const vp = useViewport(listRef);
   const n = Math.max(1, Math.floor((vp.width - 8) / 170));
   cols.current = n;
@@ -479,7 +512,7 @@ function VirtualGrid({ listRef, cols, sorted, selected, focus, onKey, clickRow, 
         <div key={e.path} id={'row-' + i} role="option" aria-selected={isSel ? 'true' : 'false'}
           class={'cell' + (isSel ? ' selected' : '') + (i === focus ? ' focused' : '') + (over === e.path ? ' drop-over' : '')}
           style={{ transform: `translate(${c * w}px, ${r * CELL}px)`, width: `${w - 8}px` }}
-          draggable onDragStart={(ev) => dragStart(i, ev)} onClick={(ev) => clickRow(i, ev)} onDblClick={() => open(e)} data-path={e.path} {...drop}>
+          draggable onDragStart={(ev) => dragStart(i, ev)} onClick={(ev) => clickRow(i, ev)} onDblClick={() => open(e)} onContextMenu={(ev) => { ev.preventDefault(); openMenu(i, ev.clientX, ev.clientY); }} data-path={e.path} {...drop}>
           <div class="thumb">{t === 'image' ? <Thumb e={e} /> : <Icon name={t} size={56} />}</div>
           <div class="cell-name"><span class="name">{e.name}</span></div>
         </div>,

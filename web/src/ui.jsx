@@ -1,5 +1,5 @@
 // Shared pieces: icons, the dialog (focus trapped, returned on close), buttons.
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
 
 const P = {
   folder: 'M3 6a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2v9a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2z',
@@ -44,7 +44,8 @@ const FOCUSABLE = 'a[href],button:not([disabled]),input:not([disabled]),select:n
 export function Dialog({ title, onClose, children, wide }) {
   const ref = useRef();
   const titleId = useRef('dlg-' + Math.random().toString(36).slice(2)).current;
-  useEffect(() => {
+  // A layout effect, so the focus is inside before any key typed next arrives.
+  useLayoutEffect(() => {
     const before = document.activeElement;
     const el = ref.current;
     const first = el.querySelector('[autofocus]') || el.querySelector(FOCUSABLE);
@@ -75,5 +76,41 @@ export function Dialog({ title, onClose, children, wide }) {
         {children}
       </div>
     </div>
+  );
+}
+
+/** A context menu at (x, y): arrow keys move, Enter runs, Escape or a click outside closes. */
+export function Menu({ x, y, items, onClose, label }) {
+  const ref = useRef();
+  useLayoutEffect(() => {
+    const before = document.activeElement;
+    const first = ref.current.querySelector('[role=menuitem]');
+    if (first) first.focus();
+    const away = (e) => { if (!ref.current.contains(e.target)) onClose(); };
+    addEventListener('mousedown', away, true);
+    return () => {
+      removeEventListener('mousedown', away, true);
+      if (before && before.focus && document.contains(before)) before.focus();
+    };
+  }, []);
+  // Keep the menu inside the window.
+  const style = { left: `${Math.max(4, Math.min(x, innerWidth - 220))}px`, top: `${Math.max(4, Math.min(y, innerHeight - items.length * 38 - 12))}px` };
+  const onKey = (e) => {
+    const all = [...ref.current.querySelectorAll('[role=menuitem]')];
+    const i = all.indexOf(document.activeElement);
+    if (e.key === 'ArrowDown') { e.preventDefault(); all[(i + 1) % all.length].focus(); }
+    else if (e.key === 'ArrowUp') { e.preventDefault(); all[(i - 1 + all.length) % all.length].focus(); }
+    else if (e.key === 'Home') { e.preventDefault(); all[0].focus(); }
+    else if (e.key === 'End') { e.preventDefault(); all[all.length - 1].focus(); }
+    else if (e.key === 'Escape' || e.key === 'Tab') { e.preventDefault(); e.stopPropagation(); onClose(); }
+  };
+  return (
+    <ul class="menu" role="menu" aria-label={label} ref={ref} style={style} onKeyDown={onKey}>
+      {items.map((it) => (
+        <li role="none" key={it.label}>
+          <button type="button" role="menuitem" tabIndex={-1} class={it.danger ? 'danger' : ''} onClick={() => { onClose(); it.run(); }}>{it.label}</button>
+        </li>
+      ))}
+    </ul>
   );
 }

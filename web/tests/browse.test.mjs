@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Server, launch, newPage, signIn, row, webDir } from './harness.mjs';
+import { Server, launch, newPage, signIn, row, webDir, axe } from './harness.mjs';
 
 let server, browser, page;
 const PW = 'hank-password-1';
@@ -67,6 +67,25 @@ test('keyboard: arrows move, Enter opens, Backspace goes up, Escape closes a dia
   await page.keyboard.press('Escape');
   await dialog.waitFor({ state: 'detached' });
   assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'list', 'focus came back to the list');
+});
+
+test('the context menu: right click or Shift+F10, arrows, Escape', async () => {
+  await row(page, 'small.txt').click({ button: 'right' });
+  const menu = page.getByRole('menu', { name: 'Actions' });
+  await menu.waitFor();
+  await menu.getByRole('menuitem', { name: 'Rename' }).click();
+  await page.getByRole('dialog', { name: 'Rename' }).waitFor();
+  await page.keyboard.press('Escape');
+  await page.getByTestId('list').focus();
+  await page.keyboard.press('Shift+F10');
+  await menu.waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Open');
+  await page.keyboard.press('ArrowDown');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Download');
+  assert.deepEqual(await axe(page), []);
+  await page.keyboard.press('Escape');
+  await menu.waitFor({ state: 'detached' });
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.testid), 'list');
 });
 
 test('a Markdown file is previewed as plain text', async () => {
