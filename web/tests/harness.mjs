@@ -179,6 +179,7 @@ export async function newPage(browser, server, opts = {}) {
 }
 
 export async function signIn(page, user, password) {
+  await page.server.require('web assets');
   await page.goto(page.server.url + '/');
   await page.getByLabel('User name').fill(user);
   await page.getByLabel('Password', { exact: true }).fill(password);

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Server, launch, newPage, signIn, row, shot } from './harness.mjs';
+import { Server, launch, newPage, signIn, row, shot, axe } from './harness.mjs';
 
 let server, browser;
 const PW = 'erin-password-1';
@@ -33,6 +33,7 @@ test('a password link opened in a fresh browser context', async () => {
   await row(page, 'report.txt').click();
   await page.getByRole('button', { name: 'Link' }).click();
   const dialog = page.getByRole('dialog', { name: /Link to/ });
+  assert.deepEqual(await axe(page), [], 'the link dialog');
   await dialog.getByLabel('Password (optional)').fill('link-secret');
   await dialog.getByRole('button', { name: 'Create link' }).click();
   const url = await dialog.getByTestId('link-url').inputValue();
@@ -67,6 +68,7 @@ test('a folder shared with a second user, who sees it', async () => {
   await dialog.getByLabel('Role').selectOption('editor');
   await dialog.getByRole('button', { name: 'Share', exact: true }).click();
   await dialog.getByText('frank').waitFor();
+  assert.deepEqual(await axe(page), [], 'the share dialog');
   await page.context().close();
 
   const other = await newPage(browser, server);

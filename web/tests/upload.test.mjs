@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { Server, launch, newPage, signIn, row, dropFiles } from './harness.mjs';
+import { Server, launch, newPage, signIn, row, dropFiles, axe, shot } from './harness.mjs';
 
 let server, browser;
 const PW = 'dave-password-1';
@@ -42,6 +42,8 @@ test('drop three files and upload a folder, with progress', async () => {
   await page.getByTestId('total-progress').waitFor();
   for (const f of files) await row(page, f.name).waitFor();
   await page.getByText('3 of 3 uploaded').waitFor();
+  assert.deepEqual(await axe(page), [], 'the uploads panel');
+  await shot(page, 'uploads-desktop');
   for (const f of files) assert.ok(get('/' + f.name).equals(f.data), `${f.name} arrived intact`);
 
   const dir = join(server.dir, 'Album');
