@@ -173,7 +173,6 @@ export function FilesView({ path, select, user }) {
     if (listRef.current) listRef.current.focus();
   }, [select, entries]);
   const selEntries = useMemo(() => sorted.filter((e) => selected.has(e.path)), [sorted, selected]);
-  const canWrite = true;
 
   const setSortKey = (key) => {
     const dir = sort.key === key && sort.dir === 'asc' ? 'desc' : 'asc';
@@ -363,7 +362,7 @@ export function FilesView({ path, select, user }) {
           </ol>
         </nav>
         <div class="actions" role="toolbar" aria-label="Actions">
-          {selEntries.length === 0 && canWrite && <>
+          {selEntries.length === 0 && <>
             <button type="button" onClick={act.newFolder}><Icon name="plus" /> <span class="label">New folder</span></button>
             <button type="button" onClick={() => fileInput.current.click()}><Icon name="up" /> <span class="label">Upload files</span></button>
             <button type="button" onClick={() => folderInput.current.click()}><Icon name="folder" /> <span class="label">Upload folder</span></button>

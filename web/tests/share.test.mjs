@@ -52,6 +52,16 @@ test('a password link opened in a fresh browser context', async () => {
   const after = await stranger.context().request.get(linkUrl + '/download');
   assert.equal(after.status(), 200);
   assert.equal(await after.text(), 'the report');
+
+  // The owner revokes it on the links page; the stranger gets nothing more.
+  const owner = await newPage(browser, server);
+  await signIn(owner, 'erin', PW);
+  await owner.goto(server.url + '/#/links');
+  await owner.getByRole('button', { name: 'Revoke' }).click();
+  await owner.getByText('Link revoked.').waitFor();
+  const revoked = await stranger.context().request.get(linkUrl + '/download');
+  assert.notEqual(revoked.status(), 200, 'a revoked link serves nothing');
+  await owner.context().close();
   await stranger.context().close();
 });
 
