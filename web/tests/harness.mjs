@@ -169,6 +169,11 @@ export async function launch() {
 export async function newPage(browser, server, opts = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true, ...opts });
   const page = await context.newPage();
+  // Content-Security-Policy violations, kept by the page for the tests to read.
+  await page.addInitScript(() => {
+    window.cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(`${e.violatedDirective}: ${e.blockedURI}`));
+  });
   page.dialogs = [];
   page.on('dialog', (d) => { page.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
   page.errors = [];
@@ -220,3 +225,6 @@ export async function dropFiles(page, selector, files) {
 }
 
 export const row = (page, name) => page.locator('[role=row][data-path]').filter({ has: page.locator('.name', { hasText: new RegExp('^' + name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '$') }) });
+
+/** The CSP violations the page has seen (none is allowed: no inline script or style). */
+export const cspViolations = (page) => page.evaluate(() => window.cspViolations || []);

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Server, launch, newPage, signIn, axe, shot, row, ADMIN_PASSWORD } from './harness.mjs';
+import { Server, launch, newPage, signIn, axe, shot, row, cspViolations, ADMIN_PASSWORD } from './harness.mjs';
 
 let server, browser;
 before(async () => {
@@ -108,6 +108,7 @@ test('main views: no serious accessibility violation; screenshots at desktop and
         assert.deepEqual(await axe(page), [], `${name} (${suffix}, ${scheme})`);
         if (scheme === 'light' || name === 'files') await shot(page, `${name}-${suffix}${scheme === 'dark' ? '-dark' : ''}`);
       }
+      assert.deepEqual(await cspViolations(page), [], 'nothing broke the Content-Security-Policy');
       await page.context().close();
     }
   }
