@@ -2,7 +2,8 @@
 // build of the server): time until a folder of 10,000 files is listed and scrollable,
 // the shipped JS + CSS compressed, a change by the CLI appearing in an open page, and
 // (when the server speaks tus) a large file uploaded through the browser against
-// `cairn put` of the same file. Env BENCH_UPLOAD_MB (default 1024) sizes that file.
+// `cairn put` of the same file. Env BENCH_UPLOAD_MB (default 1024) sizes that file,
+// BENCH_CHUNK_MB the size of each PATCH (default: the app's own).
 import { mkdirSync, openSync, readdirSync, readFileSync, writeSync, closeSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
@@ -72,6 +73,7 @@ try {
     let t0 = Date.now();
     server.cli('bench', PW, ['put', file, '/put.bin']);
     const putMs = Date.now() - t0;
+    if (process.env.BENCH_CHUNK_MB) await page.evaluate((n) => localStorage.setItem('cairn.tusChunkSize', String(n * 1024 * 1024)), Number(process.env.BENCH_CHUNK_MB));
     t0 = Date.now();
     await page.getByTestId('file-input').setInputFiles(file);
     await row(page, 'upload.bin').waitFor({ timeout: 30 * 60 * 1000 });
