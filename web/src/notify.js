@@ -48,7 +48,9 @@ function connect() {
     let n;
     try { n = JSON.parse(ev.data); } catch { return; }
     if (n.type === 'head') {
-      if (!cursor) cursor = n.cursor;
+      // A head's cursor covers its namespace only; the account's whole position
+      // (home and every shared folder) comes from /delta/latest.
+      if (!cursor) startCursor();
       else readDelta(); // we may have missed something while disconnected
     } else if (n.type === 'advanced') {
       readDelta();
@@ -58,6 +60,12 @@ function connect() {
     if (ws === sock) ws = null;
     if (wanted) retry();
   };
+}
+
+let starting = null;
+function startCursor() {
+  if (starting) return;
+  starting = get('/delta/latest').then((r) => { if (!cursor) cursor = r.cursor; }, () => {}).finally(() => { starting = null; });
 }
 
 function retry() {

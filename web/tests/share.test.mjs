@@ -87,6 +87,10 @@ test('a folder shared with a second user, who sees it', async () => {
   assert.match(await row(other, 'Team').innerText(), /erin/);
   await row(other, 'Team').dblclick();
   await row(other, 'plan.txt').waitFor();
+  // The owner adds a file: the member's open view of the shared folder shows it.
+  await other.waitForTimeout(300);
+  put('erin', PW, '/Team/minutes.txt', 'minutes');
+  await row(other, 'minutes.txt').waitFor({ timeout: 5000 });
   await other.context().close();
 });
 
