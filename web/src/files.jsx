@@ -105,6 +105,17 @@ function dropTarget(dest, setOver) {
   };
 }
 
+// The caller's role in each shared folder seen so far (by its mount path), so a
+// viewer is not offered actions the server would refuse.
+const mountRoles = new Map();
+function roleAt(path) {
+  let best = null;
+  for (const [mount, role] of mountRoles) {
+    if ((path === mount || path.startsWith(mount + '/')) && (!best || mount.length > best[0].length)) best = [mount, role];
+  }
+  return best ? best[1] : 'owner';
+}
+
 export function FilesView({ path, select, user }) {
   const [entries, setEntries] = useState(null);
   const [error, setError] = useState('');
@@ -161,7 +172,12 @@ export function FilesView({ path, select, user }) {
     return () => { off1(); off2(); clearTimeout(t); };
   }, [path, load]);
 
-  const sorted = useMemo(() => (entries ? sortEntries(entries, sort.key, sort.dir) : []), [entries, sort]);
+  const sorted = useMemo(() => {
+    if (!entries) return [];
+    for (const e of entries) if (e.shared) mountRoles.set(e.path, e.shared.role);
+    return sortEntries(entries, sort.key, sort.dir);
+  }, [entries, sort]);
+  const readOnly = roleAt(path) === 'viewer';
   // `#/files/DIR?select=NAME` (from a search result) selects that entry once listed.
   useEffect(() => {
     if (!select || !entries) return;
@@ -227,12 +243,13 @@ export function FilesView({ path, select, user }) {
     const items = [];
     if (one) items.push({ label: 'Open', run: () => open(one) });
     items.push({ label: sel.length > 1 || (one && one.kind === 'folder') ? 'Download as zip' : 'Download', run: () => act.download(sel) });
-    if (one) items.push({ label: 'Rename', run: () => act.rename(one) });
-    items.push({ label: 'Move to…', run: () => act.move(sel) }, { label: 'Copy to…', run: () => act.copy(sel) });
+    if (one && !readOnly) items.push({ label: 'Rename', run: () => act.rename(one) });
+    if (!readOnly) items.push({ label: 'Move to…', run: () => act.move(sel) });
+    items.push({ label: 'Copy to…', run: () => act.copy(sel) });
     if (one && one.kind === 'folder') items.push({ label: 'Share…', run: () => act.share(one) });
     if (one) items.push({ label: 'Get link…', run: () => act.link(one) });
     if (one && one.kind === 'file') items.push({ label: 'Versions', run: () => act.versions(one) });
-    items.push({ label: 'Move to trash', danger: true, run: () => act.trash(sel) });
+    if (!readOnly) items.push({ label: 'Move to trash', danger: true, run: () => act.trash(sel) });
     setMenu({ x, y, items });
   };
   const menuAtFocus = () => {
@@ -290,8 +307,8 @@ export function FilesView({ path, select, user }) {
         setAnchor(focus);
         return;
       }
-      case 'Delete': ev.preventDefault(); act.trash(selEntries.length ? selEntries : [sorted[focus]]); return;
-      case 'F2': ev.preventDefault(); act.rename(selEntries.length === 1 ? selEntries[0] : sorted[focus]); return;
+      case 'Delete': ev.preventDefault(); if (!readOnly) act.trash(selEntries.length ? selEntries : [sorted[focus]]); return;
+      case 'F2': ev.preventDefault(); if (!readOnly) act.rename(selEntries.length === 1 ? selEntries[0] : sorted[focus]); return;
       case 'Escape': setSelected(new Set()); return;
       case 'ContextMenu': ev.preventDefault(); menuAtFocus(); return;
       case 'F10': if (ev.shiftKey) { ev.preventDefault(); menuAtFocus(); } return;
@@ -362,7 +379,7 @@ export function FilesView({ path, select, user }) {
           </ol>
         </nav>
         <div class="actions" role="toolbar" aria-label="Actions">
-          {selEntries.length === 0 && <>
+          {selEntries.length === 0 && !readOnly && <>
             <button type="button" onClick={act.newFolder}><Icon name="plus" /> <span class="label">New folder</span></button>
             <button type="button" onClick={() => fileInput.current.click()}><Icon name="up" /> <span class="label">Upload files</span></button>
             <button type="button" onClick={() => folderInput.current.click()}><Icon name="folder" /> <span class="label">Upload folder</span></button>
@@ -370,13 +387,14 @@ export function FilesView({ path, select, user }) {
           {selEntries.length > 0 && <>
             <span class="sel-count" aria-live="polite">{selEntries.length} selected</span>
             <button type="button" onClick={() => act.download(selEntries)}><Icon name="download" /> <span class="label">Download</span></button>
-            {sel1 && <button type="button" onClick={() => act.rename(sel1)}>Rename</button>}
-            <button type="button" onClick={() => act.move(selEntries)}>Move</button>
+            {sel1 && !readOnly && <button type="button" onClick={() => act.rename(sel1)}>Rename</button>}
+            {!readOnly && <button type="button" onClick={() => act.move(selEntries)}>Move</button>}
             <button type="button" onClick={() => act.copy(selEntries)}>Copy</button>
             {sel1 && sel1.kind === 'folder' && <button type="button" onClick={() => act.share(sel1)}>Share</button>}
             {sel1 && <button type="button" onClick={() => act.link(sel1)}><Icon name="link" /> <span class="label">Link</span></button>}
             {sel1 && sel1.kind === 'file' && <button type="button" onClick={() => act.versions(sel1)}>Versions</button>}
-            <button type="button" onClick={() => act.trash(selEntries)}><Icon name="trash" /> <span class="label">Delete</span></button>
+            {!readOnly && <button type="button" onClick={() => act.trash(selEntries)}><Icon name="trash" /> <span class="label">Delete</span></button>}
+            {readOnly && <span class="badge">view only</span>}
           </>}
           <span class="spacer" />
           <button type="button" class="icon-btn" onClick={() => setView(mode === 'list' ? 'grid' : 'list')} aria-label={mode === 'list' ? 'Grid view' : 'List view'} title={mode === 'list' ? 'Grid view' : 'List view'}>

@@ -91,6 +91,14 @@ test('a folder shared with a second user, who sees it', async () => {
   await other.waitForTimeout(300);
   put('erin', PW, '/Team/minutes.txt', 'minutes');
   await row(other, 'minutes.txt').waitFor({ timeout: 5000 });
+  assert.equal(await other.getByRole('button', { name: 'New folder' }).count(), 1, 'an editor may add');
+  // A viewer is offered no action that writes.
+  server.cli('erin', PW, ['mkdir', '/Gallery']);
+  server.cli('erin', PW, ['share', 'add', '/Gallery', '--with', 'frank', '--role', 'viewer']);
+  await other.goto(server.url + '/#/files/');
+  await row(other, 'Gallery').dblclick();
+  await other.getByTestId('empty').waitFor();
+  assert.equal(await other.getByRole('button', { name: 'New folder' }).count(), 0, 'a viewer may not add');
   await other.context().close();
 });
 
