@@ -2,7 +2,7 @@
 // and the sign-in overlay (over everything, so nothing underneath is lost).
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { loadSession, signOut } from './api.js';
+import { get, loadSession, signOut } from './api.js';
 import { dismiss, store, useStore } from './store.js';
 import { go, useRoute, filesHref } from './router.js';
 import { startNotify, stopNotify } from './notify.js';
@@ -69,6 +69,7 @@ function App() {
               <li key={v}><a href={href} aria-current={route.view === v ? 'page' : undefined}><Icon name={icon} /> {label}</a></li>
             ))}
           </ul>
+          {user && <Storage key={route.view + route.path} />}
         </nav>
         <main id="main" tabIndex={-1}>{page}</main>
       </div>
@@ -77,6 +78,21 @@ function App() {
       <ConflictDialog />
       <SignIn />
     </>
+  );
+}
+
+/** Storage used against the quota, read again when the page changes (never polled). */
+function Storage() {
+  const [acct, setAcct] = useState(null);
+  useEffect(() => { get('/account').then(setAcct, () => {}); }, []);
+  if (!acct) return null;
+  const quota = acct.user.quota_bytes;
+  const pct = quota ? Math.min(100, (acct.usage_bytes / quota) * 100) : 0;
+  return (
+    <a class="storage" href="#/account">
+      {quota ? <span class="meter" aria-hidden="true"><span class="meter-bar" style={{ width: `${pct}%` }} /></span> : null}
+      <span class="small muted">{size(acct.usage_bytes)} used{quota ? ` of ${size(quota)}` : ''}</span>
+    </a>
   );
 }
 

@@ -20,7 +20,7 @@ test('the account page shows usage against the quota and changes the password', 
   const page = await newPage(browser, server);
   await signIn(page, 'ivy', 'ivy-password-1');
   await page.goto(server.url + '/#/account');
-  await page.getByText(/used of 2\.0 GB/).waitFor();
+  await page.getByRole('main').getByText(/used of 2\.0 GB/).waitFor();
   await page.getByLabel('Current password').fill('ivy-password-1');
   await page.getByLabel('New password').fill('ivy-password-2');
   await page.getByRole('button', { name: 'Change password' }).click();
