@@ -96,14 +96,17 @@ export const contentUrl = (path, extra) => BASE + '/files/content' + query({ pat
 export const thumbUrl = (path, size = 256) => BASE + '/files/thumbnail' + query({ path, size });
 export const zipUrl = (paths) => BASE + '/files/zip' + query({ path: paths });
 
-/** Every entry of a folder, following the pages at the largest page size. */
-export async function listAll(path, signal) {
-  const entries = [];
+/** Every entry of a folder, following the pages at the largest page size;
+ * `onPage(entriesSoFar)` is called after each page but the last, so a view can show
+ * the first 10,000 while the rest arrive. */
+export async function listAll(path, signal, onPage) {
+  let entries = [];
   let after;
   for (;;) {
     const page = await get('/files/list', { path, limit: 10000, after }, { signal });
-    for (const e of page.entries) entries.push(e);
+    entries = entries.concat(page.entries);
     if (!page.cursor) return entries;
+    if (onPage) onPage(entries);
     after = page.cursor;
   }
 }

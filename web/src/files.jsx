@@ -133,7 +133,9 @@ export function FilesView({ path, select, user }) {
   const load = useCallback(async (keep) => {
     const my = ++seq.current;
     try {
-      const es = await listAll(path);
+      const es = await listAll(path, undefined, (first) => {
+        if (my === seq.current && !keep) setEntries(first);
+      });
       if (my !== seq.current) return;
       setEntries(es);
       setError('');
