@@ -224,6 +224,19 @@ export async function dropFiles(page, selector, files) {
   }, { selector, files: files.map((f) => ({ name: f.name, type: f.type, base64: Buffer.from(f.data).toString('base64') })) });
 }
 
+/** Drags files and folders from the disk onto an element, as from a file manager:
+ * the browser's own drag and drop (CDP Input.dispatchDragEvent), so a folder arrives as
+ * a real directory entry. */
+export async function dropPaths(page, selector, paths) {
+  const box = await page.locator(selector).boundingBox();
+  const x = box.x + box.width / 2;
+  const y = box.y + box.height / 2;
+  const cdp = await page.context().newCDPSession(page);
+  const data = { items: [], files: paths, dragOperationsMask: 1 };
+  for (const type of ['dragEnter', 'dragOver', 'drop']) await cdp.send('Input.dispatchDragEvent', { type, x, y, data });
+  await cdp.detach();
+}
+
 export const row = (page, name) => page.locator('[role=row][data-path]').filter({ has: page.locator('.name', { hasText: new RegExp('^' + name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '$') }) });
 
 /** The CSP violations the page has seen (none is allowed: no inline script or style). */

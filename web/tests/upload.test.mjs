@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { Server, launch, newPage, signIn, row, dropFiles, axe, shot } from './harness.mjs';
+import { Server, launch, newPage, signIn, row, dropFiles, dropPaths, axe, shot } from './harness.mjs';
 
 let server, browser;
 const PW = 'dave-password-1';
@@ -26,7 +26,7 @@ const get = (remote) => {
   return readFileSync(local);
 };
 
-test('drop three files and upload a folder, with progress', async () => {
+test('drop three files and a folder (and pick a folder), with progress', async () => {
   await server.require('browser sessions');
   await server.require('tus');
   const page = await newPage(browser, server);
@@ -50,10 +50,20 @@ test('drop three files and upload a folder, with progress', async () => {
   mkdirSync(join(dir, 'inner'), { recursive: true });
   writeFileSync(join(dir, 'a.txt'), 'a');
   writeFileSync(join(dir, 'inner', 'b.txt'), 'b');
-  await page.getByTestId('folder-input').setInputFiles(dir);
+  // A folder dragged from the disk, with a folder inside it.
+  await dropPaths(page, 'section.files', [dir]);
   await row(page, 'Album').waitFor();
   await page.getByText('5 of 5 uploaded').waitFor();
+  assert.equal(get('/Album/a.txt').toString(), 'a');
   assert.equal(get('/Album/inner/b.txt').toString(), 'b');
+  // And a folder through the folder picker.
+  const dir2 = join(server.dir, 'Picked');
+  mkdirSync(dir2);
+  writeFileSync(join(dir2, 'c.txt'), 'c');
+  await page.getByTestId('folder-input').setInputFiles(dir2);
+  await row(page, 'Picked').waitFor();
+  await page.getByText('6 of 6 uploaded').waitFor();
+  assert.equal(get('/Picked/c.txt').toString(), 'c');
   assert.deepEqual(page.dialogs, []);
   await page.context().close();
 });
