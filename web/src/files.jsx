@@ -92,7 +92,7 @@ function dropTarget(dest, setOver) {
       e.dataTransfer.dropEffect = [...e.dataTransfer.types].includes(DRAG_TYPE) ? 'move' : 'copy';
       setOver(dest);
     },
-    onDragLeave() { setOver(null); },
+    onDragLeave(e) { if (!e.relatedTarget || !e.currentTarget.contains(e.relatedTarget)) setOver(null); },
     async onDrop(e) {
       if (!dropAccepts(e)) return;
       e.preventDefault();
@@ -354,7 +354,7 @@ export function FilesView({ path, select, user }) {
       e.dataTransfer.dropEffect = 'copy';
       setDragFiles(true);
     },
-    onDragLeave(e) { if (e.currentTarget === e.target) setDragFiles(false); },
+    onDragLeave(e) { if (!e.relatedTarget || !e.currentTarget.contains(e.relatedTarget)) setDragFiles(false); },
     async onDrop(e) {
       setDragFiles(false);
       if (![...e.dataTransfer.types].includes('Files')) return;
