@@ -28,6 +28,11 @@ function App() {
   useEffect(() => setNavOpen(false), [route.view, route.path]);
 
   const q = route.view === 'search' ? route.params.get('q') || '' : '';
+  useEffect(() => {
+    const names = { trash: 'Trash', search: 'Search', links: 'Shared links', account: 'Account', admin: 'Users' };
+    const here = names[route.view] || (route.path === '/' ? 'My files' : route.path.slice(route.path.lastIndexOf('/') + 1));
+    document.title = `${here} – Cairn`;
+  }, [route.view, route.path]);
   const onSearch = (e) => {
     const v = e.currentTarget.value;
     go('#/search' + (v ? '?q=' + encodeURIComponent(v) : ''));
