@@ -126,4 +126,11 @@ test('the grid view shows thumbnails', async () => {
   await img.waitFor();
   await page.waitForFunction(() => { const i = document.querySelector('.cell .thumb img'); return i && i.complete && i.naturalWidth > 0; });
   await page.getByRole('button', { name: 'List view' }).click();
+  // The preview shows the picture (a large thumbnail), in an element that runs nothing.
+  await row(page, 'logo.png').dblclick();
+  const dialog = page.getByRole('dialog', { name: 'logo.png' });
+  await dialog.locator('img').waitFor();
+  await page.waitForFunction(() => { const i = document.querySelector('.preview img'); return i && i.complete && i.naturalWidth > 0; });
+  assert.match(await dialog.locator('img').getAttribute('src'), /\/api\/v1\/files\/thumbnail\?/);
+  await page.keyboard.press('Escape');
 });
