@@ -61,7 +61,7 @@ pub use types::{
     Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,
     EntryKind, FileCommit, JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
-pub use users::{check_user_name, MAX_USER_NAME_LEN};
+pub use users::{check_user_name, TokenKind, TokenOwner, MAX_USER_NAME_LEN};
 
 /// Called after every namespace write that advanced the journal has committed, with
 /// the namespace and its new head. It runs on the writer's task, so it must return at

@@ -11,6 +11,29 @@ use crate::{Device, MetaError, MetaStore, User};
 /// uploads); the column only has to tell an admin roughly when a token was last used.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
+/// What kind of credential a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A bearer token (the CLI, the sync client, a script): works until logout.
+    Api,
+    /// A browser session, carried in a cookie.
+    Web {
+        /// When it stops working whatever its use, Unix ms.
+        expires_at: i64,
+        /// How long it may go unused.
+        idle_ms: i64,
+    },
+}
+
+/// Whose a working token is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub user: User,
+    /// The device it was issued to, if any.
+    pub device: Option<DeviceId>,
+    pub kind: TokenKind,
+}
+
 impl MetaStore {
     /// Creates a user and its home namespace. Fails with [`MetaError::UserExists`] when
     /// the name is taken, and [`MetaError::InvalidUserName`] for a name that
@@ -167,30 +190,77 @@ impl MetaStore {
         device: Option<DeviceId>,
         token_hash: &[u8; 32],
     ) -> Result<(), MetaError> {
+        self.insert_token(user, device, token_hash, TokenKind::Api)
+            .await
+    }
+
+    /// Stores a browser session's token, by its hash: it stops working after `idle_ms`
+    /// without use, and `lifetime_ms` after now whatever its use.
+    pub async fn create_web_session(
+        &self,
+        user: UserId,
+        token_hash: &[u8; 32],
+        idle_ms: i64,
+        lifetime_ms: i64,
+    ) -> Result<(), MetaError> {
+        let expires_at = now_ms().saturating_add(lifetime_ms);
+        self.insert_token(
+            user,
+            None,
+            token_hash,
+            TokenKind::Web {
+                expires_at,
+                idle_ms,
+            },
+        )
+        .await
+    }
+
+    async fn insert_token(
+        &self,
+        user: UserId,
+        device: Option<DeviceId>,
+        token_hash: &[u8; 32],
+        kind: TokenKind,
+    ) -> Result<(), MetaError> {
+        let (name, expires_at, idle_ms) = match kind {
+            TokenKind::Api => ("api", None, None),
+            TokenKind::Web {
+                expires_at,
+                idle_ms,
+            } => ("web", Some(expires_at), Some(idle_ms)),
+        };
         let now = now_ms();
         let mut tx = WriteTx::begin(self).await?;
         sqlx::query(
-            "INSERT INTO auth_tokens (user_id, device_id, token_hash, created_at, last_used_at) \
-             VALUES ($1, $2, $3, $4, $4)",
+            "INSERT INTO auth_tokens \
+             (user_id, device_id, token_hash, created_at, last_used_at, kind, expires_at, idle_ms) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
         )
         .bind(user.0)
         .bind(device.map(|d| d.0))
         .bind(token_hash.to_vec())
         .bind(now)
+        .bind(name)
+        .bind(expires_at)
+        .bind(idle_ms)
         .execute(tx.conn())
         .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The user (and device) a token hash belongs to. Refreshes the token's
-    /// `last_used_at` at most once a minute, and only when that costs no waiting.
+    /// The user (and device) a token hash belongs to, while the token works: a web
+    /// session that went unused for its idle time or reached its expiry is no owner's
+    /// (and is deleted). Refreshes the token's `last_used_at` at most once a minute,
+    /// and only when that costs no waiting.
     pub async fn token_owner(
         &self,
         token_hash: &[u8; 32],
-    ) -> Result<Option<(User, Option<DeviceId>)>, MetaError> {
+    ) -> Result<Option<TokenOwner>, MetaError> {
         let sql = format!(
-            "SELECT t.id AS token_id, t.device_id, t.last_used_at, {} \
+            "SELECT t.id AS token_id, t.device_id, t.last_used_at, t.kind, t.expires_at, \
+             t.idle_ms, {} \
              FROM auth_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND u.deleted_at IS NULL",
             USER_COLUMNS
@@ -210,11 +280,29 @@ impl MetaStore {
         let device = row.try_get::<Option<i64>, _>("device_id")?.map(DeviceId);
         let token_id: i64 = row.try_get("token_id")?;
         let last_used: i64 = row.try_get("last_used_at")?;
+        let kind = match row.try_get::<String, _>("kind")?.as_str() {
+            "web" => TokenKind::Web {
+                expires_at: row.try_get::<Option<i64>, _>("expires_at")?.unwrap_or(0),
+                idle_ms: row.try_get::<Option<i64>, _>("idle_ms")?.unwrap_or(0),
+            },
+            _ => TokenKind::Api,
+        };
         let now = now_ms();
+        if let TokenKind::Web {
+            expires_at,
+            idle_ms,
+        } = kind
+        {
+            // The last use is known to a minute, so idle time ends a minute early at worst.
+            if now >= expires_at || now >= last_used.saturating_add(idle_ms) {
+                self.delete_token(token_hash).await?;
+                return Ok(None);
+            }
+        }
         if now - last_used >= LAST_USED_GRANULARITY_MS {
             self.touch_token(token_id, now).await;
         }
-        Ok(Some((user, device)))
+        Ok(Some(TokenOwner { user, device, kind }))
     }
 
     /// Best effort: a failure to record when a token was used must not fail the

@@ -256,6 +256,23 @@ pub struct LoginResponse {
     pub device: Option<DeviceInfo>,
 }
 
+/// `POST /api/v1/auth/session`: a browser signs in.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// A browser session: who is signed in, and the token that every state-changing request
+/// of the session must repeat in the `X-Cairn-CSRF` header. The session's own token
+/// travels only in its HttpOnly cookie, out of the page's reach.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionInfo {
+    pub user: UserInfo,
+    pub csrf_token: String,
+}
+
 /// A user account as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UserInfo {

@@ -11,9 +11,10 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use cairn_core::DeviceId;
-use cairn_meta::User;
+use cairn_meta::{TokenKind, TokenOwner, User};
 use cairn_proto as proto;
 use rand::RngCore;
 
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
     Routes::api()
         .at(endpoint!(login))
         .at(endpoint!(logout))
+        .at(endpoint!(session_start, session_info, session_end))
         .at(endpoint!(account))
         .at(endpoint!(change_password))
         .at(endpoint!(register_device))
@@ -97,7 +99,26 @@ fn new_token() -> String {
     format!("cairn_{}", hex::encode(bytes))
 }
 
+/// The cookie that carries a browser session's token.
+pub(crate) const SESSION_COOKIE: &str = "cairn_session";
+/// The header in which a browser session repeats its CSRF token on every request that
+/// may change something.
+pub(crate) const CSRF_HEADER: &str = "x-cairn-csrf";
+
+/// The CSRF token of the session whose token hashes to `token_hash`. Derived, not
+/// stored: only who holds the session's cookie value (or the database) can compute it,
+/// and another site's page can neither read it nor make a browser send it.
+pub(crate) fn csrf_token(token_hash: &[u8; 32]) -> String {
+    hex::encode(&blake3::derive_key("cairn 2026-12 web session csrf", token_hash)[..16])
+}
+
 /// The authenticated caller. Taking it as an argument is what makes a handler private.
+///
+/// A caller authenticates with `Authorization: Bearer TOKEN` (the CLI, the sync client,
+/// scripts) or with a browser session's cookie. A request carried by the cookie must,
+/// when its method may change something, repeat the session's CSRF token in
+/// `X-Cairn-CSRF`, and when it names an `Origin`, name this server: so another site's
+/// page can neither make the browser act for its user nor open its notification socket.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub user: User,
@@ -109,19 +130,22 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthorized("missing Authorization header; log in to get a bearer token")
-            })?
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer TOKEN`"))?
-            .trim();
-        Self::from_token(state, token).await
+        if let Some(header) = parts.headers.get(header::AUTHORIZATION) {
+            let header = header
+                .to_str()
+                .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+            let token = header
+                .strip_prefix("Bearer ")
+                .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer TOKEN`"))?
+                .trim();
+            return Self::from_token(state, token).await;
+        }
+        match crate::cookies::values(&parts.headers, SESSION_COOKIE).next() {
+            Some(token) => Self::from_session(state, parts, token).await,
+            None => Err(ApiError::unauthorized(
+                "missing Authorization header; log in to get a bearer token",
+            )),
+        }
     }
 }
 
@@ -146,13 +170,50 @@ impl AuthUser {
     /// header (the WebSocket subprotocol, for browsers).
     pub(crate) async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let hash = token_hash(token);
-        match state.meta.token_owner(&hash).await? {
+        Self::from_owner(hash, state.meta.token_owner(&hash).await?)
+    }
+
+    /// The owner of a browser session's cookie, when the request passes the session's
+    /// checks (see [`AuthUser`]).
+    async fn from_session(state: &AppState, parts: &Parts, token: &str) -> Result<Self, ApiError> {
+        let hash = token_hash(token);
+        let owner = state.meta.token_owner(&hash).await?;
+        // Only a session made for a browser rides in the cookie.
+        let owner = owner.filter(|o| matches!(o.kind, TokenKind::Web { .. }));
+        let auth = Self::from_owner(hash, owner)?;
+        if let Some(origin) = parts.headers.get(header::ORIGIN) {
+            if !same_origin(origin, parts) {
+                return Err(csrf_failed("the request comes from another site's page"));
+            }
+        }
+        if !parts.method.is_safe() {
+            let expected = csrf_token(&hash);
+            let given = parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes());
+            // Constant time, so the token cannot be guessed a byte at a time.
+            let matches = given.is_some_and(|g| {
+                g.len() == expected.len()
+                    && g.iter()
+                        .zip(expected.as_bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            });
+            if !matches {
+                return Err(csrf_failed(
+                    "a browser session must repeat its CSRF token in X-Cairn-CSRF; reload the page",
+                ));
+            }
+        }
+        Ok(auth)
+    }
+
+    fn from_owner(hash: [u8; 32], owner: Option<TokenOwner>) -> Result<Self, ApiError> {
+        match owner {
             // The account is read with the token on every request, so disabling it
             // refuses the very next one.
-            Some((user, _)) if !user.is_enabled() => Err(account_disabled()),
-            Some((user, device)) => Ok(AuthUser {
-                user,
-                device,
+            Some(owner) if !owner.user.is_enabled() => Err(account_disabled()),
+            Some(owner) => Ok(AuthUser {
+                user: owner.user,
+                device: owner.device,
                 token_hash: hash,
             }),
             None => Err(ApiError::unauthorized(
@@ -160,6 +221,24 @@ impl AuthUser {
             )),
         }
     }
+}
+
+/// Whether an `Origin` header names the server the request reached (its `Host`).
+fn same_origin(origin: &axum::http::HeaderValue, parts: &Parts) -> bool {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest);
+    matches!((host, authority), (Some(h), Some(a)) if h.eq_ignore_ascii_case(a))
+}
+
+fn csrf_failed(message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", message)
 }
 
 /// The answer to a disabled account's token, and to its login with the right password.
@@ -234,44 +313,10 @@ async fn login(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Json(req): Json<proto::LoginRequest>,
 ) -> ApiResult<Json<proto::LoginResponse>> {
-    let (account_key, address_key) = password_keys(&req.username, addr);
-    refuse_if_throttled(&state, &account_key, &address_key)?;
-    let limiter = &state.login_limiter;
-    if req.password.len() > MAX_PASSWORD_LEN {
-        return Err(ApiError::bad_request(
-            "invalid_password",
-            "password is too long",
-        ));
-    }
     if let Some(name) = &req.device_name {
         check_name("device", name)?;
     }
-
-    let user = state.meta.user_by_name(&req.username).await?;
-    // Verify against a dummy hash when the user does not exist, so response time does
-    // not reveal which account names exist.
-    let stored = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| state.dummy_password_hash.clone());
-    let password = req.password.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .map_err(ApiError::internal)?;
-    let user = match (user, ok) {
-        (Some(user), true) => user,
-        _ => {
-            limiter.record(account_key);
-            limiter.record(address_key);
-            return Err(ApiError::unauthorized("wrong user name or password"));
-        }
-    };
-    // Said only to whoever knows the password, so it tells a guesser nothing about
-    // which accounts exist or are disabled.
-    if !user.is_enabled() {
-        return Err(account_disabled());
-    }
-
+    let user = check_credentials(&state, addr, &req.username, req.password).await?;
     let device = match &req.device_name {
         Some(name) => Some(state.meta.create_device(user.id, name).await?),
         None => None,
@@ -286,6 +331,134 @@ async fn login(
         user: user_info(&user),
         device: device.as_ref().map(device_info),
     }))
+}
+
+/// The account a user name and password open, for a login or a browser's sign-in:
+/// throttled, timed the same whether the account exists or not, and refused for a
+/// disabled account.
+async fn check_credentials(
+    state: &AppState,
+    addr: SocketAddr,
+    username: &str,
+    password: String,
+) -> ApiResult<User> {
+    let (account_key, address_key) = password_keys(username, addr);
+    refuse_if_throttled(state, &account_key, &address_key)?;
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(ApiError::bad_request(
+            "invalid_password",
+            "password is too long",
+        ));
+    }
+    let user = state.meta.user_by_name(username).await?;
+    // Verify against a dummy hash when the user does not exist, so response time does
+    // not reveal which account names exist.
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .map_err(ApiError::internal)?;
+    let user = match (user, ok) {
+        (Some(user), true) => user,
+        _ => {
+            state.login_limiter.record(account_key);
+            state.login_limiter.record(address_key);
+            return Err(ApiError::unauthorized("wrong user name or password"));
+        }
+    };
+    // Said only to whoever knows the password, so it tells a guesser nothing about
+    // which accounts exist or are disabled.
+    if !user.is_enabled() {
+        return Err(account_disabled());
+    }
+    Ok(user)
+}
+
+/// `POST /auth/session`: a browser signs in. The session's token goes only into an
+/// HttpOnly cookie; the page gets the CSRF token it must send back.
+#[utoipa::path(
+    post,
+    path = "/auth/session",
+    request_body = proto::SessionRequest,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set", body = proto::SessionInfo),
+        (status = 401, description = "Wrong user name or password, or a disabled account", body = proto::ErrorBody),
+        (status = 429, description = "Too many failed logins; try again later", body = proto::ErrorBody)
+    )
+)]
+async fn session_start(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<proto::SessionRequest>,
+) -> ApiResult<Response> {
+    let user = check_credentials(&state, addr, &req.username, req.password).await?;
+    let token = new_token();
+    let hash = token_hash(&token);
+    let (idle, max) = (
+        state.config.session_idle_secs,
+        state.config.session_max_secs,
+    );
+    state
+        .meta
+        .create_web_session(user.id, &hash, secs_to_ms(idle), secs_to_ms(max))
+        .await?;
+    let info = proto::SessionInfo {
+        user: user_info(&user),
+        csrf_token: csrf_token(&hash),
+    };
+    let mut response = Json(info).into_response();
+    if let Some(cookie) = crate::cookies::set(SESSION_COOKIE, &token, "/", Some(max), &headers) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// `GET /auth/session`: who the caller is, with its CSRF token: how a page learns
+/// that its session still works after a reload.
+#[utoipa::path(
+    get,
+    path = "/auth/session",
+    responses(
+        (status = 200, description = "The caller and its CSRF token", body = proto::SessionInfo),
+        (status = 401, description = "No session, or it ended; sign in again", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn session_info(auth: AuthUser) -> Json<proto::SessionInfo> {
+    Json(proto::SessionInfo {
+        user: user_info(&auth.user),
+        csrf_token: csrf_token(&auth.token_hash),
+    })
+}
+
+/// `DELETE /auth/session`: signs out; the session (or bearer token) stops working and
+/// the cookie is removed.
+#[utoipa::path(
+    delete,
+    path = "/auth/session",
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared")
+    ),
+    security(("bearer" = []))
+)]
+async fn session_end(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    auth: AuthUser,
+) -> ApiResult<Response> {
+    state.meta.delete_token(&auth.token_hash).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(cookie) = crate::cookies::set(SESSION_COOKIE, "", "/", Some(0), &headers) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
 }
 
 /// The limiter's keys for password guesses about `username` from `addr`. Logins and

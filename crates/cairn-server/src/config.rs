@@ -41,6 +41,10 @@ pub struct Config {
     /// for it is cut off with 408. Notification streams are not request bodies, so
     /// this never ends them.
     pub body_idle_timeout_secs: u64,
+    /// A browser session ends after this many seconds without a request…
+    pub session_idle_secs: u64,
+    /// …and this many seconds after sign-in, whatever its use.
+    pub session_max_secs: u64,
 }
 
 /// What the background tasks keep, for how long, and how often they run.
@@ -97,6 +101,8 @@ struct FileConfig {
     notify_heartbeat_secs: Option<u64>,
     header_read_timeout_secs: Option<u64>,
     body_idle_timeout_secs: Option<u64>,
+    session_idle_secs: Option<u64>,
+    session_max_secs: Option<u64>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -133,6 +139,8 @@ impl Config {
             notify_heartbeat_secs: 30,
             header_read_timeout_secs: 30,
             body_idle_timeout_secs: 60,
+            session_idle_secs: 12 * 3600,
+            session_max_secs: 7 * 24 * 3600,
         }
     }
 
@@ -221,6 +229,16 @@ impl Config {
                 "body_idle_timeout_secs",
                 file.body_idle_timeout_secs,
                 &mut self.body_idle_timeout_secs,
+            ),
+            (
+                "session_idle_secs",
+                file.session_idle_secs,
+                &mut self.session_idle_secs,
+            ),
+            (
+                "session_max_secs",
+                file.session_max_secs,
+                &mut self.session_max_secs,
             ),
         ] {
             if let Some(v) = value {

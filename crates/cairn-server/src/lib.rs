@@ -10,6 +10,7 @@ pub mod block_manager;
 mod blocks;
 pub mod config;
 mod convert;
+mod cookies;
 mod delta;
 mod error;
 mod extract;
@@ -25,6 +26,7 @@ mod serve;
 mod shares;
 mod state;
 mod trash;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -281,6 +283,7 @@ pub(crate) fn routes(config: &Config) -> Router<AppState> {
         .page("/healthz", get(|| async { "ok" }))
         .page("/metrics", get(|| async { metrics::handle().render() }))
         .build()
+        .merge(web::router())
         .nest(routes::API, api)
 }
 

@@ -21,7 +21,9 @@ use crate::state::AppState;
 )]
 struct ApiDoc;
 
-/// The one security scheme: a bearer token from `POST /api/v1/auth/login`.
+/// The one security scheme: a bearer token from `POST /api/v1/auth/login`. A browser
+/// session's cookie (`POST /api/v1/auth/session`) stands in for it wherever it is
+/// asked for, with the `X-Cairn-CSRF` header on every method but GET, HEAD and OPTIONS.
 struct BearerScheme;
 
 impl Modify for BearerScheme {
@@ -31,7 +33,17 @@ impl Modify for BearerScheme {
             .get_or_insert_with(Default::default)
             .add_security_scheme(
                 "bearer",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(
+                            "A token from POST /auth/login. A browser session's cookie \
+                             (POST /auth/session) works in its place; with it, every \
+                             method but GET, HEAD and OPTIONS must send the session's \
+                             csrf_token in the X-Cairn-CSRF header.",
+                        ))
+                        .build(),
+                ),
             );
     }
 }

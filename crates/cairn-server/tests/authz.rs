@@ -116,6 +116,8 @@ struct Fixture {
     tokens: HashMap<Role, String>,
     /// A second login per account, for the logout row.
     spare_tokens: HashMap<Role, String>,
+    /// A third, for the row that ends a session.
+    session_tokens: HashMap<Role, String>,
     /// The first version of `/Team/ROLE/versions.txt`.
     first_versions: HashMap<Role, String>,
     /// Alice's link to `/Team/ROLE/read.txt`, per role, for the revoke row.
@@ -227,8 +229,69 @@ fn team(role: Role, name: &str) -> String {
     format!("/Team/{}/{name}", role.files())
 }
 
+/// The user name each caller signs in with: accounts with their password; the others
+/// guess one for a name of their own (guessing Alice's would lock her account for the
+/// rest of the test).
+fn sign_in_as(r: Role) -> Value {
+    let user = match r {
+        Owner => "admin".to_owned(),
+        Editor => "bob".to_owned(),
+        Viewer => "carol".to_owned(),
+        Other => "dave".to_owned(),
+        _ => format!("nobody-{}", r.dir()),
+    };
+    json!({"username": user, "password": PASSWORD})
+}
+
 fn rows() -> Vec<Row> {
     vec![
+        Row {
+            method: Method::GET,
+            path: "/",
+            expect: PUBLIC,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/assets/{name}",
+            expect: PUBLIC,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let name = cairn_server::web::asset_names()
+                    .into_iter()
+                    .find_map(|n| n.strip_prefix("assets/").map(str::to_owned))
+                    .expect("the web interface has assets");
+                get(fx, r, format!("/assets/{name}"))
+            },
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/auth/session",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| post(fx, Anonymous, "/api/v1/auth/session", sign_in_as(r)),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/auth/session",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/auth/session".into()),
+        },
+        Row {
+            method: Method::DELETE,
+            path: "/api/v1/auth/session",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| Call {
+                method: Method::DELETE,
+                url: "/api/v1/auth/session".into(),
+                token: fx.session_tokens.get(&r).cloned(),
+                body: Body::None,
+                headers: Vec::new(),
+            },
+        },
         Row {
             method: Method::GET,
             path: "/healthz",
@@ -262,23 +325,7 @@ fn rows() -> Vec<Row> {
             path: "/api/v1/auth/login",
             expect: ACCOUNTS,
             judge: Judge::Status,
-            // Accounts with their password; the others guess one for a name of their
-            // own (guessing Alice's would lock her account for the rest of the test).
-            call: |fx, r| {
-                let user = match r {
-                    Owner => "admin".to_owned(),
-                    Editor => "bob".to_owned(),
-                    Viewer => "carol".to_owned(),
-                    Other => "dave".to_owned(),
-                    _ => format!("nobody-{}", r.dir()),
-                };
-                post(
-                    fx,
-                    Anonymous,
-                    "/api/v1/auth/login",
-                    json!({"username": user, "password": PASSWORD}),
-                )
-            },
+            call: |fx, r| post(fx, Anonymous, "/api/v1/auth/login", sign_in_as(r)),
         },
         Row {
             method: Method::POST,
@@ -871,6 +918,7 @@ async fn fixture(s: &TestServer) -> Fixture {
     }
     let mut tokens = HashMap::new();
     let mut spare_tokens = HashMap::new();
+    let mut session_tokens = HashMap::new();
     for (role, name) in [
         (Owner, "admin"),
         (Editor, "bob"),
@@ -879,6 +927,7 @@ async fn fixture(s: &TestServer) -> Fixture {
     ] {
         tokens.insert(role, s.login(name).await);
         spare_tokens.insert(role, s.login(name).await);
+        session_tokens.insert(role, s.login(name).await);
     }
     let alice = tokens[&Owner].clone();
     let mut first_versions = HashMap::new();
@@ -993,6 +1042,7 @@ async fn fixture(s: &TestServer) -> Fixture {
     Fixture {
         tokens,
         spare_tokens,
+        session_tokens,
         first_versions,
         links_to_revoke,
         public,

@@ -17,7 +17,7 @@ backend_tests! {
         // The user's own change: the token it used stays, the others go.
         let revoked = store.set_password_hash(alice.id, "new-hash", Some(&[1; 32])).await.unwrap();
         assert_eq!(revoked, 2);
-        let (owner, _) = store.token_owner(&[1; 32]).await.unwrap().unwrap();
+        let owner = store.token_owner(&[1; 32]).await.unwrap().unwrap().user;
         assert_eq!(owner.password_hash, "new-hash");
         assert!(store.token_owner(&[2; 32]).await.unwrap().is_none());
         assert!(store.token_owner(&[3; 32]).await.unwrap().is_none());
@@ -36,14 +36,14 @@ backend_tests! {
         let disabled = store.set_user_disabled("alice", true).await.unwrap();
         assert!(!disabled.is_enabled());
         // The token still names its owner, who is disabled: the server refuses it.
-        let (owner, _) = store.token_owner(&[1; 32]).await.unwrap().unwrap();
+        let owner = store.token_owner(&[1; 32]).await.unwrap().unwrap().user;
         assert!(!owner.is_enabled());
         // Again is no error, and keeps the first time.
         let again = store.set_user_disabled("alice", true).await.unwrap();
         assert_eq!(again.disabled_at, disabled.disabled_at);
         let enabled = store.set_user_disabled("alice", false).await.unwrap();
         assert!(enabled.is_enabled());
-        assert!(store.token_owner(&[1; 32]).await.unwrap().unwrap().0.is_enabled());
+        assert!(store.token_owner(&[1; 32]).await.unwrap().unwrap().user.is_enabled());
 
         let err = store.set_user_disabled("root", true).await.unwrap_err();
         assert!(matches!(&err, MetaError::LastAdmin(n) if n == "root"), "{err:?}");

@@ -1,7 +1,7 @@
 //! Users, devices, tokens, usage; connecting.
 
 use cairn_core::{DeviceId, JournalSeq, NamespaceId, UserId};
-use cairn_meta::{MetaError, MetaStore};
+use cairn_meta::{MetaError, MetaStore, TokenKind, TokenOwner};
 
 use crate::common::*;
 
@@ -45,9 +45,9 @@ backend_tests! {
         store.create_token(alice.id, Some(laptop.id), &t1).await.unwrap();
         store.create_token(bob.id, None, &t2).await.unwrap();
 
-        let (owner, device) = store.token_owner(&t1).await.unwrap().unwrap();
+        let TokenOwner { user: owner, device, .. } = store.token_owner(&t1).await.unwrap().unwrap();
         assert_eq!((owner.id, device), (alice.id, Some(laptop.id)));
-        let (owner, device) = store.token_owner(&t2).await.unwrap().unwrap();
+        let TokenOwner { user: owner, device, .. } = store.token_owner(&t2).await.unwrap().unwrap();
         assert_eq!((owner.id, device), (bob.id, None));
         assert_eq!(store.token_owner(&[3u8; 32]).await.unwrap(), None);
 
@@ -55,6 +55,27 @@ backend_tests! {
         assert!(!store.delete_token(&t1).await.unwrap());
         assert_eq!(store.token_owner(&t1).await.unwrap(), None);
         assert!(store.token_owner(&t2).await.unwrap().is_some());
+    }
+
+    async fn web_sessions_end_when_idle_or_expired(store) {
+        let alice = store.create_user("alice", "h", false, None).await.unwrap();
+        let (live, idle, expired) = ([4u8; 32], [5u8; 32], [6u8; 32]);
+        store.create_web_session(alice.id, &live, 60_000, 3_600_000).await.unwrap();
+        store.create_web_session(alice.id, &idle, 0, 3_600_000).await.unwrap();
+        store.create_web_session(alice.id, &expired, 60_000, 0).await.unwrap();
+
+        let owner = store.token_owner(&live).await.unwrap().unwrap();
+        assert_eq!(owner.user.id, alice.id);
+        assert!(matches!(owner.kind, TokenKind::Web { idle_ms: 60_000, .. }), "{owner:?}");
+        assert_eq!(store.token_owner(&idle).await.unwrap(), None, "idle too long");
+        assert_eq!(store.token_owner(&expired).await.unwrap(), None, "past its expiry");
+        // An ended session is gone, not just refused.
+        assert!(!store.delete_token(&idle).await.unwrap());
+        assert!(!store.delete_token(&expired).await.unwrap());
+
+        store.create_token(alice.id, None, &[7u8; 32]).await.unwrap();
+        let api = store.token_owner(&[7u8; 32]).await.unwrap().unwrap();
+        assert_eq!(api.kind, TokenKind::Api);
     }
 
     async fn usage_counts_live_current_versions(store) {

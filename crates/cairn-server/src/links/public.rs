@@ -156,7 +156,7 @@ async fn prove(
         return Ok(());
     }
     let expected = state.link_key.proof(link);
-    let cookie_ok = cookies(headers, COOKIE)
+    let cookie_ok = crate::cookies::values(headers, COOKIE)
         .any(|value| blake3::Hash::from_hex(value).is_ok_and(|given| given == expected));
     if cookie_ok {
         return Ok(());
@@ -168,19 +168,6 @@ async fn prove(
         }
         None => Err(html::password_form(&link.token, false)),
     }
-}
-
-/// The values of the cookies named `name` in the request.
-fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v.trim())
-        })
 }
 
 /// Verifies a password given for `link`, throttled per link and per client address like
@@ -344,15 +331,8 @@ async fn password_given(
     }
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, back.clone())]).into_response();
     if link.password_hash.is_some() {
-        let secure = headers
-            .get("x-forwarded-proto")
-            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-        let cookie = format!(
-            "{COOKIE}={}; Path={back}; HttpOnly; SameSite=Strict{}",
-            state.link_key.proof(link).to_hex(),
-            if secure { "; Secure" } else { "" }
-        );
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
+        let proof = state.link_key.proof(link).to_hex();
+        if let Some(value) = crate::cookies::set(COOKIE, &proof, &back, None, headers) {
             response.headers_mut().insert(header::SET_COOKIE, value);
         }
     }

@@ -235,7 +235,7 @@ impl Feed {
     /// as yes: the next request will tell).
     async fn token_works(&self) -> bool {
         match self.state.meta.token_owner(&self.token_hash).await {
-            Ok(Some((user, _))) => user.is_enabled(),
+            Ok(Some(owner)) => owner.user.is_enabled(),
             Ok(None) => false,
             Err(_) => true,
         }

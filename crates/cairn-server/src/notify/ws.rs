@@ -4,6 +4,8 @@
 //! Authentication: the usual `Authorization: Bearer TOKEN` header, or, for browsers
 //! (whose WebSocket API cannot set headers), the token offered as a subprotocol,
 //! `cairn.bearer.TOKEN`, beside `cairn.notify.v1`, which the server selects. We do not
+//! A browser signed in to the web interface needs neither: its session cookie comes
+//! with the upgrade request (checked against the request's Origin). We do not
 //! take the token from the query string: URLs end up in proxy and access logs, and a
 //! bearer token there is a leaked session. The subprotocol header is not logged by
 //! default, and the server never echoes it back.
@@ -20,7 +22,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{head, to_json, Feed};
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, SESSION_COOKIE};
 use crate::delta::Position;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -55,6 +57,13 @@ impl FromRequestParts<AppState> for WsAuth {
             .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL).map(str::to_owned));
         match offered {
             Some(token) => AuthUser::from_token(state, &token).await.map(WsAuth),
+            // A browser session's cookie, whose Origin check keeps other sites out.
+            None if crate::cookies::values(&parts.headers, SESSION_COOKIE)
+                .next()
+                .is_some() =>
+            {
+                AuthUser::from_request_parts(parts, state).await.map(WsAuth)
+            }
             None => Err(ApiError::unauthorized(
                 "missing Authorization header (or a cairn.bearer.TOKEN subprotocol); \
                  log in to get a bearer token",
