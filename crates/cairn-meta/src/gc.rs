@@ -37,6 +37,16 @@
 //! before the account is granted possession: from then on the row is locked, and after
 //! the commit no collection can take the block for a grace period.
 //!
+//! Blocks an unfinished resumable upload holds (`tus_upload_blocks`, see
+//! [`crate::uploads`]) are referenced by no version yet, so their `refcount` may be 0;
+//! they are never claimed: the candidates' query leaves them out, and the claim, once
+//! it has locked a row, looks again in a statement of its own (on PostgreSQL a new
+//! snapshot, which sees an upload's save that committed while the claim waited for the
+//! lock) and releases the row if an upload holds it. An upload's save, for its part,
+//! adds a block only if its row is not claimed, after locking it; so either the save
+//! comes first and the claim sees it, or the claim comes first and the save is refused
+//! (the upload then stores the block again, which revives the row).
+//!
 //! A file in the block store with no row at all (a crash between writing a block and
 //! recording it) is adopted by [`MetaStore::gc_adopt_orphans`] as an already-claimed
 //! row, and then deleted like any other claimed block; an upload of it in flight revives
@@ -78,7 +88,8 @@ pub struct GcStats {
     pub unreferenced_blocks: i64,
     /// Their stored bytes.
     pub unreferenced_bytes: i64,
-    /// Unreferenced, unclaimed blocks whose grace period ended before the cutoff.
+    /// Unreferenced, unclaimed blocks whose grace period ended before the cutoff, and
+    /// that no unfinished upload holds.
     pub collectable_blocks: i64,
     /// Blocks claimed by a collection that has not deleted them yet.
     pub claimed_blocks: i64,
@@ -100,6 +111,7 @@ impl MetaStore {
         let rows = sqlx::query(
             "SELECT hash FROM blocks \
              WHERE refcount = 0 AND zero_since < $1 AND gc_started IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM tus_upload_blocks u WHERE u.hash = blocks.hash) \
              ORDER BY zero_since LIMIT $2",
         )
         .bind(cutoff)
@@ -132,9 +144,23 @@ impl MetaStore {
             .bind(cutoff)
             .fetch_optional(tx.conn())
             .await?;
-            if row.is_some() {
-                claimed.push(*h);
+            if row.is_none() {
+                continue;
             }
+            // A resumable upload holds it (saved since the candidates were read): give
+            // it back. The row is locked, so no save can add it after this look.
+            let held = sqlx::query("SELECT 1 AS held FROM tus_upload_blocks WHERE hash = $1")
+                .bind(h.0.to_vec())
+                .fetch_optional(tx.conn())
+                .await?;
+            if held.is_some() {
+                sqlx::query("UPDATE blocks SET gc_started = NULL WHERE hash = $1")
+                    .bind(h.0.to_vec())
+                    .execute(tx.conn())
+                    .await?;
+                continue;
+            }
+            claimed.push(*h);
         }
         tx.commit().await?;
         claimed.sort_unstable();
@@ -291,7 +317,8 @@ impl MetaStore {
                (SELECT CAST(COALESCE(SUM(stored_size), 0) AS BIGINT) FROM blocks \
                 WHERE refcount = 0) AS unreferenced_bytes, \
                (SELECT COUNT(*) FROM blocks WHERE refcount = 0 AND zero_since < $1 \
-                AND gc_started IS NULL) AS collectable, \
+                AND gc_started IS NULL AND NOT EXISTS \
+                (SELECT 1 FROM tus_upload_blocks u WHERE u.hash = blocks.hash)) AS collectable, \
                (SELECT COUNT(*) FROM blocks WHERE gc_started IS NOT NULL) AS claimed",
         )
         .bind(cutoff)

@@ -188,3 +188,37 @@ impl MetaStore {
         Ok(done.rows_affected())
     }
 }
+
+/// How many finished fsck runs are kept.
+const FSCK_RUNS_KEPT: i64 = 10;
+
+impl MetaStore {
+    /// Records a finished `cairn admin fsck`: when it finished (Unix ms) and its report
+    /// (the JSON it prints). Older runs beyond the newest few are dropped.
+    pub async fn record_fsck(&self, finished_at: i64, report_json: &str) -> Result<(), MetaError> {
+        let mut tx = WriteTx::begin(self).await?;
+        sqlx::query("INSERT INTO fsck_runs (finished_at, report) VALUES ($1, $2)")
+            .bind(finished_at)
+            .bind(report_json.to_owned())
+            .execute(tx.conn())
+            .await?;
+        sqlx::query(
+            "DELETE FROM fsck_runs WHERE id NOT IN \
+             (SELECT id FROM fsck_runs ORDER BY id DESC LIMIT $1)",
+        )
+        .bind(FSCK_RUNS_KEPT)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest finished fsck: when it finished and its report, if one ever ran.
+    pub async fn last_fsck(&self) -> Result<Option<(i64, String)>, MetaError> {
+        let row = sqlx::query("SELECT finished_at, report FROM fsck_runs ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("finished_at")?, r.try_get("report")?)))
+            .transpose()
+    }
+}

@@ -40,6 +40,7 @@ mod sharing;
 mod trash;
 mod tree;
 mod types;
+mod uploads;
 mod users;
 mod versions;
 
@@ -62,6 +63,7 @@ pub use types::{
     EntryKind, FileCommit, JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
 pub use users::{check_user_name, TokenKind, TokenOwner, MAX_USER_NAME_LEN};
+pub use uploads::{NewUpload, OnConflict, Upload, UploadProgress};
 
 /// Called after every namespace write that advanced the journal has committed, with
 /// the namespace and its new head. It runs on the writer's task, so it must return at

@@ -1078,6 +1078,93 @@ pub struct AdminSetPasswordRequest {
     pub password: String,
 }
 
+/// `POST /api/v1/admin/users`: an administrator adds an account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUserCreateRequest {
+    /// 1 to 64 bytes without `/`, `:` or control characters (16 characters fit
+    /// whatever they are).
+    #[schema(
+        min_length = 1,
+        max_length = 16,
+        pattern = r"^[^/:\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub name: String,
+    /// At least 8 characters, at most 1,024 bytes (256 characters fit whatever they are).
+    #[schema(min_length = 8, max_length = 256)]
+    pub password: String,
+    /// Bytes the account may store; none for no limit.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub quota_bytes: Option<i64>,
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+/// `PUT /api/v1/admin/users/{name}/quota`: an administrator sets an account's quota.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminQuotaRequest {
+    /// Bytes the account may store; null for no limit.
+    #[schema(minimum = 0)]
+    pub quota_bytes: Option<i64>,
+}
+
+/// What an integrity check (`cairn admin fsck`) found: what `--json` prints, and the
+/// last run as administrators see it (`GET /api/v1/admin/fsck`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FsckReportInfo {
+    /// Nothing at all is wrong.
+    pub clean: bool,
+    /// When the check finished, Unix ms.
+    pub finished_at: i64,
+    /// Referenced blocks read and verified (or found missing).
+    pub blocks_checked: u64,
+    /// Bytes of the blocks that verified.
+    pub bytes_verified: u64,
+    pub missing_blocks: Vec<String>,
+    pub corrupt_blocks: Vec<String>,
+    /// Whether the run moved corrupt blocks to quarantine.
+    pub quarantine: bool,
+    pub quarantined_blocks: Vec<String>,
+    pub size_mismatches: Vec<FsckSizeMismatch>,
+    /// Broken metadata invariants, described.
+    pub inconsistencies: Vec<String>,
+    /// Every file version naming a missing or corrupt block.
+    pub damaged_files: Vec<FsckDamagedFile>,
+}
+
+/// A block whose recorded size differs from its content's.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FsckSizeMismatch {
+    pub hash: String,
+    pub recorded: i64,
+    pub actual: u64,
+}
+
+/// A file version that names a damaged block.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FsckDamagedFile {
+    /// The namespace holding it.
+    pub namespace: i64,
+    /// Who owns that namespace.
+    pub user: String,
+    pub path: String,
+    pub version: String,
+    /// Whether it is the file's current content.
+    pub is_current: bool,
+    pub in_trash: bool,
+    /// Its damaged blocks.
+    pub blocks: Vec<String>,
+}
+
+/// `GET /api/v1/admin/fsck`: the newest integrity check, if one ever ran.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdminFsckResponse {
+    #[serde(default)]
+    pub last: Option<FsckReportInfo>,
+}
+
 /// An account as an administrator sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AdminUserInfo {

@@ -7,6 +7,7 @@
 //! files, hands its shared folders to their first editor, and frees its name.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Router;
 use cairn_meta::{DeletedUser, User};
 use cairn_proto as proto;
@@ -20,7 +21,9 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Routes::api()
-        .at(endpoint!(list))
+        .at(endpoint!(list, create))
+        .at(endpoint!(set_quota))
+        .at(endpoint!(last_fsck))
         .at(endpoint!(remove))
         .at(endpoint!(set_password))
         .at(endpoint!(disable))
@@ -84,6 +87,102 @@ async fn list(
             .map(|u| admin_user_info(u, usage.get(&u.id).copied().unwrap_or(0)))
             .collect(),
     }))
+}
+
+/// Adds an account, as `cairn admin user add` does.
+#[utoipa::path(
+    post,
+    path = "/admin/users",
+    request_body = proto::AdminUserCreateRequest,
+    responses(
+        (status = 201, description = "The new account", body = proto::AdminUserInfo),
+        (status = 400, description = "A name or password that cannot be used, or a negative quota", body = proto::ErrorBody),
+        (status = 403, description = "The caller is no administrator", body = proto::ErrorBody),
+        (status = 409, description = "The name is taken", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    Json(req): Json<proto::AdminUserCreateRequest>,
+) -> ApiResult<(StatusCode, Json<proto::AdminUserInfo>)> {
+    cairn_meta::check_user_name(&req.name)?;
+    check_new_password(&req.password)
+        .map_err(|message| ApiError::bad_request("invalid_password", message))?;
+    check_quota(req.quota_bytes)?;
+    let hash = crate::hash_password(&state.config, req.password)
+        .await
+        .map_err(ApiError::internal)?;
+    let user = state
+        .meta
+        .create_user(&req.name, &hash, req.is_admin, req.quota_bytes)
+        .await?;
+    tracing::info!(admin = %admin.name(), user = %user.name, "added an account");
+    Ok((StatusCode::CREATED, Json(admin_user_info(&user, 0))))
+}
+
+fn check_quota(quota: Option<i64>) -> ApiResult<()> {
+    if quota.is_some_and(|q| q < 0) {
+        return Err(ApiError::bad_request(
+            "invalid_quota",
+            "a quota is a number of bytes, 0 or more (or null for no limit)",
+        ));
+    }
+    Ok(())
+}
+
+/// Sets an account's quota (null: no limit). Files already stored stay, over it or
+/// not; only growth is refused.
+#[utoipa::path(
+    put,
+    path = "/admin/users/{name}/quota",
+    params(("name" = String, Path, description = "The account's user name")),
+    request_body = proto::AdminQuotaRequest,
+    responses(
+        (status = 200, description = "The account with its new quota", body = proto::AdminUserInfo),
+        (status = 400, description = "A negative quota", body = proto::ErrorBody),
+        (status = 404, description = "No such account", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn set_quota(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParam(name): PathParam<String>,
+    Json(req): Json<proto::AdminQuotaRequest>,
+) -> ApiResult<Json<proto::AdminUserInfo>> {
+    check_quota(req.quota_bytes)?;
+    if !state.meta.set_quota(&name, req.quota_bytes).await? {
+        return Err(cairn_meta::MetaError::NoSuchUser(name).into());
+    }
+    let user = user_named(&state, &name).await?;
+    tracing::info!(admin = %admin.name(), user = %name, quota = ?req.quota_bytes, "set a quota");
+    let usage = state.meta.usage_bytes(user.id).await?;
+    Ok(Json(admin_user_info(&user, usage)))
+}
+
+/// The newest `cairn admin fsck` run's report, as it printed it with `--json`.
+#[utoipa::path(
+    get,
+    path = "/admin/fsck",
+    responses(
+        (status = 200, description = "The last integrity check (none when it never ran)", body = proto::AdminFsckResponse),
+        (status = 403, description = "The caller is no administrator", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn last_fsck(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> ApiResult<Json<proto::AdminFsckResponse>> {
+    let last = match state.meta.last_fsck().await? {
+        // Written by this program's own serializer; an unreadable one (a newer version's
+        // format) is reported as none rather than failing the page.
+        Some((_, report)) => serde_json::from_str(&report).ok(),
+        None => None,
+    };
+    Ok(Json(proto::AdminFsckResponse { last }))
 }
 
 async fn user_named(state: &AppState, name: &str) -> ApiResult<User> {

@@ -45,6 +45,10 @@ pub struct Config {
     pub session_idle_secs: u64,
     /// …and this many seconds after sign-in, whatever its use.
     pub session_max_secs: u64,
+    /// A resumable (tus) upload that receives nothing for this many seconds expires
+    /// and is removed by the maintenance pass; every request that continues it
+    /// restarts the clock.
+    pub tus_upload_lifetime_secs: u64,
 }
 
 /// What the background tasks keep, for how long, and how often they run.
@@ -103,6 +107,7 @@ struct FileConfig {
     body_idle_timeout_secs: Option<u64>,
     session_idle_secs: Option<u64>,
     session_max_secs: Option<u64>,
+    tus_upload_lifetime_secs: Option<u64>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -141,6 +146,7 @@ impl Config {
             body_idle_timeout_secs: 60,
             session_idle_secs: 12 * 3600,
             session_max_secs: 7 * 24 * 3600,
+            tus_upload_lifetime_secs: 24 * 60 * 60,
         }
     }
 
@@ -239,6 +245,11 @@ impl Config {
                 "session_max_secs",
                 file.session_max_secs,
                 &mut self.session_max_secs,
+            ),
+            (
+                "tus_upload_lifetime_secs",
+                file.tus_upload_lifetime_secs,
+                &mut self.tus_upload_lifetime_secs,
             ),
         ] {
             if let Some(v) = value {

@@ -27,6 +27,7 @@ mod shares;
 mod state;
 mod trash;
 pub mod web;
+pub mod tus;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,7 +124,7 @@ fn redact_url(url: &str) -> String {
 }
 
 /// The current time in Unix milliseconds, as the metadata store keeps time.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -189,6 +190,7 @@ impl Application {
             dummy_password_hash,
             notify: notifier,
             link_key: links::LinkKey::random(),
+            tus_locks: tus::UploadLocks::default(),
         };
         let router = router(state.clone());
         Ok(Self {
@@ -276,6 +278,8 @@ pub(crate) fn routes(config: &Config) -> Router<AppState> {
         .merge(delta::router())
         .merge(notify::router())
         .merge(links::router())
+        // Bodies of any size, bounded by each upload's own Upload-Length.
+        .merge(tus::router())
         .layer(axum::extract::DefaultBodyLimit::max(config.max_json_body))
         // Block routes set their own limit: a block, not a JSON document.
         .merge(blocks::router(config.chunker.max_size));

@@ -1,5 +1,6 @@
-//! The background maintenance task: trash expiry, version retention, then garbage
-//! collection, every `maintenance_interval_secs`. `cairn admin gc` runs the same pass once, on demand.
+//! The background maintenance task: trash expiry, expired resumable uploads, version
+//! retention, then garbage collection, every `maintenance_interval_secs`. `cairn admin
+//! gc` runs the same pass once, on demand.
 //!
 //! A failed pass is logged and retried at the next interval; it never takes the server
 //! down. Passes never overlap within a process, and the collection protocol is safe
@@ -26,6 +27,8 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 pub struct MaintenanceReport {
     /// Trash items purged because they were older than `trash_retention_days`.
     pub trash_expired: u64,
+    /// Resumable uploads removed because they expired (`tus_upload_lifetime_secs`).
+    pub uploads_expired: u64,
     /// Old versions dropped by retention.
     pub versions_pruned: u64,
     /// What garbage collection deleted.
@@ -38,6 +41,9 @@ pub enum MaintenanceError {
     /// Emptying old trash items failed (retention and collection did not run).
     #[error("trash expiry failed: {0}")]
     TrashExpiry(#[source] MetaError),
+    /// Removing expired resumable uploads failed (collection did not run).
+    #[error("upload expiry failed: {0}")]
+    UploadExpiry(#[source] MetaError),
     /// Version retention failed (garbage collection did not run).
     #[error("version retention failed: {0}")]
     Retention(#[source] MetaError),
@@ -72,6 +78,19 @@ pub async fn run_once(
         );
     }
 
+    // Expired resumable uploads release their blocks before the collection, so that
+    // it frees them in this pass (once their grace period has passed).
+    let uploads_expired = meta
+        .expire_uploads(now_ms())
+        .await
+        .map_err(MaintenanceError::UploadExpiry)?;
+    if uploads_expired > 0 {
+        tracing::info!(
+            uploads = uploads_expired,
+            "removed expired resumable uploads"
+        );
+    }
+
     let max_age_ms = i64::try_from(settings.version_retention_days)
         .unwrap_or(i64::MAX)
         .saturating_mul(DAY_MS);
@@ -86,6 +105,7 @@ pub async fn run_once(
     let gc = blocks.collect_garbage(grace).await?;
     Ok(MaintenanceReport {
         trash_expired,
+        uploads_expired,
         versions_pruned,
         gc,
     })

@@ -17,7 +17,7 @@
 //! entry, nor an entry without its route. Pages outside the API (`/s/…`, `/healthz`,
 //! `/metrics`) are registered with [`Routes::page`] and are not in the document.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 
 use axum::extract::DefaultBodyLimit;
@@ -37,6 +37,9 @@ pub(crate) const API: &str = "/api/v1";
 
 /// Every routed path, with the body limit of its methods that take a body.
 static PATHS: RwLock<BTreeMap<String, BodyLimit>> = RwLock::new(BTreeMap::new());
+
+/// The API's paths that follow a protocol of their own and are not in its document.
+static PROTOCOL_PATHS: RwLock<BTreeSet<String>> = RwLock::new(BTreeSet::new());
 
 /// The documentation of every API route, by the path it is routed at.
 static DOCS: RwLock<BTreeMap<String, Vec<Documented>>> = RwLock::new(BTreeMap::new());
@@ -228,6 +231,28 @@ impl Routes {
         self.route_limited(path, limit, endpoint.route)
     }
 
+    /// Routes a path of the API that speaks a protocol with a specification of its
+    /// own, which its handlers follow rather than the JSON API's conventions (tus,
+    /// `tus/`): recorded with its body limit for the authorization matrix and the body
+    /// guard, and left out of the OpenAPI document, whose fuzzing could not know its
+    /// rules (see ARCHITECTURE.md, "Resumable uploads").
+    pub(crate) fn protocol(
+        self,
+        path: &'static str,
+        limit: BodyLimit,
+        route: MethodRouter<AppState>,
+    ) -> Self {
+        assert_eq!(
+            self.prefix, API,
+            "protocol routes live under the API's prefix"
+        );
+        PROTOCOL_PATHS
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(format!("{}{path}", self.prefix));
+        self.route_limited(path.to_owned(), limit, route)
+    }
+
     /// Routes a page outside the API (not in its document), whose bodies are JSON
     /// documents or forms at most, and records it.
     pub(crate) fn page(self, path: &'static str, route: MethodRouter<AppState>) -> Self {
@@ -288,6 +313,18 @@ pub fn route_limits() -> Vec<(String, BodyLimit)> {
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|(path, limit)| (path.clone(), *limit))
+        .collect()
+}
+
+/// The paths under `/api/v1` that speak a protocol of their own (tus) and are left out
+/// of the OpenAPI document on purpose.
+pub fn protocol_paths() -> Vec<String> {
+    drop(route_limits());
+    PROTOCOL_PATHS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
         .collect()
 }
 

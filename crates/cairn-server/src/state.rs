@@ -23,4 +23,7 @@ pub struct AppState {
     pub notify: Notifier,
     /// Signs the cookies that prove a visitor gave a public link's password.
     pub link_key: crate::links::LinkKey,
+    /// One request at a time per resumable upload, in this process (the database's
+    /// compare-and-set on the offset guards across processes).
+    pub tus_locks: crate::tus::UploadLocks,
 }

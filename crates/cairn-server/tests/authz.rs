@@ -125,6 +125,9 @@ struct Fixture {
     /// Tokens of Alice's links to `/Team/owner`: (read, file drop) × (password,
     /// expired, revoked).
     public: HashMap<(bool, Role), String>,
+    /// Each account's own resumable uploads (3 bytes to its home): (role, for the
+    /// termination row) → the upload's URL.
+    tus: HashMap<(Role, bool), String>,
 }
 
 /// The password of the fixture's password-protected links.
@@ -203,6 +206,11 @@ impl fmt::Debug for Row {
     }
 }
 
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
 fn content(role: Role, name: &str) -> Vec<u8> {
     format!("{name} of {}", role.dir()).into_bytes()
 }
@@ -223,6 +231,19 @@ fn get(fx: &Fixture, role: Role, url: String) -> Call {
 
 fn post(fx: &Fixture, role: Role, url: &str, body: Value) -> Call {
     call(fx, role, Method::POST, url.to_owned(), Body::Json(body))
+}
+
+/// A tus request: the protocol's header, and the role's bearer token.
+fn tus(fx: &Fixture, role: Role, method: Method, url: String, body: Body) -> Call {
+    let mut call = call(fx, role, method, url, body);
+    call.headers.push(("tus-resumable", "1.0.0".to_owned()));
+    call
+}
+
+/// The URL of the role's own upload (Alice's for callers without an account).
+fn tus_url(fx: &Fixture, role: Role, terminate: bool) -> String {
+    let owner = if USERS.contains(&role) { role } else { Owner };
+    fx.tus[&(owner, terminate)].clone()
 }
 
 fn team(role: Role, name: &str) -> String {
@@ -353,6 +374,40 @@ fn rows() -> Vec<Row> {
             expect: ADMIN,
             judge: Judge::Status,
             call: |fx, r| get(fx, r, "/api/v1/admin/users".into()),
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/admin/users",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let name = format!("added-by-{}", r.dir());
+                let body = json!({"name": name, "password": "a brand new password"});
+                post(fx, r, "/api/v1/admin/users", body)
+            },
+        },
+        Row {
+            method: Method::PUT,
+            path: "/api/v1/admin/users/{name}/quota",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!("/api/v1/admin/users/target-{}/quota", r.dir());
+                call(
+                    fx,
+                    r,
+                    Method::PUT,
+                    url,
+                    Body::Json(json!({"quota_bytes": 1 << 30})),
+                )
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/admin/fsck",
+            expect: ADMIN,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/admin/fsck".into()),
         },
         // Each caller aims at an account of its own (`target-ROLE`), so what the
         // administrator is allowed to do cannot change what the next caller meets.
@@ -597,6 +652,44 @@ fn rows() -> Vec<Row> {
                 let url = format!("/api/v1/files/content?path={}", team(r, "put.txt"));
                 call(fx, r, Method::PUT, url, Body::Bytes(content(r, "put")))
             },
+        },
+        // Resumable uploads: creating one needs the right to write its path; an upload
+        // is its creator's alone (everyone else gets 404, as for an unknown id).
+        Row {
+            method: Method::POST,
+            path: "/api/v1/tus/",
+            expect: CREATE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let mut call = tus(fx, r, Method::POST, "/api/v1/tus/".into(), Body::None);
+                call.headers.push(("upload-length", "3".to_owned()));
+                call.headers.push((
+                    "upload-metadata",
+                    format!("path {}", b64(&team(r, "tus.bin"))),
+                ));
+                call
+            },
+        },
+        Row {
+            method: Method::PATCH,
+            path: "/api/v1/tus/{id}",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = tus_url(fx, r, false);
+                let mut call = tus(fx, r, Method::PATCH, url, Body::Bytes(b"abc".to_vec()));
+                call.headers
+                    .push(("content-type", "application/offset+octet-stream".to_owned()));
+                call.headers.push(("upload-offset", "0".to_owned()));
+                call
+            },
+        },
+        Row {
+            method: Method::DELETE,
+            path: "/api/v1/tus/{id}",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| tus(fx, r, Method::DELETE, tus_url(fx, r, true), Body::None),
         },
         Row {
             method: Method::GET,
@@ -1037,6 +1130,25 @@ async fn fixture(s: &TestServer) -> Fixture {
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     }
+    let mut tus = HashMap::new();
+    for role in USERS {
+        for terminate in [false, true] {
+            let name = format!("/tus-{}-{terminate}.bin", role.dir());
+            let response = s
+                .http
+                .post(s.url("/api/v1/tus/"))
+                .bearer_auth(&tokens[&role])
+                .header("tus-resumable", "1.0.0")
+                .header("upload-length", "3")
+                .header("upload-metadata", format!("path {}", b64(&name)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let location = response.headers()["location"].to_str().unwrap().to_owned();
+            tus.insert((role, terminate), location);
+        }
+    }
     // Let the expiring links expire.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     Fixture {
@@ -1046,6 +1158,7 @@ async fn fixture(s: &TestServer) -> Fixture {
         first_versions,
         links_to_revoke,
         public,
+        tus,
     }
 }
 
@@ -1153,7 +1266,8 @@ async fn endpoints(s: &TestServer) -> BTreeSet<(String, String)> {
         let url = path
             .replace("{hash}", &hex_hash(b"probe"))
             .replace("{token}", "probe")
-            .replace("{name}", "probe");
+            .replace("{name}", "probe")
+            .replace("{id}", "probe");
         for method in [
             Method::GET,
             Method::POST,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use cairn_meta::{DamagedFile, MetaStore};
-use cairn_server::block_manager::{FsckOptions, FsckReport};
+use cairn_server::block_manager::FsckOptions;
 use cairn_server::{bootstrap_admin, open_stores, Application, BlockManager, Bootstrap, Config};
 use clap::Subcommand;
 
@@ -466,9 +466,22 @@ async fn fsck(
     let result = blocks.fsck(&options).await;
     bar.finish_and_clear();
     let report = result.context("fsck could not finish")?;
+    let info = report.to_info(quarantine, cairn_server::now_ms());
+    // Kept for administrators (the web interface shows the last run); a failure to
+    // keep it does not change what the check found.
+    let recorded = serde_json::to_string(&info).map_err(anyhow::Error::from);
+    if let Err(err) = async {
+        meta.record_fsck(info.finished_at, &recorded?)
+            .await
+            .map_err(anyhow::Error::from)
+    }
+    .await
+    {
+        eprintln!("warning: could not record this check's result: {err:#}");
+    }
 
     if json {
-        println!("{}", fsck_json(&report, quarantine));
+        println!("{}", serde_json::to_string(&info)?);
     } else {
         for file in &report.damaged_files {
             println!("{}", describe_damaged(file));
@@ -520,32 +533,4 @@ fn describe_damaged(file: &DamagedFile) -> String {
         "{} (version {}, user {}{state})",
         file.path, file.version, file.owner
     )
-}
-
-fn fsck_json(report: &FsckReport, quarantine: bool) -> serde_json::Value {
-    let hexes = |hashes: &[cairn_core::BlockHash]| -> Vec<String> {
-        hashes.iter().map(|h| h.to_hex()).collect()
-    };
-    serde_json::json!({
-        "clean": report.is_clean(),
-        "blocks_checked": report.blocks_checked,
-        "bytes_verified": report.bytes_verified,
-        "missing_blocks": hexes(&report.missing),
-        "corrupt_blocks": hexes(&report.corrupt),
-        "quarantine": quarantine,
-        "quarantined_blocks": hexes(&report.quarantined),
-        "size_mismatches": report.size_mismatches.iter().map(|m| serde_json::json!({
-            "hash": m.hash.to_hex(), "recorded": m.recorded, "actual": m.actual,
-        })).collect::<Vec<_>>(),
-        "inconsistencies": report.inconsistencies.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
-        "damaged_files": report.damaged_files.iter().map(|f| serde_json::json!({
-            "namespace": f.ns.0,
-            "user": f.owner,
-            "path": f.path.as_str(),
-            "version": f.version.0.to_string(),
-            "is_current": f.is_current,
-            "in_trash": f.in_trash,
-            "blocks": hexes(&f.blocks),
-        })).collect::<Vec<_>>(),
-    })
 }

@@ -22,5 +22,6 @@ mod quota;
 mod send;
 mod trash;
 mod tree;
+mod uploads;
 mod users;
 mod versions;

@@ -109,6 +109,45 @@ pub struct FsckReport {
 }
 
 impl FsckReport {
+    /// The report as `cairn admin fsck --json` prints it and administrators see it.
+    pub fn to_info(&self, quarantine: bool, finished_at: i64) -> cairn_proto::FsckReportInfo {
+        let hexes =
+            |hashes: &[BlockHash]| -> Vec<String> { hashes.iter().map(|h| h.to_hex()).collect() };
+        cairn_proto::FsckReportInfo {
+            clean: self.is_clean(),
+            finished_at,
+            blocks_checked: self.blocks_checked,
+            bytes_verified: self.bytes_verified,
+            missing_blocks: hexes(&self.missing),
+            corrupt_blocks: hexes(&self.corrupt),
+            quarantine,
+            quarantined_blocks: hexes(&self.quarantined),
+            size_mismatches: self
+                .size_mismatches
+                .iter()
+                .map(|m| cairn_proto::FsckSizeMismatch {
+                    hash: m.hash.to_hex(),
+                    recorded: m.recorded,
+                    actual: m.actual,
+                })
+                .collect(),
+            inconsistencies: self.inconsistencies.iter().map(|i| i.to_string()).collect(),
+            damaged_files: self
+                .damaged_files
+                .iter()
+                .map(|f| cairn_proto::FsckDamagedFile {
+                    namespace: f.ns.0,
+                    user: f.owner.clone(),
+                    path: f.path.as_str().to_owned(),
+                    version: f.version.0.to_string(),
+                    is_current: f.is_current,
+                    in_trash: f.in_trash,
+                    blocks: hexes(&f.blocks),
+                })
+                .collect(),
+        }
+    }
+
     /// Whether nothing at all is wrong.
     pub fn is_clean(&self) -> bool {
         self.missing.is_empty()

@@ -244,6 +244,25 @@ impl BlockManager {
             .collect())
     }
 
+    /// Stores and records one chunk that the server cut and hashed itself (a resumable
+    /// upload's, `tus/`): the hash is the one computed from `data`, so it is not
+    /// checked again.
+    pub async fn store_chunk(
+        &self,
+        user: &User,
+        hash: BlockHash,
+        data: Bytes,
+    ) -> Result<(), BlockError> {
+        let block = vec![(hash, data)];
+        self.check_sizes(&block)?;
+        self.store_and_record(user, block, Write::Alone).await
+    }
+
+    /// The chunker configuration streamed bodies are cut with.
+    pub fn chunker(&self) -> &ChunkerConfig {
+        &self.chunker
+    }
+
     fn check_sizes(&self, blocks: &[(BlockHash, Bytes)]) -> Result<(), BlockError> {
         let max = self.chunker.max_size;
         match blocks.iter().find(|(_, data)| data.len() > max) {

@@ -23,7 +23,7 @@ use super::{actor, check_batch_len, device_name, entry_view, parse_rev, PathQuer
 
 /// Commits a block list and answers with the stored entry; shared by both upload paths.
 #[allow(clippy::too_many_arguments)]
-async fn commit_blocks(
+pub(crate) async fn commit_blocks(
     state: &AppState,
     access: &Access,
     target: &Target,

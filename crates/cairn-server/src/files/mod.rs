@@ -34,6 +34,7 @@ use tree::{
     __path_stat, copy_entry, delete, list, mkdir, move_entry, space, stat,
 };
 
+pub(crate) use commit::commit_blocks;
 pub(crate) use content::block_body;
 
 /// Refuses a batch request of more than [`proto::MAX_BATCH_ITEMS`] `what`.

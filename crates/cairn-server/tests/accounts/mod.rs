@@ -396,3 +396,108 @@ on_each_backend!(
         drop(admin_ws);
     }
 );
+
+on_each_backend!(
+    an_admin_adds_accounts_sets_quotas_and_reads_the_last_fsck,
+    |s| {
+        // Added over the API, the account signs in with the password given.
+        let body = json!({"name": "erin", "password": "erin's password", "quota_bytes": 1000});
+        let (status, info) = s
+            .call(Method::POST, "/api/v1/admin/users", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{info}");
+        assert_eq!(
+            (info["name"].as_str(), info["quota_bytes"].as_i64()),
+            (Some("erin"), Some(1000))
+        );
+        let (status, _) = login_with(&s, "erin", "erin's password").await;
+        assert_eq!(status, StatusCode::OK);
+        // A taken name, a bad name, a short password, a negative quota: refused, nothing made.
+        let (status, _) = s
+            .call(Method::POST, "/api/v1/admin/users", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        for (bad, code) in [
+            (
+                json!({"name": "a/b", "password": "long enough"}),
+                "invalid_name",
+            ),
+            (
+                json!({"name": "frank", "password": "short"}),
+                "invalid_password",
+            ),
+            (
+                json!({"name": "frank", "password": "long enough", "quota_bytes": -1}),
+                "invalid_quota",
+            ),
+        ] {
+            let (status, err) = s.call(Method::POST, "/api/v1/admin/users", Some(bad)).await;
+            assert_eq!(
+                (status, err["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code))
+            );
+        }
+        let (_, list) = s.call(Method::GET, "/api/v1/admin/users", None).await;
+        let names: Vec<_> = list["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"].clone())
+            .collect();
+        assert_eq!(names, [json!("admin"), json!("bob"), json!("erin")]);
+
+        // The quota is enforced from the next upload; null lifts it.
+        let (_, login) = login_with(&s, "erin", "erin's password").await;
+        let erin = login["token"].as_str().unwrap().to_owned();
+        let put = |token: String, size: usize| {
+            let req = s
+                .http
+                .put(s.url("/api/v1/files/content"))
+                .query(&[("path", format!("/f{size}"))])
+                .bearer_auth(token)
+                .body(vec![7u8; size]);
+            async move { req.send().await.unwrap().status() }
+        };
+        assert_eq!(put(erin.clone(), 2000).await, StatusCode::FORBIDDEN);
+        let (status, info) = s
+            .call(
+                Method::PUT,
+                "/api/v1/admin/users/erin/quota",
+                Some(json!({"quota_bytes": null})),
+            )
+            .await;
+        assert_eq!(
+            (status, &info["quota_bytes"]),
+            (StatusCode::OK, &Value::Null),
+            "{info}"
+        );
+        assert_eq!(put(erin.clone(), 2000).await, StatusCode::OK);
+        let (status, _) = s
+            .call(
+                Method::PUT,
+                "/api/v1/admin/users/nobody/quota",
+                Some(json!({"quota_bytes": 1})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // No check yet, then the newest one's report.
+        let (status, body) = s.call(Method::GET, "/api/v1/admin/fsck", None).await;
+        assert_eq!((status, &body["last"]), (StatusCode::OK, &Value::Null));
+        let report = s.state.blocks.fsck(&Default::default()).await.unwrap();
+        let info = report.to_info(true, 1_234);
+        s.state
+            .meta
+            .record_fsck(info.finished_at, &serde_json::to_string(&info).unwrap())
+            .await
+            .unwrap();
+        let (status, body) = s.call(Method::GET, "/api/v1/admin/fsck", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["last"]["clean"], true, "{body}");
+        assert_eq!(body["last"]["finished_at"], 1_234);
+        assert!(
+            body["last"]["blocks_checked"].as_u64().unwrap() >= 1,
+            "{body}"
+        );
+    }
+);

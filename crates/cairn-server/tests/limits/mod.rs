@@ -111,7 +111,8 @@ async fn a_body_announced_too_large_is_refused_before_it_is_sent() {
         let url = path
             .replace("{hash}", &hex_hash(b"probe"))
             .replace("{token}", "probe")
-            .replace("{name}", "bob");
+            .replace("{name}", "bob")
+            .replace("{id}", "probe");
         for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
             let takes_body = matches!(method, "POST" | "PUT" | "PATCH");
             if takes_body && limit == BodyLimit::Streamed {

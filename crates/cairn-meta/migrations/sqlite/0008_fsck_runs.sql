@@ -1,0 +1,10 @@
+-- What the last integrity checks found, for administrators (the web interface's users
+-- page). SQLite flavour; migrations/postgres/0008_fsck_runs.sql is the same change.
+
+-- One row per finished `cairn admin fsck`: when it finished (Unix ms) and its report as
+-- the JSON that `cairn admin fsck --json` prints. Only the newest few are kept.
+CREATE TABLE fsck_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    finished_at INTEGER NOT NULL,
+    report      TEXT NOT NULL
+);

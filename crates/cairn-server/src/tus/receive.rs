@@ -1,0 +1,250 @@
+//! A PATCH body (or a creation's) into an upload: cut by the server's chunker as it
+//! streams in, each block stored through the block manager, progress saved durably.
+//!
+//! Memory stays bounded whatever the body's length: the bytes since the last cut (less
+//! than a maximal chunk, plus one frame of the body), and the one chunk being stored.
+//! An upload's state always ends at a cut point followed by its `tail`, the bytes not
+//! cut yet; the next request's bytes continue the tail, and since a cut point depends
+//! only on the bytes since the previous one, the blocks are those a single stream would
+//! have been cut into.
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use cairn_core::chunk::{find_cut, ChunkerConfig};
+use cairn_core::BlockHash;
+use cairn_meta::{BlockRef, MetaError, Upload, UploadProgress, User};
+use futures::StreamExt;
+
+use super::metadata::Checksum;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// How a body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Received {
+    /// All of it was received and kept; the upload is at this offset.
+    Kept(i64),
+    /// It broke off (the connection was cut, or it stalled); what arrived before is
+    /// kept, and the upload is at this offset.
+    Interrupted(i64),
+    /// It would have gone past the upload's length: nothing of it was kept.
+    TooLong,
+    /// Its checksum did not match: nothing of it was kept.
+    ChecksumMismatch,
+    /// It broke off, and it had a checksum, so none of it could be checked: nothing of
+    /// it was kept.
+    InterruptedUnchecked,
+}
+
+/// One request's bytes being added to an upload.
+pub(super) struct Receiver {
+    state: AppState,
+    user: User,
+    chunker: ChunkerConfig,
+    id: String,
+    length: i64,
+    /// The saved state: its offset and its number of blocks.
+    saved_offset: i64,
+    saved_blocks: usize,
+    /// Blocks cut and stored since the last save, with their bytes while they may be
+    /// needed again (see [`Receiver::save`]).
+    pending: Vec<(BlockRef, Option<Bytes>)>,
+    /// The bytes after the last cut.
+    buf: BytesMut,
+    /// Whether to save after every block: only when nothing of the request may have to
+    /// be discarded later (no checksum to check at its end, a declared length that fits).
+    save_each_block: bool,
+    expires_at: i64,
+}
+
+impl Receiver {
+    pub(super) fn new(
+        state: &AppState,
+        user: &User,
+        upload: &Upload,
+        save_each_block: bool,
+        expires_at: i64,
+    ) -> Self {
+        Self {
+            chunker: *state.blocks.chunker(),
+            state: state.clone(),
+            user: user.clone(),
+            id: upload.id.clone(),
+            length: upload.length,
+            saved_offset: upload.offset,
+            saved_blocks: upload.blocks.len(),
+            pending: Vec::new(),
+            buf: BytesMut::from(&upload.tail[..]),
+            save_each_block,
+            expires_at,
+        }
+    }
+
+    /// Reads `body` to its end, cutting, storing and saving as it goes.
+    pub(super) async fn receive(
+        mut self,
+        body: Body,
+        declared: Option<i64>,
+        mut checksum: Option<Checksum>,
+    ) -> ApiResult<Received> {
+        let start = self.saved_offset;
+        let room = self.length - start;
+        let mut received: i64 = 0;
+        let mut broken = false;
+        let mut stream = body.into_data_stream();
+        while let Some(frame) = stream.next().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(err) => {
+                    tracing::debug!(upload = %self.id, error = %err, "upload body broke off");
+                    broken = true;
+                    break;
+                }
+            };
+            received += frame.len() as i64;
+            if received > room {
+                // Blocks stored for this request stay unreferenced; the collector
+                // frees them.
+                return Ok(Received::TooLong);
+            }
+            if let Some(sum) = &mut checksum {
+                sum.update(&frame);
+            }
+            self.buf.extend_from_slice(&frame);
+            while self.buf.len() >= self.chunker.max_size {
+                self.cut_one(false).await?;
+                if self.save_each_block {
+                    self.save(false).await?;
+                }
+            }
+        }
+        if declared.is_some_and(|n| received < n) {
+            broken = true;
+        }
+        if let Some(sum) = checksum {
+            if broken {
+                return Ok(Received::InterruptedUnchecked);
+            }
+            if !sum.matches() {
+                return Ok(Received::ChecksumMismatch);
+            }
+        }
+        let complete = start + received == self.length;
+        // The cut points that are certain already; at the end of the file, the rest is
+        // its last block.
+        while !self.buf.is_empty() && self.cut_one(complete).await? {}
+        let offset = self.save(true).await?;
+        Ok(match broken {
+            true => Received::Interrupted(offset),
+            false => Received::Kept(offset),
+        })
+    }
+
+    /// Cuts the next block off the buffer if its cut point is certain (or `last`: the
+    /// file ends here), stores it and queues it for the next save; whether it did.
+    async fn cut_one(&mut self, last: bool) -> ApiResult<bool> {
+        let buf = std::mem::take(&mut self.buf);
+        let config = self.chunker;
+        let (buf, chunk) = tokio::task::spawn_blocking(move || {
+            let mut buf = buf;
+            let len = find_cut(&buf, &config);
+            // A cut before the end is a matched position; at `max_size` it is forced.
+            // A result equal to what is buffered (short of the maximum) may only mean
+            // that no position matched yet.
+            if len < buf.len() || len == config.max_size || last {
+                let chunk = buf.split_to(len).freeze();
+                let hash = BlockHash::of(&chunk);
+                (buf, Some((hash, chunk)))
+            } else {
+                (buf, None)
+            }
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        self.buf = buf;
+        let Some((hash, chunk)) = chunk else {
+            return Ok(false);
+        };
+        self.state
+            .blocks
+            .store_chunk(&self.user, hash, chunk.clone())
+            .await?;
+        let block = BlockRef {
+            hash,
+            size: chunk.len() as u32,
+        };
+        // Kept only while a save follows at once; otherwise the request's blocks would
+        // all be in memory.
+        let bytes = self.save_each_block.then_some(chunk);
+        self.pending.push((block, bytes));
+        Ok(true)
+    }
+
+    /// Saves the blocks cut since the last save, and the tail when `with_tail` (else
+    /// the state ends at the last cut, and the tail's bytes are not acknowledged yet);
+    /// returns the saved offset.
+    ///
+    /// A block that garbage collection claimed between its store and this save (only
+    /// possible with a grace period shorter than that moment) is stored again, which
+    /// revives it, when its bytes are still here; otherwise the request fails, nothing
+    /// of it is saved, and the client sends that part again.
+    async fn save(&mut self, with_tail: bool) -> ApiResult<i64> {
+        let tail = if with_tail {
+            self.buf.to_vec()
+        } else {
+            Vec::new()
+        };
+        let progress = UploadProgress {
+            from_offset: self.saved_offset,
+            from_blocks: self.saved_blocks,
+            new_blocks: self.pending.iter().map(|(b, _)| *b).collect(),
+            tail,
+            expires_at: self.expires_at,
+        };
+        for _ in 0..3 {
+            match self
+                .state
+                .meta
+                .save_upload_progress(&self.id, &progress)
+                .await
+            {
+                Ok(Some(offset)) => {
+                    self.saved_offset = offset;
+                    self.saved_blocks += self.pending.len();
+                    self.pending.clear();
+                    return Ok(offset);
+                }
+                Ok(None) => {
+                    return Err(ApiError::not_found(
+                        "the upload was removed or changed by another request meanwhile",
+                    ))
+                }
+                Err(MetaError::MissingBlocks(gone)) => {
+                    for hash in gone {
+                        let bytes = self
+                            .pending
+                            .iter()
+                            .find(|(b, _)| b.hash == hash)
+                            .and_then(|(_, bytes)| bytes.clone());
+                        let Some(bytes) = bytes else {
+                            return Err(ApiError::new(
+                                axum::http::StatusCode::CONFLICT,
+                                "blocks_collected",
+                                "part of this request's data was collected before it was \
+                                 saved; nothing of it was kept, send it again",
+                            ));
+                        };
+                        self.state
+                            .blocks
+                            .store_chunk(&self.user, hash, bytes)
+                            .await?;
+                    }
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(ApiError::internal(
+            "an upload's blocks kept being collected before they were saved",
+        ))
+    }
+}
