@@ -255,7 +255,7 @@ export function AdminView() {
       </form>
       {edit && <UserEdit {...edit} gib={gib} onClose={() => setEdit(null)} onDone={load} />}
       <h2>Storage check</h2>
-      <p class="muted">The last <code>cairn admin fsck</code> result is not offered by the server's API yet; run <code>cairn admin fsck</code> on the server.</p>
+      <Fsck />
     </section>
   );
 }
@@ -290,5 +290,41 @@ function UserEdit({ user, what, gib, onClose, onDone }) {
         </div>
       </form>
     </Dialog>
+  );
+}
+
+/** The last `cairn admin fsck`, as the server recorded it. */
+function Fsck() {
+  const [r, setR] = useState(undefined);
+  useEffect(() => {
+    get('/admin/fsck').then((x) => setR(x.last), (e) => setR(e.status === 404 ? 'unsupported' : e.message));
+  }, []);
+  if (r === undefined) return <p class="muted">Loading…</p>;
+  if (r === 'unsupported') return <p class="muted">This server does not report its last check; run <code>cairn admin fsck</code> on the server.</p>;
+  if (typeof r === 'string') return <p class="error">{r}</p>;
+  if (r === null) return <p class="muted" data-testid="fsck">No check has run yet. Run <code>cairn admin fsck</code> on the server.</p>;
+  const problems = r.missing_blocks.length + r.corrupt_blocks.length + r.size_mismatches.length + r.inconsistencies.length;
+  return (
+    <div data-testid="fsck">
+      <p class={r.clean ? 'ok' : 'error'}>
+        {r.clean ? 'Clean' : `${problems} problem${problems === 1 ? '' : 's'} found`} — last run {date(r.finished_at)}:
+        {' '}{r.blocks_checked} blocks, {size(r.bytes_verified)} verified.
+      </p>
+      {r.damaged_files.length > 0 && (
+        <table class="table">
+          <caption class="sr-only">Damaged files</caption>
+          <thead><tr><th scope="col">User</th><th scope="col">File</th><th scope="col">Version</th></tr></thead>
+          <tbody>
+            {r.damaged_files.map((f) => (
+              <tr key={f.namespace + f.path + f.version}>
+                <td>{f.user}</td>
+                <td>{f.path}{f.in_trash ? ' (in the trash)' : ''}</td>
+                <td>{f.is_current ? 'current' : 'older'}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
   );
 }

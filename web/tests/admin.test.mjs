@@ -61,5 +61,20 @@ test('an administrator adds a user with a quota', async () => {
   await page.getByLabel('Quota, GiB').fill('1');
   await page.getByRole('button', { name: 'Add', exact: true }).click();
   await page.getByRole('cell', { name: 'jack' }).waitFor();
+  await page.getByRole('button', { name: 'Set quota of jack' }).click();
+  await page.getByRole('dialog').getByLabel(/Quota in GiB/).fill('3');
+  await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Quota set.').waitFor();
+  await page.getByRole('row', { name: /jack/ }).getByText('3.0 GB').waitFor();
+  await page.context().close();
+});
+
+test('the users page shows the last storage check', async () => {
+  await server.require('browser sessions');
+  server.run(['admin', 'fsck', '--data-dir', server.dataDir]);
+  const page = await newPage(browser, server);
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  await page.goto(server.url + '/#/admin');
+  await page.getByTestId('fsck').getByText(/Clean/).waitFor();
   await page.context().close();
 });
