@@ -60,7 +60,7 @@ test('an administrator adds a user with a quota', async () => {
   await page.getByLabel('Password', { exact: true }).fill('jack-password-1');
   await page.getByLabel('Quota, GiB').fill('1');
   await page.getByRole('button', { name: 'Add', exact: true }).click();
-  await page.getByRole('cell', { name: 'jack' }).waitFor();
+  await page.getByRole('cell', { name: 'jack', exact: true }).waitFor();
   await page.getByRole('button', { name: 'Set quota of jack' }).click();
   await page.getByRole('dialog').getByLabel(/Quota in GiB/).fill('3');
   await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click();
