@@ -196,6 +196,22 @@ impl Client {
         }
     }
 
+    /// `GET /api/v1/files/search`: entries of the caller's tree (home and shared
+    /// folders) whose name contains `text`, best first; at most `limit` of them (the
+    /// server's default page when `None`), and whether more matched.
+    pub async fn search(
+        &self,
+        text: &str,
+        limit: Option<u32>,
+    ) -> Result<cairn_proto::SearchResponse, ClientError> {
+        let limit = limit.map(|l| l.to_string());
+        let mut query = vec![("q", text)];
+        if let Some(limit) = &limit {
+            query.push(("limit", limit));
+        }
+        self.get_json("files/search", &query).await
+    }
+
     /// `GET /api/v1/files/stat`.
     pub async fn stat(&self, path: &str) -> Result<EntryInfo, ClientError> {
         self.get_json("files/stat", &[("path", path)]).await

@@ -187,6 +187,13 @@ impl ServerPath {
     }
 }
 
+/// Text to look for in names, in the form names are matched in: normalized (NFC) as
+/// paths are, then lowercased as [`ServerPath::key`] lowercases them, so a search for
+/// `ÉTÉ` finds `été.txt` whichever way either was typed.
+pub fn search_key(text: &str) -> String {
+    text.nfc().collect::<String>().to_lowercase()
+}
+
 fn check_name(segment: &str, whole: &str) -> Result<(), PathError> {
     match segment {
         "" => Err(PathError::EmptySegment(excerpt(whole))),
@@ -240,6 +247,14 @@ impl std::str::FromStr for ServerPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_key_matches_path_keys() {
+        // "E" + combining acute, decomposed, finds the composed name's key.
+        let name = ServerPath::parse("/Été.txt").unwrap();
+        assert!(name.key().contains(&search_key("E\u{301}T")));
+        assert_eq!(search_key("ΣΟΦΙΑ"), "σοφια");
+    }
 
     fn check(input: &str, expect: Result<&str, &str>) {
         let got = ServerPath::parse(input);

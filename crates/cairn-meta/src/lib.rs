@@ -36,6 +36,7 @@ mod journal;
 mod links;
 mod quota;
 mod retention;
+mod search;
 mod sharing;
 mod trash;
 mod tree;
@@ -62,8 +63,8 @@ pub use types::{
     Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,
     EntryKind, FileCommit, JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
-pub use users::{check_user_name, TokenKind, TokenOwner, MAX_USER_NAME_LEN};
 pub use uploads::{NewUpload, OnConflict, Upload, UploadProgress};
+pub use users::{check_user_name, TokenKind, TokenOwner, MAX_USER_NAME_LEN};
 
 /// Called after every namespace write that advanced the journal has committed, with
 /// the namespace and its new head. It runs on the writer's task, so it must return at

@@ -3,10 +3,33 @@
 use cairn_core::{DeviceId, NamespaceId, ServerPath, UserId, VersionId};
 use sqlx::Row;
 
-use crate::db::{find_live, parse_content_hash};
+use crate::db::{find_live, parse_content_hash, placeholders, CHUNK};
 use crate::{Actor, CommitFile, CommitOutcome, EntryKind, MetaError, MetaStore, VersionInfo};
 
 impl MetaStore {
+    /// Which of `versions` still exist (live, old or in the trash): what is derived from a
+    /// version, such as the server's cached thumbnails, goes when it has gone.
+    pub async fn existing_versions(
+        &self,
+        versions: &[VersionId],
+    ) -> Result<std::collections::HashSet<VersionId>, MetaError> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in versions.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id FROM versions WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for v in chunk {
+                query = query.bind(v.0);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.insert(VersionId(row.try_get("id")?));
+            }
+        }
+        Ok(found)
+    }
+
     /// Every version of the live file at `path`, newest first. Old versions share their
     /// unchanged blocks with newer ones, so keeping them costs only what changed.
     pub async fn list_versions(

@@ -378,6 +378,16 @@ pub struct ListResponse {
     pub cursor: Option<String>,
 }
 
+/// `GET /api/v1/files/search`: the entries of the caller's tree whose name contains the
+/// text asked for, best first (a name that starts with it, then shorter names).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResponse {
+    /// Paths in the caller's view: a shared folder's entries under its mount.
+    pub entries: Vec<EntryInfo>,
+    /// Whether more entries matched than were sent (`limit`).
+    pub truncated: bool,
+}
+
 /// A request naming one path (`mkdir`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PathRequest {

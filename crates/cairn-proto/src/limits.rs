@@ -50,3 +50,12 @@ pub const DEFAULT_PAGE: u32 = 1000;
 /// The most items one page of a listing may ask for; the server answers 400
 /// `invalid_limit` outside 1 to this.
 pub const MAX_PAGE: u32 = 10_000;
+
+/// The longest text `GET /files/search` looks for, in characters (Unicode scalar values,
+/// as JSON Schema's `maxLength` counts): no name is longer, since a name holds at most
+/// 255 bytes. The server answers 400 `invalid_query` above it.
+pub const MAX_SEARCH_QUERY_CHARS: usize = 255;
+
+/// The most paths one `GET /files/zip` may name (each is checked and looked up before
+/// the first byte is sent). The server answers 400 `too_many_items` above it.
+pub const MAX_ZIP_PATHS: usize = 1000;

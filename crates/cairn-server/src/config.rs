@@ -49,6 +49,9 @@ pub struct Config {
     /// and is removed by the maintenance pass; every request that continues it
     /// restarts the clock.
     pub tus_upload_lifetime_secs: u64,
+    /// Files larger than this (in bytes) get no thumbnail (`GET /files/thumbnail`
+    /// answers 415): a picture is decoded from memory.
+    pub thumbnail_max_source_bytes: u64,
 }
 
 /// What the background tasks keep, for how long, and how often they run.
@@ -108,6 +111,7 @@ struct FileConfig {
     session_idle_secs: Option<u64>,
     session_max_secs: Option<u64>,
     tus_upload_lifetime_secs: Option<u64>,
+    thumbnail_max_source_bytes: Option<u64>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -147,6 +151,7 @@ impl Config {
             session_idle_secs: 12 * 3600,
             session_max_secs: 7 * 24 * 3600,
             tus_upload_lifetime_secs: 24 * 60 * 60,
+            thumbnail_max_source_bytes: 50 << 20,
         }
     }
 
@@ -258,6 +263,9 @@ impl Config {
                 }
                 *field = v;
             }
+        }
+        if let Some(v) = file.thumbnail_max_source_bytes {
+            self.thumbnail_max_source_bytes = v;
         }
         let m = &mut self.maintenance;
         if let Some(v) = file.version_retention_days {

@@ -25,9 +25,11 @@ pub mod routes;
 mod serve;
 mod shares;
 mod state;
+pub mod thumbnails;
 mod trash;
-pub mod web;
 pub mod tus;
+pub mod web;
+mod zip_stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -183,6 +185,10 @@ impl Application {
         );
         meta.on_commit(Arc::new(move |ns, seq| bus.publish(ns, seq)));
         let state = AppState {
+            thumbnails: thumbnails::Thumbnails::new(
+                &config.data_dir,
+                config.thumbnail_max_source_bytes,
+            ),
             blocks: BlockManager::new(meta.clone(), blocks, config.chunker),
             meta,
             config: Arc::new(config),
@@ -230,6 +236,7 @@ impl Application {
         let _maintenance = maintenance::spawn(
             self.state.meta.clone(),
             self.state.blocks.clone(),
+            self.state.thumbnails.clone(),
             self.state.config.maintenance.clone(),
         );
         // Open notification streams never end by themselves; end them when shutdown

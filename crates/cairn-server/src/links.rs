@@ -8,7 +8,6 @@
 
 mod html;
 mod public;
-mod zip;
 
 use std::net::SocketAddr;
 

@@ -1,6 +1,6 @@
 //! The background maintenance task: trash expiry, expired resumable uploads, version
-//! retention, then garbage collection, every `maintenance_interval_secs`. `cairn admin
-//! gc` runs the same pass once, on demand.
+//! retention, garbage collection, then the thumbnails of versions that are gone, every
+//! `maintenance_interval_secs`. `cairn admin gc` runs the same pass once, on demand.
 //!
 //! A failed pass is logged and retried at the next interval; it never takes the server
 //! down. Passes never overlap within a process, and the collection protocol is safe
@@ -14,6 +14,7 @@ use crate::block_manager::{BlockManager, GcError, GcReport};
 use crate::config::Maintenance;
 use crate::metrics::VERSIONS_PRUNED;
 use crate::now_ms;
+use crate::thumbnails::{CollectError, Thumbnails};
 
 /// How long after start the first pass runs (unless the interval is shorter): long
 /// enough to stay out of the way of startup, short enough that a server restarted more
@@ -33,6 +34,8 @@ pub struct MaintenanceReport {
     pub versions_pruned: u64,
     /// What garbage collection deleted.
     pub gc: GcReport,
+    /// Cached thumbnails deleted because their version is gone.
+    pub thumbnails_deleted: u64,
 }
 
 /// Why a maintenance pass stopped early.
@@ -50,15 +53,19 @@ pub enum MaintenanceError {
     /// Garbage collection failed.
     #[error("garbage collection failed: {0}")]
     Gc(#[from] GcError),
+    /// Deleting the thumbnails of versions that are gone failed.
+    #[error("collecting thumbnails failed: {0}")]
+    Thumbnails(#[from] CollectError),
 }
 
 /// Runs one pass now: trash expiry and retention with the configured ages and count,
 /// then garbage
 /// collection with `grace` (normally `gc_grace_secs`; `cairn admin gc --grace` may
-/// choose another).
+/// choose another), then the cached thumbnails of versions that no longer exist.
 pub async fn run_once(
     meta: &MetaStore,
     blocks: &BlockManager,
+    thumbnails: &Thumbnails,
     settings: &Maintenance,
     grace: Duration,
 ) -> Result<MaintenanceReport, MaintenanceError> {
@@ -103,11 +110,15 @@ pub async fn run_once(
         tracing::info!(versions = versions_pruned, "retention pruned old versions");
     }
     let gc = blocks.collect_garbage(grace).await?;
+    // After the versions went (retention, expiry; purges and deleted accounts at any
+    // time), so their thumbnails go in the same pass.
+    let thumbnails_deleted = thumbnails.collect(meta).await?;
     Ok(MaintenanceReport {
         trash_expired,
         uploads_expired,
         versions_pruned,
         gc,
+        thumbnails_deleted,
     })
 }
 
@@ -125,7 +136,12 @@ impl Drop for MaintenanceTask {
 
 /// Starts the background task: a pass shortly after start, then one every
 /// `maintenance_interval_secs`.
-pub fn spawn(meta: MetaStore, blocks: BlockManager, settings: Maintenance) -> MaintenanceTask {
+pub fn spawn(
+    meta: MetaStore,
+    blocks: BlockManager,
+    thumbnails: Thumbnails,
+    settings: Maintenance,
+) -> MaintenanceTask {
     let handle = tokio::spawn(async move {
         let interval = Duration::from_secs(settings.maintenance_interval_secs.max(1));
         let grace = Duration::from_secs(settings.gc_grace_secs);
@@ -135,8 +151,15 @@ pub fn spawn(meta: MetaStore, blocks: BlockManager, settings: Maintenance) -> Ma
             let started = std::time::Instant::now();
             // Its own task, so that even a panic in a pass only costs that pass.
             let pass = {
-                let (meta, blocks, settings) = (meta.clone(), blocks.clone(), settings.clone());
-                tokio::spawn(async move { run_once(&meta, &blocks, &settings, grace).await })
+                let (meta, blocks, thumbnails, settings) = (
+                    meta.clone(),
+                    blocks.clone(),
+                    thumbnails.clone(),
+                    settings.clone(),
+                );
+                tokio::spawn(async move {
+                    run_once(&meta, &blocks, &thumbnails, &settings, grace).await
+                })
             };
             match pass.await {
                 Err(panic) => tracing::error!(

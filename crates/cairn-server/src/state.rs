@@ -26,4 +26,6 @@ pub struct AppState {
     /// One request at a time per resumable upload, in this process (the database's
     /// compare-and-set on the offset guards across processes).
     pub tus_locks: crate::tus::UploadLocks,
+    /// Thumbnails of pictures, cached under the data directory.
+    pub thumbnails: crate::thumbnails::Thumbnails,
 }

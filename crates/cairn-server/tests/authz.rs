@@ -485,6 +485,15 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            // Every account searches its own tree (Dave's finds nothing of Alice's: the
+            // search test checks what each caller sees).
+            method: Method::GET,
+            path: "/api/v1/files/search",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/files/search?q=read".into()),
+        },
+        Row {
             // The room of whoever a new file there is charged to: a question for those
             // who may create one (Dave asks about a /Team of his own, and is told his).
             method: Method::GET,
@@ -641,6 +650,33 @@ fn rows() -> Vec<Row> {
                     r,
                     format!("/api/v1/files/content?path={}", team(r, "read.txt")),
                 )
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/files/zip",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!(
+                    "/api/v1/files/zip?path={}&path={}",
+                    team(r, "read.txt"),
+                    team(r, "versions.txt")
+                );
+                get(fx, r, url)
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/files/thumbnail",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!(
+                    "/api/v1/files/thumbnail?path={}&size=64",
+                    team(r, "pic.png")
+                );
+                get(fx, r, url)
             },
         },
         Row {
@@ -991,6 +1027,15 @@ fn rows() -> Vec<Row> {
 }
 
 /// Every account and file the rows expect.
+/// A 2 × 2 PNG, for the thumbnail row.
+fn tiny_png() -> Vec<u8> {
+    let mut out = Vec::new();
+    image::RgbImage::from_pixel(2, 2, image::Rgb([1, 2, 3]))
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
 async fn fixture(s: &TestServer) -> Fixture {
     let hash =
         cairn_server::hash_password(&cairn_server::Config::for_data_dir("."), PASSWORD.into())
@@ -1041,6 +1086,7 @@ async fn fixture(s: &TestServer) -> Fixture {
             )
             .await;
         }
+        put_file_as(s, &alice, &format!("/Team/{dir}/pic.png"), &tiny_png()).await;
         let first = put_file_as(s, &alice, &format!("/Team/{dir}/versions.txt"), b"first").await;
         first_versions.insert(role, first["entry"]["rev"].as_str().unwrap().to_owned());
         let (status, _) = s.put_block_as(&alice, &content(role, "second")).await;
@@ -1354,9 +1400,15 @@ on_each_backend!(every_endpoint_for_every_role, |s| {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    let expected: BTreeSet<&str> = ["read.txt", "move.txt", "delete.txt", "versions.txt"]
-        .into_iter()
-        .collect();
+    let expected: BTreeSet<&str> = [
+        "read.txt",
+        "move.txt",
+        "delete.txt",
+        "versions.txt",
+        "pic.png",
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(names, expected);
     let (_, theirs) = s
         .call_as(

@@ -625,6 +625,7 @@ async fn an_expired_upload_is_gone_and_removed_by_maintenance() {
         let report = cairn_server::maintenance::run_once(
             &s.state.meta,
             &s.state.blocks,
+            &s.state.thumbnails,
             &s.config().maintenance,
             Duration::ZERO,
         )

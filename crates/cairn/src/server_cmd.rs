@@ -171,9 +171,14 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
         } => return fsck(&meta, &blocks, json, !no_quarantine).await,
         AdminCommand::Gc { grace, json } => {
             let grace = grace.unwrap_or(config.maintenance.gc_grace_secs);
+            let thumbnails = cairn_server::thumbnails::Thumbnails::new(
+                &config.data_dir,
+                config.thumbnail_max_source_bytes,
+            );
             let report = cairn_server::maintenance::run_once(
                 &meta,
                 &blocks,
+                &thumbnails,
                 &config.maintenance,
                 std::time::Duration::from_secs(grace),
             )
@@ -186,6 +191,7 @@ pub async fn admin(opts: &ServerOpts, command: AdminCommand) -> anyhow::Result<E
                     "bytes_freed": report.gc.bytes_freed,
                     "unfinished_deleted": report.gc.unfinished_deleted,
                     "orphans_adopted": report.gc.orphans_adopted,
+                    "thumbnails_deleted": report.thumbnails_deleted,
                     "grace_secs": grace,
                 });
                 println!("{out}");

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use cairn_core::{BlockHash, ServerPath};
 use cairn_meta::Entry;
 use cairn_proto as proto;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::access::Access;
 use crate::convert::entry_info;
@@ -16,6 +18,7 @@ use crate::extract::{Json, Query};
 use crate::metrics::BLOCK_BYTES_SENT;
 use crate::state::AppState;
 
+use super::disposition::{content_disposition, Preview, SANDBOX_CSP};
 use super::{check_batch_len, file_rev, stat_existing, PathQuery};
 
 #[utoipa::path(
@@ -238,13 +241,36 @@ fn parse_range(header: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRan
     Ok(Some(range))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ContentQuery {
+    /// The file.
+    #[param(value_type = proto::ApiPath)]
+    path: String,
+    /// 1 to show the file in the browser (a preview): pictures, sound, video and PDF with
+    /// their own type, any text as `text/plain`, anything else still as a download. 0
+    /// or absent: a download (`Content-Disposition: attachment`).
+    #[param(minimum = 0, maximum = 1)]
+    inline: Option<u8>,
+}
+
+/// A file's content, or one byte range of it. Whatever it is, the answer can never act
+/// in Cairn's origin: `X-Content-Type-Options: nosniff` and a sandboxing
+/// `Content-Security-Policy` always, and a download (`attachment`) unless a preview of
+/// a kind browsers show passively was asked for (see `files/disposition.rs`).
 #[utoipa::path(
     get,
     path = "/files/content",
-    params(PathQuery, ("Range" = Option<String>, Header, description = "One byte range, as bytes=START-END")),
+    params(ContentQuery, ("Range" = Option<String>, Header, description = "One byte range, as bytes=START-END")),
     responses(
-        (status = 200, description = "The file's content", body = proto::Binary, content_type = "application/octet-stream"),
+        (status = 200, description = "The file's content", body = proto::Binary, content_type = "application/octet-stream",
+            headers(
+                ("Content-Disposition" = String, description = "attachment (or inline for a preview), with the file's name as filename*=UTF-8''…"),
+                ("Content-Security-Policy" = String, description = "default-src 'none'; sandbox"),
+                ("X-Content-Type-Options" = String, description = "nosniff")
+            )),
         (status = 206, description = "The requested range", body = proto::Binary, content_type = "application/octet-stream"),
+        (status = 400, description = "A bad path or `inline` value", body = proto::ErrorBody),
         (status = 404, description = "No such file", body = proto::ErrorBody),
         (status = 416, description = "The range is outside the file", body = proto::ErrorBody)
     ),
@@ -253,11 +279,23 @@ fn parse_range(header: Option<&HeaderValue>, size: u64) -> Result<Option<ByteRan
 pub(super) async fn download(
     State(state): State<AppState>,
     access: Access,
-    Query(q): Query<PathQuery>,
+    Query(q): Query<ContentQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    let inline = match q.inline {
+        None | Some(0) => false,
+        Some(1) => true,
+        Some(n) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("inline is 0 or 1, not {n}"),
+            ))
+        }
+    };
     let path = ServerPath::parse(&q.path)?;
     let (_, entry) = stat_existing(&state, &access, &path).await?;
+    let name = entry.path.name().unwrap_or("file").to_owned();
+    let preview = inline.then(|| Preview::of(&name)).flatten();
     let rev = file_rev(&entry)?;
     let blocks = state.meta.version_blocks(rev).await?;
     let size: u64 = blocks.iter().map(|b| b.size as u64).sum();
@@ -304,7 +342,22 @@ pub(super) async fn download(
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
+        preview
+            .as_ref()
+            .map(Preview::content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        content_disposition(preview.is_some(), &name),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(SANDBOX_CSP),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));

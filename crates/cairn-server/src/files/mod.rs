@@ -1,8 +1,10 @@
-//! File and folder endpoints, in three parts: the tree ([`tree`]: list, stat, space,
-//! mkdir, move, copy, delete), commits ([`commit`]: a block list committed one at a time
-//! or in a batch, a whole-file upload, versions and restore) and content ([`content`]:
-//! a file's blocks, many small files in one response, a download). Here: the router and
-//! what the parts share.
+//! File and folder endpoints: the tree ([`tree`]: list, stat, space, mkdir, move, copy,
+//! delete), commits ([`commit`]: a block list committed one at a time or in a batch, a
+//! whole-file upload, versions and restore), content ([`content`]: a file's blocks, many
+//! small files in one response, a download or a preview, with the headers of
+//! [`disposition`]), and what the web interface reads besides: [`search`] by name,
+//! [`zip`] of a selection, [`thumbnail`] of a picture. Here: the router and what the
+//! parts share.
 
 use axum::http::StatusCode;
 use axum::Router;
@@ -20,7 +22,11 @@ use crate::state::AppState;
 
 mod commit;
 mod content;
+mod disposition;
+mod search;
+mod thumbnail;
 mod tree;
+mod zip;
 
 use commit::{
     __path_commit, __path_commit_batch, __path_restore, __path_upload, __path_versions, commit,
@@ -29,10 +35,13 @@ use commit::{
 use content::{
     __path_content_batch, __path_download, __path_file_blocks, content_batch, download, file_blocks,
 };
+use search::{__path_search, search};
+use thumbnail::{__path_thumbnail, thumbnail};
 use tree::{
     __path_copy_entry, __path_delete, __path_list, __path_mkdir, __path_move_entry, __path_space,
     __path_stat, copy_entry, delete, list, mkdir, move_entry, space, stat,
 };
+use zip::{__path_zip_download, zip_download};
 
 pub(crate) use commit::commit_blocks;
 pub(crate) use content::block_body;
@@ -55,6 +64,7 @@ pub fn router() -> Router<AppState> {
     Routes::api()
         .at(endpoint!(list))
         .at(endpoint!(stat))
+        .at(endpoint!(search))
         .at(endpoint!(space))
         .at(endpoint!(mkdir))
         .at(endpoint!(move_entry))
@@ -67,6 +77,8 @@ pub fn router() -> Router<AppState> {
         )
         .at(endpoint!(file_blocks))
         .at(endpoint!(content_batch))
+        .at(endpoint!(zip_download))
+        .at(endpoint!(thumbnail))
         .at(endpoint!(versions))
         .at(endpoint!(restore))
         // The body is chunked as it streams in, so its size needs no cap here.

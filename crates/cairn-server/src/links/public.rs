@@ -458,7 +458,7 @@ async fn zip_response(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        super::zip::folder_body(state.clone(), found.link.ns, folder.path, top.clone())
+        crate::zip_stream::folder_body(state.clone(), found.link.ns, folder.path, top.clone())
     };
     let mut response = Response::new(body);
     let h = response.headers_mut();

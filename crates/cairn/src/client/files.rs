@@ -1,5 +1,5 @@
 //! Looking at and rearranging what is on the server: `ls`, `stat`, `mkdir`, `mv`, `cp`,
-//! `rm`, and a file's history (`versions`, `restore`).
+//! `rm`, `search`, and a file's history (`versions`, `restore`).
 
 use cairn_client::proto::{EntryInfo, EntryKind};
 
@@ -40,6 +40,33 @@ pub(super) async fn stat(session: &Session, path: &str, json: bool) -> anyhow::R
         print_json(&entry)?;
     } else {
         print!("{}", output::entry_details(&entry));
+    }
+    Ok(())
+}
+
+/// `cairn search`: entries whose name contains `query`, best first. When the server had
+/// more than it sent, stderr says so (standard output stays the table or the JSON array).
+pub(super) async fn search(
+    session: &Session,
+    query: &str,
+    limit: Option<u32>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let found = session
+        .client
+        .search(query, limit)
+        .await
+        .doing(|| format!("cannot search for {query:?}"))?;
+    if json {
+        print_json(&found.entries)?;
+    } else {
+        print!("{}", output::search_table(&found.entries));
+    }
+    if found.truncated {
+        eprintln!(
+            "more names match; showing the best {} (ask for more with --limit, or search for more text)",
+            found.entries.len()
+        );
     }
     Ok(())
 }

@@ -199,6 +199,23 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: TrashCommand,
     },
+    /// Find files and folders by name, in your home and the folders shared with you.
+    ///
+    /// A name matches when it contains QUERY in any letter case; names that start with
+    /// it come first, then shorter names. A table with a line per entry: path, size and
+    /// modification time (UTC).
+    Search {
+        /// Text the names contain.
+        query: String,
+        /// Show at most this many (1 to 10000; the server's default page when absent).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Print a JSON array of entries.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// Show the server, user and storage used.
     Status {
         /// Print as JSON.
@@ -283,6 +300,12 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         } => files::restore(&opts, &path, &version).await?,
         ClientCommand::Share { command } => sharing::share(command).await?,
         ClientCommand::Trash { command } => trash::trash(command).await?,
+        ClientCommand::Search {
+            query,
+            limit,
+            json,
+            opts,
+        } => files::search(&session(&opts)?, &query, limit, json).await?,
         ClientCommand::Status { json, opts } => status::status(&opts, json).await?,
     }
     Ok(ExitCode::SUCCESS)

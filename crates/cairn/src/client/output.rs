@@ -185,6 +185,32 @@ pub fn entries_table(entries: &[EntryInfo]) -> String {
 
 /// `cairn trash list` as a table: each item's id (for `--id`), when it was deleted
 /// (UTC), its size, its original path (a folder with a trailing '/' and its file count).
+/// `cairn search`'s table: the whole path (a folder's ends in '/'), size, modified.
+pub fn search_table(entries: &[EntryInfo]) -> String {
+    let mut table = Table::new(&[
+        ("PATH", Align::Left),
+        ("SIZE", Align::Right),
+        ("MODIFIED (UTC)", Align::Left),
+    ]);
+    for entry in entries {
+        let (size, suffix) = match entry.kind {
+            EntryKind::Folder => ("-".to_owned(), "/"),
+            EntryKind::File => (human_size(entry.size), ""),
+        };
+        let when = if entry.mtime > 0 {
+            entry.mtime
+        } else {
+            entry.modified_at
+        };
+        table.row(vec![
+            format!("{}{suffix}", entry.path),
+            size,
+            format_time(when),
+        ]);
+    }
+    table.render()
+}
+
 pub fn trash_table(items: &[TrashItem]) -> String {
     let mut table = Table::new(&[
         ("ID", Align::Right),

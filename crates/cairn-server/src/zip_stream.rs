@@ -1,6 +1,8 @@
-//! A folder as a zip, streamed: written on a blocking thread into a small bounded
-//! channel that the response body reads, one block at a time, so memory stays at a few
-//! hundred KiB plus one block however large the folder and its files are.
+//! Files and folders as a zip, streamed: written on a blocking thread into a small
+//! bounded channel that the response body reads, one block at a time, so memory stays at
+//! a few hundred KiB plus one block however large the folders and their files are. The
+//! one zip writer of the server: a public link's folder (`links/public.rs`) and a
+//! signed-in user's selection (`files/zip.rs`) both go through [`zip_body`].
 //!
 //! Entries are stored (not compressed: most large files are compressed already, and the
 //! server's CPU is better spent elsewhere) with data descriptors, since nothing is
@@ -12,7 +14,7 @@ use std::io::{self, Write};
 use axum::body::Body;
 use bytes::Bytes;
 use cairn_core::display::civil_from_days;
-use cairn_core::{NamespaceId, ServerPath};
+use cairn_core::{NamespaceId, ServerPath, VersionId};
 use cairn_meta::EntryKind;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -29,8 +31,37 @@ const QUEUED: usize = 4;
 /// How many children of a folder are listed at a time.
 const PAGE: u32 = 1000;
 
+/// One thing at the top of a zip: a file, or a folder with everything below it.
+#[derive(Debug, Clone)]
+pub struct ZipRoot {
+    /// The namespace it lives in.
+    pub ns: NamespaceId,
+    /// Its path inside that namespace.
+    pub path: ServerPath,
+    /// Its name in the zip (a folder's entries sit below `name/`).
+    pub name: String,
+    /// A file's current version; `None` for a folder.
+    pub rev: Option<VersionId>,
+    /// Its modification time (Unix ms), if the zip should carry it.
+    pub mtime: Option<i64>,
+}
+
 /// The folder at `folder` in `ns` as a zip body whose entries all sit below `top/`.
 pub fn folder_body(state: AppState, ns: NamespaceId, folder: ServerPath, top: String) -> Body {
+    zip_body(
+        state,
+        vec![ZipRoot {
+            ns,
+            path: folder,
+            name: top,
+            rev: None,
+            mtime: None,
+        }],
+    )
+}
+
+/// `roots` as a zip body, in that order, each folder with everything below it.
+pub fn zip_body(state: AppState, roots: Vec<ZipRoot>) -> Body {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(QUEUED);
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -38,12 +69,16 @@ pub fn folder_body(state: AppState, ns: NamespaceId, folder: ServerPath, top: St
             tx: tx.clone(),
             buf: Vec::with_capacity(CHUNK),
         };
-        let result = write_zip(&handle, &state, ns, &folder, &top, &mut out);
+        let result = write_zip(&handle, &state, &roots, &mut out);
         if let Err(err) = result {
             // Cut the response off with an error rather than ending it: a zip that
             // merely stopped would look complete to a client reading without a length.
             if err.kind() != io::ErrorKind::BrokenPipe {
-                tracing::error!("zip of {folder} in namespace {ns} failed: {err}");
+                let first = roots
+                    .first()
+                    .map(|r| r.path.to_string())
+                    .unwrap_or_default();
+                tracing::error!("zip of {} items from {first} failed: {err}", roots.len());
             }
             let _ = tx.blocking_send(Err(err));
         }
@@ -54,22 +89,45 @@ pub fn folder_body(state: AppState, ns: NamespaceId, folder: ServerPath, top: St
     Body::from_stream(stream)
 }
 
+type Zip<'a> = ZipWriter<zip::write::StreamWriter<&'a mut ChannelWriter>>;
+
 fn write_zip(
     handle: &Handle,
     state: &AppState,
-    ns: NamespaceId,
-    folder: &ServerPath,
-    top: &str,
+    roots: &[ZipRoot],
     out: &mut ChannelWriter,
 ) -> io::Result<()> {
     let mut zip = ZipWriter::new_stream(&mut *out);
     let options = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
-    add_folder(&mut zip, format!("{top}/"), options)?;
+    for root in roots {
+        let options = match root.mtime {
+            Some(mtime) => options.last_modified_time(zip_time(mtime)),
+            None => options,
+        };
+        match root.rev {
+            Some(rev) => add_file(handle, state, &mut zip, root.name.clone(), rev, options)?,
+            None => add_tree(handle, state, &mut zip, root, options)?,
+        }
+    }
+    zip.finish().map_err(io::Error::other)?;
+    out.send()
+}
+
+/// The folder `root` and everything below it.
+fn add_tree(
+    handle: &Handle,
+    state: &AppState,
+    zip: &mut Zip<'_>,
+    root: &ZipRoot,
+    options: SimpleFileOptions,
+) -> io::Result<()> {
+    let ns = root.ns;
+    add_folder(zip, format!("{}/", root.name), options)?;
     // Folders still to list: inside the namespace, their name in the zip, and where
     // their listing stopped. A folder with more than a page of children goes back on
     // the stack to be continued, so only a page per folder level is held.
     let mut pending: Vec<(ServerPath, String, Option<String>)> =
-        vec![(folder.clone(), top.to_owned(), None)];
+        vec![(root.path.clone(), root.name.clone(), None)];
     while let Some((path, name, after)) = pending.pop() {
         let children = handle
             .block_on(state.meta.list_folder(ns, &path, after.as_deref(), PAGE))
@@ -83,31 +141,42 @@ fn write_zip(
             let options = options.last_modified_time(zip_time(child.mtime));
             match (child.kind, child.rev) {
                 (EntryKind::Folder, _) => {
-                    add_folder(&mut zip, format!("{child_name}/"), options)?;
+                    add_folder(zip, format!("{child_name}/"), options)?;
                     pending.push((child.path, child_name, None));
                 }
                 (EntryKind::File, Some(rev)) => {
-                    let blocks = handle
-                        .block_on(state.meta.version_blocks(rev))
-                        .map_err(io::Error::other)?;
-                    let size: u64 = blocks.iter().map(|b| u64::from(b.size)).sum();
-                    let options = options.large_file(size >= u64::from(u32::MAX));
-                    zip.start_file(child_name, options)
-                        .map_err(io::Error::other)?;
-                    for block in blocks {
-                        let data = handle
-                            .block_on(state.blocks.read(block.hash))
-                            .map_err(io::Error::other)?;
-                        zip.write_all(&data)?;
-                        metrics::counter!(BLOCK_BYTES_SENT).increment(data.len() as u64);
-                    }
+                    add_file(handle, state, zip, child_name, rev, options)?;
                 }
                 (EntryKind::File, None) => {}
             }
         }
     }
-    zip.finish().map_err(io::Error::other)?;
-    out.send()
+    Ok(())
+}
+
+/// One file: version `rev`'s blocks, each verified as it is read.
+fn add_file(
+    handle: &Handle,
+    state: &AppState,
+    zip: &mut Zip<'_>,
+    name: String,
+    rev: VersionId,
+    options: SimpleFileOptions,
+) -> io::Result<()> {
+    let blocks = handle
+        .block_on(state.meta.version_blocks(rev))
+        .map_err(io::Error::other)?;
+    let size: u64 = blocks.iter().map(|b| u64::from(b.size)).sum();
+    let options = options.large_file(size >= u64::from(u32::MAX));
+    zip.start_file(name, options).map_err(io::Error::other)?;
+    for block in blocks {
+        let data = handle
+            .block_on(state.blocks.read(block.hash))
+            .map_err(io::Error::other)?;
+        zip.write_all(&data)?;
+        metrics::counter!(BLOCK_BYTES_SENT).increment(data.len() as u64);
+    }
+    Ok(())
 }
 
 /// A folder entry. Not `ZipWriter::add_directory`: on a stream, it sets the entry's
