@@ -1,0 +1,90 @@
+// The web interface's benchmark, in one run (`node bench/web.mjs` in web/, after a
+// build of the server): time until a folder of 10,000 files is listed and scrollable,
+// the shipped JS + CSS compressed, a change by the CLI appearing in an open page, and
+// (when the server speaks tus) a large file uploaded through the browser against
+// `cairn put` of the same file. Env BENCH_UPLOAD_MB (default 1024) sizes that file,
+// BENCH_CHUNK_MB the size of each PATCH (default: the app's own).
+import { mkdirSync, openSync, readdirSync, readFileSync, writeSync, closeSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Server, launch, newPage, signIn, row, webDir } from '../tests/harness.mjs';
+
+const results = [];
+const record = (what, value, target) => { results.push({ what, value, target }); console.log(`${what}: ${value} (target ${target})`); };
+
+const assets = join(webDir, 'dist/assets');
+let gz = 0;
+for (const f of readdirSync(assets)) if (/\.(js|css)$/.test(f)) gz += gzipSync(readFileSync(join(assets, f)), { level: 9 }).length;
+record('shipped JS + CSS, gzip', `${(gz / 1024).toFixed(1)} KiB`, '<= 150 KiB');
+
+const server = await Server.start();
+const browser = await launch();
+try {
+  await server.require('browser sessions');
+  const PW = 'bench-password-1';
+  server.addUser('bench', PW);
+  const dir = join(server.dir, 'big');
+  mkdirSync(dir);
+  for (let i = 0; i < 10000; i++) writeFileSync(join(dir, `file-${String(i).padStart(5, '0')}.txt`), String(i));
+  server.cli('bench', PW, ['put', '-r', dir, '/big']);
+  const page = await newPage(browser, server);
+  await signIn(page, 'bench', PW);
+  await row(page, 'big').waitFor();
+  const runs = [];
+  for (let k = 0; k < 3; k++) {
+    await page.goto(server.url + '/#/files/');
+    await row(page, 'big').waitFor();
+    const t0 = Date.now();
+    await page.goto(server.url + '/#/files/big');
+    await row(page, 'file-00000.txt').waitFor();
+    await page.getByTestId('list').focus();
+    await page.keyboard.press('End');
+    await row(page, 'file-09999.txt').waitFor();
+    runs.push(Date.now() - t0);
+  }
+  runs.sort((a, b) => a - b);
+  record('10,000 files listed and scrolled to the end (median of 3)', `${runs[1]} ms`, '<= 1000 ms');
+
+  await page.goto(server.url + '/#/files/');
+  await row(page, 'big').waitFor();
+  await page.waitForTimeout(500);
+  const lat = [];
+  for (let k = 0; k < 5; k++) {
+    const local = join(server.dir, `live-${k}`);
+    writeFileSync(local, 'x');
+    const t0 = Date.now();
+    server.cli('bench', PW, ['put', local, `/live-${k}.txt`]);
+    const putDone = Date.now();
+    await row(page, `live-${k}.txt`).waitFor();
+    lat.push(Date.now() - putDone);
+    void t0;
+  }
+  lat.sort((a, b) => a - b);
+  record('a CLI change shown in the open page, after the CLI returned (median of 5)', `${lat[2]} ms`, '<= 500 ms');
+
+  try {
+    await server.require('tus');
+    const mb = Number(process.env.BENCH_UPLOAD_MB || 1024);
+    const file = join(server.dir, 'upload.bin');
+    const fd = openSync(file, 'w');
+    for (let i = 0; i < mb; i++) writeSync(fd, randomBytes(1 << 20));
+    closeSync(fd);
+    let t0 = Date.now();
+    server.cli('bench', PW, ['put', file, '/put.bin']);
+    const putMs = Date.now() - t0;
+    if (process.env.BENCH_CHUNK_MB) await page.evaluate((n) => localStorage.setItem('cairn.tusChunkSize', String(n * 1024 * 1024)), Number(process.env.BENCH_CHUNK_MB));
+    t0 = Date.now();
+    await page.getByTestId('file-input').setInputFiles(file);
+    await row(page, 'upload.bin').waitFor({ timeout: 30 * 60 * 1000 });
+    const tusMs = Date.now() - t0;
+    record(`${mb} MiB through the browser (tus) vs cairn put`, `${(mb / (tusMs / 1000)).toFixed(0)} MiB/s vs ${(mb / (putMs / 1000)).toFixed(0)} MiB/s = ${Math.round((putMs / tusMs) * 100)}%`, '>= 70%');
+  } catch (e) {
+    record('upload through the browser (tus)', `not measured: ${e.message}`, '>= 70% of cairn put');
+  }
+} finally {
+  await browser.close();
+  await server.stop();
+}
+console.log('\n| what | result | target |\n| --- | --- | --- |');
+for (const r of results) console.log(`| ${r.what} | ${r.value} | ${r.target} |`);
