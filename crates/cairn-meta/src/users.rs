@@ -342,20 +342,20 @@ impl MetaStore {
     }
 }
 
-/// Longest user name, in bytes.
+/// Longest user name, in characters.
 pub const MAX_USER_NAME_LEN: usize = 64;
 
-/// Refuses a user name that is empty, longer than [`MAX_USER_NAME_LEN`] bytes, or holds
+/// Refuses a user name that is empty, longer than [`MAX_USER_NAME_LEN`] characters, or holds
 /// `/`, `:` or a control character. `:` is kept out so that HTTP basic auth
 /// (`NAME:PASSWORD`) can carry every name, and so that the tombstone names of deleted
 /// accounts (`NAME:deleted:ID`) can never be a live account's.
 pub fn check_user_name(name: &str) -> Result<(), MetaError> {
     if name.is_empty()
-        || name.len() > MAX_USER_NAME_LEN
+        || name.chars().count() > MAX_USER_NAME_LEN
         || name.chars().any(|c| c.is_control() || c == '/' || c == ':')
     {
         return Err(MetaError::InvalidUserName(format!(
-            "a user name must be 1 to {MAX_USER_NAME_LEN} bytes without '/', ':' or control \
+            "a user name must be 1 to {MAX_USER_NAME_LEN} characters without '/', ':' or control \
              characters"
         )));
     }

@@ -1068,7 +1068,7 @@ pub struct PasswordChangeRequest {
     /// whatever they are).
     #[schema(max_length = 256)]
     pub old_password: String,
-    /// At least 8 characters, at most 1,024 bytes (256 characters fit whatever they are).
+    /// 8 to 256 characters.
     #[schema(min_length = 8, max_length = 256)]
     pub new_password: String,
 }
@@ -1100,7 +1100,7 @@ pub struct AdminUserCreateRequest {
         pattern = r"^[^/:\x00-\x1f\x7f-\x9f]+$"
     )]
     pub name: String,
-    /// At least 8 characters, at most 1,024 bytes (256 characters fit whatever they are).
+    /// 8 to 256 characters.
     #[schema(min_length = 8, max_length = 256)]
     pub password: String,
     /// Bytes the account may store; none for no limit.

@@ -63,18 +63,22 @@ pub(crate) fn verify_password(password: &str, stored: &str) -> bool {
 
 /// Shortest password a user or an administrator may set (generated ones are longer).
 pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password a user or an administrator may set, in characters (within the
+/// [`MAX_PASSWORD_LEN`] bytes a login takes, whatever the characters).
+pub const MAX_NEW_PASSWORD_CHARS: usize = 256;
 
 /// Whether `password` may be set as an account's new password: from
-/// [`MIN_PASSWORD_LEN`] characters to 1024 bytes. The message says what is wrong.
+/// [`MIN_PASSWORD_LEN`] to [`MAX_NEW_PASSWORD_CHARS`] characters. The message says what
+/// is wrong.
 pub fn check_new_password(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(format!(
             "the new password is too short: use at least {MIN_PASSWORD_LEN} characters"
         ));
     }
-    if password.len() > MAX_PASSWORD_LEN {
+    if password.chars().count() > MAX_NEW_PASSWORD_CHARS {
         return Err(format!(
-            "the new password is too long: at most {MAX_PASSWORD_LEN} bytes"
+            "the new password is too long: at most {MAX_NEW_PASSWORD_CHARS} characters"
         ));
     }
     Ok(())

@@ -64,11 +64,13 @@ backend_tests! {
     }
 
     async fn user_names_are_checked(store) {
-        for bad in ["", "a/b", "a:b", "tab\there", &"x".repeat(65)] {
+        for bad in ["", "a/b", "a:b", "tab\there", &"x".repeat(65), &"é".repeat(65)] {
             let err = store.create_user(bad, "h", false, None).await.unwrap_err();
             assert!(matches!(err, MetaError::InvalidUserName(_)), "{bad:?}: {err:?}");
         }
         store.create_user(&"x".repeat(64), "h", false, None).await.unwrap();
+        // Counted in characters, not bytes.
+        store.create_user(&"é".repeat(64), "h", false, None).await.unwrap();
         store.create_user("Zoë Smith (ops)", "h", false, None).await.unwrap();
     }
 
