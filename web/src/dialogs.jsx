@@ -111,7 +111,7 @@ export function VersionsDialog({ entry, onClose, onRestored }) {
   };
   return (
     <Dialog title={`Versions of ${entry.name}`} onClose={onClose} wide>
-      <p class="muted small">Restoring makes an old version the current one again (the current one stays in the list), then it can be downloaded.</p>
+      <p class="muted small">Restoring makes an old version the current one again (the current one stays in the list).</p>
       {versions === null ? <p>Loading…</p> : (
         <table class="table">
           <caption class="sr-only">Versions, newest first</caption>
@@ -124,7 +124,7 @@ export function VersionsDialog({ entry, onClose, onRestored }) {
                 <td>{v.user}</td>
                 <td>{v.device || '—'}</td>
                 <td class="row-actions">
-                  {i === 0 && <a class="button" href={contentUrl(entry.path)} download={entry.name}>Download</a>}
+                  <a class="button" href={contentUrl(entry.path, i === 0 ? undefined : { version: v.id })} download={entry.name} aria-label={`Download the version of ${date(v.created_at)}`}>Download</a>
                   {i > 0 && <button type="button" onClick={() => restore(v)} aria-label={`Restore the version of ${date(v.created_at)}`}>Restore</button>}
                 </td>
               </tr>

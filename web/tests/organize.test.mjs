@@ -94,6 +94,11 @@ test('restore an old version', async () => {
   await row(page, 'draft.md').click();
   await page.getByRole('button', { name: 'Versions' }).click();
   const dialog = page.getByRole('dialog', { name: 'Versions of draft.md' });
+  // The old version downloads as it was, before any restore.
+  const links = dialog.getByRole('link', { name: /^Download the version of/ });
+  assert.equal(await links.count(), 2);
+  const [download] = await Promise.all([page.waitForEvent('download'), links.nth(1).click()]);
+  assert.equal(readFileSync(await download.path(), 'utf8'), 'first version');
   await dialog.getByRole('button', { name: 'Restore' }).click();
   await page.getByText(/Restored the version/).waitFor();
   assert.equal(get('/draft.md'), 'first version');

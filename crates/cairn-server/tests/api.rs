@@ -512,6 +512,26 @@ on_each_backend!(versions_and_restore, |s| {
     assert_eq!(versions[0]["user"], "admin");
     let first = versions[1]["id"].as_str().unwrap().to_owned();
 
+    // An old version downloads as it was; a version of another file does not.
+    let old = |path: &str, version: &str| {
+        let req = s
+            .http
+            .get(s.url("/api/v1/files/content"))
+            .query(&[("path", path), ("version", version)])
+            .bearer_auth(&s.token);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.bytes().await.unwrap())
+        }
+    };
+    let (status, body) = old("/v.txt", &first).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"v1"[..]));
+    support::put_file_as(&s, &s.token, "/other.txt", b"other").await;
+    let (status, _) = old("/other.txt", &first).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = old("/v.txt", "nonsense").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     // Another account can neither see the history nor restore into it.
     let bob = s.login("bob").await;
     let (status, _) = s

@@ -19,7 +19,7 @@ use crate::metrics::BLOCK_BYTES_SENT;
 use crate::state::AppState;
 
 use super::disposition::{content_disposition, Preview, SANDBOX_CSP};
-use super::{check_batch_len, file_rev, stat_existing, PathQuery};
+use super::{check_batch_len, file_rev, parse_rev, stat_existing, PathQuery};
 
 #[utoipa::path(
     get,
@@ -252,6 +252,10 @@ pub(super) struct ContentQuery {
     /// or absent: a download (`Content-Disposition: attachment`).
     #[param(minimum = 0, maximum = 1)]
     inline: Option<u8>,
+    /// An older version of the file (an id from `/files/versions`) instead of its
+    /// current content.
+    #[param(value_type = Option<proto::Revision>)]
+    version: Option<String>,
 }
 
 /// A file's content, or one byte range of it. Whatever it is, the answer can never act
@@ -271,7 +275,7 @@ pub(super) struct ContentQuery {
             )),
         (status = 206, description = "The requested range", body = proto::Binary, content_type = "application/octet-stream"),
         (status = 400, description = "A bad path or `inline` value", body = proto::ErrorBody),
-        (status = 404, description = "No such file", body = proto::ErrorBody),
+        (status = 404, description = "No such file, or no such version of it", body = proto::ErrorBody),
         (status = 416, description = "The range is outside the file", body = proto::ErrorBody)
     ),
     security(("bearer" = []))
@@ -293,10 +297,25 @@ pub(super) async fn download(
         }
     };
     let path = ServerPath::parse(&q.path)?;
-    let (_, entry) = stat_existing(&state, &access, &path).await?;
+    let (target, entry) = stat_existing(&state, &access, &path).await?;
     let name = entry.path.name().unwrap_or("file").to_owned();
     let preview = inline.then(|| Preview::of(&name)).flatten();
-    let rev = file_rev(&entry)?;
+    let current = file_rev(&entry)?;
+    let rev = match q.version.as_deref().map(parse_rev).transpose()? {
+        // Only a version of this file: an id alone names no file, and may be another's.
+        Some(asked) if asked != current => {
+            let versions = state
+                .meta
+                .list_versions(target.ns, &target.path)
+                .await
+                .map_err(|e| access.outer_error(target.ns, e))?;
+            if !versions.iter().any(|v| v.id == asked) {
+                return Err(cairn_meta::MetaError::NoSuchVersion(asked).into());
+            }
+            asked
+        }
+        _ => current,
+    };
     let blocks = state.meta.version_blocks(rev).await?;
     let size: u64 = blocks.iter().map(|b| b.size as u64).sum();
     let etag = format!("\"{}\"", rev.0);
