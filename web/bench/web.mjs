@@ -2,7 +2,7 @@
 // build of the server): time until a folder of 10,000 files is listed and scrollable,
 // the shipped JS + CSS compressed, a change by the CLI appearing in an open page, and
 // (when the server speaks tus) a large file uploaded through the browser against
-// `cairn put` of the same file. Env BENCH_UPLOAD_MB (default 1024) sizes that file,
+// `cairn put` of a file of the same size. Env BENCH_UPLOAD_MB (default 1024) sizes the files,
 // BENCH_CHUNK_MB the size of each PATCH (default: the app's own).
 import { mkdirSync, openSync, readdirSync, readFileSync, writeSync, closeSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -66,12 +66,19 @@ try {
   try {
     await server.require('tus');
     const mb = Number(process.env.BENCH_UPLOAD_MB || 1024);
-    const file = join(server.dir, 'upload.bin');
-    const fd = openSync(file, 'w');
-    for (let i = 0; i < mb; i++) writeSync(fd, randomBytes(1 << 20));
-    closeSync(fd);
+    // Two files of the same size and different random bytes: the second upload must
+    // not find the first one's blocks already stored (deduplicated).
+    const randomFile = (name) => {
+      const path = join(server.dir, name);
+      const fd = openSync(path, 'w');
+      for (let i = 0; i < mb; i++) writeSync(fd, randomBytes(1 << 20));
+      closeSync(fd);
+      return path;
+    };
+    const putFile = randomFile('put.bin');
+    const file = randomFile('upload.bin');
     let t0 = Date.now();
-    server.cli('bench', PW, ['put', file, '/put.bin']);
+    server.cli('bench', PW, ['put', putFile, '/put.bin']);
     const putMs = Date.now() - t0;
     if (process.env.BENCH_CHUNK_MB) await page.evaluate((n) => localStorage.setItem('cairn.tusChunkSize', String(n * 1024 * 1024)), Number(process.env.BENCH_CHUNK_MB));
     t0 = Date.now();
