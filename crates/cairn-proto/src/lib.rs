@@ -1092,11 +1092,10 @@ pub struct AdminSetPasswordRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminUserCreateRequest {
-    /// 1 to 64 bytes without `/`, `:` or control characters (16 characters fit
-    /// whatever they are).
+    /// 1 to 64 characters without `/`, `:` or control characters.
     #[schema(
         min_length = 1,
-        max_length = 16,
+        max_length = 64,
         pattern = r"^[^/:\x00-\x1f\x7f-\x9f]+$"
     )]
     pub name: String,

@@ -8,6 +8,8 @@
 //! only on the bytes since the previous one, the blocks are those a single stream would
 //! have been cut into.
 
+use std::collections::VecDeque;
+
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use cairn_core::chunk::{find_cut, ChunkerConfig};
@@ -36,6 +38,20 @@ pub(super) enum Received {
     InterruptedUnchecked,
 }
 
+/// Blocks being stored at once: their writes and fsyncs overlap, as a client's parallel
+/// block uploads do.
+const STORES_IN_FLIGHT: usize = 4;
+/// While a request's bytes are saved as they go, how many bytes of blocks wait for a
+/// save at most: what a crash can make the client send again.
+const SAVE_EVERY_BYTES: usize = 32 << 20;
+
+/// A block being stored, with what its save needs.
+type Storing = (
+    BlockRef,
+    Option<Bytes>,
+    tokio::task::JoinHandle<Result<(), crate::block_manager::BlockError>>,
+);
+
 /// One request's bytes being added to an upload.
 pub(super) struct Receiver {
     state: AppState,
@@ -49,10 +65,13 @@ pub(super) struct Receiver {
     /// Blocks cut and stored since the last save, with their bytes while they may be
     /// needed again (see [`Receiver::save`]).
     pending: Vec<(BlockRef, Option<Bytes>)>,
+    /// Blocks cut and being stored, in order; they join `pending` once stored.
+    storing: VecDeque<Storing>,
     /// The bytes after the last cut.
     buf: BytesMut,
-    /// Whether to save after every block: only when nothing of the request may have to
-    /// be discarded later (no checksum to check at its end, a declared length that fits).
+    /// Whether to save as the bytes come (every [`SAVE_EVERY_BYTES`] of blocks): only
+    /// when nothing of the request may have to be discarded later (no checksum to check
+    /// at its end, a declared length that fits).
     save_each_block: bool,
     expires_at: i64,
 }
@@ -74,6 +93,7 @@ impl Receiver {
             saved_offset: upload.offset,
             saved_blocks: upload.blocks.len(),
             pending: Vec::new(),
+            storing: VecDeque::new(),
             buf: BytesMut::from(&upload.tail[..]),
             save_each_block,
             expires_at,
@@ -113,7 +133,8 @@ impl Receiver {
             self.buf.extend_from_slice(&frame);
             while self.buf.len() >= self.chunker.max_size {
                 self.cut_one(false).await?;
-                if self.save_each_block {
+                let waiting: usize = self.pending.iter().map(|(b, _)| b.size as usize).sum();
+                if self.save_each_block && waiting >= SAVE_EVERY_BYTES {
                     self.save(false).await?;
                 }
             }
@@ -165,19 +186,29 @@ impl Receiver {
         let Some((hash, chunk)) = chunk else {
             return Ok(false);
         };
-        self.state
-            .blocks
-            .store_chunk(&self.user, hash, chunk.clone())
-            .await?;
         let block = BlockRef {
             hash,
             size: chunk.len() as u32,
         };
-        // Kept only while a save follows at once; otherwise the request's blocks would
-        // all be in memory.
+        let (blocks, user, data) = (self.state.blocks.clone(), self.user.clone(), chunk.clone());
+        let task = tokio::spawn(async move { blocks.store_chunk(&user, hash, data).await });
+        // Kept only until the save that follows soon; otherwise the request's blocks
+        // would all be in memory.
         let bytes = self.save_each_block.then_some(chunk);
-        self.pending.push((block, bytes));
+        self.storing.push_back((block, bytes, task));
+        if self.storing.len() > STORES_IN_FLIGHT {
+            self.stored_one().await?;
+        }
         Ok(true)
+    }
+
+    /// Waits for the oldest block being stored, and queues it for the next save.
+    async fn stored_one(&mut self) -> ApiResult<()> {
+        if let Some((block, bytes, task)) = self.storing.pop_front() {
+            task.await.map_err(ApiError::internal)??;
+            self.pending.push((block, bytes));
+        }
+        Ok(())
     }
 
     /// Saves the blocks cut since the last save, and the tail when `with_tail` (else
@@ -189,6 +220,9 @@ impl Receiver {
     /// revives it, when its bytes are still here; otherwise the request fails, nothing
     /// of it is saved, and the client sends that part again.
     async fn save(&mut self, with_tail: bool) -> ApiResult<i64> {
+        while !self.storing.is_empty() {
+            self.stored_one().await?;
+        }
         let tail = if with_tail {
             self.buf.to_vec()
         } else {
