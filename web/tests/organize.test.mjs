@@ -96,6 +96,7 @@ test('restore an old version', async () => {
   const dialog = page.getByRole('dialog', { name: 'Versions of draft.md' });
   // The old version downloads as it was, before any restore.
   const links = dialog.getByRole('link', { name: /^Download the version of/ });
+  await links.nth(1).waitFor();
   assert.equal(await links.count(), 2);
   const [download] = await Promise.all([page.waitForEvent('download'), links.nth(1).click()]);
   assert.equal(readFileSync(await download.path(), 'utf8'), 'first version');

@@ -150,6 +150,22 @@ fn plural(noun: &str) -> String {
     format!("{noun}s")
 }
 
+/// An entry's size for people ("-" for a folder), the suffix its name takes ("/" for a
+/// folder), and when it changed: its client mtime, or for a folder, whose client mtime
+/// is usually unset, the server's time.
+fn size_suffix_when(entry: &EntryInfo) -> (String, &'static str, i64) {
+    let (size, suffix) = match entry.kind {
+        EntryKind::Folder => ("-".to_owned(), "/"),
+        EntryKind::File => (human_size(entry.size), ""),
+    };
+    let when = if entry.mtime > 0 {
+        entry.mtime
+    } else {
+        entry.modified_at
+    };
+    (size, suffix, when)
+}
+
 /// `cairn ls` as a table: name (a folder with a trailing '/', a shared folder with
 /// who shares it), size for people, modification time (UTC).
 pub fn entries_table(entries: &[EntryInfo]) -> String {
@@ -159,16 +175,7 @@ pub fn entries_table(entries: &[EntryInfo]) -> String {
         ("NAME", Align::Left),
     ]);
     for entry in entries {
-        let (size, suffix) = match entry.kind {
-            EntryKind::Folder => ("-".to_owned(), "/"),
-            EntryKind::File => (human_size(entry.size), ""),
-        };
-        // A folder's client mtime is usually unset; the server's time is what changed it.
-        let when = if entry.mtime > 0 {
-            entry.mtime
-        } else {
-            entry.modified_at
-        };
+        let (size, suffix, when) = size_suffix_when(entry);
         let shared = match &entry.shared {
             Some(s) if s.role == "owner" => "  (shared)".to_owned(),
             Some(s) => format!("  (shared by {}, {})", s.owner, s.role),
@@ -183,8 +190,6 @@ pub fn entries_table(entries: &[EntryInfo]) -> String {
     table.render()
 }
 
-/// `cairn trash list` as a table: each item's id (for `--id`), when it was deleted
-/// (UTC), its size, its original path (a folder with a trailing '/' and its file count).
 /// `cairn search`'s table: the whole path (a folder's ends in '/'), size, modified.
 pub fn search_table(entries: &[EntryInfo]) -> String {
     let mut table = Table::new(&[
@@ -193,15 +198,7 @@ pub fn search_table(entries: &[EntryInfo]) -> String {
         ("MODIFIED (UTC)", Align::Left),
     ]);
     for entry in entries {
-        let (size, suffix) = match entry.kind {
-            EntryKind::Folder => ("-".to_owned(), "/"),
-            EntryKind::File => (human_size(entry.size), ""),
-        };
-        let when = if entry.mtime > 0 {
-            entry.mtime
-        } else {
-            entry.modified_at
-        };
+        let (size, suffix, when) = size_suffix_when(entry);
         table.row(vec![
             format!("{}{suffix}", entry.path),
             size,
@@ -211,6 +208,8 @@ pub fn search_table(entries: &[EntryInfo]) -> String {
     table.render()
 }
 
+/// `cairn trash list` as a table: each item's id (for `--id`), when it was deleted
+/// (UTC), its size, its original path (a folder with a trailing '/' and its file count).
 pub fn trash_table(items: &[TrashItem]) -> String {
     let mut table = Table::new(&[
         ("ID", Align::Right),
