@@ -92,16 +92,6 @@ pub fn asset_names() -> Vec<String> {
     names
 }
 
-/// The total gzipped size of the shipped scripts and styles, in bytes (what the
-/// benchmark reports against its budget).
-pub fn shipped_compressed_bytes() -> usize {
-    assets()
-        .iter()
-        .filter(|(name, _)| name.ends_with(".js") || name.ends_with(".css"))
-        .map(|(_, a)| a.gzipped.as_ref().map_or(a.body.len(), |g| g.len()))
-        .sum()
-}
-
 async fn page(headers: HeaderMap) -> Response {
     let mut response = send("index.html", &headers);
     let h = response.headers_mut();
