@@ -1,17 +1,22 @@
-// Uploads over tus 1.0 (tus-js-client): many files at once, three in flight, per-file
-// and total progress, speed, cancel, resume (also after a reload: the upload URL is
-// kept in localStorage under a fingerprint of the file and its destination, so adding
-// the same file to the same folder again continues where it stopped), and a question
-// when a name is taken: keep both, replace or skip.
+// Uploads over tus 1.0 (tus-js-client): many files at once, per-file and total
+// progress, speed, cancel, resume (also after a reload: the upload URL is kept in
+// localStorage under a fingerprint of the file and its destination, so adding the same
+// file to the same folder again continues where it stopped), and a question when a
+// name is taken: keep both, replace or skip.
+//
+// A browser sends one request body at a time far slower than the server takes it, so a
+// large file goes as parts sent at once (tus concatenation), joined by the server. The
+// uploads use at most SLOTS connections together, leaving the browser's other
+// connections to this server (six in all) free for the rest of the page.
 import { Upload } from 'tus-js-client';
 import { csrfToken, whenSignedIn, post } from './api.js';
 import { store } from './store.js';
 import { join, parent } from './util.js';
 
-const PARALLEL = 3;
+const SLOTS = 4;
 let nextId = 0;
 let items = [];
-let running = 0;
+let busy = 0; // connections in use by uploads
 let rendering = false;
 let conflictRule = null; // 'rename' | 'replace' | 'skip' chosen with "for all"
 const madeFolders = new Set();
@@ -26,6 +31,18 @@ function publish() {
     rendering = false;
     store.set({ uploads: items.map((i) => ({ ...i, upload: undefined, file: undefined })) });
   });
+}
+
+// Progress is shown a few times a second: rendering it on every event would take CPU
+// from the upload itself.
+const PROGRESS_EVERY_MS = 250;
+let progressTimer = null;
+function publishProgress() {
+  if (progressTimer) return;
+  progressTimer = setTimeout(() => {
+    progressTimer = null;
+    publish();
+  }, PROGRESS_EVERY_MS);
 }
 
 /** Queues files: [{file, rel}] where rel is the path below `folder` ("a/b.txt"). */
@@ -45,7 +62,7 @@ export function cancel(id) {
   if (!it) return;
   if (it.upload) it.upload.abort(true).catch(() => {});
   if (it.status === 'queued' || it.status === 'uploading') {
-    if (it.status === 'uploading') running--;
+    if (it.status === 'uploading') busy -= it.parts;
     it.status = 'canceled';
   }
   publish();
@@ -70,14 +87,28 @@ export function interruptedCount() {
   return n;
 }
 
+/** From which size a file is sent as parts, and in how many (localStorage can change
+ * both, for tests and benchmarks). */
+function partsFrom() {
+  const n = Number(localStorage.getItem('cairn.tusPartsFrom'));
+  return n > 0 ? n : 64 * 1024 * 1024;
+}
+function partCount() {
+  const n = Number(localStorage.getItem('cairn.tusParts'));
+  return n > 0 ? Math.min(n, SLOTS) : 3;
+}
+
 function pump() {
-  while (running < PARALLEL) {
+  for (;;) {
     const it = items.find((i) => i.status === 'queued');
     if (!it) break;
-    running++;
+    const parts = it.size >= partsFrom() ? partCount() : 1;
+    if (busy > 0 && busy + parts > SLOTS) break;
+    busy += parts;
+    it.parts = parts;
     it.status = 'uploading';
     start(it, 'fail').finally(() => {
-      running--;
+      busy -= parts;
       publish();
       pump();
     });
@@ -114,16 +145,19 @@ function start(it, onconflict) {
       }
       if (it.status === 'canceled') return resolve();
       let last = { t: performance.now(), b: it.sent };
+      const dest = { folder: parent(it.dest), filename: it.dest.slice(it.dest.lastIndexOf('/') + 1) };
       const up = new Upload(it.file, {
         endpoint: '/api/v1/tus/',
         chunkSize: chunkSize(),
+        // Parts name the destination too, so the server checks the rights and the
+        // quota before their first byte.
+        ...(it.parts > 1 ? { parallelUploads: it.parts, metadataForPartialUploads: dest } : {}),
         retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
         storeFingerprintForResuming: true,
         removeFingerprintOnSuccess: true,
         fingerprint: async (file) => `cairn:${it.dest}:${file.size}:${file.lastModified}:${file.type}`,
         metadata: {
-          folder: parent(it.dest),
-          filename: it.dest.slice(it.dest.lastIndexOf('/') + 1),
+          ...dest,
           filetype: it.file.type || 'application/octet-stream',
           onconflict,
           mtime: String(it.file.lastModified || Date.now()),
@@ -149,7 +183,7 @@ function start(it, onconflict) {
           }
           it.sent = sent;
           it.size = total;
-          publish();
+          publishProgress();
         },
         onSuccess() {
           it.status = 'done';

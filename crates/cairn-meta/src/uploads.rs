@@ -67,7 +67,8 @@ pub struct NewUpload {
     pub id: String,
     /// The account that created it; nobody else may see or continue it.
     pub user_id: UserId,
-    /// Where the file goes, as the creator's tree names it.
+    /// Where the file goes, as the creator's tree names it; empty for a part of a
+    /// file (`Upload-Concat: partial`), whose destination the final upload names.
     pub path: String,
     /// The creation's `Upload-Metadata`, as sent.
     pub metadata: String,
@@ -88,7 +89,8 @@ pub struct Upload {
     pub id: String,
     /// Its creator.
     pub user_id: UserId,
-    /// Where the file goes, as the creator's tree names it.
+    /// Where the file goes, as the creator's tree names it; empty for a part of a
+    /// file (see [`Upload::is_partial`]).
     pub path: String,
     /// The creation's `Upload-Metadata`.
     pub metadata: String,
@@ -123,6 +125,16 @@ pub struct UploadProgress {
     pub tail: Vec<u8>,
     /// The new expiry (Unix ms).
     pub expires_at: i64,
+}
+
+impl Upload {
+    /// Whether this is a part of a file (tus `Upload-Concat: partial`): it never becomes
+    /// a file by itself, and stays, complete, until a final upload joins it with the
+    /// other parts or it expires. Its bytes after its last cut point stay its tail even
+    /// when it is complete, since the file goes on after it.
+    pub fn is_partial(&self) -> bool {
+        self.path.is_empty()
+    }
 }
 
 impl MetaStore {

@@ -1,8 +1,8 @@
 //! Resumable uploads over tus 1.0 (`/api/v1/tus/`), through HTTP against the real
 //! server, on SQLite and PostgreSQL: uploads in pieces, creation with upload, a
 //! connection cut mid-body, every refused input changing nothing, termination,
-//! expiry, `onconflict`, quota and roles, and garbage collection beside an unfinished
-//! upload.
+//! expiry, `onconflict`, quota and roles, garbage collection beside an unfinished
+//! upload, and files sent as parts joined by a final upload (concatenation).
 
 #[macro_use]
 mod support;
@@ -204,7 +204,7 @@ on_each_backend!(options_says_what_the_server_speaks, |s| {
     assert_eq!(header(h, "tus-version"), "1.0.0");
     assert_eq!(
         header(h, "tus-extension"),
-        "creation,creation-with-upload,termination,expiration,checksum"
+        "creation,creation-with-upload,termination,expiration,checksum,concatenation"
     );
     assert_eq!(header(h, "tus-checksum-algorithm"), "sha1,md5,sha256");
 });
@@ -760,3 +760,183 @@ on_each_backend!(
         assert!(problems.is_empty(), "{problems:?}");
     }
 );
+
+/// Creates a part of a file (`Upload-Concat: partial`) of `length` bytes; its URL.
+async fn create_part(s: &TestServer, token: &str, length: usize) -> String {
+    let (status, headers, body) = tus(
+        s,
+        token,
+        Method::POST,
+        "/api/v1/tus/",
+        &[
+            ("upload-length", length.to_string()),
+            ("upload-concat", "partial".to_owned()),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    header(&headers, "location")
+}
+
+/// `POST` of a final upload joining `parts` into `path` (`onconflict` as given).
+async fn join_parts(
+    s: &TestServer,
+    token: &str,
+    parts: &[String],
+    path: &str,
+    onconflict: &str,
+) -> (StatusCode, HeaderMap, Value) {
+    let full: Vec<String> = parts.iter().map(|p| s.url(p).to_string()).collect();
+    tus(
+        s,
+        token,
+        Method::POST,
+        "/api/v1/tus/",
+        &[
+            ("upload-concat", format!("final;{}", full.join(" "))),
+            (
+                "upload-metadata",
+                format!("path {},onconflict {}", b64(path), b64(onconflict)),
+            ),
+        ],
+        None,
+    )
+    .await
+}
+
+/// The hex hashes of the blocks of the file at `path`.
+async fn block_hashes(s: &TestServer, path: &str) -> Vec<String> {
+    let (status, listed) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/files/blocks?path={path}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    listed["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["hash"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+on_each_backend!(
+    parts_joined_by_a_final_upload_are_the_file_chunked_as_one_stream,
+    |s| {
+        let t = s.token.clone();
+        let bytes = data(1_300_000, 7);
+        let stream = cairn_core::chunk::chunk_and_hash_slice(&bytes, &s.config().chunker);
+        let want: Vec<String> = stream.blocks.iter().map(|(h, _)| h.to_hex()).collect();
+        let sizes: Vec<usize> = stream.blocks.iter().map(|(_, n)| *n as usize).collect();
+        let at_cut = sizes[0] + sizes[1];
+        // Where the parts meet: anywhere, on a cut point of the stream, one byte either
+        // side of it, tiny parts, empty parts, one part.
+        let splits: Vec<Vec<usize>> = vec![
+            vec![433_333, 866_666],
+            vec![at_cut],
+            vec![at_cut - 1, at_cut + 1],
+            vec![10, 20, 700_000],
+            vec![0, 650_000, 650_000],
+            vec![],
+        ];
+        for (n, split) in splits.iter().enumerate() {
+            let mut bounds = vec![0];
+            bounds.extend(split);
+            bounds.push(bytes.len());
+            let mut urls = Vec::new();
+            for w in bounds.windows(2) {
+                let part = &bytes[w[0]..w[1]];
+                let url = create_part(&s, &t, part.len()).await;
+                upload_rest(&s, &t, &url, part, 0, 100_001).await;
+                let (status, headers, _) = tus(&s, &t, Method::HEAD, &url, &[], None).await;
+                assert_eq!(status, StatusCode::OK);
+                assert_eq!(header(&headers, "upload-concat"), "partial");
+                assert_eq!(header(&headers, "upload-offset"), part.len().to_string());
+                urls.push(url);
+            }
+            let path = format!("/joined-{n}.bin");
+            let (status, headers, body) = join_parts(&s, &t, &urls, &path, "fail").await;
+            assert_eq!(status, StatusCode::CREATED, "{split:?}: {body}");
+            assert_eq!(header(&headers, "cairn-path"), path);
+            assert_eq!(header(&headers, "upload-offset"), bytes.len().to_string());
+            assert!(header(&headers, "location").starts_with("/api/v1/tus/"));
+            let (status, got) = download(&s, &t, &path).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(
+                got == bytes,
+                "{split:?}: the download differs from the upload"
+            );
+            assert_eq!(block_hashes(&s, &path).await, want, "{split:?}");
+            for url in &urls {
+                assert_eq!(offset(&s, &t, url).await, Err(StatusCode::NOT_FOUND));
+            }
+        }
+        assert_eq!(s.state.meta.upload_count().await.unwrap(), 0);
+        let problems = s.state.meta.check_consistency().await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+);
+
+on_each_backend!(a_final_upload_refuses_what_it_cannot_join, |s| {
+    let t = s.token.clone();
+    let bytes = data(300_000, 8);
+    let a = create_part(&s, &t, 100_000).await;
+    upload_rest(&s, &t, &a, &bytes[..100_000], 0, 1 << 20).await;
+    let b = create_part(&s, &t, 200_000).await;
+    upload_rest(&s, &t, &b, &bytes[100_000..150_000], 0, 1 << 20).await;
+    let whole = create(&s, &t, "/whole.bin", 10, "").await;
+    let bob = s.login("bob").await;
+    let bobs = create_part(&s, &bob, 10).await;
+    let unknown = "/api/v1/tus/0123456789abcdef0123456789abcdef".to_owned();
+    for (parts, want, code) in [
+        (vec![a.clone(), b.clone()], 400, "part_incomplete"),
+        (vec![a.clone(), whole.clone()], 400, "not_partial"),
+        (vec![a.clone(), bobs.clone()], 404, "not_found"),
+        (vec![a.clone(), unknown], 404, "not_found"),
+        (vec![a.clone(), a.clone()], 400, "invalid_concat"),
+    ] {
+        let (status, _, body) = join_parts(&s, &t, &parts, "/j.bin", "fail").await;
+        assert_eq!(status.as_u16(), want, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    for bad in ["final;", "final;/api/v1/files/x", "whole"] {
+        let (status, _, body) = tus(
+            &s,
+            &t,
+            Method::POST,
+            "/api/v1/tus/",
+            &[
+                ("upload-concat", bad.to_owned()),
+                ("upload-metadata", format!("path {}", b64("/j.bin"))),
+                ("upload-length", "1".to_owned()),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    // Nothing changed: no file, and the parts are where they were.
+    assert!(!exists(&s, &t, "/j.bin").await);
+    assert_eq!(offset(&s, &t, &a).await, Ok(100_000));
+    assert_eq!(offset(&s, &t, &b).await, Ok(50_000));
+    assert_eq!(offset(&s, &bob, &bobs).await, Ok(0));
+
+    // A name taken: 409 with `fail`, and the parts stay for another try.
+    upload_rest(&s, &t, &b, &bytes[100_000..], 50_000, 1 << 20).await;
+    put_file_as(&s, &t, "/j.bin", b"already here").await;
+    let (status, _, body) = join_parts(&s, &t, &[a.clone(), b.clone()], "/j.bin", "fail").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(offset(&s, &t, &a).await, Ok(100_000));
+    let (status, headers, body) =
+        join_parts(&s, &t, &[a.clone(), b.clone()], "/j.bin", "rename").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(header(&headers, "cairn-path"), "/j%20%281%29.bin");
+    assert_eq!(download(&s, &t, "/j (1).bin").await.1, bytes);
+    assert_eq!(download(&s, &t, "/j.bin").await.1, b"already here");
+    // The final upload's URL is not an upload one can write to.
+    let (status, _, _) = patch(&s, &t, &header(&headers, "location"), 0, b"x").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+});

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use cairn_core::ServerPath;
 use cairn_meta::{BlockRef, EntryKind, OnConflict, Upload};
 
+use super::metadata::Destination;
 use crate::access::{Access, Need};
 use crate::error::{ApiError, ApiResult};
 use crate::files::commit_blocks;
@@ -21,15 +22,30 @@ pub(super) async fn finish(
     access: &Access,
     upload: &Upload,
 ) -> ApiResult<String> {
-    let path = ServerPath::parse(&upload.path)?;
-    let blocks = upload.blocks.clone();
-    let committed = match upload.on_conflict {
-        OnConflict::Fail => commit_new(state, access, &path, blocks, upload.mtime).await?,
-        OnConflict::Replace => replace(state, access, &path, blocks, upload.mtime).await?,
-        OnConflict::Rename => rename(state, access, &path, blocks, upload.mtime).await?,
+    let dest = Destination {
+        path: ServerPath::parse(&upload.path)?,
+        on_conflict: upload.on_conflict,
+        mtime: upload.mtime,
     };
+    let committed = commit(state, access, &dest, upload.blocks.clone()).await?;
     state.meta.delete_upload(&upload.id).await?;
     Ok(committed)
+}
+
+/// Commits `blocks` as the file `dest` names, with the name its `onconflict` chooses;
+/// returns the file's path in the caller's tree.
+pub(super) async fn commit(
+    state: &AppState,
+    access: &Access,
+    dest: &Destination,
+    blocks: Vec<BlockRef>,
+) -> ApiResult<String> {
+    let (path, mtime) = (&dest.path, dest.mtime);
+    match dest.on_conflict {
+        OnConflict::Fail => commit_new(state, access, path, blocks, mtime).await,
+        OnConflict::Replace => replace(state, access, path, blocks, mtime).await,
+        OnConflict::Rename => rename(state, access, path, blocks, mtime).await,
+    }
 }
 
 /// Commits at `path`, which must be free.

@@ -60,6 +60,11 @@ pub(super) fn parse_metadata(raw: &str) -> ApiResult<HashMap<String, String>> {
     Ok(out)
 }
 
+/// Whether the metadata names a destination (`path`, or `filename`).
+pub(super) fn names_destination(meta: &HashMap<String, String>) -> bool {
+    meta.contains_key("path") || meta.contains_key("filename")
+}
+
 /// The destination the metadata names: `path`, or `folder` (default `/`) and
 /// `filename`; `onconflict` (`fail`, the default, `rename` or `replace`); `mtime`.
 pub(super) fn destination(meta: &HashMap<String, String>) -> ApiResult<Destination> {

@@ -14,6 +14,7 @@
 //! connection is cut, hyper dropping the handler does not drop what arrived: the task
 //! keeps it, and the client resumes from there.
 
+mod concat;
 mod finish;
 mod metadata;
 mod receive;
@@ -36,13 +37,15 @@ use crate::access::{Access, Need};
 use crate::error::ApiError;
 use crate::routes::{BodyLimit, Routes};
 use crate::state::AppState;
-use metadata::{Checksum, CHECKSUM_ALGORITHMS};
+use concat::Concat;
+use metadata::{Checksum, Destination, CHECKSUM_ALGORITHMS};
 use receive::{Received, Receiver};
 
 /// The protocol version served, the only one.
 const TUS_VERSION: &str = "1.0.0";
 /// The extensions served.
-const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
+const TUS_EXTENSIONS: &str =
+    "creation,creation-with-upload,termination,expiration,checksum,concatenation";
 /// The content type of every body that carries an upload's bytes.
 const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 /// How long a request waits for another one on the same upload to finish.
@@ -197,7 +200,8 @@ async fn options() -> Response {
 }
 
 /// `POST /api/v1/tus/`: a new upload (creation), with its first bytes if the body has
-/// any (creation-with-upload).
+/// any (creation-with-upload); a part of a file, or the file joined from its parts
+/// (concatenation, `concat.rs`).
 async fn create(
     State(state): State<AppState>,
     access: Access,
@@ -205,6 +209,19 @@ async fn create(
     body: Body,
 ) -> TusResult {
     check_version(&headers)?;
+    let concat = match headers.get("upload-concat") {
+        None => None,
+        Some(value) => {
+            Some(Concat::parse(value.to_str().map_err(|_| {
+                error(400, "invalid_concat", "Upload-Concat is not ASCII")
+            })?)?)
+        }
+    };
+    let partial = match concat {
+        Some(Concat::Final(parts)) => return create_final(&state, &access, &headers, parts).await,
+        Some(Concat::Partial) => true,
+        None => false,
+    };
     if headers.contains_key("upload-defer-length") {
         return Err(error(
             400,
@@ -214,13 +231,14 @@ async fn create(
     }
     let length = metadata::number(&headers, "upload-length")?
         .ok_or_else(|| error(400, "missing_length", "Upload-Length is required"))?;
-    let raw = headers
-        .get("upload-metadata")
-        .map(|v| v.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| error(400, "invalid_metadata", "Upload-Metadata is not ASCII"))?
-        .unwrap_or_default();
-    let dest = metadata::destination(&metadata::parse_metadata(&raw)?)?;
+    let raw = raw_metadata(&headers)?;
+    let meta = metadata::parse_metadata(&raw)?;
+    // A part needs no destination (the final upload names it); when it names one
+    // anyway, the rights and the quota are checked now, as for a whole file.
+    let dest = match partial && !metadata::names_destination(&meta) {
+        true => None,
+        false => Some(metadata::destination(&meta)?),
+    };
     let with_body = content_type_is_upload(&headers);
     let declared = metadata::number(&headers, header::CONTENT_LENGTH.as_str())?;
     if with_body && declared.is_some_and(|n| n > length) {
@@ -234,55 +252,26 @@ async fn create(
         true => Checksum::from_headers(&headers)?,
         false => None,
     };
-
-    // The rights and the quota, as for a whole-file upload.
-    let target = access.resolve(&dest.path, Need::Write)?;
-    if target.path.is_root() {
-        return Err(error(
-            400,
-            "invalid_path",
-            "a file cannot be stored in place of a shared folder; name it",
-        ));
-    }
-    let existing = state.meta.stat(target.ns, &target.path).await?;
-    let replaced = match (&existing, dest.on_conflict) {
-        (Some(_), OnConflict::Fail) => {
-            return Err(error(
-                409,
-                "already_exists",
-                format!("{} already exists", dest.path),
-            ))
-        }
-        (Some(e), OnConflict::Replace) if e.kind != EntryKind::File => {
-            return Err(error(
-                409,
-                "is_a_folder",
-                format!("{} is a folder; a file cannot replace it", dest.path),
-            ))
-        }
-        (Some(e), OnConflict::Replace) => e.size,
-        _ => 0,
-    };
-    if length > replaced {
-        state
-            .meta
-            .check_quota_of(target.ns, length - replaced)
-            .await?;
+    match &dest {
+        Some(dest) => admit(&state, &access, dest, length, !partial).await?,
+        None => state.meta.check_quota_of(access.home(), length).await?,
     }
 
-    let mut id = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut id);
-    let id = hex::encode(id);
+    let id = new_id();
     let expires_at = expiry(&state);
     state
         .meta
         .create_upload(&NewUpload {
             id: id.clone(),
             user_id: access.auth.user.id,
-            path: dest.path.as_str().to_owned(),
+            // A part's is empty: see `Upload::is_partial`.
+            path: match (&dest, partial) {
+                (Some(dest), false) => dest.path.as_str().to_owned(),
+                _ => String::new(),
+            },
             metadata: raw,
-            on_conflict: dest.on_conflict,
-            mtime: dest.mtime,
+            on_conflict: dest.as_ref().map_or(OnConflict::Fail, |d| d.on_conflict),
+            mtime: dest.as_ref().and_then(|d| d.mtime),
             length,
             expires_at,
         })
@@ -317,6 +306,164 @@ async fn create(
     Ok(answer(StatusCode::CREATED, &extra))
 }
 
+/// A new upload's id: random, unguessable.
+fn new_id() -> String {
+    let mut id = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut id);
+    hex::encode(id)
+}
+
+/// The creation's `Upload-Metadata`, as sent (empty when absent).
+fn raw_metadata(headers: &HeaderMap) -> Result<String, TusError> {
+    Ok(headers
+        .get("upload-metadata")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| error(400, "invalid_metadata", "Upload-Metadata is not ASCII"))?
+        .unwrap_or_default())
+}
+
+/// What a whole-file upload (`PUT /files/content`) checks before the first byte: that
+/// the caller may write `dest`, that its name is free when the upload must not replace
+/// or rename (`check_name`), and that `length` bytes fit in the quota of the account
+/// the folder belongs to. The commit checks all of it again at the end.
+async fn admit(
+    state: &AppState,
+    access: &Access,
+    dest: &Destination,
+    length: i64,
+    check_name: bool,
+) -> Result<(), TusError> {
+    let target = access.resolve(&dest.path, Need::Write)?;
+    if target.path.is_root() {
+        return Err(error(
+            400,
+            "invalid_path",
+            "a file cannot be stored in place of a shared folder; name it",
+        ));
+    }
+    let existing = match check_name {
+        true => state.meta.stat(target.ns, &target.path).await?,
+        false => None,
+    };
+    let replaced = match (&existing, dest.on_conflict) {
+        (Some(_), OnConflict::Fail) => {
+            return Err(error(
+                409,
+                "already_exists",
+                format!("{} already exists", dest.path),
+            ))
+        }
+        (Some(e), OnConflict::Replace) if e.kind != EntryKind::File => {
+            return Err(error(
+                409,
+                "is_a_folder",
+                format!("{} is a folder; a file cannot replace it", dest.path),
+            ))
+        }
+        (Some(e), OnConflict::Replace) => e.size,
+        _ => 0,
+    };
+    if length > replaced {
+        state
+            .meta
+            .check_quota_of(target.ns, length - replaced)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `POST` with `Upload-Concat: final;…`: the file joined from its complete parts,
+/// committed at once where `Upload-Metadata` says; the parts are gone afterwards. The
+/// answer's `Location` names the final upload, which is complete and so, like any
+/// finished upload, not kept: a `HEAD` of it answers 404.
+async fn create_final(
+    state: &AppState,
+    access: &Access,
+    headers: &HeaderMap,
+    ids: Vec<String>,
+) -> TusResult {
+    if content_type_is_upload(headers) {
+        return Err(error(
+            400,
+            "final_with_body",
+            "a final upload carries no bytes: they are in its parts",
+        ));
+    }
+    let dest = metadata::destination(&metadata::parse_metadata(&raw_metadata(headers)?)?)?;
+    // The parts' locks, in one order whoever asks, so two joins cannot wait for each
+    // other.
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut guards = Vec::with_capacity(sorted.len());
+    for id in &sorted {
+        guards.push(
+            state
+                .tus_locks
+                .lock(id, LOCK_WAIT)
+                .await
+                .ok_or_else(|| error(423, "upload_busy", "another request is writing a part"))?,
+        );
+    }
+    let mut parts = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let part = load(state, access, id).await?;
+        if !part.is_partial() {
+            return Err(error(
+                400,
+                "not_partial",
+                format!("upload {id} was not created as a part (Upload-Concat: partial)"),
+            ));
+        }
+        if part.offset != part.length {
+            return Err(error(
+                400,
+                "part_incomplete",
+                format!(
+                    "part {id} is at {} of {} bytes; send the rest first",
+                    part.offset, part.length
+                ),
+            ));
+        }
+        parts.push(part);
+    }
+    let length: i64 = parts.iter().map(|p| p.length).sum();
+    if metadata::number(headers, "upload-length")?.is_some_and(|n| n != length) {
+        return Err(error(
+            400,
+            "invalid_length",
+            format!("Upload-Length differs from the parts' {length} bytes; leave it out"),
+        ));
+    }
+    admit(state, access, &dest, length, true).await?;
+    let (state, access) = (state.clone(), access.clone());
+    // Its own task: a client that goes away does not stop a join halfway, between the
+    // commit and the removal of the parts.
+    let path = tokio::spawn(async move {
+        let _guards = guards;
+        let blocks = concat::join(&state, &access.auth.user, &parts).await?;
+        let path = finish::commit(&state, &access, &dest, blocks).await?;
+        for part in &parts {
+            state.meta.delete_upload(&part.id).await?;
+        }
+        Ok::<_, TusError>(path)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(answer(
+        StatusCode::CREATED,
+        &[
+            (
+                "location",
+                format!("{}/tus/{}", crate::routes::API, new_id()),
+            ),
+            ("upload-offset", length.to_string()),
+            ("upload-length", length.to_string()),
+            ("cairn-path", metadata::percent_encode(&path)),
+        ],
+    ))
+}
+
 /// `HEAD /api/v1/tus/{id}`: how far the upload got.
 async fn head(
     State(state): State<AppState>,
@@ -335,6 +482,9 @@ async fn head(
     ];
     if !upload.metadata.is_empty() {
         out.push(("upload-metadata", upload.metadata.clone()));
+    }
+    if upload.is_partial() {
+        out.push(("upload-concat", "partial".to_owned()));
     }
     Ok(answer(StatusCode::OK, &out))
 }
@@ -471,7 +621,8 @@ async fn run(
             )),
         };
         let mut path = None;
-        if offset == upload.length {
+        // A part stays, complete, until the final upload joins it.
+        if offset == upload.length && !upload.is_partial() {
             let complete = state
                 .meta
                 .upload(&upload.id)

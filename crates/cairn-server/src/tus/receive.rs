@@ -40,7 +40,7 @@ pub(super) enum Received {
 
 /// Blocks being stored at once: their writes and fsyncs overlap, as a client's parallel
 /// block uploads do.
-const STORES_IN_FLIGHT: usize = 4;
+const STORES_IN_FLIGHT: usize = 8;
 /// While a request's bytes are saved as they go, how many bytes of blocks wait for a
 /// save at most: what a crash can make the client send again.
 const SAVE_EVERY_BYTES: usize = 32 << 20;
@@ -63,7 +63,7 @@ pub(super) struct Receiver {
     saved_offset: i64,
     saved_blocks: usize,
     /// Blocks cut and stored since the last save, with their bytes while they may be
-    /// needed again (see [`Receiver::save`]).
+    /// needed again (see [`save_progress`]).
     pending: Vec<(BlockRef, Option<Bytes>)>,
     /// Blocks cut and being stored, in order; they join `pending` once stored.
     storing: VecDeque<Storing>,
@@ -74,6 +74,11 @@ pub(super) struct Receiver {
     /// at its end, a declared length that fits).
     save_each_block: bool,
     expires_at: i64,
+    /// Whether the upload is a part of a file ([`Upload::is_partial`]).
+    partial: bool,
+    /// The save running while the bytes keep coming: its offset and how many blocks
+    /// it saved.
+    saving: Option<tokio::task::JoinHandle<ApiResult<(i64, usize)>>>,
 }
 
 impl Receiver {
@@ -97,6 +102,8 @@ impl Receiver {
             buf: BytesMut::from(&upload.tail[..]),
             save_each_block,
             expires_at,
+            partial: upload.is_partial(),
+            saving: None,
         }
     }
 
@@ -130,12 +137,17 @@ impl Receiver {
             if let Some(sum) = &mut checksum {
                 sum.update(&frame);
             }
+            if self.buf.capacity() - self.buf.len() < frame.len() {
+                // Room for a whole block at once: grown a frame at a time, the buffer
+                // would be copied again at each doubling.
+                self.buf.reserve(frame.len().max(self.chunker.max_size));
+            }
             self.buf.extend_from_slice(&frame);
             while self.buf.len() >= self.chunker.max_size {
                 self.cut_one(false).await?;
                 let waiting: usize = self.pending.iter().map(|(b, _)| b.size as usize).sum();
                 if self.save_each_block && waiting >= SAVE_EVERY_BYTES {
-                    self.save(false).await?;
+                    self.save_in_background().await?;
                 }
             }
         }
@@ -150,11 +162,12 @@ impl Receiver {
                 return Ok(Received::ChecksumMismatch);
             }
         }
-        let complete = start + received == self.length;
+        // A part of a file is never cut at its end: the file goes on after it.
+        let complete = start + received == self.length && !self.partial;
         // The cut points that are certain already; at the end of the file, the rest is
         // its last block.
         while !self.buf.is_empty() && self.cut_one(complete).await? {}
-        let offset = self.save(true).await?;
+        let offset = self.save().await?;
         Ok(match broken {
             true => Received::Interrupted(offset),
             false => Received::Kept(offset),
@@ -164,26 +177,7 @@ impl Receiver {
     /// Cuts the next block off the buffer if its cut point is certain (or `last`: the
     /// file ends here), stores it and queues it for the next save; whether it did.
     async fn cut_one(&mut self, last: bool) -> ApiResult<bool> {
-        let buf = std::mem::take(&mut self.buf);
-        let config = self.chunker;
-        let (buf, chunk) = tokio::task::spawn_blocking(move || {
-            let mut buf = buf;
-            let len = find_cut(&buf, &config);
-            // A cut before the end is a matched position; at `max_size` it is forced.
-            // A result equal to what is buffered (short of the maximum) may only mean
-            // that no position matched yet.
-            if len < buf.len() || len == config.max_size || last {
-                let chunk = buf.split_to(len).freeze();
-                let hash = BlockHash::of(&chunk);
-                (buf, Some((hash, chunk)))
-            } else {
-                (buf, None)
-            }
-        })
-        .await
-        .map_err(ApiError::internal)?;
-        self.buf = buf;
-        let Some((hash, chunk)) = chunk else {
+        let Some((hash, chunk)) = cut_next(&mut self.buf, self.chunker, last).await? else {
             return Ok(false);
         };
         let block = BlockRef {
@@ -211,74 +205,133 @@ impl Receiver {
         Ok(())
     }
 
-    /// Saves the blocks cut since the last save, and the tail when `with_tail` (else
-    /// the state ends at the last cut, and the tail's bytes are not acknowledged yet);
-    /// returns the saved offset.
-    ///
-    /// A block that garbage collection claimed between its store and this save (only
-    /// possible with a grace period shorter than that moment) is stored again, which
-    /// revives it, when its bytes are still here; otherwise the request fails, nothing
-    /// of it is saved, and the client sends that part again.
-    async fn save(&mut self, with_tail: bool) -> ApiResult<i64> {
+    /// Starts saving the blocks stored since the last save, in a task of its own, so
+    /// that the bytes keep coming meanwhile (the metadata store's commits are slow next
+    /// to a body's bytes); the saved state then ends at the last of those blocks, and
+    /// what came after is not acknowledged yet. One such save runs at a time.
+    async fn save_in_background(&mut self) -> ApiResult<()> {
+        if self.saving.as_ref().is_some_and(|task| !task.is_finished()) {
+            return Ok(());
+        }
+        self.saved().await?;
+        let pending = std::mem::take(&mut self.pending);
+        let progress = self.progress(&pending, Vec::new());
+        let (state, user, id) = (self.state.clone(), self.user.clone(), self.id.clone());
+        self.saving = Some(tokio::spawn(async move {
+            let offset = save_progress(&state, &user, &id, &progress, &pending).await?;
+            Ok((offset, pending.len()))
+        }));
+        Ok(())
+    }
+
+    /// Waits for the save running in the background, if one is.
+    async fn saved(&mut self) -> ApiResult<()> {
+        if let Some(task) = self.saving.take() {
+            let (offset, blocks) = task.await.map_err(ApiError::internal)??;
+            self.saved_offset = offset;
+            self.saved_blocks += blocks;
+        }
+        Ok(())
+    }
+
+    /// Saves every block cut, and the tail; returns the saved offset.
+    async fn save(&mut self) -> ApiResult<i64> {
+        self.saved().await?;
         while !self.storing.is_empty() {
             self.stored_one().await?;
         }
-        let tail = if with_tail {
-            self.buf.to_vec()
-        } else {
-            Vec::new()
-        };
-        let progress = UploadProgress {
+        let pending = std::mem::take(&mut self.pending);
+        let progress = self.progress(&pending, self.buf.to_vec());
+        let offset = save_progress(&self.state, &self.user, &self.id, &progress, &pending).await?;
+        self.saved_offset = offset;
+        self.saved_blocks += pending.len();
+        Ok(offset)
+    }
+
+    /// The saved state followed by `blocks` and `tail`.
+    fn progress(&self, blocks: &[(BlockRef, Option<Bytes>)], tail: Vec<u8>) -> UploadProgress {
+        UploadProgress {
             from_offset: self.saved_offset,
             from_blocks: self.saved_blocks,
-            new_blocks: self.pending.iter().map(|(b, _)| *b).collect(),
+            new_blocks: blocks.iter().map(|(b, _)| *b).collect(),
             tail,
             expires_at: self.expires_at,
-        };
-        for _ in 0..3 {
-            match self
-                .state
-                .meta
-                .save_upload_progress(&self.id, &progress)
-                .await
-            {
-                Ok(Some(offset)) => {
-                    self.saved_offset = offset;
-                    self.saved_blocks += self.pending.len();
-                    self.pending.clear();
-                    return Ok(offset);
-                }
-                Ok(None) => {
-                    return Err(ApiError::not_found(
-                        "the upload was removed or changed by another request meanwhile",
-                    ))
-                }
-                Err(MetaError::MissingBlocks(gone)) => {
-                    for hash in gone {
-                        let bytes = self
-                            .pending
-                            .iter()
-                            .find(|(b, _)| b.hash == hash)
-                            .and_then(|(_, bytes)| bytes.clone());
-                        let Some(bytes) = bytes else {
-                            return Err(ApiError::new(
-                                axum::http::StatusCode::CONFLICT,
-                                "blocks_collected",
-                                "part of this request's data was collected before it was \
-                                 saved; nothing of it was kept, send it again",
-                            ));
-                        };
-                        self.state
-                            .blocks
-                            .store_chunk(&self.user, hash, bytes)
-                            .await?;
-                    }
-                }
-                Err(err) => return Err(err.into()),
-            }
         }
-        Err(ApiError::internal(
-            "an upload's blocks kept being collected before they were saved",
-        ))
     }
+}
+
+/// Saves `progress` of upload `id`, whose new blocks are `blocks` (with their bytes
+/// while they may be needed again); returns the saved offset.
+///
+/// A block that garbage collection claimed between its store and this save (only
+/// possible with a grace period shorter than that moment) is stored again, which
+/// revives it, when its bytes are still here; otherwise the request fails, nothing of
+/// it is saved, and the client sends that part again.
+async fn save_progress(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    progress: &UploadProgress,
+    blocks: &[(BlockRef, Option<Bytes>)],
+) -> ApiResult<i64> {
+    for _ in 0..3 {
+        match state.meta.save_upload_progress(id, progress).await {
+            Ok(Some(offset)) => return Ok(offset),
+            Ok(None) => {
+                return Err(ApiError::not_found(
+                    "the upload was removed or changed by another request meanwhile",
+                ))
+            }
+            Err(MetaError::MissingBlocks(gone)) => {
+                for hash in gone {
+                    let bytes = blocks
+                        .iter()
+                        .find(|(b, _)| b.hash == hash)
+                        .and_then(|(_, bytes)| bytes.clone());
+                    let Some(bytes) = bytes else {
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::CONFLICT,
+                            "blocks_collected",
+                            "part of this request's data was collected before it was \
+                             saved; nothing of it was kept, send it again",
+                        ));
+                    };
+                    state.blocks.store_chunk(user, hash, bytes).await?;
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(ApiError::internal(
+        "an upload's blocks kept being collected before they were saved",
+    ))
+}
+
+/// Cuts the next block off `buf` if its cut point is certain, or if `last` (the file
+/// ends with these bytes): the block's hash and bytes. The search and the hash run on
+/// the blocking pool.
+pub(super) async fn cut_next(
+    buf: &mut BytesMut,
+    config: ChunkerConfig,
+    last: bool,
+) -> ApiResult<Option<(BlockHash, Bytes)>> {
+    let taken = std::mem::take(buf);
+    let (rest, chunk) = tokio::task::spawn_blocking(move || {
+        let mut buf = taken;
+        let len = find_cut(&buf, &config);
+        // A cut before the end is a matched position; at `max_size` it is forced. A
+        // result equal to what is buffered (short of the maximum) may only mean that no
+        // position matched yet.
+        if len < buf.len() || len == config.max_size || last {
+            let chunk = buf.split_to(len).freeze();
+            let hash = BlockHash::of(&chunk);
+            (buf, Some((hash, chunk)))
+        } else {
+            (buf, None)
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    *buf = rest;
+    Ok(chunk)
 }
