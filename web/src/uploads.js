@@ -133,6 +133,16 @@ function chunkSize() {
   return n > 0 ? n : 64 * 1024 * 1024;
 }
 
+/** The server's error in a failed tus request's response, if it sent one. */
+function apiError(err) {
+  try {
+    return JSON.parse(err.originalResponse.getBody()).error;
+  } catch {
+    return null;
+  }
+}
+const errorCode = (err) => apiError(err)?.code;
+
 function start(it, onconflict) {
   return new Promise((resolve) => {
     const run = async () => {
@@ -173,7 +183,9 @@ function start(it, onconflict) {
         },
         onShouldRetry(err) {
           const s = err.originalResponse ? err.originalResponse.getStatus() : 0;
-          return s === 0 || s === 423 || s >= 500;
+          // An offset mismatch follows a cut: the browser may replay a request whose
+          // bytes the server already kept in part; asking the offset again resumes.
+          return s === 0 || s === 423 || s >= 500 || errorCode(err) === 'offset_mismatch';
         },
         onProgress(sent, total) {
           const now = performance.now();
@@ -199,7 +211,7 @@ function start(it, onconflict) {
             await whenSignedIn();
             return run();
           }
-          if (s === 409 && onconflict === 'fail') {
+          if (errorCode(err) === 'already_exists' && onconflict === 'fail') {
             const choice = conflictRule || (await askConflict(it));
             if (choice === 'skip') {
               it.status = 'skipped';
@@ -209,9 +221,7 @@ function start(it, onconflict) {
             return run();
           }
           it.status = 'error';
-          let msg = '';
-          try { msg = JSON.parse(err.originalResponse.getBody()).error.message; } catch {}
-          it.error = msg || (s ? `HTTP ${s}` : 'The connection was lost.');
+          it.error = apiError(err)?.message || (s ? `HTTP ${s}` : 'The connection was lost.');
           resolve();
         },
       });

@@ -241,3 +241,59 @@ export const row = (page, name) => page.locator('[role=row][data-path]').filter(
 
 /** The CSP violations the page has seen (none is allowed: no inline script or style). */
 export const cspViolations = (page) => page.evaluate(() => window.cspViolations || []);
+
+/**
+ * A TCP proxy on loopback in front of `server` that drops one connection mid-request:
+ * the `nth` request (from 1) whose bytes start with `marker` (e.g.
+ * `PATCH /api/v1/tus/`), on whichever connection it comes, is passed on for `after`
+ * bytes, then both sides of its connection are destroyed, as a network cut would. Use
+ * `proxy.url` as the server's address; `proxy.cuts` counts the cuts made (at most one).
+ */
+export async function cuttingProxy(server, marker, nth, after) {
+  const target = Number(new URL(server.url).port);
+  const sockets = new Set();
+  const proxy = { cuts: 0, seen: 0 };
+  const listener = net.createServer((client) => {
+    const upstream = net.connect(target, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    const cut = () => { client.destroy(); upstream.destroy(); };
+    for (const s of [client, upstream]) {
+      s.on('error', cut);
+      s.on('close', cut);
+    }
+    upstream.pipe(client);
+    let tail = ''; // the last bytes seen, too few to hold a whole marker
+    let passed = null; // bytes of the marked request passed on before this read
+    client.on('data', (chunk) => {
+      if (proxy.cuts === 0) {
+        const text = tail + chunk.toString('latin1');
+        for (let at = text.indexOf(marker); at >= 0; at = text.indexOf(marker, at + 1)) {
+          if (++proxy.seen === nth) passed = tail.length - at;
+        }
+        tail = text.slice(text.length - (marker.length - 1));
+        if (passed !== null) {
+          if (passed + chunk.length >= after) {
+            proxy.cuts++;
+            upstream.write(chunk.subarray(0, after - passed), cut);
+            return;
+          }
+          passed += chunk.length;
+        }
+      }
+      if (!upstream.write(chunk)) {
+        client.pause();
+        upstream.once('drain', () => client.resume());
+      }
+    });
+  });
+  await new Promise((ok) => listener.listen(0, '127.0.0.1', ok));
+  proxy.url = `http://127.0.0.1:${listener.address().port}`;
+  proxy.close = () => new Promise((ok) => {
+    for (const s of sockets) s.destroy();
+    listener.close(ok);
+  });
+  return proxy;
+}
