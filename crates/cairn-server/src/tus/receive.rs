@@ -2,7 +2,9 @@
 //! streams in, each block stored through the block manager, progress saved durably.
 //!
 //! Memory stays bounded whatever the body's length: the bytes since the last cut (less
-//! than a maximal chunk, plus one frame of the body), and the one chunk being stored.
+//! than a maximal chunk, plus one frame of the body), and the chunks being stored (at
+//! most [`STORES_IN_FLIGHT`] + 1): at most about 48 MiB with the default chunker, half
+//! that on average.
 //! An upload's state always ends at a cut point followed by its `tail`, the bytes not
 //! cut yet; the next request's bytes continue the tail, and since a cut point depends
 //! only on the bytes since the previous one, the blocks are those a single stream would
@@ -40,15 +42,14 @@ pub(super) enum Received {
 
 /// Blocks being stored at once: their writes and fsyncs overlap, as a client's parallel
 /// block uploads do.
-const STORES_IN_FLIGHT: usize = 8;
+const STORES_IN_FLIGHT: usize = 4;
 /// While a request's bytes are saved as they go, how many bytes of blocks wait for a
 /// save at most: what a crash can make the client send again.
 const SAVE_EVERY_BYTES: usize = 32 << 20;
 
-/// A block being stored, with what its save needs.
+/// A block being stored.
 type Storing = (
     BlockRef,
-    Option<Bytes>,
     tokio::task::JoinHandle<Result<(), crate::block_manager::BlockError>>,
 );
 
@@ -62,9 +63,8 @@ pub(super) struct Receiver {
     /// The saved state: its offset and its number of blocks.
     saved_offset: i64,
     saved_blocks: usize,
-    /// Blocks cut and stored since the last save, with their bytes while they may be
-    /// needed again (see [`save_progress`]).
-    pending: Vec<(BlockRef, Option<Bytes>)>,
+    /// Blocks cut and stored since the last save.
+    pending: Vec<BlockRef>,
     /// Blocks cut and being stored, in order; they join `pending` once stored.
     storing: VecDeque<Storing>,
     /// The bytes after the last cut.
@@ -145,7 +145,7 @@ impl Receiver {
             self.buf.extend_from_slice(&frame);
             while self.buf.len() >= self.chunker.max_size {
                 self.cut_one(false).await?;
-                let waiting: usize = self.pending.iter().map(|(b, _)| b.size as usize).sum();
+                let waiting: usize = self.pending.iter().map(|b| b.size as usize).sum();
                 if self.save_each_block && waiting >= SAVE_EVERY_BYTES {
                     self.save_in_background().await?;
                 }
@@ -184,12 +184,9 @@ impl Receiver {
             hash,
             size: chunk.len() as u32,
         };
-        let (blocks, user, data) = (self.state.blocks.clone(), self.user.clone(), chunk.clone());
-        let task = tokio::spawn(async move { blocks.store_chunk(&user, hash, data).await });
-        // Kept only until the save that follows soon; otherwise the request's blocks
-        // would all be in memory.
-        let bytes = self.save_each_block.then_some(chunk);
-        self.storing.push_back((block, bytes, task));
+        let (blocks, user) = (self.state.blocks.clone(), self.user.clone());
+        let task = tokio::spawn(async move { blocks.store_chunk(&user, hash, chunk).await });
+        self.storing.push_back((block, task));
         if self.storing.len() > STORES_IN_FLIGHT {
             self.stored_one().await?;
         }
@@ -198,9 +195,9 @@ impl Receiver {
 
     /// Waits for the oldest block being stored, and queues it for the next save.
     async fn stored_one(&mut self) -> ApiResult<()> {
-        if let Some((block, bytes, task)) = self.storing.pop_front() {
+        if let Some((block, task)) = self.storing.pop_front() {
             task.await.map_err(ApiError::internal)??;
-            self.pending.push((block, bytes));
+            self.pending.push(block);
         }
         Ok(())
     }
@@ -216,9 +213,9 @@ impl Receiver {
         self.saved().await?;
         let pending = std::mem::take(&mut self.pending);
         let progress = self.progress(&pending, Vec::new());
-        let (state, user, id) = (self.state.clone(), self.user.clone(), self.id.clone());
+        let (state, id) = (self.state.clone(), self.id.clone());
         self.saving = Some(tokio::spawn(async move {
-            let offset = save_progress(&state, &user, &id, &progress, &pending).await?;
+            let offset = save_progress(&state, &id, &progress).await?;
             Ok((offset, pending.len()))
         }));
         Ok(())
@@ -242,69 +239,44 @@ impl Receiver {
         }
         let pending = std::mem::take(&mut self.pending);
         let progress = self.progress(&pending, self.buf.to_vec());
-        let offset = save_progress(&self.state, &self.user, &self.id, &progress, &pending).await?;
+        let offset = save_progress(&self.state, &self.id, &progress).await?;
         self.saved_offset = offset;
         self.saved_blocks += pending.len();
         Ok(offset)
     }
 
     /// The saved state followed by `blocks` and `tail`.
-    fn progress(&self, blocks: &[(BlockRef, Option<Bytes>)], tail: Vec<u8>) -> UploadProgress {
+    fn progress(&self, blocks: &[BlockRef], tail: Vec<u8>) -> UploadProgress {
         UploadProgress {
             from_offset: self.saved_offset,
             from_blocks: self.saved_blocks,
-            new_blocks: blocks.iter().map(|(b, _)| *b).collect(),
+            new_blocks: blocks.to_vec(),
             tail,
             expires_at: self.expires_at,
         }
     }
 }
 
-/// Saves `progress` of upload `id`, whose new blocks are `blocks` (with their bytes
-/// while they may be needed again); returns the saved offset.
+/// Saves `progress` of upload `id`; returns the saved offset.
 ///
 /// A block that garbage collection claimed between its store and this save (only
-/// possible with a grace period shorter than that moment) is stored again, which
-/// revives it, when its bytes are still here; otherwise the request fails, nothing of
-/// it is saved, and the client sends that part again.
-async fn save_progress(
-    state: &AppState,
-    user: &User,
-    id: &str,
-    progress: &UploadProgress,
-    blocks: &[(BlockRef, Option<Bytes>)],
-) -> ApiResult<i64> {
-    for _ in 0..3 {
-        match state.meta.save_upload_progress(id, progress).await {
-            Ok(Some(offset)) => return Ok(offset),
-            Ok(None) => {
-                return Err(ApiError::not_found(
-                    "the upload was removed or changed by another request meanwhile",
-                ))
-            }
-            Err(MetaError::MissingBlocks(gone)) => {
-                for hash in gone {
-                    let bytes = blocks
-                        .iter()
-                        .find(|(b, _)| b.hash == hash)
-                        .and_then(|(_, bytes)| bytes.clone());
-                    let Some(bytes) = bytes else {
-                        return Err(ApiError::new(
-                            axum::http::StatusCode::CONFLICT,
-                            "blocks_collected",
-                            "part of this request's data was collected before it was \
-                             saved; nothing of it was kept, send it again",
-                        ));
-                    };
-                    state.blocks.store_chunk(user, hash, bytes).await?;
-                }
-            }
-            Err(err) => return Err(err.into()),
-        }
+/// possible with a grace period shorter than that moment, an hour by default) fails the
+/// request: nothing of it after the last save is kept, and the client sends that part
+/// again.
+async fn save_progress(state: &AppState, id: &str, progress: &UploadProgress) -> ApiResult<i64> {
+    match state.meta.save_upload_progress(id, progress).await {
+        Ok(Some(offset)) => Ok(offset),
+        Ok(None) => Err(ApiError::not_found(
+            "the upload was removed or changed by another request meanwhile",
+        )),
+        Err(MetaError::MissingBlocks(_)) => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "blocks_collected",
+            "part of this request's data was collected before it was saved; nothing of \
+             it was kept, send it again",
+        )),
+        Err(err) => Err(err.into()),
     }
-    Err(ApiError::internal(
-        "an upload's blocks kept being collected before they were saved",
-    ))
 }
 
 /// Cuts the next block off `buf` if its cut point is certain, or if `last` (the file
