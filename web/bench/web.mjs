@@ -3,9 +3,11 @@
 // the shipped JS + CSS compressed, a change by the CLI appearing in an open page, and
 // (when the server speaks tus) a large file uploaded through the browser against
 // `cairn put` of a file of the same size. Env BENCH_UPLOAD_MB (default 1024) sizes the files,
-// BENCH_CHUNK_MB the size of each PATCH (default: the app's own).
+// BENCH_CHUNK_MB the size of each PATCH (default: the app's own); BENCH_PIN=1 runs the
+// uploaders on CPU 0 and the server on CPU 1 (Linux `taskset`).
 import { mkdirSync, openSync, readdirSync, readFileSync, writeSync, closeSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Server, launch, newPage, signIn, row, webDir } from '../tests/harness.mjs';
@@ -33,7 +35,12 @@ let gz = 0;
 for (const f of readdirSync(assets)) if (/\.(js|css)$/.test(f)) gz += gzipSync(readFileSync(join(assets, f)), { level: 9 }).length;
 record('shipped JS + CSS, gzip', `${(gz / 1024).toFixed(1)} KiB`, '<= 150 KiB');
 
+// BENCH_PIN=1: the uploaders (this process's children: Chromium, the CLI) on CPU 0 and
+// the server on CPU 1, as if each had a machine of its own.
+const pin = (pid, cpu) => spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+if (process.env.BENCH_PIN) pin(process.pid, 0);
 const server = await Server.start();
+if (process.env.BENCH_PIN) pin(server.proc.pid, 1);
 const browser = await launch();
 try {
   await server.require('browser sessions');
