@@ -128,9 +128,12 @@ async function ensureFolder(dir, base) {
   madeFolders.add(dir);
 }
 
+// One PATCH per file (or part), unless `cairn.tusChunkSize` says otherwise: the server
+// keeps what arrived when a request is cut and saves its progress as the bytes come, so
+// smaller requests would buy no safety, and each costs a round trip and a save.
 function chunkSize() {
   const n = Number(localStorage.getItem('cairn.tusChunkSize'));
-  return n > 0 ? n : 64 * 1024 * 1024;
+  return n > 0 ? n : Infinity;
 }
 
 /** The server's error in a failed tus request's response, if it sent one. */
