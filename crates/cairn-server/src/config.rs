@@ -52,6 +52,18 @@ pub struct Config {
     /// Files larger than this (in bytes) get no thumbnail (`GET /files/thumbnail`
     /// answers 415): a picture is decoded from memory.
     pub thumbnail_max_source_bytes: u64,
+    /// HTTPS served by `cairn serve` itself: a PEM certificate chain and its private
+    /// key. Both or neither.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the certificate `cairn serve` presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// What the background tasks keep, for how long, and how often they run.
@@ -112,6 +124,8 @@ struct FileConfig {
     session_max_secs: Option<u64>,
     tus_upload_lifetime_secs: Option<u64>,
     thumbnail_max_source_bytes: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -152,6 +166,7 @@ impl Config {
             session_max_secs: 7 * 24 * 3600,
             tus_upload_lifetime_secs: 24 * 60 * 60,
             thumbnail_max_source_bytes: 50 << 20,
+            tls: None,
         }
     }
 
@@ -187,6 +202,12 @@ impl Config {
         if let Ok(url) = std::env::var("CAIRN_BLOCKS_URL") {
             config.blocks_dir = blocks_dir_from_url(&url)?;
         }
+        let env_path = |name| std::env::var_os(name).map(PathBuf::from);
+        tls_files(
+            &mut config,
+            env_path("CAIRN_TLS_CERT"),
+            env_path("CAIRN_TLS_KEY"),
+        )?;
         config
             .chunker
             .validate()
@@ -204,6 +225,7 @@ impl Config {
         if let Some(url) = file.blocks_url {
             self.blocks_dir = blocks_dir_from_url(&url)?;
         }
+        tls_files(self, file.tls_cert, file.tls_key)?;
         if let Some(v) = file.chunk_min_size {
             self.chunker.min_size = v;
         }
@@ -297,6 +319,32 @@ impl Config {
 
 /// Accepts `file:///abs/path` or a plain path. S3 URLs are refused with a clear message
 /// until that backend exists.
+/// Sets the TLS files from a source that may name the certificate, the key or both;
+/// what it leaves out stays as an earlier source set it. Fails when only one of the
+/// two ends up set.
+fn tls_files(
+    config: &mut Config,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    let (old_cert, old_key) = match config.tls.take() {
+        Some(tls) => (Some(tls.cert), Some(tls.key)),
+        None => (None, None),
+    };
+    config.tls = match (cert.or(old_cert), key.or(old_key)) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ConfigError::Invalid(
+                "HTTPS needs both tls_cert and tls_key (or CAIRN_TLS_CERT and \
+                 CAIRN_TLS_KEY): one of them is missing"
+                    .into(),
+            ))
+        }
+    };
+    Ok(())
+}
+
 fn blocks_dir_from_url(url: &str) -> Result<PathBuf, ConfigError> {
     if let Some(path) = url.strip_prefix("file://") {
         Ok(PathBuf::from(path))

@@ -24,8 +24,9 @@ pub(crate) fn values<'a>(
 }
 
 /// Whether the browser reached the server over HTTPS: told by a TLS-terminating proxy
-/// in `X-Forwarded-Proto`. Trusting it can only add `Secure` to a cookie, never take it
-/// away, so a forged header weakens nothing.
+/// in `X-Forwarded-Proto`, or by the server's own accept loop when it serves TLS itself
+/// (`serve.rs`). Trusting it can only add `Secure` to a cookie, never take it away, so
+/// a forged header weakens nothing; the links made from it are the caller's own.
 pub(crate) fn is_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")

@@ -26,6 +26,7 @@ mod serve;
 mod shares;
 mod state;
 pub mod thumbnails;
+mod tls;
 mod trash;
 pub mod tus;
 pub mod web;
@@ -53,11 +54,21 @@ pub use routes::route_paths;
 pub use state::AppState;
 
 /// A built server: stores open, listener bound, not yet serving.
-#[derive(Debug)]
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: Router,
     state: AppState,
+    /// Set when the server speaks HTTPS (`Config::tls`).
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("listener", &self.listener)
+            .field("https", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the first start of an empty server did about the `admin` account.
@@ -133,6 +144,12 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Checks that the configured TLS certificate and key (if any) can be served, as
+/// [`Application::build`] will: for a start that should fail before it changes anything.
+pub fn check_tls(config: &Config) -> anyhow::Result<()> {
+    config.tls.as_ref().map(tls::acceptor).transpose().map(drop)
+}
+
 /// Hashes a password with the configured cost, off the async threads.
 pub async fn hash_password(config: &Config, password: String) -> anyhow::Result<String> {
     let (m, t) = (config.argon2_memory_kib, config.argon2_iterations);
@@ -172,6 +189,9 @@ impl Application {
         // Install the metrics recorder before anything can count: metrics recorded
         // before it exists are lost (once per process; later calls reuse it).
         metrics::handle();
+        // Before binding: a certificate that cannot be used stops the start, not the
+        // first connection.
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -203,6 +223,7 @@ impl Application {
             listener,
             router,
             state,
+            tls,
         })
     }
 
@@ -211,6 +232,14 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// `https` when the server serves TLS itself, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        match self.tls {
+            Some(_) => "https",
+            None => "http",
+        }
     }
 
     /// The shared state, for callers that need the stores.
@@ -248,7 +277,14 @@ impl Application {
         };
         let header_read_timeout =
             std::time::Duration::from_secs(self.state.config.header_read_timeout_secs.max(1));
-        serve::serve(self.listener, self.router, header_read_timeout, shutdown).await;
+        serve::serve(
+            self.listener,
+            self.tls,
+            self.router,
+            header_read_timeout,
+            shutdown,
+        )
+        .await;
         scrub.abort();
         Ok(())
     }

@@ -152,12 +152,9 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
         })
         .map(str::to_owned)
         .unwrap_or_else(|| listen_host(state.config.listen));
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-    {
-        Some(p) if p.eq_ignore_ascii_case("https") => "https",
-        _ => "http",
+    let scheme = match crate::cookies::is_https(headers) {
+        true => "https",
+        false => "http",
     };
     format!("{scheme}://{host}")
 }

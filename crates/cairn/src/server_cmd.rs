@@ -125,6 +125,8 @@ pub async fn serve(opts: &ServerOpts, listen: &str) -> anyhow::Result<ExitCode> 
     config.listen = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
+    // Before the stores are opened and the first administrator is made.
+    cairn_server::check_tls(&config)?;
     let (meta, blocks) = open_stores(&config).await?;
     if let Bootstrap::AdminCreated { password } = bootstrap_admin(&config, &meta).await? {
         match password {
@@ -135,9 +137,9 @@ pub async fn serve(opts: &ServerOpts, listen: &str) -> anyhow::Result<ExitCode> 
         }
     }
     let app = Application::with_stores(config, meta, blocks).await?;
-    let addr = app.local_addr();
-    tracing::info!("cairn listening on http://{addr}");
-    eprintln!("cairn serving on http://{addr}");
+    let (scheme, addr) = (app.scheme(), app.local_addr());
+    tracing::info!("cairn listening on {scheme}://{addr}");
+    eprintln!("cairn serving on {scheme}://{addr}");
     app.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

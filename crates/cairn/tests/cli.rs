@@ -970,3 +970,28 @@ fn logs_carry_no_colour_codes_when_they_are_not_a_terminal() {
     assert!(!out.status.success());
     assert!(!out.stderr.contains(&0x1b), "{:?}", out.stderr);
 }
+
+#[test]
+fn serve_with_a_tls_file_it_cannot_use_exits_with_one_line_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let missing = dir.path().join("missing-cert.pem");
+    let key = dir.path().join("key.pem");
+    fs::write(&key, "not a key\n").unwrap();
+    let out = std::process::Command::new(support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("CAIRN_TLS_CERT", &missing)
+        .env("CAIRN_TLS_KEY", &key)
+        .env("CAIRN_ADMIN_PASSWORD", support::ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot read the TLS certificate") && stderr.contains("missing-cert.pem"),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "nothing is created before the start fails");
+}
