@@ -41,6 +41,9 @@ struct Inner {
     base: String,
     token: Option<String>,
     info: tokio::sync::OnceCell<ServerInfo>,
+    /// What an `https://` server is checked against (see `trust.rs`); `None` for
+    /// plain HTTP.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for Client {
@@ -57,8 +60,27 @@ impl Client {
     /// A client for the server at `base_url` (such as `http://127.0.0.1:8080`), sending
     /// `token` as a bearer token when given.
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::trusting(base_url, token, None)
+    }
+
+    /// [`Client::new`], trusting the CA certificates in the PEM file `ca` besides the
+    /// built-in and the system's roots, for a server whose certificate a private CA
+    /// signed.
+    pub fn trusting(
+        base_url: &str,
+        token: Option<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
         let base = normalize_base_url(base_url)?;
-        let http = reqwest::Client::builder()
+        let tls = match base.starts_with("https://") {
+            true => Some(crate::trust::tls_config(ca)?),
+            false => None,
+        };
+        let mut http = reqwest::Client::builder();
+        if let Some(tls) = &tls {
+            http = http.use_preconfigured_tls(rustls::ClientConfig::clone(tls));
+        }
+        let http = http
             .user_agent(concat!("cairn-client/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(20))
             // A server that accepts a connection and then goes silent must not hang a
@@ -79,6 +101,7 @@ impl Client {
                 base,
                 token,
                 info: tokio::sync::OnceCell::new(),
+                tls,
             }),
         })
     }
@@ -91,6 +114,7 @@ impl Client {
                 base: self.inner.base.clone(),
                 token: Some(token),
                 info: self.inner.info.clone(),
+                tls: self.inner.tls.clone(),
             }),
         }
     }
@@ -98,6 +122,11 @@ impl Client {
     /// The server's base URL, without a trailing '/'.
     pub fn base_url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// The TLS configuration of an `https://` server's connections.
+    pub(crate) fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.inner.tls.clone()
     }
 
     /// The bearer token this client sends, if any.

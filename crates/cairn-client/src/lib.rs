@@ -34,6 +34,7 @@ mod notify;
 mod small;
 mod small_fetch;
 mod tree;
+mod trust;
 mod upload;
 
 pub use cairn_proto::{MAX_BATCH_ITEMS, MAX_CHECK_HASHES};

@@ -296,7 +296,9 @@ async fn websocket(
     let config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let tls = client.tls().map(tokio_tungstenite::Connector::Rustls);
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, tls);
     let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Err(_) => return Ended::Lost { connected: false },
         Ok(Ok((stream, _response))) => stream,

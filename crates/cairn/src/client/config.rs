@@ -22,6 +22,9 @@ pub struct Credentials {
     /// The device the token is bound to.
     #[serde(default)]
     pub device: Option<String>,
+    /// A PEM file of CA certificates trusted besides the usual roots (`login --ca`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
 }
 
 /// The config folder: `--config-dir` / `CAIRN_CONFIG_DIR`, else `$XDG_CONFIG_HOME/cairn`,
@@ -137,6 +140,7 @@ mod tests {
             token: "secret".into(),
             user: "alice".into(),
             device: Some("laptop".into()),
+            ca: Some("/etc/cairn/lan-ca.pem".into()),
         };
         let path = save_credentials(&config, &credentials).unwrap();
         assert_eq!(
@@ -155,6 +159,7 @@ mod tests {
         let other = Credentials {
             user: "bob".into(),
             device: None,
+            ca: None,
             ..credentials
         };
         save_credentials(&config, &other).unwrap();

@@ -16,10 +16,18 @@ pub(super) async fn login(
     user: &str,
     password_stdin: bool,
     device: Option<String>,
+    ca: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let dir = config::config_dir(opts.config_dir.as_deref())?;
     let (full_url, assumed_https) = with_scheme(url)?;
-    let client = Client::new(&full_url, None).context("cannot log in")?;
+    // Kept with the login, so an absolute path: later commands run from anywhere.
+    let ca = ca
+        .map(|path| {
+            std::path::absolute(&path)
+                .with_context(|| format!("cannot use --ca {}", path.display()))
+        })
+        .transpose()?;
+    let client = Client::trusting(&full_url, None, ca.as_deref()).context("cannot log in")?;
     // Reach the server before asking for a password, so that a wrong address is said
     // at once; and when https:// was only assumed, say so.
     if let Err(err) = client.server_info().await {
@@ -52,6 +60,7 @@ pub(super) async fn login(
         token: response.token,
         user: response.user.name,
         device: Some(response.device.map(|d| d.name).unwrap_or(device)),
+        ca,
     };
     let path = config::save_credentials(&dir, &credentials)?;
     eprintln!(
@@ -117,7 +126,11 @@ pub(super) async fn logout(opts: &ClientOpts) -> anyhow::Result<()> {
         eprintln!("not logged in");
         return Ok(());
     };
-    let client = Client::new(&credentials.server, Some(credentials.token.clone()))?;
+    let client = Client::trusting(
+        &credentials.server,
+        Some(credentials.token.clone()),
+        credentials.ca.as_deref(),
+    )?;
     match client.logout().await {
         // A token the server no longer knows is as logged out as it gets.
         Err(err) if !err.is_unauthorized() => {

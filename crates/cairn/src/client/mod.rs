@@ -50,6 +50,10 @@ pub enum ClientCommand {
         /// A name for this device (default: the host name).
         #[arg(long)]
         device: Option<String>,
+        /// Also trust the CA certificates in this PEM file (a server whose certificate
+        /// a private CA signed); kept with the login for every later command.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<std::path::PathBuf>,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -234,8 +238,9 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
             user,
             password_stdin,
             device,
+            ca,
             opts,
-        } => login::login(&opts, &url, &user, password_stdin, device).await?,
+        } => login::login(&opts, &url, &user, password_stdin, device, ca).await?,
         ClientCommand::Logout { opts } => login::logout(&opts).await?,
         ClientCommand::Ls { path, json, opts } => files::ls(&session(&opts)?, &path, json).await?,
         ClientCommand::Stat { path, json, opts } => {

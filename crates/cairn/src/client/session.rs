@@ -27,8 +27,12 @@ pub(crate) fn session(opts: &ClientOpts) -> anyhow::Result<Session> {
     let Some(credentials) = config::load_credentials(&dir)? else {
         bail!("not logged in: {LOGIN_HINT}");
     };
-    let client = Client::new(&credentials.server, Some(credentials.token.clone()))
-        .with_context(|| format!("the stored login in {} is unusable", dir.display()))?;
+    let client = Client::trusting(
+        &credentials.server,
+        Some(credentials.token.clone()),
+        credentials.ca.as_deref(),
+    )
+    .with_context(|| format!("the stored login in {} is unusable", dir.display()))?;
     Ok(Session {
         client,
         credentials,
@@ -55,7 +59,14 @@ pub(crate) fn explain(err: ClientError, what: &str) -> anyhow::Error {
     } else if err.is_unauthorized() {
         "; run `cairn login URL --user NAME` again"
     } else if matches!(&err, ClientError::Http(e) if e.is_connect()) {
-        "; is the server running?"
+        // rustls says `invalid peer certificate: …` when it refuses the server's.
+        match err.to_string().contains("certificate") {
+            true => {
+                "; if a private CA signed the server's certificate, run \
+                 `cairn login URL --user NAME --ca CA.pem`"
+            }
+            false => "; is the server running?",
+        }
     } else {
         ""
     };
