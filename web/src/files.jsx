@@ -156,7 +156,9 @@ export function FilesView({ path, select, user }) {
     setEntries(null);
     load(false);
   }, [path]);
-  useEffect(() => {
+  // Before the new rows are painted, so a key pressed as soon as they show reaches the
+  // list.
+  useLayoutEffect(() => {
     if (!entries || !refocus.current) return;
     refocus.current = false;
     if (listRef.current) listRef.current.focus();
