@@ -7,7 +7,7 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
@@ -38,21 +38,26 @@ fn private_ca(dir: &Path) -> (String, String, String) {
     )
 }
 
+/// `cairn serve` over HTTPS with `cert` and `key`: the child and its base URL.
+fn serve_tls(data: &Path, cert: &Path, key: &Path) -> (Child, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("CAIRN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("CAIRN_TLS_CERT", cert)
+        .env("CAIRN_TLS_KEY", key)
+        .env("CAIRN_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    support::spawn_serve(cmd)
+}
+
 #[test]
 fn a_private_ca_is_trusted_once_named_at_login() {
     let dir = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let (ca, cert, key) = private_ca(dir.path());
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("CAIRN_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("CAIRN_TLS_CERT", &cert)
-        .env("CAIRN_TLS_KEY", &key)
-        .env("CAIRN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let (mut server, url) = support::spawn_serve(cmd);
+    let (mut server, url) = serve_tls(data.path(), Path::new(&cert), Path::new(&key));
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
     let login = |client: &Client, extra: &[&str]| {
@@ -122,16 +127,7 @@ fn a_self_signed_server_certificate_named_at_login_is_trusted() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     fs::write(&cert_path, cert.pem()).unwrap();
     fs::write(&key_path, key.serialize_pem()).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("CAIRN_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("CAIRN_TLS_CERT", &cert_path)
-        .env("CAIRN_TLS_KEY", &key_path)
-        .env("CAIRN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let (mut server, url) = support::spawn_serve(cmd);
+    let (mut server, url) = serve_tls(data.path(), &cert_path, &key_path);
     let client = Client {
         config_dir: tempfile::tempdir().unwrap(),
     };
