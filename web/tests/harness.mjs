@@ -43,20 +43,34 @@ async function waitFor(url, ms = 20000) {
 }
 
 export class Server {
-  static async start() {
+  /**
+   * `{ tls: true }`: the server speaks HTTPS itself, with a self-signed certificate made
+   * by `openssl` (`this.ca`, which the CLI is given at login). Node's own requests to it
+   * need `NODE_TLS_REJECT_UNAUTHORIZED=0` in the test file, pages `ignoreHTTPSErrors`.
+   */
+  static async start(opts = {}) {
     const s = new Server();
-    await s.#start();
+    await s.#start(opts);
     return s;
   }
 
-  async #start() {
+  async #start({ tls = false } = {}) {
     this.dir = mkdtempSync(join(tmpdir(), 'cairn-web-test-'));
     this.dataDir = join(this.dir, 'data');
     this.port = await freePort();
-    this.apiUrl = `http://127.0.0.1:${this.port}`;
+    this.apiUrl = `${tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
     this.log = '';
+    const env = { ...process.env, CAIRN_ADMIN_PASSWORD: ADMIN_PASSWORD, RUST_LOG: process.env.RUST_LOG || 'warn' };
+    if (tls) {
+      this.ca = join(this.dir, 'cert.pem');
+      const key = join(this.dir, 'key.pem');
+      const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+        '-keyout', key, '-out', this.ca, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`openssl could not make a certificate: ${r.stderr || r.error}`);
+      Object.assign(env, { CAIRN_TLS_CERT: this.ca, CAIRN_TLS_KEY: key });
+    }
     this.proc = spawn(BIN, ['serve', '--data-dir', this.dataDir, '--listen', `127.0.0.1:${this.port}`], {
-      env: { ...process.env, CAIRN_ADMIN_PASSWORD: ADMIN_PASSWORD, RUST_LOG: process.env.RUST_LOG || 'warn' },
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc.stdout.on('data', (d) => { this.log += d; });
@@ -145,7 +159,8 @@ export class Server {
     if (!dir) {
       dir = join(this.dir, 'cli-' + user);
       mkdirSync(dir, { recursive: true });
-      this.run(['login', this.apiUrl, '--user', user, '--password-stdin', '--config-dir', dir], password + '\n');
+      const ca = this.ca ? ['--ca', this.ca] : [];
+      this.run(['login', this.apiUrl, '--user', user, '--password-stdin', '--config-dir', dir, ...ca], password + '\n');
       this.logins[user] = dir;
     }
     return this.run([...args, '--config-dir', dir], input);
