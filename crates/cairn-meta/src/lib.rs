@@ -37,6 +37,7 @@ mod links;
 mod quota;
 mod retention;
 mod search;
+mod secrets;
 mod sharing;
 mod trash;
 mod tree;

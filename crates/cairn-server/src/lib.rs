@@ -204,6 +204,7 @@ impl Application {
             std::time::Duration::from_secs(config.notify_heartbeat_secs.max(1)),
         );
         meta.on_commit(Arc::new(move |ns, seq| bus.publish(ns, seq)));
+        let link_key = links::LinkKey::shared(&meta).await?;
         let state = AppState {
             thumbnails: thumbnails::Thumbnails::new(
                 &config.data_dir,
@@ -215,7 +216,7 @@ impl Application {
             login_limiter: Arc::default(),
             dummy_password_hash,
             notify: notifier,
-            link_key: links::LinkKey::random(),
+            link_key,
             tus_locks: tus::UploadLocks::default(),
         };
         let router = router(state.clone());

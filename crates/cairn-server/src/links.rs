@@ -44,10 +44,20 @@ pub fn router() -> Router<AppState> {
 pub struct LinkKey([u8; 32]);
 
 impl LinkKey {
-    pub fn random() -> Self {
+    /// The deployment's key, kept in the metadata store and made by the first process
+    /// that needs it: every node checks the cookies any node gave, and a restart signs
+    /// nobody out of a link.
+    pub async fn shared(meta: &cairn_meta::MetaStore) -> Result<Self, cairn_meta::MetaError> {
+        let mut fresh = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut fresh);
+        let stored = meta.shared_secret("link_key", &hex::encode(fresh)).await?;
         let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        Self(key)
+        hex::decode_to_slice(&stored, &mut key).map_err(|err| {
+            cairn_meta::MetaError::Corrupt(format!(
+                "server_secrets.link_key is not 32 bytes of hex: {err}"
+            ))
+        })?;
+        Ok(Self(key))
     }
 
     /// The proof for `link`: a MAC of its id and password hash, so it dies with the

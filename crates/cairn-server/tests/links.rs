@@ -855,3 +855,31 @@ fn the_api_routes_are_in_the_openapi_document() {
         s.finish().await;
     });
 }
+
+/// The key that signs link cookies is the deployment's, kept in the metadata store: a
+/// restart (or another node on the same database) accepts the cookies given before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cookie_outlives_a_restart_of_the_server() {
+    for backend in support::BACKENDS {
+        let mut s = TestServer::start(backend).await;
+        put_file(&s, &s.token, "/f.txt", b"kept").await;
+        let token = link(&s, json!({"path": "/f.txt", "password": "hunter2"})).await;
+        let right = browser()
+            .post(s.url(&format!("/s/{token}")))
+            .form(&[("password", "hunter2")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(right.status(), StatusCode::SEE_OTHER);
+        let set_cookie = right.headers()["set-cookie"].to_str().unwrap();
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        s.stop().await;
+        s.start_again().await;
+        let download = format!("/s/{token}/download");
+        let (status, _, body) =
+            visit(&s, Method::GET, &download, &[("Cookie", &cookie)], None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, b"kept");
+        s.finish().await;
+    }
+}

@@ -19,6 +19,7 @@ mod integrity;
 mod journal;
 mod links;
 mod quota;
+mod secrets;
 mod send;
 mod trash;
 mod tree;
