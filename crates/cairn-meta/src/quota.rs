@@ -87,8 +87,12 @@ impl MetaStore {
     }
 
     /// Whether `growth` more bytes fit in the quota of the owner of namespace `ns`: the
-    /// commit's rule, asked early (see the module's comment).
+    /// commit's rule, asked early (see the module's comment). Growth of 0 or less (a
+    /// file replaced by one no larger) always fits, and asks nothing of the database.
     pub async fn check_quota_of(&self, ns: NamespaceId, growth: i64) -> Result<(), MetaError> {
+        if growth <= 0 {
+            return Ok(());
+        }
         let mut conn = self.pool.acquire().await?;
         check_quota(&mut conn, ns, growth).await
     }

@@ -382,12 +382,10 @@ pub(super) async fn upload(
             Some(e) if e.kind == EntryKind::File => e.size,
             _ => 0,
         };
-        if length > replaced {
-            state
-                .meta
-                .check_quota_of(target.ns, length - replaced)
-                .await?;
-        }
+        state
+            .meta
+            .check_quota_of(target.ns, length - replaced)
+            .await?;
     }
     let stream = body
         .into_data_stream()

@@ -364,12 +364,10 @@ async fn admit(
         (Some(e), OnConflict::Replace) => e.size,
         _ => 0,
     };
-    if length > replaced {
-        state
-            .meta
-            .check_quota_of(target.ns, length - replaced)
-            .await?;
-    }
+    state
+        .meta
+        .check_quota_of(target.ns, length - replaced)
+        .await?;
     Ok(())
 }
 
