@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { get, loadSession, signOut } from './api.js';
 import { dismiss, store, useStore } from './store.js';
 import { go, useRoute, filesHref } from './router.js';
-import { startNotify, stopNotify } from './notify.js';
+import { onChange, startNotify, stopNotify } from './notify.js';
 import { cancel, cancelAll, clearFinished, forgetInterrupted, interruptedCount } from './uploads.js';
 import { size } from './util.js';
 import { Icon } from './ui.jsx';
@@ -86,10 +86,17 @@ function App() {
   );
 }
 
-/** Storage used against the quota, read again when the page changes (never polled). */
+/** Storage used against the quota, read again after changes to the account's files
+ * (told by the notification socket, a burst of them read once; never polled). */
 function Storage() {
   const [acct, setAcct] = useState(null);
-  useEffect(() => { get('/account').then(setAcct, () => {}); }, []);
+  useEffect(() => {
+    let t = null;
+    const load = () => get('/account').then(setAcct, () => {});
+    load();
+    const off = onChange(() => { clearTimeout(t); t = setTimeout(load, 500); });
+    return () => { off(); clearTimeout(t); };
+  }, []);
   if (!acct) return null;
   const quota = acct.user.quota_bytes;
   const pct = quota ? Math.min(100, (acct.usage_bytes / quota) * 100) : 0;
@@ -123,7 +130,7 @@ function Uploads() {
     <section class="uploads" aria-label="Uploads" data-testid="uploads">
       <div class="uploads-head">
         <strong>{active.length ? `Uploading ${active.length} of ${uploads.length}` : `${uploads.filter((u) => u.status === 'done').length} of ${uploads.length} uploaded`}</strong>
-        <span class="muted small" data-testid="total-progress">{pct}%{speed ? ` · ${size(speed)}/s` : ''}</span>
+        <span class="muted small" data-testid="total-progress">{pct}%{speed ? <span class="head-speed">{` · ${size(speed)}/s`}</span> : ''}</span>
         <button type="button" class="icon-btn" aria-expanded={open ? 'true' : 'false'} aria-label={open ? 'Hide uploads' : 'Show uploads'} onClick={() => setOpen(!open)}><Icon name={open ? 'list' : 'up'} /></button>
         {active.length ? <button type="button" onClick={cancelAll}>Cancel all</button> : <button type="button" class="icon-btn" aria-label="Close uploads" onClick={() => { clearFinished(); setStale(interruptedCount()); }}><Icon name="close" /></button>}
       </div>

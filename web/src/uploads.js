@@ -62,7 +62,7 @@ export function cancel(id) {
   if (!it) return;
   if (it.upload) it.upload.abort(true).catch(() => {});
   if (it.status === 'queued' || it.status === 'uploading') {
-    if (it.status === 'uploading') busy -= it.parts;
+    if (it.status === 'uploading') it.release();
     it.status = 'canceled';
   }
   publish();
@@ -107,8 +107,15 @@ function pump() {
     busy += parts;
     it.parts = parts;
     it.status = 'uploading';
+    // Once, whichever comes first: the upload's end, or its cancel (after which an
+    // aborted upload may never end).
+    let held = true;
+    it.release = () => {
+      if (held) busy -= parts;
+      held = false;
+    };
     start(it, 'fail').finally(() => {
-      busy -= parts;
+      it.release();
       publish();
       pump();
     });
