@@ -15,8 +15,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://…` or `postgres://…`.
     pub database_url: String,
-    /// The folder holding blocks (the local backend).
-    pub blocks_dir: PathBuf,
+    /// Where blocks are kept: a local folder or an S3 bucket.
+    pub blocks: BlockLocation,
     pub chunker: ChunkerConfig,
     /// Largest JSON request body, in bytes.
     pub max_json_body: usize,
@@ -55,6 +55,36 @@ pub struct Config {
     /// HTTPS served by `cairn serve` itself: a PEM certificate chain and its private
     /// key. Both or neither.
     pub tls: Option<TlsFiles>,
+}
+
+/// Where the blocks are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockLocation {
+    /// A folder on this machine (`blocks_url = "/srv/cairn"` or `file:///srv/cairn`).
+    Folder(PathBuf),
+    /// An S3-compatible bucket (`blocks_url = "s3://BUCKET/PREFIX"`).
+    S3(cairn_store::S3Config),
+}
+
+impl BlockLocation {
+    /// The folder or the `s3://` URL, for messages (never a credential).
+    pub fn describe(&self) -> String {
+        match self {
+            BlockLocation::Folder(dir) => dir.display().to_string(),
+            BlockLocation::S3(s3) => s3.url(),
+        }
+    }
+}
+
+/// The S3 settings a config file may give; the `AWS_*` environment variables fill in
+/// what it leaves out.
+#[derive(Debug, Default)]
+struct S3Settings {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    allow_http: Option<bool>,
 }
 
 /// The PEM files of the certificate `cairn serve` presents.
@@ -126,6 +156,11 @@ struct FileConfig {
     thumbnail_max_source_bytes: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_allow_http: Option<bool>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -148,7 +183,7 @@ impl Config {
         let data_dir = data_dir.into();
         Self {
             database_url: format!("sqlite://{}?mode=rwc", data_dir.join("cairn.db").display()),
-            blocks_dir: data_dir.clone(),
+            blocks: BlockLocation::Folder(data_dir.clone()),
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             chunker: ChunkerConfig::default(),
@@ -185,6 +220,7 @@ impl Config {
     /// `CAIRN_BLOCKS_URL` from the environment.
     pub fn load(data_dir: &Path, file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut config = Self::for_data_dir(data_dir);
+        let mut s3 = S3Settings::default();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),
@@ -194,13 +230,20 @@ impl Config {
                 path: path.to_owned(),
                 message: err.message().to_owned(),
             })?;
-            config.apply_file(parsed)?;
+            s3 = config.apply_file(parsed)?;
         }
         if let Ok(url) = std::env::var("CAIRN_DATABASE_URL") {
             config.database_url = url;
         }
         if let Ok(url) = std::env::var("CAIRN_BLOCKS_URL") {
-            config.blocks_dir = blocks_dir_from_url(&url)?;
+            config.blocks = block_location(&url)?;
+        }
+        if let BlockLocation::S3(bucket) = &mut config.blocks {
+            bucket.endpoint = s3.endpoint;
+            bucket.region = s3.region;
+            bucket.access_key_id = s3.access_key_id;
+            bucket.secret_access_key = s3.secret_access_key;
+            bucket.allow_http = s3.allow_http;
         }
         let env_path = |name| std::env::var_os(name).map(PathBuf::from);
         tls_files(
@@ -215,7 +258,9 @@ impl Config {
         Ok(config)
     }
 
-    fn apply_file(&mut self, file: FileConfig) -> Result<(), ConfigError> {
+    /// Applies a config file's settings; returns its S3 settings, which apply to
+    /// whichever S3 URL the file or the environment gives.
+    fn apply_file(&mut self, file: FileConfig) -> Result<S3Settings, ConfigError> {
         if let Some(listen) = file.listen {
             self.listen = listen;
         }
@@ -223,7 +268,7 @@ impl Config {
             self.database_url = url;
         }
         if let Some(url) = file.blocks_url {
-            self.blocks_dir = blocks_dir_from_url(&url)?;
+            self.blocks = block_location(&url)?;
         }
         tls_files(self, file.tls_cert, file.tls_key)?;
         if let Some(v) = file.chunk_min_size {
@@ -313,12 +358,16 @@ impl Config {
         if let Some(v) = file.scrub_bytes_per_sec {
             m.scrub_bytes_per_sec = v;
         }
-        Ok(())
+        Ok(S3Settings {
+            endpoint: file.s3_endpoint,
+            region: file.s3_region,
+            access_key_id: file.s3_access_key_id,
+            secret_access_key: file.s3_secret_access_key,
+            allow_http: file.s3_allow_http,
+        })
     }
 }
 
-/// Accepts `file:///abs/path` or a plain path. S3 URLs are refused with a clear message
-/// until that backend exists.
 /// Sets the TLS files from a source that may name the certificate, the key or both;
 /// what it leaves out stays as an earlier source set it. Fails when only one of the
 /// two ends up set.
@@ -345,14 +394,58 @@ fn tls_files(
     Ok(())
 }
 
-fn blocks_dir_from_url(url: &str) -> Result<PathBuf, ConfigError> {
-    if let Some(path) = url.strip_prefix("file://") {
-        Ok(PathBuf::from(path))
+/// Accepts `s3://BUCKET/PREFIX`, `file:///abs/path` or a plain path.
+fn block_location(url: &str) -> Result<BlockLocation, ConfigError> {
+    if url.starts_with("s3://") {
+        cairn_store::S3Config::from_url(url)
+            .map(BlockLocation::S3)
+            .map_err(|e| ConfigError::Invalid(format!("blocks URL: {e}")))
+    } else if let Some(path) = url.strip_prefix("file://") {
+        Ok(BlockLocation::Folder(PathBuf::from(path)))
     } else if url.contains("://") {
         Err(ConfigError::Invalid(format!(
-            "blocks URL {url:?} is not supported by this build; use file:///PATH or a folder path"
+            "blocks URL {url:?} is not supported; use s3://BUCKET/PREFIX, file:///PATH or \
+             a folder path"
         )))
     } else {
-        Ok(PathBuf::from(url))
+        Ok(BlockLocation::Folder(PathBuf::from(url)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_file(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(dir.path(), Some(&path))
+    }
+
+    #[test]
+    fn blocks_go_to_a_folder_or_a_bucket_with_its_settings() {
+        let config = load_file(
+            "blocks_url = \"s3://cairn/prod\"\ns3_endpoint = \"http://127.0.0.1:8333\"\n\
+             s3_region = \"eu-west-1\"\ns3_access_key_id = \"id\"\n\
+             s3_secret_access_key = \"secret\"\ns3_allow_http = true\n",
+        )
+        .unwrap();
+        let BlockLocation::S3(s3) = &config.blocks else {
+            panic!("{:?}", config.blocks);
+        };
+        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("cairn", "prod"));
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s3.secret_access_key.as_deref(), Some("secret"));
+        assert_eq!(s3.allow_http, Some(true));
+        assert_eq!(config.blocks.describe(), "s3://cairn/prod");
+
+        let config = load_file("blocks_url = \"file:///srv/cairn\"\n").unwrap();
+        assert_eq!(config.blocks, BlockLocation::Folder("/srv/cairn".into()));
+        for bad in ["gs://bucket", "s3://"] {
+            let err = load_file(&format!("blocks_url = \"{bad}\"\n")).unwrap_err();
+            assert!(err.to_string().contains("blocks URL"), "{err}");
+        }
     }
 }

@@ -48,7 +48,7 @@ use routes::Routes;
 use tower_http::trace::TraceLayer;
 
 pub use block_manager::BlockManager;
-pub use config::{Config, Maintenance};
+pub use config::{BlockLocation, Config, Maintenance};
 pub use error::ApiError;
 pub use routes::route_paths;
 pub use state::AppState;
@@ -87,13 +87,22 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<(MetaStore, BlockSto
     let meta = MetaStore::connect(&config.database_url)
         .await
         .context("cannot open the metadata database")?;
-    let blocks = BlockStore::local(&config.blocks_dir).with_context(|| {
+    let blocks = open_blocks(config).await?;
+    Ok((meta, blocks))
+}
+
+/// Opens the block store a configuration names.
+pub async fn open_blocks(config: &Config) -> anyhow::Result<BlockStore> {
+    let opened = match &config.blocks {
+        BlockLocation::Folder(dir) => BlockStore::local(dir),
+        BlockLocation::S3(s3) => BlockStore::s3(s3).await,
+    };
+    opened.with_context(|| {
         format!(
             "cannot open the block store at {}",
-            config.blocks_dir.display()
+            config.blocks.describe()
         )
-    })?;
-    Ok((meta, blocks))
+    })
 }
 
 /// Refuses a data directory that a server has not made, so that `cairn admin`, run in
@@ -115,12 +124,18 @@ pub fn check_existing_data_dir(config: &Config) -> anyhow::Result<()> {
             db.display()
         ),
         Some(_) => {}
-        None if !BlockStore::local_exists(&config.blocks_dir) => anyhow::bail!(
-            "{} holds no Cairn block store (the metadata is in {}, the blocks here); {HINT}",
-            config.blocks_dir.display(),
-            redact_url(&config.database_url)
-        ),
-        None => {}
+        None => {
+            if let BlockLocation::Folder(blocks) = &config.blocks {
+                if !BlockStore::local_exists(blocks) {
+                    anyhow::bail!(
+                        "{} holds no Cairn block store (the metadata is in {}, the blocks \
+                         here); {HINT}",
+                        blocks.display(),
+                        redact_url(&config.database_url)
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use cairn_core::BlockHash;
 use cairn_server::block_manager::FsckOptions;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{block_ref, flip_last_byte, hex_hash, metric, TestServer, BACKENDS};
+use support::{block_ref, hex_hash, metric, TestServer, WITH_S3};
 
 /// Pseudo-random, incompressible bytes.
 fn noise(len: usize, seed: u8) -> Vec<u8> {
@@ -61,6 +61,7 @@ async fn missing_for_admin(s: &TestServer, hashes: &[&[u8]]) -> Vec<String> {
 
 on_each_backend!(
     damaged_blocks_are_never_served_and_fsck_contains_them,
+    WITH_S3,
     |s| {
         let (a, b, c) = (noise(3000, 1), noise(2000, 2), noise(1000, 3));
         for block in [&a, &b, &c] {
@@ -87,8 +88,8 @@ on_each_backend!(
         assert_eq!((clean.blocks_checked, clean.bytes_verified), (3, 6000));
 
         // Damage: b rots, a vanishes.
-        flip_last_byte(s.data.path(), &hex_hash(&b));
-        std::fs::remove_file(support::block_file(s.data.path(), &hex_hash(&a))).unwrap();
+        s.flip_last_byte(&hex_hash(&b)).await;
+        s.remove_block(&hex_hash(&a)).await;
         let failures = metric(&s, "cairn_block_verify_failures_total").await;
 
         for (hash, what) in [(&b, "corrupt"), (&a, "missing")] {
@@ -181,12 +182,7 @@ on_each_backend!(
             (f_rev, "admin")
         );
         assert!(f.is_current && !f.in_trash);
-        assert!(s
-            .data
-            .path()
-            .join("quarantine")
-            .join(hex_hash(&b))
-            .is_file());
+        assert!(s.has_stored("quarantine", &hex_hash(&b)).await);
 
         // Every client is now told to upload both again; doing so repairs the files.
         let mut expect = vec![hex_hash(&a), hex_hash(&b)];
@@ -208,7 +204,7 @@ on_each_backend!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_scrub_finds_and_contains_a_rotten_block() {
-    for backend in BACKENDS {
+    for backend in WITH_S3 {
         let s = TestServer::start_with(backend, |config| {
             config.maintenance.scrub_bytes_per_sec = 256 << 20;
         })
@@ -223,15 +219,14 @@ async fn background_scrub_finds_and_contains_a_rotten_block() {
             .await;
         assert_eq!(status, StatusCode::OK);
         let before = metric(&s, "cairn_scrub_damaged_blocks_total").await;
-        flip_last_byte(s.data.path(), &hex_hash(&bad));
+        s.flip_last_byte(&hex_hash(&bad)).await;
 
-        let quarantined = s.data.path().join("quarantine").join(hex_hash(&bad));
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !quarantined.is_file() && Instant::now() < deadline {
+        while !s.has_stored("quarantine", &hex_hash(&bad)).await && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(
-            quarantined.is_file(),
+            s.has_stored("quarantine", &hex_hash(&bad)).await,
             "the scrub did not quarantine the block"
         );
         // Possession is forgotten right after the move; give it a moment.
@@ -246,7 +241,7 @@ async fn background_scrub_finds_and_contains_a_rotten_block() {
         let found = metric(&s, "cairn_scrub_damaged_blocks_total").await - before;
         assert!(found >= 1.0, "{found}");
         // The good block was left alone.
-        assert!(support::block_file(s.data.path(), &hex_hash(&good)).is_file());
+        assert!(s.has_stored("blocks", &hex_hash(&good)).await);
         s.finish().await;
     }
 }

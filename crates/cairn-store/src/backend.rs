@@ -110,6 +110,12 @@ pub trait BlockBackend: fmt::Debug + Send + Sync + 'static {
         })
     }
 
+    /// How many blocks a reader of one file should fetch at once: a local disk serves
+    /// two well, an object store wants more requests in flight to hide its latency.
+    fn read_parallelism(&self) -> usize {
+        2
+    }
+
     /// [`contains`](Self::contains) for each of `hashes`, in order.
     fn contains_many(
         &self,

@@ -20,6 +20,7 @@ mod codec;
 mod local;
 mod pack;
 mod packed;
+mod s3;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use tracing::warn;
 
 pub use backend::{BlockBackend, BoxFuture, EncodedBlock};
 pub use codec::{HEADER_LEN, MAX_BLOCK_SIZE};
+pub use s3::{S3Config, S3_REQUESTS_METRIC};
 
 /// The name of the counter bumped on every block that fails verification.
 pub const VERIFY_FAILURES_METRIC: &str = "cairn_block_verify_failures_total";
@@ -113,6 +115,19 @@ impl BlockStore {
     /// wrong folder check this first.
     pub fn local_exists(root: &std::path::Path) -> bool {
         root.join("blocks").is_dir()
+    }
+
+    /// Opens the S3 store `config` names: checks that the bucket answers and reads the
+    /// index of every pack in it.
+    pub async fn s3(config: &S3Config) -> Result<Self, StoreError> {
+        let backend = s3::S3Backend::open(config).await?;
+        Ok(Self::from_backend(Arc::new(backend)))
+    }
+
+    /// How many blocks a reader of one file should fetch at once (see
+    /// [`BlockBackend::read_parallelism`]).
+    pub fn read_parallelism(&self) -> usize {
+        self.backend.read_parallelism()
     }
 
     /// Wraps any backend, for example a test double that fails on purpose.

@@ -26,7 +26,8 @@ use tracing::{debug, info, warn};
 
 use crate::backend::{BlockBackend, BoxFuture, EncodedBlock};
 use crate::codec::{HEADER_LEN, MAX_BLOCK_SIZE};
-use crate::packed::{PackSet, PACK_BLOCK_MAX};
+use crate::pack::{self, IndexSource, PackEntry};
+use crate::packed::{pack_name, parse_name, PackFiles, PackId, PackSet, Reload, PACK_BLOCK_MAX};
 use crate::{blocking, StoreError};
 
 /// Temp files older than this are taken for leftovers of a crash and removed on open.
@@ -158,7 +159,7 @@ struct Local {
     /// fsyncing it. While non-zero, a block seen there may not be durable yet.
     leaf_linking: Box<[AtomicU32]>,
     /// Small blocks stored in batches.
-    packs: PackSet,
+    packs: PackSet<LocalPacks>,
 }
 
 impl LocalBackend {
@@ -196,7 +197,7 @@ impl LocalBackend {
             }
         }
         remove_stale_temp_files(&tmp, STALE_TEMP_AGE)?;
-        let packs = PackSet::open(&root, &tmp)?;
+        let packs = PackSet::open(LocalPacks::new(&root, &tmp))?;
         let local = Local {
             packs,
             quarantine: root.join("quarantine"),
@@ -688,7 +689,7 @@ impl Local {
         }
         match self.get_loose(hash) {
             // Another process may have packed it since this one last looked.
-            Err(StoreError::NotFound(_)) if self.packs.reload()? => {
+            Err(StoreError::NotFound(_)) if self.packs.reload(Reload::New)? => {
                 self.packs.get(*hash)?.ok_or(StoreError::NotFound(*hash))
             }
             other => other,
@@ -702,7 +703,7 @@ impl Local {
         for hash in hashes {
             present.push(self.packs.contains(hash, &mut checked)? || self.contains_loose(hash)?);
         }
-        if present.iter().any(|p| !p) && self.packs.reload()? {
+        if present.iter().any(|p| !p) && self.packs.reload(Reload::New)? {
             for (hash, present) in hashes.iter().zip(&mut present) {
                 *present = *present || self.packs.contains(hash, &mut checked)?;
             }
@@ -716,7 +717,7 @@ impl Local {
             self.delete_loose(hash)?;
         }
         // Packs another process wrote since we last looked may hold some of them.
-        self.packs.reload()?;
+        self.packs.reload(Reload::New)?;
         self.packs.delete(hashes)
     }
 
@@ -767,6 +768,147 @@ impl Local {
             sync_dir(&self.root)?;
         }
         Ok(())
+    }
+}
+
+/// The local backend's packs: files in `<root>/packs`, written through `<root>/tmp`.
+pub(crate) struct LocalPacks {
+    root: PathBuf,
+    dir: PathBuf,
+    tmp: PathBuf,
+    /// Whether `packs/` exists durably.
+    dir_ready: AtomicBool,
+}
+
+impl LocalPacks {
+    fn new(root: &Path, tmp: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+            dir: root.join("packs"),
+            tmp: tmp.to_owned(),
+            dir_ready: AtomicBool::new(false),
+        }
+    }
+
+    fn path(&self, id: PackId) -> PathBuf {
+        self.dir.join(pack_name(id))
+    }
+
+    /// Opens a pack, or `None` if it is gone (rewritten or deleted by someone else).
+    fn open(&self, id: PackId) -> io::Result<Option<File>> {
+        match File::open(self.path(id)) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn ensure_dir(&self) -> io::Result<()> {
+        if self.dir_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match fs::create_dir(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        File::open(&self.root)?.sync_all()?;
+        self.dir_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+impl PackFiles for LocalPacks {
+    fn location(&self, id: Option<PackId>) -> PathBuf {
+        match id {
+            Some(id) => self.path(id),
+            None => self.dir.clone(),
+        }
+    }
+
+    /// Always every pack: a folder is read whole at little cost.
+    fn list(&self, _since: Option<u64>) -> io::Result<(Vec<PackId>, bool)> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), true)),
+            Err(e) => return Err(e),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            match entry.file_name().to_str().and_then(parse_name) {
+                Some(id) => ids.push(id),
+                None => debug!(path = %entry.path().display(), "not a pack file, skipped"),
+            }
+        }
+        Ok((ids, true))
+    }
+
+    fn index(&self, id: PackId) -> io::Result<Option<(Vec<PackEntry>, IndexSource)>> {
+        self.open(id)?
+            .map(|file| pack::read_index(&file))
+            .transpose()
+    }
+
+    fn read(&self, id: PackId, entry: &PackEntry) -> io::Result<Option<Vec<u8>>> {
+        self.open(id)?
+            .map(|file| pack::read_block(&file, entry))
+            .transpose()
+    }
+
+    fn read_whole(&self, id: PackId) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.path(id)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn exists(&self, id: PackId) -> io::Result<bool> {
+        match fs::symlink_metadata(self.path(id)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Temp file, fsync, rename into `packs/`, fsync the folder.
+    fn write(&self, id: PackId, bytes: &[u8]) -> io::Result<()> {
+        self.ensure_dir()?;
+        let tmp = self.tmp.join(format!("{}.tmp", pack_name(id)));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.write_all(bytes)?;
+                file.sync_all()
+            });
+        let placed = written.and_then(|()| fs::rename(&tmp, self.path(id)));
+        if let Err(e) = placed {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.sync_dir()
+    }
+
+    fn remove(&self, id: PackId) -> io::Result<()> {
+        match fs::remove_file(self.path(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.sync_dir()
+    }
+
+    /// Fsyncs the folder: a previous process may have renamed a pack into place and
+    /// died before the folder's fsync.
+    fn settle(&self) -> io::Result<()> {
+        self.sync_dir()
     }
 }
 

@@ -13,8 +13,8 @@
 //! out of a pack is verified against its hash above the backend, like any other, so a
 //! damaged record is reported as a corrupt block and never served.
 //!
-//! Everything here works on whole buffers or positioned reads; callers run it on a
-//! blocking thread.
+//! Everything here works on whole buffers or positioned reads ([`ReadAt`]: a file, a
+//! buffer, or an object in S3 read by ranges); callers run it on a blocking thread.
 
 use std::fs::File;
 use std::io;
@@ -40,6 +40,44 @@ pub(crate) struct PackEntry {
     /// Offset of the stored block (after its record header) from the start of the file.
     pub offset: u64,
     pub len: u32,
+}
+
+/// Positioned reads of a pack, wherever it is kept.
+pub(crate) trait ReadAt {
+    /// The pack's length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Fills `buf` from `offset`; [`io::ErrorKind::UnexpectedEof`] past the end.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn len(&self) -> io::Result<u64> {
+        Ok(<[u8]>::len(self) as u64)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        match start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+        {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
 }
 
 /// Lays out a pack holding `blocks`, in order. Returns the file's bytes and its index.
@@ -86,8 +124,10 @@ pub(crate) enum IndexSource {
 
 /// Reads a pack's index: from its trailer when that is intact, else by walking its
 /// records from the start (stopping at the first that does not fit in the file).
-pub(crate) fn read_index(file: &File) -> io::Result<(Vec<PackEntry>, IndexSource)> {
-    let len = file.metadata()?.len();
+pub(crate) fn read_index<R: ReadAt + ?Sized>(
+    file: &R,
+) -> io::Result<(Vec<PackEntry>, IndexSource)> {
+    let len = file.len()?;
     let mut magic = [0u8; 8];
     if len < MAGIC.len() as u64 {
         return Ok((Vec::new(), scan_reason("shorter than its magic")));
@@ -109,7 +149,10 @@ fn scan_reason(reason: &str) -> IndexSource {
     }
 }
 
-fn index_from_trailer(file: &File, len: u64) -> io::Result<Result<Vec<PackEntry>, String>> {
+fn index_from_trailer<R: ReadAt + ?Sized>(
+    file: &R,
+    len: u64,
+) -> io::Result<Result<Vec<PackEntry>, String>> {
     if len < MAGIC.len() as u64 + TRAILER {
         return Ok(Err("no room for a trailer".into()));
     }
@@ -154,7 +197,7 @@ fn index_from_trailer(file: &File, len: u64) -> io::Result<Result<Vec<PackEntry>
     Ok(Ok(entries))
 }
 
-fn scan_records(file: &File, len: u64) -> io::Result<Vec<PackEntry>> {
+fn scan_records<R: ReadAt + ?Sized>(file: &R, len: u64) -> io::Result<Vec<PackEntry>> {
     let mut entries = Vec::new();
     let mut at = MAGIC.len() as u64;
     let mut header = [0u8; RECORD_HEADER as usize];
@@ -176,7 +219,7 @@ fn scan_records(file: &File, len: u64) -> io::Result<Vec<PackEntry>> {
 }
 
 /// Reads one stored block out of a pack.
-pub(crate) fn read_block(file: &File, entry: &PackEntry) -> io::Result<Vec<u8>> {
+pub(crate) fn read_block<R: ReadAt + ?Sized>(file: &R, entry: &PackEntry) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; entry.len as usize];
     file.read_exact_at(&mut buf, entry.offset)?;
     Ok(buf)

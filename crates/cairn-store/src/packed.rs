@@ -1,13 +1,21 @@
-//! The local backend's pack files: small blocks stored many to a file.
+//! Pack files: small blocks stored many to a pack, for every backend.
 //!
 //! ```text
-//! <root>/packs/<32 hex>.pack   immutable once in place; format in `pack.rs`
+//! packs/<32 hex>.pack   immutable once in place; format in `pack.rs`
 //! ```
 //!
-//! A batch of small blocks (a first sync of thousands of small files) costs one file
-//! and two fsyncs this way, instead of a file, a directory entry and their fsyncs per
-//! block. Profiling a 10,000-file first sync put most of the server's time in the
-//! kernel creating those files.
+//! A batch of small blocks (a first sync of thousands of small files) costs one pack
+//! this way. On the local disk that is one file and two fsyncs instead of a file, a
+//! directory entry and their fsyncs per block (profiling a 10,000-file first sync put
+//! most of the server's time in the kernel creating those files); in S3 it is one PUT
+//! instead of one per block. Where packs are kept is a [`PackFiles`]: a folder
+//! (`local.rs`) or a key prefix in a bucket (`s3.rs`); everything else, the index,
+//! rewrites and how processes see each other's packs, is here once.
+//!
+//! A pack's name starts with the time it was made (milliseconds, then 64 random
+//! bits), so names sort by age and a process can ask for the packs made since it last
+//! looked instead of listing them all, which matters where a listing is a paid request
+//! returning a thousand names at a time.
 //!
 //! Each process keeps an index (block → pack, offset, length) in memory, read from the
 //! packs' trailers at open: about 100 bytes per packed block, so a million small files
@@ -22,24 +30,28 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use cairn_core::BlockHash;
 use tracing::{debug, warn};
 
 use crate::backend::EncodedBlock;
-use crate::local::{create_dir_if_missing, io_err, sync_dir};
 use crate::pack::{self, IndexSource, PackEntry};
 use crate::StoreError;
 
 /// Stored blocks up to this size go into packs when they arrive in a batch; larger ones
 /// get a file each, where the file's cost is small next to writing the block.
 pub(crate) const PACK_BLOCK_MAX: u64 = 1 << 20;
+
+/// A listing of new packs also asks for those named up to this long before the previous
+/// listing began: a pack is named when its writer starts, and becomes visible when its
+/// write ends, and nodes' clocks differ a little.
+const LISTING_OVERLAP: Duration = Duration::from_secs(120);
 
 /// How often a read or a delete looks again after finding a pack gone (rewritten by
 /// another process meanwhile) before giving up (a delete then fails, and the next
@@ -149,22 +161,60 @@ impl Index {
     }
 }
 
-pub(crate) struct PackSet {
-    root: PathBuf,
-    dir: PathBuf,
-    tmp: PathBuf,
-    /// Whether `packs/` exists durably.
-    dir_ready: AtomicBool,
+/// Where packs are kept: a folder, or a key prefix in a bucket. The calls block (the
+/// local folder's IO, or an S3 request waited for on a blocking thread); callers run
+/// them on the blocking pool.
+pub(crate) trait PackFiles: Send + Sync + 'static {
+    /// The pack's path or address, or the folder's with `None`, for messages.
+    fn location(&self, id: Option<PackId>) -> PathBuf;
+
+    /// The packs there now. With `since`, only those whose names are at or after that
+    /// time (Unix milliseconds) need be listed. Returns whether the listing holds every
+    /// pack, which it may do whatever `since` says.
+    fn list(&self, since: Option<u64>) -> io::Result<(Vec<PackId>, bool)>;
+
+    /// A pack's entries, or `None` if it is gone.
+    fn index(&self, id: PackId) -> io::Result<Option<(Vec<PackEntry>, IndexSource)>>;
+
+    /// One stored block, `entry.len` bytes at `entry.offset`; `None` if the pack is
+    /// gone, [`io::ErrorKind::UnexpectedEof`] if it is shorter than that.
+    fn read(&self, id: PackId, entry: &PackEntry) -> io::Result<Option<Vec<u8>>>;
+
+    /// The whole pack, or `None` if it is gone.
+    fn read_whole(&self, id: PackId) -> io::Result<Option<Vec<u8>>>;
+
+    /// Whether the pack is there.
+    fn exists(&self, id: PackId) -> io::Result<bool>;
+
+    /// Stores a new pack under `id`; on `Ok` it is durable and visible to every
+    /// process.
+    fn write(&self, id: PackId, bytes: &[u8]) -> io::Result<()>;
+
+    /// Removes a pack, durably; one already gone is not an error.
+    fn remove(&self, id: PackId) -> io::Result<()>;
+
+    /// Called when a listing found packs this process did not know: their writer may
+    /// have died after placing them but before making their names durable.
+    fn settle(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub(crate) struct PackSet<F> {
+    files: F,
     index: RwLock<Index>,
+    /// Listings of new packs start here (Unix milliseconds): a little before the
+    /// previous listing began.
+    listed_since: AtomicU64,
     /// This process's deletions rewrite packs one at a time.
     rewriting: Mutex<()>,
 }
 
-fn pack_name(id: PackId) -> String {
+pub(crate) fn pack_name(id: PackId) -> String {
     format!("{id:032x}.pack")
 }
 
-fn parse_name(name: &str) -> Option<PackId> {
+pub(crate) fn parse_name(name: &str) -> Option<PackId> {
     let hex = name.strip_suffix(".pack")?;
     let lower = hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     lower
@@ -172,37 +222,52 @@ fn parse_name(name: &str) -> Option<PackId> {
         .flatten()
 }
 
-/// Opens a pack, or `None` if it is gone (rewritten or deleted by someone else).
-fn open_if_there(path: &Path) -> Result<Option<File>, StoreError> {
-    match File::open(path) {
-        Ok(file) => Ok(Some(file)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(path)(e)),
-    }
+/// The name of the first pack made at `ms` (Unix milliseconds) or later: listings
+/// start from it.
+pub(crate) fn first_name_at(ms: u64) -> String {
+    pack_name(PackId::from(ms) << 64)
 }
 
-impl PackSet {
-    /// Reads the index of every pack under `root/packs`. Does blocking IO.
-    pub(crate) fn open(root: &Path, tmp: &Path) -> Result<Self, StoreError> {
+fn now_ms() -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A new pack's id: the time now, then 64 random bits.
+fn new_id() -> PackId {
+    (PackId::from(now_ms()) << 64) | PackId::from(rand::random::<u64>())
+}
+
+/// Which packs a reload asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reload {
+    /// Those made since the last listing (and every pack where listing them all is as
+    /// cheap): finds what other processes wrote.
+    New,
+    /// Every pack: also finds what other processes removed.
+    All,
+}
+
+impl<F: PackFiles> PackSet<F> {
+    /// Reads the index of every pack there. Does blocking IO.
+    pub(crate) fn open(files: F) -> Result<Self, StoreError> {
         let set = Self {
-            root: root.to_owned(),
-            dir: root.join("packs"),
-            tmp: tmp.to_owned(),
-            dir_ready: AtomicBool::new(false),
+            files,
             index: RwLock::new(Index::default()),
+            listed_since: AtomicU64::new(0),
             rewriting: Mutex::new(()),
         };
-        if crate::local::exists(&set.dir)? {
-            set.dir_ready.store(true, Ordering::Release);
-            // Fsyncs the folder if it finds packs: a previous process may have renamed
-            // one into place and died before the folder's fsync.
-            set.reload()?;
-        }
+        set.reload(Reload::All)?;
         Ok(set)
     }
 
-    fn path(&self, id: PackId) -> PathBuf {
-        self.dir.join(pack_name(id))
+    fn err(&self, id: Option<PackId>) -> impl FnOnce(io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: self.files.location(id),
+            source,
+        }
     }
 
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -217,36 +282,14 @@ impl PackSet {
         self.read_index().blocks.get(hash).copied()
     }
 
-    /// The packs in the directory now.
-    fn list_ids(&self) -> Result<HashSet<PackId>, StoreError> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
-            Err(e) => return Err(io_err(&self.dir)(e)),
-        };
-        let mut ids = HashSet::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err(&self.dir))?;
-            match entry.file_name().to_str().and_then(parse_name) {
-                Some(id) => {
-                    ids.insert(id);
-                }
-                None => debug!(path = %entry.path().display(), "not a pack file, skipped"),
-            }
-        }
-        Ok(ids)
-    }
-
     /// A pack's entries, or `None` if it is gone.
     fn load(&self, id: PackId) -> Result<Option<Vec<PackEntry>>, StoreError> {
-        let path = self.path(id);
-        let Some(file) = open_if_there(&path)? else {
+        let Some((entries, source)) = self.files.index(id).map_err(self.err(Some(id)))? else {
             return Ok(None);
         };
-        let (entries, source) = pack::read_index(&file).map_err(io_err(&path))?;
         if let IndexSource::Scan { reason } = source {
             warn!(
-                path = %path.display(),
+                path = %self.files.location(Some(id)).display(),
                 %reason,
                 blocks = entries.len(),
                 "pack index damaged; its records were read one by one instead"
@@ -255,13 +298,26 @@ impl PackSet {
         Ok(Some(entries))
     }
 
-    /// Brings the index up to date with the directory: packs written by another process
-    /// are added, packs another process removed are dropped. Returns whether anything
-    /// changed.
-    pub(crate) fn reload(&self) -> Result<bool, StoreError> {
-        let listed = self.list_ids()?;
+    /// Brings the index up to date: packs written by another process are added and,
+    /// when the listing holds every pack, packs another process removed are dropped.
+    /// Returns whether anything changed.
+    pub(crate) fn reload(&self, scope: Reload) -> Result<bool, StoreError> {
+        let started = now_ms();
+        let since = match scope {
+            Reload::New => Some(self.listed_since.load(Ordering::Acquire)),
+            Reload::All => None,
+        };
+        let (listed, complete) = self.files.list(since).map_err(self.err(None))?;
+        let listed: HashSet<PackId> = listed.into_iter().collect();
+        let overlap = u64::try_from(LISTING_OVERLAP.as_millis()).unwrap_or(u64::MAX);
+        self.listed_since
+            .fetch_max(started.saturating_sub(overlap), Ordering::AcqRel);
         let known = self.read_index().packs.clone();
-        let gone: HashSet<PackId> = known.difference(&listed).copied().collect();
+        let gone: HashSet<PackId> = if complete {
+            known.difference(&listed).copied().collect()
+        } else {
+            HashSet::new()
+        };
         let mut added = Vec::new();
         for &id in listed.difference(&known) {
             if let Some(entries) = self.load(id)? {
@@ -272,8 +328,7 @@ impl PackSet {
             return Ok(false);
         }
         if !added.is_empty() {
-            // Their writer may have died between renaming and fsyncing the directory.
-            sync_dir(&self.dir)?;
+            self.files.settle().map_err(self.err(None))?;
         }
         let mut index = self.write_index();
         if !gone.is_empty() {
@@ -285,26 +340,38 @@ impl PackSet {
         Ok(true)
     }
 
+    /// Forgets a pack found gone and looks for what replaced it. Returns whether
+    /// anything changed.
+    fn lost(&self, id: PackId) -> Result<bool, StoreError> {
+        let dropped = {
+            let mut index = self.write_index();
+            let known = index.packs.contains(&id);
+            index.drop_packs(|pack| pack == id);
+            known
+        };
+        Ok(self.reload(Reload::New)? || dropped)
+    }
+
     /// Reads one block from `loc`, or `None` if its pack is gone.
     fn read_at(&self, hash: BlockHash, loc: Loc) -> Result<Option<Bytes>, StoreError> {
-        let path = self.path(loc.pack);
-        let Some(file) = open_if_there(&path)? else {
-            return Ok(None);
-        };
-        match pack::read_block(&file, &loc.entry(hash)) {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            // Packs never shrink, and the index was checked against the file's length:
+        match self.files.read(loc.pack, &loc.entry(hash)) {
+            Ok(bytes) => Ok(bytes.map(Bytes::from)),
+            // Packs never shrink, and the index was checked against the pack's length:
             // a pack shorter than its index says was damaged under us.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                warn!(%hash, path = %path.display(), "pack is shorter than its index says");
+                warn!(
+                    %hash,
+                    path = %self.files.location(Some(loc.pack)).display(),
+                    "pack is shorter than its index says"
+                );
                 Err(StoreError::Corrupt(hash))
             }
-            Err(e) => Err(io_err(&path)(e)),
+            Err(e) => Err(self.err(Some(loc.pack))(e)),
         }
     }
 
-    /// The stored form of a packed block, or `None` if no pack holds it. Looks at the
-    /// directory again if the pack the index names is gone.
+    /// The stored form of a packed block, or `None` if no pack holds it. Looks for
+    /// where it went if the pack the index names is gone.
     pub(crate) fn get(&self, hash: BlockHash) -> Result<Option<Bytes>, StoreError> {
         for _ in 0..LOOK_AGAIN {
             let Some(loc) = self.lookup(&hash) else {
@@ -313,7 +380,7 @@ impl PackSet {
             if let Some(bytes) = self.read_at(hash, loc)? {
                 return Ok(Some(bytes));
             }
-            if !self.reload()? {
+            if !self.lost(loc.pack)? {
                 return Ok(None);
             }
         }
@@ -331,11 +398,16 @@ impl PackSet {
             let Some(loc) = self.lookup(hash) else {
                 return Ok(false);
             };
-            if checked.contains(&loc.pack) || crate::local::exists(&self.path(loc.pack))? {
+            if checked.contains(&loc.pack)
+                || self
+                    .files
+                    .exists(loc.pack)
+                    .map_err(self.err(Some(loc.pack)))?
+            {
                 checked.insert(loc.pack);
                 return Ok(true);
             }
-            if !self.reload()? {
+            if !self.lost(loc.pack)? {
                 return Ok(false);
             }
         }
@@ -348,45 +420,18 @@ impl PackSet {
 
     /// Every packed block's hash, after catching up with other processes' packs.
     pub(crate) fn hashes(&self) -> Result<Vec<BlockHash>, StoreError> {
-        self.reload()?;
+        self.reload(Reload::All)?;
         Ok(self.read_index().blocks.keys().copied().collect())
     }
 
-    fn ensure_dir(&self) -> Result<(), StoreError> {
-        if self.dir_ready.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        create_dir_if_missing(&self.dir)?;
-        sync_dir(&self.root)?;
-        self.dir_ready.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    /// Writes `blocks` as a new pack and makes it durable: temp file, fsync, rename into
-    /// `packs/`, fsync the directory.
+    /// Writes `blocks` as a new pack, durably.
     fn write_pack(
         &self,
         blocks: &[(BlockHash, &EncodedBlock)],
     ) -> Result<(PackId, Vec<PackEntry>), StoreError> {
-        self.ensure_dir()?;
-        let id: PackId = rand::random();
+        let id = new_id();
         let (bytes, entries) = pack::encode(blocks);
-        let tmp = self.tmp.join(format!("{}.tmp", pack_name(id)));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .and_then(|mut file| {
-                file.write_all(&bytes)?;
-                file.sync_all()
-            });
-        let dest = self.path(id);
-        let placed = written.and_then(|()| fs::rename(&tmp, &dest));
-        if let Err(e) = placed {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(&tmp)(e));
-        }
-        sync_dir(&self.dir)?;
+        self.files.write(id, &bytes).map_err(self.err(Some(id)))?;
         Ok((id, entries))
     }
 
@@ -420,18 +465,22 @@ impl PackSet {
             if by_pack.is_empty() {
                 return Ok(());
             }
-            let mut vanished = false;
+            let mut vanished = Vec::new();
             for (id, dead) in by_pack {
-                vanished |= !self.rewrite_without(id, &dead)?;
+                if !self.rewrite_without(id, &dead)? {
+                    vanished.push(id);
+                }
             }
-            if !vanished {
+            if vanished.is_empty() {
                 return Ok(());
             }
             // Another process rewrote a pack meanwhile: find where the blocks are now.
-            self.reload()?;
+            for id in vanished {
+                self.lost(id)?;
+            }
         }
         Err(StoreError::Io {
-            path: self.dir.clone(),
+            path: self.files.location(None),
             source: io::Error::other(
                 "packs kept changing under a delete (another process rewriting them); \
                  run the collection again",
@@ -442,17 +491,17 @@ impl PackSet {
     /// Replaces pack `id` by one without `dead`, or removes it if nothing else is in
     /// it. Returns `false` if the pack is gone.
     fn rewrite_without(&self, id: PackId, dead: &HashSet<BlockHash>) -> Result<bool, StoreError> {
-        let path = self.path(id);
-        let Some(file) = open_if_there(&path)? else {
+        let err = || self.err(Some(id));
+        let Some(bytes) = self.files.read_whole(id).map_err(err())? else {
             return Ok(false);
         };
-        // The file's own index, not ours: it lists everything the pack holds.
-        let (entries, _) = pack::read_index(&file).map_err(io_err(&path))?;
+        // The pack's own index, not ours: it lists everything the pack holds.
+        let (entries, _) = pack::read_index(&bytes[..]).map_err(err())?;
         let mut seen = HashSet::new();
         let mut kept = Vec::new();
         for e in entries {
             if !dead.contains(&e.hash) && seen.insert(e.hash) {
-                let stored = pack::read_block(&file, &e).map_err(io_err(&path))?;
+                let stored = pack::read_block(&bytes[..], &e).map_err(err())?;
                 let block = EncodedBlock {
                     header: Bytes::new(),
                     payload: Bytes::from(stored),
@@ -460,23 +509,18 @@ impl PackSet {
                 kept.push((e.hash, block));
             }
         }
-        drop(file);
+        drop(bytes);
         let replacement = if kept.is_empty() {
             None
         } else {
             let refs: Vec<(BlockHash, &EncodedBlock)> = kept.iter().map(|(h, b)| (*h, b)).collect();
             Some(self.write_pack(&refs)?)
         };
-        // The old file goes before our index changes, so that no reload (ours or
+        // The old pack goes before our index changes, so that no reload (ours or
         // another thread's) can find it again and bring the deleted blocks back.
-        // Readers that took the old place meanwhile find the file gone, read the
-        // folder again and find the new pack.
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&path)(e)),
-        }
-        sync_dir(&self.dir)?;
+        // Readers that took the old place meanwhile find the pack gone, look again
+        // and find the new one.
+        self.files.remove(id).map_err(err())?;
         // The new pack goes in before the old one's entries go out, so that a kept
         // block whose main copy was in the old pack is promoted to the new one.
         let mut index = self.write_index();
@@ -498,6 +542,17 @@ impl PackSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_pack_names_sort_by_time_and_listings_start_at_a_time() {
+        let a = new_id();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = new_id();
+        assert!(pack_name(a) < pack_name(b));
+        let ms = u64::try_from(a >> 64).unwrap();
+        assert!(first_name_at(ms) <= pack_name(a));
+        assert!(first_name_at(ms + 1) > pack_name(a));
+    }
 
     #[test]
     fn pack_names_round_trip_and_strays_are_not_packs() {

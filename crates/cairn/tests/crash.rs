@@ -572,10 +572,18 @@ async fn run(env: Vec<(String, String)>) {
         meta.close().await;
         blocks
     };
+    let stored = match server.env.iter().find(|(k, _)| k == "CAIRN_BLOCKS_URL") {
+        None => stored_block_files(&data_dir),
+        Some((_, url)) => {
+            let prefix = cairn_store::S3Config::from_url(url).unwrap().prefix;
+            let s3 = cairn_store::S3Config::for_tests(&prefix);
+            let store = cairn_store::BlockStore::s3(&s3).await.unwrap();
+            store.list().await.unwrap().len()
+        }
+    };
     assert_eq!(
-        stored_block_files(&data_dir) as i64,
-        stats,
-        "after gc --grace 0 the store holds a file for exactly each recorded block"
+        stored as i64, stats,
+        "after gc --grace 0 the store holds exactly each recorded block"
     );
     let present: HashSet<String> = states
         .iter()
@@ -593,8 +601,9 @@ async fn acknowledged_writes_survive_sigkill_sqlite() {
     run(Vec::new()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_sigkill_postgres() {
+/// A fresh PostgreSQL schema: the connection that made it, its name and the URL that
+/// uses it.
+async fn fresh_schema() -> (sqlx::PgConnection, String, String) {
     use sqlx::Connection;
 
     let base = std::env::var("CAIRN_TEST_POSTGRES_URL")
@@ -609,9 +618,31 @@ async fn acknowledged_writes_survive_sigkill_postgres() {
         .unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options[search_path]={schema}");
-    run(vec![("CAIRN_DATABASE_URL".to_owned(), url)]).await;
+    (conn, schema, url)
+}
+
+async fn drop_schema(mut conn: sqlx::PgConnection, schema: &str) {
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&mut conn)
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill_postgres() {
+    let (conn, schema, url) = fresh_schema().await;
+    run(vec![("CAIRN_DATABASE_URL".to_owned(), url)]).await;
+    drop_schema(conn, &schema).await;
+}
+
+/// As several nodes run: metadata in PostgreSQL, blocks in S3 (the test server that
+/// `.ci/s3-up.sh` starts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill_postgres_s3() {
+    let (conn, schema, url) = fresh_schema().await;
+    let s3 = cairn_store::S3Config::for_tests(&format!("crash-tests/{schema}"));
+    let mut env = s3.to_env();
+    env.push(("CAIRN_DATABASE_URL".to_owned(), url));
+    run(env).await;
+    drop_schema(conn, &schema).await;
 }

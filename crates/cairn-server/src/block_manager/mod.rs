@@ -368,9 +368,10 @@ impl BlockManager {
     /// order, counted as sent as they are read.
     ///
     /// The first block is read before this returns, so a damaged file whose first
-    /// block is bad gets a clean error. Later blocks are fetched one ahead of the one
-    /// being sent; one that fails verification ends the stream with an error, so the
-    /// reader sees a short body, never wrong bytes.
+    /// block is bad gets a clean error. Later blocks are fetched ahead of the one being
+    /// sent, as many at once as the store serves best (two from a disk, eight from
+    /// S3); one that fails verification ends the stream with an error, so the reader
+    /// sees a short body, never wrong bytes.
     pub async fn read_pieces(
         &self,
         file: &ServerPath,
@@ -387,6 +388,7 @@ impl BlockManager {
             None => None,
         };
         let store = self.store.clone();
+        let ahead = store.read_parallelism();
         let rest = futures::stream::iter(pieces)
             .map(move |(hash, from, to)| {
                 let store = store.clone();
@@ -401,7 +403,7 @@ impl BlockManager {
                     Ok::<_, std::io::Error>(data.slice(from..to))
                 }
             })
-            .buffered(2);
+            .buffered(ahead);
         Ok(futures::stream::iter(head).chain(rest))
     }
 }

@@ -17,7 +17,7 @@ use cairn_store::{BlockStore, StoreError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::support::{TestServer, BACKENDS};
+use crate::support::{TestServer, WITH_S3};
 
 /// Distinct block contents. Few of them, so that uploads, commits, prunes and
 /// collections meet on the same hashes all the time.
@@ -58,10 +58,10 @@ fn now_ms() -> i64 {
 
 /// The block manager `cairn admin gc` would make in its own process, on its own
 /// handle of the server's block directory.
-fn other_process(state: &AppState) -> BlockManager {
+async fn other_process(state: &AppState) -> BlockManager {
     BlockManager::new(
         state.meta.clone(),
-        BlockStore::local(state.config.blocks_dir.as_path()).unwrap(),
+        cairn_server::open_blocks(&state.config).await.unwrap(),
         state.config.chunker,
     )
 }
@@ -289,119 +289,124 @@ async fn audit(world: &World) {
     }
 }
 
-on_each_backend!(gc_never_deletes_a_referenced_block_under_concurrency, |s| {
-    let seed: u64 = std::env::var("CAIRN_GC_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("gc stress seed {seed} (set CAIRN_GC_SEED to replay the choices)");
-    let user = s.state.meta.user_by_name("admin").await.unwrap().unwrap();
-    let device = s.state.meta.create_device(user.id, "stress").await.unwrap();
-    let pool = pool();
-    let world = Arc::new(World {
-        state: s.state.clone(),
-        other: other_process(&s.state),
-        actor: Actor {
-            user_id: user.id,
-            device_id: Some(device.id),
-            device_name: device.name,
-        },
-        user,
-        hashes: pool.iter().map(|b| BlockHash::of(b)).collect(),
-        pool,
-    });
-
-    let mut tasks = tokio::task::JoinSet::new();
-    for id in 0..UPLOADERS {
-        let w = world.clone();
-        tasks.spawn(async move { uploader(w, seed, id).await as u64 });
-    }
-    for id in 0..DELETERS {
-        let w = world.clone();
-        tasks.spawn(async move {
-            deleter(w, seed, id).await;
-            0
+on_each_backend!(
+    gc_never_deletes_a_referenced_block_under_concurrency,
+    WITH_S3,
+    |s| {
+        let seed: u64 = std::env::var("CAIRN_GC_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(rand::random);
+        eprintln!("gc stress seed {seed} (set CAIRN_GC_SEED to replay the choices)");
+        let user = s.state.meta.user_by_name("admin").await.unwrap().unwrap();
+        let device = s.state.meta.create_device(user.id, "stress").await.unwrap();
+        let pool = pool();
+        let world = Arc::new(World {
+            state: s.state.clone(),
+            other: other_process(&s.state).await,
+            actor: Actor {
+                user_id: user.id,
+                device_id: Some(device.id),
+                device_name: device.name,
+            },
+            user,
+            hashes: pool.iter().map(|b| BlockHash::of(b)).collect(),
+            pool,
         });
-    }
-    // Two collectors, as when `cairn admin gc` runs beside the server's own task: the
-    // second on its own store handle, like the other process.
-    let others_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let collectors: Vec<_> = (0..COLLECTORS)
-        .map(|i| tokio::spawn(collector(world.clone(), others_done.clone(), i == 1)))
-        .collect();
-    while let Some(done) = tasks.join_next().await {
-        done.expect("a worker failed");
-    }
-    others_done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut collected = 0;
-    for c in collectors {
-        collected += c.await.expect("a collector failed");
-    }
-    eprintln!("collections deleted {collected} blocks while the others worked");
 
-    // Quiet now: every referenced block is there and intact, the metadata is sound.
-    audit(&world).await;
-    for u in 0..UPLOADERS {
-        for n in 0..FILES_PER_UPLOADER {
-            world.check_live(&file_name(u, n)).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in 0..UPLOADERS {
+            let w = world.clone();
+            tasks.spawn(async move { uploader(w, seed, id).await as u64 });
         }
-    }
-    let problems = world.meta().check_consistency().await.unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
+        for id in 0..DELETERS {
+            let w = world.clone();
+            tasks.spawn(async move {
+                deleter(w, seed, id).await;
+                0
+            });
+        }
+        // Two collectors, as when `cairn admin gc` runs beside the server's own task: the
+        // second on its own store handle, like the other process.
+        let others_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let collectors: Vec<_> = (0..COLLECTORS)
+            .map(|i| tokio::spawn(collector(world.clone(), others_done.clone(), i == 1)))
+            .collect();
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a worker failed");
+        }
+        others_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut collected = 0;
+        for c in collectors {
+            collected += c.await.expect("a collector failed");
+        }
+        eprintln!("collections deleted {collected} blocks while the others worked");
 
-    // Delete everything: empty every live file and the trash, drop all history, collect.
-    world
-        .meta()
-        .purge_all_trash(world.user.home_ns, &world.actor)
-        .await
-        .unwrap();
-    for u in 0..UPLOADERS {
-        for n in 0..FILES_PER_UPLOADER {
-            let file = file_name(u, n);
-            if world
-                .meta()
-                .stat(world.user.home_ns, &path(&file))
-                .await
-                .unwrap()
-                .is_some()
-            {
-                assert!(world.commit(&file, &[]).await);
+        // Quiet now: every referenced block is there and intact, the metadata is sound.
+        audit(&world).await;
+        for u in 0..UPLOADERS {
+            for n in 0..FILES_PER_UPLOADER {
+                world.check_live(&file_name(u, n)).await;
             }
         }
+        let problems = world.meta().check_consistency().await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+
+        // Delete everything: empty every live file and the trash, drop all history, collect.
+        world
+            .meta()
+            .purge_all_trash(world.user.home_ns, &world.actor)
+            .await
+            .unwrap();
+        for u in 0..UPLOADERS {
+            for n in 0..FILES_PER_UPLOADER {
+                let file = file_name(u, n);
+                if world
+                    .meta()
+                    .stat(world.user.home_ns, &path(&file))
+                    .await
+                    .unwrap()
+                    .is_some()
+                {
+                    assert!(world.commit(&file, &[]).await);
+                }
+            }
+        }
+        world
+            .meta()
+            .prune_versions(now_ms() + 1000, 0, 0)
+            .await
+            .unwrap();
+        // Grace 0 takes blocks unreferenced since before now: let the clock move on.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        world
+            .blocks()
+            .collect_garbage(Duration::ZERO)
+            .await
+            .unwrap();
+        audit(&world).await;
+        // Nothing references anything any more (every file is empty, the trash and the
+        // history are gone), so the store and the block table are empty.
+        let stored = world.store().list().await.unwrap();
+        let stats = world.meta().stats().await.unwrap();
+        assert_eq!((stored.len(), stats.blocks), (0, 0), "the store is empty");
+        let gc = world.meta().gc_stats(now_ms() + 1000).await.unwrap();
+        assert_eq!(
+            gc,
+            cairn_meta::GcStats::default(),
+            "nothing unreferenced is left"
+        );
+        for h in &stored {
+            assert!(world.meta().block_info(*h).await.unwrap().unwrap().refcount > 0);
+        }
+        let problems = world.meta().check_consistency().await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
     }
-    world
-        .meta()
-        .prune_versions(now_ms() + 1000, 0, 0)
-        .await
-        .unwrap();
-    // Grace 0 takes blocks unreferenced since before now: let the clock move on.
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    world
-        .blocks()
-        .collect_garbage(Duration::ZERO)
-        .await
-        .unwrap();
-    audit(&world).await;
-    // Nothing references anything any more (every file is empty, the trash and the
-    // history are gone), so the store and the block table are empty.
-    let stored = world.store().list().await.unwrap();
-    let stats = world.meta().stats().await.unwrap();
-    assert_eq!((stored.len(), stats.blocks), (0, 0), "the store is empty");
-    let gc = world.meta().gc_stats(now_ms() + 1000).await.unwrap();
-    assert_eq!(
-        gc,
-        cairn_meta::GcStats::default(),
-        "nothing unreferenced is left"
-    );
-    for h in &stored {
-        assert!(world.meta().block_info(*h).await.unwrap().unwrap().refcount > 0);
-    }
-    let problems = world.meta().check_consistency().await.unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
-});
+);
 
 on_each_backend!(
     collection_empties_the_store_once_nothing_references_anything,
+    WITH_S3,
     |s| {
         let user = s.state.meta.user_by_name("admin").await.unwrap().unwrap();
         let actor = Actor {
@@ -412,7 +417,7 @@ on_each_backend!(
         let pool = pool();
         let world = World {
             state: s.state.clone(),
-            other: other_process(&s.state),
+            other: other_process(&s.state).await,
             actor,
             user,
             hashes: pool.iter().map(|b| BlockHash::of(b)).collect(),
@@ -637,7 +642,7 @@ on_each_backend!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_task_prunes_and_collects() {
-    for backend in BACKENDS {
+    for backend in WITH_S3 {
         let s = TestServer::start_with(backend, |config| {
             config.maintenance.maintenance_interval_secs = 1;
             config.maintenance.gc_grace_secs = 0;

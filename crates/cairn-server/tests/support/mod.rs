@@ -4,27 +4,39 @@
 
 use std::net::SocketAddr;
 
-use cairn_server::{Application, Config};
+use cairn_server::{Application, BlockLocation, Config};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "admin password for tests";
 
-/// Which metadata backend a test runs on.
-#[derive(Debug, Clone, Copy)]
+/// Which stores a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite, blocks in the data directory.
     Sqlite,
+    /// PostgreSQL, blocks in the data directory.
     Postgres,
+    /// PostgreSQL, blocks in the test S3 server (`.ci/s3-up.sh`), as several nodes run.
+    PostgresS3,
 }
 
+/// The metadata backends, with local blocks.
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 
-/// Runs a test body once per metadata backend (`#[macro_use] mod support;`).
+/// Every combination: the block store's own tests (integrity, GC) run on S3 as well.
+pub const WITH_S3: [Backend; 3] = [Backend::Sqlite, Backend::Postgres, Backend::PostgresS3];
+
+/// Runs a test body once per metadata backend, or once per backend of the list given
+/// (`#[macro_use] mod support;`).
 macro_rules! on_each_backend {
     ($name:ident, |$server:ident| $body:block) => {
+        on_each_backend!($name, $crate::support::BACKENDS, |$server| $body);
+    };
+    ($name:ident, $backends:expr, |$server:ident| $body:block) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            for backend in $crate::support::BACKENDS {
+            for backend in $backends {
                 let $server = $crate::support::TestServer::start(backend).await;
                 $body
                 $server.finish().await;
@@ -96,10 +108,14 @@ impl TestServer {
         config.maintenance.scrub_bytes_per_sec = 0;
         configure(&mut config);
         let mut schema = None;
-        if let Backend::Postgres = backend {
+        if matches!(backend, Backend::Postgres | Backend::PostgresS3) {
             let (name, url) = fresh_postgres_url().await;
             config.database_url = url;
             schema = Some(name);
+        }
+        if backend == Backend::PostgresS3 {
+            let prefix = format!("server-tests/{:016x}", rand::random::<u64>());
+            config.blocks = BlockLocation::S3(cairn_store::S3Config::for_tests(&prefix));
         }
         let (meta, blocks) = cairn_server::open_stores(&config).await.unwrap();
         let hash = cairn_server::hash_password(&config, PASSWORD.to_owned())
@@ -338,12 +354,75 @@ pub fn block_file(data: &std::path::Path, hex: &str) -> std::path::PathBuf {
         .join(hex)
 }
 
-/// Flips one bit of the last byte of a stored block.
-pub fn flip_last_byte(data: &std::path::Path, hex: &str) {
-    let path = block_file(data, hex);
-    let mut bytes = std::fs::read(&path).unwrap();
-    *bytes.last_mut().unwrap() ^= 0x01;
-    std::fs::write(&path, bytes).unwrap();
+/// A raw client on the test bucket, to look at and damage what the server stored.
+fn raw_s3(s3: &cairn_store::S3Config) -> (std::sync::Arc<dyn object_store::ObjectStore>, String) {
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&s3.bucket)
+        .with_endpoint(s3.endpoint.clone().unwrap())
+        .with_region(s3.region.clone().unwrap())
+        .with_access_key_id(s3.access_key_id.clone().unwrap())
+        .with_secret_access_key(s3.secret_access_key.clone().unwrap())
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    (std::sync::Arc::new(store), s3.prefix.clone())
+}
+
+/// Where a block stored alone (not in a pack) is, wherever the server keeps blocks.
+enum StoredBlock {
+    File(std::path::PathBuf),
+    Object(
+        std::sync::Arc<dyn object_store::ObjectStore>,
+        object_store::path::Path,
+    ),
+}
+
+impl TestServer {
+    fn stored(&self, dir: &str, hex: &str) -> StoredBlock {
+        match &self.config.blocks {
+            BlockLocation::Folder(root) if dir == "blocks" => {
+                StoredBlock::File(block_file(root, hex))
+            }
+            BlockLocation::Folder(root) => StoredBlock::File(root.join(dir).join(hex)),
+            BlockLocation::S3(s3) => {
+                let (store, prefix) = raw_s3(s3);
+                StoredBlock::Object(store, format!("{prefix}/{dir}/{hex}").into())
+            }
+        }
+    }
+
+    /// Flips one bit of the last byte of a block stored alone.
+    pub async fn flip_last_byte(&self, hex: &str) {
+        match self.stored("blocks", hex) {
+            StoredBlock::File(path) => {
+                let mut bytes = std::fs::read(&path).unwrap();
+                *bytes.last_mut().unwrap() ^= 0x01;
+                std::fs::write(&path, bytes).unwrap();
+            }
+            StoredBlock::Object(store, key) => {
+                let got = store.get(&key).await.unwrap().bytes().await.unwrap();
+                let mut bytes = got.to_vec();
+                *bytes.last_mut().unwrap() ^= 0x01;
+                store.put(&key, bytes.into()).await.unwrap();
+            }
+        }
+    }
+
+    /// Removes a block stored alone, behind the server's back.
+    pub async fn remove_block(&self, hex: &str) {
+        match self.stored("blocks", hex) {
+            StoredBlock::File(path) => std::fs::remove_file(path).unwrap(),
+            StoredBlock::Object(store, key) => store.delete(&key).await.unwrap(),
+        }
+    }
+
+    /// Whether a block is stored alone (`dir` "blocks") or in quarantine ("quarantine").
+    pub async fn has_stored(&self, dir: &str, hex: &str) -> bool {
+        match self.stored(dir, hex) {
+            StoredBlock::File(path) => path.is_file(),
+            StoredBlock::Object(store, key) => store.head(&key).await.is_ok(),
+        }
+    }
 }
 
 /// The sum of a metric's samples on `/metrics`.
