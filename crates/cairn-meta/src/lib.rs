@@ -39,6 +39,7 @@ mod retention;
 mod search;
 mod secrets;
 mod sharing;
+mod throttle;
 mod trash;
 mod tree;
 mod types;
@@ -60,11 +61,12 @@ pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
 pub use links::{Link, LinkId, NewLink};
 pub use quota::Space;
 pub use sharing::{Membership, Role};
+pub use throttle::{Guess, ThrottleKey};
 pub use types::{
     Actor, BatchItem, BlockInfo, BlockRef, ChangeKind, CommitFile, CommitOutcome, Device, Entry,
     EntryKind, FileCommit, JournalEntry, MetaStats, TrashItem, User, VersionInfo,
 };
-pub use uploads::{NewUpload, OnConflict, Upload, UploadProgress};
+pub use uploads::{LeaseAttempt, NewUpload, OnConflict, Upload, UploadProgress};
 pub use users::{check_user_name, TokenKind, TokenOwner, MAX_USER_NAME_LEN};
 
 /// Called after every namespace write that advanced the journal has committed, with

@@ -18,6 +18,12 @@
 //!   [`MetaError::MissingBlocks`], and the caller stores the block again (which revives
 //!   it) before it tries again.
 //!
+//! # Leases
+//!
+//! The request writing an upload holds its lease (`lease_holder`, `lease_until`; see
+//! [`MetaStore::lease_upload`]), so that of several nodes on one database only one works
+//! on an upload at a time, and a node that dies holding it blocks it only for seconds.
+//!
 //! Deleting an upload (finished, terminated or expired) deletes its block rows, so the
 //! blocks are then referenced by whatever versions reference them, and otherwise
 //! collected after the grace period like any other unreferenced block.
@@ -125,6 +131,17 @@ pub struct UploadProgress {
     pub tail: Vec<u8>,
     /// The new expiry (Unix ms).
     pub expires_at: i64,
+}
+
+/// What [`MetaStore::lease_upload`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseAttempt {
+    /// The lease is the asker's.
+    Taken,
+    /// Another holds it, until this time (Unix ms) unless renewed or released.
+    HeldUntil(i64),
+    /// There is no such upload.
+    NoUpload,
 }
 
 impl Upload {
@@ -289,6 +306,87 @@ impl MetaStore {
         }
         tx.commit().await?;
         Ok(Some(new_offset))
+    }
+
+    /// Takes the lease of upload `id` for `holder` (a token unique to the request that
+    /// asks) until `until` (Unix ms), if nobody holds it or its holder's lease ran out
+    /// by `now`; whether it did. A holder renews its lease with [`MetaStore::renew_upload_lease`]
+    /// while it works and gives it back with [`MetaStore::release_upload_lease`]; one
+    /// that dies holds the upload only until its lease runs out.
+    ///
+    /// The lease keeps requests on different nodes from working on one upload at once
+    /// (and a `HEAD` from answering an offset a `PATCH` is still moving); it does not
+    /// guard the upload's state, which [`MetaStore::save_upload_progress`] changes only
+    /// by a compare-and-set whoever holds the lease.
+    pub async fn lease_upload(
+        &self,
+        id: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<LeaseAttempt, MetaError> {
+        let mut tx = WriteTx::begin(self).await?;
+        let taken = sqlx::query(
+            "UPDATE tus_uploads SET lease_holder = $1, lease_until = $2 \
+             WHERE id = $3 AND (lease_holder IS NULL OR lease_until <= $4)",
+        )
+        .bind(holder)
+        .bind(until)
+        .bind(id)
+        .bind(now)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        let attempt = match taken {
+            0 => sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT lease_until FROM tus_uploads WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?
+            .map_or(LeaseAttempt::NoUpload, |until| {
+                LeaseAttempt::HeldUntil(until.unwrap_or(now))
+            }),
+            _ => LeaseAttempt::Taken,
+        };
+        tx.commit().await?;
+        Ok(attempt)
+    }
+
+    /// Extends `holder`'s lease of upload `id` to `until` (Unix ms); whether it still
+    /// held it (it may have run out and been taken by another).
+    pub async fn renew_upload_lease(
+        &self,
+        id: &str,
+        holder: &str,
+        until: i64,
+    ) -> Result<bool, MetaError> {
+        let mut tx = WriteTx::begin(self).await?;
+        let renewed = sqlx::query(
+            "UPDATE tus_uploads SET lease_until = $1 WHERE id = $2 AND lease_holder = $3",
+        )
+        .bind(until)
+        .bind(id)
+        .bind(holder)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(renewed > 0)
+    }
+
+    /// Gives back `holder`'s lease of upload `id`, if it still holds it.
+    pub async fn release_upload_lease(&self, id: &str, holder: &str) -> Result<(), MetaError> {
+        let mut tx = WriteTx::begin(self).await?;
+        sqlx::query(
+            "UPDATE tus_uploads SET lease_holder = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_holder = $2",
+        )
+        .bind(id)
+        .bind(holder)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
     }
 
     /// Deletes upload `id` and releases its blocks; whether there was one.

@@ -1,10 +1,9 @@
-//! Accounts and sessions: argon2id passwords, bearer tokens, login rate limiting, and the
+//! Accounts and sessions: argon2id passwords, bearer tokens, the throttle of password
+//! guesses (shared by every node through the metadata store), and the
 //! [`AuthUser`] extractor that every private handler takes.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -254,39 +253,54 @@ fn account_disabled() -> ApiError {
     )
 }
 
-/// Counts failed logins in a sliding window, per account and per client address.
-///
-/// This lives in one node's memory; behind a load balancer each node limits on its own,
-/// which multiplies the allowance by the node count but still stops brute force.
-#[derive(Debug, Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
+/// A password guess being checked, let through by its throttle (see
+/// `cairn_meta::throttle`): counted as a failure of each of its keys, on every node of
+/// the deployment, from before its password is checked until it turns out right
+/// ([`PasswordGuess::right`]) or no guess at all ([`PasswordGuess::not_a_guess`]).
+/// Dropped otherwise, it stays counted: a wrong password, or a request that failed
+/// before its password could be judged.
+#[derive(Debug)]
+#[must_use = "a guess counts as a failure unless it is withdrawn"]
+pub(crate) struct PasswordGuess {
+    meta: cairn_meta::MetaStore,
+    guess: cairn_meta::Guess,
 }
 
-impl LoginLimiter {
-    /// How many failures `key` had within `window`. Keys are namespaced by their users
-    /// (`user:`, `addr:` for logins; `link:`, `linkaddr:` for link passwords).
-    pub(crate) fn recent(&self, key: &str, window: Duration) -> usize {
-        let mut map = self.failures.lock().expect("limiter lock");
-        let now = Instant::now();
-        match map.get_mut(key) {
-            Some(times) => {
-                times.retain(|t| now.duration_since(*t) < window);
-                times.len()
-            }
-            None => 0,
-        }
+impl PasswordGuess {
+    /// Lets a guess through unless one of `keys` had its limit of failures within
+    /// `window` (`None`: refuse it, nothing was counted). Keys are namespaced by their
+    /// users (`user:`, `addr:` for logins; `link:`, `linkaddr:` for link passwords).
+    pub(crate) async fn begin(
+        state: &AppState,
+        keys: &[cairn_meta::ThrottleKey<'_>],
+        window: Duration,
+    ) -> ApiResult<Option<Self>> {
+        let now = crate::now_ms();
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let guess = state
+            .meta
+            .throttle_attempt(keys, now, now.saturating_add(window_ms))
+            .await?;
+        Ok(guess.map(|guess| PasswordGuess {
+            meta: state.meta.clone(),
+            guess,
+        }))
     }
 
-    /// Counts one failure for `key`, now.
-    pub(crate) fn record(&self, key: String) {
-        let mut map = self.failures.lock().expect("limiter lock");
-        // Bound the table: a flood of distinct names must not grow memory forever.
-        if map.len() > 100_000 {
-            map.clear();
-        }
-        map.entry(key).or_default().push(Instant::now());
+    /// The password was right: the guess is withdrawn, it counts as no failure.
+    pub(crate) async fn right(self) -> ApiResult<()> {
+        Ok(self.meta.throttle_withdraw(self.guess).await?)
     }
+
+    /// The request was refused before its password could be judged (malformed): it
+    /// counts as no failure, as a refusal never did.
+    pub(crate) async fn not_a_guess(self) -> ApiResult<()> {
+        self.right().await
+    }
+
+    /// The password was wrong: the guess stays counted as a failure until it leaves
+    /// the window.
+    pub(crate) fn wrong(self) {}
 }
 
 fn check_name(kind: &str, name: &str) -> ApiResult<()> {
@@ -346,9 +360,9 @@ async fn check_credentials(
     username: &str,
     password: String,
 ) -> ApiResult<User> {
-    let (account_key, address_key) = password_keys(username, addr);
-    refuse_if_throttled(state, &account_key, &address_key)?;
+    let guess = begin_password_guess(state, username, addr).await?;
     if password.len() > MAX_PASSWORD_LEN {
+        guess.not_a_guess().await?;
         return Err(ApiError::bad_request(
             "invalid_password",
             "password is too long",
@@ -365,10 +379,12 @@ async fn check_credentials(
         .await
         .map_err(ApiError::internal)?;
     let user = match (user, ok) {
-        (Some(user), true) => user,
+        (Some(user), true) => {
+            guess.right().await?;
+            user
+        }
         _ => {
-            state.login_limiter.record(account_key);
-            state.login_limiter.record(address_key);
+            guess.wrong();
             return Err(ApiError::unauthorized("wrong user name or password"));
         }
     };
@@ -465,32 +481,40 @@ async fn session_end(
     Ok(response)
 }
 
-/// The limiter's keys for password guesses about `username` from `addr`. Logins and
-/// password changes share them, so a guesser gains nothing by switching between the two.
-fn password_keys(username: &str, addr: SocketAddr) -> (String, String) {
-    (
-        format!("user:{}", username.to_lowercase()),
-        format!("addr:{}", addr.ip()),
-    )
-}
-
-/// 429 when the account or the address has had too many wrong passwords lately.
-fn refuse_if_throttled(state: &AppState, account_key: &str, address_key: &str) -> ApiResult<()> {
+/// Lets a guess of `username`'s password from `addr` through its throttle: per account
+/// and per client address, `login_failures_per_account` and `login_failures_per_address`
+/// failures within `login_window_secs`, or 429. Logins, browser sign-ins and password
+/// changes share the keys, so a guesser gains nothing by switching between them.
+async fn begin_password_guess(
+    state: &AppState,
+    username: &str,
+    addr: SocketAddr,
+) -> ApiResult<PasswordGuess> {
+    let account_key = format!("user:{}", username.to_lowercase());
+    let address_key = format!("addr:{}", addr.ip());
+    let keys = [
+        cairn_meta::ThrottleKey {
+            key: &account_key,
+            limit: state.config.login_failures_per_account,
+        },
+        cairn_meta::ThrottleKey {
+            key: &address_key,
+            limit: state.config.login_failures_per_address,
+        },
+    ];
     let window = Duration::from_secs(state.config.login_window_secs);
-    let limiter = &state.login_limiter;
-    if limiter.recent(account_key, window) >= state.config.login_failures_per_account as usize
-        || limiter.recent(address_key, window) >= state.config.login_failures_per_address as usize
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many wrong passwords; wait {} seconds and try again",
-                window.as_secs()
-            ),
-        ));
-    }
-    Ok(())
+    PasswordGuess::begin(state, &keys, window)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many wrong passwords; wait {} seconds and try again",
+                    window.as_secs()
+                ),
+            )
+        })
 }
 
 /// `POST /account/password`: the caller changes its own password, giving the old one.
@@ -514,29 +538,31 @@ async fn change_password(
     auth: AuthUser,
     Json(req): Json<proto::PasswordChangeRequest>,
 ) -> ApiResult<Json<proto::PasswordChangeResponse>> {
-    let (account_key, address_key) = password_keys(&auth.user.name, addr);
-    refuse_if_throttled(&state, &account_key, &address_key)?;
+    let guess = begin_password_guess(&state, &auth.user.name, addr).await?;
     if req.old_password.len() > MAX_PASSWORD_LEN {
+        guess.not_a_guess().await?;
         return Err(ApiError::bad_request(
             "invalid_password",
             "password is too long",
         ));
     }
-    check_new_password(&req.new_password)
-        .map_err(|message| ApiError::bad_request("invalid_password", message))?;
+    if let Err(message) = check_new_password(&req.new_password) {
+        guess.not_a_guess().await?;
+        return Err(ApiError::bad_request("invalid_password", message));
+    }
     let (old, stored) = (req.old_password, auth.user.password_hash.clone());
     let ok = tokio::task::spawn_blocking(move || verify_password(&old, &stored))
         .await
         .map_err(ApiError::internal)?;
     if !ok {
-        state.login_limiter.record(account_key);
-        state.login_limiter.record(address_key);
+        guess.wrong();
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "wrong_password",
             "the current password is wrong",
         ));
     }
+    guess.right().await?;
     let hash = crate::hash_password(&state.config, req.new_password)
         .await
         .map_err(ApiError::internal)?;

@@ -228,7 +228,6 @@ impl Application {
             blocks: BlockManager::new(meta.clone(), blocks, config.chunker),
             meta,
             config: Arc::new(config),
-            login_limiter: Arc::default(),
             dummy_password_hash,
             notify: notifier,
             link_key,

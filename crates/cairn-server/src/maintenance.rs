@@ -1,6 +1,6 @@
-//! The background maintenance task: trash expiry, expired resumable uploads, version
-//! retention, garbage collection, then the thumbnails of versions that are gone, every
-//! `maintenance_interval_secs`. `cairn admin gc` runs the same pass once, on demand.
+//! The background maintenance task: trash expiry, expired resumable uploads and
+//! password-throttle failures, version retention, garbage collection, then the
+//! thumbnails of versions that are gone, every `maintenance_interval_secs`. `cairn admin gc` runs the same pass once, on demand.
 //!
 //! A failed pass is logged and retried at the next interval; it never takes the server
 //! down. Passes never overlap within a process, and the collection protocol is safe
@@ -30,6 +30,8 @@ pub struct MaintenanceReport {
     pub trash_expired: u64,
     /// Resumable uploads removed because they expired (`tus_upload_lifetime_secs`).
     pub uploads_expired: u64,
+    /// Failed password guesses deleted because they left their throttle's window.
+    pub throttle_pruned: u64,
     /// Old versions dropped by retention.
     pub versions_pruned: u64,
     /// What garbage collection deleted.
@@ -98,6 +100,16 @@ pub async fn run_once(
         );
     }
 
+    // Only dead weight (guesses prune expired rows as they come, too), so a failure
+    // here is no reason to skip the rest of the pass.
+    let throttle_pruned = match meta.prune_throttle(now_ms()).await {
+        Ok(n) => n,
+        Err(err) => {
+            tracing::warn!(error = %err, "pruning expired password failures failed");
+            0
+        }
+    };
+
     let max_age_ms = i64::try_from(settings.version_retention_days)
         .unwrap_or(i64::MAX)
         .saturating_mul(DAY_MS);
@@ -116,6 +128,7 @@ pub async fn run_once(
     Ok(MaintenanceReport {
         trash_expired,
         uploads_expired,
+        throttle_pruned,
         versions_pruned,
         gc,
         thumbnails_deleted,

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use cairn_meta::MetaStore;
 
-use crate::auth::LoginLimiter;
 use crate::block_manager::BlockManager;
 use crate::config::Config;
 use crate::notify::Notifier;
@@ -16,15 +15,14 @@ pub struct AppState {
     /// Every use of the block store goes through it.
     pub blocks: BlockManager,
     pub config: Arc<Config>,
-    pub login_limiter: Arc<LoginLimiter>,
     /// Verified against when a login names an unknown user, so both cases cost the same.
     pub dummy_password_hash: String,
     /// The event bus and the open notification connections.
     pub notify: Notifier,
     /// Signs the cookies that prove a visitor gave a public link's password.
     pub link_key: crate::links::LinkKey,
-    /// One request at a time per resumable upload, in this process (the database's
-    /// compare-and-set on the offset guards across processes).
+    /// One request at a time per resumable upload, across every node: a lease in the
+    /// metadata store, behind a local lock per upload (see [`crate::tus::UploadLocks`]).
     pub tus_locks: crate::tus::UploadLocks,
     /// Thumbnails of pictures, cached under the data directory.
     pub thumbnails: crate::thumbnails::Thumbnails,

@@ -21,6 +21,7 @@ mod links;
 mod quota;
 mod secrets;
 mod send;
+mod throttle;
 mod trash;
 mod tree;
 mod uploads;

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_meta::{MetaError, NewUpload, OnConflict, UploadProgress};
+use cairn_meta::{LeaseAttempt, MetaError, NewUpload, OnConflict, UploadProgress};
 
 use crate::common::*;
 
@@ -67,5 +67,41 @@ backend_tests! {
         assert_eq!(store.expire_uploads(later + 1).await.unwrap(), 1);
         assert!(store.upload("up").await.unwrap().is_none());
         assert_eq!(store.gc_claim(now_ms() + 1000, 100).await.unwrap(), vec![blocks[0].hash]);
+    }
+
+    async fn an_uploads_lease_has_one_holder_until_it_runs_out(store) {
+        let (u, _) = user(&store, "u").await;
+        let now = now_ms();
+        store
+            .create_upload(&NewUpload {
+                id: "up".into(),
+                user_id: u.id,
+                path: "/f.bin".into(),
+                metadata: String::new(),
+                on_conflict: OnConflict::Fail,
+                mtime: None,
+                length: 100,
+                expires_at: now + 60_000,
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.lease_upload("up", "a", now, now + 5_000).await.unwrap(), LeaseAttempt::Taken);
+        // Held: nobody else gets it, not even the same holder twice.
+        assert!(matches!(store.lease_upload("up", "b", now, now + 5_000).await.unwrap(), LeaseAttempt::HeldUntil(_)));
+        assert!(matches!(store.lease_upload("up", "a", now, now + 5_000).await.unwrap(), LeaseAttempt::HeldUntil(_)));
+        // Only the holder renews or releases it.
+        assert!(!store.renew_upload_lease("up", "b", now + 10_000).await.unwrap());
+        store.release_upload_lease("up", "b").await.unwrap();
+        assert_eq!(store.lease_upload("up", "b", now + 4_000, now + 9_000).await.unwrap(), LeaseAttempt::HeldUntil(now + 5_000));
+        assert!(store.renew_upload_lease("up", "a", now + 8_000).await.unwrap());
+        // Run out (its holder died): the next asker takes it, and the dead holder's
+        // renewal then says it lost it.
+        assert!(matches!(store.lease_upload("up", "b", now + 7_999, now + 12_000).await.unwrap(), LeaseAttempt::HeldUntil(_)));
+        assert_eq!(store.lease_upload("up", "b", now + 8_000, now + 13_000).await.unwrap(), LeaseAttempt::Taken);
+        assert!(!store.renew_upload_lease("up", "a", now + 20_000).await.unwrap());
+        store.release_upload_lease("up", "b").await.unwrap();
+        assert_eq!(store.lease_upload("up", "c", now, now + 5_000).await.unwrap(), LeaseAttempt::Taken);
+        // An upload that is not there has no lease to take.
+        assert_eq!(store.lease_upload("gone", "a", now, now + 5_000).await.unwrap(), LeaseAttempt::NoUpload);
     }
 }

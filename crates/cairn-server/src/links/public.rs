@@ -31,6 +31,7 @@ use serde::Deserialize;
 use super::html::{self, Page};
 use super::{below, is_token, now_ms, reach_as_creator, Reached};
 use crate::access::Need;
+use crate::auth::PasswordGuess;
 use crate::error::ApiError;
 use crate::extract::Query;
 use crate::metrics::COMMITS;
@@ -39,7 +40,7 @@ use crate::state::AppState;
 
 /// Wrong passwords allowed per link, and per client address, in [`PASSWORD_WINDOW`];
 /// the next is refused with 429 before the password is even checked.
-const PASSWORD_FAILURES: usize = 10;
+const PASSWORD_FAILURES: u32 = 10;
 const PASSWORD_WINDOW: Duration = Duration::from_secs(60);
 /// Longest password checked; a longer one is wrong without costing an argon2 run.
 const MAX_PASSWORD_LEN: usize = 1024;
@@ -179,24 +180,27 @@ async fn check_password(
     addr: SocketAddr,
     password: String,
 ) -> Result<(), Page> {
-    let limiter = &state.login_limiter;
     let link_key = format!("link:{}", link.id);
     let addr_key = format!("linkaddr:{}", addr.ip());
-    if limiter.recent(&link_key, PASSWORD_WINDOW) >= PASSWORD_FAILURES
-        || limiter.recent(&addr_key, PASSWORD_WINDOW) >= PASSWORD_FAILURES
-    {
+    let keys = [link_key.as_str(), addr_key.as_str()].map(|key| cairn_meta::ThrottleKey {
+        key,
+        limit: PASSWORD_FAILURES,
+    });
+    let Some(guess) = PasswordGuess::begin(state, &keys, PASSWORD_WINDOW)
+        .await
+        .map_err(failed)?
+    else {
         return Err(html::throttled(PASSWORD_WINDOW.as_secs()));
-    }
+    };
     let stored = link.password_hash.clone().unwrap_or_default();
     let ok = password.len() <= MAX_PASSWORD_LEN
         && tokio::task::spawn_blocking(move || crate::auth::verify_password(&password, &stored))
             .await
             .map_err(|e| failed(ApiError::internal(e)))?;
     if ok {
-        return Ok(());
+        return guess.right().await.map_err(failed);
     }
-    limiter.record(link_key);
-    limiter.record(addr_key);
+    guess.wrong();
     Err(html::password_form(&link.token, true))
 }
 

@@ -29,7 +29,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
-use cairn_meta::{EntryKind, NewUpload, OnConflict, Upload};
+use cairn_meta::{EntryKind, LeaseAttempt, MetaError, MetaStore, NewUpload, OnConflict, Upload};
 use rand::RngCore;
 use tokio::sync::OwnedMutexGuard;
 
@@ -48,8 +48,17 @@ const TUS_EXTENSIONS: &str =
     "creation,creation-with-upload,termination,expiration,checksum,concatenation";
 /// The content type of every body that carries an upload's bytes.
 const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
-/// How long a request waits for another one on the same upload to finish.
-const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long an upload's lease lasts unless renewed: how long a node that dies while it
+/// writes an upload keeps others from it.
+pub const LEASE: Duration = Duration::from_secs(5);
+/// How often the request holding a lease renews it: several times within [`LEASE`], so
+/// that a slow metadata commit or two do not lose it.
+const LEASE_RENEW: Duration = Duration::from_millis(1250);
+/// How long a request waits for another one on the same upload to finish: longer than
+/// a lease, so that a lease whose holder died always runs out within one wait.
+const LOCK_WAIT: Duration = Duration::from_secs(6);
+/// The longest pause between two tries at a lease another node holds.
+const LEASE_POLL_MAX: Duration = Duration::from_millis(200);
 
 pub(crate) fn router() -> Router<AppState> {
     Routes::api()
@@ -66,16 +75,60 @@ pub(crate) fn router() -> Router<AppState> {
         .build()
 }
 
-/// One request at a time per upload within this process: a PATCH holds its upload's
-/// lock until its body is read and saved (even after its client went away), and a HEAD
-/// waits for it (briefly), so that a client resuming after a cut connection is told
-/// the offset that includes everything that arrived.
+/// One request at a time per upload, across every node on the metadata database: a
+/// PATCH holds its upload's lease until its body is read and saved (even after its
+/// client went away), and a HEAD waits for it (briefly), so that a client resuming after
+/// a cut connection, on this node or another, is told the offset that includes
+/// everything that arrived.
+///
+/// The lease is in the metadata store (`MetaStore::lease_upload`), renewed every
+/// [`LEASE_RENEW`] while its holder works, so a node killed holding one blocks the upload
+/// for at most [`LEASE`]. Within a process, requests for one upload first queue on a
+/// local lock, which wakes the next one as soon as the lease is given back, instead of
+/// polling the database; only requests on different nodes poll each other's lease.
 #[derive(Debug, Clone, Default)]
 pub struct UploadLocks(Arc<std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>);
 
+/// An upload's lease, held by one request; renewed while it lives, given back (and the
+/// local lock with it) when dropped.
+#[derive(Debug)]
+pub(crate) struct UploadLease {
+    /// Renews the lease; `None` for an upload that was not there to lease (the request
+    /// then answers 404).
+    renewal: Option<tokio::task::JoinHandle<()>>,
+    /// What giving the lease back needs, and the local lock, let go only after.
+    release: Option<(MetaStore, String, String, OwnedMutexGuard<()>)>,
+}
+
+impl Drop for UploadLease {
+    fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        if let Some((meta, id, holder, local)) = self.release.take() {
+            // The local lock goes only once the lease is given back, so that the next
+            // request of this process finds the lease free.
+            tokio::spawn(async move {
+                if let Err(err) = meta.release_upload_lease(&id, &holder).await {
+                    tracing::warn!(upload = %id, error = %err, "could not give an upload's lease back; it runs out by itself");
+                }
+                drop(local);
+            });
+        }
+    }
+}
+
 impl UploadLocks {
-    /// The lock of upload `id`, waited for at most `wait`.
-    async fn lock(&self, id: &str, wait: Duration) -> Option<OwnedMutexGuard<()>> {
+    /// The lease of upload `id`, waited for at most `wait`; `None` when another
+    /// request kept it that long. An upload that is not there is "leased" at once,
+    /// for the caller to find it missing.
+    async fn lock(
+        &self,
+        meta: &MetaStore,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Option<UploadLease>, MetaError> {
+        let deadline = tokio::time::Instant::now() + wait;
         let lock = {
             let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
             map.retain(|_, lock| lock.strong_count() > 0);
@@ -88,8 +141,68 @@ impl UploadLocks {
                 }
             }
         };
-        tokio::time::timeout(wait, lock.lock_owned()).await.ok()
+        let Ok(local) = tokio::time::timeout_at(deadline, lock.lock_owned()).await else {
+            return Ok(None);
+        };
+        let holder = new_id();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let now = now_ms();
+            match meta.lease_upload(id, &holder, now, now + ms(LEASE)).await? {
+                LeaseAttempt::Taken => break,
+                LeaseAttempt::NoUpload => {
+                    return Ok(Some(UploadLease {
+                        renewal: None,
+                        release: None,
+                    }))
+                }
+                LeaseAttempt::HeldUntil(until) => {
+                    // Another node's request: try again soon (it may give the lease
+                    // back early), and right when the lease runs out.
+                    let left = tokio::time::Instant::now();
+                    if left >= deadline {
+                        return Ok(None);
+                    }
+                    let runs_out = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
+                    let nap = pause.min(runs_out).min(deadline - left);
+                    tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
+                    pause = (pause * 2).min(LEASE_POLL_MAX);
+                }
+            }
+        }
+        let renewal = tokio::spawn({
+            let (meta, id, holder) = (meta.clone(), id.to_owned(), holder.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(LEASE_RENEW).await;
+                    match meta
+                        .renew_upload_lease(&id, &holder, now_ms() + ms(LEASE))
+                        .await
+                    {
+                        Ok(true) => {}
+                        // Run out (this node stalled past it) and maybe taken: the
+                        // compare-and-set on the offset still keeps the upload whole.
+                        Ok(false) => {
+                            tracing::warn!(upload = %id, "lost an upload's lease while writing it");
+                            return;
+                        }
+                        Err(err) => {
+                            tracing::warn!(upload = %id, error = %err, "could not renew an upload's lease")
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Some(UploadLease {
+            renewal: Some(renewal),
+            release: Some((meta.clone(), id.to_owned(), holder, local)),
+        }))
     }
+}
+
+/// A duration in milliseconds, as the metadata store keeps time.
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// An error answered the tus way: the protocol's headers with the JSON error body.
@@ -280,7 +393,7 @@ async fn create(
     let mut extra = vec![("location", location)];
     if with_body || length == 0 {
         let upload = load(&state, &access, &id).await?;
-        let guard = state.tus_locks.lock(&id, LOCK_WAIT).await;
+        let guard = state.tus_locks.lock(&state.meta, &id, LOCK_WAIT).await?;
         // A creation's body that fails is not the creation's failure: the upload
         // exists, and its offset says what of the body was kept.
         let outcome = run(&state, &access, upload, body, declared, checksum, guard).await;
@@ -398,8 +511,8 @@ async fn create_final(
         guards.push(
             state
                 .tus_locks
-                .lock(id, LOCK_WAIT)
-                .await
+                .lock(&state.meta, id, LOCK_WAIT)
+                .await?
                 .ok_or_else(|| error(423, "upload_busy", "another request is writing a part"))?,
         );
     }
@@ -471,7 +584,7 @@ async fn head(
 ) -> TusResult {
     check_version(&headers)?;
     // Let a request that is still saving what it received finish first.
-    let _guard = state.tus_locks.lock(&id, LOCK_WAIT).await;
+    let _guard = state.tus_locks.lock(&state.meta, &id, LOCK_WAIT).await?;
     let upload = load(&state, &access, &id).await?;
     let mut out = vec![
         ("upload-offset", upload.offset.to_string()),
@@ -509,8 +622,8 @@ async fn patch(
     let checksum = Checksum::from_headers(&headers)?;
     let guard = state
         .tus_locks
-        .lock(&id, LOCK_WAIT)
-        .await
+        .lock(&state.meta, &id, LOCK_WAIT)
+        .await?
         .ok_or_else(|| error(423, "upload_busy", "another request is writing this upload"))?;
     let upload = load(&state, &access, &id).await?;
     if offset != upload.offset {
@@ -563,7 +676,7 @@ struct Done {
     path: Option<String>,
 }
 
-/// Receives `body` into `upload` in a task of its own, holding the upload's lock, and
+/// Receives `body` into `upload` in a task of its own, holding the upload's lease, and
 /// commits the file when the last byte is in.
 async fn run(
     state: &AppState,
@@ -572,7 +685,7 @@ async fn run(
     body: Body,
     declared: Option<i64>,
     checksum: Option<Checksum>,
-    guard: Option<OwnedMutexGuard<()>>,
+    guard: Option<UploadLease>,
 ) -> Result<Done, TusError> {
     let (state, access) = (state.clone(), access.clone());
     // Its own task: when the client's connection is cut, hyper drops this handler, but
@@ -647,8 +760,8 @@ async fn terminate(
     check_version(&headers)?;
     let _guard = state
         .tus_locks
-        .lock(&id, LOCK_WAIT)
-        .await
+        .lock(&state.meta, &id, LOCK_WAIT)
+        .await?
         .ok_or_else(|| error(423, "upload_busy", "another request is writing this upload"))?;
     let upload = load(&state, &access, &id).await?;
     state.meta.delete_upload(&upload.id).await?;

@@ -179,6 +179,42 @@ impl TestServer {
         self.stop = Some(stop);
     }
 
+    /// Another node of the same deployment: a second server on its own port and data
+    /// directory, over this one's metadata database and block store, as a load
+    /// balancer would have several. Stop it (`stop`, then `finish`) before this one
+    /// finishes, since that drops the database.
+    pub async fn another_node(&self) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = self.config.clone();
+        config.data_dir = data.path().to_owned();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let (meta, blocks) = cairn_server::open_stores(&config).await.unwrap();
+        let app = Application::with_stores(config.clone(), meta, blocks)
+            .await
+            .unwrap();
+        let addr = app.local_addr();
+        config.listen = addr;
+        let state = app.state().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.run(async move {
+            let _ = stopped.await;
+        }));
+        let mut node = TestServer {
+            // The schema is this server's, dropped by its `finish`.
+            schema: None,
+            config,
+            stop: Some(stop),
+            running: Some(running),
+            addr,
+            http: reqwest::Client::new(),
+            state,
+            token: String::new(),
+            data,
+        };
+        node.token = node.login("admin").await;
+        node
+    }
+
     /// Drops the test's PostgreSQL schema (a panicking test leaves it behind, named
     /// `cairn_srv_…`, for inspection).
     pub async fn finish(self) {
