@@ -1,9 +1,11 @@
 //! Project automation. `cargo xtask bench` measures Cairn against its reference figures
 //! side by side in one run (DESIGN.md §6) and prints a Markdown table for the README;
 //! `cargo xtask sync-bench` does the same for two syncing devices, beside Syncthing;
-//! `cargo xtask notify-bench` holds 10,000 idle notification connections on one server.
+//! `cargo xtask notify-bench` holds 10,000 idle notification connections on one server;
+//! `cargo xtask s3-bench` measures Cairn with its blocks in S3 beside rclone.
 
 mod notify_bench;
+mod s3_bench;
 mod sync_bench;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -15,7 +17,8 @@ use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage: cargo xtask bench [--size-mib N] [--dir DIR] [--runs N]
        cargo xtask sync-bench --help
-       cargo xtask notify-bench [--connections N] [--hold-secs S]";
+       cargo xtask notify-bench [--connections N] [--hold-secs S]
+       cargo xtask s3-bench [--size-mib N] [--small-files N] [--dir DIR]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +26,7 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("sync-bench") => sync_bench::main(&args[1..]),
         Some("notify-bench") => notify_bench::main(&args[1..]),
+        Some("s3-bench") => s3_bench::main(&args[1..]),
         _ => bail!("{USAGE}"),
     }
 }
@@ -288,14 +292,17 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(cairn: &Path, data_dir: &Path) -> Result<Server> {
-        let mut child = Command::new(cairn)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(cairn);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("CAIRN_ADMIN_PASSWORD", "bench-password")
-            .env("CAIRN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .env("CAIRN_LOG", "warn");
+        Self::spawn(cmd)
+    }
+
+    /// Starts a prepared `cairn serve` command and waits for it to say where it listens.
+    pub(crate) fn spawn(mut cmd: Command) -> Result<Server> {
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let deadline = Instant::now() + Duration::from_secs(60);
