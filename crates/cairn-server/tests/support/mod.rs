@@ -56,6 +56,25 @@ async fn fresh_postgres_url() -> (String, String) {
     (schema, url)
 }
 
+/// The configuration every test server starts from, over `data`.
+fn test_config(data: &std::path::Path) -> Config {
+    let mut config = Config::for_data_dir(data);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    // Cheap password hashing keeps tests fast; production uses OWASP's minimum.
+    config.argon2_memory_kib = 64;
+    config.argon2_iterations = 1;
+    // Small chunks make multi-block files cheap to build.
+    config.chunker = cairn_core::ChunkerConfig {
+        min_size: 16 << 10,
+        avg_size: 64 << 10,
+        max_size: 256 << 10,
+    };
+    // No background scrub unless a test asks: it would race tests that damage
+    // blocks on purpose.
+    config.maintenance.scrub_bytes_per_sec = 0;
+    config
+}
+
 pub struct TestServer {
     /// The PostgreSQL schema this server uses, dropped by `finish`.
     schema: Option<String>,
@@ -80,20 +99,7 @@ impl TestServer {
     /// Starts a server after `configure` has adjusted the test configuration.
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestServer {
         let data = tempfile::tempdir().unwrap();
-        let mut config = Config::for_data_dir(data.path());
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        // Cheap password hashing keeps tests fast; production uses OWASP's minimum.
-        config.argon2_memory_kib = 64;
-        config.argon2_iterations = 1;
-        // Small chunks make multi-block files cheap to build.
-        config.chunker = cairn_core::ChunkerConfig {
-            min_size: 16 << 10,
-            avg_size: 64 << 10,
-            max_size: 256 << 10,
-        };
-        // No background scrub unless a test asks: it would race tests that damage
-        // blocks on purpose.
-        config.maintenance.scrub_bytes_per_sec = 0;
+        let mut config = test_config(data.path());
         configure(&mut config);
         let mut schema = None;
         if let Backend::Postgres = backend {
@@ -107,6 +113,29 @@ impl TestServer {
             .unwrap();
         meta.create_user("admin", &hash, true, None).await.unwrap();
         meta.create_user("bob", &hash, false, None).await.unwrap();
+        Self::launch(config, meta, blocks, schema, data).await
+    }
+
+    /// Starts another node of this server's deployment: the same metadata database
+    /// and block folder (so the same users and files), a data directory of its own,
+    /// after `configure`. Its `finish` leaves the database to this server's.
+    pub async fn start_beside(&self, configure: impl FnOnce(&mut Config)) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = test_config(data.path());
+        config.database_url = self.config.database_url.clone();
+        config.blocks_dir = self.config.blocks_dir.clone();
+        configure(&mut config);
+        let (meta, blocks) = cairn_server::open_stores(&config).await.unwrap();
+        Self::launch(config, meta, blocks, None, data).await
+    }
+
+    async fn launch(
+        mut config: Config,
+        meta: cairn_meta::MetaStore,
+        blocks: cairn_store::BlockStore,
+        schema: Option<String>,
+        data: tempfile::TempDir,
+    ) -> TestServer {
         let app = Application::with_stores(config.clone(), meta, blocks)
             .await
             .unwrap();
