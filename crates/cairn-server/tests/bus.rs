@@ -90,6 +90,22 @@ async fn until_advanced(ws: &mut Ws, ns: i64, seq: i64, limit: Duration) {
     }
 }
 
+/// Waits (within `limit`) for the WebSocket to close as signed out (1008).
+async fn closed_signed_out(ws: &mut Ws, limit: Duration) {
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(tungstenite::Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("the socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a signed-out connection on another node closes in time");
+    assert_eq!(u16::from(closed.expect("a close frame").code), 1008);
+}
+
 async fn home_ns(s: &TestServer, user: &str) -> i64 {
     let user = s.state.meta.user_by_name(user).await.unwrap().unwrap();
     user.home_ns.0
@@ -142,18 +158,7 @@ async fn commits_and_sign_outs_cross_nodes(name: &str, events: impl Fn() -> Even
         .call(Method::POST, "/api/v1/admin/users/bob/disable", None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let closed = tokio::time::timeout(ACROSS, async {
-        loop {
-            match bobs.next().await {
-                Some(Ok(tungstenite::Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                other => panic!("the socket ended without a close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a signed-out connection on another node closes in time");
-    assert_eq!(u16::from(closed.expect("a close frame").code), 1008);
+    closed_signed_out(&mut bobs, ACROSS).await;
 
     finish(n1, n2).await;
 }
@@ -236,6 +241,9 @@ async fn a_node_cut_off_from_nats_catches_up_when_it_is_back() {
     let ns = home_ns(&n1, "admin").await;
     let mut ws = open_ws(&n2, &n2.token).await;
     heads(&mut ws, 1).await;
+    let bob = n2.login("bob").await;
+    let mut bobs = open_ws(&n2, &bob).await;
+    heads(&mut bobs, 1).await;
     // The bus works through the proxy.
     put_file_as(&n1, &n1.token, "/before.txt", b"1").await;
     let head = n1.journal_head().await;
@@ -256,11 +264,17 @@ async fn a_node_cut_off_from_nats_catches_up_when_it_is_back() {
     assert!(local > head);
     until_advanced(&mut ws, ns, local, ACROSS).await;
 
-    // A commit node 2 did not hear of, the newest: only a resync tells it.
+    // A commit node 2 did not hear of, the newest: only a resync tells it. And a
+    // sign-out it did not hear of: only a check of the token tells it.
     put_file_as(&n1, &n1.token, "/missed.txt", b"4").await;
     let missed = n1.journal_head().await;
+    let (status, body) = n1
+        .call(Method::POST, "/api/v1/admin/users/bob/disable", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     proxy.restore();
     until_advanced(&mut ws, ns, missed, RECONNECT).await;
+    closed_signed_out(&mut bobs, RECONNECT).await;
     assert!(metric(&n2, "cairn_bus_reconnects_total").await > reconnects);
     finish(n1, n2).await;
 }

@@ -51,7 +51,7 @@ impl Subjects {
     fn of(&self, event: &Event) -> String {
         match event {
             Event::Advance(ns, _) => self.namespace(*ns),
-            Event::SignOut { .. } | Event::Resync => self.all(),
+            Event::SignOut { .. } | Event::Resync { .. } => self.all(),
         }
     }
 }
@@ -194,6 +194,12 @@ async fn watch_connection(
                 inbound.reconnected();
             }
             NatsEvent::Connected => {}
+            // The client dropped messages a subscription could not take in time: which
+            // ones is unknown, so everything is read again.
+            NatsEvent::SlowConsumer(_) => {
+                tracing::warn!("event bus (NATS): slow consumer; resyncing");
+                inbound.resync(true);
+            }
             other => tracing::warn!(event = %other, "event bus (NATS)"),
         }
     }
@@ -240,7 +246,7 @@ async fn follow(
         let _ = client.flush().await;
         if let Err(err) = inbound.catch_up(&new).await {
             tracing::warn!(%err, "cannot read the heads of newly followed namespaces");
-            inbound.resync();
+            inbound.resync(false);
         }
     }
 }

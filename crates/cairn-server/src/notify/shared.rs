@@ -8,10 +8,13 @@
 //! * what goes out waits in a bounded queue for a background task, so a commit never
 //!   waits for the network. When the queue is full (the bus is slow or down), the event
 //!   is dropped and the task, once it can send again, asks every node to *resync*;
-//! * a node that resyncs (told to, or because its own connection to the bus came back,
-//!   or was lost and is back) re-reads from the database the head of every namespace
-//!   that has subscribers on it and publishes those locally, and tells every connection
-//!   to check its token (a sign-out may have been missed).
+//! * a node that resyncs (told to, or because its own connection to the bus was lost
+//!   and is back) re-reads from the database the head of every namespace that has
+//!   subscribers on it and publishes those locally; and, when a sign-out may have been
+//!   missed (its connection was lost, or a sign-out was among the events dropped),
+//!   tells every connection to check its token. Only then: with many nodes, a resync
+//!   that made every connection of every node look its token up would be a storm of
+//!   queries for an advance lost.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,13 +53,15 @@ pub(crate) enum Event {
         user: UserId,
         except: Option<[u8; 32]>,
     },
-    /// Events were lost: every node re-reads the heads it follows and checks tokens.
-    Resync,
+    /// Events were lost: every node re-reads the heads it follows, and, if `tokens`
+    /// (a sign-out was among them), has every connection check its token.
+    Resync { tokens: bool },
 }
 
 /// The one text format of events on every transport: items separated by a space,
 /// `a:NS:SEQ` (an advance), `s:USER` or `s:USER:HASH` (a sign-out, the hash of the
-/// token that stays signed in as 64 hex digits) and `r` (resync). An advance is 6 bytes
+/// token that stays signed in as 64 hex digits), `r` (resync) and `r:t` (resync and
+/// check tokens). An advance is 6 bytes
 /// plus its two numbers. Items a node does not know are skipped, so a newer node may
 /// add some.
 pub(crate) fn encode(events: &[Event]) -> String {
@@ -69,7 +74,8 @@ pub(crate) fn encode(events: &[Event]) -> String {
                 user,
                 except: Some(hash),
             } => format!("s:{}:{}", user.0, hex::encode(hash)),
-            Event::Resync => "r".to_owned(),
+            Event::Resync { tokens: false } => "r".to_owned(),
+            Event::Resync { tokens: true } => "r:t".to_owned(),
         })
         .collect();
     items.join(" ")
@@ -108,7 +114,8 @@ pub(crate) fn decode(text: &str) -> Vec<Event> {
                         Some(hash) => Some(hex::decode(hash).ok()?.try_into().ok()?),
                     },
                 },
-                ("r", None, None) => Event::Resync,
+                ("r", None, None) => Event::Resync { tokens: false },
+                ("r", Some("t"), None) => Event::Resync { tokens: true },
                 _ => return None,
             };
             parts.next().is_none().then_some(event)
@@ -140,8 +147,8 @@ fn coalesce(events: Vec<Event>) -> Vec<Event> {
 pub(crate) struct SharedBus {
     local: InProcessBus,
     outbox: mpsc::Sender<Event>,
-    /// An event could not be queued: the publisher asks every node to resync.
-    lost: Arc<AtomicBool>,
+    /// Events that could not be queued: the publisher asks every node to resync.
+    lost: Arc<Lost>,
     stop: CancellationToken,
 }
 
@@ -149,7 +156,7 @@ impl SharedBus {
     fn send(&self, event: Event) {
         if self.outbox.try_send(event).is_err() {
             metrics::counter!(BUS_MESSAGES_DROPPED).increment(1);
-            self.lost.store(true, Ordering::Release);
+            self.lost.record(&event);
         }
     }
 }
@@ -191,13 +198,13 @@ pub(crate) struct Parts {
 /// Makes a shared bus over `local` and the parts a transport runs it with.
 pub(crate) fn shared_bus(local: InProcessBus, meta: MetaStore) -> (SharedBus, Parts) {
     let (outbox, rx) = mpsc::channel(OUTBOX);
-    let lost = Arc::new(AtomicBool::new(false));
+    let lost = Arc::new(Lost::default());
     let stop = CancellationToken::new();
-    let resync = Arc::new(Notify::new());
     let inbound = Inbound {
         local: local.clone(),
         meta,
-        resync,
+        resync: Arc::default(),
+        recheck_tokens: Arc::default(),
     };
     let bus = SharedBus {
         local,
@@ -219,6 +226,8 @@ pub(crate) struct Inbound {
     local: InProcessBus,
     meta: MetaStore,
     resync: Arc<Notify>,
+    /// A resync asked for must also have every connection check its token.
+    recheck_tokens: Arc<AtomicBool>,
 }
 
 impl Inbound {
@@ -235,14 +244,17 @@ impl Inbound {
                 Event::SignOut { user, except } => {
                     self.local.sign_out(SignOut::User { user, except })
                 }
-                Event::Resync => self.resync(),
+                Event::Resync { tokens } => self.resync(tokens),
             }
         }
     }
 
-    /// Asks for a resync (see the module's doc); requests made while one runs are
-    /// served by one more.
-    pub fn resync(&self) {
+    /// Asks for a resync (see the module's doc), with a check of every connection's
+    /// token if `tokens`; requests made while one runs are served by one more.
+    pub fn resync(&self, tokens: bool) {
+        if tokens {
+            self.recheck_tokens.store(true, Ordering::Release);
+        }
         self.resync.notify_one();
     }
 
@@ -251,7 +263,7 @@ impl Inbound {
         metrics::counter!(BUS_RECONNECTS).increment(1);
         metrics::gauge!(BUS_CONNECTED).set(1.0);
         tracing::info!("event bus connection is back; re-reading the heads followed here");
-        self.resync();
+        self.resync(true);
     }
 
     /// The connection to the bus was lost.
@@ -286,19 +298,49 @@ impl Inbound {
             if let Err(err) = self.catch_up(&followed).await {
                 tracing::warn!(%err, "cannot re-read the journal heads; trying again");
                 tokio::time::sleep(RETRY).await;
-                self.resync();
+                self.resync(false);
                 continue;
             }
-            self.local.sign_out(SignOut::Recheck);
+            if self.recheck_tokens.swap(false, Ordering::AcqRel) {
+                self.local.sign_out(SignOut::Recheck);
+            }
         }
     }
 }
 
-/// The outgoing side: the queue and the flag saying something was dropped.
+/// What the outgoing side could not send since its last resync went out.
+#[derive(Debug, Default)]
+struct Lost {
+    advances: AtomicBool,
+    sign_outs: AtomicBool,
+}
+
+impl Lost {
+    fn record(&self, event: &Event) {
+        let flag = match event {
+            Event::Advance(..) | Event::Resync { tokens: false } => &self.advances,
+            Event::SignOut { .. } | Event::Resync { tokens: true } => &self.sign_outs,
+        };
+        flag.store(true, Ordering::Release);
+    }
+
+    fn any(&self) -> bool {
+        self.advances.load(Ordering::Acquire) || self.sign_outs.load(Ordering::Acquire)
+    }
+
+    /// The resync that makes good what was lost, if anything was; forgets it.
+    fn take(&self) -> Option<Event> {
+        let tokens = self.sign_outs.swap(false, Ordering::AcqRel);
+        let advances = self.advances.swap(false, Ordering::AcqRel);
+        (tokens || advances).then_some(Event::Resync { tokens })
+    }
+}
+
+/// The outgoing side: the queue and what was dropped from it.
 #[derive(Debug)]
 pub(crate) struct Outbound {
     rx: mpsc::Receiver<Event>,
-    lost: Arc<AtomicBool>,
+    lost: Arc<Lost>,
 }
 
 impl Outbound {
@@ -312,7 +354,7 @@ impl Outbound {
         Fut: Future<Output = bool>,
     {
         loop {
-            let lost = self.lost.load(Ordering::Acquire);
+            let lost = self.lost.any();
             let first = tokio::select! {
                 () = stop.cancelled() => return,
                 event = self.rx.recv() => match event {
@@ -328,17 +370,17 @@ impl Outbound {
                     Err(_) => break,
                 }
             }
-            if self.lost.swap(false, Ordering::AcqRel) {
-                batch.push(Event::Resync);
-            }
+            batch.extend(self.lost.take());
             let batch = coalesce(batch);
             let count = batch.len() as u64;
-            let resync = batch.contains(&Event::Resync);
-            if send(batch).await {
+            let resync = batch.iter().any(|e| matches!(e, Event::Resync { .. }));
+            if send(batch.clone()).await {
                 metrics::counter!(BUS_MESSAGES_PUBLISHED).increment(count);
             } else {
                 metrics::counter!(BUS_MESSAGES_DROPPED).increment(count);
-                self.lost.store(true, Ordering::Release);
+                for event in &batch {
+                    self.lost.record(event);
+                }
                 if !resync {
                     tracing::warn!("cannot publish to the event bus; other nodes resync later");
                 }
@@ -363,12 +405,13 @@ mod tests {
                 user: UserId(4),
                 except: Some([0xab; 32]),
             },
-            Event::Resync,
+            Event::Resync { tokens: false },
+            Event::Resync { tokens: true },
         ];
         let text = encode(&events);
         assert_eq!(
             text,
-            format!("a:7:123 s:3 s:4:{} r", "ab".repeat(32)),
+            format!("a:7:123 s:3 s:4:{} r r:t", "ab".repeat(32)),
             "the format other nodes read"
         );
         assert_eq!(decode(&text), events);
@@ -376,6 +419,25 @@ mod tests {
             decode("x:1 a:1 a:1:2:3 a:x:1 s:1:zz r:1 a:2:5"),
             [Event::Advance(NamespaceId(2), JournalSeq(5))]
         );
+    }
+
+    #[test]
+    fn a_resync_checks_tokens_only_when_a_sign_out_was_lost() {
+        let lost = Lost::default();
+        assert_eq!(lost.take(), None);
+        lost.record(&Event::Advance(NamespaceId(1), JournalSeq(1)));
+        assert!(lost.any());
+        assert_eq!(lost.take(), Some(Event::Resync { tokens: false }));
+        assert!(!lost.any());
+        lost.record(&Event::Advance(NamespaceId(1), JournalSeq(2)));
+        lost.record(&Event::SignOut {
+            user: UserId(1),
+            except: None,
+        });
+        assert_eq!(lost.take(), Some(Event::Resync { tokens: true }));
+        // A resync that could not go out is owed again, as it was.
+        lost.record(&Event::Resync { tokens: true });
+        assert_eq!(lost.take(), Some(Event::Resync { tokens: true }));
     }
 
     #[test]
@@ -393,8 +455,14 @@ mod tests {
     fn a_batch_keeps_the_newest_advance_of_each_namespace() {
         let a = |ns, seq| Event::Advance(NamespaceId(ns), JournalSeq(seq));
         assert_eq!(
-            coalesce(vec![a(1, 2), a(2, 1), a(1, 5), Event::Resync, a(1, 4)]),
-            [a(1, 5), a(2, 1), Event::Resync]
+            coalesce(vec![
+                a(1, 2),
+                a(2, 1),
+                a(1, 5),
+                Event::Resync { tokens: false },
+                a(1, 4)
+            ]),
+            [a(1, 5), a(2, 1), Event::Resync { tokens: false }]
         );
     }
 }
