@@ -71,7 +71,10 @@ fn write_seeded(path: &Path, size: u64, seed: u64) -> Result<()> {
 
 fn timed(cmd: &mut Command) -> Result<f64> {
     let start = Instant::now();
-    let out = cmd.stdout(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd
+        .stdout(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -94,12 +97,14 @@ pub fn main(args: &[String]) -> Result<()> {
     let work = root.join(&opts.dir);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    run(Command::new(root.join(".ci/s3-up.sh")))?;
+    run(&mut Command::new(root.join(".ci/s3-up.sh")))?;
     if Command::new("rclone").arg("version").output().is_err() {
         bail!("rclone is not installed: `apt-get install rclone` (the reference)");
     }
     eprintln!("building the release binary…");
-    run(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "cairn"]))?;
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "cairn"]))?;
     let cairn = root.join("target/release/cairn");
 
     let run_id = format!("{:08x}", std::process::id());
@@ -110,9 +115,18 @@ pub fn main(args: &[String]) -> Result<()> {
         ("RCLONE_CONFIG_BENCH_TYPE", "s3".to_owned()),
         ("RCLONE_CONFIG_BENCH_PROVIDER", "Other".to_owned()),
         ("RCLONE_CONFIG_BENCH_ENDPOINT", endpoint),
-        ("RCLONE_CONFIG_BENCH_ACCESS_KEY_ID", s3.access_key_id.clone().unwrap_or_default()),
-        ("RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY", s3.secret_access_key.clone().unwrap_or_default()),
-        ("RCLONE_CONFIG_BENCH_REGION", s3.region.clone().unwrap_or_default()),
+        (
+            "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID",
+            s3.access_key_id.clone().unwrap_or_default(),
+        ),
+        (
+            "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY",
+            s3.secret_access_key.clone().unwrap_or_default(),
+        ),
+        (
+            "RCLONE_CONFIG_BENCH_REGION",
+            s3.region.clone().unwrap_or_default(),
+        ),
     ];
     let rclone_dest = format!("bench:{}/bench/{run_id}/rclone", s3.bucket);
     let rclone = || {
@@ -151,10 +165,18 @@ pub fn main(args: &[String]) -> Result<()> {
         let file = work.join("big.bin");
         write_seeded(&file, bytes, 2 * round as u64 + 1)?;
         settle();
-        ours.push(timed(cairn_cmd().args(["put", file.to_str().unwrap(), &format!("/big-{round}.bin")]))?);
+        ours.push(timed(cairn_cmd().args([
+            "put",
+            file.to_str().unwrap(),
+            &format!("/big-{round}.bin"),
+        ]))?);
         write_seeded(&file, bytes, 2 * round as u64 + 2)?;
         settle();
-        theirs.push(timed(rclone().args(["copyto", file.to_str().unwrap(), &format!("{rclone_dest}/big-{round}.bin")]))?);
+        theirs.push(timed(rclone().args([
+            "copyto",
+            file.to_str().unwrap(),
+            &format!("{rclone_dest}/big-{round}.bin"),
+        ]))?);
         eprintln!(
             "round {round}: cairn put {:.0} MB/s, rclone copyto {:.0} MB/s",
             bytes as f64 / ours[round] / 1e6,
@@ -172,14 +194,22 @@ pub fn main(args: &[String]) -> Result<()> {
         if i % per_dir == 0 {
             std::fs::create_dir_all(&dir)?;
         }
-        write_seeded(&dir.join(format!("f{i:05}.bin")), opts.small_size as u64, 1000 + i as u64)?;
+        write_seeded(
+            &dir.join(format!("f{i:05}.bin")),
+            opts.small_size as u64,
+            1000 + i as u64,
+        )?;
     }
     settle();
     let puts_before = metric(&server, "cairn_block_store_requests_total", "op=\"put\"")?;
     let ours_small = timed(cairn_cmd().args(["sync", tree.to_str().unwrap(), "--once"]))?;
     let puts = metric(&server, "cairn_block_store_requests_total", "op=\"put\"")? - puts_before;
     settle();
-    let theirs_small = timed(rclone().args(["copy", tree.to_str().unwrap(), &format!("{rclone_dest}/small")]))?;
+    let theirs_small = timed(rclone().args([
+        "copy",
+        tree.to_str().unwrap(),
+        &format!("{rclone_dest}/small"),
+    ]))?;
     let n = opts.small_files as f64;
 
     let _ = server.child.kill();

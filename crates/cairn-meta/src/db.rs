@@ -145,6 +145,7 @@ pub(crate) async fn connect(url: &str) -> Result<MetaStore, MetaError> {
     Ok(MetaStore {
         pool,
         backend,
+        url: (backend == Backend::Postgres).then(|| Arc::from(url)),
         // SQLite allows one writer at a time. Queuing writers here, in FIFO order,
         // means a write transaction waits its turn instead of sleeping in SQLite's busy
         // handler (and failing after the timeout) while holding a pooled connection.

@@ -88,6 +88,9 @@ pub enum MetaError {
     /// The database URL is neither SQLite nor PostgreSQL.
     #[error("unsupported database URL {0:?}: use sqlite://PATH?mode=rwc, sqlite::memory: or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
+    /// The operation needs the other database backend; the message says which.
+    #[error("{0}")]
+    Unsupported(String),
     /// The database failed.
     #[error("metadata database error: {0}")]
     Database(#[from] sqlx::Error),

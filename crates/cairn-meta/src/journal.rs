@@ -5,7 +5,7 @@ use cairn_core::{DeviceId, EntryId, JournalSeq, NamespaceId, UserId, VersionId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::db::{corrupt, parse_content_hash, parse_path};
+use crate::db::{corrupt, parse_content_hash, parse_path, placeholders, CHUNK};
 use crate::{ChangeKind, EntryKind, JournalEntry, MetaError, MetaStore};
 
 impl MetaStore {
@@ -41,6 +41,29 @@ impl MetaStore {
                 .fetch_optional(&self.pool)
                 .await?;
         head.map(JournalSeq).ok_or(MetaError::NoSuchNamespace(ns))
+    }
+
+    /// The heads of many namespaces at once, in no particular order; a namespace that
+    /// does not exist (any more) is left out.
+    pub async fn journal_heads(
+        &self,
+        namespaces: &[NamespaceId],
+    ) -> Result<Vec<(NamespaceId, JournalSeq)>, MetaError> {
+        let mut heads = Vec::with_capacity(namespaces.len());
+        for chunk in namespaces.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id, journal_seq FROM namespaces WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+            for ns in chunk {
+                query = query.bind(ns.0);
+            }
+            for (ns, seq) in query.fetch_all(&self.pool).await? {
+                heads.push((NamespaceId(ns), JournalSeq(seq)));
+            }
+        }
+        Ok(heads)
     }
 }
 

@@ -30,6 +30,7 @@ mod check;
 mod commit;
 mod db;
 mod error;
+mod events;
 pub mod gc;
 mod integrity;
 mod journal;
@@ -56,6 +57,7 @@ pub use accounts::{DeletedUser, TransferredShare};
 pub use blocks::{EnsureStored, UploadedBlock};
 pub use check::Inconsistency;
 pub use error::MetaError;
+pub use events::{ChannelListener, Heard, LISTENER_APPLICATION_NAME, MAX_NOTIFY_PAYLOAD};
 pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
 pub use links::{Link, LinkId, NewLink};
@@ -79,6 +81,9 @@ pub type CommitHook = Arc<dyn Fn(NamespaceId, JournalSeq) + Send + Sync>;
 pub struct MetaStore {
     pool: AnyPool,
     backend: db::Backend,
+    /// The URL a PostgreSQL store was opened with, for connections outside the pool
+    /// (the event listener's).
+    url: Option<Arc<str>>,
     /// On SQLite, the lock that queues writers in this process (see `db::connect`).
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Block upload records waiting to be written together (see `record_block_upload`).

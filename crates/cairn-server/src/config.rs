@@ -55,6 +55,39 @@ pub struct Config {
     /// HTTPS served by `cairn serve` itself: a PEM certificate chain and its private
     /// key. Both or neither.
     pub tls: Option<TlsFiles>,
+    /// How commits reach the notification connections of other nodes.
+    pub events: Events,
+}
+
+/// The event bus between nodes (`events_url`, `CAIRN_EVENTS_URL`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Events {
+    /// None: one node, everything in this process (unset, or empty).
+    #[default]
+    InProcess,
+    /// A NATS server (or several, comma-separated): `nats://HOST:PORT`.
+    Nats(String),
+    /// PostgreSQL LISTEN/NOTIFY on the metadata database (`postgres` or `pg`).
+    Postgres,
+}
+
+impl Events {
+    /// Reads an `events_url` value.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let value = value.trim();
+        match value {
+            "" => Ok(Events::InProcess),
+            "postgres" | "pg" => Ok(Events::Postgres),
+            url if url.starts_with("nats://") || url.starts_with("tls://") => {
+                Ok(Events::Nats(url.to_owned()))
+            }
+            other => Err(ConfigError::Invalid(format!(
+                "events_url {other:?} is not understood: use nats://HOST:PORT for NATS, \
+                 postgres for LISTEN/NOTIFY on the metadata database, or leave it unset \
+                 for a single node"
+            ))),
+        }
+    }
 }
 
 /// Where the blocks are.
@@ -161,6 +194,7 @@ struct FileConfig {
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     s3_allow_http: Option<bool>,
+    events_url: Option<String>,
 }
 
 /// A configuration that cannot be used; the message says which setting to fix.
@@ -202,6 +236,7 @@ impl Config {
             tus_upload_lifetime_secs: 24 * 60 * 60,
             thumbnail_max_source_bytes: 50 << 20,
             tls: None,
+            events: Events::InProcess,
         }
     }
 
@@ -245,6 +280,17 @@ impl Config {
             bucket.secret_access_key = s3.secret_access_key;
             bucket.allow_http = s3.allow_http;
         }
+        if let Ok(url) = std::env::var("CAIRN_EVENTS_URL") {
+            config.events = Events::parse(&url)?;
+        }
+        if config.events == Events::Postgres && !config.database_url.starts_with("postgres") {
+            return Err(ConfigError::Invalid(
+                "events_url = \"postgres\" (LISTEN/NOTIFY) needs the metadata in PostgreSQL, \
+                 but database_url is not a postgres:// URL; set database_url \
+                 (CAIRN_DATABASE_URL) or use a NATS URL"
+                    .into(),
+            ));
+        }
         let env_path = |name| std::env::var_os(name).map(PathBuf::from);
         tls_files(
             &mut config,
@@ -271,6 +317,9 @@ impl Config {
             self.blocks = block_location(&url)?;
         }
         tls_files(self, file.tls_cert, file.tls_key)?;
+        if let Some(url) = file.events_url {
+            self.events = Events::parse(&url)?;
+        }
         if let Some(v) = file.chunk_min_size {
             self.chunker.min_size = v;
         }

@@ -213,7 +213,7 @@ impl Application {
         let dummy_password_hash = hash_password(&config, auth::generate_password()).await?;
         // The one place commits become events: the metadata store calls this after
         // every journaled write commits, whichever handler or background task made it.
-        let bus: Arc<dyn notify::EventBus> = Arc::new(notify::InProcessBus::default());
+        let bus = notify::open_bus(&config.events, &meta).await?;
         let notifier = notify::Notifier::new(
             bus.clone(),
             std::time::Duration::from_secs(config.notify_heartbeat_secs.max(1)),

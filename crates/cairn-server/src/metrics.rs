@@ -31,6 +31,19 @@ pub const VERSIONS_PRUNED: &str = "cairn_versions_pruned_total";
 pub const BLOCK_VERIFY_FAILURES: &str = "cairn_block_verify_failures_total";
 /// Damaged (corrupt or missing) blocks the background scrub found.
 pub const SCRUB_DAMAGED_BLOCKS: &str = "cairn_scrub_damaged_blocks_total";
+/// Events (advances, sign-outs, resyncs) this node sent to the other nodes over the
+/// event bus.
+pub const BUS_MESSAGES_PUBLISHED: &str = "cairn_bus_messages_published_total";
+/// Events this node received from the event bus.
+pub const BUS_MESSAGES_RECEIVED: &str = "cairn_bus_messages_received_total";
+/// Events that could not go out (the bus was slow or down); each loss is made good by
+/// a resync of every node.
+pub const BUS_MESSAGES_DROPPED: &str = "cairn_bus_messages_dropped_total";
+/// Times the connection to the event bus came back after it was lost.
+pub const BUS_RECONNECTS: &str = "cairn_bus_reconnects_total";
+/// 1 while this node is connected to a shared event bus, 0 while it is not (or has
+/// none: a single node).
+pub const BUS_CONNECTED: &str = "cairn_bus_connected";
 
 /// Installs the global recorder once per process and returns its handle. Several servers
 /// in one test process share it, so tests read deltas, not absolute values.
@@ -57,10 +70,15 @@ pub fn handle() -> PrometheusHandle {
                 GC_BLOCKS_DELETED,
                 GC_BYTES_FREED,
                 VERSIONS_PRUNED,
+                BUS_MESSAGES_PUBLISHED,
+                BUS_MESSAGES_RECEIVED,
+                BUS_MESSAGES_DROPPED,
+                BUS_RECONNECTS,
             ] {
                 metrics::counter!(name).increment(0);
             }
             metrics::gauge!(NOTIFY_CONNECTIONS).set(0.0);
+            metrics::gauge!(BUS_CONNECTED).set(0.0);
             handle
         })
         .clone()

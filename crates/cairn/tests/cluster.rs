@@ -82,7 +82,11 @@ fn psql(sql: &str) {
         .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
         .output()
         .expect("psql (PostgreSQL's client) must be installed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Cluster {
@@ -180,9 +184,18 @@ impl Cluster {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "cairn admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cairn admin {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn finish(self) {
@@ -204,10 +217,22 @@ fn device(url: &str, name: &str) -> Device {
         config_dir: tempfile::tempdir().unwrap(),
     };
     let out = client.run_with_stdin(
-        &["login", url, "--user", "admin", "--password-stdin", "--device", name],
+        &[
+            "login",
+            url,
+            "--user",
+            "admin",
+            "--password-stdin",
+            "--device",
+            name,
+        ],
         ADMIN_PASSWORD,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let scratch = tempfile::tempdir().unwrap();
     Device {
         client,
@@ -216,7 +241,11 @@ fn device(url: &str, name: &str) -> Device {
     }
 }
 
-fn converge(a: &Path, b: &Path, check: impl Fn(&std::collections::BTreeMap<String, Option<blake3::Hash>>) -> bool) {
+fn converge(
+    a: &Path,
+    b: &Path,
+    check: impl Fn(&std::collections::BTreeMap<String, Option<blake3::Hash>>) -> bool,
+) {
     let ok = wait_until(
         || {
             let ta = tree(a);
@@ -224,7 +253,12 @@ fn converge(a: &Path, b: &Path, check: impl Fn(&std::collections::BTreeMap<Strin
         },
         Duration::from_secs(60),
     );
-    assert!(ok, "the folders did not converge:\n{:#?}\n{:#?}", tree(a), tree(b));
+    assert!(
+        ok,
+        "the folders did not converge:\n{:#?}\n{:#?}",
+        tree(a),
+        tree(b)
+    );
 }
 
 fn sync_pinned_to_each_node_converges_in_real_time(cluster: &Cluster) {
@@ -244,7 +278,10 @@ fn sync_pinned_to_each_node_converges_in_real_time(cluster: &Cluster) {
     for i in 0..5 {
         let name = format!("note-{i}.txt");
         let started = Instant::now();
-        write(&a.dir.join(&name), &format!("written on node 1, number {i}"));
+        write(
+            &a.dir.join(&name),
+            &format!("written on node 1, number {i}"),
+        );
         assert!(
             wait_until(|| b.dir.join(&name).is_file(), Duration::from_secs(20)),
             "{name} did not reach the device on node 2"
@@ -298,13 +335,16 @@ fn a_killed_node_leaves_the_upload_to_the_other(cluster: &mut Cluster) {
     // Kill node 1 once the upload is well under way: some blocks are stored.
     let deadline = Instant::now() + Duration::from_secs(60);
     let stored_at_start = blocks_stored(cluster);
-    while blocks_stored(cluster) < stored_at_start + 5 && Instant::now() < deadline {
+    while blocks_stored(cluster) < stored_at_start + 5.0 && Instant::now() < deadline {
         if put.try_wait().unwrap().is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(put.try_wait().unwrap().is_none(), "the upload ended before node 1 was killed");
+    assert!(
+        put.try_wait().unwrap().is_none(),
+        "the upload ended before node 1 was killed"
+    );
     cluster.nodes[0].kill();
     let out = put.wait_with_output().unwrap();
     assert!(
@@ -313,7 +353,9 @@ fn a_killed_node_leaves_the_upload_to_the_other(cluster: &mut Cluster) {
         String::from_utf8_lossy(&out.stderr)
     );
     let back = scratch.path().join("back.bin");
-    uploader.client.ok(&["get", "/big.bin", back.to_str().unwrap()]);
+    uploader
+        .client
+        .ok(&["get", "/big.bin", back.to_str().unwrap()]);
     assert!(same_content(&big, &back), "the file is not bit-identical");
 }
 
@@ -342,7 +384,10 @@ fn wrong_passwords_count_on_every_node(cluster: &Cluster) {
             &["login", url, "--user", "bob", "--password-stdin"],
             password,
         );
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     // The default allowance is 10 failures per account in 5 minutes: 9 on node 1…
     for _ in 0..9 {
@@ -359,7 +404,10 @@ fn wrong_passwords_count_on_every_node(cluster: &Cluster) {
 
 fn run(events_url: &str) {
     let mut cluster = Cluster::start(2, events_url);
-    cluster.admin(&["user", "add", "bob", "--password-stdin"], &format!("{ADMIN_PASSWORD}\n"));
+    cluster.admin(
+        &["user", "add", "bob", "--password-stdin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
     sync_pinned_to_each_node_converges_in_real_time(&cluster);
     wrong_passwords_count_on_every_node(&cluster);
     a_killed_node_leaves_the_upload_to_the_other(&mut cluster);

@@ -1,17 +1,17 @@
 //! The event bus: "namespace N advanced to S", from the write that committed it to every
 //! notification connection that reads N.
 //!
-//! [`EventBus`] is the seam for running several nodes: a NATS or PostgreSQL
-//! LISTEN/NOTIFY bus would publish to the other nodes as well and feed what they publish
-//! into a local [`InProcessBus`], so the connections on each node subscribe the same way.
-//! Today there is only the in-process bus.
+//! [`EventBus`] is the seam for running several nodes: the shared bus (`shared.rs`,
+//! over NATS or PostgreSQL LISTEN/NOTIFY) publishes to the other nodes as well and
+//! feeds what they publish into a local [`InProcessBus`], so the connections on each
+//! node subscribe the same way.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use cairn_core::{JournalSeq, NamespaceId};
-use tokio::sync::watch;
+use cairn_core::{JournalSeq, NamespaceId, UserId};
+use tokio::sync::{broadcast, watch};
 
 /// Carries journal advances to subscribers.
 pub trait EventBus: Send + Sync + fmt::Debug + 'static {
@@ -23,7 +23,38 @@ pub trait EventBus: Send + Sync + fmt::Debug + 'static {
     /// Follows `ns` from now on. Advances published before this call are not seen, so
     /// a subscriber reads the namespace's head from the database *after* subscribing.
     fn subscribe(&self, ns: NamespaceId) -> Subscription;
+
+    /// Says that an account's sessions were signed out, to every node's connections.
+    /// Like `publish`, it must not wait.
+    fn sign_out(&self, sign_out: SignOut);
+
+    /// Follows sign-outs from now on.
+    fn sign_outs(&self) -> broadcast::Receiver<SignOut>;
+
+    /// Stops talking to other nodes (at shutdown); local delivery goes on.
+    fn close(&self) {}
 }
+
+/// Why notification connections must look at their accounts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOut {
+    /// An account whose sessions were signed out (its password changed, or it was
+    /// disabled or deleted): its open notification connections end, but that of the
+    /// token whose hash is `except`.
+    User {
+        user: UserId,
+        /// The hash of the token that stays signed in, if one does.
+        except: Option<[u8; 32]>,
+    },
+    /// Sign-outs may have been missed (the bus between nodes was down): every
+    /// connection checks whether its token still works.
+    Recheck,
+}
+
+/// Told when a namespace gains its first subscriber on this node (`true`) or loses its
+/// last (`false`), in that order for each namespace; called with the bus's lock held,
+/// so it must return at once.
+pub type InterestHook = Arc<dyn Fn(NamespaceId, bool) + Send + Sync>;
 
 /// One subscriber's view of one namespace: the newest number published since it
 /// subscribed (0 before any).
@@ -76,15 +107,49 @@ impl Drop for Subscription {
 /// keeps a ring buffer and answers a slow reader with `Lagged`). Per connection the
 /// cost is one receiver: a pointer and a version number. This is what keeps 10,000
 /// idle connections small.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct InProcessBus {
     channels: Arc<Mutex<HashMap<NamespaceId, watch::Sender<JournalSeq>>>>,
+    sign_outs: broadcast::Sender<SignOut>,
+    interest: Option<InterestHook>,
+}
+
+impl fmt::Debug for InProcessBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InProcessBus")
+            .field("followed", &self.followed_namespaces())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for InProcessBus {
+    fn default() -> Self {
+        Self {
+            channels: Arc::default(),
+            // Sign-outs are rare; a feed that falls this far behind checks its token.
+            sign_outs: broadcast::channel(64).0,
+            interest: None,
+        }
+    }
 }
 
 impl InProcessBus {
+    /// A bus that tells `hook` when a namespace gains or loses its subscribers here.
+    pub fn with_interest(hook: InterestHook) -> Self {
+        Self {
+            interest: Some(hook),
+            ..Self::default()
+        }
+    }
+
     /// How many namespaces have subscribers (for tests and debugging).
     pub fn followed_namespaces(&self) -> usize {
         lock(&self.channels).len()
+    }
+
+    /// The namespaces that have subscribers on this node.
+    pub fn followed(&self) -> Vec<NamespaceId> {
+        lock(&self.channels).keys().copied().collect()
     }
 }
 
@@ -110,11 +175,19 @@ impl EventBus for InProcessBus {
     }
 
     fn subscribe(&self, ns: NamespaceId) -> Subscription {
-        let rx = lock(&self.channels)
-            .entry(ns)
-            .or_insert_with(|| watch::channel(JournalSeq(0)).0)
-            .subscribe();
+        let rx = {
+            let mut map = lock(&self.channels);
+            map.entry(ns)
+                .or_insert_with(|| {
+                    if let Some(hook) = &self.interest {
+                        hook(ns, true);
+                    }
+                    watch::channel(JournalSeq(0)).0
+                })
+                .subscribe()
+        };
         let channels = self.channels.clone();
+        let interest = self.interest.clone();
         Subscription {
             ns,
             rx,
@@ -124,9 +197,21 @@ impl EventBus for InProcessBus {
                 // it was the last; a subscriber arriving meanwhile waits for the lock.
                 if map.get(&ns).is_some_and(|tx| tx.receiver_count() <= 1) {
                     map.remove(&ns);
+                    if let Some(hook) = &interest {
+                        hook(ns, false);
+                    }
                 }
             })),
         }
+    }
+
+    fn sign_out(&self, sign_out: SignOut) {
+        // No receiver means no open connection: nothing to end.
+        let _ = self.sign_outs.send(sign_out);
+    }
+
+    fn sign_outs(&self) -> broadcast::Receiver<SignOut> {
+        self.sign_outs.subscribe()
     }
 }
 
@@ -156,5 +241,30 @@ mod tests {
         assert_eq!(bus.followed_namespaces(), 1, "b still follows");
         drop(b);
         assert_eq!(bus.followed_namespaces(), 0);
+    }
+
+    #[test]
+    fn the_interest_hook_hears_first_and_last_subscribers() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        let bus = InProcessBus::with_interest(Arc::new(move |ns, followed| {
+            lock(&log).push((ns.0, followed));
+        }));
+        let a = bus.subscribe(NamespaceId(1));
+        let b = bus.subscribe(NamespaceId(1));
+        let c = bus.subscribe(NamespaceId(2));
+        assert_eq!(*lock(&heard), [(1, true), (2, true)]);
+        let mut followed = bus.followed();
+        followed.sort();
+        assert_eq!(followed, [NamespaceId(1), NamespaceId(2)]);
+        drop(a);
+        assert_eq!(lock(&heard).len(), 2, "b still follows 1");
+        drop((b, c));
+        assert_eq!(
+            *lock(&heard),
+            [(1, true), (2, true), (1, false), (2, false)]
+        );
+        let _again = bus.subscribe(NamespaceId(1));
+        assert_eq!(lock(&heard).last(), Some(&(1, true)));
     }
 }

@@ -10,7 +10,10 @@
 //! transaction commits.
 
 mod bus;
+mod nats;
+mod pg_bus;
 mod poll;
+mod shared;
 mod sse;
 mod ws;
 
@@ -20,12 +23,14 @@ use std::time::Duration;
 
 use axum::Router;
 use cairn_core::{JournalSeq, NamespaceId, UserId};
+use cairn_meta::MetaStore;
 use cairn_proto as proto;
 use tokio_util::sync::CancellationToken;
 
-pub use bus::{EventBus, InProcessBus, Subscription};
+pub use bus::{EventBus, InProcessBus, InterestHook, SignOut, Subscription};
 
 use crate::auth::AuthUser;
+use crate::config::Events;
 use crate::delta::{encode_cursor, Position};
 use crate::error::ApiError;
 use crate::metrics::NOTIFY_CONNECTIONS;
@@ -34,6 +39,24 @@ use crate::state::AppState;
 use poll::{__path_poll, poll};
 use sse::{__path_stream, stream};
 use ws::{__path_upgrade, upgrade};
+
+/// The bus `events` names: in this process only, or shared with the other nodes of the
+/// deployment (every node on the metadata database `meta`). A shared bus that cannot be
+/// reached stops the start.
+pub async fn open_bus(events: &Events, meta: &MetaStore) -> anyhow::Result<Arc<dyn EventBus>> {
+    if *events == Events::InProcess {
+        return Ok(Arc::new(InProcessBus::default()));
+    }
+    // Names this deployment's subjects or channel, so that deployments sharing a NATS
+    // server or a PostgreSQL cluster (tests do, one schema each) never hear each other.
+    let fresh = hex::encode(rand::random::<[u8; 8]>());
+    let deployment = meta.shared_secret("event_bus_deployment", &fresh).await?;
+    Ok(match events {
+        Events::InProcess => unreachable!("answered above"),
+        Events::Nats(url) => Arc::new(nats::start(url, &deployment, meta.clone()).await?),
+        Events::Postgres => Arc::new(pg_bus::start(&deployment, meta.clone()).await?),
+    })
+}
 
 pub fn router() -> Router<AppState> {
     Routes::api()
@@ -52,16 +75,6 @@ pub struct Notifier {
     connections: Arc<AtomicI64>,
     shutdown: CancellationToken,
     heartbeat: Duration,
-    sign_outs: tokio::sync::broadcast::Sender<SignOut>,
-}
-
-/// An account whose sessions were signed out (its password changed, or it was disabled
-/// or deleted): its open notification connections end, but that of `except`.
-#[derive(Debug, Clone, Copy)]
-struct SignOut {
-    user: UserId,
-    /// The hash of the token that stays signed in, if one does.
-    except: Option<[u8; 32]>,
 }
 
 impl Notifier {
@@ -72,19 +85,16 @@ impl Notifier {
             connections: Arc::default(),
             shutdown: CancellationToken::new(),
             heartbeat,
-            // Sign-outs are rare; a feed that falls this far behind checks its token.
-            sign_outs: tokio::sync::broadcast::channel(64).0,
         }
     }
 
-    /// Ends the open notification connections of `user` on this server, except the one
-    /// opened with the token whose hash is `except`. The account's tokens were revoked
-    /// or refused already; this makes its connections notice at once rather than at
-    /// their next request. (Connections to other servers, and changes made by `cairn
-    /// admin` on the data directory, are noticed at the next request instead.)
+    /// Ends the open notification connections of `user`, except the one opened with
+    /// the token whose hash is `except`, on this server and, through the bus, on every
+    /// other. The account's tokens were revoked or refused already; this makes its
+    /// connections notice at once rather than at their next request. (Changes made by
+    /// `cairn admin` on the data directory are noticed at the next request instead.)
     pub(crate) fn sign_out(&self, user: UserId, except: Option<[u8; 32]>) {
-        // No receiver means no open connection: nothing to end.
-        let _ = self.sign_outs.send(SignOut { user, except });
+        self.bus.sign_out(SignOut::User { user, except });
     }
 
     /// The bus commits are published to.
@@ -102,6 +112,7 @@ impl Notifier {
     /// calls it: otherwise open streams would keep the server waiting for them forever.
     pub fn shut_down(&self) {
         self.shutdown.cancel();
+        self.bus.close();
     }
 }
 
@@ -169,7 +180,7 @@ impl Feed {
     async fn open(state: &AppState, auth: &AuthUser) -> Result<(Feed, Vec<Position>), ApiError> {
         let user = &auth.user;
         let guard = ConnectionGuard::new(&state.notify);
-        let sign_outs = state.notify.sign_outs.subscribe();
+        let sign_outs = state.notify.bus.sign_outs();
         let namespaces = readable_namespaces(state, user.id, user.home_ns).await?;
         let subscriptions: Vec<Subscription> = namespaces
             .iter()
@@ -263,10 +274,15 @@ impl Feed {
             let signed_out = async move {
                 loop {
                     match sign_outs.recv().await {
-                        Ok(s) if s.user == user && s.except != Some(token) => return true,
-                        Ok(_) => {}
+                        Ok(SignOut::User { user: u, except })
+                            if u == user && except != Some(token) =>
+                        {
+                            return true
+                        }
+                        Ok(SignOut::User { .. }) => {}
                         // Missed some: the token itself says whether it still works.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return false,
+                        Ok(SignOut::Recheck)
+                        | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return false,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                             std::future::pending::<()>().await
                         }

@@ -68,6 +68,25 @@ async fn fresh_postgres_url() -> (String, String) {
     (schema, url)
 }
 
+/// The configuration every test server starts from, over `data`.
+fn test_config(data: &std::path::Path) -> Config {
+    let mut config = Config::for_data_dir(data);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    // Cheap password hashing keeps tests fast; production uses OWASP's minimum.
+    config.argon2_memory_kib = 64;
+    config.argon2_iterations = 1;
+    // Small chunks make multi-block files cheap to build.
+    config.chunker = cairn_core::ChunkerConfig {
+        min_size: 16 << 10,
+        avg_size: 64 << 10,
+        max_size: 256 << 10,
+    };
+    // No background scrub unless a test asks: it would race tests that damage
+    // blocks on purpose.
+    config.maintenance.scrub_bytes_per_sec = 0;
+    config
+}
+
 pub struct TestServer {
     /// The PostgreSQL schema this server uses, dropped by `finish`.
     schema: Option<String>,
@@ -92,20 +111,7 @@ impl TestServer {
     /// Starts a server after `configure` has adjusted the test configuration.
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestServer {
         let data = tempfile::tempdir().unwrap();
-        let mut config = Config::for_data_dir(data.path());
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        // Cheap password hashing keeps tests fast; production uses OWASP's minimum.
-        config.argon2_memory_kib = 64;
-        config.argon2_iterations = 1;
-        // Small chunks make multi-block files cheap to build.
-        config.chunker = cairn_core::ChunkerConfig {
-            min_size: 16 << 10,
-            avg_size: 64 << 10,
-            max_size: 256 << 10,
-        };
-        // No background scrub unless a test asks: it would race tests that damage
-        // blocks on purpose.
-        config.maintenance.scrub_bytes_per_sec = 0;
+        let mut config = test_config(data.path());
         configure(&mut config);
         let mut schema = None;
         if matches!(backend, Backend::Postgres | Backend::PostgresS3) {
@@ -123,6 +129,30 @@ impl TestServer {
             .unwrap();
         meta.create_user("admin", &hash, true, None).await.unwrap();
         meta.create_user("bob", &hash, false, None).await.unwrap();
+        Self::launch(config, meta, blocks, schema, data).await
+    }
+
+    /// Starts another node of this server's deployment: its configuration (so the
+    /// same metadata database and blocks, the same users and files) with a data
+    /// directory and a port of its own, after `configure`. Its `finish` leaves the
+    /// database to this server's.
+    pub async fn start_beside(&self, configure: impl FnOnce(&mut Config)) -> TestServer {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = self.config.clone();
+        config.data_dir = data.path().to_owned();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        configure(&mut config);
+        let (meta, blocks) = cairn_server::open_stores(&config).await.unwrap();
+        Self::launch(config, meta, blocks, None, data).await
+    }
+
+    async fn launch(
+        mut config: Config,
+        meta: cairn_meta::MetaStore,
+        blocks: cairn_store::BlockStore,
+        schema: Option<String>,
+        data: tempfile::TempDir,
+    ) -> TestServer {
         let app = Application::with_stores(config.clone(), meta, blocks)
             .await
             .unwrap();
@@ -184,35 +214,7 @@ impl TestServer {
     /// balancer would have several. Stop it (`stop`, then `finish`) before this one
     /// finishes, since that drops the database.
     pub async fn another_node(&self) -> TestServer {
-        let data = tempfile::tempdir().unwrap();
-        let mut config = self.config.clone();
-        config.data_dir = data.path().to_owned();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        let (meta, blocks) = cairn_server::open_stores(&config).await.unwrap();
-        let app = Application::with_stores(config.clone(), meta, blocks)
-            .await
-            .unwrap();
-        let addr = app.local_addr();
-        config.listen = addr;
-        let state = app.state().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(app.run(async move {
-            let _ = stopped.await;
-        }));
-        let mut node = TestServer {
-            // The schema is this server's, dropped by its `finish`.
-            schema: None,
-            config,
-            stop: Some(stop),
-            running: Some(running),
-            addr,
-            http: reqwest::Client::new(),
-            state,
-            token: String::new(),
-            data,
-        };
-        node.token = node.login("admin").await;
-        node
+        self.start_beside(|_| {}).await
     }
 
     /// Drops the test's PostgreSQL schema (a panicking test leaves it behind, named
