@@ -18,6 +18,7 @@ mod gc;
 mod integrity;
 mod journal;
 mod links;
+mod partitioning;
 mod quota;
 mod secrets;
 mod send;
