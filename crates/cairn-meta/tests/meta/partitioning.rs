@@ -96,6 +96,13 @@ const NOT_BY_NAMESPACE: &[(&str, Key, &str)] = &[
         "deployment-wide settings: the key that signs link cookies, one for every node",
     ),
     (
+        "throttle_failures",
+        Key::Global,
+        "the password throttle's failures, keyed by account name or client address \
+         (`user:`, `addr:`, `link:`, `linkaddr:`): operational state every node shares, \
+         kept only for the throttle's window",
+    ),
+    (
         "fsck_runs",
         Key::Global,
         "the reports of `cairn admin fsck`, which checks the whole block store",
