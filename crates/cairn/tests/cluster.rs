@@ -154,7 +154,10 @@ impl Cluster {
         let url = format!("http://127.0.0.1:{port}");
         assert!(
             wait_until(
-                || support::http_fetch(&format!("{url}/healthz"), &[]).0 == 200,
+                || {
+                    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                        && support::http_fetch(&format!("{url}/healthz"), &[]).0 == 200
+                },
                 Duration::from_secs(20)
             ),
             "HAProxy did not answer on {url}"
