@@ -149,6 +149,14 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound(hash) => Self::not_found(format!("block {hash} not found")),
             StoreError::Corrupt(hash) => Self::block_damaged(hash, None),
+            StoreError::Unavailable { .. } => {
+                tracing::warn!("{err}");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the block store is not answering; nothing was changed, try again shortly",
+                )
+            }
             other => Self::internal(other),
         }
     }

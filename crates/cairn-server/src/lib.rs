@@ -97,11 +97,13 @@ pub async fn open_blocks(config: &Config) -> anyhow::Result<BlockStore> {
         BlockLocation::Folder(dir) => BlockStore::local(dir),
         BlockLocation::S3(s3) => BlockStore::s3(s3).await,
     };
-    opened.with_context(|| {
-        format!(
-            "cannot open the block store at {}",
-            config.blocks.describe()
-        )
+    opened.with_context(|| match &config.blocks {
+        BlockLocation::Folder(dir) => format!("cannot open the block store at {}", dir.display()),
+        BlockLocation::S3(s3) => format!(
+            "cannot open the block store at {} (check blocks_url, the endpoint, the keys and \
+             that the bucket exists)",
+            s3.url()
+        ),
     })
 }
 

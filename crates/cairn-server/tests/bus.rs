@@ -9,16 +9,14 @@
 #[allow(unused_macros)]
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_client::proto::Notification;
 use cairn_server::config::Events;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
-use support::{metric, put_file_as, Backend, TestServer};
-use tokio::net::{TcpListener, TcpStream};
+use support::{metric, put_file_as, Backend, CutProxy, TestServer};
+use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, http::HeaderValue};
 
@@ -173,70 +171,18 @@ async fn postgres_notify_carries_commits_and_sign_outs_between_nodes() {
     commits_and_sign_outs_cross_nodes("LISTEN/NOTIFY", || Events::Postgres).await;
 }
 
-/// A TCP proxy on loopback to NATS that a test can cut (every connection through it
-/// closed, new ones refused) and restore.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    open: Arc<AtomicBool>,
-    /// Bumped by every cut: pipes of an older generation end.
-    cuts: tokio::sync::watch::Sender<u64>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicBool::new(true));
-        let (cuts, _) = tokio::sync::watch::channel(0u64);
-        let (accepting, watching) = (open.clone(), cuts.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                if !accepting.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let mut cut = watching.subscribe();
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let mut client = client;
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, open, cuts }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://{}", self.addr)
-    }
-
-    fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        self.cuts.send_modify(|n| *n += 1);
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
+fn proxy_url(proxy: &CutProxy) -> String {
+    format!("nats://{}", proxy.addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_from_nats_catches_up_when_it_is_back() {
     let upstream = nats_url();
-    let proxy = Proxy::start(upstream.trim_start_matches("nats://").to_owned()).await;
+    let proxy = CutProxy::start(upstream.trim_start_matches("nats://").to_owned()).await;
     let n1 =
         TestServer::start_with(Backend::Postgres, |c| c.events = Events::Nats(nats_url())).await;
     let n2 = n1
-        .start_beside(|c| c.events = Events::Nats(proxy.url()))
+        .start_beside(|c| c.events = Events::Nats(proxy_url(&proxy)))
         .await;
     let ns = home_ns(&n1, "admin").await;
     let mut ws = open_ws(&n2, &n2.token).await;

@@ -245,3 +245,56 @@ async fn background_scrub_finds_and_contains_a_rotten_block() {
         s.finish().await;
     }
 }
+
+/// S3 going away while the server runs: requests that need it get 503 (never 500,
+/// nothing half done), and once it is back everything works again by itself, with
+/// what was acknowledged before intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_outage_answers_503_and_heals_by_itself() {
+    let s3 = cairn_store::S3Config::for_tests("unused");
+    let upstream = s3
+        .endpoint
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    let proxy = support::CutProxy::start(upstream).await;
+    let s = TestServer::start_with(support::Backend::PostgresS3, |config| {
+        if let cairn_server::BlockLocation::S3(s3) = &mut config.blocks {
+            s3.endpoint = Some(format!("http://{}", proxy.addr));
+        }
+    })
+    .await;
+    let (before, during) = (noise(200_000, 11), noise(200_000, 12));
+    let (status, _) = s.put_block_as(&s.token, &before).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = s
+        .commit(json!({"path": "/before.bin", "blocks": [block_ref(&before)]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    proxy.cut();
+    let (status, body) = s.put_block_as(&s.token, &during).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    let resp = content(&s, "/before.bin", None).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Nothing was recorded for the refused block: it is still missing.
+    assert_eq!(
+        missing_for_admin(&s, &[&during]).await,
+        vec![hex_hash(&during)]
+    );
+
+    proxy.restore();
+    let (status, body) = s.put_block_as(&s.token, &during).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s
+        .commit(json!({"path": "/during.bin", "blocks": [block_ref(&during)]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (path, data) in [("/before.bin", &before), ("/during.bin", &during)] {
+        let resp = content(&s, path, None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(&resp.bytes().await.unwrap().to_vec(), data);
+    }
+    s.finish().await;
+}

@@ -65,10 +65,31 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// The store did not answer as it should (a network error, a timeout, an error
+    /// status from S3 after the retries). The request may succeed later; nothing was
+    /// acknowledged.
+    #[error("block store at {path} is unavailable: {reason}")]
+    Unavailable {
+        /// The object or folder the request was for.
+        path: PathBuf,
+        /// What the store or the network said.
+        reason: String,
+    },
     /// A background task doing the store's blocking work panicked or was cancelled
     /// (the runtime shutting down). A bug or a shutdown, never the block's fault.
     #[error("block store background task failed")]
     Worker(#[from] tokio::task::JoinError),
+}
+
+impl StoreError {
+    /// An IO error on `path`: [`StoreError::Unavailable`] when it is a remote store's
+    /// failed request (see `s3.rs`), [`StoreError::Io`] otherwise.
+    pub(crate) fn from_io(path: PathBuf, source: std::io::Error) -> Self {
+        match s3::unavailable_reason(&source) {
+            Some(reason) => StoreError::Unavailable { path, reason },
+            None => StoreError::Io { path, source },
+        }
+    }
 }
 
 /// The result of a successful [`BlockStore::put`].

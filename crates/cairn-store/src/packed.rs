@@ -264,10 +264,7 @@ impl<F: PackFiles> PackSet<F> {
     }
 
     fn err(&self, id: Option<PackId>) -> impl FnOnce(io::Error) -> StoreError + '_ {
-        move |source| StoreError::Io {
-            path: self.files.location(id),
-            source,
-        }
+        move |source| StoreError::from_io(self.files.location(id), source)
     }
 
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {

@@ -23,13 +23,17 @@ use std::collections::HashSet;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_core::BlockHash;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{
+    ClientConfigKey, GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
 use tokio::runtime::Handle;
 use tracing::warn;
 
@@ -151,7 +155,26 @@ impl S3Config {
     }
 
     fn build(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&self.bucket);
+        // Fail within seconds when the store does not answer, rather than after
+        // object_store's default of ten retries over three minutes: a request waiting
+        // on S3 holds a client that will retry itself.
+        let retry = RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(15),
+            ..RetryConfig::default()
+        };
+        // Set key by key: `with_client_options` would replace the options the
+        // environment gave (`AWS_ALLOW_HTTP` among them).
+        let client = |key, value: &str| (AmazonS3ConfigKey::Client(key), value.to_owned());
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&self.bucket)
+            .with_retry(retry);
+        for (key, value) in [
+            client(ClientConfigKey::ConnectTimeout, "5s"),
+            client(ClientConfigKey::Timeout, "120s"),
+        ] {
+            builder = builder.with_config(key, value);
+        }
         if let Some(v) = &self.endpoint {
             builder = builder.with_endpoint(v);
         }
@@ -169,7 +192,7 @@ impl S3Config {
         }
         let store = builder.build().map_err(|e| StoreError::Io {
             path: PathBuf::from(self.url()),
-            source: io::Error::other(e),
+            source: io::Error::new(io::ErrorKind::InvalidInput, e),
         })?;
         Ok(Arc::new(store))
     }
@@ -183,10 +206,46 @@ fn is_not_found(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
 }
 
+/// A failed request, carried inside an [`io::Error`] through the pack code so that
+/// [`StoreError::from_io`] can tell it from a local IO error.
+#[derive(Debug)]
+struct Unanswered(object_store::Error);
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
 fn to_io(e: object_store::Error) -> io::Error {
     match e {
         object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
-        other => io::Error::other(other),
+        other => io::Error::other(Unanswered(other)),
+    }
+}
+
+/// What a failed S3 request said, if `e` is one, on one line.
+pub(crate) fn unavailable_reason(e: &io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Unanswered>())
+        .map(|u| one_line(&u.0.to_string()))
+}
+
+/// An S3 error on one line: an XML error body shrinks to its code and message.
+fn one_line(text: &str) -> String {
+    let tag = |name: &str| {
+        let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+        let len = text[start..].find(&format!("</{name}>"))?;
+        Some(&text[start..start + len])
+    };
+    match (text.find("<?xml"), tag("Code"), tag("Message")) {
+        (Some(xml), Some(code), Some(message)) => {
+            let head = text[..xml].trim().trim_end_matches(':');
+            format!("{head}: {code}: {message}")
+        }
+        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
     }
 }
 
@@ -223,10 +282,7 @@ impl Bucket {
 
     fn err(&self, key: &Path) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
         let path = self.address(key);
-        move |e| StoreError::Io {
-            path,
-            source: to_io(e),
-        }
+        move |e| StoreError::from_io(path, to_io(e))
     }
 
     /// Stores an object unless one is there. Returns whether this call created it.
@@ -799,6 +855,19 @@ mod tests {
         assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("cairn", ""));
         assert!(S3Config::from_url("s3:///x").is_err());
         assert!(S3Config::from_url("http://x").is_err());
+    }
+
+    #[test]
+    fn an_error_body_shrinks_to_one_line() {
+        let text = "GET http://s3/b - Server returned non-2xx status code: 403 Forbidden: \
+                    <?xml version=\"1.0\"?>\n<Error><Code>SignatureDoesNotMatch</Code>\
+                    <Message>Check your key.</Message></Error>";
+        assert_eq!(
+            one_line(text),
+            "GET http://s3/b - Server returned non-2xx status code: 403 Forbidden: \
+             SignatureDoesNotMatch: Check your key."
+        );
+        assert_eq!(one_line("a\n  b"), "a b");
     }
 
     #[test]

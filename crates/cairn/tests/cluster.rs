@@ -426,3 +426,63 @@ fn two_nodes_over_nats() {
 fn two_nodes_over_postgres_listen_notify() {
     run("postgres");
 }
+
+/// A node that cannot reach what it shares refuses to start: one line saying what and
+/// where, a non-zero exit, no panic, within seconds.
+#[test]
+fn bad_scale_out_settings_stop_the_start_with_one_line() {
+    let good = cairn_store::S3Config::for_tests("cluster-tests/bad-settings");
+    let with = |change: &dyn Fn(&mut cairn_store::S3Config)| {
+        let mut s3 = good.clone();
+        change(&mut s3);
+        s3.to_env()
+    };
+    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+        (
+            "an unreachable S3 endpoint",
+            with(&|s3| s3.endpoint = Some(format!("http://127.0.0.1:{}", free_port()))),
+            "cannot open the block store at s3://",
+        ),
+        (
+            "a wrong secret key",
+            with(&|s3| s3.secret_access_key = Some("not the secret".into())),
+            "SignatureDoesNotMatch",
+        ),
+        (
+            "a missing bucket",
+            with(&|s3| s3.bucket = "no-such-bucket-here".into()),
+            "NoSuchBucket",
+        ),
+        (
+            "an unreachable NATS",
+            vec![(
+                "CAIRN_EVENTS_URL".to_owned(),
+                format!("nats://127.0.0.1:{}", free_port()),
+            )],
+            "cannot connect to the event bus at nats://",
+        ),
+    ];
+    for (what, env, needle) in cases {
+        let data = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("CAIRN_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("CAIRN_LOG", "off")
+            .envs(env)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert!(!out.status.success(), "{what}: the server started");
+        assert_eq!(errors.len(), 1, "{what}: {stderr}");
+        assert!(errors[0].contains(needle), "{what}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+    }
+}

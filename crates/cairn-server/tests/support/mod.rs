@@ -112,16 +112,16 @@ impl TestServer {
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestServer {
         let data = tempfile::tempdir().unwrap();
         let mut config = test_config(data.path());
+        if backend == Backend::PostgresS3 {
+            let prefix = format!("server-tests/{:016x}", rand::random::<u64>());
+            config.blocks = BlockLocation::S3(cairn_store::S3Config::for_tests(&prefix));
+        }
         configure(&mut config);
         let mut schema = None;
         if matches!(backend, Backend::Postgres | Backend::PostgresS3) {
             let (name, url) = fresh_postgres_url().await;
             config.database_url = url;
             schema = Some(name);
-        }
-        if backend == Backend::PostgresS3 {
-            let prefix = format!("server-tests/{:016x}", rand::random::<u64>());
-            config.blocks = BlockLocation::S3(cairn_store::S3Config::for_tests(&prefix));
         }
         let (meta, blocks) = cairn_server::open_stores(&config).await.unwrap();
         let hash = cairn_server::hash_password(&config, PASSWORD.to_owned())
@@ -487,4 +487,57 @@ pub fn block_ref(data: &[u8]) -> Value {
 
 pub fn hex_hash(data: &[u8]) -> String {
     blake3::hash(data).to_hex().to_string()
+}
+
+/// A TCP proxy on loopback that a test can cut (every connection through it closed,
+/// new ones refused) and restore: a service (NATS, S3) going away and coming back.
+pub struct CutProxy {
+    pub addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Bumped by every cut: pipes of an older generation end.
+    cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl CutProxy {
+    pub async fn start(upstream: String) -> CutProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let (accepting, watching) = (open.clone(), cuts.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !accepting.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut = watching.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let mut client = client;
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        CutProxy { addr, open, cuts }
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
