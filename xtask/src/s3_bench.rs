@@ -69,6 +69,123 @@ fn write_seeded(path: &Path, size: u64, seed: u64) -> Result<()> {
     Ok(())
 }
 
+const LATENCY_SAMPLES: usize = 15;
+
+/// A `cairn sync` daemon on its own folder, stopped on drop.
+struct Daemon {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn daemon(cairn: &Path, work: &Path, name: &str, url: &str) -> Result<Daemon> {
+    let config = work.join(name).join("config");
+    let dir = work.join(name).join("folder");
+    std::fs::create_dir_all(&dir)?;
+    run_with_stdin(
+        Command::new(cairn).env("CAIRN_CONFIG_DIR", &config).args([
+            "login",
+            url,
+            "--user",
+            "admin",
+            "--password-stdin",
+            "--device",
+            name,
+        ]),
+        PASSWORD,
+    )?;
+    let child = Command::new(cairn)
+        .env("CAIRN_CONFIG_DIR", &config)
+        .arg("sync")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(Daemon { child, dir })
+}
+
+/// The median time from a 1 KiB write in `a`'s folder to its arrival in `b`'s.
+fn median_latency(a: &Daemon, b: &Daemon, tag: &str) -> Result<f64> {
+    let warm = format!("warm-{tag}.txt");
+    std::fs::write(a.dir.join(&warm), tag)?;
+    wait(|| b.dir.join(&warm).exists(), 60)?;
+    let mut samples = Vec::new();
+    for i in 0..LATENCY_SAMPLES {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let name = format!("{tag}-{i}.bin");
+        let content: Vec<u8> = (0..1024).map(|j| (i * 7 + j) as u8).collect();
+        let started = Instant::now();
+        std::fs::write(a.dir.join(&name), &content)?;
+        wait(
+            || std::fs::read(b.dir.join(&name)).is_ok_and(|c| c == content),
+            10,
+        )?;
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    eprintln!("latency {tag}: {samples:.0?} ms");
+    Ok(median(&mut samples))
+}
+
+fn wait(mut done: impl FnMut() -> bool, secs: u64) -> Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    while !done() {
+        if Instant::now() > deadline {
+            bail!("nothing arrived within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+fn psql(sql: &str) -> Result<()> {
+    let base = std::env::var("CAIRN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    run(Command::new("psql").args([&base, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]))
+}
+
+fn notify_latency(cairn: &Path, work: &Path, run_id: &str) -> Result<(f64, f64)> {
+    let schema = format!("cairn_bench_{run_id}");
+    psql(&format!("CREATE SCHEMA {schema}"))?;
+    let result = (|| {
+        let base = std::env::var("CAIRN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let s3 = cairn_store::S3Config::for_tests(&format!("bench/{run_id}/latency"));
+        let mut env = s3.to_env();
+        env.push((
+            "CAIRN_DATABASE_URL".into(),
+            format!("{base}?options[search_path]={schema}"),
+        ));
+        env.push(("CAIRN_EVENTS_URL".into(), "nats://127.0.0.1:4222".into()));
+        let node = |i: usize| {
+            let mut cmd = Command::new(cairn);
+            cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(work.join(format!("node{i}")))
+                .env("CAIRN_ADMIN_PASSWORD", PASSWORD)
+                .env("CAIRN_LOG", "warn")
+                .envs(env.iter().map(|(k, v)| (k, v)));
+            Server::spawn(cmd)
+        };
+        let (n1, n2) = (node(1)?, node(2)?);
+        let a = daemon(cairn, work, "lat-a", &n1.url)?;
+        let one = {
+            let b = daemon(cairn, work, "lat-b1", &n1.url)?;
+            median_latency(&a, &b, "one-node")?
+        };
+        let b = daemon(cairn, work, "lat-b2", &n2.url)?;
+        let two = median_latency(&a, &b, "two-nodes")?;
+        Ok((one, two))
+    })();
+    psql(&format!("DROP SCHEMA {schema} CASCADE"))?;
+    result
+}
+
 fn timed(cmd: &mut Command) -> Result<f64> {
     let start = Instant::now();
     let out = cmd
@@ -215,6 +332,10 @@ pub fn main(args: &[String]) -> Result<()> {
     let _ = server.child.kill();
     let _ = server.child.wait();
 
+    // 3. Notification latency: one node, then two nodes on one PostgreSQL, S3 bucket
+    // and NATS.
+    let (one_node, two_nodes) = notify_latency(&cairn, &work, &run_id)?;
+
     println!("| S3 (SeaweedFS on loopback) | Cairn | rclone | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");
     println!(
@@ -229,6 +350,10 @@ pub fn main(args: &[String]) -> Result<()> {
         n / ours_small,
         n / theirs_small,
         theirs_small / ours_small * 100.0
+    );
+    println!(
+        "| 1 KiB file, write on A to arrival on B (median of {LATENCY_SAMPLES}) | across two nodes: {two_nodes:.0} ms | one node: {one_node:.0} ms | +{:.0} ms | ≤ +50 ms |",
+        two_nodes - one_node
     );
     Ok(())
 }
