@@ -264,17 +264,18 @@ pub(crate) fn workspace_root() -> Result<PathBuf> {
 
 /// Incompressible data, so neither compression nor dedup flatters the figures.
 pub(crate) fn write_random(path: &Path, size: u64) -> Result<()> {
+    write_seeded(path, size, 0x9E37_79B9_7F4A_7C15)
+}
+
+/// [`write_random`] from another seed (not 0): other bytes, so other blocks. Durable on
+/// return.
+pub(crate) fn write_seeded(path: &Path, size: u64, seed: u64) -> Result<()> {
     let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut state: u64 = seed;
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
-        for word in buf.chunks_exact_mut(8) {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            word.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-        }
+        fill_random(&mut buf, &mut state);
         let n = left.min(buf.len() as u64) as usize;
         file.write_all(&buf[..n])?;
         left -= n as u64;
@@ -282,6 +283,16 @@ pub(crate) fn write_random(path: &Path, size: u64) -> Result<()> {
     file.flush()?;
     file.get_ref().sync_all()?;
     Ok(())
+}
+
+/// Fills `buf` (a multiple of 8 bytes long) with xorshift output from `state`.
+pub(crate) fn fill_random(buf: &mut [u8], state: &mut u64) {
+    for word in buf.chunks_exact_mut(8) {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        word.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
 }
 
 /// A `cairn serve` child on a random loopback port, killed on drop.

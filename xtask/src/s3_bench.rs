@@ -49,24 +49,7 @@ fn parse(args: &[String]) -> Result<Options> {
 
 /// Random bytes from `seed`, so that each round uploads blocks nobody stored yet.
 fn write_seeded(path: &Path, size: u64, seed: u64) -> Result<()> {
-    use std::io::Write;
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        for word in buf.chunks_exact_mut(8) {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            word.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        file.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    file.flush()?;
-    Ok(())
+    crate::write_seeded(path, size, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
 }
 
 const LATENCY_SAMPLES: usize = 15;

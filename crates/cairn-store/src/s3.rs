@@ -154,6 +154,13 @@ impl S3Config {
         env
     }
 
+    /// A plain `object_store` client on this bucket, for tests that look at or damage
+    /// what the store wrote behind its back.
+    #[doc(hidden)]
+    pub fn raw_client(&self) -> Arc<dyn ObjectStore> {
+        self.build().expect("a valid S3 configuration")
+    }
+
     fn build(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
         // Fail within seconds when the store does not answer, rather than after
         // object_store's default of ten retries over three minutes: a request waiting

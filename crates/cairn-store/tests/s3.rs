@@ -8,7 +8,6 @@ use bytes::Bytes;
 use cairn_core::BlockHash;
 use cairn_store::{BlockStore, S3Config, StoreError};
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use rand::{rngs::StdRng, RngCore, SeedableRng};
@@ -39,19 +38,8 @@ impl Fixture {
     fn new(test: &str) -> Self {
         let prefix = format!("store-tests/{test}-{:016x}", rand::random::<u64>());
         let config = S3Config::for_tests(&prefix);
-        let raw = AmazonS3Builder::new()
-            .with_bucket_name(&config.bucket)
-            .with_endpoint(config.endpoint.clone().unwrap())
-            .with_region(config.region.clone().unwrap())
-            .with_access_key_id(config.access_key_id.clone().unwrap())
-            .with_secret_access_key(config.secret_access_key.clone().unwrap())
-            .with_allow_http(true)
-            .build()
-            .unwrap();
-        Self {
-            config,
-            raw: Arc::new(raw),
-        }
+        let raw = config.raw_client();
+        Self { config, raw }
     }
 
     async fn open(&self) -> BlockStore {

@@ -13,12 +13,13 @@
 mod support;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{
-    random_file, same_content, tree, wait_until, write, Client, SyncProcess, ADMIN_PASSWORD, BIN,
+    random_file, same_content, tree, wait_until, write, Client, Device, SyncProcess,
+    ADMIN_PASSWORD, BIN,
 };
 
 /// A `cairn serve` node.
@@ -208,40 +209,8 @@ impl Cluster {
     }
 }
 
-/// A device of the admin logged in at `url` (a node's own, or the balancer's).
-struct Device {
-    client: Client,
-    dir: PathBuf,
-    _scratch: tempfile::TempDir,
-}
-
 fn device(url: &str, name: &str) -> Device {
-    let client = Client {
-        config_dir: tempfile::tempdir().unwrap(),
-    };
-    let out = client.run_with_stdin(
-        &[
-            "login",
-            url,
-            "--user",
-            "admin",
-            "--password-stdin",
-            "--device",
-            name,
-        ],
-        ADMIN_PASSWORD,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let scratch = tempfile::tempdir().unwrap();
-    Device {
-        client,
-        dir: scratch.path().join("Cairn"),
-        _scratch: scratch,
-    }
+    Device::at(url, "admin", name)
 }
 
 fn converge(
@@ -437,7 +406,8 @@ fn bad_scale_out_settings_stop_the_start_with_one_line() {
         change(&mut s3);
         s3.to_env()
     };
-    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(String, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "an unreachable S3 endpoint",
             with(&|s3| s3.endpoint = Some(format!("http://127.0.0.1:{}", free_port()))),

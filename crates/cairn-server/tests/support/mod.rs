@@ -392,20 +392,6 @@ pub fn block_file(data: &std::path::Path, hex: &str) -> std::path::PathBuf {
         .join(hex)
 }
 
-/// A raw client on the test bucket, to look at and damage what the server stored.
-fn raw_s3(s3: &cairn_store::S3Config) -> (std::sync::Arc<dyn object_store::ObjectStore>, String) {
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(&s3.bucket)
-        .with_endpoint(s3.endpoint.clone().unwrap())
-        .with_region(s3.region.clone().unwrap())
-        .with_access_key_id(s3.access_key_id.clone().unwrap())
-        .with_secret_access_key(s3.secret_access_key.clone().unwrap())
-        .with_allow_http(true)
-        .build()
-        .unwrap();
-    (std::sync::Arc::new(store), s3.prefix.clone())
-}
-
 /// Where a block stored alone (not in a pack) is, wherever the server keeps blocks.
 enum StoredBlock {
     File(std::path::PathBuf),
@@ -423,8 +409,7 @@ impl TestServer {
             }
             BlockLocation::Folder(root) => StoredBlock::File(root.join(dir).join(hex)),
             BlockLocation::S3(s3) => {
-                let (store, prefix) = raw_s3(s3);
-                StoredBlock::Object(store, format!("{prefix}/{dir}/{hex}").into())
+                StoredBlock::Object(s3.raw_client(), format!("{}/{dir}/{hex}", s3.prefix).into())
             }
         }
     }

@@ -385,13 +385,19 @@ pub struct Device {
 impl Device {
     /// A device of `user` (whose password is the admin's) called `name`.
     pub fn new(server: &Server, user: &str, name: &str) -> Device {
+        Self::at(&server.url, user, name)
+    }
+
+    /// A device of `user` (whose password is the admin's) called `name`, logged in at
+    /// `url` (a server's, or a load balancer's in front of several).
+    pub fn at(url: &str, user: &str, name: &str) -> Device {
         let client = Client {
             config_dir: tempfile::tempdir().unwrap(),
         };
         let out = client.run_with_stdin(
             &[
                 "login",
-                &server.url,
+                url,
                 "--user",
                 user,
                 "--password-stdin",
