@@ -318,6 +318,9 @@ pub fn main(args: &[String]) -> Result<()> {
     // 3. Notification latency: one node, then two nodes on one PostgreSQL, S3 bucket
     // and NATS.
     let (one_node, two_nodes) = notify_latency(&cairn, &work, &run_id)?;
+    // What this run stored, Cairn's and rclone's: gigabytes a run.
+    let purge = format!("bench:{}/bench/{run_id}", s3.bucket);
+    let _ = rclone().args(["purge", &purge]).status();
 
     println!("| S3 (SeaweedFS on loopback) | Cairn | rclone | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");

@@ -161,6 +161,18 @@ impl S3Config {
         self.build().expect("a valid S3 configuration")
     }
 
+    /// Deletes every object under the prefix: what a test or a benchmark leaves behind.
+    #[doc(hidden)]
+    pub async fn delete_everything(&self) {
+        let client = self.raw_client();
+        let prefix = Path::from(self.prefix.as_str());
+        let keys = client
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        let _: Vec<_> = client.delete_stream(keys).collect().await;
+    }
+
     fn build(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
         // Fail within seconds when the store does not answer, rather than after
         // object_store's default of ten retries over three minutes: a request waiting

@@ -206,6 +206,10 @@ impl Cluster {
         let schema = self.schema.clone();
         drop(self);
         psql(&format!("DROP SCHEMA {schema} CASCADE"));
+        let s3 = cairn_store::S3Config::for_tests(&format!("cluster-tests/{schema}"));
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(s3.delete_everything());
     }
 }
 

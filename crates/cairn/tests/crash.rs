@@ -645,4 +645,5 @@ async fn acknowledged_writes_survive_sigkill_postgres_s3() {
     env.push(("CAIRN_DATABASE_URL".to_owned(), url));
     run(env).await;
     drop_schema(conn, &schema).await;
+    s3.delete_everything().await;
 }

@@ -220,6 +220,9 @@ impl TestServer {
     /// Drops the test's PostgreSQL schema (a panicking test leaves it behind, named
     /// `cairn_srv_…`, for inspection).
     pub async fn finish(self) {
+        if let (BlockLocation::S3(s3), Some(_)) = (&self.config.blocks, &self.schema) {
+            s3.delete_everything().await;
+        }
         use sqlx::Connection;
         if let Some(schema) = &self.schema {
             self.state.meta.close().await;
