@@ -231,7 +231,10 @@ pub fn main(args: &[String]) -> Result<()> {
     let rclone_dest = format!("bench:{}/bench/{run_id}/rclone", s3.bucket);
     let rclone = || {
         let mut cmd = Command::new("rclone");
-        cmd.envs(rclone_env.iter().map(|(k, v)| (*k, v.as_str())));
+        // rclone's S3 client cannot load a CA bundle named there (and needs none for
+        // a loopback http:// endpoint).
+        cmd.env_remove("AWS_CA_BUNDLE")
+            .envs(rclone_env.iter().map(|(k, v)| (*k, v.as_str())));
         cmd
     };
 
