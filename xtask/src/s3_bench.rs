@@ -305,7 +305,13 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     settle();
     let puts_before = metric(&server, "cairn_block_store_requests_total", "op=\"put\"")?;
-    let ours_small = timed(cairn_cmd().args(["sync", tree.to_str().unwrap(), "--once"]))?;
+    let ours_small = timed(cairn_cmd().args([
+        "sync",
+        tree.to_str().unwrap(),
+        "--remote",
+        "/small",
+        "--once",
+    ]))?;
     let puts = metric(&server, "cairn_block_store_requests_total", "op=\"put\"")? - puts_before;
     settle();
     let theirs_small = timed(rclone().args([
