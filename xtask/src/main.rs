@@ -221,7 +221,7 @@ pub(crate) fn settle() {
     std::thread::sleep(Duration::from_secs(3));
 }
 
-fn time(cmd: &mut Command) -> Result<f64> {
+pub(crate) fn time(cmd: &mut Command) -> Result<f64> {
     let start = Instant::now();
     let out = cmd
         .stdout(Stdio::null())

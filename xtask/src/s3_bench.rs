@@ -169,18 +169,6 @@ fn notify_latency(cairn: &Path, work: &Path, run_id: &str) -> Result<(f64, f64)>
     result
 }
 
-fn timed(cmd: &mut Command) -> Result<f64> {
-    let start = Instant::now();
-    let out = cmd
-        .stdout(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(start.elapsed().as_secs_f64())
-}
-
 /// The sum of a metric's samples whose line contains `filter`.
 fn metric(server: &Server, name: &str, filter: &str) -> Result<f64> {
     let body = server.metrics_text()?;
@@ -268,14 +256,14 @@ pub fn main(args: &[String]) -> Result<()> {
         let file = work.join("big.bin");
         write_seeded(&file, bytes, 2 * round as u64 + 1)?;
         settle();
-        ours.push(timed(cairn_cmd().args([
+        ours.push(crate::time(cairn_cmd().args([
             "put",
             file.to_str().unwrap(),
             &format!("/big-{round}.bin"),
         ]))?);
         write_seeded(&file, bytes, 2 * round as u64 + 2)?;
         settle();
-        theirs.push(timed(rclone().args([
+        theirs.push(crate::time(rclone().args([
             "copyto",
             file.to_str().unwrap(),
             &format!("{rclone_dest}/big-{round}.bin"),
@@ -305,7 +293,7 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     settle();
     let puts_before = metric(&server, "cairn_block_store_requests_total", "op=\"put\"")?;
-    let ours_small = timed(cairn_cmd().args([
+    let ours_small = crate::time(cairn_cmd().args([
         "sync",
         tree.to_str().unwrap(),
         "--remote",
@@ -314,7 +302,7 @@ pub fn main(args: &[String]) -> Result<()> {
     ]))?;
     let puts = metric(&server, "cairn_block_store_requests_total", "op=\"put\"")? - puts_before;
     settle();
-    let theirs_small = timed(rclone().args([
+    let theirs_small = crate::time(rclone().args([
         "copy",
         tree.to_str().unwrap(),
         &format!("{rclone_dest}/small"),

@@ -2,6 +2,8 @@
 //! loose blocks through the public API, across reopenings and across two handles on one
 //! directory (as `cairn serve` and `cairn admin gc` are two processes).
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -9,22 +11,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use cairn_core::BlockHash;
 use cairn_store::{BlockStore, StoreError};
-use rand::{rngs::StdRng, RngCore, SeedableRng};
-
-fn random(len: usize, seed: u64) -> Bytes {
-    let mut data = vec![0u8; len];
-    StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    Bytes::from(data)
-}
-
-fn batch(count: usize, seed: u64) -> Vec<(BlockHash, Bytes)> {
-    (0..count)
-        .map(|i| {
-            let data = random(3000 + i, seed * 1000 + i as u64);
-            (BlockHash::of(&data), data)
-        })
-        .collect()
-}
+use common::{batch, random};
 
 fn packs(root: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(root.join("packs")) else {

@@ -2,30 +2,17 @@
 //! 127.0.0.1:8333; see `S3Config::for_tests`): the same promises as the local folder,
 //! through the public API. Each test works under a prefix of its own.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_core::BlockHash;
 use cairn_store::{BlockStore, S3Config, StoreError};
+use common::{batch, random};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
-use rand::{rngs::StdRng, RngCore, SeedableRng};
-
-fn random(len: usize, seed: u64) -> Bytes {
-    let mut data = vec![0u8; len];
-    StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    Bytes::from(data)
-}
-
-fn batch(count: usize, seed: u64) -> Vec<(BlockHash, Bytes)> {
-    (0..count)
-        .map(|i| {
-            let data = random(3000 + i, seed * 1000 + i as u64);
-            (BlockHash::of(&data), data)
-        })
-        .collect()
-}
 
 /// A store under a fresh prefix, and a raw client on the same bucket to look at and
 /// damage what it wrote.
