@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{Backend, TestServer, PASSWORD};
+use support::{data, Backend, TestServer, PASSWORD};
 use tokio::io::AsyncWriteExt;
 
 const UPLOAD: &str = "application/offset+octet-stream";
@@ -141,19 +141,6 @@ async fn wrong_link_passwords_on_one_node_count_on_the_other() {
         StatusCode::TOO_MANY_REQUESTS
     );
     finish(one, two).await;
-}
-
-/// Deterministic bytes that the chunker cuts at varied places.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// One tus request to `node`: the status and the headers.

@@ -13,26 +13,13 @@ use base64::Engine;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{put_file_as, TestServer};
+use support::{data, put_file_as, TestServer};
 use tokio::io::AsyncWriteExt;
 
 const UPLOAD: &str = "application/offset+octet-stream";
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-/// Deterministic bytes that the chunker cuts at varied places.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// One tus request: the status, the headers and the body.
