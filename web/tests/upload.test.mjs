@@ -43,7 +43,13 @@ test('drop three files and a folder (and pick a folder), with progress', async (
   for (const f of files) await row(page, f.name).waitFor();
   await page.getByText('3 of 3 uploaded').waitFor();
   assert.deepEqual(await axe(page), [], 'the uploads panel');
+  // The sidebar's storage figure is read again after the uploads' changes arrive.
+  await page.getByText(/KB used/).waitFor();
   await shot(page, 'uploads-desktop');
+  // At phone width the panel's header still fits on one line.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot(page, 'uploads-phone');
+  await page.setViewportSize({ width: 1280, height: 800 });
   for (const f of files) assert.ok(get('/' + f.name).equals(f.data), `${f.name} arrived intact`);
 
   const dir = join(server.dir, 'Album');
