@@ -272,18 +272,14 @@ fn one_line(text: &str) -> String {
 #[derive(Debug, Clone)]
 struct Bucket {
     store: Arc<dyn ObjectStore>,
-    /// `s3://BUCKET/PREFIX`, for messages.
-    url: String,
+    /// The bucket's name, for messages.
+    name: String,
     prefix: String,
 }
 
 impl Bucket {
     fn key(&self, dir: &str, name: &str) -> Path {
-        if self.prefix.is_empty() {
-            Path::from(format!("{dir}/{name}"))
-        } else {
-            Path::from(format!("{}/{dir}/{name}", self.prefix))
-        }
+        Path::from(format!("{}/{name}", self.dir(dir)))
     }
 
     fn dir(&self, dir: &str) -> Path {
@@ -295,8 +291,7 @@ impl Bucket {
     }
 
     fn address(&self, key: &Path) -> PathBuf {
-        let bucket = self.url.split('/').nth(2).unwrap_or_default();
-        PathBuf::from(format!("s3://{bucket}/{key}"))
+        PathBuf::from(format!("s3://{}/{key}", self.name))
     }
 
     fn err(&self, key: &Path) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
@@ -546,7 +541,8 @@ pub(crate) struct S3Backend {
 impl std::fmt::Debug for S3Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Backend")
-            .field("url", &self.bucket.url)
+            .field("bucket", &self.bucket.name)
+            .field("prefix", &self.bucket.prefix)
             .finish_non_exhaustive()
     }
 }
@@ -562,7 +558,7 @@ impl S3Backend {
     pub(crate) async fn open(config: &S3Config) -> Result<Self, StoreError> {
         let bucket = Bucket {
             store: config.build()?,
-            url: config.url(),
+            name: config.bucket.clone(),
             prefix: config.prefix.clone(),
         };
         let packs = S3Packs {
