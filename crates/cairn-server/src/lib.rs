@@ -11,6 +11,7 @@ mod blocks;
 pub mod config;
 mod convert;
 mod cookies;
+mod dav;
 mod delta;
 mod error;
 mod extract;
@@ -314,6 +315,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(json_errors))
         // Public link pages answer in HTML, errors included: outside `json_errors`.
         .merge(links::public_router())
+        // WebDAV answers in its own shapes too.
+        .merge(dav::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limits::guard_body,

@@ -308,6 +308,7 @@ pub fn route_paths() -> Vec<String> {
 pub fn route_limits() -> Vec<(String, BodyLimit)> {
     drop(crate::routes(&crate::Config::for_data_dir(".")));
     drop(crate::links::public_router());
+    drop(crate::dav::router());
     PATHS
         .read()
         .unwrap_or_else(|e| e.into_inner())

@@ -348,6 +348,28 @@ pub(super) struct UploadQuery {
     mtime: Option<i64>,
 }
 
+/// Refuses an upload of `length` bytes (when it is known) to `target` that cannot fit
+/// in the quota of the account it is charged to, counting the file it replaces as
+/// freed.
+pub(crate) async fn check_upload_fits(
+    state: &AppState,
+    target: &Target,
+    length: Option<i64>,
+) -> ApiResult<()> {
+    let Some(length) = length else {
+        return Ok(());
+    };
+    let replaced = match state.meta.stat(target.ns, &target.path).await? {
+        Some(e) if e.kind == EntryKind::File => e.size,
+        _ => 0,
+    };
+    state
+        .meta
+        .check_quota_of(target.ns, length - replaced)
+        .await?;
+    Ok(())
+}
+
 /// Whole-file upload: the server chunks the streamed body itself, holding only a few
 /// chunks in memory however large the file is.
 #[utoipa::path(
@@ -377,16 +399,7 @@ pub(super) async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok());
-    if let Some(length) = declared {
-        let replaced = match state.meta.stat(target.ns, &target.path).await? {
-            Some(e) if e.kind == EntryKind::File => e.size,
-            _ => 0,
-        };
-        state
-            .meta
-            .check_quota_of(target.ns, length - replaced)
-            .await?;
-    }
+    check_upload_fits(&state, &target, declared).await?;
     let stream = body
         .into_data_stream()
         .map_err(|err| std::io::Error::other(err.to_string()));

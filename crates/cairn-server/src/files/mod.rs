@@ -43,8 +43,9 @@ use tree::{
 };
 use zip::{__path_zip_download, zip_download};
 
-pub(crate) use commit::commit_blocks;
+pub(crate) use commit::{check_upload_fits, commit_blocks};
 pub(crate) use content::block_body;
+pub(crate) use tree::{copy_path, delete_path, make_folder, move_path};
 
 /// Refuses a batch request of more than [`proto::MAX_BATCH_ITEMS`] `what`.
 fn check_batch_len(len: usize, what: &str) -> ApiResult<()> {
@@ -127,7 +128,7 @@ fn parse_rev(rev: &str) -> ApiResult<VersionId> {
 
 /// The entry at `path` of the caller's tree (a mount folder is the home's folder
 /// entry), as the caller sees it.
-async fn stat_existing(
+pub(crate) async fn stat_existing(
     state: &AppState,
     access: &Access,
     path: &ServerPath,

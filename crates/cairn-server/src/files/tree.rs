@@ -150,7 +150,18 @@ pub(super) async fn mkdir(
     Json(req): Json<proto::PathRequest>,
 ) -> ApiResult<(StatusCode, Json<proto::EntryInfo>)> {
     let path = ServerPath::parse(&req.path)?;
-    let target = access.resolve(&path, Need::Write)?;
+    let entry = make_folder(&state, &access, &path).await?;
+    Ok((StatusCode::CREATED, Json(entry_view(&access, entry))))
+}
+
+/// Makes the folder `path` of the caller's tree, with its missing parents; answers
+/// with it as the caller sees it.
+pub(crate) async fn make_folder(
+    state: &AppState,
+    access: &Access,
+    path: &ServerPath,
+) -> ApiResult<Entry> {
+    let target = access.resolve(path, Need::Write)?;
     if target.path.is_root() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -160,25 +171,27 @@ pub(super) async fn mkdir(
     }
     let entry = state
         .meta
-        .mkdir(target.ns, &target.path, &actor(&access, String::new()))
+        .mkdir(target.ns, &target.path, &actor(access, String::new()))
         .await
         .map_err(|e| access.outer_error(target.ns, e))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(entry_view(&access, access.outer_entry(entry))),
-    ))
+    Ok(access.outer_entry(entry))
 }
 
 fn move_paths(from: &str, to: &str) -> ApiResult<(ServerPath, ServerPath)> {
     let from = ServerPath::parse(from)?;
     let to = ServerPath::parse(to)?;
+    check_move_paths(&from, &to)?;
+    Ok((from, to))
+}
+
+fn check_move_paths(from: &ServerPath, to: &ServerPath) -> ApiResult<()> {
     if from.is_root() || to.is_root() {
         return Err(ApiError::bad_request(
             "invalid_move",
             "the root folder cannot be moved, copied or replaced",
         ));
     }
-    Ok((from, to))
+    Ok(())
 }
 
 /// A move or copy between two namespaces (into or out of a shared folder, or between
@@ -290,11 +303,25 @@ pub(super) async fn move_entry(
 ) -> ApiResult<Json<proto::EntryInfo>> {
     let (from, to) = move_paths(&req.from, &req.to)?;
     let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
-    let source = access.resolve(&from, Need::Read)?;
+    let entry = move_path(&state, &access, &from, &to, base_rev).await?;
+    Ok(Json(entry_view(&access, entry)))
+}
+
+/// Moves `from` to `to` in the caller's tree (within a namespace, across two, or the
+/// rename of a shared folder's mount); answers with the entry at its new path.
+pub(crate) async fn move_path(
+    state: &AppState,
+    access: &Access,
+    from: &ServerPath,
+    to: &ServerPath,
+    base_rev: Option<VersionId>,
+) -> ApiResult<Entry> {
+    check_move_paths(from, to)?;
+    let source = access.resolve(from, Need::Read)?;
     if source.is_mount_point() {
         // Renaming a shared folder renames the caller's own mount folder, in its home;
         // it stays at the top of the tree, where mounts live.
-        let target = access.resolve(&to, Need::Read)?;
+        let target = access.resolve(to, Need::Read)?;
         let same_mount = target.is_mount_point() && target.ns == source.ns;
         if to.parent().is_some_and(|p| !p.is_root()) || (target.mount.is_some() && !same_mount) {
             return Err(ApiError::bad_request(
@@ -304,24 +331,14 @@ pub(super) async fn move_entry(
         }
         let entry = state
             .meta
-            .move_entry_at(
-                access.home(),
-                &from,
-                &to,
-                None,
-                &actor(&access, String::new()),
-            )
+            .move_entry_at(access.home(), from, to, None, &actor(access, String::new()))
             .await?;
-        return Ok(Json(entry_view(&access, entry)));
+        return Ok(entry);
     }
-    let source = access.resolve(&from, Need::Write)?;
-    let target = access.resolve(&to, Need::Write)?;
+    let source = access.resolve(from, Need::Write)?;
+    let target = access.resolve(to, Need::Write)?;
     if source.ns != target.ns {
-        let entry = transfer_across(
-            &state, &access, &source, &target, &from, &to, base_rev, true,
-        )
-        .await?;
-        return Ok(Json(entry_view(&access, entry)));
+        return transfer_across(state, access, &source, &target, from, to, base_rev, true).await;
     }
     let entry = state
         .meta
@@ -330,11 +347,11 @@ pub(super) async fn move_entry(
             &source.path,
             &target.path,
             base_rev,
-            &actor(&access, String::new()),
+            &actor(access, String::new()),
         )
         .await
         .map_err(|e| access.outer_error(source.ns, e))?;
-    Ok(Json(entry_view(&access, access.outer_entry(entry))))
+    Ok(access.outer_entry(entry))
 }
 
 #[utoipa::path(
@@ -354,12 +371,22 @@ pub(super) async fn copy_entry(
     Json(req): Json<proto::CopyRequest>,
 ) -> ApiResult<(StatusCode, Json<proto::EntryInfo>)> {
     let (from, to) = move_paths(&req.from, &req.to)?;
-    let source = access.resolve(&from, Need::Read)?;
-    let target = access.resolve(&to, Need::Write)?;
+    let entry = copy_path(&state, &access, &from, &to).await?;
+    Ok((StatusCode::CREATED, Json(entry_view(&access, entry))))
+}
+
+/// Copies `from` to `to` in the caller's tree; answers with the copy.
+pub(crate) async fn copy_path(
+    state: &AppState,
+    access: &Access,
+    from: &ServerPath,
+    to: &ServerPath,
+) -> ApiResult<Entry> {
+    check_move_paths(from, to)?;
+    let source = access.resolve(from, Need::Read)?;
+    let target = access.resolve(to, Need::Write)?;
     if source.ns != target.ns {
-        let entry =
-            transfer_across(&state, &access, &source, &target, &from, &to, None, false).await?;
-        return Ok((StatusCode::CREATED, Json(entry_view(&access, entry))));
+        return transfer_across(state, access, &source, &target, from, to, None, false).await;
     }
     let entry = state
         .meta
@@ -367,14 +394,11 @@ pub(super) async fn copy_entry(
             source.ns,
             &source.path,
             &target.path,
-            &actor(&access, String::new()),
+            &actor(access, String::new()),
         )
         .await
         .map_err(|e| access.outer_error(source.ns, e))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(entry_view(&access, access.outer_entry(entry))),
-    ))
+    Ok(access.outer_entry(entry))
 }
 
 #[utoipa::path(
@@ -394,14 +418,26 @@ pub(super) async fn delete(
     Json(req): Json<proto::DeleteRequest>,
 ) -> ApiResult<StatusCode> {
     let path = ServerPath::parse(&req.path)?;
+    let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
+    delete_path(&state, &access, &path, base_rev).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Moves `path` of the caller's tree to the trash, or, for a shared folder's mount,
+/// leaves the shared folder.
+pub(crate) async fn delete_path(
+    state: &AppState,
+    access: &Access,
+    path: &ServerPath,
+    base_rev: Option<VersionId>,
+) -> ApiResult<()> {
     if path.is_root() {
         return Err(ApiError::bad_request(
             "invalid_path",
             "the root folder cannot be deleted",
         ));
     }
-    let base_rev = req.base_rev.as_deref().map(parse_rev).transpose()?;
-    let target = access.resolve(&path, Need::Read)?;
+    let target = access.resolve(path, Need::Read)?;
     if let (true, Some(mount)) = (target.is_mount_point(), &target.mount) {
         // Deleting a shared folder from one's own tree is leaving it, as on Dropbox;
         // nothing in it is deleted. Its owner has to remove the members first.
@@ -419,24 +455,20 @@ pub(super) async fn delete(
         }
         state
             .meta
-            .remove_member(
-                mount.ns,
-                access.auth.user.id,
-                &actor(&access, String::new()),
-            )
+            .remove_member(mount.ns, access.auth.user.id, &actor(access, String::new()))
             .await?;
-        return Ok(StatusCode::NO_CONTENT);
+        return Ok(());
     }
-    let target = access.resolve(&path, Need::Write)?;
+    let target = access.resolve(path, Need::Write)?;
     state
         .meta
         .delete_entry_at(
             target.ns,
             &target.path,
             base_rev,
-            &actor(&access, String::new()),
+            &actor(access, String::new()),
         )
         .await
         .map_err(|e| access.outer_error(target.ns, e))?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -1,0 +1,35 @@
+-- What WebDAV keeps besides files (issue 17). SQLite flavour;
+-- migrations/postgres/0013_webdav.sql is the same change.
+
+-- WebDAV locks (RFC 4918 §6, §9.10), kept here rather than in a node's memory so that
+-- they survive a restart and hold across every node of a deployment. A lock is on a
+-- path of a namespace (the path inside it, so members of a shared folder who mount it
+-- under different names see the same lock). `timeout_at` is Unix ms (NULL: never); an
+-- expired row is as good as gone and is deleted by the next lock taken in its
+-- namespace. `deep` and `shared` are 0/1.
+CREATE TABLE dav_locks (
+    token        TEXT    PRIMARY KEY,
+    ns_id        INTEGER  NOT NULL REFERENCES namespaces (id) ON DELETE CASCADE,
+    path         TEXT    NOT NULL,
+    path_key     TEXT    NOT NULL,
+    principal    TEXT,
+    owner_xml    TEXT,
+    timeout_secs INTEGER,
+    timeout_at   INTEGER,
+    shared       SMALLINT NOT NULL CHECK (shared IN (0, 1)),
+    deep         SMALLINT NOT NULL CHECK (deep IN (0, 1)),
+    created_at   INTEGER  NOT NULL
+);
+CREATE INDEX dav_locks_ns ON dav_locks (ns_id, path_key);
+
+-- Dead properties (RFC 4918 §4): whatever a client stores with PROPPATCH, by entry, so
+-- they follow the entry through moves and renames and go with it when it is purged.
+-- `namespace` is the property's XML namespace ('' for none); `xml` the whole element
+-- as the client sent it.
+CREATE TABLE dav_props (
+    entry_id   INTEGER  NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+    namespace  TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    xml        BLOB    NOT NULL,
+    PRIMARY KEY (entry_id, namespace, name)
+);
