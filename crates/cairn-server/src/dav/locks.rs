@@ -65,8 +65,7 @@ impl Rules<'_> {
         tokens: &[String],
     ) -> Option<&DavLockRow> {
         let held = |l: &DavLockRow| {
-            tokens.contains(&l.token)
-                && (ignore_principal || principal == l.principal.as_deref())
+            tokens.contains(&l.token) && (ignore_principal || principal == l.principal.as_deref())
         };
         let relevant: Vec<&DavLockRow> = self
             .locks

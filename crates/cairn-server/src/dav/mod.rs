@@ -35,7 +35,7 @@ use cairn_core::ServerPath;
 use dav_server::davpath::DavPath;
 use dav_server::{DavHandler, DavMethod, DavMethodSet};
 
-use crate::access::Access;
+use crate::access::{Access, Need};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{BodyLimit, Routes};
@@ -111,14 +111,20 @@ async fn serve_as_caller(
     if request.method().as_str() == "PROPFIND" && infinite_depth(headers) {
         return Ok(finite_depth_only());
     }
-    let trash_whole = match request.method().as_str() {
-        "DELETE" => Some(request_path(request.uri().path())?),
+    let method = request.method().as_str();
+    let path = request_path(request.uri().path())?;
+    let destination = match method {
         "COPY" | "MOVE" => headers
             .get("destination")
             .and_then(|v| v.to_str().ok())
             .map(destination_path)
             .transpose()?,
         _ => None,
+    };
+    check_writable(&access, method, &path, destination.as_ref())?;
+    let trash_whole = match method {
+        "DELETE" => Some(path),
+        _ => destination,
     };
     if let Some(value) = headers.get("if") {
         if !if_header_is_safe(value.as_bytes()) {
@@ -169,6 +175,37 @@ async fn serve_as_caller(
             .insert("x-oc-mtime", HeaderValue::from_static("accepted"));
     }
     Ok(Response::from_parts(parts, axum::body::Body::new(body)))
+}
+
+/// Refuses up front, with 403, a change the caller may not make: one asked of a shared
+/// folder it only views (`dav-server` would take a LOCK without asking the file
+/// system, and a 403 is clearer than a lock that blocks its owner). Deleting or
+/// renaming the shared folder's own mount is the caller's to do (it leaves the share,
+/// or renames its own folder), as through the JSON API.
+fn check_writable(
+    access: &Access,
+    method: &str,
+    path: &ServerPath,
+    destination: Option<&ServerPath>,
+) -> ApiResult<()> {
+    let own_mount = || {
+        access
+            .resolve(path, Need::Read)
+            .is_ok_and(|t| t.is_mount_point())
+    };
+    match method {
+        "PUT" | "MKCOL" | "PROPPATCH" | "LOCK" => {
+            access.resolve(path, Need::Write)?;
+        }
+        "DELETE" | "MOVE" if !own_mount() => {
+            access.resolve(path, Need::Write)?;
+        }
+        _ => {}
+    }
+    if let Some(destination) = destination {
+        access.resolve(destination, Need::Write)?;
+    }
+    Ok(())
 }
 
 /// The caller, by HTTP Basic with one of its app passwords.
