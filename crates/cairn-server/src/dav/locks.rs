@@ -7,6 +7,8 @@
 //! conflict and which cover a path are the pure rules below ([`Rules`]), the same ones
 //! `dav-server`'s in-memory lock system applies.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_core::{NamespaceId, ServerPath};
@@ -109,6 +111,18 @@ impl Rules<'_> {
 #[derive(Debug, Clone)]
 pub(crate) struct DbLocks {
     pub(crate) fs: CairnFs,
+    /// The live locks of each namespace this request has looked at, read once: a
+    /// PROPFIND asks about every entry it lists (`lockdiscovery`).
+    pub(crate) seen: Arc<Mutex<HashMap<NamespaceId, Vec<DavLockRow>>>>,
+}
+
+impl DbLocks {
+    pub(crate) fn new(fs: CairnFs) -> Self {
+        Self {
+            fs,
+            seen: Arc::default(),
+        }
+    }
 }
 
 /// Where a lock path lives: its namespace and path there (key), or `None` when the
@@ -200,8 +214,21 @@ fn unknown_lock(path: &DavPath) -> DavLock {
 
 impl DbLocks {
     async fn live(&self, ns: NamespaceId) -> Option<Vec<DavLockRow>> {
+        if let Some(rows) = self
+            .seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(&ns).cloned())
+        {
+            return Some(rows);
+        }
         match self.fs.state.meta.dav_locks(ns).await {
-            Ok(rows) => Some(rows),
+            Ok(rows) => {
+                if let Ok(mut seen) = self.seen.lock() {
+                    seen.insert(ns, rows.clone());
+                }
+                Some(rows)
+            }
             Err(err) => {
                 tracing::warn!("cannot read WebDAV locks: {err}");
                 None

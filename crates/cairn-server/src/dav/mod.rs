@@ -147,7 +147,7 @@ async fn serve_as_caller(
     let handler = DavHandler::builder()
         .strip_prefix(PREFIX)
         .filesystem(Box::new(fs.clone()))
-        .locksystem(Box::new(locks::DbLocks { fs: fs.clone() }))
+        .locksystem(Box::new(locks::DbLocks::new(fs.clone())))
         .methods(methods())
         .read_buf_size(READ_BUF)
         .autoindex(false)
