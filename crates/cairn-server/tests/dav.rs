@@ -508,3 +508,70 @@ async fn a_lock_taken_on_one_node_holds_on_the_other() {
     two.finish().await;
     one.finish().await;
 }
+
+on_each_backend!(windows_and_macos_quirks_work, |s| {
+    let dav = Dav::of(&s, "admin").await;
+    // Windows locks a new name before it writes it, then writes with the token.
+    let response = dav
+        .request("LOCK", "/from windows.docx")
+        .header("timeout", "Infinite, Second-4100000000")
+        .body(LOCK_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let token = response.headers()["lock-token"]
+        .to_str()
+        .unwrap()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_owned();
+    let put = dav
+        .request("PUT", "/from%20windows.docx")
+        .header("if", format!("(<{token}>)"))
+        .body("document")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    // Then sets its Win32 times, which are taken without complaint.
+    let win32 = r#"<?xml version="1.0" encoding="utf-8" ?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:schemas-microsoft-com:"><D:set><D:prop><Z:Win32CreationTime>Mon, 07 Dec 2026 10:00:00 GMT</Z:Win32CreationTime><Z:Win32LastAccessTime>Mon, 07 Dec 2026 10:00:00 GMT</Z:Win32LastAccessTime><Z:Win32LastModifiedTime>Mon, 07 Dec 2026 10:00:00 GMT</Z:Win32LastModifiedTime><Z:Win32FileAttributes>00000020</Z:Win32FileAttributes></D:prop></D:set></D:propertyupdate>"#;
+    let response = dav
+        .request("PROPPATCH", "/from%20windows.docx")
+        .header("if", format!("(<{token}>)"))
+        .body(win32)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::MULTI_STATUS);
+    let xml = response.text().await.unwrap();
+    assert!(xml.contains("200 OK") && !xml.contains("403"), "{xml}");
+    let unlock = dav
+        .request("UNLOCK", "/from%20windows.docx")
+        .header("lock-token", format!("<{token}>"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlock.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        dav.get("/from%20windows.docx").await,
+        (StatusCode::OK, b"document".to_vec())
+    );
+    // macOS writes its `._` companions, and sends bodies chunked with the length in
+    // X-Expected-Entity-Length.
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(vec![
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"resource ")),
+        Ok(bytes::Bytes::from_static(b"fork")),
+    ]));
+    let response = dav
+        .request("PUT", "/._photo.jpg")
+        .header("x-expected-entity-length", "13")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        dav.get("/._photo.jpg").await,
+        (StatusCode::OK, b"resource fork".to_vec())
+    );
+});
