@@ -575,3 +575,42 @@ on_each_backend!(windows_and_macos_quirks_work, |s| {
         (StatusCode::OK, b"resource fork".to_vec())
     );
 });
+
+on_each_backend!(nothing_served_from_webdav_acts_in_the_origin, |s| {
+    let dav = Dav::of(&s, "admin").await;
+    let page = b"<html><script>fetch('/api/v1/auth/session')</script></html>";
+    assert_eq!(dav.put("/evil.html", page).await, StatusCode::CREATED);
+    assert_eq!(dav.put("/<b>bold.txt", b"x").await, StatusCode::CREATED);
+    for path in ["/evil.html", "/"] {
+        let response = dav.request("GET", path).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert_eq!(
+            headers["content-security-policy"],
+            "default-src 'none'; sandbox"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        if path == "/" {
+            // The listing a browser gets escapes names.
+            let html = response.text().await.unwrap();
+            assert!(html.contains("evil.html"), "{html}");
+            assert!(!html.contains("<b>bold"), "{html}");
+        }
+    }
+    // Methods WebDAV does not use are refused before anything else.
+    for method in ["POST", "PATCH"] {
+        let response = reqwest::Client::new()
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                s.url("/dav/evil.html"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
+    }
+});

@@ -61,25 +61,47 @@ pub fn router() -> Router<AppState> {
 
 /// The methods served: all of class 1 and 2, without SabreDAV's partial PATCH (a new
 /// version is always a whole file) and without CalDAV/CardDAV's.
+const METHODS: [DavMethod; 12] = [
+    DavMethod::Head,
+    DavMethod::Get,
+    DavMethod::Put,
+    DavMethod::Options,
+    DavMethod::PropFind,
+    DavMethod::PropPatch,
+    DavMethod::MkCol,
+    DavMethod::Copy,
+    DavMethod::Move,
+    DavMethod::Delete,
+    DavMethod::Lock,
+    DavMethod::Unlock,
+];
+
 fn methods() -> DavMethodSet {
     let mut set = DavMethodSet::none();
-    for method in [
-        DavMethod::Head,
-        DavMethod::Get,
-        DavMethod::Put,
-        DavMethod::Options,
-        DavMethod::PropFind,
-        DavMethod::PropPatch,
-        DavMethod::MkCol,
-        DavMethod::Copy,
-        DavMethod::Move,
-        DavMethod::Delete,
-        DavMethod::Lock,
-        DavMethod::Unlock,
-    ] {
+    for method in METHODS {
         set.add(method);
     }
     set
+}
+
+/// Whether `method` is one of [`METHODS`]; anything else is a 405 before credentials
+/// are even looked at.
+fn served(method: &Method) -> bool {
+    matches!(
+        method.as_str(),
+        "HEAD"
+            | "GET"
+            | "PUT"
+            | "OPTIONS"
+            | "PROPFIND"
+            | "PROPPATCH"
+            | "MKCOL"
+            | "COPY"
+            | "MOVE"
+            | "DELETE"
+            | "LOCK"
+            | "UNLOCK"
+    )
 }
 
 async fn serve(
@@ -98,11 +120,11 @@ async fn serve_as_caller(
     addr: SocketAddr,
     request: Request,
 ) -> ApiResult<Response> {
-    if request.method() == Method::POST {
+    if !served(request.method()) {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "WebDAV does not take POST",
+            format!("WebDAV here does not take {}", request.method()),
         ));
     }
     let auth = authenticate(&state, request.headers(), addr).await?;
@@ -150,7 +172,8 @@ async fn serve_as_caller(
         .locksystem(Box::new(locks::DbLocks::new(fs.clone())))
         .methods(methods())
         .read_buf_size(READ_BUF)
-        .autoindex(false)
+        // A browser pointed at a folder gets a plain listing.
+        .autoindex(true)
         .build_handler();
     let response = handler.handle_guarded(request, principal, ()).await;
     let (mut parts, body) = response.into_parts();
@@ -169,6 +192,16 @@ async fn serve_as_caller(
             return Ok(error_response(err));
         }
     }
+    // Nothing stored acts in Cairn's origin: a file opened in a browser from here (an
+    // HTML file, an SVG) runs nothing, as with every other raw content answer.
+    parts.headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::files::SANDBOX_CSP),
+    );
+    parts.headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if is_put && mtime.is_some() && parts.status.is_success() {
         parts
             .headers
