@@ -213,6 +213,15 @@ fn unknown_lock(path: &DavPath) -> DavLock {
 }
 
 impl DbLocks {
+    /// The live lock `token`, when it covers `path`.
+    async fn held_at(&self, path: &DavPath, token: &str) -> Result<DavLockRow, ()> {
+        let (ns, inner) = place(&self.fs, path).ok_or(())?;
+        match self.fs.state.meta.dav_lock(token).await.map_err(drop)? {
+            Some(l) if l.ns == ns && covers(&l.path.key(), l.deep, &inner.key()) => Ok(l),
+            _ => Err(()),
+        }
+    }
+
     async fn live(&self, ns: NamespaceId) -> Option<Vec<DavLockRow>> {
         if let Some(rows) = self
             .seen
@@ -290,20 +299,14 @@ impl DavLockSystem for DbLocks {
     fn unlock(&'_ self, path: &DavPath, token: &str) -> LsFuture<'_, Result<(), ()>> {
         let (path, token) = (path.clone(), token.to_owned());
         async move {
-            let (ns, inner) = place(&self.fs, &path).ok_or(())?;
-            let lock = self.fs.state.meta.dav_lock(&token).await.map_err(drop)?;
-            match lock {
-                Some(l) if l.ns == ns && covers(&l.path.key(), l.deep, &inner.key()) => {
-                    self.fs
-                        .state
-                        .meta
-                        .dav_locks_remove(&[token])
-                        .await
-                        .map_err(drop)?;
-                    Ok(())
-                }
-                _ => Err(()),
-            }
+            self.held_at(&path, &token).await?;
+            self.fs
+                .state
+                .meta
+                .dav_locks_remove(&[token])
+                .await
+                .map_err(drop)?;
+            Ok(())
         }
         .boxed()
     }
@@ -316,23 +319,17 @@ impl DavLockSystem for DbLocks {
     ) -> LsFuture<'_, Result<DavLock, ()>> {
         let (path, token) = (path.clone(), token.to_owned());
         async move {
-            let (ns, inner) = place(&self.fs, &path).ok_or(())?;
-            let lock = self.fs.state.meta.dav_lock(&token).await.map_err(drop)?;
-            match lock {
-                Some(l) if l.ns == ns && covers(&l.path.key(), l.deep, &inner.key()) => {
-                    let (secs, at) = granted(timeout);
-                    let row = self
-                        .fs
-                        .state
-                        .meta
-                        .dav_lock_refresh(&token, Some(secs), Some(at))
-                        .await
-                        .map_err(drop)?
-                        .ok_or(())?;
-                    Ok(lock_of(&self.fs, &row))
-                }
-                _ => Err(()),
-            }
+            self.held_at(&path, &token).await?;
+            let (secs, at) = granted(timeout);
+            let row = self
+                .fs
+                .state
+                .meta
+                .dav_lock_refresh(&token, Some(secs), Some(at))
+                .await
+                .map_err(drop)?
+                .ok_or(())?;
+            Ok(lock_of(&self.fs, &row))
         }
         .boxed()
     }
