@@ -97,11 +97,14 @@ fn urlencode(path: &str) -> String {
 
 on_each_backend!(files_go_in_and_out_through_webdav, |s| {
     let dav = Dav::of(&s, "admin").await;
+    let head = s.journal_head().await;
     assert_eq!(dav.status("MKCOL", "/Docs").await, StatusCode::CREATED);
     assert_eq!(
         dav.put("/Docs/a b é.txt", b"hello").await,
         StatusCode::CREATED
     );
+    // Journaled like any change, so sync clients and open pages hear of it.
+    assert_eq!(s.journal_head().await, head + 2);
     assert_eq!(
         dav.get("/Docs/a%20b%20%C3%A9.txt").await,
         (StatusCode::OK, b"hello".to_vec())
