@@ -130,6 +130,9 @@ struct Fixture {
     tus: HashMap<(Role, bool), String>,
 }
 
+/// The name of the app password the fixture makes for each account.
+const APP_PASSWORD: &str = "revoke-me";
+
 /// The password of the fixture's password-protected links.
 const LINK_PASSWORD: &str = "open sesame";
 
@@ -367,6 +370,39 @@ fn rows() -> Vec<Row> {
             expect: ACCOUNTS,
             judge: Judge::Status,
             call: |fx, r| get(fx, r, "/api/v1/account".into()),
+        },
+        // App passwords are the account's own, managed with a token or a session.
+        Row {
+            method: Method::GET,
+            path: "/api/v1/account/app-passwords",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/account/app-passwords".into()),
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/account/app-passwords",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                post(
+                    fx,
+                    r,
+                    "/api/v1/account/app-passwords",
+                    json!({"name": "matrix"}),
+                )
+            },
+        },
+        // Each account revokes the one the fixture made it.
+        Row {
+            method: Method::DELETE,
+            path: "/api/v1/account/app-passwords/{name}",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!("/api/v1/account/app-passwords/{APP_PASSWORD}");
+                call(fx, r, Method::DELETE, url, Body::None)
+            },
         },
         Row {
             method: Method::GET,
@@ -1113,6 +1149,15 @@ async fn fixture(s: &TestServer) -> Fixture {
                 .await;
             assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
         }
+        let (status, body) = s
+            .call_as(
+                Some(&tokens[&role]),
+                Method::POST,
+                "/api/v1/account/app-passwords",
+                Some(json!({"name": APP_PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
         // Each account holds the block its commit rows name.
         let (status, body) = s
             .put_block_as(&tokens[&role], &content(role, "block"))
