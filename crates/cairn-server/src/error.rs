@@ -128,6 +128,10 @@ impl From<MetaError> for ApiError {
             MetaError::NoSuchUser(_) => Self::new(S::NOT_FOUND, "no_such_user", message),
             MetaError::LastAdmin(_) => Self::new(S::CONFLICT, "last_admin", message),
             MetaError::InvalidUserName(_) => Self::bad_request("invalid_name", message),
+            MetaError::AppPasswordExists(_) => {
+                Self::new(S::CONFLICT, "app_password_exists", message)
+            }
+            MetaError::NoSuchAppPassword(_) => Self::not_found(message),
             MetaError::RevConflict { current, .. } => {
                 let mut e = Self::new(S::CONFLICT, "conflict", message);
                 e.current = current.as_ref().map(|c| Box::new(entry_info(c)));

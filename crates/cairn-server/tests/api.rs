@@ -9,6 +9,7 @@ use support::{block_ref, hex_hash, put_file_as, TestServer};
 
 // After `support`, whose macro it uses.
 mod accounts;
+mod app_passwords;
 mod gc;
 mod limits;
 mod notify;

@@ -69,9 +69,20 @@ impl Dav {
     }
 }
 
-/// The password a WebDAV client uses for `user`.
+/// The password a WebDAV client uses for `user`: a new app password.
 async fn dav_password(s: &TestServer, user: &str) -> String {
-    s.login(user).await
+    let token = s.login(user).await;
+    let name = format!("dav-{:08x}", rand::random::<u32>());
+    let (status, body) = s
+        .call_as(
+            Some(&token),
+            Method::POST,
+            "/api/v1/account/app-passwords",
+            Some(json!({ "name": name })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["password"].as_str().unwrap().to_owned()
 }
 
 async fn stat(s: &TestServer, token: &str, path: &str) -> (StatusCode, serde_json::Value) {
@@ -616,4 +627,53 @@ on_each_backend!(nothing_served_from_webdav_acts_in_the_origin, |s| {
             "{method}"
         );
     }
+});
+
+on_each_backend!(only_a_live_app_password_opens_webdav, |s| {
+    let dav = Dav::of(&s, "bob").await;
+    assert_eq!(dav.status("PROPFIND", "/").await, StatusCode::MULTI_STATUS);
+    // The account's password is refused, with what to use instead.
+    let response = reqwest::Client::new()
+        .request(Method::from_bytes(b"PROPFIND").unwrap(), s.url("/dav/"))
+        .basic_auth("bob", Some(support::PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.text().await.unwrap().contains("app password"));
+    // Another account's app password with this user name is no good either.
+    let alice = Dav::of(&s, "admin").await;
+    let response = dav
+        .http
+        .request(Method::from_bytes(b"PROPFIND").unwrap(), s.url("/dav/"))
+        .basic_auth("bob", Some(&alice.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Revoked, it is refused on its very next request.
+    let bob = s.login("bob").await;
+    let (_, list) = s
+        .call_as(
+            Some(&bob),
+            Method::GET,
+            "/api/v1/account/app-passwords",
+            None,
+        )
+        .await;
+    let name = list["app_passwords"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = s
+        .call_as(
+            Some(&bob),
+            Method::DELETE,
+            &format!("/api/v1/account/app-passwords/{name}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(dav.status("PROPFIND", "/").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(dav.put("/after.txt", b"x").await, StatusCode::UNAUTHORIZED);
 });

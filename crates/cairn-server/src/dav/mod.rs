@@ -127,7 +127,7 @@ async fn serve_as_caller(
             format!("WebDAV here does not take {}", request.method()),
         ));
     }
-    let auth = authenticate(&state, request.headers(), addr).await?;
+    let auth = AuthUser::from_basic(&state, request.headers(), addr).await?;
     let access = Access::load(&state, auth).await?;
     let headers = request.headers();
     if request.method().as_str() == "PROPFIND" && infinite_depth(headers) {
@@ -143,6 +143,23 @@ async fn serve_as_caller(
             .transpose()?,
         _ => None,
     };
+    if path.is_root() {
+        match method {
+            "PUT" => {
+                return Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "is_a_folder",
+                    "/ is your root folder; a file cannot replace it",
+                ))
+            }
+            "DELETE" | "MOVE" => {
+                return Err(ApiError::forbidden(
+                    "your root folder cannot be deleted or moved",
+                ))
+            }
+            _ => {}
+        }
+    }
     check_writable(&access, method, &path, destination.as_ref())?;
     let trash_whole = match method {
         "DELETE" => Some(path),
@@ -241,33 +258,6 @@ fn check_writable(
     Ok(())
 }
 
-/// The caller, by HTTP Basic with one of its app passwords.
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    _addr: SocketAddr,
-) -> ApiResult<AuthUser> {
-    use base64::Engine;
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .ok_or_else(|| ApiError::unauthorized("WebDAV takes a user name and an app password"))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
-    let (user, secret) = decoded
-        .split_once(':')
-        .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
-    let auth = AuthUser::from_token(state, secret).await?;
-    if auth.user.name != user {
-        return Err(ApiError::unauthorized("wrong user name or app password"));
-    }
-    Ok(auth)
-}
-
 /// An error as WebDAV clients read it: the status, and the message as text. A 401
 /// names the scheme, so clients ask for the user name and app password.
 fn error_response(err: ApiError) -> Response {
@@ -275,7 +265,7 @@ fn error_response(err: ApiError) -> Response {
     if err.status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"Cairn\", charset=\"UTF-8\""),
+            HeaderValue::from_static(crate::app_passwords::BASIC_CHALLENGE),
         );
     }
     response
