@@ -114,7 +114,9 @@ impl From<MetaError> for ApiError {
             MetaError::AlreadyExists(_) => Self::new(S::CONFLICT, "already_exists", message),
             MetaError::NotAFolder(_) => Self::new(S::CONFLICT, "not_a_folder", message),
             MetaError::IsAFolder(_) => Self::new(S::CONFLICT, "is_a_folder", message),
-            MetaError::InvalidMove { .. } => Self::bad_request("invalid_move", message),
+            // Schema-valid paths that the tree refuses (a folder into itself): a
+            // conflict with what is there, like a name that is taken.
+            MetaError::InvalidMove { .. } => Self::new(S::CONFLICT, "invalid_move", message),
             MetaError::BlockSizeMismatch { .. } => {
                 Self::bad_request("block_size_mismatch", message)
             }
