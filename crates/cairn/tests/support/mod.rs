@@ -204,6 +204,29 @@ impl Client {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("cairn {args:?}: bad JSON {e}: {out}"))
     }
 
+    /// The user name this login belongs to (from its `credentials.json`).
+    pub fn user(&self) -> String {
+        self.credential("user")
+    }
+
+    /// The password a WebDAV client uses for this login, with [`Client::user`] as the
+    /// user name. Until app passwords land (`cairn app-password create NAME --json`),
+    /// the server's WebDAV takes the login's bearer token as the Basic password, so
+    /// this is the token; when they do, this is the one place to switch.
+    pub fn dav_password(&self) -> String {
+        self.credential("token")
+    }
+
+    fn credential(&self, field: &str) -> String {
+        let path = self.config_dir.path().join("credentials.json");
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("credentials.json has no {field}"))
+            .to_owned()
+    }
+
     /// Runs a command that must fail with a one-line message containing `needle`.
     pub fn fails(&self, args: &[&str], needle: &str) {
         let out = self.run(args);
@@ -292,6 +315,56 @@ pub fn http_fetch(url: &str, headers: &[&str]) -> (u16, Vec<u8>) {
     let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, response[split + 4..].to_vec())
+}
+
+/// Runs `cmd` to its end, but for at most `timeout`: its output, or a panic naming the
+/// command once it has been killed (by its PID) for running too long.
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+            panic!("{cmd:?} still ran after {timeout:?}; killed. stderr: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Where `name` is installed (on `PATH`, or in the `sbin` folders a non-login root
+/// shell may leave out), or a failure that says how to install it: a test that needs
+/// an outside program fails without it rather than passing vacuously.
+pub fn require_program(name: &str, install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed: `{install}` (CI installs it)"))
 }
 
 pub fn wait_until(mut f: impl FnMut() -> bool, timeout: Duration) -> bool {
