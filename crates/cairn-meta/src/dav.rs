@@ -186,12 +186,17 @@ impl MetaStore {
         Ok(removed)
     }
 
-    /// The dead properties of an entry.
-    pub async fn dav_props(&self, entry: EntryId) -> Result<Vec<DeadProp>, MetaError> {
+    /// The dead properties of entry `entry` of namespace `ns`.
+    pub async fn dav_props(
+        &self,
+        ns: NamespaceId,
+        entry: EntryId,
+    ) -> Result<Vec<DeadProp>, MetaError> {
         let rows = sqlx::query(
-            "SELECT namespace, name, xml FROM dav_props WHERE entry_id = $1 \
+            "SELECT namespace, name, xml FROM dav_props WHERE ns_id = $1 AND entry_id = $2 \
              ORDER BY namespace, name",
         )
+        .bind(ns.0)
         .bind(entry.0)
         .fetch_all(&self.pool)
         .await?;
@@ -209,14 +214,17 @@ impl MetaStore {
     /// Sets (`true`) and removes (`false`) dead properties of an entry, all or nothing.
     pub async fn dav_props_patch(
         &self,
+        ns: NamespaceId,
         entry: EntryId,
         changes: &[(DeadProp, bool)],
     ) -> Result<(), MetaError> {
         let mut tx = WriteTx::begin(self).await?;
         for (prop, set) in changes {
             sqlx::query(
-                "DELETE FROM dav_props WHERE entry_id = $1 AND namespace = $2 AND name = $3",
+                "DELETE FROM dav_props \
+                 WHERE ns_id = $1 AND entry_id = $2 AND namespace = $3 AND name = $4",
             )
+            .bind(ns.0)
             .bind(entry.0)
             .bind(&prop.namespace)
             .bind(&prop.name)
@@ -224,8 +232,10 @@ impl MetaStore {
             .await?;
             if *set {
                 sqlx::query(
-                    "INSERT INTO dav_props (entry_id, namespace, name, xml) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO dav_props (ns_id, entry_id, namespace, name, xml) \
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
+                .bind(ns.0)
                 .bind(entry.0)
                 .bind(&prop.namespace)
                 .bind(&prop.name)
@@ -239,20 +249,31 @@ impl MetaStore {
 
     /// Gives entry `to` a copy of the dead properties of entry `from` (a WebDAV COPY),
     /// replacing any it had.
-    pub async fn dav_props_copy(&self, from: EntryId, to: EntryId) -> Result<(), MetaError> {
+    pub async fn dav_props_copy(
+        &self,
+        from: (NamespaceId, EntryId),
+        to: (NamespaceId, EntryId),
+    ) -> Result<(), MetaError> {
+        let props = self.dav_props(from.0, from.1).await?;
         let mut tx = WriteTx::begin(self).await?;
-        sqlx::query("DELETE FROM dav_props WHERE entry_id = $1")
-            .bind(to.0)
+        sqlx::query("DELETE FROM dav_props WHERE ns_id = $1 AND entry_id = $2")
+            .bind(to.0 .0)
+            .bind(to.1 .0)
             .execute(tx.conn())
             .await?;
-        sqlx::query(
-            "INSERT INTO dav_props (entry_id, namespace, name, xml) \
-             SELECT $1, namespace, name, xml FROM dav_props WHERE entry_id = $2",
-        )
-        .bind(to.0)
-        .bind(from.0)
-        .execute(tx.conn())
-        .await?;
+        for prop in props {
+            sqlx::query(
+                "INSERT INTO dav_props (ns_id, entry_id, namespace, name, xml) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(to.0 .0)
+            .bind(to.1 .0)
+            .bind(&prop.namespace)
+            .bind(&prop.name)
+            .bind(&prop.xml)
+            .execute(tx.conn())
+            .await?;
+        }
         tx.commit().await
     }
 }

@@ -24,12 +24,14 @@ CREATE INDEX dav_locks_ns ON dav_locks (ns_id, path_key);
 
 -- Dead properties (RFC 4918 §4): whatever a client stores with PROPPATCH, by entry, so
 -- they follow the entry through moves and renames and go with it when it is purged.
--- `namespace` is the property's XML namespace ('' for none); `xml` the whole element
--- as the client sent it.
+-- Keyed by the entry's namespace first, like every table of a namespace's rows (an
+-- entry never changes namespace). `namespace` is the property's XML namespace ('' for
+-- none); `xml` the whole element as the client sent it.
 CREATE TABLE dav_props (
+    ns_id      INTEGER  NOT NULL REFERENCES namespaces (id) ON DELETE CASCADE,
     entry_id   INTEGER  NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
     namespace  TEXT    NOT NULL,
     name       TEXT    NOT NULL,
     xml        BLOB    NOT NULL,
-    PRIMARY KEY (entry_id, namespace, name)
+    PRIMARY KEY (ns_id, entry_id, namespace, name)
 );

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
-use cairn_core::{EntryId, ServerPath};
+use cairn_core::{EntryId, NamespaceId, ServerPath};
 use cairn_meta::{Entry, EntryKind};
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
@@ -92,7 +92,7 @@ impl CairnFs {
         let writable = self.access.resolve(path, Need::Write).is_ok();
         Ok(match self.entry(path).await? {
             Some(entry) => Meta::of(&entry, writable, self.is_mount(&entry)),
-            None => Meta::root(),
+            None => Meta::root(self.access.home()),
         })
     }
 
@@ -156,6 +156,8 @@ impl CairnFs {
 /// An entry's metadata, as WebDAV shows it.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
+    /// The entry's namespace (the caller's home for the root).
+    pub(crate) ns: NamespaceId,
     pub(crate) id: EntryId,
     pub(crate) dir: bool,
     pub(crate) size: u64,
@@ -179,6 +181,7 @@ impl Meta {
             _ => format!("d{:x}-{:x}", entry.id.0, entry.modified_at),
         };
         Self {
+            ns: entry.ns,
             id: entry.id,
             dir,
             size: entry.size.max(0) as u64,
@@ -189,8 +192,9 @@ impl Meta {
         }
     }
 
-    fn root() -> Self {
+    fn root(home: NamespaceId) -> Self {
         Self {
+            ns: home,
             id: EntryId(0),
             dir: true,
             size: 0,
@@ -358,7 +362,7 @@ impl DavFileSystem for CairnFs {
                 .map_err(|e| self.fail(e))?;
             self.state
                 .meta
-                .dav_props_copy(source.id, copy.id)
+                .dav_props_copy((source.ns, source.id), (copy.ns, copy.id))
                 .await
                 .map_err(|e| self.fail(e.into()))
         }

@@ -61,7 +61,7 @@ pub(crate) async fn one(fs: &CairnFs, meta: &Meta, prop: &DavProp) -> ApiResult<
     Ok(fs
         .state
         .meta
-        .dav_props(meta.id)
+        .dav_props(meta.ns, meta.id)
         .await?
         .into_iter()
         .find(|p| p.namespace == namespace && p.name == prop.name)
@@ -76,7 +76,7 @@ pub(crate) async fn all(fs: &CairnFs, meta: &Meta, with_values: bool) -> ApiResu
     Ok(fs
         .state
         .meta
-        .dav_props(meta.id)
+        .dav_props(meta.ns, meta.id)
         .await?
         .into_iter()
         .map(|p| DavProp {
@@ -124,7 +124,7 @@ pub(crate) async fn patch(
             (prop, *set)
         })
         .collect();
-    let existing = fs.state.meta.dav_props(meta.id).await?;
+    let existing = fs.state.meta.dav_props(meta.ns, meta.id).await?;
     let added = changes
         .iter()
         .filter(|(p, set)| {
@@ -140,7 +140,10 @@ pub(crate) async fn patch(
             format!("an entry carries at most {MAX_DEAD_PROPS} properties"),
         ));
     }
-    fs.state.meta.dav_props_patch(meta.id, &changes).await?;
+    fs.state
+        .meta
+        .dav_props_patch(meta.ns, meta.id, &changes)
+        .await?;
     Ok(patch
         .iter()
         .map(|(_, p)| (StatusCode::OK, bare(p)))
