@@ -1,4 +1,4 @@
-// The other pages: trash, search, links, account, admin.
+// The other pages: trash, search, links, account (with app passwords), admin.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, get, post, contentUrl } from './api.js';
 import { toast, toastError } from './store.js';
@@ -166,6 +166,8 @@ export function AccountView({ user }) {
   const [newPw, setNew] = useState('');
   const [msg, setMsg] = useState('');
   const [err, setErr] = useState('');
+  // Bumped by a password change, which revokes every app password: the list reloads.
+  const [changes, setChanges] = useState(0);
   useEffect(() => { get('/account').then(setAcct, toastError); }, []);
   const change = async (e) => {
     e.preventDefault();
@@ -173,7 +175,8 @@ export function AccountView({ user }) {
     try {
       await post('/account/password', { old_password: oldPw, new_password: newPw });
       setOld(''); setNew('');
-      setMsg('Password changed. Other sessions and devices were signed out.');
+      setMsg('Password changed. Other sessions and devices were signed out, and app passwords revoked.');
+      setChanges((n) => n + 1);
     } catch (e2) { setErr(e2.status === 403 ? 'The current password is wrong.' : e2.message); }
   };
   return (
@@ -191,7 +194,90 @@ export function AccountView({ user }) {
         {msg && <p class="ok" role="status">{msg}</p>}
         <button class="primary" type="submit">Change password</button>
       </form>
+      <AppPasswords key={changes} user={user} />
     </section>
+  );
+}
+
+/** The account's app passwords: made here (shown once), listed, revoked. */
+function AppPasswords({ user }) {
+  const [list, setList] = useState(null);
+  const [name, setName] = useState('');
+  const [made, setMade] = useState(null); // { name, password }, until dismissed
+  const [err, setErr] = useState('');
+  const [confirm, setConfirm] = useState(null);
+  const load = () => get('/account/app-passwords').then((r) => setList(r.app_passwords), (e) => { toastError(e); setList([]); });
+  useEffect(() => { load(); }, []);
+  const create = async (e) => {
+    e.preventDefault();
+    setErr('');
+    try {
+      const r = await post('/account/app-passwords', { name: name.trim() });
+      setName('');
+      setMade(r);
+      load();
+    } catch (e2) { setErr(e2.message); }
+  };
+  const revoke = async (a) => {
+    try {
+      await api('DELETE', `/account/app-passwords/${encodeURIComponent(a.name)}`);
+      toast(`App password “${a.name}” revoked.`);
+      if (made && made.name === a.name) setMade(null);
+      load();
+    } catch (e) { toastError(e); }
+  };
+  const copy = async () => {
+    try { await navigator.clipboard.writeText(made.password); toast('Password copied.'); } catch { toast('Could not copy.'); }
+  };
+  const dav = new URL('/dav/', location.origin).href;
+  return (
+    <>
+      <h2>App passwords</h2>
+      <p class="muted">WebDAV clients (Finder, Windows Explorer, rclone, phone apps) sign in at <code>{dav}</code> with your user name{user ? <> (<strong>{user.name}</strong>)</> : ''} and an app password, never your account password. Make one per client, to revoke it alone.</p>
+      {made && (
+        <div class="secret" role="status" aria-live="polite">
+          <p>App password “{made.name}”, shown only this once:</p>
+          <p><code data-testid="new-app-password">{made.password}</code></p>
+          <div class="row-actions">
+            <button type="button" onClick={copy}>Copy</button>
+            <button type="button" onClick={() => setMade(null)}>Done</button>
+          </div>
+        </div>
+      )}
+      <form class="inline-form" onSubmit={create}>
+        <label class="field"><span>App password name</span><input value={name} maxLength={64} placeholder="e.g. phone, rclone" onInput={(e) => setName(e.currentTarget.value)} required autocomplete="off" /></label>
+        <button class="primary" type="submit">Create app password</button>
+      </form>
+      {err && <p class="error" role="alert">{err}</p>}
+      {list === null ? <p class="muted" role="status">Loading…</p> : list.length === 0 ? <p class="muted">No app passwords yet.</p> : (
+        <table class="table">
+          <caption class="sr-only">App passwords</caption>
+          <thead><tr><th scope="col">Name</th><th scope="col">Created</th><th scope="col">Last used</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+          <tbody>
+            {list.map((a) => (
+              <tr key={a.name}>
+                <td><span class="name">{a.name}</span></td>
+                <td>{date(a.created_at)}</td>
+                <td>{a.last_used_at ? date(a.last_used_at) : 'never'}</td>
+                <td class="row-actions">
+                  <button type="button" class="danger" onClick={() => setConfirm(a)} aria-label={`Revoke ${a.name}`}>Revoke</button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {confirm && (
+        <ConfirmDialog
+          title={`Revoke “${confirm.name}”?`}
+          text="Clients that sign in with it stop working at their next request."
+          action="Revoke"
+          danger
+          onConfirm={() => revoke(confirm)}
+          onClose={() => setConfirm(null)}
+        />
+      )}
+    </>
   );
 }
 

@@ -120,6 +120,10 @@ export class Server {
         const r = await fetch(this.url + '/api/v1/admin/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
         return r.status !== 404 && r.status !== 405;
       },
+      'app passwords': async () => {
+        const r = await fetch(this.url + '/api/v1/account/app-passwords');
+        return r.status !== 404 && r.status !== 405;
+      },
       search: async () => {
         const r = await fetch(this.url + '/api/v1/files/search?q=x');
         return r.status !== 404 && r.status !== 405;

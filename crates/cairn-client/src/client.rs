@@ -641,7 +641,7 @@ impl Client {
         }
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],
@@ -655,7 +655,7 @@ impl Client {
         decode_json(response, &endpoint).await
     }
 
-    async fn post_json<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn post_json<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,

@@ -24,6 +24,7 @@
 //! connection could not be opened at all. Every failure is a [`ClientError`] that prints
 //! as one line.
 
+mod app_passwords;
 mod client;
 mod download;
 mod error;

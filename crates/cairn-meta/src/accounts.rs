@@ -39,6 +39,8 @@ pub struct DeletedUser {
     pub links_revoked: u64,
     /// Login tokens (devices signed in) revoked.
     pub tokens_revoked: u64,
+    /// App passwords revoked.
+    pub app_passwords_revoked: u64,
 }
 
 /// A shared folder that passed to a new owner when its owner was deleted.
@@ -55,8 +57,9 @@ pub struct TransferredShare {
 impl MetaStore {
     /// Replaces a user's password hash and signs out its other sessions: every token
     /// of the account is revoked except `keep` (the token of the request that changed
-    /// the password, when the user changed it; `None` when an administrator did).
-    /// Returns how many tokens were revoked.
+    /// the password, when the user changed it; `None` when an administrator did), and
+    /// every app password, since whoever knew the old password could have made some.
+    /// Returns how many tokens and app passwords were revoked.
     pub async fn set_password_hash(
         &self,
         user: UserId,
@@ -90,8 +93,13 @@ impl MetaStore {
                 .await?
                 .rows_affected(),
         };
+        let app_passwords = sqlx::query("DELETE FROM app_passwords WHERE user_id = $1")
+            .bind(user.0)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
         tx.commit().await?;
-        Ok(revoked)
+        Ok(revoked + app_passwords)
     }
 
     /// Disables (or enables) the account named `name` and returns it as it is now.
@@ -147,8 +155,8 @@ impl MetaStore {
     ///   and its viewers lose it as if the owner had removed them (the mount folder is
     ///   removed from their files, journaled there);
     /// * it leaves the shared folders of others (its mounts went with its home);
-    /// * its public links are revoked, its tokens too (every device is signed out), and
-    ///   the blocks it proved it holds are forgotten;
+    /// * its public links are revoked, its tokens and app passwords too (every device
+    ///   is signed out), and the blocks it proved it holds are forgotten;
     /// * its row stays as a tombstone named `NAME:deleted:ID`, so the name is free
     ///   for a new account, which starts empty and inherits nothing.
     ///
@@ -192,6 +200,7 @@ impl MetaStore {
             memberships_removed: 0,
             links_revoked: 0,
             tokens_revoked: 0,
+            app_passwords_revoked: 0,
         };
 
         let mut doomed = vec![user.home_ns];
@@ -228,6 +237,11 @@ impl MetaStore {
         }
 
         report.tokens_revoked = sqlx::query("DELETE FROM auth_tokens WHERE user_id = $1")
+            .bind(user.id.0)
+            .execute(w.conn())
+            .await?
+            .rows_affected();
+        report.app_passwords_revoked = sqlx::query("DELETE FROM app_passwords WHERE user_id = $1")
             .bind(user.id.0)
             .execute(w.conn())
             .await?

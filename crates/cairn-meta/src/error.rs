@@ -69,6 +69,12 @@ pub enum MetaError {
     /// The change would leave the server without an enabled administrator.
     #[error("{0:?} is the last enabled administrator; make another user an administrator first")]
     LastAdmin(String),
+    /// The account has an app password of that name.
+    #[error("an app password named {0:?} already exists; revoke it first or choose another name")]
+    AppPasswordExists(String),
+    /// The account has no app password of that name.
+    #[error("no app password named {0:?}")]
+    NoSuchAppPassword(String),
     /// A user name the store cannot take; the message says what a name may hold.
     #[error("{0}")]
     InvalidUserName(String),

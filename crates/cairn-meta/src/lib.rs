@@ -1,6 +1,6 @@
-//! Cairn's metadata store: users, devices, tokens, the tree of entries per namespace,
-//! file versions with their block lists, block reference counts and the per-namespace
-//! journal, over SQLite (embedded, the default) or PostgreSQL.
+//! Cairn's metadata store: users, devices, tokens, app passwords, the tree of entries
+//! per namespace, file versions with their block lists, block reference counts and the
+//! per-namespace journal, over SQLite (embedded, the default) or PostgreSQL.
 //!
 //! Callers hold one concrete handle, [`MetaStore`]; which database is behind it is
 //! decided by the URL given to [`MetaStore::connect`]. Both backends run the same SQL
@@ -24,6 +24,7 @@
 #![allow(clippy::result_large_err)]
 
 mod accounts;
+mod app_passwords;
 mod blocks;
 mod bulk;
 mod check;
@@ -55,6 +56,7 @@ use cairn_core::{JournalSeq, NamespaceId};
 use sqlx::AnyPool;
 
 pub use accounts::{DeletedUser, TransferredShare};
+pub use app_passwords::{AppPassword, AppPasswordOwner};
 pub use blocks::{EnsureStored, UploadedBlock};
 pub use check::Inconsistency;
 pub use dav::{DavLockRow, DeadProp};

@@ -97,6 +97,19 @@ impl MetaStore {
         Ok(Some(guess))
     }
 
+    /// Whether one of `keys` had its limit of failures by `now` (Unix ms), recording
+    /// nothing: one indexed count per key. For a credential checked before it is
+    /// counted (an app password, whose check is one lookup and which a Basic client
+    /// sends with every request), so a right one costs no write and is still refused
+    /// while its keys are throttled.
+    pub async fn throttle_refuses(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        self.throttle_exceeded(keys, now, 0).await
+    }
+
     /// Withdraws a guess let through: it was right, or it was no guess.
     pub async fn throttle_withdraw(&self, guess: Guess) -> Result<(), MetaError> {
         if guess.ids.is_empty() {

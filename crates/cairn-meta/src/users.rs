@@ -9,7 +9,7 @@ use crate::{Device, MetaError, MetaStore, User};
 /// How stale `auth_tokens.last_used_at` may get before a lookup refreshes it. Writing
 /// on every request would turn every read into a write (and on SQLite, queue it behind
 /// uploads); the column only has to tell an admin roughly when a token was last used.
-const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+pub(crate) const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
 /// What kind of credential a token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1078,8 +1078,47 @@ pub struct PasswordChangeRequest {
 /// all of them).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PasswordChangeResponse {
-    /// How many tokens (signed-in devices and sessions) were revoked.
+    /// How many tokens (signed-in devices and sessions) and app passwords were revoked.
     pub sessions_revoked: u64,
+}
+
+/// `POST /api/v1/account/app-passwords`: make an app password, the credential of a
+/// WebDAV (or other HTTP Basic) client, which never takes the account password.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppPasswordRequest {
+    /// Its name, unique among the account's app passwords (a device's rules): say
+    /// where it is used, since revoking goes by it.
+    #[schema(value_type = DeviceName)]
+    pub name: String,
+}
+
+/// A new app password, with its secret: shown this once, the server keeps only a hash.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewAppPassword {
+    pub name: String,
+    /// The secret, given as the password with the account's user name
+    /// (`Authorization: Basic`); dashes and case do not matter.
+    pub password: String,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// An app password as listed (its secret is never shown again).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppPasswordInfo {
+    pub name: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// When a request last signed in with it (Unix ms, known to a minute); absent
+    /// when none has.
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
+}
+
+/// `GET /api/v1/account/app-passwords`: the caller's app passwords, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppPasswordListResponse {
+    pub app_passwords: Vec<AppPasswordInfo>,
 }
 
 /// `POST /api/v1/admin/users/{name}/password`: an administrator sets a user's password.
@@ -1223,6 +1262,7 @@ pub struct UserDeleteResponse {
     /// Shared folders of others it left.
     pub memberships_removed: u64,
     pub links_revoked: u64,
+    /// Tokens (signed-in devices and sessions) and app passwords revoked.
     pub sessions_revoked: u64,
 }
 

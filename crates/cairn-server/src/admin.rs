@@ -62,7 +62,7 @@ pub fn user_delete_response(name: &str, report: &DeletedUser) -> proto::UserDele
         shares_deleted: report.shares_deleted.clone(),
         memberships_removed: report.memberships_removed,
         links_revoked: report.links_revoked,
-        sessions_revoked: report.tokens_revoked,
+        sessions_revoked: report.tokens_revoked + report.app_passwords_revoked,
     }
 }
 

@@ -92,7 +92,7 @@ pub fn generate_password() -> String {
 
 /// Tokens carry 256 random bits, so a fast hash is enough to store them: nobody can
 /// brute-force the preimage, and the database never holds a usable token.
-fn token_hash(token: &str) -> [u8; 32] {
+pub(crate) fn token_hash(token: &str) -> [u8; 32] {
     *blake3::hash(token.as_bytes()).as_bytes()
 }
 
@@ -165,6 +165,17 @@ impl AuthUser {
         AuthUser {
             user,
             device: None,
+            token_hash: [0; 32],
+        }
+    }
+
+    /// `user` signed in with one of its app passwords, whose device is `device` (see
+    /// [`AuthUser::from_basic`]). It holds no token: nothing it does can end or prove
+    /// a session.
+    pub(crate) fn through_app_password(user: User, device: DeviceId) -> Self {
+        AuthUser {
+            user,
+            device: Some(device),
             token_hash: [0; 32],
         }
     }
@@ -245,7 +256,7 @@ fn csrf_failed(message: &str) -> ApiError {
 }
 
 /// The answer to a disabled account's token, and to its login with the right password.
-fn account_disabled() -> ApiError {
+pub(crate) fn account_disabled() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "account_disabled",
@@ -303,7 +314,7 @@ impl PasswordGuess {
     pub(crate) fn wrong(self) {}
 }
 
-fn check_name(kind: &str, name: &str) -> ApiResult<()> {
+pub(crate) fn check_name(kind: &str, name: &str) -> ApiResult<()> {
     if !proto::is_valid_name(name) {
         return Err(ApiError::bad_request(
             "invalid_name",
@@ -483,38 +494,74 @@ async fn session_end(
 
 /// Lets a guess of `username`'s password from `addr` through its throttle: per account
 /// and per client address, `login_failures_per_account` and `login_failures_per_address`
-/// failures within `login_window_secs`, or 429. Logins, browser sign-ins and password
-/// changes share the keys, so a guesser gains nothing by switching between them.
-async fn begin_password_guess(
+/// failures within `login_window_secs`, or 429. Logins, browser sign-ins, password
+/// changes and app passwords share the keys, so a guesser gains nothing by switching
+/// between them.
+pub(crate) async fn begin_password_guess(
     state: &AppState,
     username: &str,
     addr: SocketAddr,
 ) -> ApiResult<PasswordGuess> {
-    let account_key = format!("user:{}", username.to_lowercase());
-    let address_key = format!("addr:{}", addr.ip());
-    let keys = [
-        cairn_meta::ThrottleKey {
-            key: &account_key,
-            limit: state.config.login_failures_per_account,
-        },
-        cairn_meta::ThrottleKey {
-            key: &address_key,
-            limit: state.config.login_failures_per_address,
-        },
-    ];
+    let (account_key, address_key) = login_keys(username, addr);
+    let keys = login_throttle(state, &account_key, &address_key);
     let window = Duration::from_secs(state.config.login_window_secs);
     PasswordGuess::begin(state, &keys, window)
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "too many wrong passwords; wait {} seconds and try again",
-                    window.as_secs()
-                ),
-            )
-        })
+        .ok_or_else(|| rate_limited(window))
+}
+
+/// Refuses with 429 when the throttle of [`begin_password_guess`] would, recording
+/// nothing: for a credential that turned out right in a lookup, before it is let in.
+pub(crate) async fn refuse_if_throttled(
+    state: &AppState,
+    username: &str,
+    addr: SocketAddr,
+) -> ApiResult<()> {
+    let (account_key, address_key) = login_keys(username, addr);
+    let keys = login_throttle(state, &account_key, &address_key);
+    if state.meta.throttle_refuses(&keys, crate::now_ms()).await? {
+        return Err(rate_limited(Duration::from_secs(
+            state.config.login_window_secs,
+        )));
+    }
+    Ok(())
+}
+
+/// The keys of the login throttle: the account (by its name, whether it exists or
+/// not) and the client's address.
+fn login_keys(username: &str, addr: SocketAddr) -> (String, String) {
+    (
+        format!("user:{}", username.to_lowercase()),
+        format!("addr:{}", addr.ip()),
+    )
+}
+
+fn login_throttle<'a>(
+    state: &AppState,
+    account_key: &'a str,
+    address_key: &'a str,
+) -> [cairn_meta::ThrottleKey<'a>; 2] {
+    [
+        cairn_meta::ThrottleKey {
+            key: account_key,
+            limit: state.config.login_failures_per_account,
+        },
+        cairn_meta::ThrottleKey {
+            key: address_key,
+            limit: state.config.login_failures_per_address,
+        },
+    ]
+}
+
+fn rate_limited(window: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "too many wrong passwords; wait {} seconds and try again",
+            window.as_secs()
+        ),
+    )
 }
 
 /// `POST /account/password`: the caller changes its own password, giving the old one.

@@ -38,3 +38,11 @@ pub fn device_info(device: &cairn_meta::Device) -> proto::DeviceInfo {
         created_at: device.created_at,
     }
 }
+
+pub fn app_password_info(app_password: &cairn_meta::AppPassword) -> proto::AppPasswordInfo {
+    proto::AppPasswordInfo {
+        name: app_password.name.clone(),
+        created_at: app_password.created_at,
+        last_used_at: app_password.last_used_at,
+    }
+}

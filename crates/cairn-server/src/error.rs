@@ -114,7 +114,9 @@ impl From<MetaError> for ApiError {
             MetaError::AlreadyExists(_) => Self::new(S::CONFLICT, "already_exists", message),
             MetaError::NotAFolder(_) => Self::new(S::CONFLICT, "not_a_folder", message),
             MetaError::IsAFolder(_) => Self::new(S::CONFLICT, "is_a_folder", message),
-            MetaError::InvalidMove { .. } => Self::bad_request("invalid_move", message),
+            // Schema-valid paths that the tree refuses (a folder into itself): a
+            // conflict with what is there, like a name that is taken.
+            MetaError::InvalidMove { .. } => Self::new(S::CONFLICT, "invalid_move", message),
             MetaError::BlockSizeMismatch { .. } => {
                 Self::bad_request("block_size_mismatch", message)
             }
@@ -128,6 +130,10 @@ impl From<MetaError> for ApiError {
             MetaError::NoSuchUser(_) => Self::new(S::NOT_FOUND, "no_such_user", message),
             MetaError::LastAdmin(_) => Self::new(S::CONFLICT, "last_admin", message),
             MetaError::InvalidUserName(_) => Self::bad_request("invalid_name", message),
+            MetaError::AppPasswordExists(_) => {
+                Self::new(S::CONFLICT, "app_password_exists", message)
+            }
+            MetaError::NoSuchAppPassword(_) => Self::not_found(message),
             MetaError::RevConflict { current, .. } => {
                 let mut e = Self::new(S::CONFLICT, "conflict", message);
                 e.current = current.as_ref().map(|c| Box::new(entry_info(c)));

@@ -5,6 +5,7 @@
 
 mod access;
 pub mod admin;
+mod app_passwords;
 pub mod auth;
 pub mod block_manager;
 mod blocks;
@@ -334,6 +335,7 @@ pub(crate) fn routes(config: &Config) -> Router<AppState> {
         .at(routes::endpoint!(document))
         .build()
         .merge(auth::router())
+        .merge(app_passwords::router())
         .merge(admin::router())
         .merge(files::router())
         .merge(trash::router())

@@ -9,6 +9,7 @@ use support::{block_ref, hex_hash, put_file_as, TestServer};
 
 // After `support`, whose macro it uses.
 mod accounts;
+mod app_passwords;
 mod gc;
 mod limits;
 mod notify;
@@ -192,7 +193,8 @@ on_each_backend!(folders_list_move_copy_delete, |s| {
             Some(json!({"from": "/z", "to": "/z/a2/inside"})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A folder cannot go inside itself: a conflict with the tree, not a bad request.
+    assert_eq!(status, StatusCode::CONFLICT);
     let (status, _) = s
         .call(
             Method::POST,

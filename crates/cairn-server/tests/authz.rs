@@ -128,7 +128,12 @@ struct Fixture {
     /// Each account's own resumable uploads (3 bytes to its home): (role, for the
     /// termination row) → the upload's URL.
     tus: HashMap<(Role, bool), String>,
+    /// Each account's app password for WebDAV.
+    dav_passwords: HashMap<Role, String>,
 }
+
+/// The name of the app password the fixture makes for each account.
+const APP_PASSWORD: &str = "revoke-me";
 
 /// The password of the fixture's password-protected links.
 const LINK_PASSWORD: &str = "open sesame";
@@ -189,6 +194,10 @@ enum Judge {
     ContentRecord,
     /// By whether a WebSocket handshake succeeds.
     WebSocket,
+    /// A WebDAV answer: a redirect is an answer, and WebDAV's refusals count as
+    /// refusals (405 for a method a resource does not take, 409 for a file written into
+    /// a folder that does not exist in the caller's tree).
+    Dav,
 }
 
 struct Row {
@@ -367,6 +376,39 @@ fn rows() -> Vec<Row> {
             expect: ACCOUNTS,
             judge: Judge::Status,
             call: |fx, r| get(fx, r, "/api/v1/account".into()),
+        },
+        // App passwords are the account's own, managed with a token or a session.
+        Row {
+            method: Method::GET,
+            path: "/api/v1/account/app-passwords",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/account/app-passwords".into()),
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/account/app-passwords",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                post(
+                    fx,
+                    r,
+                    "/api/v1/account/app-passwords",
+                    json!({"name": "matrix"}),
+                )
+            },
+        },
+        // Each account revokes the one the fixture made it.
+        Row {
+            method: Method::DELETE,
+            path: "/api/v1/account/app-passwords/{name}",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let url = format!("/api/v1/account/app-passwords/{APP_PASSWORD}");
+                call(fx, r, Method::DELETE, url, Body::None)
+            },
         },
         Row {
             method: Method::GET,
@@ -1011,6 +1053,76 @@ fn rows() -> Vec<Row> {
                 )
             },
         },
+        // WebDAV, with each account's app password (before the password change below,
+        // which revokes them).
+        Row {
+            method: Method::GET,
+            path: "/dav",
+            expect: ACCOUNTS,
+            judge: Judge::Dav,
+            call: |fx, r| dav_call(fx, r, Method::GET, "/dav".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/dav/",
+            expect: ACCOUNTS,
+            judge: Judge::Dav,
+            call: |fx, r| dav_call(fx, r, Method::GET, "/dav/".into()),
+        },
+        // The root folder can be neither replaced by a file nor deleted.
+        Row {
+            method: Method::PUT,
+            path: "/dav",
+            expect: [Deny; 9],
+            judge: Judge::Dav,
+            call: |fx, r| dav_call(fx, r, Method::PUT, "/dav".into()),
+        },
+        Row {
+            method: Method::PUT,
+            path: "/dav/",
+            expect: [Deny; 9],
+            judge: Judge::Dav,
+            call: |fx, r| dav_call(fx, r, Method::PUT, "/dav/".into()),
+        },
+        Row {
+            method: Method::DELETE,
+            path: "/dav",
+            expect: [Deny; 9],
+            judge: Judge::Dav,
+            call: |fx, r| dav_call(fx, r, Method::DELETE, "/dav".into()),
+        },
+        Row {
+            method: Method::DELETE,
+            path: "/dav/",
+            expect: [Deny; 9],
+            judge: Judge::Dav,
+            call: |fx, r| dav_call(fx, r, Method::DELETE, "/dav/".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/dav/{*path}",
+            expect: READ,
+            judge: Judge::Dav,
+            call: |fx, r| dav_call(fx, r, Method::GET, format!("/dav{}", team(r, "read.txt"))),
+        },
+        // Dave's lands in the /Team/other of his own that the rows before made.
+        Row {
+            method: Method::PUT,
+            path: "/dav/{*path}",
+            expect: CREATE,
+            judge: Judge::Dav,
+            call: |fx, r| {
+                let url = format!("/dav{}", team(r, &format!("dav-{}.txt", r.dir())));
+                dav_call(fx, r, Method::PUT, url)
+            },
+        },
+        Row {
+            method: Method::DELETE,
+            path: "/dav/{*path}",
+            expect: WRITE,
+            judge: Judge::Dav,
+            call: |fx, r| dav_call(fx, r, Method::DELETE, format!("/dav{}", team(r, "dav.txt"))),
+        },
         // Last: a password change signs out the account's other sessions (its spare
         // token, the logout row's). The password stays the same, for the login row.
         Row {
@@ -1024,6 +1136,30 @@ fn rows() -> Vec<Row> {
             },
         },
     ]
+}
+
+/// A WebDAV request as `role`: with its app password (no credentials for callers
+/// without an account), and a small body for a PUT.
+fn dav_call(fx: &Fixture, role: Role, method: Method, url: String) -> Call {
+    let body = match method {
+        Method::PUT => Body::Bytes(content(role, "dav put")),
+        _ => Body::None,
+    };
+    let mut headers = Vec::new();
+    if let Some(password) = fx.dav_passwords.get(&role) {
+        let user = sign_in_as(role)["username"].as_str().unwrap().to_owned();
+        headers.push((
+            "authorization",
+            format!("Basic {}", b64(&format!("{user}:{password}"))),
+        ));
+    }
+    Call {
+        method,
+        url,
+        token: None,
+        body,
+        headers,
+    }
 }
 
 /// Every account and file the rows expect.
@@ -1113,6 +1249,15 @@ async fn fixture(s: &TestServer) -> Fixture {
                 .await;
             assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
         }
+        let (status, body) = s
+            .call_as(
+                Some(&tokens[&role]),
+                Method::POST,
+                "/api/v1/account/app-passwords",
+                Some(json!({"name": APP_PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
         // Each account holds the block its commit rows name.
         let (status, body) = s
             .put_block_as(&tokens[&role], &content(role, "block"))
@@ -1197,7 +1342,22 @@ async fn fixture(s: &TestServer) -> Fixture {
     }
     // Let the expiring links expire.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut dav_passwords = HashMap::new();
+    for role in USERS {
+        put_file_as(s, &alice, &team(role, "dav.txt"), &content(role, "dav.txt")).await;
+        let (status, body) = s
+            .call_as(
+                Some(&tokens[&role]),
+                Method::POST,
+                "/api/v1/account/app-passwords",
+                Some(json!({"name": "webdav"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        dav_passwords.insert(role, body["password"].as_str().unwrap().to_owned());
+    }
     Fixture {
+        dav_passwords,
         tokens,
         spare_tokens,
         session_tokens,
@@ -1248,6 +1408,13 @@ async fn outcome(s: &TestServer, row: &Row, call: Call) -> Result<bool, String> 
     };
     let response = request.send().await.map_err(|e| e.to_string())?;
     let status = response.status();
+    if let Judge::Dav = row.judge {
+        return match status.as_u16() {
+            200..=399 => Ok(true),
+            401 | 403 | 404 | 405 | 409 | 429 => Ok(false),
+            _ => Err(status.to_string()),
+        };
+    }
     if !status.is_success() {
         return classify(status, "");
     }
@@ -1406,6 +1573,8 @@ on_each_backend!(every_endpoint_for_every_role, |s| {
         "delete.txt",
         "versions.txt",
         "pic.png",
+        // Dave's WebDAV DELETE met no such file in his own /Team.
+        "dav.txt",
     ]
     .into_iter()
     .collect();
@@ -1419,6 +1588,7 @@ on_each_backend!(every_endpoint_for_every_role, |s| {
         )
         .await;
     assert!(theirs.to_string().contains("committed.txt"), "{theirs}");
+    assert!(theirs.to_string().contains("dav-other.txt"), "{theirs}");
     let (_, shares) = s.call_as(alice, Method::GET, "/api/v1/shares", None).await;
     let members = shares["shares"][0]["members"].to_string();
     assert!(

@@ -2,6 +2,7 @@
 //! library crate that does the work, and errors are printed once, here.
 
 mod account_cmd;
+mod app_password_cmd;
 mod client;
 mod link_cmd;
 mod malloc;
@@ -71,8 +72,15 @@ enum Command {
         command: link_cmd::LinkCommand,
     },
     /// Change your password on the server (the current one is asked for). This login
-    /// stays signed in; every other device and session of the account is signed out.
+    /// stays signed in; every other device and session of the account is signed out,
+    /// and every app password revoked.
     Passwd(account_cmd::PasswdArgs),
+    /// Make, list and revoke app passwords: what WebDAV clients sign in with, instead
+    /// of your account password.
+    AppPassword {
+        #[command(subcommand)]
+        command: app_password_cmd::AppPasswordCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +106,7 @@ fn main() -> ExitCode {
             Command::Client(command) => client::run(command).await,
             Command::Link { command } => link_cmd::run(command).await,
             Command::Passwd(args) => account_cmd::run(args).await,
+            Command::AppPassword { command } => app_password_cmd::run(command).await,
         }
     });
     match result {

@@ -1,6 +1,6 @@
-//! Accounts through the binary: `cairn passwd`, `cairn admin user
-//! set-password|disable|enable|delete|list`, and `cairn admin` refusing a folder that
-//! is not a server's data directory.
+//! Accounts through the binary: `cairn passwd`, `cairn app-password
+//! create|list|revoke`, `cairn admin user set-password|disable|enable|delete|list`, and
+//! `cairn admin` refusing a folder that is not a server's data directory.
 
 mod support;
 
@@ -286,4 +286,99 @@ fn admin_user_commands_set_passwords_disable_enable_and_delete() {
     .map(|u| u["name"].as_str().unwrap().to_owned())
     .collect();
     assert_eq!(names, ["admin", "carol", "bob"]);
+}
+
+#[test]
+fn app_passwords_are_made_once_listed_and_revoked() {
+    let server = Server::start();
+    add_user(&server, "bob", "bob's password");
+    let bob = server.login_with("bob", "bob's password");
+
+    let out = bob.run(&["app-password", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains("no app passwords"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Shown once, with how to use it.
+    let made = bob.json(&["app-password", "create", "phone", "--json"]);
+    assert_eq!(made["name"], "phone");
+    assert_eq!(made["user"], "bob");
+    assert_eq!(made["webdav_url"], format!("{}/dav/", server.url));
+    let password = made["password"].as_str().unwrap();
+    assert_eq!(password.len(), 39, "{password}");
+    assert!(made["created_at"].as_i64().unwrap() > 0);
+    let out = bob.ok(&["app-password", "create", "rclone on the NAS"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("app password 'rclone on the NAS': "),
+        "{out}"
+    );
+    assert!(lines[1].contains("shown only this once"), "{out}");
+    assert!(
+        lines[2].contains(&format!("{}/dav/", server.url)) && lines[2].contains("bob"),
+        "{out}"
+    );
+
+    bob.fails(&["app-password", "create", "phone"], "already exists");
+    bob.fails(
+        &["app-password", "create", ""],
+        "name must be 1 to 64 characters",
+    );
+
+    // Listed by name and time, never with a password.
+    let listed = bob.json(&["app-password", "list", "--json"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["phone", "rclone on the NAS"]);
+    assert!(listed[0]["last_used_at"].is_null(), "{listed}");
+    assert!(!listed.to_string().contains(password), "{listed}");
+    let table = bob.ok(&["app-password", "list"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("phone ") && l.ends_with("never")),
+        "{table}"
+    );
+
+    // Another account has its own, and cannot revoke Bob's.
+    let admin = server.login("admin");
+    admin.fails(
+        &["app-password", "revoke", "phone"],
+        "you have none of that name",
+    );
+
+    let out = bob.run(&["app-password", "revoke", "phone"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("revoked app password 'phone'"),
+        "{}",
+        stderr(&out)
+    );
+    bob.fails(
+        &["app-password", "revoke", "phone"],
+        "you have none of that name",
+    );
+    // A name that cannot be a path segment as it is still reaches the endpoint.
+    bob.fails(
+        &["app-password", "revoke", "a/b?c"],
+        "you have none of that name",
+    );
+    let listed = bob.json(&["app-password", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    // Without a login there is nothing to manage.
+    let stranger = support::Client {
+        config_dir: tempfile::tempdir().unwrap(),
+    };
+    stranger.fails(&["app-password", "list"], "not logged in");
 }

@@ -10,6 +10,7 @@
 mod common;
 
 mod accounts;
+mod app_passwords;
 mod batch;
 mod check;
 mod commit;

@@ -61,6 +61,12 @@ const NOT_BY_NAMESPACE: &[(&str, Key, &str)] = &[
          names no account (SCALING.md: what needs care)",
     ),
     (
+        "app_passwords",
+        Key::By("user_id"),
+        "an app password is an account's; like a token, a request finds it by \
+         secret_hash, which names no account (SCALING.md: what needs care)",
+    ),
+    (
         "user_blocks",
         Key::By("user_id"),
         "proof of possession is per account (an account uploaded the block), not per \

@@ -7,6 +7,8 @@
 //! conflict and which cover a path are the pure rules below ([`Rules`]), the same ones
 //! `dav-server`'s in-memory lock system applies.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_core::{NamespaceId, ServerPath};
@@ -65,8 +67,7 @@ impl Rules<'_> {
         tokens: &[String],
     ) -> Option<&DavLockRow> {
         let held = |l: &DavLockRow| {
-            tokens.contains(&l.token)
-                && (ignore_principal || principal == l.principal.as_deref())
+            tokens.contains(&l.token) && (ignore_principal || principal == l.principal.as_deref())
         };
         let relevant: Vec<&DavLockRow> = self
             .locks
@@ -110,6 +111,18 @@ impl Rules<'_> {
 #[derive(Debug, Clone)]
 pub(crate) struct DbLocks {
     pub(crate) fs: CairnFs,
+    /// The live locks of each namespace this request has looked at, read once: a
+    /// PROPFIND asks about every entry it lists (`lockdiscovery`).
+    pub(crate) seen: Arc<Mutex<HashMap<NamespaceId, Vec<DavLockRow>>>>,
+}
+
+impl DbLocks {
+    pub(crate) fn new(fs: CairnFs) -> Self {
+        Self {
+            fs,
+            seen: Arc::default(),
+        }
+    }
 }
 
 /// Where a lock path lives: its namespace and path there (key), or `None` when the
@@ -200,9 +213,31 @@ fn unknown_lock(path: &DavPath) -> DavLock {
 }
 
 impl DbLocks {
+    /// The live lock `token`, when it covers `path`.
+    async fn held_at(&self, path: &DavPath, token: &str) -> Result<DavLockRow, ()> {
+        let (ns, inner) = place(&self.fs, path).ok_or(())?;
+        match self.fs.state.meta.dav_lock(token).await.map_err(drop)? {
+            Some(l) if l.ns == ns && covers(&l.path.key(), l.deep, &inner.key()) => Ok(l),
+            _ => Err(()),
+        }
+    }
+
     async fn live(&self, ns: NamespaceId) -> Option<Vec<DavLockRow>> {
+        if let Some(rows) = self
+            .seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(&ns).cloned())
+        {
+            return Some(rows);
+        }
         match self.fs.state.meta.dav_locks(ns).await {
-            Ok(rows) => Some(rows),
+            Ok(rows) => {
+                if let Ok(mut seen) = self.seen.lock() {
+                    seen.insert(ns, rows.clone());
+                }
+                Some(rows)
+            }
             Err(err) => {
                 tracing::warn!("cannot read WebDAV locks: {err}");
                 None
@@ -264,20 +299,14 @@ impl DavLockSystem for DbLocks {
     fn unlock(&'_ self, path: &DavPath, token: &str) -> LsFuture<'_, Result<(), ()>> {
         let (path, token) = (path.clone(), token.to_owned());
         async move {
-            let (ns, inner) = place(&self.fs, &path).ok_or(())?;
-            let lock = self.fs.state.meta.dav_lock(&token).await.map_err(drop)?;
-            match lock {
-                Some(l) if l.ns == ns && covers(&l.path.key(), l.deep, &inner.key()) => {
-                    self.fs
-                        .state
-                        .meta
-                        .dav_locks_remove(&[token])
-                        .await
-                        .map_err(drop)?;
-                    Ok(())
-                }
-                _ => Err(()),
-            }
+            self.held_at(&path, &token).await?;
+            self.fs
+                .state
+                .meta
+                .dav_locks_remove(&[token])
+                .await
+                .map_err(drop)?;
+            Ok(())
         }
         .boxed()
     }
@@ -290,23 +319,17 @@ impl DavLockSystem for DbLocks {
     ) -> LsFuture<'_, Result<DavLock, ()>> {
         let (path, token) = (path.clone(), token.to_owned());
         async move {
-            let (ns, inner) = place(&self.fs, &path).ok_or(())?;
-            let lock = self.fs.state.meta.dav_lock(&token).await.map_err(drop)?;
-            match lock {
-                Some(l) if l.ns == ns && covers(&l.path.key(), l.deep, &inner.key()) => {
-                    let (secs, at) = granted(timeout);
-                    let row = self
-                        .fs
-                        .state
-                        .meta
-                        .dav_lock_refresh(&token, Some(secs), Some(at))
-                        .await
-                        .map_err(drop)?
-                        .ok_or(())?;
-                    Ok(lock_of(&self.fs, &row))
-                }
-                _ => Err(()),
-            }
+            self.held_at(&path, &token).await?;
+            let (secs, at) = granted(timeout);
+            let row = self
+                .fs
+                .state
+                .meta
+                .dav_lock_refresh(&token, Some(secs), Some(at))
+                .await
+                .map_err(drop)?
+                .ok_or(())?;
+            Ok(lock_of(&self.fs, &row))
         }
         .boxed()
     }

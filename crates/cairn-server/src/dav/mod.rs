@@ -35,7 +35,7 @@ use cairn_core::ServerPath;
 use dav_server::davpath::DavPath;
 use dav_server::{DavHandler, DavMethod, DavMethodSet};
 
-use crate::access::Access;
+use crate::access::{Access, Need};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{BodyLimit, Routes};
@@ -61,25 +61,47 @@ pub fn router() -> Router<AppState> {
 
 /// The methods served: all of class 1 and 2, without SabreDAV's partial PATCH (a new
 /// version is always a whole file) and without CalDAV/CardDAV's.
+const METHODS: [DavMethod; 12] = [
+    DavMethod::Head,
+    DavMethod::Get,
+    DavMethod::Put,
+    DavMethod::Options,
+    DavMethod::PropFind,
+    DavMethod::PropPatch,
+    DavMethod::MkCol,
+    DavMethod::Copy,
+    DavMethod::Move,
+    DavMethod::Delete,
+    DavMethod::Lock,
+    DavMethod::Unlock,
+];
+
 fn methods() -> DavMethodSet {
     let mut set = DavMethodSet::none();
-    for method in [
-        DavMethod::Head,
-        DavMethod::Get,
-        DavMethod::Put,
-        DavMethod::Options,
-        DavMethod::PropFind,
-        DavMethod::PropPatch,
-        DavMethod::MkCol,
-        DavMethod::Copy,
-        DavMethod::Move,
-        DavMethod::Delete,
-        DavMethod::Lock,
-        DavMethod::Unlock,
-    ] {
+    for method in METHODS {
         set.add(method);
     }
     set
+}
+
+/// Whether `method` is one of [`METHODS`]; anything else is a 405 before credentials
+/// are even looked at.
+fn served(method: &Method) -> bool {
+    matches!(
+        method.as_str(),
+        "HEAD"
+            | "GET"
+            | "PUT"
+            | "OPTIONS"
+            | "PROPFIND"
+            | "PROPPATCH"
+            | "MKCOL"
+            | "COPY"
+            | "MOVE"
+            | "DELETE"
+            | "LOCK"
+            | "UNLOCK"
+    )
 }
 
 async fn serve(
@@ -98,27 +120,50 @@ async fn serve_as_caller(
     addr: SocketAddr,
     request: Request,
 ) -> ApiResult<Response> {
-    if request.method() == Method::POST {
+    if !served(request.method()) {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "WebDAV does not take POST",
+            format!("WebDAV here does not take {}", request.method()),
         ));
     }
-    let auth = authenticate(&state, request.headers(), addr).await?;
+    let auth = AuthUser::from_basic(&state, request.headers(), addr).await?;
     let access = Access::load(&state, auth).await?;
     let headers = request.headers();
     if request.method().as_str() == "PROPFIND" && infinite_depth(headers) {
         return Ok(finite_depth_only());
     }
-    let trash_whole = match request.method().as_str() {
-        "DELETE" => Some(request_path(request.uri().path())?),
+    let method = request.method().as_str();
+    let path = request_path(request.uri().path())?;
+    let destination = match method {
         "COPY" | "MOVE" => headers
             .get("destination")
             .and_then(|v| v.to_str().ok())
             .map(destination_path)
             .transpose()?,
         _ => None,
+    };
+    if path.is_root() {
+        match method {
+            "PUT" => {
+                return Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "is_a_folder",
+                    "/ is your root folder; a file cannot replace it",
+                ))
+            }
+            "DELETE" | "MOVE" => {
+                return Err(ApiError::forbidden(
+                    "your root folder cannot be deleted or moved",
+                ))
+            }
+            _ => {}
+        }
+    }
+    check_writable(&access, method, &path, destination.as_ref())?;
+    let trash_whole = match method {
+        "DELETE" => Some(path),
+        _ => destination,
     };
     if let Some(value) = headers.get("if") {
         if !if_header_is_safe(value.as_bytes()) {
@@ -141,10 +186,11 @@ async fn serve_as_caller(
     let handler = DavHandler::builder()
         .strip_prefix(PREFIX)
         .filesystem(Box::new(fs.clone()))
-        .locksystem(Box::new(locks::DbLocks { fs: fs.clone() }))
+        .locksystem(Box::new(locks::DbLocks::new(fs.clone())))
         .methods(methods())
         .read_buf_size(READ_BUF)
-        .autoindex(false)
+        // A browser pointed at a folder gets a plain listing.
+        .autoindex(true)
         .build_handler();
     let response = handler.handle_guarded(request, principal, ()).await;
     let (mut parts, body) = response.into_parts();
@@ -163,6 +209,16 @@ async fn serve_as_caller(
             return Ok(error_response(err));
         }
     }
+    // Nothing stored acts in Cairn's origin: a file opened in a browser from here (an
+    // HTML file, an SVG) runs nothing, as with every other raw content answer.
+    parts.headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::files::SANDBOX_CSP),
+    );
+    parts.headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if is_put && mtime.is_some() && parts.status.is_success() {
         parts
             .headers
@@ -171,31 +227,35 @@ async fn serve_as_caller(
     Ok(Response::from_parts(parts, axum::body::Body::new(body)))
 }
 
-/// The caller, by HTTP Basic with one of its app passwords.
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    _addr: SocketAddr,
-) -> ApiResult<AuthUser> {
-    use base64::Engine;
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .ok_or_else(|| ApiError::unauthorized("WebDAV takes a user name and an app password"))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
-    let (user, secret) = decoded
-        .split_once(':')
-        .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
-    let auth = AuthUser::from_token(state, secret).await?;
-    if auth.user.name != user {
-        return Err(ApiError::unauthorized("wrong user name or app password"));
+/// Refuses up front, with 403, a change the caller may not make: one asked of a shared
+/// folder it only views (`dav-server` would take a LOCK without asking the file
+/// system, and a 403 is clearer than a lock that blocks its owner). Deleting or
+/// renaming the shared folder's own mount is the caller's to do (it leaves the share,
+/// or renames its own folder), as through the JSON API.
+fn check_writable(
+    access: &Access,
+    method: &str,
+    path: &ServerPath,
+    destination: Option<&ServerPath>,
+) -> ApiResult<()> {
+    let own_mount = || {
+        access
+            .resolve(path, Need::Read)
+            .is_ok_and(|t| t.is_mount_point())
+    };
+    match method {
+        "PUT" | "MKCOL" | "PROPPATCH" | "LOCK" => {
+            access.resolve(path, Need::Write)?;
+        }
+        "DELETE" | "MOVE" if !own_mount() => {
+            access.resolve(path, Need::Write)?;
+        }
+        _ => {}
     }
-    Ok(auth)
+    if let Some(destination) = destination {
+        access.resolve(destination, Need::Write)?;
+    }
+    Ok(())
 }
 
 /// An error as WebDAV clients read it: the status, and the message as text. A 401
@@ -205,7 +265,7 @@ fn error_response(err: ApiError) -> Response {
     if err.status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"Cairn\", charset=\"UTF-8\""),
+            HeaderValue::from_static(crate::app_passwords::BASIC_CHALLENGE),
         );
     }
     response

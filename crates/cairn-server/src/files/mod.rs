@@ -45,6 +45,7 @@ use zip::{__path_zip_download, zip_download};
 
 pub(crate) use commit::{check_upload_fits, commit_blocks};
 pub(crate) use content::block_body;
+pub(crate) use disposition::SANDBOX_CSP;
 pub(crate) use tree::{copy_path, delete_path, make_folder, move_path};
 
 /// Refuses a batch request of more than [`proto::MAX_BATCH_ITEMS`] `what`.

@@ -209,12 +209,15 @@ impl Client {
         self.credential("user")
     }
 
-    /// The password a WebDAV client uses for this login, with [`Client::user`] as the
-    /// user name. Until app passwords land (`cairn app-password create NAME --json`),
-    /// the server's WebDAV takes the login's bearer token as the Basic password, so
-    /// this is the token; when they do, this is the one place to switch.
+    /// A password a WebDAV client uses for this login, with [`Client::user`] as the
+    /// user name: a new app password (`cairn app-password create NAME --json`).
     pub fn dav_password(&self) -> String {
-        self.credential("token")
+        let name = format!("webdav-{:08x}", rand::random::<u32>());
+        let made = self.json(&["app-password", "create", &name, "--json"]);
+        made["password"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no password in {made}"))
+            .to_owned()
     }
 
     fn credential(&self, field: &str) -> String {
