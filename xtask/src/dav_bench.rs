@@ -62,16 +62,21 @@ fn parse(args: &[String], root: &Path) -> Result<Options> {
 }
 
 /// The password a WebDAV client uses for this login (the client config dir of a
-/// `cairn login`). Until app passwords land (`cairn app-password create NAME --json`),
-/// Cairn's WebDAV takes the login's bearer token as the Basic password; when they do,
-/// this is the one place to switch.
-fn dav_password(config_dir: &Path) -> Result<String> {
-    let path = config_dir.join("credentials.json");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
-    let value: serde_json::Value = serde_json::from_str(&text)?;
-    Ok(value["token"]
+/// `cairn login`): a new app password, `cairn app-password create NAME --json`.
+fn dav_password(cairn: &Path, config_dir: &Path) -> Result<String> {
+    let out = Command::new(cairn)
+        .args(["app-password", "create", "dav-bench", "--json"])
+        .env("CAIRN_CONFIG_DIR", config_dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cairn app-password create")?;
+    if !out.status.success() {
+        bail!("cairn app-password create failed");
+    }
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(made["password"]
         .as_str()
-        .context("credentials.json has no token")?
+        .context("no password in cairn app-password create's JSON")?
         .to_owned())
 }
 
@@ -191,7 +196,7 @@ pub fn main(args: &[String]) -> Result<()> {
     )?;
     let obscured = Command::new("rclone")
         .env_remove("AWS_CA_BUNDLE")
-        .args(["obscure", &dav_password(&config_dir)?])
+        .args(["obscure", &dav_password(&cairn, &config_dir)?])
         .output()?;
     if !obscured.status.success() {
         bail!("rclone obscure failed");
