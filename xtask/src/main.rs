@@ -2,8 +2,11 @@
 //! side by side in one run (DESIGN.md §6) and prints a Markdown table for the README;
 //! `cargo xtask sync-bench` does the same for two syncing devices, beside Syncthing;
 //! `cargo xtask notify-bench` holds 10,000 idle notification connections on one server;
-//! `cargo xtask s3-bench` measures Cairn with its blocks in S3 beside rclone.
+//! `cargo xtask s3-bench` measures Cairn with its blocks in S3 beside rclone;
+//! `cargo xtask dav-bench` measures `rclone copy` into Cairn's WebDAV beside
+//! `rclone serve webdav`.
 
+mod dav_bench;
 mod notify_bench;
 mod s3_bench;
 mod sync_bench;
@@ -18,7 +21,8 @@ use anyhow::{bail, Context, Result};
 const USAGE: &str = "usage: cargo xtask bench [--size-mib N] [--dir DIR] [--runs N]
        cargo xtask sync-bench --help
        cargo xtask notify-bench [--connections N] [--hold-secs S]
-       cargo xtask s3-bench [--size-mib N] [--small-files N] [--dir DIR]";
+       cargo xtask s3-bench [--size-mib N] [--small-files N] [--dir DIR]
+       cargo xtask dav-bench [--small-files N] [--small-kib N] [--size-mib N] [--runs N] [--dir DIR] [--out FILE]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +31,7 @@ fn main() -> Result<()> {
         Some("sync-bench") => sync_bench::main(&args[1..]),
         Some("notify-bench") => notify_bench::main(&args[1..]),
         Some("s3-bench") => s3_bench::main(&args[1..]),
+        Some("dav-bench") => dav_bench::main(&args[1..]),
         _ => bail!("{USAGE}"),
     }
 }
