@@ -106,16 +106,35 @@ fn urlencode(path: &str) -> String {
         .collect()
 }
 
+/// The root's ETag, as PROPFIND gives it.
+async fn root_etag(dav: &Dav) -> String {
+    let xml = dav
+        .request("PROPFIND", "/")
+        .header("depth", "0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = xml.find("<D:getetag>").expect("an etag") + "<D:getetag>".len();
+    let end = start + xml[start..].find('<').unwrap();
+    xml[start..end].to_owned()
+}
+
 on_each_backend!(files_go_in_and_out_through_webdav, |s| {
     let dav = Dav::of(&s, "admin").await;
     let head = s.journal_head().await;
+    let root_before = root_etag(&dav).await;
     assert_eq!(dav.status("MKCOL", "/Docs").await, StatusCode::CREATED);
     assert_eq!(
         dav.put("/Docs/a b é.txt", b"hello").await,
         StatusCode::CREATED
     );
-    // Journaled like any change, so sync clients and open pages hear of it.
+    // Journaled like any change, so sync clients and open pages hear of it; the root's
+    // tag moves with it, so a client polling the top sees that something changed.
     assert_eq!(s.journal_head().await, head + 2);
+    assert_ne!(root_etag(&dav).await, root_before);
     assert_eq!(
         dav.get("/Docs/a%20b%20%C3%A9.txt").await,
         (StatusCode::OK, b"hello".to_vec())

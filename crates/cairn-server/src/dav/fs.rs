@@ -92,7 +92,10 @@ impl CairnFs {
         let writable = self.access.resolve(path, Need::Write).is_ok();
         Ok(match self.entry(path).await? {
             Some(entry) => Meta::of(&entry, writable, self.is_mount(&entry)),
-            None => Meta::root(self.access.home()),
+            None => {
+                let home = self.access.home();
+                Meta::root(home, self.state.meta.journal_head(home).await?.0)
+            }
         })
     }
 
@@ -192,14 +195,16 @@ impl Meta {
         }
     }
 
-    fn root(home: NamespaceId) -> Self {
+    /// The root folder, which has no entry: its tag is the home's journal head, so it
+    /// changes whenever anything in the caller's own files does.
+    fn root(home: NamespaceId, head: i64) -> Self {
         Self {
             ns: home,
             id: EntryId(0),
             dir: true,
             size: 0,
             mtime: 0,
-            etag: "root".to_owned(),
+            etag: format!("r{head:x}"),
             writable: true,
             mount: false,
         }
