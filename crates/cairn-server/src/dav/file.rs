@@ -230,19 +230,7 @@ impl WriteFile {
             }
             None => None,
         };
-        if let Some(parent) = path.parent() {
-            let folder = match fs.entry(&parent).await {
-                Ok(entry) => entry.is_none_or(|e| e.kind == EntryKind::Folder),
-                Err(_) => false,
-            };
-            if !folder {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "not_a_folder",
-                    format!("{parent} is not a folder; make it first (MKCOL)"),
-                ));
-            }
-        }
+        fs.check_parent(path).await?;
         files::check_upload_fits(&fs.state, &target, options.size.map(|n| n as i64)).await?;
         // A couple of frames in flight: the request's body is read as fast as the
         // chunker and the store take it, no faster.

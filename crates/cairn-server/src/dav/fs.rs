@@ -109,7 +109,7 @@ impl CairnFs {
     }
 
     /// Refuses with 409 (as WebDAV wants) a new entry whose parent folder is missing.
-    async fn check_parent(&self, path: &ServerPath) -> ApiResult<()> {
+    pub(crate) async fn check_parent(&self, path: &ServerPath) -> ApiResult<()> {
         let Some(parent) = path.parent() else {
             return Ok(());
         };
@@ -119,7 +119,7 @@ impl CairnFs {
             Ok(Some(_)) | Err(_) => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "not_a_folder",
-                format!("{parent} is not a folder"),
+                format!("{parent} is not a folder; make it first (MKCOL)"),
             )),
         }
     }

@@ -61,24 +61,24 @@ pub fn router() -> Router<AppState> {
 
 /// The methods served: all of class 1 and 2, without SabreDAV's partial PATCH (a new
 /// version is always a whole file) and without CalDAV/CardDAV's.
-const METHODS: [DavMethod; 12] = [
-    DavMethod::Head,
-    DavMethod::Get,
-    DavMethod::Put,
-    DavMethod::Options,
-    DavMethod::PropFind,
-    DavMethod::PropPatch,
-    DavMethod::MkCol,
-    DavMethod::Copy,
-    DavMethod::Move,
-    DavMethod::Delete,
-    DavMethod::Lock,
-    DavMethod::Unlock,
+const METHODS: [(&str, DavMethod); 12] = [
+    ("HEAD", DavMethod::Head),
+    ("GET", DavMethod::Get),
+    ("PUT", DavMethod::Put),
+    ("OPTIONS", DavMethod::Options),
+    ("PROPFIND", DavMethod::PropFind),
+    ("PROPPATCH", DavMethod::PropPatch),
+    ("MKCOL", DavMethod::MkCol),
+    ("COPY", DavMethod::Copy),
+    ("MOVE", DavMethod::Move),
+    ("DELETE", DavMethod::Delete),
+    ("LOCK", DavMethod::Lock),
+    ("UNLOCK", DavMethod::Unlock),
 ];
 
 fn methods() -> DavMethodSet {
     let mut set = DavMethodSet::none();
-    for method in METHODS {
+    for (_, method) in METHODS {
         set.add(method);
     }
     set
@@ -87,21 +87,7 @@ fn methods() -> DavMethodSet {
 /// Whether `method` is one of [`METHODS`]; anything else is a 405 before credentials
 /// are even looked at.
 fn served(method: &Method) -> bool {
-    matches!(
-        method.as_str(),
-        "HEAD"
-            | "GET"
-            | "PUT"
-            | "OPTIONS"
-            | "PROPFIND"
-            | "PROPPATCH"
-            | "MKCOL"
-            | "COPY"
-            | "MOVE"
-            | "DELETE"
-            | "LOCK"
-            | "UNLOCK"
-    )
+    METHODS.iter().any(|(name, _)| *name == method.as_str())
 }
 
 async fn serve(
