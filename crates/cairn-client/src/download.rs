@@ -110,6 +110,10 @@ struct BlockPlacement {
     hash: BlockHash,
     size: u32,
     offsets: Vec<u64>,
+    /// Where the block list first has it.
+    first: usize,
+    /// A block of the old copy to fetch it as a patch against, if it is not there.
+    base: Option<BlockHash>,
 }
 
 impl Client {
@@ -141,6 +145,10 @@ impl Client {
         };
         let temp_path = temp.path().to_owned();
         let old = options.reuse.as_ref().and_then(OldCopy::open).map(Arc::new);
+        let mut placements = placements;
+        if let Some(old) = &old {
+            old.choose_bases(&blocks, &mut placements);
+        }
         let mut done = 0u64;
         let mut writes = futures::stream::iter(placements)
             .map(|placement| {
@@ -188,9 +196,19 @@ impl Client {
             Some(old) => old.read(placement.hash).await,
             None => None,
         };
-        let (data, fetched) = match from_old {
-            Some(data) => (data, false),
-            None => (self.get_block(&placement.hash).await?, true),
+        let (data, received) = match from_old {
+            Some(data) => (data, None),
+            None => {
+                // The base's bytes, if the old copy still has them as listed.
+                let base = match (&old, placement.base) {
+                    (Some(old), Some(base)) => old.read(base).await.map(|bytes| (base, bytes)),
+                    _ => None,
+                };
+                let (data, received) = self
+                    .get_block_near(&placement.hash, placement.size, base)
+                    .await?;
+                (data, Some(received))
+            }
         };
         if data.len() != placement.size as usize {
             return Err(ClientError::Corrupt {
@@ -206,8 +224,6 @@ impl Client {
         .await
         .map_err(|err| ClientError::Protocol(format!("write task failed: {err}")))?
         .map_err(|err| ClientError::io(&temp_path, err))?;
-        // Payload bytes that crossed the network, if any did.
-        let received = fetched.then_some(u64::from(placement.size));
         Ok((received, written))
     }
 }
@@ -218,12 +234,14 @@ fn place_blocks(blocks: &[(BlockHash, u32)]) -> (Vec<BlockPlacement>, u64) {
     let mut placements: Vec<BlockPlacement> = Vec::new();
     let mut index: HashMap<BlockHash, usize> = HashMap::new();
     let mut offset = 0u64;
-    for &(hash, size) in blocks {
+    for (first, &(hash, size)) in blocks.iter().enumerate() {
         let slot = *index.entry(hash).or_insert_with(|| {
             placements.push(BlockPlacement {
                 hash,
                 size,
                 offsets: Vec::new(),
+                first,
+                base: None,
             });
             placements.len() - 1
         });
@@ -324,6 +342,7 @@ fn verified_block_list(
 struct OldCopy {
     file: Arc<File>,
     at: HashMap<BlockHash, (u64, u32)>,
+    blocks: Vec<(BlockHash, u32)>,
 }
 
 impl OldCopy {
@@ -339,7 +358,17 @@ impl OldCopy {
         Some(OldCopy {
             file: Arc::new(file),
             at,
+            blocks: copy.blocks.clone(),
         })
+    }
+
+    /// Names, for each block the copy lacks, the copy's block to fetch it as a patch
+    /// against (`cairn_core::delta::pick_base`).
+    fn choose_bases(&self, new: &[(BlockHash, u32)], placements: &mut [BlockPlacement]) {
+        for placement in placements {
+            placement.base = cairn_core::delta::pick_base(&self.blocks, new, placement.first)
+                .map(|at| self.blocks[at].0);
+        }
     }
 
     /// The block `hash` read from the copy, if the copy has it and it still hashes as

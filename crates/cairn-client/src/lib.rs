@@ -26,6 +26,7 @@
 
 mod app_passwords;
 mod client;
+mod delta;
 mod download;
 mod error;
 mod fsx;

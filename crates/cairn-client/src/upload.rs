@@ -375,7 +375,7 @@ impl Client {
                 if code == "missing_blocks" && !missing.is_empty() =>
             {
                 let parallelism = options.parallelism.max(1);
-                self.reupload(local, blocks, &missing, parallelism, stats)
+                self.reupload(local, blocks, &missing, &[], parallelism, stats)
                     .await?;
                 self.commit(&request).await
             }
@@ -416,7 +416,13 @@ impl Client {
         };
         let parallelism = options.parallelism.max(1);
         if !missing.is_empty() {
-            self.reupload(local, blocks, &missing, parallelism, &mut stats)
+            // The version being replaced: a changed block goes as its delta from the
+            // old block at its place, when the server still has that.
+            let previous = match &options.base_rev {
+                Some(_) => self.previous_blocks(remote).await,
+                None => Vec::new(),
+            };
+            self.reupload(local, blocks, &missing, &previous, parallelism, &mut stats)
                 .await?;
         }
         if changed_since(local, &metadata) {
@@ -430,12 +436,28 @@ impl Client {
         Ok(UploadOutcome { commit, stats })
     }
 
-    /// Reads the named blocks back from the file at their offsets and uploads them.
+    /// The block list of the file now at `remote`, or none if it cannot be read (it is
+    /// only a source of delta bases).
+    async fn previous_blocks(&self, remote: &str) -> Vec<(BlockHash, u32)> {
+        let Ok(listing) = self.file_blocks(remote).await else {
+            return Vec::new();
+        };
+        listing
+            .blocks
+            .iter()
+            .map_while(|b| Some((BlockHash::from_hex(&b.hash).ok()?, b.size)))
+            .collect()
+    }
+
+    /// Reads the named blocks back from the file at their offsets and uploads them, each
+    /// as a delta from the block of `previous` (the version it replaces) at its place
+    /// when that is worth it.
     async fn reupload(
         &self,
         local: &Path,
         blocks: &[(BlockHash, u32)],
         missing: &[String],
+        previous: &[(BlockHash, u32)],
         parallelism: usize,
         stats: &mut UploadStats,
     ) -> Result<(), ClientError> {
@@ -443,9 +465,11 @@ impl Client {
         let mut seen = HashSet::new();
         let mut todo = Vec::new();
         let mut offset = 0u64;
-        for (hash, size) in blocks {
+        for (index, (hash, size)) in blocks.iter().enumerate() {
             if wanted.contains(hash) && seen.insert(*hash) {
-                todo.push((*hash, offset, *size));
+                let base =
+                    cairn_core::delta::pick_base(previous, blocks, index).map(|at| previous[at].0);
+                todo.push((*hash, offset, *size, base));
             }
             offset += u64::from(*size);
         }
@@ -456,7 +480,7 @@ impl Client {
         }
         let file = Arc::new(File::open(local).map_err(|err| ClientError::io(local, err))?);
         let sent: Vec<u64> = futures::stream::iter(todo)
-            .map(|(hash, offset, size)| {
+            .map(|(hash, offset, size, base)| {
                 let file = Arc::clone(&file);
                 async move {
                     let data = tokio::task::spawn_blocking(move || {
@@ -472,8 +496,7 @@ impl Client {
                             path: local.to_owned(),
                         });
                     }
-                    self.put_block(&hash, Bytes::from(data)).await?;
-                    Ok(u64::from(size))
+                    self.put_block_near(&hash, Bytes::from(data), base).await
                 }
             })
             .buffer_unordered(parallelism)

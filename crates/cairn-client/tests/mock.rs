@@ -35,6 +35,14 @@ struct Mock {
     forget_on_first_commit: Mutex<bool>,
     /// Serve this block with one byte flipped.
     corrupt: Mutex<Option<String>>,
+    /// Blocks stored from a delta, and block patches served.
+    delta_puts: AtomicUsize,
+    patches_served: AtomicUsize,
+    /// Refuse every delta with 422, as the server does one that does not rebuild its
+    /// block.
+    refuse_deltas: Mutex<bool>,
+    /// Serve patches with one byte flipped.
+    corrupt_patches: Mutex<bool>,
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -159,6 +167,61 @@ fn router(mock: Arc<Mock>) -> Router {
                         return bad.into_response();
                     }
                     data.into_response()
+                },
+            ),
+        )
+        .route(
+            "/api/v1/blocks/{hash}/signature",
+            get(
+                |State(m): State<Arc<Mock>>, UrlPath(hash): UrlPath<String>| async move {
+                    match m.blocks.lock().unwrap().get(&hash) {
+                        Some(data) => cairn_core::delta::signature(data).into_response(),
+                        None => error(StatusCode::NOT_FOUND, "not_found", "no such block"),
+                    }
+                },
+            ),
+        )
+        .route(
+            "/api/v1/blocks/{hash}/from/{base}",
+            put(
+                |State(m): State<Arc<Mock>>,
+                 UrlPath((hash, base)): UrlPath<(String, String)>,
+                 body: Bytes| async move {
+                    let Some(base) = m.blocks.lock().unwrap().get(&base).cloned() else {
+                        return error(StatusCode::NOT_FOUND, "not_found", "no such block");
+                    };
+                    let rebuilt = cairn_core::delta::rsync_apply(&base, &body, 1 << 20);
+                    let refused = *m.refuse_deltas.lock().unwrap();
+                    match rebuilt {
+                        Ok(data) if !refused && BlockHash::of(&data).to_hex() == hash => {
+                            m.delta_puts.fetch_add(1, Ordering::SeqCst);
+                            let size = data.len() as u64;
+                            m.blocks.lock().unwrap().insert(hash.clone(), data.into());
+                            (StatusCode::CREATED, Json(BlockUploadResponse { hash, size }))
+                                .into_response()
+                        }
+                        _ => error(StatusCode::UNPROCESSABLE_ENTITY, "bad_delta", "no"),
+                    }
+                },
+            )
+            .get(
+                |State(m): State<Arc<Mock>>,
+                 UrlPath((hash, base)): UrlPath<(String, String)>| async move {
+                    let blocks = m.blocks.lock().unwrap().clone();
+                    let (Some(data), Some(base)) = (blocks.get(&hash), blocks.get(&base)) else {
+                        return error(StatusCode::NOT_FOUND, "not_found", "no such block");
+                    };
+                    let mut patch = cairn_core::delta::patch_encode(base, data);
+                    if *m.corrupt_patches.lock().unwrap() {
+                        let at = patch.len() / 2;
+                        patch[at] ^= 0x40;
+                    }
+                    m.patches_served.fetch_add(1, Ordering::SeqCst);
+                    (
+                        [("content-type", cairn_client::proto::BLOCK_PATCH_CONTENT_TYPE)],
+                        patch,
+                    )
+                        .into_response()
                 },
             ),
         )
@@ -903,5 +966,112 @@ async fn a_fallback_tries_websockets_again_later() {
         if sub.transport() == Some(Transport::WebSocket) {
             break;
         }
+    }
+}
+
+/// Blocks of 64 KiB to 256 KiB, large enough to go as deltas.
+fn big_chunk(path: &Path) -> cairn_core::chunk::ChunkedFile {
+    let config = cairn_core::ChunkerConfig {
+        min_size: 64 << 10,
+        avg_size: 128 << 10,
+        max_size: 256 << 10,
+    };
+    cairn_client::chunk_file(&std::fs::File::open(path).unwrap(), &config).unwrap()
+}
+
+#[tokio::test]
+async fn changed_blocks_go_as_deltas_and_whole_when_a_delta_fails() {
+    let (client, mock) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("data.bin");
+    let mut data = pseudo_random(2_000_000, 13);
+    std::fs::write(&local, &data).unwrap();
+    let old = big_chunk(&local);
+    let first = client
+        .upload_file_with_blocks(&local, "/data.bin", &old.blocks, UploadOptions::default())
+        .await
+        .unwrap();
+    let replica = dir.path().join("replica.bin");
+    client
+        .download_file("/data.bin", &replica, DownloadOptions::default())
+        .await
+        .unwrap();
+
+    // Three edits, each one byte inserted; the first goes as deltas both ways, the
+    // second meets a server refusing deltas, the third corrupted patches.
+    let mut rev = first.commit.entry.rev.clone();
+    let mut before = old.blocks.clone();
+    for round in 0..3 {
+        *mock.refuse_deltas.lock().unwrap() = round == 1;
+        *mock.corrupt_patches.lock().unwrap() = round == 2;
+        data.insert(1_000_000 + round * 7, b'!');
+        std::fs::write(&local, &data).unwrap();
+        let edited = big_chunk(&local);
+        let (deltas0, puts0) = (
+            mock.delta_puts.load(Ordering::SeqCst),
+            mock.put_calls.load(Ordering::SeqCst),
+        );
+        let done = client
+            .upload_file_with_blocks(
+                &local,
+                "/data.bin",
+                &edited.blocks,
+                UploadOptions {
+                    base_rev: rev.clone(),
+                    ..UploadOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        rev = done.commit.entry.rev.clone();
+        let deltas = mock.delta_puts.load(Ordering::SeqCst) - deltas0;
+        let wholes = mock.put_calls.load(Ordering::SeqCst) - puts0;
+        match round {
+            1 => assert!(
+                deltas == 0 && wholes >= 1,
+                "{deltas} deltas, {wholes} whole"
+            ),
+            _ => assert!(
+                deltas >= 1 && wholes == 0,
+                "{deltas} deltas, {wholes} whole"
+            ),
+        }
+        assert!(
+            done.stats.bytes_sent_payload < 64 << 10 || round == 1,
+            "{:?}",
+            done.stats
+        );
+
+        let patches0 = mock.patches_served.load(Ordering::SeqCst);
+        let got = client
+            .download_file(
+                "/data.bin",
+                &replica,
+                DownloadOptions {
+                    reuse: Some(LocalCopy {
+                        path: replica.clone(),
+                        blocks: before.clone(),
+                    }),
+                    ..DownloadOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&replica).unwrap(), data, "round {round}");
+        assert!(mock.patches_served.load(Ordering::SeqCst) > patches0);
+        match round {
+            // A patch that does not rebuild its block is dropped for the whole block.
+            2 => assert!(
+                got.stats.bytes_received_payload > 64 << 10,
+                "{:?}",
+                got.stats
+            ),
+            _ => assert!(
+                got.stats.bytes_received_payload < 16 << 10,
+                "{:?}",
+                got.stats
+            ),
+        }
+        before = edited.blocks;
     }
 }

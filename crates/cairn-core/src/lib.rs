@@ -6,6 +6,7 @@
 
 pub mod chunk;
 pub mod conflict;
+pub mod delta;
 pub mod display;
 pub mod hash;
 pub mod ids;

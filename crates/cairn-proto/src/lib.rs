@@ -41,6 +41,11 @@ pub const TOP_FOLDER_PATTERN: &str = concat!("^/", name_pattern!(), "$");
 /// What the server accepts as a block or content hash: 64 lowercase hex digits.
 pub const HASH_PATTERN: &str = "^[0-9a-f]{64}$";
 
+/// The content type of `GET /blocks/{hash}/from/{base}` when the answer is a zstd patch
+/// against the base (`cairn_core::delta::patch_encode`) rather than the block itself
+/// (`application/octet-stream`).
+pub const BLOCK_PATCH_CONTENT_TYPE: &str = "application/vnd.cairn.block-patch+zstd";
+
 /// The longest user or device name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 

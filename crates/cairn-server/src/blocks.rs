@@ -31,6 +31,11 @@ pub fn router(max_block_size: usize) -> Router<AppState> {
             BodyLimit::Bytes(max_block_size),
             endpoint!(upload, download),
         )
+        .at(endpoint!(signature))
+        .at_limited(
+            BodyLimit::Bytes(max_block_size),
+            endpoint!(upload_delta, download_from),
+        )
         .build()
 }
 
@@ -173,4 +178,98 @@ async fn download(
         data,
     )
         .into_response())
+}
+
+/// The rsync signature of a block the caller holds, for sending a changed block as a
+/// delta from it (`PUT /blocks/{hash}/from/{base}`; see `cairn_core::delta`).
+#[utoipa::path(
+    get,
+    path = "/blocks/{hash}/signature",
+    params(("hash" = HashHex, Path, description = "The base block's BLAKE3 hash")),
+    responses(
+        (status = 200, description = "The block's rsync signature (4 KiB windows, 8 bytes of MD4 each)", body = proto::Binary, content_type = "application/octet-stream"),
+        (status = 404, description = "The caller holds no such block", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn signature(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    PathParam(hash): PathParam<String>,
+) -> ApiResult<Response> {
+    let base = BlockHash::from_hex(&hash)?;
+    let signature = state.blocks.signature(auth.user.id, base).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        signature,
+    )
+        .into_response())
+}
+
+/// A block sent as an rsync delta from a block the caller holds: rebuilt, checked
+/// against its hash and then stored as if sent whole. A delta that does not rebuild it
+/// is 422 `bad_delta`, and the block must be sent whole.
+#[utoipa::path(
+    put,
+    path = "/blocks/{hash}/from/{base}",
+    params(
+        ("hash" = HashHex, Path, description = "The block's BLAKE3 hash"),
+        ("base" = HashHex, Path, description = "The block the delta was made from, which the caller holds")
+    ),
+    request_body(content = proto::Binary, content_type = "application/octet-stream", description = "An rsync delta against the base's signature"),
+    responses(
+        (status = 201, description = "Rebuilt, verified and stored", body = proto::BlockUploadResponse),
+        (status = 404, description = "The caller holds no such base block", body = proto::ErrorBody),
+        (status = 422, description = "The delta does not rebuild the block; nothing was stored", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn upload_delta(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    PathParam((hash, base)): PathParam<(String, String)>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<proto::BlockUploadResponse>)> {
+    let (hash, base) = (BlockHash::from_hex(&hash)?, BlockHash::from_hex(&base)?);
+    let size = state
+        .blocks
+        .accept_delta(&auth.user, hash, base, body)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(proto::BlockUploadResponse {
+            hash: hash.to_hex(),
+            size,
+        }),
+    ))
+}
+
+/// A block for a caller that has `base`: a zstd patch against it (content type
+/// [`proto::BLOCK_PATCH_CONTENT_TYPE`]) when the caller holds the base too and the
+/// patch is worth it, else the block itself.
+#[utoipa::path(
+    get,
+    path = "/blocks/{hash}/from/{base}",
+    params(
+        ("hash" = HashHex, Path, description = "The block's BLAKE3 hash"),
+        ("base" = HashHex, Path, description = "A block the caller has locally")
+    ),
+    responses(
+        (status = 200, description = "A zstd patch against the base, or the block's bytes (application/octet-stream)", body = proto::Binary, content_type = "application/vnd.cairn.block-patch+zstd"),
+        (status = 404, description = "The caller holds no such block", body = proto::ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+async fn download_from(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    PathParam((hash, base)): PathParam<(String, String)>,
+) -> ApiResult<Response> {
+    let (hash, base) = (BlockHash::from_hex(&hash)?, BlockHash::from_hex(&base)?);
+    let (body, patched) = state.blocks.read_from(auth.user.id, hash, base).await?;
+    let content_type = match patched {
+        true => proto::BLOCK_PATCH_CONTENT_TYPE,
+        false => "application/octet-stream",
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response())
 }

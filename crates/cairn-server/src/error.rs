@@ -177,6 +177,9 @@ impl From<BlockError> for ApiError {
             }
             BlockError::HashMismatch { .. } => Self::bad_request("hash_mismatch", message),
             BlockError::NotHeld(_) => Self::not_found(message),
+            BlockError::BadDelta { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_delta", message)
+            }
             BlockError::Damaged { hash, file } => Self::block_damaged(hash, file.as_ref()),
             BlockError::Interrupted(_) => Self::bad_request("upload_interrupted", message),
             BlockError::Meta(err) => (*err).into(),

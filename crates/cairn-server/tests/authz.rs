@@ -220,6 +220,15 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
+/// Whose `read.txt` a block row asks for by its hash: the caller's own name for the
+/// three accounts besides the owner, the owner's for everyone else.
+fn block_holder(role: Role) -> Role {
+    match role {
+        Editor | Viewer | Other => role,
+        _ => Owner,
+    }
+}
+
 fn content(role: Role, name: &str) -> Vec<u8> {
     format!("{name} of {}", role.dir()).into_bytes()
 }
@@ -886,12 +895,48 @@ fn rows() -> Vec<Row> {
             judge: Judge::Status,
             // A block of a file in the shared folder, which only Alice uploaded.
             call: |fx, r| {
-                let files = match r {
-                    Editor | Viewer | Other => r,
-                    _ => Owner,
-                };
-                let hash = hex_hash(&content(files, "read.txt"));
+                let hash = hex_hash(&content(block_holder(r), "read.txt"));
                 get(fx, r, format!("/api/v1/blocks/{hash}"))
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/blocks/{hash}/signature",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let hash = hex_hash(&content(block_holder(r), "read.txt"));
+                get(fx, r, format!("/api/v1/blocks/{hash}/signature"))
+            },
+        },
+        Row {
+            method: Method::PUT,
+            path: "/api/v1/blocks/{hash}/from/{base}",
+            expect: READ,
+            judge: Judge::Status,
+            // A delta from a block of a file in the shared folder.
+            call: |fx, r| {
+                let base = content(block_holder(r), "read.txt");
+                let block = content(r, "delta block");
+                let signature = cairn_core::delta::signature(&base);
+                let delta = cairn_core::delta::rsync_diff(&signature, &block, 1 << 20).unwrap();
+                let url = format!(
+                    "/api/v1/blocks/{}/from/{}",
+                    hex_hash(&block),
+                    hex_hash(&base)
+                );
+                call(fx, r, Method::PUT, url, Body::Bytes(delta))
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/blocks/{hash}/from/{base}",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let hash = hex_hash(&content(block_holder(r), "read.txt"));
+                let base = hex_hash(b"a block nobody has");
+                get(fx, r, format!("/api/v1/blocks/{hash}/from/{base}"))
             },
         },
         Row {

@@ -90,6 +90,15 @@ pub enum BlockError {
         /// The file being read, when there is one.
         file: Option<ServerPath>,
     },
+    /// A delta did not rebuild the block it was sent for (malformed, too large, or
+    /// rebuilding other bytes); nothing was stored, and the block must be sent whole.
+    #[error("the delta does not rebuild block {hash}: {reason}; send the block whole")]
+    BadDelta {
+        /// The block the delta was sent for.
+        hash: BlockHash,
+        /// What went wrong.
+        reason: String,
+    },
     /// A streamed body could not be read to its end; nothing was committed.
     #[error("reading the upload failed: {0}; nothing was committed")]
     Interrupted(#[source] std::io::Error),
@@ -209,7 +218,95 @@ impl BlockManager {
                 alone: write == Write::Alone,
             });
         }
-        self.store_and_record(user, blocks, write).await
+        let received = payload(&blocks);
+        self.store_and_record(user, blocks, write, received).await
+    }
+
+    /// The rsync signature of block `base` (see [`cairn_core::delta`]), for a client
+    /// that sends a changed block as its delta from `base`; counted as sent. Only for an
+    /// account that holds `base`, as a read of it would be.
+    pub async fn signature(&self, user: UserId, base: BlockHash) -> Result<Bytes, BlockError> {
+        let data = self.read_owned(user, base).await?;
+        let signature =
+            tokio::task::spawn_blocking(move || cairn_core::delta::signature(&data)).await?;
+        metrics::counter!(BLOCK_BYTES_SENT).increment(signature.len() as u64);
+        Ok(Bytes::from(signature))
+    }
+
+    /// Accepts block `hash` sent as an rsync `delta` from `base`, a block the account
+    /// holds: rebuilds it, checks its hash, then stores and records it exactly as if it
+    /// had been sent whole. Counts the delta's bytes as received; returns the block's
+    /// size.
+    pub async fn accept_delta(
+        &self,
+        user: &User,
+        hash: BlockHash,
+        base: BlockHash,
+        delta: Bytes,
+    ) -> Result<u64, BlockError> {
+        let data = self.read_owned(user.id, base).await?;
+        let max = self.chunker.max_size;
+        let received = delta.len();
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            let rebuilt = cairn_core::delta::rsync_apply(&data, &delta, max)
+                .map_err(|err| err.to_string())?;
+            match hash_of(&rebuilt) == hash {
+                true => Ok(rebuilt),
+                false => Err("it rebuilds other bytes".to_owned()),
+            }
+        })
+        .await?
+        .map_err(|reason| BlockError::BadDelta { hash, reason })?;
+        let size = rebuilt.len() as u64;
+        let block = vec![(hash, Bytes::from(rebuilt))];
+        self.store_and_record(user, block, Write::Alone, received)
+            .await?;
+        Ok(size)
+    }
+
+    /// Block `hash` for an account that holds it and says it has `base`: a zstd patch
+    /// against `base` when the account holds that too and the patch is worth it
+    /// (`true`), else the block itself (`false`). Counts what is sent.
+    pub async fn read_from(
+        &self,
+        user: UserId,
+        hash: BlockHash,
+        base: BlockHash,
+    ) -> Result<(Bytes, bool), BlockError> {
+        let owned = self.meta.blocks_owned_by(user, &[hash, base]).await?;
+        if !owned.contains(&hash) {
+            return Err(BlockError::NotHeld(hash));
+        }
+        let data = self.read(hash).await?;
+        let base = match owned.contains(&base) && base != hash {
+            // A base that went missing only costs the patch: the block is sent whole.
+            true => self.read(base).await.ok(),
+            false => None,
+        };
+        let (body, patched) = match base {
+            Some(base) => {
+                tokio::task::spawn_blocking(move || {
+                    let patch = cairn_core::delta::patch_encode(&base, &data);
+                    match cairn_core::delta::worth_sending(patch.len(), data.len()) {
+                        true => (Bytes::from(patch), true),
+                        false => (data, false),
+                    }
+                })
+                .await?
+            }
+            None => (data, false),
+        };
+        metrics::counter!(BLOCK_BYTES_SENT).increment(body.len() as u64);
+        Ok((body, patched))
+    }
+
+    /// Reads a block the account holds, verified, without counting it as sent.
+    async fn read_owned(&self, user: UserId, hash: BlockHash) -> Result<Bytes, BlockError> {
+        let owned = self.meta.blocks_owned_by(user, &[hash]).await?;
+        if !owned.contains(&hash) {
+            return Err(BlockError::NotHeld(hash));
+        }
+        self.read(hash).await
     }
 
     /// Chunks a streamed body and stores its blocks for `user`, holding only a few
@@ -226,7 +323,8 @@ impl BlockManager {
             chunk_and_hash(reader, &manager.chunker, |chunk| {
                 let block = vec![(chunk.hash, Bytes::from(chunk.data))];
                 manager.check_sizes(&block)?;
-                runtime.block_on(manager.store_and_record(&user, block, Write::Alone))
+                let received = payload(&block);
+                runtime.block_on(manager.store_and_record(&user, block, Write::Alone, received))
             })
         })
         .await?
@@ -255,7 +353,9 @@ impl BlockManager {
     ) -> Result<(), BlockError> {
         let block = vec![(hash, data)];
         self.check_sizes(&block)?;
-        self.store_and_record(user, block, Write::Alone).await
+        let received = payload(&block);
+        self.store_and_record(user, block, Write::Alone, received)
+            .await
     }
 
     /// The chunker configuration streamed bodies are cut with.
@@ -274,12 +374,14 @@ impl BlockManager {
         }
     }
 
-    /// Stores and records blocks whose sizes and hashes are checked.
+    /// Stores and records blocks whose sizes and hashes are checked, counting
+    /// `received` bytes of payload as received (a delta's size when they came as one).
     async fn store_and_record(
         &self,
         user: &User,
         blocks: Vec<(BlockHash, Bytes)>,
         write: Write,
+        received: usize,
     ) -> Result<(), BlockError> {
         if blocks.is_empty() {
             return Ok(());
@@ -289,7 +391,6 @@ impl BlockManager {
         // check, with the file's whole size and its folder's owner, happens at commit;
         // this stops blocks piling up before it.
         self.meta.check_room_for_blocks(user).await?;
-        let received: usize = blocks.iter().map(|(_, data)| data.len()).sum();
         metrics::counter!(BLOCK_BYTES_RECEIVED).increment(received as u64);
         let started = std::time::Instant::now();
         let outcomes = put_all(&self.store, blocks.clone(), write).await?;
@@ -355,11 +456,7 @@ impl BlockManager {
     /// looks exactly like one that does not exist ([`BlockError::NotHeld`]); one it
     /// holds must exist, so its absence is damage.
     pub async fn read_held(&self, user: UserId, hash: BlockHash) -> Result<Bytes, BlockError> {
-        let owned = self.meta.blocks_owned_by(user, &[hash]).await?;
-        if !owned.contains(&hash) {
-            return Err(BlockError::NotHeld(hash));
-        }
-        let data = self.read(hash).await?;
+        let data = self.read_owned(user, hash).await?;
         metrics::counter!(BLOCK_BYTES_SENT).increment(data.len() as u64);
         Ok(data)
     }
@@ -406,6 +503,11 @@ impl BlockManager {
             .buffered(ahead);
         Ok(futures::stream::iter(head).chain(rest))
     }
+}
+
+/// The bytes of blocks as they arrived whole.
+fn payload(blocks: &[(BlockHash, Bytes)]) -> usize {
+    blocks.iter().map(|(_, data)| data.len()).sum()
 }
 
 /// The BLAKE3 hash of a block, on several cores when it is large.

@@ -1,0 +1,296 @@
+//! Sub-block deltas: a changed block sent as its difference from a block the other side
+//! holds, so a small edit inside a large block moves a few kilobytes instead of
+//! megabytes. Blocks stay content-addressed; a delta is only a way to carry one, and
+//! whoever rebuilds a block checks it against its hash, discarding a delta that does not
+//! rebuild it.
+//!
+//! Two formats, one per direction, because the two sides know different things:
+//!
+//! - **Up** (client → server), **rsync**: the uploader no longer has the old content
+//!   (an editor saved over it), only the old version's block list. The server sends a
+//!   [`signature`] of the base block (a rolling checksum and 8 bytes of MD4 per 4 KiB:
+//!   12 KiB for a 4 MiB block); the client computes [`rsync_diff`] of its new block
+//!   against it; the server rebuilds the block with [`rsync_apply`]. `fast_rsync`
+//!   (Dropbox's crate) does all three.
+//! - **Down** (server → client), **zstd with the base as reference prefix** (zstd's
+//!   `--patch-from`): the downloader holds the base block's bytes (in the file being
+//!   replaced) and names it; the server holds both and compresses the new block with the
+//!   base as history ([`patch_encode`]), which costs the downloader no signature upload
+//!   and makes a smaller delta than rsync's (a match can start at any byte, not only on
+//!   a 4 KiB boundary). The client rebuilds it with [`patch_decode`].
+//!
+//! Which old block to take as base is [`pick_base`]'s rule, the same on both sides.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use crate::BlockHash;
+
+/// Blocks smaller than this are always sent whole: a delta's round trip costs more
+/// than it saves.
+pub const DELTA_MIN_BLOCK: u32 = 64 << 10;
+
+/// A delta is used only when it is at most this fraction of the block (in sixteenths):
+/// below that, the block is sent whole, since the delta saves too little for its work.
+const WORTH_SIXTEENTHS: usize = 12;
+
+/// The rsync signature's granularity: 4 KiB windows, 8 bytes of MD4 each. Smaller
+/// windows find more of an edited block but make the signature larger.
+const RSYNC_WINDOW: u32 = 4096;
+const RSYNC_HASH_BYTES: u32 = 8;
+/// The smallest window a signature from elsewhere may use: a tiny window would make
+/// diffing against it slow and its index large.
+const RSYNC_MIN_WINDOW: u32 = 512;
+
+/// zstd's level for patches: the base is found through long-distance matching, so a
+/// fast level finds it as well as a slow one.
+const PATCH_LEVEL: i32 = 3;
+
+/// Why a delta could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    /// The signature is not one this side makes or accepts.
+    #[error("invalid block signature")]
+    InvalidSignature,
+    /// The delta is malformed or would rebuild more than the limit.
+    #[error("invalid delta: {0}")]
+    Invalid(String),
+}
+
+/// Whether a delta of `delta_len` bytes is worth sending for a block of `block_len`.
+pub fn worth_sending(delta_len: usize, block_len: usize) -> bool {
+    delta_len * 16 <= block_len * WORTH_SIXTEENTHS
+}
+
+/// The rsync signature of `base`, which the uploader diffs its new block against.
+pub fn signature(base: &[u8]) -> Vec<u8> {
+    fast_rsync::Signature::calculate(
+        base,
+        fast_rsync::SignatureOptions {
+            block_size: RSYNC_WINDOW,
+            crypto_hash_size: RSYNC_HASH_BYTES,
+        },
+    )
+    .into_serialized()
+}
+
+/// The rsync delta of `data` against the block whose `signature` this is. A signature
+/// with windows under 512 bytes or a size that cannot describe a block of at most
+/// `max_base` bytes is refused, so a hostile signature cannot make this slow.
+pub fn rsync_diff(signature: &[u8], data: &[u8], max_base: usize) -> Result<Vec<u8>, DeltaError> {
+    let signature = fast_rsync::Signature::deserialize(signature.to_vec())
+        .map_err(|_| DeltaError::InvalidSignature)?;
+    // After a 4-byte magic, the header holds the window and the MD4 bytes kept, big-endian
+    // (`deserialize` checked it is there).
+    let header = signature.serialized();
+    let field = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let (window, hash_bytes) = (field(4), field(8));
+    let windows = max_base.div_ceil(window.max(1) as usize);
+    if window < RSYNC_MIN_WINDOW || header.len() > 12 + windows * (4 + hash_bytes as usize) {
+        return Err(DeltaError::InvalidSignature);
+    }
+    let mut out = Vec::new();
+    fast_rsync::diff(&signature.index(), data, &mut out)
+        .map_err(|_| DeltaError::InvalidSignature)?;
+    Ok(out)
+}
+
+/// Rebuilds a block from `base` and an rsync `delta`, refusing to make more than
+/// `max_len` bytes. The caller checks the result's hash.
+pub fn rsync_apply(base: &[u8], delta: &[u8], max_len: usize) -> Result<Vec<u8>, DeltaError> {
+    let mut out = Vec::new();
+    fast_rsync::apply_limited(base, delta, &mut out, max_len)
+        .map_err(|err| DeltaError::Invalid(err.to_string()))?;
+    Ok(out)
+}
+
+/// zstd's window, in bits, for a patch whose base and result together are `span` bytes:
+/// the base must stay within reach while the result is compressed.
+fn patch_window_log(span: usize) -> u32 {
+    let bits = usize::BITS - span.max(1).leading_zeros();
+    bits.clamp(10, 27)
+}
+
+/// `data` compressed with `base` as zstd's reference prefix.
+pub fn patch_encode(base: &[u8], data: &[u8]) -> Vec<u8> {
+    use zstd::zstd_safe::CParameter;
+    let encode = || -> std::io::Result<Vec<u8>> {
+        let mut encoder =
+            zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), PATCH_LEVEL, base)?;
+        encoder.set_parameter(CParameter::WindowLog(patch_window_log(
+            base.len() + data.len(),
+        )))?;
+        encoder.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
+        encoder.set_pledged_src_size(Some(data.len() as u64))?;
+        encoder.write_all(data)?;
+        encoder.finish()
+    };
+    // Compressing into memory fails only on a bad parameter, which would be a bug here.
+    encode().unwrap_or_else(|err| unreachable!("zstd patch: {err}"))
+}
+
+/// Rebuilds a block from `base` and a zstd patch, refusing to make more than `max_len`
+/// bytes or to use a window larger than a block pair needs. The caller checks the
+/// result's hash.
+pub fn patch_decode(base: &[u8], patch: &[u8], max_len: usize) -> Result<Vec<u8>, DeltaError> {
+    use zstd::zstd_safe::DParameter;
+    let invalid = |err: std::io::Error| DeltaError::Invalid(err.to_string());
+    let mut decoder = zstd::stream::read::Decoder::with_ref_prefix(patch, base).map_err(invalid)?;
+    decoder
+        .set_parameter(DParameter::WindowLogMax(patch_window_log(
+            base.len() + max_len,
+        )))
+        .map_err(invalid)?;
+    let mut out = Vec::new();
+    let read = decoder
+        .take(max_len as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(invalid)?;
+    if read > max_len {
+        return Err(DeltaError::Invalid(format!(
+            "the patch makes more than {max_len} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Which block of `old` (a file's previous block list, in order) to take as the base of
+/// `new[index]` (its new block list): the old block at the same place, counted from the
+/// nearest block before it that both versions share, so an insert or a delete earlier in
+/// the file does not shift the choice. `None` when the new block is too small to be
+/// worth a delta, `old` is empty, or the block is in `old` already.
+pub fn pick_base(
+    old: &[(BlockHash, u32)],
+    new: &[(BlockHash, u32)],
+    index: usize,
+) -> Option<usize> {
+    let &(hash, size) = new.get(index)?;
+    if size < DELTA_MIN_BLOCK || old.is_empty() {
+        return None;
+    }
+    // Where each old block starts, and where the first copy of each hash ends.
+    let mut starts = Vec::with_capacity(old.len());
+    let mut ends: HashMap<BlockHash, u64> = HashMap::with_capacity(old.len());
+    let mut at = 0u64;
+    for &(h, len) in old {
+        starts.push(at);
+        at += u64::from(len);
+        ends.entry(h).or_insert(at);
+    }
+    if ends.contains_key(&hash) {
+        return None;
+    }
+    // The nearest shared block before this one anchors the two offsets.
+    let mut new_at = 0u64;
+    let mut anchor = (0u64, 0u64);
+    for &(h, len) in &new[..index] {
+        new_at += u64::from(len);
+        if let Some(&old_end) = ends.get(&h) {
+            anchor = (new_at, old_end);
+        }
+    }
+    let position = anchor.1 + (new_at - anchor.0);
+    let found = starts.partition_point(|&start| start <= position);
+    Some(found.saturating_sub(1).min(old.len() - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n).map(|_| rng.gen()).collect()
+    }
+
+    fn with_insert(data: &[u8], at: usize, byte: u8) -> Vec<u8> {
+        let mut out = data[..at].to_vec();
+        out.push(byte);
+        out.extend_from_slice(&data[at..]);
+        out
+    }
+
+    #[test]
+    fn a_one_byte_insert_makes_small_deltas_both_ways() {
+        let base = random(4 << 20, 1);
+        let new = with_insert(&base, 2 << 20, 0xA5);
+        let sig = signature(&base);
+        assert!(sig.len() < 13 << 10, "signature of {} bytes", sig.len());
+        let up = rsync_diff(&sig, &new, 8 << 20).unwrap();
+        assert!(up.len() < 16 << 10, "rsync delta of {} bytes", up.len());
+        assert_eq!(rsync_apply(&base, &up, 8 << 20).unwrap(), new);
+        let down = patch_encode(&base, &new);
+        assert!(down.len() < 1 << 10, "patch of {} bytes", down.len());
+        assert_eq!(patch_decode(&base, &down, 8 << 20).unwrap(), new);
+        assert!(worth_sending(up.len(), new.len()) && worth_sending(down.len(), new.len()));
+    }
+
+    #[test]
+    fn unrelated_blocks_are_not_worth_a_delta() {
+        let (base, new) = (random(256 << 10, 2), random(256 << 10, 3));
+        let up = rsync_diff(&signature(&base), &new, 8 << 20).unwrap();
+        assert!(!worth_sending(up.len(), new.len()));
+        assert!(!worth_sending(patch_encode(&base, &new).len(), new.len()));
+    }
+
+    #[test]
+    fn limits_and_damage_are_refused() {
+        let base = random(1 << 20, 4);
+        let new = with_insert(&base, 1000, 7);
+        let patch = patch_encode(&base, &new);
+        assert!(patch_decode(&base, &patch, new.len() - 1).is_err());
+        let up = rsync_diff(&signature(&base), &new, 8 << 20).unwrap();
+        assert!(rsync_apply(&base, &up, new.len() - 1).is_err());
+        assert!(rsync_apply(&base, &up[..up.len() / 2], 8 << 20).is_err());
+        assert!(patch_decode(&base, &patch[..patch.len() / 2], 8 << 20).is_err());
+        // A signature with tiny windows, or too long for any block, is refused.
+        let tiny = fast_rsync::Signature::calculate(
+            &base,
+            fast_rsync::SignatureOptions {
+                block_size: 16,
+                crypto_hash_size: 8,
+            },
+        );
+        assert!(rsync_diff(tiny.serialized(), &new, 8 << 20).is_err());
+        assert!(rsync_diff(&signature(&base), &new, 64 << 10).is_err());
+        assert!(rsync_diff(b"garbage", &new, 8 << 20).is_err());
+    }
+
+    #[test]
+    fn a_patch_against_the_wrong_base_does_not_rebuild_the_block() {
+        let base = random(1 << 20, 5);
+        let new = with_insert(&base, 5000, 9);
+        let patch = patch_encode(&base, &new);
+        let other = random(1 << 20, 6);
+        assert_ne!(patch_decode(&other, &patch, 8 << 20).ok(), Some(new));
+    }
+
+    fn h(n: u8) -> BlockHash {
+        BlockHash([n; 32])
+    }
+
+    #[test]
+    fn the_base_is_the_old_block_at_the_same_place() {
+        let k = 1 << 20;
+        let old = [(h(1), k), (h(2), k), (h(3), k), (h(4), k)];
+        // The third block changed.
+        let new = [(h(1), k), (h(2), k), (h(9), k + 1), (h(4), k)];
+        assert_eq!(pick_base(&old, &new, 2), Some(2));
+        // Unchanged and tiny blocks get none.
+        assert_eq!(pick_base(&old, &new, 1), None);
+        assert_eq!(pick_base(&old, &[(h(8), 100)], 0), None);
+        assert_eq!(pick_base(&[], &new, 2), None);
+        // 5 MiB was inserted at the start: the anchor (block 2) keeps the place.
+        let shifted = [(h(7), 5 * k), (h(1), k), (h(2), k), (h(9), k), (h(4), k)];
+        assert_eq!(pick_base(&old, &shifted, 3), Some(2));
+        // The first block changed: no anchor, same offset.
+        let first = [(h(9), k), (h(2), k), (h(3), k), (h(4), k)];
+        assert_eq!(pick_base(&old, &first, 0), Some(0));
+        // A new block past the old end takes the last old block.
+        let longer = [(h(1), k), (h(2), k), (h(3), k), (h(4), k), (h(5), k)];
+        assert_eq!(pick_base(&old, &longer, 4), Some(3));
+    }
+}
