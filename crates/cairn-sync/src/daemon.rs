@@ -25,8 +25,13 @@ use tokio_util::sync::CancellationToken;
 use crate::ignore::{IgnoreError, IGNORE_FILE};
 use crate::{Engine, Ignore, RealEnv, Report, StateDb, SyncError};
 
-/// How long the watcher waits for more events before a pass starts: editors write a
-/// file in several steps, and one pass should see the result.
+/// How long the disk must be quiet (no watcher event) before a pass starts: editors
+/// write a file in several steps, which come within microseconds of each other, and
+/// one pass should see the result.
+pub const QUIET: Duration = Duration::from_millis(4);
+/// The longest a pass waits for the disk to be quiet after the first event: a file
+/// being written for a long time is looked at meanwhile (its upload notices if it is
+/// still changing).
 pub const DEBOUNCE: Duration = Duration::from_millis(15);
 /// A look at the whole folder at least this often, whatever the watcher says; and a
 /// full pass as often when the server's notifications cannot be had.
@@ -257,8 +262,20 @@ impl Daemon {
                 self.next = Next::Pass(Due::Full);
                 return None;
             };
-            tokio::time::sleep(DEBOUNCE).await;
+            // A server's notification is acted on at once (they arrive coalesced); a
+            // change on disk once the disk has been quiet a moment.
+            let on_disk = matches!(first, Trigger::Disk);
             let mut pending = vec![first];
+            if on_disk {
+                let until = tokio::time::Instant::now() + DEBOUNCE;
+                loop {
+                    let quiet = tokio::time::Instant::now() + QUIET;
+                    match tokio::time::timeout_at(quiet.min(until), self.triggers.recv()).await {
+                        Ok(Some(more)) => pending.push(more),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
             while let Ok(more) = self.triggers.try_recv() {
                 pending.push(more);
             }
