@@ -1394,11 +1394,11 @@ fn table(opts: &Options, ours: Option<&CairnResults>, theirs: Option<&SyncthingR
     let st_small = theirs.and_then(|s| s.small.as_ref());
     if our_small.is_some() || st_small.is_some() {
         let verdict = our_small.map_or(none.clone(), |s| {
-            yes(s.files as f64 / s.seconds >= 2000.0).to_owned()
+            yes(s.files as f64 / s.seconds >= 3000.0).to_owned()
         });
         let _ = writeln!(
             t,
-            "| {} files of {} KiB in {} folders, first sync (from their rename into A's folder until B holds all) | {} | {} | ≥ 2,000 files/s | {verdict} |",
+            "| {} files of {} KiB in {} folders, first sync (from their rename into A's folder until B holds all) | {} | {} | ≥ 3,000 files/s | {verdict} |",
             opts.small.0 * opts.small.1,
             opts.small_size / 1024,
             opts.small.0,

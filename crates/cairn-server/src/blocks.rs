@@ -147,13 +147,7 @@ async fn upload(
     let hash = BlockHash::from_hex(&hash)?;
     let size = body.len() as u64;
     state.blocks.accept_one(&auth.user, hash, body).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(proto::BlockUploadResponse {
-            hash: hash.to_hex(),
-            size,
-        }),
-    ))
+    Ok(created(hash, size))
 }
 
 #[utoipa::path(
@@ -173,11 +167,7 @@ async fn download(
 ) -> ApiResult<Response> {
     let hash = BlockHash::from_hex(&hash)?;
     let data = state.blocks.read_held(auth.user.id, hash).await?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        data,
-    )
-        .into_response())
+    Ok(binary(data, "application/octet-stream"))
 }
 
 /// The rsync signature of a block the caller holds, for sending a changed block as a
@@ -199,11 +189,7 @@ async fn signature(
 ) -> ApiResult<Response> {
     let base = BlockHash::from_hex(&hash)?;
     let signature = state.blocks.signature(auth.user.id, base).await?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        signature,
-    )
-        .into_response())
+    Ok(binary(signature, "application/octet-stream"))
 }
 
 /// A block sent as an rsync delta from a block the caller holds: rebuilt, checked
@@ -235,13 +221,7 @@ async fn upload_delta(
         .blocks
         .accept_delta(&auth.user, hash, base, body)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(proto::BlockUploadResponse {
-            hash: hash.to_hex(),
-            size,
-        }),
-    ))
+    Ok(created(hash, size))
 }
 
 /// A block for a caller that has `base`: a zstd patch against it (content type
@@ -271,5 +251,21 @@ async fn download_from(
         true => proto::BLOCK_PATCH_CONTENT_TYPE,
         false => "application/octet-stream",
     };
-    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response())
+    Ok(binary(body, content_type))
+}
+
+/// Bytes answered with their content type.
+fn binary(body: Bytes, content_type: &'static str) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The answer to a block stored: 201 with its hash and size.
+fn created(hash: BlockHash, size: u64) -> (StatusCode, Json<proto::BlockUploadResponse>) {
+    (
+        StatusCode::CREATED,
+        Json(proto::BlockUploadResponse {
+            hash: hash.to_hex(),
+            size,
+        }),
+    )
 }
