@@ -268,6 +268,50 @@ mod tests {
         assert_ne!(patch_decode(&other, &patch, 8 << 20).ok(), Some(new));
     }
 
+    /// An edit of a block: bytes replaced, inserted or removed at some place.
+    fn edited(base: &[u8], at: usize, remove: usize, insert: &[u8]) -> Vec<u8> {
+        let at = at.min(base.len());
+        let end = (at + remove).min(base.len());
+        [&base[..at], insert, &base[end..]].concat()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the edit, both formats rebuild the new block exactly from the base.
+        #[test]
+        fn both_formats_rebuild_any_edit(
+            seed in 0u64..1000,
+            len in 0usize..40_000,
+            at in 0usize..40_000,
+            remove in 0usize..5_000,
+            insert in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3_000),
+        ) {
+            let base = random(len, seed);
+            let new = edited(&base, at, remove, &insert);
+            let up = rsync_diff(&signature(&base), &new, 1 << 20).unwrap();
+            proptest::prop_assert_eq!(rsync_apply(&base, &up, 1 << 20).unwrap(), new.clone());
+            let down = patch_encode(&base, &new);
+            proptest::prop_assert_eq!(patch_decode(&base, &down, 1 << 20).unwrap(), new);
+        }
+
+        /// The base picked is always one of the old blocks, and never for a block the
+        /// old version has.
+        #[test]
+        fn the_base_is_an_old_block(
+            old in proptest::collection::vec((0u8..6, 1u32..200_000), 0..12),
+            new in proptest::collection::vec((0u8..9, 1u32..200_000), 1..12),
+            index in 0usize..12,
+        ) {
+            let old: Vec<(BlockHash, u32)> = old.into_iter().map(|(n, len)| (h(n), len)).collect();
+            let new: Vec<(BlockHash, u32)> = new.into_iter().map(|(n, len)| (h(n), len)).collect();
+            if let Some(at) = pick_base(&old, &new, index) {
+                proptest::prop_assert!(at < old.len());
+                proptest::prop_assert!(!old.iter().any(|(hash, _)| *hash == new[index].0));
+            }
+        }
+    }
+
     fn h(n: u8) -> BlockHash {
         BlockHash([n; 32])
     }
