@@ -363,11 +363,11 @@ impl OldCopy {
     }
 
     /// Names, for each block the copy lacks, the copy's block to fetch it as a patch
-    /// against (`cairn_core::delta::pick_base`).
+    /// against (`cairn_core::delta::pick_bases`).
     fn choose_bases(&self, new: &[(BlockHash, u32)], placements: &mut [BlockPlacement]) {
+        let bases = cairn_core::delta::pick_bases(&self.blocks, new);
         for placement in placements {
-            placement.base = cairn_core::delta::pick_base(&self.blocks, new, placement.first)
-                .map(|at| self.blocks[at].0);
+            placement.base = bases[placement.first].map(|at| self.blocks[at].0);
         }
     }
 

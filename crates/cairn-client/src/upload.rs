@@ -465,10 +465,10 @@ impl Client {
         let mut seen = HashSet::new();
         let mut todo = Vec::new();
         let mut offset = 0u64;
-        for (index, (hash, size)) in blocks.iter().enumerate() {
+        let bases = cairn_core::delta::pick_bases(previous, blocks);
+        for ((hash, size), base) in blocks.iter().zip(bases) {
             if wanted.contains(hash) && seen.insert(*hash) {
-                let base =
-                    cairn_core::delta::pick_base(previous, blocks, index).map(|at| previous[at].0);
+                let base = base.map(|at| previous[at].0);
                 todo.push((*hash, offset, *size, base));
             }
             offset += u64::from(*size);

@@ -211,7 +211,7 @@ fn router(mock: Arc<Mock>) -> Router {
                     let (Some(data), Some(base)) = (blocks.get(&hash), blocks.get(&base)) else {
                         return error(StatusCode::NOT_FOUND, "not_found", "no such block");
                     };
-                    let mut patch = cairn_core::delta::patch_encode(base, data);
+                    let mut patch = cairn_core::delta::patch_encode(base, data).unwrap();
                     if *m.corrupt_patches.lock().unwrap() {
                         let at = patch.len() / 2;
                         patch[at] ^= 0x40;

@@ -19,7 +19,7 @@
 //!   and makes a smaller delta than rsync's (a match can start at any byte, not only on
 //!   a 4 KiB boundary). The client rebuilds it with [`patch_decode`].
 //!
-//! Which old block to take as base is [`pick_base`]'s rule, the same on both sides.
+//! Which old block to take as base is [`pick_bases`]'s rule, the same on both sides.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -113,22 +113,20 @@ fn patch_window_log(span: usize) -> u32 {
     bits.clamp(10, 27)
 }
 
-/// `data` compressed with `base` as zstd's reference prefix.
-pub fn patch_encode(base: &[u8], data: &[u8]) -> Vec<u8> {
+/// `data` compressed with `base` as zstd's reference prefix; `None` if zstd fails
+/// (it would be out of memory), when the block is simply sent whole.
+pub fn patch_encode(base: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     use zstd::zstd_safe::CParameter;
-    let encode = || -> std::io::Result<Vec<u8>> {
-        let mut encoder =
-            zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), PATCH_LEVEL, base)?;
-        encoder.set_parameter(CParameter::WindowLog(patch_window_log(
-            base.len() + data.len(),
-        )))?;
-        encoder.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
-        encoder.set_pledged_src_size(Some(data.len() as u64))?;
-        encoder.write_all(data)?;
-        encoder.finish()
-    };
-    // Compressing into memory fails only on a bad parameter, which would be a bug here.
-    encode().unwrap_or_else(|err| unreachable!("zstd patch: {err}"))
+    let mut encoder =
+        zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), PATCH_LEVEL, base).ok()?;
+    let window = patch_window_log(base.len() + data.len());
+    encoder.set_parameter(CParameter::WindowLog(window)).ok()?;
+    encoder
+        .set_parameter(CParameter::EnableLongDistanceMatching(true))
+        .ok()?;
+    encoder.set_pledged_src_size(Some(data.len() as u64)).ok()?;
+    encoder.write_all(data).ok()?;
+    encoder.finish().ok()
 }
 
 /// Rebuilds a block from `base` and a zstd patch, refusing to make more than `max_len`
@@ -156,44 +154,43 @@ pub fn patch_decode(base: &[u8], patch: &[u8], max_len: usize) -> Result<Vec<u8>
     Ok(out)
 }
 
-/// Which block of `old` (a file's previous block list, in order) to take as the base of
-/// `new[index]` (its new block list): the old block at the same place, counted from the
-/// nearest block before it that both versions share, so an insert or a delete earlier in
-/// the file does not shift the choice. `None` when the new block is too small to be
-/// worth a delta, `old` is empty, or the block is in `old` already.
-pub fn pick_base(
-    old: &[(BlockHash, u32)],
-    new: &[(BlockHash, u32)],
-    index: usize,
-) -> Option<usize> {
-    let &(hash, size) = new.get(index)?;
-    if size < DELTA_MIN_BLOCK || old.is_empty() {
-        return None;
+/// For each block of `new` (a file's new block list, in order), which block of `old`
+/// (its previous one) to take as the base of a delta, as an index into `old`: the old
+/// block at the same place, counted from the nearest block before it that both
+/// versions share, so an insert or a delete earlier in the file does not shift the
+/// choice. `None` for a block too small to be worth a delta or one `old` already has,
+/// and for every block when `old` is empty. One pass over each list.
+pub fn pick_bases(old: &[(BlockHash, u32)], new: &[(BlockHash, u32)]) -> Vec<Option<usize>> {
+    if old.is_empty() {
+        return vec![None; new.len()];
     }
     // Where each old block starts, and where the first copy of each hash ends.
     let mut starts = Vec::with_capacity(old.len());
     let mut ends: HashMap<BlockHash, u64> = HashMap::with_capacity(old.len());
     let mut at = 0u64;
-    for &(h, len) in old {
+    for &(hash, len) in old {
         starts.push(at);
         at += u64::from(len);
-        ends.entry(h).or_insert(at);
+        ends.entry(hash).or_insert(at);
     }
-    if ends.contains_key(&hash) {
-        return None;
-    }
-    // The nearest shared block before this one anchors the two offsets.
-    let mut new_at = 0u64;
+    // The nearest shared block so far, as (its end in `new`, its end in `old`).
     let mut anchor = (0u64, 0u64);
-    for &(h, len) in &new[..index] {
-        new_at += u64::from(len);
-        if let Some(&old_end) = ends.get(&h) {
-            anchor = (new_at, old_end);
-        }
-    }
-    let position = anchor.1 + (new_at - anchor.0);
-    let found = starts.partition_point(|&start| start <= position);
-    Some(found.saturating_sub(1).min(old.len() - 1))
+    let mut new_at = 0u64;
+    new.iter()
+        .map(|&(hash, size)| {
+            let shared = ends.get(&hash).copied();
+            let base = (size >= DELTA_MIN_BLOCK && shared.is_none()).then(|| {
+                let position = anchor.1 + (new_at - anchor.0);
+                let found = starts.partition_point(|&start| start <= position);
+                found.saturating_sub(1)
+            });
+            new_at += u64::from(size);
+            if let Some(old_end) = shared {
+                anchor = (new_at, old_end);
+            }
+            base
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -222,7 +219,7 @@ mod tests {
         let up = rsync_diff(&sig, &new, 8 << 20).unwrap();
         assert!(up.len() < 16 << 10, "rsync delta of {} bytes", up.len());
         assert_eq!(rsync_apply(&base, &up, 8 << 20).unwrap(), new);
-        let down = patch_encode(&base, &new);
+        let down = patch_encode(&base, &new).unwrap();
         assert!(down.len() < 1 << 10, "patch of {} bytes", down.len());
         assert_eq!(patch_decode(&base, &down, 8 << 20).unwrap(), new);
         assert!(worth_sending(up.len(), new.len()) && worth_sending(down.len(), new.len()));
@@ -233,14 +230,17 @@ mod tests {
         let (base, new) = (random(256 << 10, 2), random(256 << 10, 3));
         let up = rsync_diff(&signature(&base), &new, 8 << 20).unwrap();
         assert!(!worth_sending(up.len(), new.len()));
-        assert!(!worth_sending(patch_encode(&base, &new).len(), new.len()));
+        assert!(!worth_sending(
+            patch_encode(&base, &new).unwrap().len(),
+            new.len()
+        ));
     }
 
     #[test]
     fn limits_and_damage_are_refused() {
         let base = random(1 << 20, 4);
         let new = with_insert(&base, 1000, 7);
-        let patch = patch_encode(&base, &new);
+        let patch = patch_encode(&base, &new).unwrap();
         assert!(patch_decode(&base, &patch, new.len() - 1).is_err());
         let up = rsync_diff(&signature(&base), &new, 8 << 20).unwrap();
         assert!(rsync_apply(&base, &up, new.len() - 1).is_err());
@@ -263,7 +263,7 @@ mod tests {
     fn a_patch_against_the_wrong_base_does_not_rebuild_the_block() {
         let base = random(1 << 20, 5);
         let new = with_insert(&base, 5000, 9);
-        let patch = patch_encode(&base, &new);
+        let patch = patch_encode(&base, &new).unwrap();
         let other = random(1 << 20, 6);
         assert_ne!(patch_decode(&other, &patch, 8 << 20).ok(), Some(new));
     }
@@ -291,7 +291,7 @@ mod tests {
             let new = edited(&base, at, remove, &insert);
             let up = rsync_diff(&signature(&base), &new, 1 << 20).unwrap();
             proptest::prop_assert_eq!(rsync_apply(&base, &up, 1 << 20).unwrap(), new.clone());
-            let down = patch_encode(&base, &new);
+            let down = patch_encode(&base, &new).unwrap();
             proptest::prop_assert_eq!(patch_decode(&base, &down, 1 << 20).unwrap(), new);
         }
 
@@ -301,13 +301,16 @@ mod tests {
         fn the_base_is_an_old_block(
             old in proptest::collection::vec((0u8..6, 1u32..200_000), 0..12),
             new in proptest::collection::vec((0u8..9, 1u32..200_000), 1..12),
-            index in 0usize..12,
         ) {
             let old: Vec<(BlockHash, u32)> = old.into_iter().map(|(n, len)| (h(n), len)).collect();
             let new: Vec<(BlockHash, u32)> = new.into_iter().map(|(n, len)| (h(n), len)).collect();
-            if let Some(at) = pick_base(&old, &new, index) {
-                proptest::prop_assert!(at < old.len());
-                proptest::prop_assert!(!old.iter().any(|(hash, _)| *hash == new[index].0));
+            let bases = pick_bases(&old, &new);
+            proptest::prop_assert_eq!(bases.len(), new.len());
+            for (at, (hash, _)) in bases.into_iter().zip(&new) {
+                if let Some(at) = at {
+                    proptest::prop_assert!(at < old.len());
+                    proptest::prop_assert!(!old.iter().any(|(h, _)| h == hash));
+                }
             }
         }
     }
@@ -320,21 +323,20 @@ mod tests {
     fn the_base_is_the_old_block_at_the_same_place() {
         let k = 1 << 20;
         let old = [(h(1), k), (h(2), k), (h(3), k), (h(4), k)];
-        // The third block changed.
+        // The third block changed; unchanged blocks get none.
         let new = [(h(1), k), (h(2), k), (h(9), k + 1), (h(4), k)];
-        assert_eq!(pick_base(&old, &new, 2), Some(2));
-        // Unchanged and tiny blocks get none.
-        assert_eq!(pick_base(&old, &new, 1), None);
-        assert_eq!(pick_base(&old, &[(h(8), 100)], 0), None);
-        assert_eq!(pick_base(&[], &new, 2), None);
+        assert_eq!(pick_bases(&old, &new), [None, None, Some(2), None]);
+        // Tiny blocks get none, nor does anything without an old version.
+        assert_eq!(pick_bases(&old, &[(h(8), 100)]), [None]);
+        assert_eq!(pick_bases(&[], &new), [None; 4]);
         // 5 MiB was inserted at the start: the anchor (block 2) keeps the place.
         let shifted = [(h(7), 5 * k), (h(1), k), (h(2), k), (h(9), k), (h(4), k)];
-        assert_eq!(pick_base(&old, &shifted, 3), Some(2));
+        assert_eq!(pick_bases(&old, &shifted)[3], Some(2));
         // The first block changed: no anchor, same offset.
         let first = [(h(9), k), (h(2), k), (h(3), k), (h(4), k)];
-        assert_eq!(pick_base(&old, &first, 0), Some(0));
+        assert_eq!(pick_bases(&old, &first)[0], Some(0));
         // A new block past the old end takes the last old block.
         let longer = [(h(1), k), (h(2), k), (h(3), k), (h(4), k), (h(5), k)];
-        assert_eq!(pick_base(&old, &longer, 4), Some(3));
+        assert_eq!(pick_bases(&old, &longer)[4], Some(3));
     }
 }

@@ -286,10 +286,13 @@ impl BlockManager {
         let (body, patched) = match base {
             Some(base) => {
                 tokio::task::spawn_blocking(move || {
-                    let patch = cairn_core::delta::patch_encode(&base, &data);
-                    match cairn_core::delta::worth_sending(patch.len(), data.len()) {
-                        true => (Bytes::from(patch), true),
-                        false => (data, false),
+                    match cairn_core::delta::patch_encode(&base, &data) {
+                        Some(patch)
+                            if cairn_core::delta::worth_sending(patch.len(), data.len()) =>
+                        {
+                            (Bytes::from(patch), true)
+                        }
+                        _ => (data, false),
                     }
                 })
                 .await?
