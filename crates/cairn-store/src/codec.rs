@@ -119,10 +119,11 @@ fn compress(data: &[u8]) -> Option<Vec<u8>> {
     }
     COMPRESSOR.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if cell.is_none() {
-            *cell = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?);
-        }
-        cell.as_mut()?.compress(data).ok()
+        let compressor = match cell.as_mut() {
+            Some(compressor) => compressor,
+            None => cell.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?),
+        };
+        compressor.compress(data).ok()
     })
 }
 
@@ -137,13 +138,11 @@ fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     }
     DECOMPRESSOR.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if cell.is_none() {
-            *cell = Some(zstd::bulk::Decompressor::new()?);
-        }
-        match cell.as_mut() {
-            Some(decompressor) => decompressor.decompress(data, capacity),
-            None => unreachable!("set just above"),
-        }
+        let decompressor = match cell.as_mut() {
+            Some(decompressor) => decompressor,
+            None => cell.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(data, capacity)
     })
 }
 
