@@ -43,19 +43,15 @@ fn parse(args: &[String], root: &Path) -> Result<Options> {
         dir: PathBuf::from("bench-out/dav"),
         out: root.join("target/dav-bench.json"),
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("{arg} needs a value; {USAGE}"))?;
-        match arg.as_str() {
+    for (flag, value) in crate::flag_values(args, USAGE)? {
+        match flag {
             "--small-files" => opts.small_files = value.parse()?,
             "--small-kib" => opts.small_kib = value.parse()?,
             "--size-mib" => opts.size_mib = value.parse()?,
             "--runs" => opts.runs = value.parse::<usize>()?.max(1),
             "--dir" => opts.dir = PathBuf::from(value),
             "--out" => opts.out = PathBuf::from(value),
-            _ => bail!("unknown option {arg}; {USAGE}"),
+            _ => bail!("unknown option {flag}; {USAGE}"),
         }
     }
     Ok(opts)

@@ -48,19 +48,29 @@ fn parse(args: &[String]) -> Result<Options> {
         dir: PathBuf::from("bench-out"),
         runs: 5,
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("{arg} needs a value; {USAGE}"))?;
-        match arg.as_str() {
+    for (flag, value) in flag_values(args, USAGE)? {
+        match flag {
             "--size-mib" => opts.size_mib = value.parse()?,
             "--dir" => opts.dir = PathBuf::from(value),
             "--runs" => opts.runs = value.parse()?,
-            _ => bail!("unknown option {arg}; {USAGE}"),
+            _ => bail!("unknown option {flag}; {USAGE}"),
         }
     }
     Ok(opts)
+}
+
+/// A bench's arguments as `(--flag, value)` pairs, for benches whose every option takes
+/// a value.
+pub(crate) fn flag_values<'a>(args: &'a [String], usage: &str) -> Result<Vec<(&'a str, &'a str)>> {
+    let mut it = args.iter();
+    let mut out = Vec::new();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .with_context(|| format!("{flag} needs a value; {usage}"))?;
+        out.push((flag.as_str(), value.as_str()));
+    }
+    Ok(out)
 }
 
 fn bench(args: &[String]) -> Result<()> {

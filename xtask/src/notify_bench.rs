@@ -22,13 +22,12 @@ const TARGET_MB: f64 = 200.0;
 pub fn main(args: &[String]) -> Result<()> {
     let mut connections: usize = 10_000;
     let mut hold = Duration::from_secs(35);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = it.next().with_context(|| format!("{arg} needs a value"))?;
-        match arg.as_str() {
+    const USAGE: &str = "usage: cargo xtask notify-bench [--connections N] [--hold-secs S]";
+    for (flag, value) in crate::flag_values(args, USAGE)? {
+        match flag {
             "--connections" => connections = value.parse()?,
             "--hold-secs" => hold = Duration::from_secs(value.parse()?),
-            _ => bail!("unknown option {arg}; usage: cargo xtask notify-bench [--connections N] [--hold-secs S]"),
+            _ => bail!("unknown option {flag}; {USAGE}"),
         }
     }
     let root = workspace_root()?;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::{median, run, run_with_stdin, settle, workspace_root, Server};
 
@@ -34,14 +34,13 @@ fn parse(args: &[String]) -> Result<Options> {
         small_size: 4096,
         dir: PathBuf::from("bench-out/s3"),
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = it.next().with_context(|| format!("{arg} needs a value"))?;
-        match arg.as_str() {
+    const USAGE: &str = "usage: cargo xtask s3-bench [--size-mib N] [--small-files N] [--dir DIR]";
+    for (flag, value) in crate::flag_values(args, USAGE)? {
+        match flag {
             "--size-mib" => opts.size_mib = value.parse()?,
             "--small-files" => opts.small_files = value.parse()?,
             "--dir" => opts.dir = PathBuf::from(value),
-            _ => bail!("unknown option {arg}; usage: cargo xtask s3-bench [--size-mib N] [--small-files N] [--dir DIR]"),
+            _ => bail!("unknown option {flag}; {USAGE}"),
         }
     }
     Ok(opts)
