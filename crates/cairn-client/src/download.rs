@@ -206,7 +206,8 @@ impl Client {
                 };
                 let (data, received) = self
                     .get_block_near(&placement.hash, placement.size, base)
-                    .await?;
+                    .await
+                    .map_err(|err| err.of_listed_block(&placement.hash))?;
                 (data, Some(received))
             }
         };
@@ -285,7 +286,10 @@ impl Client {
         let (entry, blocks) = verified_block_list(listing)?;
         let stream = futures::stream::iter(blocks)
             .map(move |(hash, size)| async move {
-                let data = self.get_block(&hash).await?;
+                let data = self
+                    .get_block(&hash)
+                    .await
+                    .map_err(|err| err.of_listed_block(&hash))?;
                 if data.len() != size as usize {
                     return Err(ClientError::Corrupt {
                         hash: hash.to_hex(),

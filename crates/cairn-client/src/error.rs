@@ -11,6 +11,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use cairn_core::BlockHash;
 use cairn_proto::EntryInfo;
 
 /// What went wrong talking to a Cairn server or moving content between it and the disk.
@@ -55,6 +56,13 @@ pub enum ClientError {
     #[error("block {hash} sent by the server does not match its hash (corrupt or tampered)")]
     Corrupt {
         /// The block's expected hash, in hex.
+        hash: String,
+    },
+    /// A block the file's block list names is not on the server: the server found it
+    /// damaged and set it aside after listing the file.
+    #[error("block {hash} of the file is missing on the server (found damaged and set aside)")]
+    ListedBlockMissing {
+        /// The block's hash, in hex.
         hash: String,
     },
     /// A file's block list does not add up to its recorded content hash or size.
@@ -190,6 +198,18 @@ impl ClientError {
     /// its store: the file cannot be downloaded until an administrator repairs it.
     pub fn is_block_damaged(&self) -> bool {
         self.code() == Some("block_damaged")
+            || matches!(self, ClientError::ListedBlockMissing { .. })
+    }
+
+    /// A failed fetch of a block that a file's block list names: the server holding no
+    /// such block means the file is damaged there, not that the block never existed.
+    pub(crate) fn of_listed_block(self, hash: &BlockHash) -> Self {
+        match self.is_not_found() {
+            true => ClientError::ListedBlockMissing {
+                hash: hash.to_hex(),
+            },
+            false => self,
+        }
     }
 
     /// True when a commit was refused because its base revision is stale.
@@ -288,5 +308,17 @@ mod tests {
         assert!(!api(500, "x", "y").is_retryable(RetryPolicy::ConnectOnly));
         assert!(!api(500, "block_damaged", "y").is_retryable(RetryPolicy::Idempotent));
         assert!(api(500, "block_damaged", "y").is_block_damaged());
+    }
+
+    #[test]
+    fn a_listed_block_the_server_does_not_hold_is_damage() {
+        let hash = BlockHash::of(b"x");
+        let missing = api(404, "not_found", "block not found").of_listed_block(&hash);
+        assert!(missing.is_block_damaged(), "{missing}");
+        assert!(missing.to_string().contains(&hash.to_hex()));
+        // Other failures keep their meaning.
+        let busy = api(503, "unavailable", "").of_listed_block(&hash);
+        assert!(!busy.is_block_damaged());
+        assert_eq!(busy.status(), Some(503));
     }
 }
