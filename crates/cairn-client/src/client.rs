@@ -349,10 +349,21 @@ impl Client {
         hash: &BlockHash,
         data: Bytes,
     ) -> Result<BlockUploadResponse, ClientError> {
+        self.put_block_for(hash, data, None).await
+    }
+
+    /// [`Client::put_block`] for the pending upload `pending` (see
+    /// [`Client::announce_upload`]), whose readers the server then tells.
+    pub async fn put_block_for(
+        &self,
+        hash: &BlockHash,
+        data: Bytes,
+        pending: Option<&str>,
+    ) -> Result<BlockUploadResponse, ClientError> {
         let path = format!("blocks/{}", hash.to_hex());
         let response = self
             .send(RetryPolicy::Idempotent, || {
-                self.request(Method::PUT, &path)
+                tagged(self.request(Method::PUT, &path), pending)
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .body(data.clone())
             })
@@ -415,10 +426,19 @@ impl Client {
     /// A block that does not match is retried, then reported as
     /// [`ClientError::Corrupt`]; it is never returned.
     pub async fn get_block(&self, hash: &BlockHash) -> Result<Bytes, ClientError> {
-        let path = format!("blocks/{}", hash.to_hex());
-        let hash = *hash;
+        self.get_verified(&format!("blocks/{}", hash.to_hex()), *hash)
+            .await
+    }
+
+    /// A GET of a block's bytes at `path`, checked against `hash` (retried when they
+    /// do not match, then [`ClientError::Corrupt`]).
+    pub(crate) async fn get_verified(
+        &self,
+        path: &str,
+        hash: BlockHash,
+    ) -> Result<Bytes, ClientError> {
         with_retries(RetryPolicy::Idempotent, || async {
-            let response = self.send_once(self.request(Method::GET, &path)).await?;
+            let response = self.send_once(self.request(Method::GET, path)).await?;
             let data = response.bytes().await?;
             // Hashing 8 MiB takes a few milliseconds: keep it off the async threads.
             let (data, actual) = tokio::task::spawn_blocking(move || {
@@ -833,6 +853,14 @@ fn normalize_base_url(input: &str) -> Result<String, ClientError> {
         base = stripped.trim_end_matches('/').to_owned();
     }
     Ok(base)
+}
+
+/// `request` tied to the pending upload `pending`, if any.
+pub(crate) fn tagged(request: RequestBuilder, pending: Option<&str>) -> RequestBuilder {
+    match pending {
+        Some(id) => request.header(cairn_proto::PENDING_UPLOAD_HEADER, id),
+        None => request,
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use cairn_core::delta;
 use cairn_core::BlockHash;
 use reqwest::Method;
 
-use crate::client::with_retries;
+use crate::client::{tagged, with_retries};
 use crate::error::{ClientError, RetryPolicy};
 use crate::Client;
 
@@ -34,19 +34,22 @@ impl Client {
     /// Uploads block `hash` (`data`, already checked against it), as an rsync delta from
     /// `base` when that is worth it (`PUT /blocks/{hash}/from/{base}`), else whole.
     /// Returns the payload bytes sent.
+    /// Tagged with the pending upload `pending` when there is one (see
+    /// [`Client::put_block_for`]).
     pub async fn put_block_near(
         &self,
         hash: &BlockHash,
         data: Bytes,
         base: Option<BlockHash>,
+        pending: Option<&str>,
     ) -> Result<u64, ClientError> {
         if let Some(base) = base {
-            if let Some(sent) = self.try_put_delta(hash, &data, base).await? {
+            if let Some(sent) = self.try_put_delta(hash, &data, base, pending).await? {
                 return Ok(sent);
             }
         }
         let size = data.len() as u64;
-        self.put_block(hash, data).await?;
+        self.put_block_for(hash, data, pending).await?;
         Ok(size)
     }
 
@@ -57,6 +60,7 @@ impl Client {
         hash: &BlockHash,
         data: &Bytes,
         base: BlockHash,
+        pending: Option<&str>,
     ) -> Result<Option<u64>, ClientError> {
         let Some(signature) = self.block_signature(&base).await? else {
             return Ok(None);
@@ -76,7 +80,7 @@ impl Client {
         let sent = diff.len() as u64;
         let result = with_retries(RetryPolicy::Idempotent, || {
             self.send_once(
-                self.request(Method::PUT, &path)
+                tagged(self.request(Method::PUT, &path), pending)
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .body(diff.clone()),
             )

@@ -11,7 +11,7 @@
 //! other, rather than fetched: after a small edit to a large file only the changed
 //! blocks cross the network.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,6 @@ use crate::upload::ProgressFn;
 use crate::Client;
 
 /// How hard [`Client::download_file`] works.
-#[derive(Clone)]
 pub struct DownloadOptions {
     /// Block downloads in flight at once (at least 1; default 4).
     pub parallelism: usize,
@@ -41,6 +40,23 @@ pub struct DownloadOptions {
     /// A local copy of an older version of the file, whose blocks are read from it
     /// rather than fetched wherever the new version has them too.
     pub reuse: Option<LocalCopy>,
+    /// A temp file already holding some of the blocks at their offsets (streaming
+    /// sync fetched them before the commit): used as the download's temp file when it
+    /// was made for the very block list the server now lists, else removed.
+    pub staged: Option<Staged>,
+}
+
+/// See [`DownloadOptions::staged`]. The blocks in `held` were checked against their
+/// hash before they were written; the rest of the file is fetched as usual.
+#[derive(Debug)]
+pub struct Staged {
+    /// Made by [`temp_beside`] for the destination, or in a folder on the same file
+    /// system.
+    pub temp: tempfile::NamedTempFile,
+    /// The block list it was laid out for.
+    pub blocks: Vec<(BlockHash, u32)>,
+    /// The blocks written to it, at every offset the list has them.
+    pub held: HashSet<BlockHash>,
 }
 
 /// A local file and the blocks it was made of, in order. A block read from it is used
@@ -61,6 +77,7 @@ impl Default for DownloadOptions {
             progress: None,
             may_replace: None,
             reuse: None,
+            staged: None,
         }
     }
 }
@@ -72,6 +89,7 @@ impl fmt::Debug for DownloadOptions {
             .field("progress", &self.progress.is_some())
             .field("may_replace", &self.may_replace.is_some())
             .field("reuse", &self.reuse.as_ref().map(|r| &r.path))
+            .field("staged", &self.staged.as_ref().map(|s| s.temp.path()))
             .finish()
     }
 }
@@ -127,9 +145,15 @@ impl Client {
     ) -> Result<DownloadOutcome, ClientError> {
         let listing = self.file_blocks(remote).await?;
         let (entry, blocks) = verified_block_list(listing)?;
-        let (placements, total) = place_blocks(&blocks);
+        let (mut placements, total) = place_blocks(&blocks);
 
-        let temp = create_temp_beside(local)?;
+        let temp = match options.staged {
+            Some(staged) if staged.blocks == blocks => {
+                placements.retain(|p| !staged.held.contains(&p.hash));
+                staged.temp
+            }
+            _ => temp_beside(local)?,
+        };
         let file = Arc::new(
             temp.as_file()
                 .try_clone()
@@ -145,7 +169,6 @@ impl Client {
         };
         let temp_path = temp.path().to_owned();
         let old = options.reuse.as_ref().and_then(OldCopy::open).map(Arc::new);
-        let mut placements = placements;
         if let Some(old) = &old {
             old.choose_bases(&blocks, &mut placements);
         }
@@ -425,7 +448,7 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 /// Creates `.NAME.cairn-tmp-RANDOM` in the destination's folder, so the final rename
 /// stays on one file system. It takes the permissions of the file it will replace, or
 /// the usual ones for a new file.
-pub(crate) fn create_temp_beside(local: &Path) -> Result<tempfile::NamedTempFile, ClientError> {
+pub fn temp_beside(local: &Path) -> Result<tempfile::NamedTempFile, ClientError> {
     let Some(name) = local.file_name() else {
         return Err(ClientError::io(
             local,

@@ -33,6 +33,7 @@ mod fsx;
 mod links;
 mod mapped;
 mod notify;
+mod pending;
 mod small;
 mod small_fetch;
 mod tree;
@@ -42,10 +43,12 @@ mod upload;
 pub use cairn_proto::{MAX_BATCH_ITEMS, MAX_CHECK_HASHES};
 pub use client::Client;
 pub use download::{
-    ContentStream, DownloadOptions, DownloadOutcome, DownloadStats, LocalCopy, ReplaceCheck,
+    temp_beside, ContentStream, DownloadOptions, DownloadOutcome, DownloadStats, LocalCopy,
+    ReplaceCheck, Staged,
 };
 pub use error::ClientError;
 pub use notify::{SubscribeOptions, Subscription, Transport};
+pub use pending::ANNOUNCE_MIN_SIZE;
 pub use small::{SmallFile, SmallSource};
 pub use small_fetch::SmallDownload;
 pub use upload::{

@@ -22,7 +22,7 @@ use cairn_core::{BlockHash, ChunkerConfig};
 use cairn_proto::content_batch::decode_records;
 use cairn_proto::{ContentBatchHeader, ContentBatchRequest, EntryInfo, EntryKind};
 
-use crate::download::{create_temp_beside, parent_dir, ReplaceCheck};
+use crate::download::{parent_dir, temp_beside, ReplaceCheck};
 use crate::error::ClientError;
 use crate::small::item_error;
 use crate::upload::chunker_config;
@@ -263,7 +263,7 @@ fn write_temp(file: &Arrived, config: &ChunkerConfig) -> Result<Written, ClientE
             path: file.entry.path.clone(),
         });
     }
-    let mut temp = create_temp_beside(&file.local)?;
+    let mut temp = temp_beside(&file.local)?;
     temp.write_all(&file.content)
         .map_err(|err| ClientError::io(temp.path(), err))?;
     let handle = temp

@@ -69,6 +69,10 @@ pub struct UploadOptions {
     pub parallelism: usize,
     /// Progress reports, called from the async side.
     pub progress: Option<ProgressFn>,
+    /// Announce a file of [`crate::ANNOUNCE_MIN_SIZE`] or more before sending its
+    /// blocks, so that other devices fetch them as they arrive (streaming sync; see
+    /// [`Client::announce_upload`]). Only [`Client::upload_file_with_blocks`] does.
+    pub announce: bool,
 }
 
 impl Default for UploadOptions {
@@ -78,6 +82,7 @@ impl Default for UploadOptions {
             autorename: false,
             parallelism: 4,
             progress: None,
+            announce: false,
         }
     }
 }
@@ -89,6 +94,7 @@ impl fmt::Debug for UploadOptions {
             .field("autorename", &self.autorename)
             .field("parallelism", &self.parallelism)
             .field("progress", &self.progress.is_some())
+            .field("announce", &self.announce)
             .finish()
     }
 }
@@ -375,8 +381,12 @@ impl Client {
                 if code == "missing_blocks" && !missing.is_empty() =>
             {
                 let parallelism = options.parallelism.max(1);
-                self.reupload(local, blocks, &missing, &[], parallelism, stats)
-                    .await?;
+                let how = Sending {
+                    previous: &[],
+                    parallelism,
+                    pending: None,
+                };
+                self.reupload(local, blocks, &missing, how, stats).await?;
                 self.commit(&request).await
             }
             other => other,
@@ -415,6 +425,7 @@ impl Client {
             ..UploadStats::default()
         };
         let parallelism = options.parallelism.max(1);
+        let mut pending = None;
         if !missing.is_empty() {
             // The version being replaced: a changed block goes as its delta from the
             // old block at its place, when the server still has that.
@@ -422,18 +433,53 @@ impl Client {
                 Some(_) => self.previous_blocks(remote).await,
                 None => Vec::new(),
             };
-            self.reupload(local, blocks, &missing, &previous, parallelism, &mut stats)
-                .await?;
+            // Streaming sync is a head start for readers, never a reason to fail.
+            if options.announce && size >= crate::ANNOUNCE_MIN_SIZE {
+                pending = self
+                    .announce_upload(remote, blocks)
+                    .await
+                    .ok()
+                    .map(|p| p.id);
+            }
+            let sent = self
+                .reupload(
+                    local,
+                    blocks,
+                    &missing,
+                    Sending {
+                        previous: &previous,
+                        parallelism,
+                        pending: pending.as_deref(),
+                    },
+                    &mut stats,
+                )
+                .await;
+            if let Err(err) = sent {
+                self.end_pending(pending).await;
+                return Err(err);
+            }
         }
-        if changed_since(local, &metadata) {
-            return Err(ClientError::ChangedDuringUpload {
+        let committed = match changed_since(local, &metadata) {
+            true => Err(ClientError::ChangedDuringUpload {
                 path: local.to_owned(),
-            });
+            }),
+            false => {
+                self.commit_blocks(local, remote, blocks, &options, &metadata, &mut stats)
+                    .await
+            }
+        };
+        self.end_pending(pending).await;
+        Ok(UploadOutcome {
+            commit: committed?,
+            stats,
+        })
+    }
+
+    /// Ends an announced upload, committed or not; a failure only leaves it to expire.
+    async fn end_pending(&self, pending: Option<String>) {
+        if let Some(id) = pending {
+            let _ = self.end_upload(&id).await;
         }
-        let commit = self
-            .commit_blocks(local, remote, blocks, &options, &metadata, &mut stats)
-            .await?;
-        Ok(UploadOutcome { commit, stats })
     }
 
     /// The block list of the file now at `remote`, or none if it cannot be read (it is
@@ -449,18 +495,21 @@ impl Client {
             .collect()
     }
 
-    /// Reads the named blocks back from the file at their offsets and uploads them, each
-    /// as a delta from the block of `previous` (the version it replaces) at its place
-    /// when that is worth it.
+    /// Reads the named blocks back from the file at their offsets and uploads them as
+    /// `how` says.
     async fn reupload(
         &self,
         local: &Path,
         blocks: &[(BlockHash, u32)],
         missing: &[String],
-        previous: &[(BlockHash, u32)],
-        parallelism: usize,
+        how: Sending<'_>,
         stats: &mut UploadStats,
     ) -> Result<(), ClientError> {
+        let Sending {
+            previous,
+            parallelism,
+            pending,
+        } = how;
         let wanted = parse_hashes(missing)?;
         let mut seen = HashSet::new();
         let mut todo = Vec::new();
@@ -496,7 +545,8 @@ impl Client {
                             path: local.to_owned(),
                         });
                     }
-                    self.put_block_near(&hash, Bytes::from(data), base).await
+                    self.put_block_near(&hash, Bytes::from(data), base, pending)
+                        .await
                 }
             })
             .buffer_unordered(parallelism)
@@ -508,6 +558,17 @@ impl Client {
         stats.bytes_sent_payload += sent.iter().sum::<u64>();
         Ok(())
     }
+}
+
+/// How [`Client::reupload`] sends the blocks the server lacks.
+struct Sending<'a> {
+    /// The block list of the version the file replaces: each block goes as a delta
+    /// from the block at its place there when that is worth it.
+    previous: &'a [(BlockHash, u32)],
+    /// Block uploads in flight at once.
+    parallelism: usize,
+    /// The announced upload to tag each block upload with (streaming sync).
+    pending: Option<&'a str>,
 }
 
 /// The commit of `blocks` at `remote` as `options` ask.

@@ -255,6 +255,10 @@ impl MetaStore {
             .bind(user.id.0)
             .execute(w.conn())
             .await?;
+        sqlx::query("DELETE FROM pending_uploads WHERE user_id = $1")
+            .bind(user.id.0)
+            .execute(w.conn())
+            .await?;
         // Devices stay: versions and trash items in others' folders name them.
         sqlx::query(
             "UPDATE users SET name = $1, password_hash = '', is_admin = 0, quota_bytes = NULL, \

@@ -37,6 +37,7 @@ pub mod gc;
 mod integrity;
 mod journal;
 mod links;
+mod pending;
 mod quota;
 mod retention;
 mod search;
@@ -65,6 +66,7 @@ pub use events::{ChannelListener, Heard, LISTENER_APPLICATION_NAME, MAX_NOTIFY_P
 pub use gc::{DeletedBlock, GcDeleteError, GcStats};
 pub use integrity::{DamagedFile, ReferencedBlock, ReferencedTotals};
 pub use links::{Link, LinkId, NewLink};
+pub use pending::PendingUploadRow;
 pub use quota::Space;
 pub use sharing::{Membership, Role};
 pub use throttle::{Guess, ThrottleKey};

@@ -478,6 +478,64 @@ pub struct BlockRef {
     pub size: u32,
 }
 
+/// The request header that ties a block upload to the pending upload it is part of
+/// (`POST /api/v1/uploads/pending`): the server then tells the account's other
+/// devices, and the shared folder's members, that another block of it is stored.
+pub const PENDING_UPLOAD_HEADER: &str = "cairn-pending-upload";
+
+/// `POST /api/v1/uploads/pending`: the caller is about to upload the blocks of a file
+/// it will commit at `path` (streaming sync). Those who may read `path` can fetch each
+/// block once it is stored, before the commit; nothing appears at `path` until then.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PendingUploadRequest {
+    #[schema(value_type = EntryPath)]
+    pub path: String,
+    /// The file's blocks, in order.
+    #[schema(max_items = 100000)]
+    pub blocks: Vec<BlockRef>,
+}
+
+/// One block of a [`PendingUpload`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingBlock {
+    #[schema(value_type = HashHex)]
+    pub hash: String,
+    pub size: u32,
+    /// Whether the server holds it now (it may be fetched).
+    pub stored: bool,
+}
+
+/// A file being uploaded, not yet committed: `GET /api/v1/uploads/pending`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingUpload {
+    /// Its id, for `GET /api/v1/uploads/pending/{id}/blocks/{hash}`.
+    pub id: String,
+    /// Where it will be committed, in the caller's tree.
+    #[schema(value_type = EntryPath)]
+    pub path: String,
+    pub size: u64,
+    /// The content hash the file will have (that of its block list).
+    #[schema(value_type = HashHex)]
+    pub content_hash: String,
+    pub blocks: Vec<PendingBlock>,
+    /// When the server forgets it if it is neither committed nor advanced (a block
+    /// stored for it moves this on), Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// `POST /api/v1/uploads/pending`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PendingUploadCreated {
+    pub id: String,
+    pub expires_at: i64,
+}
+
+/// `GET /api/v1/uploads/pending`: the uploads in progress that the caller may read.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PendingUploadsResponse {
+    pub uploads: Vec<PendingUpload>,
+}
+
 /// `POST /api/v1/files/commit`: make `path` the file made of `blocks`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CommitRequest {
@@ -821,27 +879,40 @@ pub enum Notification {
         /// A delta cursor at that position for this namespace.
         cursor: String,
     },
+    /// An upload into the namespace started, stored another block, or ended: the
+    /// client reads `GET /api/v1/uploads/pending` (streaming sync). Coalesced like
+    /// advances. The journal did not move.
+    Uploads {
+        /// The namespace.
+        ns: i64,
+    },
 }
 
 impl Notification {
     /// The namespace this notification is about.
     pub fn ns(&self) -> i64 {
         match self {
-            Notification::Head { ns, .. } | Notification::Advanced { ns, .. } => *ns,
+            Notification::Head { ns, .. }
+            | Notification::Advanced { ns, .. }
+            | Notification::Uploads { ns } => *ns,
         }
     }
 
-    /// The namespace's newest journal number.
-    pub fn seq(&self) -> i64 {
+    /// The namespace's newest journal number; `None` for [`Notification::Uploads`].
+    pub fn seq(&self) -> Option<i64> {
         match self {
-            Notification::Head { seq, .. } | Notification::Advanced { seq, .. } => *seq,
+            Notification::Head { seq, .. } | Notification::Advanced { seq, .. } => Some(*seq),
+            Notification::Uploads { .. } => None,
         }
     }
 
     /// A delta cursor at [`Notification::seq`].
-    pub fn cursor(&self) -> &str {
+    pub fn cursor(&self) -> Option<&str> {
         match self {
-            Notification::Head { cursor, .. } | Notification::Advanced { cursor, .. } => cursor,
+            Notification::Head { cursor, .. } | Notification::Advanced { cursor, .. } => {
+                Some(cursor)
+            }
+            Notification::Uploads { .. } => None,
         }
     }
 
@@ -851,10 +922,14 @@ impl Notification {
     /// per namespace the account reads); text not of that form never counts as read,
     /// so a client that cannot tell reads the delta.
     pub fn is_read_by(&self, cursor: &str) -> bool {
+        let Some(wanted) = self.seq() else {
+            // Not about the journal: nothing a cursor has read.
+            return true;
+        };
         cursor::decode(cursor).is_some_and(|positions| {
             positions
                 .iter()
-                .any(|&(ns, seq)| ns == self.ns() && seq >= self.seq())
+                .any(|&(ns, seq)| ns == self.ns() && seq >= wanted)
         })
     }
 }

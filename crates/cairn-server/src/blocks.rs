@@ -17,6 +17,7 @@ use cairn_proto::HashHex;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, PathParam};
+use crate::pending::PendingTag;
 use crate::routes::{endpoint, BodyLimit, Routes};
 use crate::state::AppState;
 
@@ -111,6 +112,7 @@ fn parse_batch(body: &Bytes, max_block: usize) -> ApiResult<Vec<(BlockHash, Byte
 async fn upload_batch(
     State(state): State<AppState>,
     auth: AuthUser,
+    tag: PendingTag,
     body: Bytes,
 ) -> ApiResult<Json<proto::BlockBatchResponse>> {
     let blocks = parse_batch(&body, state.config.chunker.max_size)?;
@@ -124,6 +126,7 @@ async fn upload_batch(
             .collect(),
     };
     state.blocks.accept(&auth.user, blocks).await?;
+    tag.stored(&state, &auth.user).await?;
     Ok(Json(answer))
 }
 
@@ -141,12 +144,14 @@ async fn upload_batch(
 async fn upload(
     State(state): State<AppState>,
     auth: AuthUser,
+    tag: PendingTag,
     PathParam(hash): PathParam<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<proto::BlockUploadResponse>)> {
     let hash = BlockHash::from_hex(&hash)?;
     let size = body.len() as u64;
     state.blocks.accept_one(&auth.user, hash, body).await?;
+    tag.stored(&state, &auth.user).await?;
     Ok(created(hash, size))
 }
 
@@ -213,6 +218,7 @@ async fn signature(
 async fn upload_delta(
     State(state): State<AppState>,
     auth: AuthUser,
+    tag: PendingTag,
     PathParam((hash, base)): PathParam<(String, String)>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<proto::BlockUploadResponse>)> {
@@ -221,6 +227,7 @@ async fn upload_delta(
         .blocks
         .accept_delta(&auth.user, hash, base, body)
         .await?;
+    tag.stored(&state, &auth.user).await?;
     Ok(created(hash, size))
 }
 

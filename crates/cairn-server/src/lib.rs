@@ -23,6 +23,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod notify;
 mod openapi;
+mod pending;
 pub mod routes;
 mod serve;
 mod shares;
@@ -343,6 +344,7 @@ pub(crate) fn routes(config: &Config) -> Router<AppState> {
         .merge(delta::router())
         .merge(notify::router())
         .merge(links::router())
+        .merge(pending::router())
         // Bodies of any size, bounded by each upload's own Upload-Length.
         .merge(tus::router())
         .layer(axum::extract::DefaultBodyLimit::max(config.max_json_body))

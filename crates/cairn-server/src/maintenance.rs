@@ -100,6 +100,12 @@ pub async fn run_once(
         );
     }
 
+    // Announced uploads never committed (streaming sync): their readers stop at the
+    // expiry they were told, so only the rows are left to go. Dead weight too.
+    if let Err(err) = meta.expire_pending_uploads(now_ms()).await {
+        tracing::warn!(error = %err, "removing expired announced uploads failed");
+    }
+
     // Only dead weight (guesses prune expired rows as they come, too), so a failure
     // here is no reason to skip the rest of the pass.
     let throttle_pruned = match meta.prune_throttle(now_ms()).await {

@@ -130,6 +130,11 @@ struct Fixture {
     tus: HashMap<(Role, bool), String>,
     /// Each account's app password for WebDAV.
     dav_passwords: HashMap<Role, String>,
+    /// Alice's announced uploads into `/Team/ROLE/streaming.bin`, one block of each
+    /// stored: role → (upload id, block hash).
+    pending: HashMap<Role, (String, String)>,
+    /// Each account's own announced upload, for the row that ends it.
+    own_pending: HashMap<Role, String>,
 }
 
 /// The name of the app password the fixture makes for each account.
@@ -778,6 +783,57 @@ fn rows() -> Vec<Row> {
             judge: Judge::Status,
             call: |fx, r| tus(fx, r, Method::DELETE, tus_url(fx, r, true), Body::None),
         },
+        // Streaming sync: announcing needs the right to write the path; the list is
+        // each account's; a stored block of an announced upload is for those who read
+        // its folder; an upload is ended by its uploader alone.
+        Row {
+            method: Method::POST,
+            path: "/api/v1/uploads/pending",
+            expect: CREATE,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let block = content(r, "announced");
+                post(
+                    fx,
+                    r,
+                    "/api/v1/uploads/pending",
+                    json!({"path": team(r, "announced.bin"), "blocks": [block_ref(&block)]}),
+                )
+            },
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/uploads/pending",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| get(fx, r, "/api/v1/uploads/pending".into()),
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/uploads/pending/{id}/blocks/{hash}",
+            expect: READ,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let (id, hash) = &fx.pending[&block_holder(r)];
+                get(fx, r, format!("/api/v1/uploads/pending/{id}/blocks/{hash}"))
+            },
+        },
+        Row {
+            method: Method::DELETE,
+            path: "/api/v1/uploads/pending/{id}",
+            expect: ACCOUNTS,
+            judge: Judge::Status,
+            call: |fx, r| {
+                let id = &fx.own_pending[&block_holder(r)];
+                call(
+                    fx,
+                    r,
+                    Method::DELETE,
+                    format!("/api/v1/uploads/pending/{id}"),
+                    Body::None,
+                )
+            },
+        },
         Row {
             method: Method::GET,
             path: "/api/v1/trash",
@@ -1401,7 +1457,45 @@ async fn fixture(s: &TestServer) -> Fixture {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         dav_passwords.insert(role, body["password"].as_str().unwrap().to_owned());
     }
+    let mut pending = HashMap::new();
+    let mut own_pending = HashMap::new();
+    for role in USERS {
+        let block = content(role, "streaming");
+        let (status, body) = s
+            .call_as(
+                Some(&alice),
+                Method::POST,
+                "/api/v1/uploads/pending",
+                Some(json!({"path": team(role, "streaming.bin"), "blocks": [block_ref(&block)]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        let response = s
+            .http
+            .put(s.url(&format!("/api/v1/blocks/{}", hex_hash(&block))))
+            .bearer_auth(&alice)
+            .header("cairn-pending-upload", &id)
+            .body(block.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        pending.insert(role, (id, hex_hash(&block)));
+        let (status, body) = s
+            .call_as(
+                Some(&tokens[&role]),
+                Method::POST,
+                "/api/v1/uploads/pending",
+                Some(json!({"path": "/mine.bin", "blocks": [block_ref(b"mine")]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        own_pending.insert(role, body["id"].as_str().unwrap().to_owned());
+    }
     Fixture {
+        pending,
+        own_pending,
         dav_passwords,
         tokens,
         spare_tokens,

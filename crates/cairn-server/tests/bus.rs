@@ -82,7 +82,7 @@ async fn until_advanced(ws: &mut Ws, ns: i64, seq: i64, limit: Duration) {
             .await
             .unwrap_or_else(|| panic!("namespace {ns} at {seq} not told within {limit:?}"));
         assert!(matches!(n, Notification::Advanced { .. }), "{n:?}");
-        if n.ns() == ns && n.seq() >= seq {
+        if n.ns() == ns && n.seq().is_some_and(|s| s >= seq) {
             return;
         }
     }

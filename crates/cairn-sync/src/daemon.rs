@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ignore::{IgnoreError, IGNORE_FILE};
-use crate::{Engine, Ignore, RealEnv, Report, StateDb, SyncError};
+use crate::{Engine, Ignore, Prefetcher, RealEnv, Report, StateDb, SyncError};
 
 /// How long the disk must be quiet (no watcher event) before a pass starts: editors
 /// write a file in several steps, which come within microseconds of each other, and
@@ -155,7 +155,9 @@ impl Daemon {
     ) -> Result<Daemon, StartError> {
         let (sender, triggers) = mpsc::channel::<Trigger>(64);
         let watcher = watch(&dir, sender.clone())?;
-        spawn_remote_listener(client, sender.clone());
+        let prefetch = engine.env().prefetcher().clone();
+        tokio::spawn(prefetch.clone().run(stop.clone()));
+        spawn_remote_listener(client, sender.clone(), prefetch);
         Ok(Daemon {
             engine,
             dir,
@@ -392,14 +394,26 @@ fn watch(dir: &Path, tx: mpsc::Sender<Trigger>) -> Result<notify::RecommendedWat
 }
 
 /// Listens to the server's notifications (WebSocket, falling back to SSE and long-poll;
-/// the subscription reconnects by itself) and turns each into a trigger, for as long as
-/// the daemon runs; it ends on its own when the trigger queue is gone.
-fn spawn_remote_listener(client: &Client, tx: mpsc::Sender<Trigger>) {
+/// the subscription reconnects by itself) and turns each into a trigger, or for uploads
+/// in progress a poke of the prefetcher, for as long as the daemon runs; it ends on its
+/// own when the trigger queue is gone.
+fn spawn_remote_listener(client: &Client, tx: mpsc::Sender<Trigger>, prefetch: Prefetcher) {
     let mut subscription = client.subscribe();
     tokio::spawn(async move {
         while let Some(notification) = subscription.next().await {
             let trigger = match notification {
-                Ok(n) => Trigger::Server(n),
+                // Another device's upload moved on: not a reason for a pass.
+                Ok(Notification::Uploads { .. }) => {
+                    prefetch.poke();
+                    continue;
+                }
+                Ok(n) => {
+                    // A new connection: uploads may be in progress already.
+                    if matches!(n, Notification::Head { .. }) {
+                        prefetch.poke();
+                    }
+                    Trigger::Server(n)
+                }
                 Err(err) => Trigger::NotificationsEnded {
                     unauthorized: err.is_unauthorized(),
                     why: err.to_string(),

@@ -13,6 +13,7 @@ pub mod env;
 pub mod ignore;
 pub mod lock;
 pub mod planner;
+pub mod prefetch;
 pub mod real;
 pub mod state;
 pub mod state_db;
@@ -24,6 +25,7 @@ pub use env::{DownloadItem, Env, EnvError, RacyFrom, RemoteChange, RemoteDelta, 
 pub use ignore::Ignore;
 pub use lock::{FolderLock, LockError};
 pub use planner::{plan_sync, plan_sync_within, Operation, PlanContext, Trees};
+pub use prefetch::Prefetcher;
 pub use real::RealEnv;
 pub use state::{NoPersist, Persist, State, StateChange, Which};
 pub use state_db::StateDb;

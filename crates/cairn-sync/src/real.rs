@@ -30,6 +30,7 @@ use cairn_core::BlockHash;
 use cairn_core::{ChunkerConfig, ContentHash, ServerPath};
 
 use crate::env::{DownloadItem, Env, EnvError, RacyFrom, RemoteChange, RemoteDelta, UploadItem};
+use crate::prefetch::Prefetcher;
 use crate::tree::{Kind, LocalNode, RemoteNode};
 
 /// Changes per delta page.
@@ -56,6 +57,8 @@ pub struct RealEnv {
     known_blocks: Arc<Mutex<HashMap<PathBuf, KnownBlocks>>>,
     /// Local entries skipped by the last scan, with why, for `cairn status`.
     skipped: Arc<Mutex<Vec<(PathBuf, String)>>>,
+    /// Other devices' uploads fetched ahead of their commits (streaming sync).
+    prefetch: Prefetcher,
 }
 
 impl RealEnv {
@@ -67,6 +70,7 @@ impl RealEnv {
         remote_root: ServerPath,
         chunker: ChunkerConfig,
     ) -> Self {
+        let prefetch = Prefetcher::new(client.clone(), root.clone(), remote_root.clone());
         RealEnv {
             root,
             client,
@@ -74,7 +78,13 @@ impl RealEnv {
             chunker,
             known_blocks: Arc::default(),
             skipped: Arc::default(),
+            prefetch,
         }
+    }
+
+    /// What fetches other devices' uploads ahead of their commits; the daemon runs it.
+    pub fn prefetcher(&self) -> &Prefetcher {
+        &self.prefetch
     }
 
     /// Keeps the block list of a large file (over [`KNOWN_BLOCKS_MIN`]) with the stat it
@@ -619,6 +629,7 @@ impl Env for RealEnv {
         let local = self.local_path(path);
         let options = UploadOptions {
             base_rev: base_rev.map(str::to_owned),
+            announce: true,
             ..UploadOptions::default()
         };
         let remote = self.remote_path(path);
@@ -662,11 +673,15 @@ impl Env for RealEnv {
     async fn download(
         &self,
         path: &ServerPath,
-        _remote: &RemoteNode,
+        remote: &RemoteNode,
         expect_local: Option<&LocalNode>,
         check_content: bool,
     ) -> Result<LocalNode, EnvError> {
         let (local, may_replace) = self.prepare_download(path, expect_local, check_content)?;
+        let staged = match &remote.hash {
+            Some(hash) => self.prefetch.claim(path, hash).await,
+            None => None,
+        };
         // The version being replaced: the blocks it shares with the new one are read
         // from it rather than fetched.
         let reuse = expect_local
@@ -678,6 +693,7 @@ impl Env for RealEnv {
         let options = DownloadOptions {
             may_replace: Some(may_replace),
             reuse,
+            staged,
             ..DownloadOptions::default()
         };
         let outcome = self

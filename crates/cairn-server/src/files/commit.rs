@@ -69,7 +69,7 @@ fn committed(access: &Access, outcome: CommitOutcome) -> proto::CommitResponse {
 }
 
 /// A commit request's block list, checked against the block size limit.
-fn block_refs(state: &AppState, blocks: &[proto::BlockRef]) -> ApiResult<Vec<BlockRef>> {
+pub(crate) fn block_refs(state: &AppState, blocks: &[proto::BlockRef]) -> ApiResult<Vec<BlockRef>> {
     let max = state.config.chunker.max_size;
     blocks
         .iter()

@@ -43,7 +43,7 @@ use tree::{
 };
 use zip::{__path_zip_download, zip_download};
 
-pub(crate) use commit::{check_upload_fits, commit_blocks};
+pub(crate) use commit::{block_refs, check_upload_fits, commit_blocks};
 pub(crate) use content::block_body;
 pub(crate) use disposition::SANDBOX_CSP;
 pub(crate) use tree::{copy_path, delete_path, make_folder, move_path};

@@ -20,6 +20,10 @@ pub trait EventBus: Send + Sync + fmt::Debug + 'static {
     /// published for `ns` changes nothing (commits can finish out of order).
     fn publish(&self, ns: NamespaceId, seq: JournalSeq);
 
+    /// Says that the uploads in progress into `ns` changed (one started, stored a
+    /// block, or ended): streaming sync. Coalesced like advances; must not wait.
+    fn uploads_changed(&self, ns: NamespaceId);
+
     /// Follows `ns` from now on. Advances published before this call are not seen, so
     /// a subscriber reads the namespace's head from the database *after* subscribing.
     fn subscribe(&self, ns: NamespaceId) -> Subscription;
@@ -56,11 +60,28 @@ pub enum SignOut {
 /// so it must return at once.
 pub type InterestHook = Arc<dyn Fn(NamespaceId, bool) + Send + Sync>;
 
+/// Where a namespace stands, as the bus carries it: its newest journal number, and a
+/// count of changes to its uploads in progress (only ever compared for a change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    pub seq: JournalSeq,
+    pub uploads: u64,
+}
+
+impl Default for Heads {
+    fn default() -> Self {
+        Self {
+            seq: JournalSeq(0),
+            uploads: 0,
+        }
+    }
+}
+
 /// One subscriber's view of one namespace: the newest number published since it
 /// subscribed (0 before any).
 pub struct Subscription {
     ns: NamespaceId,
-    rx: watch::Receiver<JournalSeq>,
+    rx: watch::Receiver<Heads>,
     /// Runs on drop, so the bus can forget namespaces nobody follows.
     release: Option<Box<dyn FnOnce() + Send + Sync>>,
 }
@@ -69,7 +90,7 @@ impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("ns", &self.ns)
-            .field("seq", &*self.rx.borrow())
+            .field("heads", &*self.rx.borrow())
             .finish()
     }
 }
@@ -80,9 +101,9 @@ impl Subscription {
         self.ns
     }
 
-    /// Waits until a number newer than the last one seen is published and returns it;
-    /// `None` once the bus is gone.
-    pub async fn changed(&mut self) -> Option<JournalSeq> {
+    /// Waits until a number newer than the last one seen is published, or the uploads
+    /// change, and returns where the namespace stands; `None` once the bus is gone.
+    pub async fn changed(&mut self) -> Option<Heads> {
         self.rx.changed().await.ok()?;
         Some(*self.rx.borrow_and_update())
     }
@@ -109,7 +130,7 @@ impl Drop for Subscription {
 /// idle connections small.
 #[derive(Clone)]
 pub struct InProcessBus {
-    channels: Arc<Mutex<HashMap<NamespaceId, watch::Sender<JournalSeq>>>>,
+    channels: Arc<Mutex<HashMap<NamespaceId, watch::Sender<Heads>>>>,
     sign_outs: broadcast::Sender<SignOut>,
     interest: Option<InterestHook>,
 }
@@ -165,12 +186,18 @@ impl EventBus for InProcessBus {
         // head from the database.
         if let Some(tx) = lock(&self.channels).get(&ns) {
             tx.send_if_modified(|current| {
-                let newer = seq > *current;
+                let newer = seq > current.seq;
                 if newer {
-                    *current = seq;
+                    current.seq = seq;
                 }
                 newer
             });
+        }
+    }
+
+    fn uploads_changed(&self, ns: NamespaceId) {
+        if let Some(tx) = lock(&self.channels).get(&ns) {
+            tx.send_modify(|current| current.uploads = current.uploads.wrapping_add(1));
         }
     }
 
@@ -182,7 +209,7 @@ impl EventBus for InProcessBus {
                     if let Some(hook) = &self.interest {
                         hook(ns, true);
                     }
-                    watch::channel(JournalSeq(0)).0
+                    watch::channel(Heads::default()).0
                 })
                 .subscribe()
         };
@@ -231,11 +258,15 @@ mod tests {
         bus.publish(ns, JournalSeq(5));
         // Out of order: a slower commit finishing after a newer one.
         bus.publish(ns, JournalSeq(4));
-        assert_eq!(a.changed().await, Some(JournalSeq(5)));
-        assert_eq!(b.changed().await, Some(JournalSeq(5)));
+        assert_eq!(a.changed().await.map(|h| h.seq), Some(JournalSeq(5)));
+        assert_eq!(b.changed().await.map(|h| h.seq), Some(JournalSeq(5)));
         bus.publish(NamespaceId(4), JournalSeq(9));
         bus.publish(ns, JournalSeq(6));
-        assert_eq!(a.changed().await, Some(JournalSeq(6)));
+        assert_eq!(a.changed().await.map(|h| h.seq), Some(JournalSeq(6)));
+        // An upload's progress wakes the subscriber without moving the journal.
+        bus.uploads_changed(ns);
+        let heads = a.changed().await.unwrap();
+        assert_eq!((heads.seq, heads.uploads), (JournalSeq(6), 1));
         assert_eq!(bus.followed_namespaces(), 1);
         drop(a);
         assert_eq!(bus.followed_namespaces(), 1, "b still follows");

@@ -27,7 +27,7 @@ use cairn_meta::MetaStore;
 use cairn_proto as proto;
 use tokio_util::sync::CancellationToken;
 
-pub use bus::{EventBus, InProcessBus, InterestHook, SignOut, Subscription};
+pub use bus::{EventBus, Heads, InProcessBus, InterestHook, SignOut, Subscription};
 
 use crate::auth::AuthUser;
 use crate::config::Events;
@@ -154,8 +154,11 @@ pub(crate) async fn readable_namespaces(
 
 /// One connection's stream of notifications.
 struct Feed {
-    /// Per namespace: its subscription and the newest number this connection was told.
-    watches: Vec<(Subscription, JournalSeq)>,
+    /// Per namespace: its subscription and where this connection was told it stands.
+    watches: Vec<(Subscription, Heads)>,
+    /// Told next, before waiting again: the uploads notification of a namespace whose
+    /// journal advanced in the same wake-up.
+    queued: Option<proto::Notification>,
     /// Whose feed this is: when the home advances, the shared folders it reads may
     /// have changed (a mount folder is made or removed in the home), so the feed
     /// follows them again. (Ids only: ten thousand idle feeds hold no more than they
@@ -196,10 +199,19 @@ impl Feed {
         let watches = subscriptions
             .into_iter()
             .zip(&heads)
-            .map(|(sub, head)| (sub, head.seq))
+            .map(|(sub, head)| {
+                (
+                    sub,
+                    Heads {
+                        seq: head.seq,
+                        uploads: 0,
+                    },
+                )
+            })
             .collect();
         let feed = Feed {
             watches,
+            queued: None,
             user: user.id,
             home: user.home_ns,
             token_hash: auth.token_hash(),
@@ -231,7 +243,13 @@ impl Feed {
                     .journal_head(ns)
                     .await
                     .unwrap_or(JournalSeq(0));
-                self.watches.push((sub, head));
+                self.watches.push((
+                    sub,
+                    Heads {
+                        seq: head,
+                        uploads: 0,
+                    },
+                ));
             }
         }
     }
@@ -256,7 +274,7 @@ impl Feed {
     fn told(&mut self, positions: &[Position]) {
         for (sub, told) in &mut self.watches {
             if let Some(p) = positions.iter().find(|p| p.ns == sub.ns()) {
-                *told = p.seq;
+                told.seq = p.seq;
             }
         }
     }
@@ -268,6 +286,9 @@ impl Feed {
         loop {
             if self.signed_out {
                 return None;
+            }
+            if let Some(queued) = self.queued.take() {
+                return Some(queued);
             }
             let (user, token) = (self.user, self.token_hash);
             let sign_outs = &mut self.sign_outs;
@@ -306,7 +327,7 @@ impl Feed {
                         out = signed_out => Err(out),
                     }
                 };
-            let (i, seq) = match woke {
+            let (i, now) = match woke {
                 Ok(advance) => advance,
                 Err(signed_out) => {
                     self.signed_out = signed_out || !self.token_works().await;
@@ -314,15 +335,22 @@ impl Feed {
                 }
             };
             let (sub, told) = &mut self.watches[i];
+            let ns = sub.ns();
+            let uploads =
+                (now.uploads != told.uploads).then_some(proto::Notification::Uploads { ns: ns.0 });
+            told.uploads = now.uploads;
             // The bus may repeat what the heads already said: a commit that finished
             // between subscribing and reading the head.
-            if seq > *told {
-                *told = seq;
-                let ns = sub.ns();
+            if now.seq > told.seq {
+                told.seq = now.seq;
+                self.queued = uploads;
                 if ns == self.home {
                     self.follow_mounts().await;
                 }
-                return Some(advanced(ns, seq));
+                return Some(advanced(ns, now.seq));
+            }
+            if uploads.is_some() {
+                return uploads;
             }
         }
     }

@@ -50,7 +50,7 @@ impl Subjects {
 
     fn of(&self, event: &Event) -> String {
         match event {
-            Event::Advance(ns, _) => self.namespace(*ns),
+            Event::Advance(ns, _) | Event::Uploads(ns) => self.namespace(*ns),
             Event::SignOut { .. } | Event::Resync { .. } => self.all(),
         }
     }

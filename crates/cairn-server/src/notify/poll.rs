@@ -120,10 +120,11 @@ fn answer(from: &[Position], notifications: Vec<proto::Notification>) -> proto::
         .map(|p| {
             notifications
                 .iter()
-                .find(|n| n.ns() == p.ns.0)
-                .map_or(*p, |n| Position {
+                .filter(|n| n.ns() == p.ns.0)
+                .find_map(|n| n.seq())
+                .map_or(*p, |seq| Position {
                     ns: p.ns,
-                    seq: JournalSeq(n.seq()),
+                    seq: JournalSeq(seq),
                 })
         })
         .collect();

@@ -47,6 +47,8 @@ const RETRY: Duration = Duration::from_secs(1);
 pub(crate) enum Event {
     /// A namespace advanced to this number.
     Advance(NamespaceId, JournalSeq),
+    /// The uploads in progress into a namespace changed.
+    Uploads(NamespaceId),
     /// An account's sessions were signed out (never [`SignOut::Recheck`], which is what
     /// a resync does on each node).
     SignOut {
@@ -59,7 +61,7 @@ pub(crate) enum Event {
 }
 
 /// The one text format of events on every transport: items separated by a space,
-/// `a:NS:SEQ` (an advance), `s:USER` or `s:USER:HASH` (a sign-out, the hash of the
+/// `a:NS:SEQ` (an advance), `u:NS` (its uploads changed), `s:USER` or `s:USER:HASH` (a sign-out, the hash of the
 /// token that stays signed in as 64 hex digits), `r` (resync) and `r:t` (resync and
 /// check tokens). An advance is 6 bytes
 /// plus its two numbers. Items a node does not know are skipped, so a newer node may
@@ -69,6 +71,7 @@ pub(crate) fn encode(events: &[Event]) -> String {
         .iter()
         .map(|e| match e {
             Event::Advance(ns, seq) => format!("a:{}:{}", ns.0, seq.0),
+            Event::Uploads(ns) => format!("u:{}", ns.0),
             Event::SignOut { user, except: None } => format!("s:{}", user.0),
             Event::SignOut {
                 user,
@@ -114,6 +117,7 @@ pub(crate) fn decode(text: &str) -> Vec<Event> {
                         Some(hash) => Some(hex::decode(hash).ok()?.try_into().ok()?),
                     },
                 },
+                ("u", Some(ns), None) => Event::Uploads(NamespaceId(ns.parse().ok()?)),
                 ("r", None, None) => Event::Resync { tokens: false },
                 ("r", Some("t"), None) => Event::Resync { tokens: true },
                 _ => return None,
@@ -123,7 +127,8 @@ pub(crate) fn decode(text: &str) -> Vec<Event> {
         .collect()
 }
 
-/// Keeps the newest advance of each namespace, in the order they first came.
+/// Keeps the newest advance of each namespace, and one upload event of each, in the
+/// order they first came.
 fn coalesce(events: Vec<Event>) -> Vec<Event> {
     let mut out: Vec<Event> = Vec::with_capacity(events.len());
     for event in events {
@@ -135,6 +140,9 @@ fn coalesce(events: Vec<Event>) -> Vec<Event> {
                 *newest = (*newest).max(seq);
                 continue;
             }
+        }
+        if matches!(event, Event::Uploads(_)) && out.contains(&event) {
+            continue;
         }
         out.push(event);
     }
@@ -165,6 +173,11 @@ impl EventBus for SharedBus {
     fn publish(&self, ns: NamespaceId, seq: JournalSeq) {
         self.local.publish(ns, seq);
         self.send(Event::Advance(ns, seq));
+    }
+
+    fn uploads_changed(&self, ns: NamespaceId) {
+        self.local.uploads_changed(ns);
+        self.send(Event::Uploads(ns));
     }
 
     fn subscribe(&self, ns: NamespaceId) -> Subscription {
@@ -241,6 +254,7 @@ impl Inbound {
             metrics::counter!(BUS_MESSAGES_RECEIVED).increment(1);
             match event {
                 Event::Advance(ns, seq) => self.local.publish(ns, seq),
+                Event::Uploads(ns) => self.local.uploads_changed(ns),
                 Event::SignOut { user, except } => {
                     self.local.sign_out(SignOut::User { user, except })
                 }
@@ -318,7 +332,11 @@ struct Lost {
 impl Lost {
     fn record(&self, event: &Event) {
         let flag = match event {
-            Event::Advance(..) | Event::Resync { tokens: false } => &self.advances,
+            // A lost upload event only costs a streaming head start: the commit's
+            // advance still comes. Counted with advances all the same.
+            Event::Advance(..) | Event::Uploads(_) | Event::Resync { tokens: false } => {
+                &self.advances
+            }
             Event::SignOut { .. } | Event::Resync { tokens: true } => &self.sign_outs,
         };
         flag.store(true, Ordering::Release);
@@ -397,6 +415,7 @@ mod tests {
     fn events_round_trip_and_strangers_are_skipped() {
         let events = [
             Event::Advance(NamespaceId(7), JournalSeq(123)),
+            Event::Uploads(NamespaceId(7)),
             Event::SignOut {
                 user: UserId(3),
                 except: None,
