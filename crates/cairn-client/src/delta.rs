@@ -123,11 +123,13 @@ impl Client {
         let received = body.len() as u64;
         let expected = *hash;
         let rebuilt = tokio::task::spawn_blocking(move || {
-            let data = match patched {
-                true => Bytes::from(delta::patch_decode(&base, &body, size as usize).ok()?),
-                false => body,
+            let form = match patched {
+                true => delta::Form::Patch,
+                false => delta::Form::Whole,
             };
-            (BlockHash::of(&data) == expected).then_some(data)
+            delta::rebuild(form, &base, &body, expected, size as usize)
+                .ok()
+                .map(Bytes::from)
         })
         .await
         .map_err(|err| ClientError::Protocol(format!("patch task failed: {err}")))?;

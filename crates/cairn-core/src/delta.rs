@@ -55,6 +55,42 @@ pub enum DeltaError {
     /// The delta is malformed or would rebuild more than the limit.
     #[error("invalid delta: {0}")]
     Invalid(String),
+    /// The delta rebuilds bytes other than the block it was sent for.
+    #[error("the delta rebuilds other bytes than block {0}")]
+    Mismatch(BlockHash),
+}
+
+/// How a block crossed the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// The block itself.
+    Whole,
+    /// An rsync delta from the base ([`rsync_diff`]).
+    Rsync,
+    /// A zstd patch against the base ([`patch_encode`]).
+    Patch,
+}
+
+/// Block `expected` from what crossed the wire for it in `form` (against `base`, unless
+/// whole), checked against its hash: the only way either end accepts a block sent as
+/// a delta. At most `max_len` bytes are rebuilt. An error means the block must be sent
+/// whole.
+pub fn rebuild(
+    form: Form,
+    base: &[u8],
+    body: &[u8],
+    expected: BlockHash,
+    max_len: usize,
+) -> Result<Vec<u8>, DeltaError> {
+    let data = match form {
+        Form::Whole => body.to_vec(),
+        Form::Rsync => rsync_apply(base, body, max_len)?,
+        Form::Patch => patch_decode(base, body, max_len)?,
+    };
+    match BlockHash::of(&data) == expected {
+        true => Ok(data),
+        false => Err(DeltaError::Mismatch(expected)),
+    }
 }
 
 /// Whether a delta of `delta_len` bytes is worth sending for a block of `block_len`.

@@ -14,9 +14,13 @@
 //!
 //! The daemon wakes the prefetcher on [`cairn_client::proto::Notification::Uploads`];
 //! it reads the list of uploads in progress, starts fetching blocks newly stored, and
-//! otherwise sleeps: no upload in progress, no work and no request.
+//! otherwise sleeps: no upload in progress, no work and no request. What to fetch, what
+//! a download may take and when an upload is over is decided by a [`Book`], without
+//! I/O, which the simulation drives too.
 
-use std::collections::{HashMap, HashSet};
+mod book;
+
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,9 +33,12 @@ use tempfile::NamedTempFile;
 use tokio::sync::{Notify, RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// How long the blocks of an upload that left the server's list are kept: its commit
-/// may still be on its way (the uploader ends the upload right after committing).
-pub const LINGER: Duration = Duration::from_secs(10);
+pub use book::{Book, Claimed, Listed, Work, LINGER_MS};
+
+/// Marks the prefetcher's temp files (`.NAME.cairn-stream.cairn-tmp-RANDOM` in the sync
+/// folder's top) apart from downloads', so that a daemon starting removes those a killed
+/// one left.
+const STAGING_SUFFIX: &str = ".cairn-stream";
 
 /// Blocks fetched at once, over every upload.
 const PARALLEL_FETCHES: usize = 4;
@@ -55,37 +62,23 @@ struct Inner {
     client: Client,
     root: PathBuf,
     remote_root: ServerPath,
-    /// By upload id.
-    uploads: Mutex<HashMap<String, Arc<Staging>>>,
+    book: Mutex<Book>,
+    /// The temp file of each upload the book tracks, by id.
+    files: Mutex<HashMap<String, Arc<StagingFile>>>,
     poke: Notify,
     fetches: Semaphore,
 }
 
-/// One upload being fetched.
-struct Staging {
-    id: String,
-    /// Where it will be, in the sync folder.
-    path: ServerPath,
-    content_hash: ContentHash,
-    blocks: Vec<(BlockHash, u32)>,
-    /// Every offset of each distinct block.
-    offsets: HashMap<BlockHash, Vec<u64>>,
-    file: Arc<File>,
-    state: Mutex<StagingState>,
-    /// Held (shared) while a block is written, taken (exclusive) by a claim, so that
-    /// a claimed file is never written by a fetch again.
-    writes: RwLock<()>,
-}
-
-struct StagingState {
+/// An upload's temp file, laid out as the file will be.
+struct StagingFile {
     /// `None` once claimed or dropped.
-    temp: Option<NamedTempFile>,
-    held: HashSet<BlockHash>,
-    fetching: HashSet<BlockHash>,
-    /// The server's expiry, Unix ms.
-    expires_at: i64,
-    /// When it was first missing from the server's list.
-    gone_since: Option<tokio::time::Instant>,
+    temp: Mutex<Option<NamedTempFile>>,
+    file: Arc<File>,
+    /// Each distinct block's size and offsets.
+    layout: BTreeMap<BlockHash, (u32, Vec<u64>)>,
+    /// Held (shared) while a block is written, taken (exclusive) by a claim, so that
+    /// a claimed file is not written by a fetch afterwards.
+    writes: RwLock<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,7 +99,8 @@ impl Prefetcher {
                 client,
                 root,
                 remote_root,
-                uploads: Mutex::default(),
+                book: Mutex::default(),
+                files: Mutex::default(),
                 poke: Notify::new(),
                 fetches: Semaphore::new(PARALLEL_FETCHES),
             }),
@@ -118,233 +112,187 @@ impl Prefetcher {
         self.inner.poke.notify_one();
     }
 
-    /// Uploads being fetched now (for tests and status).
-    pub fn staged(&self) -> usize {
-        lock(&self.inner.uploads).len()
-    }
-
     /// Reads the list when poked, fetches what is new, and drops what is over, until
     /// `stop` is cancelled; then drops every temp file.
     pub async fn run(self, stop: CancellationToken) {
+        self.remove_leftovers();
         loop {
-            let wait = self.next_deadline();
+            let wait = lock(&self.inner.book)
+                .next_over()
+                .map_or(Duration::from_secs(60), |at| {
+                    Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)
+                });
             tokio::select! {
                 () = self.inner.poke.notified() => self.refresh().await,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(wait.min(Duration::from_secs(60))) => {}
                 () = stop.cancelled() => break,
             }
-            self.drop_finished();
+            let over = lock(&self.inner.book).over(now_ms());
+            for id in over {
+                tracing::debug!(
+                    id,
+                    "dropping the blocks of an upload that ended without its commit"
+                );
+                self.drop_file(&id);
+            }
         }
-        let all: Vec<Arc<Staging>> = lock(&self.inner.uploads).drain().map(|(_, s)| s).collect();
-        for staging in all {
-            lock(&staging.state).temp.take();
+        let ids: Vec<String> = lock(&self.inner.files).keys().cloned().collect();
+        for id in ids {
+            self.drop_file(&id);
+        }
+    }
+
+    /// Removes the temp files a daemon that was killed left behind.
+    fn remove_leftovers(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.inner.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let ours = name
+                .to_string_lossy()
+                .contains(&format!("{STAGING_SUFFIX}.cairn-tmp-"));
+            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn drop_file(&self, id: &str) {
+        if let Some(staging) = lock(&self.inner.files).remove(id) {
+            lock(&staging.temp).take();
         }
     }
 
     /// The download of `path` with content `hash` takes the temp file fetched for it,
-    /// if there is one; the fetches of it still in flight are waited for, and none
-    /// writes to it afterwards.
+    /// if there is one; no fetch writes to it afterwards.
     pub async fn claim(&self, path: &ServerPath, hash: &ContentHash) -> Option<Staged> {
-        let staging = {
-            let mut uploads = lock(&self.inner.uploads);
-            let id = uploads
-                .values()
-                .find(|s| s.path == *path && s.content_hash == *hash)?
-                .id
-                .clone();
-            uploads.remove(&id)?
-        };
+        let claimed = lock(&self.inner.book).claim(path, hash)?;
+        let staging = lock(&self.inner.files).remove(&claimed.id)?;
         let _writes = staging.writes.write().await;
-        let mut state = lock(&staging.state);
-        let temp = state.temp.take()?;
+        let temp = lock(&staging.temp).take()?;
         tracing::debug!(
             path = %path,
-            held = state.held.len(),
-            blocks = staging.offsets.len(),
+            held = claimed.held.len(),
+            blocks = staging.layout.len(),
             "download takes the blocks fetched ahead"
         );
         Some(Staged {
             temp,
-            blocks: staging.blocks.clone(),
-            held: state.held.clone(),
+            blocks: claimed.blocks,
+            held: claimed.held.into_iter().collect(),
         })
-    }
-
-    /// When the next upload is due to be dropped (at most a minute from now).
-    fn next_deadline(&self) -> Duration {
-        let uploads = lock(&self.inner.uploads);
-        let now = tokio::time::Instant::now();
-        let now_ms = now_ms();
-        uploads
-            .values()
-            .map(|s| {
-                let state = lock(&s.state);
-                let expiry =
-                    Duration::from_millis(state.expires_at.saturating_sub(now_ms).max(0) as u64);
-                match state.gone_since {
-                    Some(gone) => (gone + LINGER).saturating_duration_since(now).min(expiry),
-                    None => expiry,
-                }
-            })
-            .min()
-            .unwrap_or(Duration::from_secs(60))
-            .clamp(Duration::from_millis(10), Duration::from_secs(60))
-    }
-
-    /// Drops the uploads that expired, or left the list more than [`LINGER`] ago.
-    fn drop_finished(&self) {
-        let now = tokio::time::Instant::now();
-        let now_ms = now_ms();
-        let mut uploads = lock(&self.inner.uploads);
-        uploads.retain(|_, staging| {
-            let mut state = lock(&staging.state);
-            let over = state.expires_at <= now_ms
-                || state.gone_since.is_some_and(|gone| now >= gone + LINGER);
-            if over {
-                tracing::debug!(path = %staging.path, "dropping the blocks of an upload that ended without its commit");
-                state.temp.take();
-            }
-            !over
-        });
     }
 
     /// Reads the uploads in progress, starts on new ones and fetches newly stored
     /// blocks. A failure waits for the next poke.
     async fn refresh(&self) {
-        let listed = match self.inner.client.pending_uploads().await {
-            Ok(listed) => listed,
+        let uploads = match self.inner.client.pending_uploads().await {
+            Ok(uploads) => uploads,
             Err(err) => {
                 tracing::debug!(error = %err, "cannot read the uploads in progress");
                 return;
             }
         };
-        let now = tokio::time::Instant::now();
-        let mut seen = HashSet::new();
-        for upload in listed {
-            let Some(staging) = self.staging_for(&upload) else {
-                continue;
-            };
-            seen.insert(upload.id.clone());
-            let todo: Vec<BlockHash> = {
-                let mut state = lock(&staging.state);
-                state.expires_at = upload.expires_at;
-                state.gone_since = None;
-                let stored = upload
-                    .blocks
-                    .iter()
-                    .filter(|b| b.stored)
-                    .filter_map(|b| BlockHash::from_hex(&b.hash).ok());
-                let mut todo = Vec::new();
-                for hash in stored {
-                    if !state.held.contains(&hash) && state.fetching.insert(hash) {
-                        todo.push(hash);
-                    }
-                }
-                todo
-            };
-            for hash in todo {
-                tokio::spawn(self.clone().fetch(Arc::clone(&staging), hash));
+        let listed: Vec<Listed> = uploads.iter().filter_map(|u| self.in_folder(u)).collect();
+        let paths: HashMap<String, (ServerPath, u64)> = listed
+            .iter()
+            .map(|l| {
+                let size = l.blocks.iter().map(|(_, s)| u64::from(*s)).sum();
+                (l.id.clone(), (l.path.clone(), size))
+            })
+            .collect();
+        let work = lock(&self.inner.book).listed(listed, ANNOUNCE_MIN_SIZE, now_ms());
+        for id in work.started {
+            let (path, size) = &paths[&id];
+            if let Err(err) = self.start(&id, path, *size) {
+                tracing::debug!(error = %err, %path, "cannot make a temp file for an upload in progress");
+                lock(&self.inner.book).forget(&id);
             }
         }
-        for (id, staging) in lock(&self.inner.uploads).iter() {
-            if !seen.contains(id) {
-                lock(&staging.state).gone_since.get_or_insert(now);
-            }
+        for (id, hash) in work.fetch {
+            tokio::spawn(self.clone().fetch(id, hash));
         }
     }
 
-    /// The staging of `upload`, made now if it is new and worth it; `None` for an
-    /// upload outside the sync folder, too small to stream, or malformed.
-    fn staging_for(&self, upload: &PendingUpload) -> Option<Arc<Staging>> {
-        if let Some(known) = lock(&self.inner.uploads).get(&upload.id) {
-            return Some(Arc::clone(known));
-        }
-        if upload.size < ANNOUNCE_MIN_SIZE {
-            return None;
-        }
+    /// An upload of the server's list as the book takes it; `None` for one outside the
+    /// sync folder or malformed.
+    fn in_folder(&self, upload: &PendingUpload) -> Option<Listed> {
         let path = ServerPath::parse(&upload.path)
             .ok()?
             .rebase(&self.inner.remote_root, &ServerPath::root())?;
-        let name = path.name()?;
-        let content_hash = ContentHash::from_hex(&upload.content_hash).ok()?;
         let mut blocks = Vec::with_capacity(upload.blocks.len());
-        let mut offsets: HashMap<BlockHash, Vec<u64>> = HashMap::new();
-        let mut offset = 0u64;
+        let mut stored = std::collections::BTreeSet::new();
         for block in &upload.blocks {
             let hash = BlockHash::from_hex(&block.hash).ok()?;
             blocks.push((hash, block.size));
-            offsets.entry(hash).or_default().push(offset);
-            offset += u64::from(block.size);
+            if block.stored {
+                stored.insert(hash);
+            }
         }
-        if offset != upload.size {
-            return None;
-        }
-        // In the sync folder's top: always there, inside the folder, and on the file
-        // system of every destination in it.
-        let temp = temp_beside(&self.inner.root.join(name)).ok()?;
-        let file = temp.as_file().try_clone().ok()?;
-        file.set_len(upload.size).ok()?;
-        let staging = Arc::new(Staging {
+        let total: u64 = blocks.iter().map(|(_, s)| u64::from(*s)).sum();
+        (total == upload.size).then_some(())?;
+        Some(Listed {
             id: upload.id.clone(),
             path,
-            content_hash,
+            content_hash: ContentHash::from_hex(&upload.content_hash).ok()?,
             blocks,
-            offsets,
-            file: Arc::new(file),
-            state: Mutex::new(StagingState {
-                temp: Some(temp),
-                held: HashSet::new(),
-                fetching: HashSet::new(),
-                expires_at: upload.expires_at,
-                gone_since: None,
+            stored,
+            expires_at: upload.expires_at,
+        })
+    }
+
+    /// Makes the temp file of a new upload: in the sync folder's top, which is always
+    /// there, inside the folder, and on the file system of every destination in it.
+    fn start(&self, id: &str, path: &ServerPath, size: u64) -> std::io::Result<()> {
+        let layout = lock(&self.inner.book)
+            .layout(id)
+            .ok_or_else(|| std::io::Error::other("not in the book"))?;
+        let name = format!("{}{STAGING_SUFFIX}", path.name().unwrap_or("upload"));
+        let temp = temp_beside(&self.inner.root.join(name)).map_err(std::io::Error::other)?;
+        let file = temp.as_file().try_clone()?;
+        file.set_len(size)?;
+        tracing::debug!(%path, size, "fetching an upload in progress");
+        lock(&self.inner.files).insert(
+            id.to_owned(),
+            Arc::new(StagingFile {
+                temp: Mutex::new(Some(temp)),
+                file: Arc::new(file),
+                layout,
+                writes: RwLock::new(()),
             }),
-            writes: RwLock::new(()),
-        });
-        tracing::debug!(path = %staging.path, size = upload.size, "fetching an upload in progress");
-        lock(&self.inner.uploads).insert(upload.id.clone(), Arc::clone(&staging));
-        Some(staging)
+        );
+        Ok(())
     }
 
     /// Fetches one stored block and writes it at its offsets, unless the upload was
-    /// claimed or dropped meanwhile. A failure leaves it for the next refresh.
-    async fn fetch(self, staging: Arc<Staging>, hash: BlockHash) {
-        let written = self.fetch_once(&staging, hash).await;
-        let mut state = lock(&staging.state);
-        state.fetching.remove(&hash);
-        if written {
-            state.held.insert(hash);
-        }
+    /// claimed or dropped meanwhile.
+    async fn fetch(self, id: String, hash: BlockHash) {
+        let written = self.fetch_once(&id, hash).await;
+        lock(&self.inner.book).fetched(&id, hash, written);
     }
 
-    async fn fetch_once(&self, staging: &Staging, hash: BlockHash) -> bool {
+    async fn fetch_once(&self, id: &str, hash: BlockHash) -> bool {
         let Ok(_permit) = self.inner.fetches.acquire().await else {
             return false;
         };
-        if lock(&staging.state).temp.is_none() {
+        let Some(staging) = lock(&self.inner.files).get(id).cloned() else {
             return false;
-        }
-        let data = match self
-            .inner
-            .client
-            .get_pending_block(&staging.id, &hash)
-            .await
-        {
-            Ok(data) => data,
+        };
+        let Some((size, offsets)) = staging.layout.get(&hash).cloned() else {
+            return false;
+        };
+        let data = match self.inner.client.get_pending_block(id, &hash).await {
+            // Checked against its hash already; the size listed must agree too.
+            Ok(data) if data.len() == size as usize => data,
+            Ok(_) => return false,
             Err(err) => {
                 tracing::debug!(error = %err, %hash, "cannot fetch a block of an upload in progress");
                 return false;
             }
         };
-        let Some(offsets) = staging.offsets.get(&hash).cloned() else {
-            return false;
-        };
-        // Checked against its hash already; the size the list gives must agree too.
-        let listed = staging.blocks.iter().find(|(h, _)| *h == hash);
-        if listed.is_none_or(|(_, size)| *size as usize != data.len()) {
-            return false;
-        }
         let _writing = staging.writes.read().await;
-        if lock(&staging.state).temp.is_none() {
+        if !lock(&self.inner.book).tracks(id) {
             return false;
         }
         let file = Arc::clone(&staging.file);
@@ -352,7 +300,10 @@ impl Prefetcher {
             use std::os::unix::fs::FileExt;
             offsets
                 .iter()
-                .try_for_each(|offset| file.write_all_at(&data, *offset))
+                .try_for_each(|offset| file.write_all_at(&data, *offset))?;
+            // Made durable now, while the uploader is still sending, so that the
+            // download's fsync at the commit finds little left to write.
+            file.sync_data()
         })
         .await
         .is_ok_and(|written| written.is_ok())

@@ -248,15 +248,14 @@ impl BlockManager {
         let max = self.chunker.max_size;
         let received = delta.len();
         let rebuilt = tokio::task::spawn_blocking(move || {
-            let rebuilt = cairn_core::delta::rsync_apply(&data, &delta, max)
-                .map_err(|err| err.to_string())?;
-            match hash_of(&rebuilt) == hash {
-                true => Ok(rebuilt),
-                false => Err("it rebuilds other bytes".to_owned()),
-            }
+            use cairn_core::delta::{rebuild, Form};
+            rebuild(Form::Rsync, &data, &delta, hash, max)
         })
         .await?
-        .map_err(|reason| BlockError::BadDelta { hash, reason })?;
+        .map_err(|err| BlockError::BadDelta {
+            hash,
+            reason: err.to_string(),
+        })?;
         let size = rebuilt.len() as u64;
         let block = vec![(hash, Bytes::from(rebuilt))];
         self.store_and_record(user, block, Write::Alone, received)

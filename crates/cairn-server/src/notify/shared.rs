@@ -430,7 +430,7 @@ mod tests {
         let text = encode(&events);
         assert_eq!(
             text,
-            format!("a:7:123 s:3 s:4:{} r r:t", "ab".repeat(32)),
+            format!("a:7:123 u:7 s:3 s:4:{} r r:t", "ab".repeat(32)),
             "the format other nodes read"
         );
         assert_eq!(decode(&text), events);

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use cairn_core::conflict::format_stamp;
+use cairn_core::delta::Form;
 use cairn_core::{ContentHash, ServerPath};
 use cairn_sync::{
     Env, EnvError, Kind, LocalNode, Persist, RacyFrom, RemoteDelta, RemoteNode, StateChange,
@@ -20,6 +21,7 @@ use cairn_sync::{
 use rand::Rng;
 
 use crate::disk::{local_changed, DiskNode};
+use crate::stream;
 use crate::world::World;
 
 /// Returns `Pending` a given number of times (waking itself at once), so that calls the
@@ -71,6 +73,20 @@ impl SimEnv {
             }
         };
         Yield(n).await;
+    }
+
+    /// Asks the server to forget an announced upload; a failure leaves it to expire.
+    async fn end_upload(&self, id: &str) {
+        let _ = self
+            .call(
+                || format!("end upload {id}"),
+                true,
+                |w, _| {
+                    w.server.uploads.pending.remove(id);
+                    Ok(())
+                },
+            )
+            .await;
     }
 
     /// Runs one call: after a random delay, and perhaps a user's edit or another
@@ -125,6 +141,12 @@ fn interfere(w: &mut World, dev: usize) -> Result<(), EnvError> {
     if w.chance(w.faults.server_race) {
         let did = w.server_action();
         w.log(|| format!("web (racing): {did}"));
+    }
+    if w.chance(w.faults.prefetch_race) {
+        let devices = w.devices.len();
+        let other = (dev + w.rng.gen_range(1..devices)) % devices;
+        let did = stream::prefetch_step(w, other);
+        w.log(|| format!("{did} (racing)"));
     }
     Ok(())
 }
@@ -311,23 +333,78 @@ impl Env for SimEnv {
         local: &LocalNode,
         base_rev: Option<&str>,
     ) -> Result<RemoteNode, EnvError> {
-        self.call(
-            || format!("upload {path} base {base_rev:?}"),
-            true,
-            |w, dev| {
-                check_path(w, dev, "upload", path);
-                // The file is read as it is now; it must still be the one the engine
-                // looked at.
-                let content = match w.disks[dev].nodes.get(path) {
-                    Some(n) if n.kind == Kind::File && n.matches(local) => {
-                        n.content.expect("a file")
+        // A file of several blocks may be announced first and its blocks stored in
+        // steps (streaming sync); a failed announcement only loses the head start.
+        let announced = self
+            .call(
+                || format!("announce {path}"),
+                true,
+                |w, dev| {
+                    let content = match w.disks[dev].nodes.get(path) {
+                        Some(n) if n.kind == Kind::File && n.matches(local) => {
+                            n.content.expect("a file")
+                        }
+                        _ => return Ok(None),
+                    };
+                    let blocks = stream::blocks(content).len();
+                    if blocks < 2 || !w.rng.gen_bool(0.6) {
+                        return Ok(None);
                     }
-                    _ => return Err(local_changed(format!("{path}: changed before upload"))),
-                };
-                w.server.commit(path, content, base_rev)
-            },
-        )
-        .await
+                    let now = w.clock * 1_000;
+                    let id = w.server.uploads.announce(dev, path, content, now);
+                    Ok(Some((id, w.rng.gen_range(1..blocks), blocks)))
+                },
+            )
+            .await
+            .unwrap_or(None);
+        if let Some((id, part, all)) = &announced {
+            for upto in [*part, *all] {
+                let stored = self
+                    .call(
+                        || format!("store blocks of {id} up to {upto}"),
+                        true,
+                        |w, _| {
+                            let now = w.clock * 1_000;
+                            w.server.uploads.store(id, upto, now);
+                            Ok(())
+                        },
+                    )
+                    .await;
+                if let Err(err) = stored {
+                    self.end_upload(id).await;
+                    return Err(err);
+                }
+            }
+        }
+        let committed = self
+            .call(
+                || format!("upload {path} base {base_rev:?}"),
+                true,
+                |w, dev| {
+                    check_path(w, dev, "upload", path);
+                    // The file is read as it is now; it must still be the one the
+                    // engine looked at.
+                    let content = match w.disks[dev].nodes.get(path) {
+                        Some(n) if n.kind == Kind::File && n.matches(local) => {
+                            n.content.expect("a file")
+                        }
+                        _ => return Err(local_changed(format!("{path}: changed before upload"))),
+                    };
+                    // A new version's changed blocks go as rsync deltas from the old.
+                    let old = w.server.live.get(path).and_then(|e| e.content);
+                    if let Some(old) = old.filter(|old| *old != content && base_rev.is_some()) {
+                        let (deltas, whole) = stream::replace(w, Form::Rsync, old, content);
+                        w.delta_blocks += deltas as u64;
+                        w.whole_blocks += whole as u64;
+                    }
+                    w.server.commit(path, content, base_rev)
+                },
+            )
+            .await;
+        if let Some((id, ..)) = &announced {
+            self.end_upload(id).await;
+        }
+        committed
     }
 
     async fn download(
@@ -348,6 +425,15 @@ impl Env for SimEnv {
                     }
                     _ => return Err(EnvError::RemoteChanged(format!("{path}: not {remote:?}"))),
                 };
+                // What was fetched ahead of the commit, then the changed blocks as
+                // patches against the copy being replaced.
+                w.streamed += stream::claim(w, dev, path, content) as u64;
+                let old = w.disks[dev].nodes.get(path).and_then(|n| n.content);
+                if let Some(old) = old.filter(|old| *old != content) {
+                    let (deltas, whole) = stream::replace(w, Form::Patch, old, content);
+                    w.delta_blocks += deltas as u64;
+                    w.whole_blocks += whole as u64;
+                }
                 // The temp file is written; the user may act before it is renamed in.
                 if w.chance(w.faults.user_race) {
                     let did = w.user_action(dev);

@@ -33,6 +33,7 @@
 mod disk;
 mod env;
 mod server;
+mod stream;
 mod world;
 
 use std::cell::RefCell;
@@ -65,6 +66,11 @@ struct Totals {
     deleted: u64,
     moved: u64,
     conflicts: u64,
+    /// Blocks downloads took from what was fetched ahead (streaming sync).
+    streamed: u64,
+    /// Changed blocks sent as deltas, and sent whole.
+    delta_blocks: u64,
+    whole_blocks: u64,
 }
 
 impl Totals {
@@ -78,6 +84,9 @@ impl Totals {
         self.deleted += other.deleted;
         self.moved += other.moved;
         self.conflicts += other.conflicts;
+        self.streamed += other.streamed;
+        self.delta_blocks += other.delta_blocks;
+        self.whole_blocks += other.whole_blocks;
     }
 
     fn count(&mut self, report: &Report) {
@@ -147,6 +156,8 @@ impl Sim {
     }
 
     fn restart(&mut self, dev: usize) {
+        // A daemon starting removes what an earlier one fetched ahead.
+        self.world().prefetch[dev] = stream::Prefetch::default();
         self.world().devices[dev].crashed = false;
         self.engines[dev] = self.start(dev);
         self.totals.crashes += 1;
@@ -255,7 +266,12 @@ impl Sim {
                     let did = w.server_action();
                     w.log(|| format!("web: {did}"));
                 }
-                36..=81 => {
+                78..=81 => {
+                    let mut w = self.world();
+                    let did = stream::prefetch_step(&mut w, dev);
+                    w.log(|| did);
+                }
+                36..=77 => {
                     if let Err(SyncError::NotSettled(failing)) = self.sync(dev) {
                         return Err(format!(
                             "dev{dev}: sync did not settle (still failing: {failing})"
@@ -331,6 +347,11 @@ impl Sim {
             self.world().step += 1;
             let mut busy = false;
             for dev in 0..devices {
+                {
+                    let mut w = self.world();
+                    let did = stream::prefetch_step(&mut w, dev);
+                    w.log(|| did);
+                }
                 match self.sync(dev) {
                     Ok(report) => busy |= report.rounds > 0,
                     // Started again (or a violation, reported below).
@@ -405,7 +426,13 @@ impl Sim {
                 return Err(format!("#{content} (was {where_}) is lost"));
             }
         }
-        Ok(())
+        drop(w);
+        let mut w = self.world();
+        stream::check_drained(&mut w)?;
+        match w.violations.first() {
+            Some(v) => Err(v.clone()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -431,7 +458,14 @@ fn run_seed_traced(
         .take()
         .map(RefCell::into_inner)
         .unwrap_or_default();
-    (result.map(|()| sim.totals), trace)
+    let mut totals = sim.totals;
+    {
+        let w = sim.world.lock().unwrap_or_else(|e| e.into_inner());
+        totals.streamed = w.streamed;
+        totals.delta_blocks = w.delta_blocks;
+        totals.whole_blocks = w.whole_blocks;
+    }
+    (result.map(|()| totals), trace)
 }
 
 fn replay_command(seed: u64) -> String {

@@ -65,6 +65,8 @@ pub struct Server {
     journal: Vec<RemoteChange>,
     /// Every content ever committed; versions and trash are never purged here.
     pub committed: HashSet<Content>,
+    /// Uploads announced for streaming sync.
+    pub uploads: crate::stream::Uploads,
     next_id: i64,
     next_rev: u64,
 }

@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::disk::{Disk, DiskNode};
 use crate::server::{Content, Server};
+use crate::stream::Prefetch;
 
 /// How often things go wrong; all zero in the quiescent phase.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +27,9 @@ pub struct Faults {
     pub user_race: f64,
     /// Before an environment call, another client changes the server.
     pub server_race: f64,
+    /// Before an environment call, another device's prefetcher is told of uploads in
+    /// progress (streaming sync).
+    pub prefetch_race: f64,
     /// Before an environment call, the device crashes: nothing after it happens, and
     /// nothing after its last save is remembered.
     pub crash: f64,
@@ -55,6 +59,7 @@ impl Faults {
             drop_response: level(0.2),
             user_race: level(0.2),
             server_race: level(0.06),
+            prefetch_race: level(0.6),
             crash: level(0.02),
             max_delay: 3,
             inode_reuse: level(0.3),
@@ -99,6 +104,13 @@ pub struct World {
     pub user_written: Vec<HashSet<Content>>,
     /// Invariant failures seen inside environment calls, checked after every step.
     pub violations: Vec<String>,
+    /// Per device: its prefetcher (streaming sync).
+    pub prefetch: Vec<Prefetch>,
+    /// Blocks a download took from what was fetched ahead; blocks sent as deltas, and
+    /// changed blocks sent whole.
+    pub streamed: u64,
+    pub delta_blocks: u64,
+    pub whole_blocks: u64,
 }
 
 /// Names for everything, few enough that paths collide across devices.
@@ -131,6 +143,10 @@ impl World {
             removals: vec![0; devices],
             removals_at_scan: vec![0; devices],
             removals_saved: vec![0; devices],
+            prefetch: vec![Prefetch::default(); devices],
+            streamed: 0,
+            delta_blocks: 0,
+            whole_blocks: 0,
         }
     }
 
