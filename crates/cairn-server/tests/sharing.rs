@@ -3,6 +3,8 @@
 
 #[macro_use]
 mod support;
+// After `support`, whose macro it uses.
+mod pending;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -20,7 +20,7 @@
 
 mod book;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -58,10 +58,15 @@ impl std::fmt::Debug for Prefetcher {
     }
 }
 
+/// The blocks this device already has of the file at a path of the sync folder (in its
+/// current copy): never fetched ahead.
+pub type LocalBlocks = Arc<dyn Fn(&ServerPath) -> BTreeSet<BlockHash> + Send + Sync>;
+
 struct Inner {
     client: Client,
     root: PathBuf,
     remote_root: ServerPath,
+    local_blocks: Option<LocalBlocks>,
     book: Mutex<Book>,
     /// The temp file of each upload the book tracks, by id.
     files: Mutex<HashMap<String, Arc<StagingFile>>>,
@@ -99,11 +104,22 @@ impl Prefetcher {
                 client,
                 root,
                 remote_root,
+                local_blocks: None,
                 book: Mutex::default(),
                 files: Mutex::default(),
                 poke: Notify::new(),
                 fetches: Semaphore::new(PARALLEL_FETCHES),
             }),
+        }
+    }
+
+    /// Leaves alone the blocks `local` says this device has at an upload's path: a new
+    /// version of a file fetches ahead only what changed.
+    pub fn with_local_blocks(self, local: LocalBlocks) -> Self {
+        let mut inner = Arc::into_inner(self.inner).expect("not shared yet");
+        inner.local_blocks = Some(local);
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -221,12 +237,16 @@ impl Prefetcher {
         let path = ServerPath::parse(&upload.path)
             .ok()?
             .rebase(&self.inner.remote_root, &ServerPath::root())?;
+        let have = match &self.inner.local_blocks {
+            Some(local) => local(&path),
+            None => BTreeSet::new(),
+        };
         let mut blocks = Vec::with_capacity(upload.blocks.len());
-        let mut stored = std::collections::BTreeSet::new();
+        let mut stored = BTreeSet::new();
         for block in &upload.blocks {
             let hash = BlockHash::from_hex(&block.hash).ok()?;
             blocks.push((hash, block.size));
-            if block.stored {
+            if block.stored && !have.contains(&hash) {
                 stored.insert(hash);
             }
         }

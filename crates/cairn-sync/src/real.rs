@@ -45,6 +45,17 @@ const KNOWN_BLOCKS_FILES: usize = 1024;
 /// A file's stat when it was hashed or downloaded, and its block list.
 type KnownBlocks = (LocalNode, Vec<(BlockHash, u32)>);
 
+/// The block list kept in `known` for the file at `path`, if the file still has the
+/// stat it had then.
+fn known_blocks_at(
+    known: &Mutex<HashMap<PathBuf, KnownBlocks>>,
+    path: &Path,
+) -> Option<Vec<(BlockHash, u32)>> {
+    let (node, blocks) = known.lock().ok()?.get(path)?.clone();
+    let now = fs::symlink_metadata(path).ok()?;
+    local_node(&now).same_stat(&node).then_some(blocks)
+}
+
 /// A sync folder on disk joined to a folder on the server.
 #[derive(Debug, Clone)]
 pub struct RealEnv {
@@ -70,13 +81,25 @@ impl RealEnv {
         remote_root: ServerPath,
         chunker: ChunkerConfig,
     ) -> Self {
-        let prefetch = Prefetcher::new(client.clone(), root.clone(), remote_root.clone());
+        let known_blocks: Arc<Mutex<HashMap<PathBuf, KnownBlocks>>> = Arc::default();
+        // A new version of a file this device has: only the blocks its copy lacks are
+        // worth fetching ahead (the download reads the others from the copy).
+        let (known, top) = (Arc::clone(&known_blocks), root.clone());
+        let local_blocks = Arc::new(move |path: &ServerPath| {
+            let mut local = top.clone();
+            local.extend(path.segments());
+            known_blocks_at(&known, &local)
+                .map(|blocks| blocks.into_iter().map(|(hash, _)| hash).collect())
+                .unwrap_or_default()
+        });
+        let prefetch = Prefetcher::new(client.clone(), root.clone(), remote_root.clone())
+            .with_local_blocks(local_blocks);
         RealEnv {
             root,
             client,
             remote_root,
             chunker,
-            known_blocks: Arc::default(),
+            known_blocks,
             skipped: Arc::default(),
             prefetch,
         }
@@ -110,9 +133,7 @@ impl RealEnv {
     /// The block list kept for the file at `path`, if the file still has the stat it
     /// had then.
     fn known_blocks(&self, path: &Path) -> Option<Vec<(BlockHash, u32)>> {
-        let (node, blocks) = self.known_blocks.lock().ok()?.get(path)?.clone();
-        let now = fs::symlink_metadata(path).ok()?;
-        local_node(&now).same_stat(&node).then_some(blocks)
+        known_blocks_at(&self.known_blocks, path)
     }
 
     pub fn root(&self) -> &Path {

@@ -199,7 +199,15 @@ pub fn prefetch_step(w: &mut World, dev: usize) -> String {
     w.prefetch[dev].in_flight = left;
     // The list.
     if !w.chance(w.faults.drop_request) {
-        let listed = w.server.uploads.listed_for(dev, now);
+        let mut listed = w.server.uploads.listed_for(dev, now);
+        // As the daemon does: blocks its copy of the file has are not fetched ahead.
+        for upload in &mut listed {
+            if let Some(content) = w.disks[dev].nodes.get(&upload.path).and_then(|n| n.content) {
+                for (hash, _) in blocks(content) {
+                    upload.stored.remove(&hash);
+                }
+            }
+        }
         let work = w.prefetch[dev].book.listed(listed, 0, now);
         for id in work.started {
             // The temp file could not be made (no space, say).
