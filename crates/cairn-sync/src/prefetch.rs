@@ -58,9 +58,9 @@ impl std::fmt::Debug for Prefetcher {
     }
 }
 
-/// The blocks this device already has of the file at a path of the sync folder (in its
-/// current copy): never fetched ahead.
-pub type LocalBlocks = Arc<dyn Fn(&ServerPath) -> BTreeSet<BlockHash> + Send + Sync>;
+/// The block list of this device's copy of the file at a path of the sync folder, if it
+/// has one (empty if not).
+pub type LocalBlocks = Arc<dyn Fn(&ServerPath) -> Vec<(BlockHash, u32)> + Send + Sync>;
 
 struct Inner {
     client: Client,
@@ -113,8 +113,9 @@ impl Prefetcher {
         }
     }
 
-    /// Leaves alone the blocks `local` says this device has at an upload's path: a new
-    /// version of a file fetches ahead only what changed.
+    /// Leaves alone, of a new version of a file this device has (`local` says which
+    /// blocks its copy has), what the download will read from the copy or fetch as a
+    /// patch against it (see [`fetch_ahead`]).
     pub fn with_local_blocks(self, local: LocalBlocks) -> Self {
         let mut inner = Arc::into_inner(self.inner).expect("not shared yet");
         inner.local_blocks = Some(local);
@@ -237,18 +238,17 @@ impl Prefetcher {
         let path = ServerPath::parse(&upload.path)
             .ok()?
             .rebase(&self.inner.remote_root, &ServerPath::root())?;
-        let have = match &self.inner.local_blocks {
-            Some(local) => local(&path),
-            None => BTreeSet::new(),
-        };
         let mut blocks = Vec::with_capacity(upload.blocks.len());
         let mut stored = BTreeSet::new();
         for block in &upload.blocks {
             let hash = BlockHash::from_hex(&block.hash).ok()?;
             blocks.push((hash, block.size));
-            if block.stored && !have.contains(&hash) {
+            if block.stored {
                 stored.insert(hash);
             }
+        }
+        if let Some(local) = &self.inner.local_blocks {
+            stored = fetch_ahead(&local(&path), &blocks, stored);
         }
         let total: u64 = blocks.iter().map(|(_, s)| u64::from(*s)).sum();
         (total == upload.size).then_some(())?;
@@ -327,5 +327,72 @@ impl Prefetcher {
         })
         .await
         .is_ok_and(|written| written.is_ok())
+    }
+}
+
+/// Of the `stored` blocks of a new version `new` of a file this device has as `old`
+/// (its block list), those worth fetching ahead: not those the copy has (the download
+/// reads them from it), nor those with a base in it (the download fetches them as
+/// patches against their base, a few KiB for a small edit, where fetching ahead would
+/// move them whole: every block of a delta's size has one, so a new version of a file
+/// this device has fetches ahead only blocks too small for a delta). For a new file
+/// (`old` empty), all of them.
+pub fn fetch_ahead(
+    old: &[(BlockHash, u32)],
+    new: &[(BlockHash, u32)],
+    stored: BTreeSet<BlockHash>,
+) -> BTreeSet<BlockHash> {
+    if old.is_empty() {
+        return stored;
+    }
+    let have: BTreeSet<BlockHash> = old.iter().map(|(hash, _)| *hash).collect();
+    let bases = cairn_core::delta::pick_bases(old, new);
+    let patched: BTreeSet<BlockHash> = new
+        .iter()
+        .zip(bases)
+        .filter(|(_, base)| base.is_some())
+        .map(|((hash, _), _)| *hash)
+        .collect();
+    stored
+        .into_iter()
+        .filter(|hash| !have.contains(hash) && !patched.contains(hash))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(parts: &[&str]) -> Vec<(BlockHash, u32)> {
+        parts
+            .iter()
+            .map(|p| {
+                (
+                    BlockHash::of(p.as_bytes()),
+                    cairn_core::delta::DELTA_MIN_BLOCK,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn of_a_new_version_only_blocks_without_a_copy_or_a_base_are_fetched_ahead() {
+        let new = list(&["a", "b2", "c", "d"]);
+        let stored: BTreeSet<BlockHash> = new.iter().map(|(h, _)| *h).collect();
+        // A new file: everything stored.
+        assert_eq!(fetch_ahead(&[], &new, stored.clone()), stored);
+        // An edit of "b" and a block appended: "a" and "c" are in the copy, "b2" goes
+        // as a patch against "b", "d" against the copy's last block.
+        let old = list(&["a", "b", "c"]);
+        assert!(fetch_ahead(&old, &new, stored.clone()).is_empty());
+        // A block too small for a delta has no base: fetched ahead unless in the copy.
+        let mut new = new;
+        new.push((BlockHash::of(b"tail"), 100));
+        let mut stored = stored;
+        stored.insert(BlockHash::of(b"tail"));
+        assert_eq!(
+            fetch_ahead(&old, &new, stored),
+            BTreeSet::from([BlockHash::of(b"tail")])
+        );
     }
 }

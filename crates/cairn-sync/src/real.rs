@@ -82,15 +82,13 @@ impl RealEnv {
         chunker: ChunkerConfig,
     ) -> Self {
         let known_blocks: Arc<Mutex<HashMap<PathBuf, KnownBlocks>>> = Arc::default();
-        // A new version of a file this device has: only the blocks its copy lacks are
-        // worth fetching ahead (the download reads the others from the copy).
+        // A new version of a file this device has: only the blocks its copy neither has
+        // nor has a base for are worth fetching ahead.
         let (known, top) = (Arc::clone(&known_blocks), root.clone());
         let local_blocks = Arc::new(move |path: &ServerPath| {
             let mut local = top.clone();
             local.extend(path.segments());
-            known_blocks_at(&known, &local)
-                .map(|blocks| blocks.into_iter().map(|(hash, _)| hash).collect())
-                .unwrap_or_default()
+            known_blocks_at(&known, &local).unwrap_or_default()
         });
         let prefetch = Prefetcher::new(client.clone(), root.clone(), remote_root.clone())
             .with_local_blocks(local_blocks);

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_core::delta::{self, Form};
 use cairn_core::{BlockHash, ServerPath};
-use cairn_sync::prefetch::{Book, Listed};
+use cairn_sync::prefetch::{fetch_ahead, Book, Listed};
 use rand::Rng;
 
 use crate::server::{content_hash, Content};
@@ -200,12 +200,12 @@ pub fn prefetch_step(w: &mut World, dev: usize) -> String {
     // The list.
     if !w.chance(w.faults.drop_request) {
         let mut listed = w.server.uploads.listed_for(dev, now);
-        // As the daemon does: blocks its copy of the file has are not fetched ahead.
+        // As the daemon does: of a new version of a file the device has, only blocks
+        // its copy neither has nor has a base for are fetched ahead.
         for upload in &mut listed {
             if let Some(content) = w.disks[dev].nodes.get(&upload.path).and_then(|n| n.content) {
-                for (hash, _) in blocks(content) {
-                    upload.stored.remove(&hash);
-                }
+                let stored = std::mem::take(&mut upload.stored);
+                upload.stored = fetch_ahead(&blocks(content), &upload.blocks, stored);
             }
         }
         let work = w.prefetch[dev].book.listed(listed, 0, now);
