@@ -40,6 +40,11 @@ pub use book::{Book, Claimed, Listed, Work, LINGER_MS};
 /// one left.
 const STAGING_SUFFIX: &str = ".cairn-stream";
 
+/// The list of uploads is read at most this often: an upload tells of every block it
+/// stores (a 1 GiB file, some 220 times in 5 s), and a reading costs the server a
+/// query over the whole block list. Fetching runs ahead of the uploader all the same.
+const REREAD_AFTER: Duration = Duration::from_millis(50);
+
 /// Blocks fetched at once, over every upload.
 const PARALLEL_FETCHES: usize = 4;
 
@@ -133,6 +138,7 @@ impl Prefetcher {
     /// `stop` is cancelled; then drops every temp file.
     pub async fn run(self, stop: CancellationToken) {
         self.remove_leftovers();
+        let mut last_read = tokio::time::Instant::now() - REREAD_AFTER;
         loop {
             let wait = lock(&self.inner.book)
                 .next_over()
@@ -140,7 +146,15 @@ impl Prefetcher {
                     Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)
                 });
             tokio::select! {
-                () = self.inner.poke.notified() => self.refresh().await,
+                () = self.inner.poke.notified() => {
+                    // Pokes that come meanwhile make one more reading, not one each.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(last_read + REREAD_AFTER) => {}
+                        () = stop.cancelled() => break,
+                    }
+                    last_read = tokio::time::Instant::now();
+                    self.refresh().await;
+                }
                 () = tokio::time::sleep(wait.min(Duration::from_secs(60))) => {}
                 () = stop.cancelled() => break,
             }
