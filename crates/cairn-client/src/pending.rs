@@ -6,12 +6,13 @@
 use bytes::Bytes;
 use cairn_core::BlockHash;
 use cairn_proto::{
-    BlockRef, PendingUpload, PendingUploadCreated, PendingUploadRequest, PendingUploadsResponse,
+    PendingUpload, PendingUploadCreated, PendingUploadRequest, PendingUploadsResponse,
 };
 use reqwest::Method;
 
 use crate::client::with_retries;
 use crate::error::{ClientError, RetryPolicy};
+use crate::upload::block_refs;
 use crate::Client;
 
 /// Files from this size on are announced before their blocks are uploaded: below it,
@@ -28,13 +29,7 @@ impl Client {
     ) -> Result<PendingUploadCreated, ClientError> {
         let request = PendingUploadRequest {
             path: remote.to_owned(),
-            blocks: blocks
-                .iter()
-                .map(|(hash, size)| BlockRef {
-                    hash: hash.to_hex(),
-                    size: *size,
-                })
-                .collect(),
+            blocks: block_refs(blocks),
         };
         // Announcing twice only costs a row that expires.
         self.post_json("uploads/pending", &request, RetryPolicy::Idempotent)

@@ -571,6 +571,17 @@ struct Sending<'a> {
     pending: Option<&'a str>,
 }
 
+/// A block list as the API writes it.
+pub(crate) fn block_refs(blocks: &[(BlockHash, u32)]) -> Vec<BlockRef> {
+    blocks
+        .iter()
+        .map(|(hash, size)| BlockRef {
+            hash: hash.to_hex(),
+            size: *size,
+        })
+        .collect()
+}
+
 /// The commit of `blocks` at `remote` as `options` ask.
 fn commit_request(
     remote: &str,
@@ -580,13 +591,7 @@ fn commit_request(
 ) -> CommitRequest {
     CommitRequest {
         path: remote.to_owned(),
-        blocks: blocks
-            .iter()
-            .map(|(hash, size)| BlockRef {
-                hash: hash.to_hex(),
-                size: *size,
-            })
-            .collect(),
+        blocks: block_refs(blocks),
         base_rev: options.base_rev.clone(),
         autorename: options.autorename,
         mtime,

@@ -262,7 +262,7 @@ async fn download_from(
 }
 
 /// Bytes answered with their content type.
-fn binary(body: Bytes, content_type: &'static str) -> Response {
+pub(crate) fn binary(body: Bytes, content_type: &'static str) -> Response {
     ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 

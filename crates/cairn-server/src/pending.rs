@@ -17,7 +17,7 @@
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use cairn_core::{content_hash, BlockHash, ServerPath};
 use cairn_meta::{PendingUploadRow, User};
@@ -25,6 +25,7 @@ use cairn_proto as proto;
 use cairn_proto::HashHex;
 
 use crate::access::{Access, Need};
+use crate::blocks::binary;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, PathParam};
 use crate::files::block_refs;
@@ -286,9 +287,5 @@ async fn block(
         )));
     }
     let data = state.blocks.read_held(upload.user_id, hash).await?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        data,
-    )
-        .into_response())
+    Ok(binary(data, "application/octet-stream"))
 }

@@ -5,29 +5,12 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::{random_file, same_content, Server, BIN};
+use support::{block_files, random_file, same_content, Server, BIN};
 
 /// Every block file under `DATA/blocks`.
-fn block_files(data: &Path) -> BTreeSet<PathBuf> {
-    fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.insert(path);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(&data.join("blocks"), &mut out);
-    out
-}
-
 /// `cairn admin ARGS --data-dir DATA`, with no server running.
 fn admin(data: &Path, args: &[&str]) -> Output {
     Command::new(BIN)

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,7 +17,9 @@ use bytes::Bytes;
 use cairn_client::proto::{BlockRef, CommitRequest, LoginRequest};
 use cairn_client::{chunk_file, chunker_config, Client};
 use cairn_core::BlockHash;
-use support::{random_file, spawn_serve, tree, wait_until, Device, Server, SyncProcess, BIN};
+use support::{
+    block_files, random_file, spawn_serve, tree, wait_until, Device, Server, SyncProcess, BIN,
+};
 
 /// Seconds an announced upload lives after its last block: short, so the test sees it
 /// expire.
@@ -206,22 +207,6 @@ fn fetched_ahead(b: &Device, up: &Uploader, n: usize) -> PathBuf {
         temp_files(&b.dir)
     );
     found.unwrap()
-}
-
-fn block_files(data: &Path) -> BTreeSet<PathBuf> {
-    fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.insert(path);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(&data.join("blocks"), &mut out);
-    out
 }
 
 #[test]

@@ -534,3 +534,20 @@ pub fn write(path: &Path, text: &str) {
     }
     fs::write(path, text).unwrap();
 }
+
+/// Every stored block file under a data directory (the local block store's layout).
+pub fn block_files(data: &Path) -> std::collections::BTreeSet<PathBuf> {
+    fn walk(dir: &Path, out: &mut std::collections::BTreeSet<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.insert(path);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(&data.join("blocks"), &mut out);
+    out
+}
