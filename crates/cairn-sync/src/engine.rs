@@ -63,13 +63,26 @@ const HASH_RUN_BYTES: u64 = 4 << 20;
 /// Runs hashed before their results are applied and, past a round's worth of changes,
 /// saved.
 const HASH_GROUP: usize = 64;
+/// Files hashed before a reconciliation starts on them when a look at the disk finds
+/// many to hash (a first sync, a tree copied in): rounds run between slices of the
+/// hashing, so the first files are on their way while the rest are still read. The
+/// slices double, so a tree of 100,000 files is looked at 7 times, not 50.
+const FIRST_SLICE: usize = 1_000;
+/// Past this many slices the rest is hashed in one: files that keep changing cannot
+/// make a look at the disk go on for ever.
+const MAX_SLICES: usize = 24;
 
-/// Splits files to hash into runs: small files together, up to [`HASH_RUN`] files or
-/// [`HASH_RUN_BYTES`] bytes, and each larger file alone (so big files still hash in
-/// parallel with each other).
+/// Splits files to hash into runs: small files together, up to `run_files` files (at
+/// most [`HASH_RUN`]) or [`HASH_RUN_BYTES`] bytes, and each larger file alone (so big
+/// files still hash in parallel with each other).
 /// `picked` indexes `files`; the runs are of indexes too, so a rescan that hashes a
 /// whole tree again holds no second copy of its paths.
-fn hash_runs(files: &[(ServerPath, LocalNode)], picked: &[usize]) -> Vec<Vec<usize>> {
+fn hash_runs(
+    files: &[(ServerPath, LocalNode)],
+    picked: &[usize],
+    run_files: usize,
+) -> Vec<Vec<usize>> {
+    let run_files = run_files.clamp(1, HASH_RUN);
     let mut runs = Vec::new();
     let mut run: Vec<usize> = Vec::new();
     let mut bytes = 0;
@@ -81,7 +94,7 @@ fn hash_runs(files: &[(ServerPath, LocalNode)], picked: &[usize]) -> Vec<Vec<usi
         }
         bytes += size;
         run.push(i);
-        if run.len() >= HASH_RUN || bytes >= HASH_RUN_BYTES {
+        if run.len() >= run_files || bytes >= HASH_RUN_BYTES {
             runs.push(std::mem::take(&mut run));
             bytes = 0;
         }
@@ -151,6 +164,23 @@ pub struct Report {
     pub problems: BTreeMap<ServerPath, String>,
 }
 
+impl Report {
+    /// Adds what a later reconciliation of the same pass did; its problems are the
+    /// ones that stand.
+    fn add(&mut self, later: Report) {
+        self.uploaded += later.uploaded;
+        self.downloaded += later.downloaded;
+        self.deleted_local += later.deleted_local;
+        self.deleted_remote += later.deleted_remote;
+        self.moved_local += later.moved_local;
+        self.moved_remote += later.moved_remote;
+        self.folders_created += later.folders_created;
+        self.conflicts += later.conflicts;
+        self.rounds += later.rounds;
+        self.problems = later.problems;
+    }
+}
+
 /// The sync engine for one folder.
 pub struct Engine<E, P> {
     env: E,
@@ -161,6 +191,8 @@ pub struct Engine<E, P> {
     ignore: Ignore,
     parallelism: usize,
     chunk_size: usize,
+    /// Files hashed before the first round of a look at the disk that finds many.
+    first_slice: usize,
     /// Files whose recorded hash was read while their mtime was too recent to trust
     /// (`Env::racy_from`): an edit in the same timestamp granule, of the same size,
     /// would leave their stat as recorded, so the next scan hashes them again whatever
@@ -209,6 +241,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
             ignore,
             parallelism: 8,
             chunk_size: ROUND_CHUNK,
+            first_slice: FIRST_SLICE,
             racy: Tree::new(),
             racy_from: None,
             refused: BTreeMap::new(),
@@ -236,6 +269,13 @@ impl<E: Env, P: Persist> Engine<E, P> {
     /// round is planned (at least 1).
     pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
         self.chunk_size = chunk_size.max(1);
+        self
+    }
+
+    /// Files hashed before reconciling starts when a look at the disk finds many to
+    /// hash (at least 1; the slices after it double).
+    pub fn with_first_slice(mut self, first_slice: usize) -> Self {
+        self.first_slice = first_slice.max(1);
         self
     }
 
@@ -367,8 +407,24 @@ impl<E: Env, P: Persist> Engine<E, P> {
         // saved remote tree can predate the very remote delete the engine carried out
         // locally before crashing.
         self.refresh_remote().await?;
-        self.refresh_local().await?;
-        self.reconcile().await
+        let more = self.refresh_local_upto(Some(self.first_slice)).await?;
+        self.reconcile_slices(more).await
+    }
+
+    /// Reconciles, and while the last look at the disk left files unhashed (`more`),
+    /// hashes the next slice, twice the last, and reconciles again.
+    async fn reconcile_slices(&mut self, mut more: bool) -> Result<Report, SyncError> {
+        let mut report = self.reconcile().await?;
+        let mut slice = self.first_slice;
+        let mut slices = 1;
+        while more {
+            slice = slice.saturating_mul(2);
+            slices += 1;
+            let limit = (slices < MAX_SLICES).then_some(slice);
+            more = self.refresh_local_upto(limit).await?;
+            report.add(self.reconcile().await?);
+        }
+        Ok(report)
     }
 
     /// A reconciliation for a change on disk: looks at the disk, and goes on to the
@@ -383,17 +439,17 @@ impl<E: Env, P: Persist> Engine<E, P> {
     }
 
     async fn sync_local_inner(&mut self) -> Result<Report, SyncError> {
-        match self.refresh_local().await {
+        let more = match self.refresh_local_upto(Some(self.first_slice)).await {
             // The folder looks emptied as measured against the remote tree last read;
             // a delete made on the server since may explain it, so read the server and
             // judge again, as a full reconciliation would.
             Err(SyncError::RootEmptied(_)) => {
                 self.refresh_remote().await?;
-                self.refresh_local().await?;
+                self.refresh_local_upto(Some(self.first_slice)).await?
             }
             other => other?,
-        }
-        if self.settled_but_refused() {
+        };
+        if !more && self.settled_but_refused() {
             self.save().await?;
             return Ok(Report {
                 problems: self.refused(),
@@ -401,7 +457,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
             });
         }
         self.refresh_remote().await?;
-        self.reconcile().await
+        self.reconcile_slices(more).await
     }
 
     /// Whether the plan holds nothing but operations refused before, exactly as they
@@ -575,6 +631,13 @@ impl<E: Env, P: Persist> Engine<E, P> {
     /// Scans the disk and updates the local tree, hashing files that are new or whose
     /// stat changed.
     pub async fn refresh_local(&mut self) -> Result<(), SyncError> {
+        self.refresh_local_upto(None).await.map(|_| ())
+    }
+
+    /// [`Engine::refresh_local`], hashing at most about `limit` files (whole groups of
+    /// runs): the rest stay in the local tree unhashed, which the planner leaves alone
+    /// until a later look hashes them. Returns whether it stopped at the limit.
+    async fn refresh_local_upto(&mut self, limit: Option<usize>) -> Result<bool, SyncError> {
         self.racy_from = self.env.racy_from();
         let scanned = until_stopped(&self.cancel, self.env.scan_local())
             .await?
@@ -631,12 +694,25 @@ impl<E: Env, P: Persist> Engine<E, P> {
         // A group of runs at a time, saved as it goes, so that hashing a whole tree
         // again (after a first sync's downloads, all racy) never holds every result and
         // change at once.
-        let mut runs = hash_runs(&scanned, &to_hash).into_iter().peekable();
+        // Within a limit, runs no longer than it, so that it can cut between them.
+        let run_files = limit.unwrap_or(HASH_RUN);
+        let mut runs = hash_runs(&scanned, &to_hash, run_files)
+            .into_iter()
+            .peekable();
         drop(to_hash);
+        let mut hashed_files = 0usize;
         while runs.peek().is_some() {
+            if limit.is_some_and(|limit| hashed_files >= limit) {
+                self.save().await?;
+                return Ok(true);
+            }
+            // Within a limit, no more runs than it leaves room for.
+            let room = limit.map_or(HASH_GROUP, |limit| {
+                (limit.saturating_sub(hashed_files) / run_files.min(HASH_RUN)).clamp(1, HASH_GROUP)
+            });
             let group: Vec<Vec<(ServerPath, LocalNode)>> = runs
                 .by_ref()
-                .take(HASH_GROUP)
+                .take(room)
                 .map(|run| run.into_iter().map(|i| scanned[i].clone()).collect())
                 .collect();
             let env = &self.env;
@@ -653,6 +729,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
             // Stopped: what this look found so far is kept (files not hashed yet are
             // recorded without a hash, so the next look hashes them).
             let hashed = until_stopped(&self.cancel, hashing).await?;
+            hashed_files += hashed.iter().map(Vec::len).sum::<usize>();
             for (path, mut node, hash) in hashed.into_iter().flatten() {
                 match hash {
                     Ok(Some(hash)) => {
@@ -679,7 +756,7 @@ impl<E: Env, P: Persist> Engine<E, P> {
                 self.save().await?;
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Whether an empty folder means it was emptied (or unmounted) since the last look:
@@ -1456,7 +1533,7 @@ mod tests {
             files.push(file(&format!("m{i}"), SMALL_FILE));
         }
         let all: Vec<usize> = (0..files.len()).collect();
-        let runs = hash_runs(&files, &all);
+        let runs = hash_runs(&files, &all, HASH_RUN);
         let sizes: Vec<usize> = runs.iter().map(Vec::len).collect();
         // 64 small; the big file alone; 64 small (6 before it, 58 after); the last 22
         // small with four 1 MiB files, cut there at 4 MiB; the fifth.

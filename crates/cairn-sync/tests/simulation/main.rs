@@ -103,6 +103,8 @@ struct Sim {
     engines: Vec<SimEngine>,
     parallelism: usize,
     chunk_size: usize,
+    /// Files hashed before the first round when a look at the disk finds more.
+    first_slice: usize,
     totals: Totals,
 }
 
@@ -112,10 +114,12 @@ impl Sim {
         let parallelism = world.rng.gen_range(1..=4);
         // A small limit on what a round plans, so that most work takes several rounds.
         let chunk_size = world.rng.gen_range(1..=6);
+        // Small, so that looks at the disk are cut into slices with rounds between.
+        let first_slice = world.rng.gen_range(1..=8);
         let devices = world.disks.len();
         world.log(|| {
             format!(
-                "seed {seed}: {devices} devices, parallelism {parallelism}, rounds of {chunk_size}, {:?}",
+                "seed {seed}: {devices} devices, parallelism {parallelism}, rounds of {chunk_size}, slices from {first_slice}, {:?}",
                 world.faults
             )
         });
@@ -125,6 +129,7 @@ impl Sim {
             engines: Vec::new(),
             parallelism,
             chunk_size,
+            first_slice,
             totals: Totals::default(),
         };
         sim.engines = (0..devices).map(|dev| sim.start(dev)).collect();
@@ -153,6 +158,7 @@ impl Sim {
         )
         .with_parallelism(self.parallelism)
         .with_chunk_size(self.chunk_size)
+        .with_first_slice(self.first_slice)
     }
 
     fn restart(&mut self, dev: usize) {
