@@ -64,13 +64,11 @@ const HASH_RUN_BYTES: u64 = 4 << 20;
 /// saved.
 const HASH_GROUP: usize = 64;
 /// Files hashed before a reconciliation starts on them when a look at the disk finds
-/// many to hash (a first sync, a tree copied in): rounds run between slices of the
-/// hashing, so the first files are on their way while the rest are still read. The
-/// slices double, so a tree of 100,000 files is looked at 7 times, not 50.
+/// more to hash (a first sync, a tree copied in): they are on their way, and the other
+/// devices download them, while the rest are read. Then the rest are hashed in one
+/// more look at the disk (each look stats the whole tree: slices that doubled took 7
+/// looks for 100,000 files, and the first sync of that tree half again as long).
 const FIRST_SLICE: usize = 1_000;
-/// Past this many slices the rest is hashed in one: files that keep changing cannot
-/// make a look at the disk go on for ever.
-const MAX_SLICES: usize = 24;
 
 /// Splits files to hash into runs: small files together, up to `run_files` files (at
 /// most [`HASH_RUN`]) or [`HASH_RUN_BYTES`] bytes, and each larger file alone (so big
@@ -272,8 +270,8 @@ impl<E: Env, P: Persist> Engine<E, P> {
         self
     }
 
-    /// Files hashed before reconciling starts when a look at the disk finds many to
-    /// hash (at least 1; the slices after it double).
+    /// Files hashed before reconciling starts when a look at the disk finds more to
+    /// hash (at least 1); the rest are hashed after that reconciliation.
     pub fn with_first_slice(mut self, first_slice: usize) -> Self {
         self.first_slice = first_slice.max(1);
         self
@@ -411,17 +409,12 @@ impl<E: Env, P: Persist> Engine<E, P> {
         self.reconcile_slices(more).await
     }
 
-    /// Reconciles, and while the last look at the disk left files unhashed (`more`),
-    /// hashes the next slice, twice the last, and reconciles again.
-    async fn reconcile_slices(&mut self, mut more: bool) -> Result<Report, SyncError> {
+    /// Reconciles; if the last look at the disk left files unhashed (`more`), hashes
+    /// the rest and reconciles again.
+    async fn reconcile_slices(&mut self, more: bool) -> Result<Report, SyncError> {
         let mut report = self.reconcile().await?;
-        let mut slice = self.first_slice;
-        let mut slices = 1;
-        while more {
-            slice = slice.saturating_mul(2);
-            slices += 1;
-            let limit = (slices < MAX_SLICES).then_some(slice);
-            more = self.refresh_local_upto(limit).await?;
+        if more {
+            self.refresh_local().await?;
             report.add(self.reconcile().await?);
         }
         Ok(report)
