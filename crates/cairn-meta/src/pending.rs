@@ -213,20 +213,16 @@ impl MetaStore {
         Ok(ns.map(NamespaceId))
     }
 
-    /// Deletes the uploads that expired by `now`; the namespaces they were in.
-    pub async fn expire_pending_uploads(&self, now: i64) -> Result<Vec<NamespaceId>, MetaError> {
+    /// Deletes the uploads that expired by `now`; how many there were.
+    pub async fn expire_pending_uploads(&self, now: i64) -> Result<u64, MetaError> {
         let mut tx = WriteTx::begin(self).await?;
-        let namespaces: Vec<i64> =
-            sqlx::query_scalar("SELECT DISTINCT ns_id FROM pending_uploads WHERE expires_at <= $1")
-                .bind(now)
-                .fetch_all(tx.conn())
-                .await?;
-        sqlx::query("DELETE FROM pending_uploads WHERE expires_at <= $1")
+        let expired = sqlx::query("DELETE FROM pending_uploads WHERE expires_at <= $1")
             .bind(now)
             .execute(tx.conn())
-            .await?;
+            .await?
+            .rows_affected();
         tx.commit().await?;
-        Ok(namespaces.into_iter().map(NamespaceId).collect())
+        Ok(expired)
     }
 }
 

@@ -29,6 +29,7 @@ use crate::blocks::binary;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, PathParam};
 use crate::files::block_refs;
+use crate::now_ms;
 use crate::routes::{endpoint, Routes};
 use crate::state::AppState;
 
@@ -98,16 +99,6 @@ fn is_upload_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX)
 }
 
 /// When an upload that advanced at `now` expires: after the grace period blocks that no
